@@ -1,0 +1,111 @@
+"""Matching a loaded state dict to a network: one check shared by the detector and the segmenter."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Iterable, Mapping
+
+import torch
+from torch import nn
+
+from lang_sam.errors import CheckpointError, CheckpointMismatchError
+from lang_sam.weights import _REGISTRY, ModelSpec
+
+logger = logging.getLogger(__name__)
+
+
+def strip_prefix(state_dict: Mapping[str, torch.Tensor], prefix: str = "module.") -> dict:
+    """Drop a DataParallel ``module.`` prefix from every key that has it."""
+    return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state_dict.items()}
+
+
+def count_blocks(state_dict: Mapping[str, torch.Tensor], prefix: str) -> int:
+    """How many ``{prefix}{i}.`` indices the state dict holds (e.g. transformer layers)."""
+    found = set()
+    for k in state_dict:
+        if k.startswith(prefix):
+            head = k[len(prefix):].split(".", 1)[0]
+            if head.isdigit():
+                found.add(int(head))
+    return len(found)
+
+
+def looks_like(family: str, state_dict: Mapping[str, torch.Tensor],
+               fingerprint: Callable[[Any], tuple | None]) -> list[str]:
+    """Registered types of ``family`` whose fingerprint matches the state dict's.
+
+    ``fingerprint`` maps either a state dict or a registry architecture to a tuple of the numbers
+    that tell the types apart (widths, depths, window sizes); ``None`` if it cannot tell.
+    """
+    mine = fingerprint(state_dict)
+    if mine is None:
+        return []
+    return [s.name for s in _REGISTRY[family].values() if fingerprint(s.arch) == mine]
+
+
+def _hint(spec: ModelSpec, state_dict, fingerprint) -> str:
+    label = "sam_type" if spec.family == "sam" else "gdino_type"
+    matches = [m for m in looks_like(spec.family, state_dict, fingerprint) if m != spec.name]
+    if matches:
+        return f" It looks like a {matches[0]!r} checkpoint: pass {label}={matches[0]!r}."
+    return (
+        f" It matches none of the registered types ({sorted(_REGISTRY[spec.family])}); is it a "
+        f"{spec.family} checkpoint at all?"
+    )
+
+
+def check_architecture(
+    spec: ModelSpec, state_dict: Mapping[str, torch.Tensor], path: str,
+    fingerprint: Callable[[Any], tuple | None],
+) -> None:
+    """Fail fast, before any network is built, when the checkpoint is of another architecture."""
+    mine, want = fingerprint(state_dict), fingerprint(spec.arch)
+    if mine is not None and want is not None and mine != want:
+        label = "sam_type" if spec.family == "sam" else "gdino_type"
+        raise CheckpointMismatchError(
+            f"{path} does not fit {label}={spec.name!r}: its architecture {mine} differs from the "
+            f"expected {want}.{_hint(spec, state_dict, fingerprint)}"
+        )
+
+
+def load_into(
+    model: nn.Module,
+    state_dict: Mapping[str, torch.Tensor],
+    spec: ModelSpec,
+    path: str,
+    fingerprint: Callable[[Any], tuple | None],
+    *,
+    allowed_unexpected: Iterable[str] = (),
+    optional: Iterable[str] = (),
+) -> None:
+    """Load ``state_dict`` into ``model`` after checking that it fits, key for key and shape for shape.
+
+    Missing keys (other than ``optional``) and unexpected keys (other than ``allowed_unexpected``)
+    are errors; a checkpoint that fits another registered type says which.
+    """
+    label = "sam_type" if spec.family == "sam" else "gdino_type"
+    allowed_unexpected, optional = set(allowed_unexpected), set(optional)
+    own = model.state_dict()
+    missing = [k for k in own if k not in state_dict and k not in optional]
+    unexpected = [k for k in state_dict if k not in own and k not in allowed_unexpected]
+    wrong = [
+        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)
+    ]
+    if missing or unexpected or wrong:
+        hint = _hint(spec, state_dict, fingerprint)
+        detail = []
+        for name, items in (("missing keys", missing), ("unexpected keys", unexpected),
+                            ("shape mismatches", wrong)):
+            if items:
+                more = f" (+{len(items) - 3} more)" if len(items) > 3 else ""
+                detail.append(f"{len(items)} {name}: {'; '.join(items[:3])}{more}")
+        raise CheckpointMismatchError(
+            f"{path} does not fit {label}={spec.name!r}: {', '.join(detail)}.{hint}"
+        )
+    own_keys = set(own)
+    result = model.load_state_dict({k: v for k, v in state_dict.items() if k in own_keys}, strict=False)
+    leftover = [k for k in result.missing_keys if k not in optional]
+    if leftover:  # pragma: no cover - guarded by the check above
+        raise CheckpointError(f"{path}: keys left unloaded: {leftover[:5]}")

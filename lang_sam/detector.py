@@ -1,0 +1,270 @@
+"""GroundingDINO: text prompt -> boxes, scores and phrases.
+
+:class:`GroundingDINODetector` wraps a groundingdino-py network built from groundingdino's own config
+files and modules, with the bundled BERT tokenizer/config and :class:`BertTextEncoder`. Its numbers
+are those of ``groundingdino.util.inference.predict`` (the algorithm the original used):
+``preprocess_caption``, ``RandomResize([800], max_size=1333)`` + ImageNet normalisation, sigmoid
+logits, ``max > box_threshold``, cxcywh -> xyxy times ``[W, H, W, H]``.
+"""
+
+from __future__ import annotations
+
+import ast
+import bisect
+import importlib
+import logging
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Iterator
+
+import numpy as np
+import torch
+from PIL import Image
+
+from lang_sam._checkpoints import check_architecture, count_blocks, load_into, strip_prefix
+from lang_sam.errors import PromptTooLongError
+from lang_sam.text_encoder import BERT_DIR, BertTextEncoder, build_bert, load_tokenizer
+from lang_sam.weights import GDinoArch, ModelSpec, load_checkpoint, resolve_checkpoint
+from lang_sam.validation import check_prompt, check_threshold
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Detections", "GroundingDINODetector", "build_groundingdino_model", "preprocess_caption"]
+
+#: GroundingDINO reads at most this many tokens ([CLS] and [SEP] included).
+MAX_TEXT_LEN = 256
+#: Keys the released checkpoints hold that the network does not (ignored on load).
+ALLOWED_UNEXPECTED = ("label_enc.weight", "bert.embeddings.position_ids", "bert.embeddings.token_type_ids")
+#: Buffers that are derived, so a checkpoint may lack them.
+OPTIONAL_KEYS = ("bert.embeddings.position_ids", "bert.embeddings.token_type_ids")
+
+_BUILD_LOCK = threading.Lock()
+
+
+def preprocess_caption(caption: str) -> str:
+    """Lower-case, strip, and end with ``.`` (groundingdino's own rule)."""
+    result = caption.lower().strip()
+    return result if result.endswith(".") else result + "."
+
+
+def _read_config(arch: GDinoArch) -> SimpleNamespace:
+    import groundingdino
+
+    path = Path(groundingdino.__file__).resolve().parent / "config" / arch.config_file
+    values = {}
+    for node in ast.parse(path.read_text()).body:  # plain `name = literal` lines; nothing is run
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            values[node.targets[0].id] = ast.literal_eval(node.value)
+    # Gradient checkpointing only matters for training; in inference it costs time and warns on
+    # every call, and never changes a forward result. Overrides may turn it back on.
+    values["use_checkpoint"] = values["use_transformer_ckpt"] = False
+    values.update(arch.overrides)
+    values["device"] = "cpu"
+    values["text_encoder_type"] = str(BERT_DIR)
+    return SimpleNamespace(**values)
+
+
+@contextmanager
+def _bundled_text_encoder(bert_overrides) -> Iterator[None]:
+    """While groundingdino builds its network, hand it the bundled tokenizer and our BERT wrapper.
+
+    groundingdino's constructor would otherwise download bert-base-uncased from the hub and wrap it
+    in ``BertModelWarper`` (broken on transformers 5). The swap is scoped to the build and locked.
+    """
+    module = importlib.import_module("groundingdino.models.GroundingDINO.groundingdino")
+    shim = SimpleNamespace(
+        get_tokenlizer=lambda _type: load_tokenizer(),
+        get_pretrained_language_model=lambda _type: build_bert(bert_overrides),
+    )
+    with _BUILD_LOCK:
+        saved = module.get_tokenlizer, module.BertModelWarper
+        module.get_tokenlizer, module.BertModelWarper = shim, BertTextEncoder
+        try:
+            yield
+        finally:
+            module.get_tokenlizer, module.BertModelWarper = saved
+
+
+def build_groundingdino_model(spec_or_arch: ModelSpec | GDinoArch) -> torch.nn.Module:
+    """Build a GroundingDINO network (random weights, eval mode) from a registry entry."""
+    from groundingdino.models import build_model
+
+    arch = spec_or_arch.arch if isinstance(spec_or_arch, ModelSpec) else spec_or_arch
+    args = _read_config(arch)
+    with _bundled_text_encoder(arch.bert):
+        model = build_model(args)
+    return model.eval()
+
+
+_SWIN = {  # groundingdino's swin_transformer.build_swin_transformer table: width, depth of stage 3, window
+    "swin_T_224_1k": (96, 6, 7),
+    "swin_B_224_22k": (128, 18, 7),
+    "swin_B_384_22k": (128, 18, 12),
+    "swin_L_224_22k": (192, 18, 7),
+    "swin_L_384_22k": (192, 18, 12),
+}
+
+
+def gdino_fingerprint(source) -> tuple | None:
+    """(Swin width, stage-3 depth, window, hidden dim, BERT width, encoder and decoder layers)."""
+    if isinstance(source, GDinoArch):
+        args = _read_config(source)
+        if args.backbone not in _SWIN:
+            return None
+        width, depth, window = _SWIN[args.backbone]
+        bert = source.bert.get("hidden_size", 768)
+        return (width, depth, window, args.hidden_dim, bert, args.enc_layers, args.dec_layers)
+    try:
+        width = source["backbone.0.patch_embed.proj.weight"].shape[0]
+        table = source["backbone.0.layers.0.blocks.0.attn.relative_position_bias_table"].shape[0]
+        hidden, bert = source["feat_map.weight"].shape
+    except (KeyError, AttributeError, IndexError, TypeError, ValueError):
+        return None
+    window = (round(table ** 0.5) + 1) // 2
+    return (
+        width, count_blocks(source, "backbone.0.layers.2.blocks."), window, hidden, bert,
+        count_blocks(source, "transformer.encoder.layers."),
+        count_blocks(source, "transformer.decoder.layers."),
+    )
+
+
+@dataclass
+class Detections:
+    """GroundingDINO's output for one image and prompt.
+
+    ``boxes``: ``(N, 4)`` float32 xyxy in input-image pixels; ``logits``: ``(N,)`` float32, the best
+    token score of each box; ``phrases``: ``N`` strings.
+    """
+
+    boxes: torch.Tensor
+    logits: torch.Tensor
+    phrases: list[str]
+
+
+class GroundingDINODetector:
+    """A loaded GroundingDINO network on a device."""
+
+    def __init__(self, model: torch.nn.Module, device: torch.device | str = "cpu"):
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.tokenizer = model.tokenizer
+
+    @classmethod
+    def from_spec(
+        cls,
+        spec: ModelSpec,
+        ckpt_path: str | None = None,
+        device: torch.device | str = "cpu",
+        *,
+        progress: bool = True,
+    ) -> "GroundingDINODetector":
+        """Resolve, load and check ``spec``'s checkpoint (see :mod:`lang_sam.weights`)."""
+        path = resolve_checkpoint(spec, ckpt_path, progress=progress)
+        checkpoint = load_checkpoint(path)
+        state = checkpoint.get("model", checkpoint)
+        state = strip_prefix(state)
+        check_architecture(spec, state, str(path), gdino_fingerprint)
+        model = build_groundingdino_model(spec)
+        load_into(
+            model, state, spec, str(path), gdino_fingerprint,
+            allowed_unexpected=ALLOWED_UNEXPECTED, optional=OPTIONAL_KEYS,
+        )
+        logger.info("loaded GroundingDINO %s from %s", spec.name, path)
+        return cls(model, device)
+
+    # ----------------------------------------------------------------------------------------
+    def count_tokens(self, text_prompt: str) -> int:
+        """Number of tokens GroundingDINO sees for ``text_prompt`` ([CLS] and [SEP] included)."""
+        return len(self.tokenizer(preprocess_caption(text_prompt))["input_ids"])
+
+    def check_prompt(self, text_prompt: str) -> str:
+        """Validate a prompt; raise :class:`PromptTooLongError` past the 256-token window."""
+        text_prompt = check_prompt(text_prompt)
+        n = self.count_tokens(text_prompt)
+        if n > MAX_TEXT_LEN:
+            raise PromptTooLongError(
+                f"text_prompt has {n} tokens; GroundingDINO reads at most {MAX_TEXT_LEN} (including "
+                f"[CLS] and [SEP]) and would silently drop the rest. Shorten it or split it into "
+                f"several prompts at '.' boundaries."
+            )
+        return text_prompt
+
+    @staticmethod
+    def transform(image: Image.Image) -> torch.Tensor:
+        """``RandomResize([800], max_size=1333)``, ``ToTensor``, ImageNet ``Normalize``: (3, h, w)."""
+        import groundingdino.datasets.transforms as T
+
+        transform = T.Compose([
+            T.RandomResize([800], max_size=1333),
+            T.ToTensor(),
+            T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
+        ])
+        tensor, _ = transform(image, None)
+        return tensor
+
+    def predict(
+        self,
+        image: Image.Image,
+        text_prompt: str,
+        box_threshold: float = 0.3,
+        text_threshold: float = 0.25,
+        *,
+        return_prompts: bool = False,
+    ) -> Detections:
+        """Detect ``text_prompt`` in an RGB PIL image. See :class:`Detections` for the output."""
+        box_threshold = check_threshold("box_threshold", box_threshold)
+        text_threshold = check_threshold("text_threshold", text_threshold)
+        text_prompt = self.check_prompt(text_prompt)
+        caption = preprocess_caption(text_prompt)
+        tensor = self.transform(image).to(self.device)
+        with torch.no_grad():
+            outputs = self.model(tensor[None], captions=[caption])
+        scores = outputs["pred_logits"].cpu().sigmoid()[0]  # (num_queries, 256)
+        boxes = outputs["pred_boxes"].cpu()[0]  # (num_queries, 4) cxcywh, normalised
+        keep = scores.max(dim=1)[0] > box_threshold
+        scores, boxes = scores[keep], boxes[keep]
+        phrases = self.phrases(scores, caption, text_threshold, return_prompts=return_prompts)
+        return Detections(
+            boxes=self.to_pixels(boxes, image.size), logits=scores.max(dim=1)[0], phrases=phrases
+        )
+
+    @staticmethod
+    def to_pixels(boxes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Normalised cxcywh ``(N, 4)`` -> xyxy in pixels of an image of PIL ``size`` ``(W, H)``."""
+        from groundingdino.util import box_ops
+
+        W, H = size
+        return box_ops.box_cxcywh_to_xyxy(boxes) * torch.Tensor([W, H, W, H])
+
+    def phrases(
+        self,
+        scores: torch.Tensor,
+        caption: str,
+        text_threshold: float,
+        *,
+        return_prompts: bool = False,
+    ) -> list[str]:
+        """Decode, for each row of token scores ``(N, 256)``, the tokens over ``text_threshold``.
+
+        Special tokens ([CLS], [SEP], [PAD]) are never part of a phrase, and ``.`` is removed. With
+        ``return_prompts`` only the tokens of the prompt part (between ``.``/special tokens) that
+        holds the row's best token are kept, as GroundingDINO's ``remove_combined`` does.
+        """
+        ids = self.tokenizer(caption)["input_ids"][:MAX_TEXT_LEN]
+        tok = self.tokenizer
+        special = {tok.cls_token_id, tok.sep_token_id, tok.pad_token_id}
+        dot = tok.convert_tokens_to_ids(".")
+        bounds = [i for i, t in enumerate(ids) if t in special or t == dot]
+        out = []
+        for row in scores:
+            posmap = (row > text_threshold).tolist()[: len(ids)]
+            lo, hi = 0, len(ids)
+            if return_prompts and len(bounds) >= 2:
+                k = min(max(bisect.bisect_left(bounds, int(row.argmax())), 1), len(bounds) - 1)
+                lo, hi = bounds[k - 1] + 1, bounds[k]
+            tokens = [ids[i] for i in range(lo, hi) if posmap[i] and ids[i] not in special]
+            out.append(self.tokenizer.decode(tokens).replace(".", ""))
+        return out

@@ -1,0 +1,76 @@
+"""Typed errors raised by lang-sam.
+
+Every error subclasses :class:`LangSAMError` (catch-all for the library) *and* the built-in
+exception a caller would naturally catch (``ValueError``, ``FileNotFoundError``,
+``ConnectionError``), so existing ``except ValueError:`` code keeps working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "LangSAMError",
+    "UnknownModelError",
+    "CheckpointError",
+    "CheckpointMismatchError",
+    "UnsafeCheckpointError",
+    "ChecksumMismatchError",
+    "WeightsNotFoundError",
+    "DownloadError",
+    "InvalidImageError",
+    "ImageNotFoundError",
+    "InvalidPromptError",
+    "PromptTooLongError",
+    "InvalidThresholdError",
+]
+
+
+class LangSAMError(Exception):
+    """Base class of every error raised on purpose by lang-sam."""
+
+
+class UnknownModelError(LangSAMError, ValueError):
+    """A model type that is not in the registry (``sam_type="vit_x"``)."""
+
+
+class CheckpointError(LangSAMError, ValueError):
+    """A checkpoint file that cannot be used (unreadable, wrong keys, wrong shapes)."""
+
+
+class CheckpointMismatchError(CheckpointError):
+    """A checkpoint whose architecture does not match the requested model type."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A checkpoint that needs arbitrary unpickling and is not one of the official files."""
+
+
+class ChecksumMismatchError(LangSAMError, ValueError):
+    """A downloaded file whose sha256 differs from the registry's. The file is removed."""
+
+
+class WeightsNotFoundError(LangSAMError, FileNotFoundError):
+    """A checkpoint that is not on disk and may not (offline mode) or could not be fetched."""
+
+
+class DownloadError(LangSAMError, ConnectionError):
+    """Every source of a checkpoint failed to deliver it."""
+
+
+class InvalidImageError(LangSAMError, ValueError):
+    """An image that cannot be read or has an unsupported shape, dtype or size."""
+
+
+class ImageNotFoundError(LangSAMError, FileNotFoundError):
+    """An image path that does not exist."""
+
+
+class InvalidPromptError(LangSAMError, ValueError):
+    """A text prompt that is empty or not a string."""
+
+
+class PromptTooLongError(InvalidPromptError):
+    """A prompt longer than GroundingDINO's 256-token window (never truncated silently)."""
+
+
+class InvalidThresholdError(LangSAMError, ValueError):
+    """A box or text threshold outside [0, 1]."""

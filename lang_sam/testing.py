@@ -1,0 +1,143 @@
+"""Random-weight checkpoints with the real architectures, for tests and benchmarks.
+
+Model weights cannot always be downloaded (CI, air-gapped machines), but compute does not depend on
+weight values. These helpers build the real networks (``segment_anything.modeling``, groundingdino's
+``build_model``) with random weights and save them in the released files' formats, so they load
+through the same path as the official checkpoints:
+
+>>> from lang_sam.testing import TINY_SAM, TINY_GDINO, write_sam_checkpoint, write_gdino_checkpoint
+>>> write_sam_checkpoint("sam.pth", "vit_b")            # full-size vit_b, random # doctest: +SKIP
+>>> write_sam_checkpoint("tiny.pth", TINY_SAM)           # a few MB, for unit tests # doctest: +SKIP
+
+Files are written to a temporary name and renamed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from lang_sam.weights import GDinoArch, ModelSpec, SamArch, get_spec
+
+__all__ = [
+    "TINY_SAM",
+    "TINY_GDINO",
+    "tiny_sam_spec",
+    "tiny_gdino_spec",
+    "random_sam_state_dict",
+    "random_gdino_state_dict",
+    "write_sam_checkpoint",
+    "write_gdino_checkpoint",
+]
+
+#: A SAM with the real structure and tiny widths (the image encoder still reads 1024x1024 inputs).
+TINY_SAM = SamArch(
+    encoder_embed_dim=32,
+    encoder_depth=2,
+    encoder_num_heads=2,
+    encoder_global_attn_indexes=(1,),
+    prompt_embed_dim=32,
+    decoder_mlp_dim=64,
+    decoder_num_heads=2,
+    iou_head_hidden_dim=32,
+)
+
+#: A GroundingDINO with the Swin-T backbone (groundingdino has no smaller one) and a tiny
+#: transformer and BERT.
+TINY_GDINO = GDinoArch(
+    "GroundingDINO_SwinT_OGC.py",
+    overrides={
+        "hidden_dim": 256,  # groundingdino hard-codes 256 for the text position embedding
+        "nheads": 8,
+        "enc_layers": 1,
+        "dec_layers": 2,
+        "dim_feedforward": 256,
+        "num_queries": 60,
+    },
+    bert={"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64},
+)
+
+
+def tiny_sam_spec(name: str = "tiny_sam", **kw) -> ModelSpec:
+    """A registry entry for :data:`TINY_SAM` (pass it to ``lang_sam.weights.register_model``)."""
+    return ModelSpec("sam", name, kw.pop("filename", f"{name}.pth"), TINY_SAM, **kw)
+
+
+def tiny_gdino_spec(name: str = "tiny_gdino", **kw) -> ModelSpec:
+    """A registry entry for :data:`TINY_GDINO`."""
+    return ModelSpec("gdino", name, kw.pop("filename", f"{name}.pth"), TINY_GDINO, **kw)
+
+
+def _arch(family: str, model) -> SamArch | GDinoArch:
+    if isinstance(model, (SamArch, GDinoArch)):
+        return model
+    if isinstance(model, ModelSpec):
+        return model.arch
+    return get_spec(family, model).arch
+
+
+def _perturb(module: torch.nn.Module, generator: torch.Generator) -> None:
+    """Give norms and biases random values too, so no parameter is trivially 0 or 1."""
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if p.ndim == 1 and ("norm" in name.lower() or name.endswith("bias")):
+                p.add_(torch.randn(p.shape, generator=generator) * 0.02)
+
+
+def random_sam_state_dict(model="vit_b", seed: int = 0) -> dict[str, torch.Tensor]:
+    """The state dict of a SAM network of ``model`` (a type name, spec or arch) with random weights."""
+    from lang_sam.segmenter import build_sam_model
+
+    torch.manual_seed(seed)
+    net = build_sam_model(_arch("sam", model))
+    _perturb(net, torch.Generator().manual_seed(seed))
+    return net.state_dict()
+
+
+def random_gdino_state_dict(
+    model="swint", seed: int = 0, *, final_norm_scale: float | None = None
+) -> dict[str, torch.Tensor]:
+    """The state dict of a GroundingDINO network with random weights.
+
+    Random GroundingDINO scores saturate: nearly every query scores about 1 for every token.
+    ``final_norm_scale`` multiplies the decoder's final LayerNorm (weight and bias), which shrinks
+    the query features and so the token scores, giving a realistic handful of boxes over the
+    default 0.3 threshold.
+    """
+    from lang_sam.detector import build_groundingdino_model
+
+    torch.manual_seed(seed)
+    net = build_groundingdino_model(_arch("gdino", model))
+    _perturb(net, torch.Generator().manual_seed(seed))
+    state = net.state_dict()
+    if final_norm_scale is not None:
+        for key in ("transformer.decoder.norm.weight", "transformer.decoder.norm.bias"):
+            state[key] = state[key] * final_norm_scale
+    return state
+
+
+def _save(obj, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".incomplete")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def write_sam_checkpoint(path: str | os.PathLike, model="vit_b", seed: int = 0) -> Path:
+    """Save a random SAM checkpoint in the released format (a bare state dict)."""
+    return _save(random_sam_state_dict(model, seed), path)
+
+
+def write_gdino_checkpoint(
+    path: str | os.PathLike, model="swint", seed: int = 0, *, final_norm_scale: float | None = None
+) -> Path:
+    """Save a random GroundingDINO checkpoint in the released format (``{"model": state_dict}``,
+    with the ``label_enc.weight`` entry the released files carry)."""
+    state = random_gdino_state_dict(model, seed, final_norm_scale=final_norm_scale)
+    args_hidden = next(v for k, v in state.items() if k == "feat_map.weight").shape[0]
+    state = {**state, "label_enc.weight": torch.zeros(2001, args_hidden)}
+    return _save({"model": state}, path)

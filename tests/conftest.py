@@ -1,0 +1,85 @@
+"""Shared fixtures: tiny random-weight checkpoints with the real architectures, saved to a temp dir
+and loaded through the public path (``LangSAM(sam_type=..., ckpt_path=...)``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lang_sam.testing import (
+    tiny_gdino_spec,
+    tiny_sam_spec,
+    write_gdino_checkpoint,
+    write_sam_checkpoint,
+)
+from lang_sam.weights import register_model, unregister_model
+
+
+@pytest.fixture(autouse=True)
+def _isolated_caches(tmp_path_factory, monkeypatch):
+    """No test reads or writes the user's real caches or reaches the network by accident."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("TORCH_HOME", str(home / "torch"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(home / "hf"))
+    monkeypatch.setenv("HF_HOME", str(home / "hf_home"))
+    monkeypatch.delenv("LANG_SAM_WEIGHTS_DIR", raising=False)
+    monkeypatch.delenv("LANG_SAM_TRUST_CHECKPOINTS", raising=False)
+    monkeypatch.setenv("LANG_SAM_OFFLINE", "1")  # tests that download turn it off themselves
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_specs():
+    sam, gdino = tiny_sam_spec(), tiny_gdino_spec()
+    register_model(sam)
+    register_model(gdino)
+    yield sam, gdino
+    unregister_model("sam", sam.name)
+    unregister_model("gdino", gdino.name)
+
+
+@pytest.fixture(scope="session")
+def ckpt_dir(tmp_path_factory, tiny_specs):
+    d = tmp_path_factory.mktemp("ckpt")
+    sam, gdino = tiny_specs
+    write_sam_checkpoint(d / sam.filename, sam, seed=0)
+    write_gdino_checkpoint(d / gdino.filename, gdino, seed=0)
+    return d
+
+
+@pytest.fixture(scope="session")
+def sam_ckpt(ckpt_dir, tiny_specs):
+    return ckpt_dir / tiny_specs[0].filename
+
+
+@pytest.fixture(scope="session")
+def gdino_ckpt(ckpt_dir, tiny_specs):
+    return ckpt_dir / tiny_specs[1].filename
+
+
+@pytest.fixture(scope="session")
+def model(sam_ckpt, gdino_ckpt, tiny_specs):
+    from lang_sam import LangSAM
+
+    return LangSAM(
+        tiny_specs[0].name, str(sam_ckpt), gdino_type=tiny_specs[1].name,
+        gdino_ckpt_path=str(gdino_ckpt), device="cpu",
+    )
+
+
+def make_image(h: int = 240, w: int = 320, seed: int = 0) -> np.ndarray:
+    """A photo-like RGB uint8 image: smooth gradients plus a few solid shapes."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.stack([xx * 255 // max(w - 1, 1), yy * 255 // max(h - 1, 1),
+                    (xx + yy) * 255 // max(h + w - 2, 1)], -1).astype(np.uint8)
+    for _ in range(3):
+        y0, x0 = rng.integers(0, h // 2), rng.integers(0, w // 2)
+        img[y0:y0 + h // 3, x0:x0 + w // 3] = rng.integers(0, 256, 3)
+    return img
+
+
+@pytest.fixture(scope="session")
+def image() -> Image.Image:
+    return Image.fromarray(make_image())
