@@ -54,15 +54,14 @@ def _to_uint8(arr: np.ndarray, what: str) -> np.ndarray:
         return arr
     if arr.dtype == np.bool_:
         return arr.astype(np.uint8) * 255
-    if arr.dtype in (np.uint16, np.int32, np.uint32, np.int64) or (
-        arr.dtype.kind in "iu" and arr.size and arr.max() > 255
-    ):
-        if arr.size and arr.min() < 0:
-            raise InvalidImageError(f"{what}: integer pixels must be >= 0, got minimum {arr.min()}")
-        if arr.size and arr.max() > 65535:
-            raise InvalidImageError(f"{what}: integer pixels must fit 16 bits, got maximum {arr.max()}")
-        if arr.dtype == np.uint16 or (arr.size and arr.max() > 255):
-            return np.round(arr.astype(np.float64) / 257.0).astype(np.uint8)  # 16-bit -> 8-bit
+    if arr.dtype.kind in "iu":
+        lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
+        if lo < 0:
+            raise InvalidImageError(f"{what}: integer pixels must be >= 0, got minimum {lo}")
+        if hi > 65535:
+            raise InvalidImageError(f"{what}: integer pixels must fit 16 bits, got maximum {hi}")
+        if arr.dtype == np.uint16 or hi > 255:  # 16-bit -> 8-bit
+            return np.round(arr.astype(np.float64) / 257.0).astype(np.uint8)
         return arr.astype(np.uint8)
     if arr.dtype.kind == "f":
         if arr.size and (not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1):

@@ -1,0 +1,162 @@
+"""The public API: names, defaults, shapes and dtypes, empty results, input kinds, bad input."""
+
+from __future__ import annotations
+
+import inspect
+import io
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import lang_sam
+from conftest import make_image
+from lang_sam import LangSAM, Prediction
+from lang_sam.errors import (
+    ImageNotFoundError,
+    InvalidImageError,
+    InvalidPromptError,
+    InvalidThresholdError,
+    PromptTooLongError,
+)
+
+
+def test_signatures_match_the_original():
+    sig = inspect.signature(LangSAM.__init__)
+    params = list(sig.parameters.values())[1:]
+    assert [(p.name, p.default) for p in params[:3]] == [
+        ("sam_type", "vit_h"), ("ckpt_path", None), ("return_prompts", False)]
+    assert all(p.kind is p.KEYWORD_ONLY for p in params[3:])
+    assert {p.name: p.default for p in params[3:]} == {
+        "gdino_type": "swinb", "gdino_ckpt_path": None, "device": None}
+    pred = inspect.signature(LangSAM.predict).parameters
+    assert [(n, p.default) for n, p in pred.items()][1:] == [
+        ("image_pil", inspect.Parameter.empty), ("text_prompt", inspect.Parameter.empty),
+        ("box_threshold", 0.3), ("text_threshold", 0.25)]
+    assert set(lang_sam.SAM_MODELS) >= {"vit_h", "vit_l", "vit_b"}
+    for name in lang_sam.__all__:
+        assert hasattr(lang_sam, name)
+    from lang_sam import utils
+    for name in ("load_image", "draw_image", "get_contours", "contour_to_points", "generate_labelme_json"):
+        assert callable(getattr(utils, name))
+
+
+def test_import_is_light_and_silent():
+    code = (
+        "import sys, lang_sam, lang_sam.utils\n"
+        "heavy = [m for m in ('groundingdino', 'segment_anything', 'transformers', 'cv2') if m in sys.modules]\n"
+        "import torch\n"
+        "assert not torch.cuda.is_initialized()\n"
+        "sys.stderr.write(repr(heavy))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout == ""
+    assert out.stderr.strip() == "[]"
+
+
+def test_predict_shapes_and_types(model, image):
+    result = model.predict(image, "a cat. a remote control")
+    assert isinstance(result, Prediction)
+    masks, boxes, phrases, logits = result
+    n = len(boxes)
+    assert n > 0
+    W, H = image.size
+    assert masks.shape == (n, H, W) and masks.dtype == torch.bool
+    assert boxes.shape == (n, 4) and boxes.dtype == torch.float32
+    assert logits.shape == (n,) and logits.dtype == torch.float32
+    assert isinstance(phrases, list) and len(phrases) == n and all(isinstance(p, str) for p in phrases)
+    assert bool((logits > 0.3).all()) and bool((logits <= 1).all())
+    assert bool((boxes[:, 2] >= boxes[:, 0]).all()) and bool((boxes[:, 3] >= boxes[:, 1]).all())
+
+
+def test_nothing_detected(model, image):
+    masks, boxes, phrases, logits = model.predict(image, "cat", box_threshold=1.0)
+    W, H = image.size
+    assert masks.shape == (0, H, W) and masks.dtype == torch.bool
+    assert boxes.shape == (0, 4) and phrases == [] and logits.shape == (0,)
+
+
+def test_predict_dino_and_predict_sam(model, image):
+    boxes, logits, phrases = model.predict_dino(image, "cat", 0.3, 0.25)
+    assert boxes.shape[1] == 4 and len(logits) == len(phrases) == len(boxes)
+    masks = model.predict_sam(image, boxes[:3])
+    W, H = image.size
+    assert masks.shape == (min(3, len(boxes)), 1, H, W) and masks.dtype == torch.bool
+    with pytest.raises(ValueError, match=r"\(N, 4\)"):
+        model.predict_sam(image, torch.zeros(3))
+
+
+def test_image_inputs_agree(model, tmp_path):
+    arr = make_image(120, 160, seed=5)
+    pil = Image.fromarray(arr)
+    path = tmp_path / "x.png"
+    pil.save(path)
+    ref = model.predict(pil, "cat", 0.9, 0.9)
+    for other in (arr, str(path), path, pil.convert("RGBA")):
+        got = model.predict(other, "cat", 0.9, 0.9)
+        assert torch.equal(got.boxes, ref.boxes) and torch.equal(got.masks, ref.masks)
+        assert got.phrases == ref.phrases
+
+
+@pytest.mark.parametrize("image,error,match", [
+    (np.zeros((0, 10, 3), np.uint8), InvalidImageError, "zero size"),
+    (np.zeros((10, 10, 2), np.uint8), InvalidImageError, r"HxWx3.*\(10, 10, 2\)"),
+    (np.zeros((10, 10, 3), np.float32) + 2, InvalidImageError, r"\[0, 1\]"),
+    ("does/not/exist.jpg", ImageNotFoundError, "does/not/exist.jpg"),
+    (12, InvalidImageError, "got int"),
+])
+def test_bad_images(model, image, error, match):
+    with pytest.raises(error, match=match):
+        model.predict(image, "cat")
+
+
+def test_corrupt_image_file(model, tmp_path):
+    bad = tmp_path / "broken.jpg"
+    buf = io.BytesIO()
+    Image.fromarray(make_image()).save(buf, "JPEG")
+    bad.write_bytes(buf.getvalue()[:200])
+    with pytest.raises(InvalidImageError, match="broken.jpg"):
+        model.predict(bad, "cat")
+    (tmp_path / "text.png").write_text("hello")
+    with pytest.raises(InvalidImageError, match="text.png"):
+        model.predict(tmp_path / "text.png", "cat")
+
+
+@pytest.mark.parametrize("box,text", [(-0.1, 0.25), (0.3, 1.5), (float("nan"), 0.2), ("0.3", 0.2), (True, 0.2)])
+def test_thresholds_outside_unit_interval(model, image, box, text):
+    with pytest.raises(InvalidThresholdError, match=r"threshold"):
+        model.predict(image, "cat", box, text)
+
+
+@pytest.mark.parametrize("prompt", ["", "   ", " . ", None, 3])
+def test_empty_or_non_string_prompt(model, image, prompt):
+    with pytest.raises(InvalidPromptError):
+        model.predict(image, prompt)
+
+
+def test_prompt_over_256_tokens_is_an_error_not_a_truncation(model, image):
+    prompt = ". ".join(f"thing{i}" for i in range(120))
+    n = model.detector.count_tokens(prompt)
+    assert n > 256
+    with pytest.raises(PromptTooLongError, match=f"{n} tokens"):
+        model.predict(image, prompt)
+    ok = ". ".join(f"thing{i}" for i in range(40))
+    assert model.detector.count_tokens(ok) <= 256
+    model.predict(image, ok, 0.99, 0.99)  # 40 classes fit: no error
+
+
+def test_build_sam_accepts_a_type_name_as_the_original_demo_passed_it(model, sam_ckpt, tiny_specs, tmp_path, monkeypatch):
+    """The original web demo called build_sam(sam_type); that must switch type, not read a path."""
+    name = tiny_specs[0].name
+    monkeypatch.setenv("LANG_SAM_WEIGHTS_DIR", str(sam_ckpt.parent))
+    before = model.segmenter
+    model.build_sam(name)
+    assert model.sam_type == name and model.segmenter is not before
+    model.build_sam(sam_type=name)
+    model.build_sam(str(sam_ckpt))
+    assert model.sam_type == name
+    with pytest.raises(lang_sam.UnknownModelError):
+        model.build_sam(sam_type="vit_q")

@@ -1,0 +1,92 @@
+"""Image loading and conversion: modes, bit depths, EXIF orientation, bad files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lang_sam.errors import ImageNotFoundError, InvalidImageError
+from lang_sam.utils import load_image
+from lang_sam.validation import to_rgb_array, to_rgb_pil
+
+
+def _save(tmp_path, img, name, **kw):
+    path = tmp_path / name
+    img.save(path, **kw)
+    return path
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "P", "RGBA", "CMYK", "1", "RGB"])
+def test_modes_become_rgb(tmp_path, mode):
+    base = Image.fromarray(np.arange(12 * 16 * 3, dtype=np.uint8).reshape(12, 16, 3))
+    img = base.convert(mode)
+    ext = "tiff" if mode == "CMYK" else "png"
+    out = load_image(_save(tmp_path, img, f"x.{ext}"))
+    assert out.mode == "RGB" and out.size == (16, 12)
+    assert np.array_equal(np.asarray(out), np.asarray(img.convert("RGB")))
+
+
+def test_16_bit_png_is_scaled_not_clipped(tmp_path):
+    ramp = (np.linspace(0, 65535, 64 * 32).reshape(32, 64)).astype(np.uint16)
+    path = _save(tmp_path, Image.fromarray(ramp), "deep.png")
+    assert Image.open(path).mode.startswith("I")
+    out = np.asarray(load_image(path))
+    assert out.shape == (32, 64, 3) and out.dtype == np.uint8
+    expected = np.round(ramp / 257.0).astype(np.uint8)
+    assert np.array_equal(out[..., 0], expected)
+    assert out.max() == 255 and out.min() == 0 and len(np.unique(out)) > 200
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    arr = np.zeros((10, 30, 3), np.uint8)
+    arr[:, :5] = 255  # a white band on the left
+    img = Image.fromarray(arr)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    path = _save(tmp_path, img, "rot.jpg", exif=exif, quality=95)
+    out = np.asarray(load_image(path))
+    assert out.shape == (30, 10, 3)
+    assert out[:5, :, 0].mean() > 200 and out[-5:, :, 0].mean() < 50  # band now on top
+
+
+@pytest.mark.parametrize("arr,shape", [
+    (np.zeros((5, 6), np.uint8), (5, 6, 3)),
+    (np.zeros((5, 6, 1), np.uint8), (5, 6, 3)),
+    (np.zeros((5, 6, 4), np.uint8), (5, 6, 3)),
+    (np.full((5, 6, 3), 65535, np.uint16), (5, 6, 3)),
+    (np.ones((5, 6, 3), np.float32), (5, 6, 3)),
+    (np.ones((5, 6), bool), (5, 6, 3)),
+])
+def test_array_inputs(arr, shape):
+    out = to_rgb_array(arr)
+    assert out.shape == shape and out.dtype == np.uint8 and out.flags.c_contiguous
+
+
+def test_array_values():
+    assert to_rgb_array(np.full((2, 2, 3), 65535, np.uint16)).max() == 255
+    assert to_rgb_array(np.ones((2, 2, 3), np.float32)).min() == 255
+    rgba = np.zeros((2, 2, 4), np.uint8)
+    rgba[..., 1] = 7
+    assert np.array_equal(to_rgb_array(rgba)[..., 1], np.full((2, 2), 7))
+
+
+@pytest.mark.parametrize("bad,match", [
+    (np.zeros((3, 3, 3), np.int8) - 1, ">= 0"),
+    (np.zeros((2, 3, 4, 5), np.uint8), "shape"),
+    (np.zeros((3, 0), np.uint8), "zero size"),
+    (np.array([[["a"]]]), "dtype"),
+])
+def test_bad_arrays(bad, match):
+    with pytest.raises(InvalidImageError, match=match):
+        to_rgb_array(bad)
+
+
+def test_zero_size_pil_and_missing_file(tmp_path):
+    with pytest.raises(InvalidImageError, match="zero size"):
+        to_rgb_pil(Image.new("RGB", (0, 5)))
+    with pytest.raises(ImageNotFoundError) as err:
+        load_image(tmp_path / "nope.png")
+    assert isinstance(err.value, FileNotFoundError)
+    with pytest.raises(ImageNotFoundError):
+        load_image(tmp_path)  # a folder is not an image file

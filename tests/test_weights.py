@@ -1,0 +1,312 @@
+"""Registry, resolution order, downloads against a real local HTTP server, safe loading."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from http_server import FileServer
+from lang_sam import LangSAM
+from lang_sam.errors import (
+    CheckpointError,
+    CheckpointMismatchError,
+    ChecksumMismatchError,
+    DownloadError,
+    UnknownModelError,
+    UnsafeCheckpointError,
+    WeightsNotFoundError,
+)
+from lang_sam.testing import TINY_SAM, tiny_sam_spec, write_sam_checkpoint
+from lang_sam.weights import (
+    GDINO_MODELS,
+    SAM_MODELS,
+    ModelSpec,
+    download_file,
+    get_spec,
+    load_checkpoint,
+    register_model,
+    resolve_checkpoint,
+    unregister_model,
+)
+
+PAYLOAD = os.urandom(3 * 1024 * 1024 + 17)
+SHA = hashlib.sha256(PAYLOAD).hexdigest()
+
+
+@pytest.fixture
+def server():
+    with FileServer() as s:
+        s.files["/w/model.pth"] = PAYLOAD
+        yield s
+
+
+@pytest.fixture
+def online(monkeypatch):
+    monkeypatch.delenv("LANG_SAM_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+
+
+# ------------------------------------------------------------------------------------------
+# Registry
+# ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name,fname,sha", [
+    ("vit_h", "sam_vit_h_4b8939.pth", "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e"),
+    ("vit_l", "sam_vit_l_0b3195.pth", "3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622"),
+    ("vit_b", "sam_vit_b_01ec64.pth", "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912"),
+])
+def test_sam_registry_matches_the_official_files(name, fname, sha):
+    assert SAM_MODELS[name] == f"https://dl.fbaipublicfiles.com/segment_anything/{fname}"
+    spec = get_spec("sam", name)
+    assert spec.filename == fname and spec.sha256 == sha
+
+
+def test_gdino_registry_sources(monkeypatch):
+    monkeypatch.delenv("HF_ENDPOINT", raising=False)
+    swinb, swint = get_spec("gdino", "swinb"), get_spec("gdino", "swint")
+    assert get_spec("gdino", None) is swinb and get_spec("sam", None).name == "vit_h"
+    assert swinb.sources() == [
+        "https://huggingface.co/ShilongLiu/GroundingDINO/resolve/main/groundingdino_swinb_cogcoor.pth",
+        "https://github.com/IDEA-Research/GroundingDINO/releases/download/v0.1.0-alpha2/groundingdino_swinb_cogcoor.pth",
+    ]
+    assert swint.sha256 == "3b3ca2563c77c69f651d7bd133e97139c186df06231157a64c507099c52bc799"
+    assert swint.sources()[1].endswith("v0.1.0-alpha/groundingdino_swint_ogc.pth")
+    assert GDINO_MODELS["swint"] == swint.sources()[0]
+    monkeypatch.setenv("HF_ENDPOINT", "https://mirror.example")
+    assert swinb.sources()[0].startswith("https://mirror.example/ShilongLiu/GroundingDINO/resolve/main/")
+
+
+@pytest.mark.parametrize("family,name,label", [("sam", "vit_x", "sam_type"), ("gdino", "swin", "gdino_type"),
+                                               ("sam", 3, "sam_type")])
+def test_unknown_type_lists_valid_ones(family, name, label):
+    with pytest.raises(UnknownModelError) as err:
+        get_spec(family, name)
+    assert isinstance(err.value, ValueError)
+    assert label in str(err.value) and ("vit_h" in str(err.value) or "swinb" in str(err.value))
+
+
+def test_langsam_rejects_unknown_type_before_loading_anything(monkeypatch):
+    with pytest.raises(UnknownModelError, match="vit_h"):
+        LangSAM(sam_type="vit_x")
+    with pytest.raises(UnknownModelError, match="swint"):
+        LangSAM(gdino_type="swin_x")
+
+
+# ------------------------------------------------------------------------------------------
+# Resolution order
+# ------------------------------------------------------------------------------------------
+
+def test_resolution_order(tmp_path, monkeypatch):
+    spec = get_spec("sam", "vit_b")
+    explicit = tmp_path / "mine.pth"
+    explicit.write_bytes(b"x")
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    hub = Path(os.environ["TORCH_HOME"]) / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    (hub / spec.filename).write_bytes(b"hub")
+    # the torch hub cache (the original's download location) is reused
+    assert resolve_checkpoint(spec) == hub / spec.filename
+    # LANG_SAM_WEIGHTS_DIR comes before it
+    monkeypatch.setenv("LANG_SAM_WEIGHTS_DIR", str(weights))
+    (weights / spec.filename).write_bytes(b"w")
+    assert resolve_checkpoint(spec) == weights / spec.filename
+    # an explicit path comes first; a folder holding the canonical name works too
+    assert resolve_checkpoint(spec, explicit) == explicit
+    assert resolve_checkpoint(spec, weights) == weights / spec.filename
+
+
+def test_hugging_face_cache_is_reused(tmp_path, monkeypatch):
+    """A file hf_hub_download put in the HF cache (as the original did) is found without network."""
+    spec = get_spec("gdino", "swint")
+    cache = Path(os.environ["HF_HUB_CACHE"]) / "models--ShilongLiu--GroundingDINO"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    snap = cache / "snapshots" / commit
+    snap.mkdir(parents=True)
+    (cache / "refs").mkdir()
+    (cache / "refs" / "main").write_text(commit)
+    (snap / spec.filename).write_bytes(b"cached")
+    assert resolve_checkpoint(spec).read_bytes() == b"cached"
+
+
+def test_explicit_missing_path_is_a_file_not_found_error(tmp_path):
+    with pytest.raises(WeightsNotFoundError) as err:
+        resolve_checkpoint(get_spec("sam", "vit_b"), tmp_path / "nope.pth")
+    assert isinstance(err.value, FileNotFoundError) and "nope.pth" in str(err.value)
+
+
+@pytest.mark.parametrize("var", ["LANG_SAM_OFFLINE", "HF_HUB_OFFLINE"])
+def test_offline_mode_never_touches_the_network(server, tmp_path, monkeypatch, online, var):
+    monkeypatch.setenv(var, "1")
+    spec = ModelSpec("sam", "offline_probe", "offline_probe.pth", TINY_SAM, urls=(f"{server.url}/w/model.pth",))
+    with pytest.raises(WeightsNotFoundError) as err:
+        resolve_checkpoint(spec)
+    msg = str(err.value)
+    assert "offline_probe.pth" in msg and "LANG_SAM_WEIGHTS_DIR" in msg and "offline" in msg
+    assert server.requests == []
+
+
+# ------------------------------------------------------------------------------------------
+# Downloads
+# ------------------------------------------------------------------------------------------
+
+def test_download_success_verified_and_renamed(server, tmp_path, online):
+    dest = tmp_path / "d" / "model.pth"
+    out = download_file([f"{server.url}/w/model.pth"], dest, sha256=SHA, progress=False)
+    assert out == dest and dest.read_bytes() == PAYLOAD
+    assert not dest.with_name("model.pth.incomplete").exists()
+
+
+def test_download_resumes_after_cut_off(server, tmp_path, online):
+    server.cut_after["/w/model.pth"] = [1_000_000, 500_000]
+    dest = tmp_path / "model.pth"
+    download_file([f"{server.url}/w/model.pth"], dest, sha256=SHA, progress=False)
+    assert dest.read_bytes() == PAYLOAD
+    ranges = [r for p, r in server.requests]
+    assert ranges == [None, "bytes=1000000-", "bytes=1500000-"]
+
+
+def test_download_hash_mismatch_removes_the_file(server, tmp_path, online):
+    dest = tmp_path / "model.pth"
+    with pytest.raises(ChecksumMismatchError) as err:
+        download_file([f"{server.url}/w/model.pth"], dest, sha256="0" * 64, progress=False)
+    assert isinstance(err.value, ValueError)
+    assert SHA in str(err.value) and "0" * 64 in str(err.value)
+    assert not dest.exists() and not (tmp_path / "model.pth.incomplete").exists()
+
+
+def test_download_falls_back_to_second_source(server, tmp_path, online):
+    server.status["/hub/model.pth"] = 503
+    dest = tmp_path / "model.pth"
+    download_file([f"{server.url}/hub/model.pth", f"{server.url}/w/model.pth"], dest, sha256=SHA,
+                  progress=False)
+    assert dest.read_bytes() == PAYLOAD
+    assert [p for p, _ in server.requests] == ["/hub/model.pth", "/w/model.pth"]
+
+
+def test_download_all_sources_fail(server, tmp_path, online):
+    with pytest.raises(DownloadError) as err:
+        download_file([f"{server.url}/missing.pth"], tmp_path / "m.pth", progress=False)
+    assert isinstance(err.value, ConnectionError) and "404" in str(err.value)
+    assert not (tmp_path / "m.pth").exists()
+
+
+def test_resolve_downloads_into_weights_dir_through_the_hub_endpoint(server, tmp_path, monkeypatch, online):
+    """The GroundingDINO path: HF_ENDPOINT (a mirror) first, then the release URL."""
+    server.files["/ShilongLiu/GroundingDINO/resolve/main/gd_probe.pth"] = PAYLOAD
+    monkeypatch.setenv("HF_ENDPOINT", server.url)
+    monkeypatch.setenv("LANG_SAM_WEIGHTS_DIR", str(tmp_path))
+    spec = ModelSpec("gdino", "gd_probe", "gd_probe.pth", TINY_SAM, sha256=SHA,
+                     hf_repo="ShilongLiu/GroundingDINO", urls=(f"{server.url}/never.pth",))
+    path = resolve_checkpoint(spec, progress=False)
+    assert path == tmp_path / "gd_probe.pth" and path.read_bytes() == PAYLOAD
+    assert [p for p, _ in server.requests] == ["/ShilongLiu/GroundingDINO/resolve/main/gd_probe.pth"]
+    resolve_checkpoint(spec, progress=False)  # second time: from disk, no request
+    assert len(server.requests) == 1
+
+
+def test_langsam_downloads_a_missing_sam_checkpoint(server, tmp_path, monkeypatch, online, gdino_ckpt, tiny_specs):
+    """The whole public path: LangSAM() with no SAM file on disk fetches, verifies and loads it."""
+    ck = tmp_path / "src.pth"
+    write_sam_checkpoint(ck, TINY_SAM, seed=3)
+    data = ck.read_bytes()
+    server.files["/sam/tiny_dl.pth"] = data
+    spec = register_model(tiny_sam_spec("tiny_dl", urls=(f"{server.url}/sam/tiny_dl.pth",),
+                                        sha256=hashlib.sha256(data).hexdigest()))
+    try:
+        m = LangSAM("tiny_dl", gdino_type=tiny_specs[1].name, gdino_ckpt_path=gdino_ckpt, device="cpu")
+    finally:
+        unregister_model("sam", spec.name)
+    hub = Path(os.environ["TORCH_HOME"]) / "hub" / "checkpoints" / "tiny_dl.pth"
+    assert hub.read_bytes() == data
+    want = torch.load(ck, weights_only=True)
+    got = m.sam.model.state_dict()
+    assert all(torch.equal(got[k], v) for k, v in want.items())
+
+
+# ------------------------------------------------------------------------------------------
+# Loading
+# ------------------------------------------------------------------------------------------
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+def test_pickled_objects_are_refused(tmp_path, monkeypatch):
+    path = tmp_path / "evil.pth"
+    torch.save({"w": torch.zeros(1), "x": _Evil()}, path)
+    with pytest.raises(UnsafeCheckpointError) as err:
+        load_checkpoint(path)
+    assert "weights_only" in str(err.value) and "LANG_SAM_TRUST_CHECKPOINTS" in str(err.value)
+
+
+def test_pickled_file_with_an_official_hash_is_trusted(tmp_path, monkeypatch):
+    path = tmp_path / "args.pth"
+    import argparse
+    torch.save({"model": {"w": torch.ones(2)}, "args": argparse.Namespace(a=1)}, path)
+    with pytest.raises(UnsafeCheckpointError):
+        load_checkpoint(path)
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    spec = register_model(ModelSpec("gdino", "official_probe", "x.pth", TINY_SAM, sha256=sha))
+    try:
+        assert torch.equal(load_checkpoint(path)["model"]["w"], torch.ones(2))
+    finally:
+        unregister_model("gdino", spec.name)
+
+
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", b"PK\x03\x04truncated zip"])
+def test_corrupt_checkpoint(tmp_path, content):
+    path = tmp_path / "bad.pth"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path)
+    assert "bad.pth" in str(err.value)
+
+
+def test_wrong_architecture_says_which_type_it_looks_like(tmp_path, sam_ckpt, gdino_ckpt, tiny_specs):
+    # a full-size vit_b checkpoint loaded as vit_h fails before vit_h is even built
+    vit_b = tmp_path / "sam_vit_b.pth"
+    write_sam_checkpoint(vit_b, "vit_b")
+    with pytest.raises(CheckpointMismatchError) as err:
+        LangSAM("vit_h", vit_b, gdino_type=tiny_specs[1].name, gdino_ckpt_path=gdino_ckpt, device="cpu")
+    assert "looks like a 'vit_b' checkpoint" in str(err.value) and "sam_type='vit_b'" in str(err.value)
+    # a GroundingDINO file given as SAM: matches no SAM type
+    with pytest.raises(CheckpointMismatchError, match="matches none"):
+        LangSAM(tiny_specs[0].name, gdino_ckpt, gdino_type=tiny_specs[1].name,
+                gdino_ckpt_path=gdino_ckpt, device="cpu")
+    # the tiny GroundingDINO checkpoint as swint
+    with pytest.raises(CheckpointMismatchError, match="tiny_gdino"):
+        LangSAM(tiny_specs[0].name, sam_ckpt, gdino_type="swint", gdino_ckpt_path=gdino_ckpt, device="cpu")
+
+
+def test_missing_and_unexpected_keys(tmp_path, sam_ckpt, gdino_ckpt, tiny_specs):
+    state = torch.load(sam_ckpt, weights_only=True)
+    dropped = dict(state)
+    dropped.pop("mask_decoder.iou_token.weight")
+    torch.save(dropped, tmp_path / "missing.pth")
+    with pytest.raises(CheckpointMismatchError, match="1 missing keys: mask_decoder.iou_token.weight"):
+        LangSAM(tiny_specs[0].name, tmp_path / "missing.pth", gdino_type=tiny_specs[1].name,
+                gdino_ckpt_path=gdino_ckpt, device="cpu")
+    torch.save({**state, "extra.weight": torch.zeros(1)}, tmp_path / "extra.pth")
+    with pytest.raises(CheckpointMismatchError, match="1 unexpected keys: extra.weight"):
+        LangSAM(tiny_specs[0].name, tmp_path / "extra.pth", gdino_type=tiny_specs[1].name,
+                gdino_ckpt_path=gdino_ckpt, device="cpu")
+
+
+def test_released_format_quirks_are_accepted(tmp_path, sam_ckpt, gdino_ckpt, tiny_specs):
+    """`module.` prefixes, `label_enc.weight` and `bert.embeddings.position_ids` load fine."""
+    ck = torch.load(gdino_ckpt, weights_only=True)
+    state = {"module." + k: v for k, v in ck["model"].items()}
+    state["module.bert.embeddings.position_ids"] = torch.arange(512)[None]
+    assert "module.label_enc.weight" in state
+    torch.save({"model": state}, tmp_path / "gd.pth")
+    m = LangSAM(tiny_specs[0].name, sam_ckpt, gdino_type=tiny_specs[1].name,
+                gdino_ckpt_path=tmp_path / "gd.pth", device="cpu")
+    got = m.groundingdino.state_dict()
+    assert torch.equal(got["feat_map.weight"], ck["model"]["feat_map.weight"])
