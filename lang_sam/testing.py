@@ -97,24 +97,37 @@ def random_sam_state_dict(model="vit_b", seed: int = 0) -> dict[str, torch.Tenso
 
 
 def random_gdino_state_dict(
-    model="swint", seed: int = 0, *, final_norm_scale: float | None = None
+    model="swint", seed: int = 0, *, few_boxes: bool = False, score_shift: float = 1.3,
+    feature_scale: float = 1 / 16,
 ) -> dict[str, torch.Tensor]:
     """The state dict of a GroundingDINO network with random weights.
 
-    Random GroundingDINO scores saturate: nearly every query scores about 1 for every token.
-    ``final_norm_scale`` multiplies the decoder's final LayerNorm (weight and bias), which shrinks
-    the query features and so the token scores, giving a realistic handful of boxes over the
-    default 0.3 threshold.
+    Random GroundingDINO scores saturate: nearly every query scores about 1 for some token, so all
+    900 queries pass the 0.3 threshold. ``few_boxes=True`` gives a realistic handful instead, by
+    setting two LayerNorms (nothing else changes, so compute is the same):
+
+    - the last text-enhancer layer's output norm to weight 1, bias 1, so every text feature is
+      ``1 + z`` with ``z`` zero-mean over channels;
+    - the decoder's final norm to weight ``feature_scale`` and bias ``-score_shift / 256``, which
+      shrinks the query features and moves every logit down by ``score_shift``.
+
+    A query's best token score then passes 0.3 only for a few percent of queries.
     """
     from lang_sam.detector import build_groundingdino_model
 
     torch.manual_seed(seed)
-    net = build_groundingdino_model(_arch("gdino", model))
+    arch = _arch("gdino", model)
+    net = build_groundingdino_model(arch)
     _perturb(net, torch.Generator().manual_seed(seed))
     state = net.state_dict()
-    if final_norm_scale is not None:
-        for key in ("transformer.decoder.norm.weight", "transformer.decoder.norm.bias"):
-            state[key] = state[key] * final_norm_scale
+    if few_boxes:
+        width = state["transformer.decoder.norm.weight"].shape[0]
+        last = max(int(k.split(".")[3]) for k in state if k.startswith("transformer.encoder.text_layers."))
+        text_norm = f"transformer.encoder.text_layers.{last}.norm2"
+        state[f"{text_norm}.weight"] = torch.ones(width)
+        state[f"{text_norm}.bias"] = torch.ones(width)
+        state["transformer.decoder.norm.weight"] = torch.full((width,), feature_scale)
+        state["transformer.decoder.norm.bias"] = torch.full((width,), -score_shift / width)
     return state
 
 
@@ -133,11 +146,35 @@ def write_sam_checkpoint(path: str | os.PathLike, model="vit_b", seed: int = 0) 
 
 
 def write_gdino_checkpoint(
-    path: str | os.PathLike, model="swint", seed: int = 0, *, final_norm_scale: float | None = None
+    path: str | os.PathLike, model="swint", seed: int = 0, *, few_boxes: bool = False
 ) -> Path:
     """Save a random GroundingDINO checkpoint in the released format (``{"model": state_dict}``,
     with the ``label_enc.weight`` entry the released files carry)."""
-    state = random_gdino_state_dict(model, seed, final_norm_scale=final_norm_scale)
+    state = random_gdino_state_dict(model, seed, few_boxes=few_boxes)
     args_hidden = next(v for k, v in state.items() if k == "feat_map.weight").shape[0]
     state = {**state, "label_enc.weight": torch.zeros(2001, args_hidden)}
     return _save({"model": state}, path)
+
+
+def main(argv=None) -> None:
+    """``python -m lang_sam.testing --to DIR [--sam vit_b ...] [--gdino swint ...] [--few-boxes]``:
+    write full-size random checkpoints under their canonical names (for benchmarks and smoke runs)."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("--to", required=True, help="folder to write to (use it as LANG_SAM_WEIGHTS_DIR)")
+    p.add_argument("--sam", nargs="*", default=[], help="SAM types, e.g. vit_b vit_h")
+    p.add_argument("--gdino", nargs="*", default=[], help="GroundingDINO types, e.g. swint swinb")
+    p.add_argument("--few-boxes", action="store_true", help="see random_gdino_state_dict")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    out = Path(args.to)
+    for name in args.sam:
+        write_sam_checkpoint(out / get_spec("sam", name).filename, name, args.seed)
+    for name in args.gdino:
+        write_gdino_checkpoint(out / get_spec("gdino", name).filename, name, args.seed,
+                               few_boxes=args.few_boxes)
+
+
+if __name__ == "__main__":
+    main()

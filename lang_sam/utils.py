@@ -63,7 +63,7 @@ def draw_image(
     """
     from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
-    arr = to_rgb_array(image, "image")
+    arr = np.array(to_rgb_array(image, "image"))  # a writable copy: the input is never modified
     tensor = torch.from_numpy(arr).permute(2, 0, 1).contiguous()
     boxes_t = torch.as_tensor(_as_numpy(boxes), dtype=torch.float32).reshape(-1, 4)
     masks_t = torch.as_tensor(_as_numpy(masks)).to(torch.bool)

@@ -235,8 +235,12 @@ def _hf_cached(repo: str, filename: str) -> Path | None:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:  # pragma: no cover - huggingface-hub is a dependency
         return None
+    # Read the cache location now, not at huggingface_hub's import (older releases freeze it then).
+    cache_dir = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
+    if not cache_dir and os.environ.get("HF_HOME"):
+        cache_dir = os.path.join(os.path.expanduser(os.environ["HF_HOME"]), "hub")
     try:
-        found = try_to_load_from_cache(repo_id=repo, filename=filename)
+        found = try_to_load_from_cache(repo_id=repo, filename=filename, cache_dir=cache_dir or None)
     except Exception as exc:  # a malformed cache must not stop a local load
         logger.debug("Hugging Face cache lookup failed: %s", exc)
         return None
