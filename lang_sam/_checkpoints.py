@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+from contextlib import contextmanager
 from typing import Any, Callable, Iterable, Mapping
 
 import torch
@@ -12,6 +14,33 @@ from lang_sam.errors import CheckpointError, CheckpointMismatchError
 from lang_sam.weights import _REGISTRY, ModelSpec
 
 logger = logging.getLogger(__name__)
+
+
+_EMPTY_LOCK = threading.Lock()
+
+
+@contextmanager
+def empty_parameters():
+    """Build networks whose parameters live on the meta device: no memory, no random init.
+
+    Buffers (index tables, pixel means, position ids) are computed for real as usual. The
+    parameters must then be loaded with :func:`load_into`, which assigns the checkpoint's tensors
+    (memory-mapped where possible) instead of copying them, so the weights exist once in memory.
+    The swap of ``nn.Module.register_parameter`` is scoped to the ``with`` block and locked.
+    """
+    original = nn.Module.register_parameter
+
+    def register_parameter(self, name, param):
+        original(self, name, param)
+        if param is not None and param.device.type != "meta":
+            self._parameters[name] = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
+
+    with _EMPTY_LOCK:
+        nn.Module.register_parameter = register_parameter
+        try:
+            yield
+        finally:
+            nn.Module.register_parameter = original
 
 
 def strip_prefix(state_dict: Mapping[str, torch.Tensor], prefix: str = "module.") -> dict:
@@ -104,8 +133,13 @@ def load_into(
         raise CheckpointMismatchError(
             f"{path} does not fit {label}={spec.name!r}: {', '.join(detail)}.{hint}"
         )
-    own_keys = set(own)
-    result = model.load_state_dict({k: v for k, v in state_dict.items() if k in own_keys}, strict=False)
+    # Keep the network's dtypes (a half-precision file must not make a half-precision network).
+    state = {k: v if v.dtype == own[k].dtype else v.to(own[k].dtype)
+             for k, v in state_dict.items() if k in own}
+    empty = any(p.device.type == "meta" for p in model.parameters())
+    result = model.load_state_dict(state, strict=False, assign=empty)
     leftover = [k for k in result.missing_keys if k not in optional]
-    if leftover:  # pragma: no cover - guarded by the check above
-        raise CheckpointError(f"{path}: keys left unloaded: {leftover[:5]}")
+    left_meta = [n for n, p in model.named_parameters() if p.device.type == "meta"]
+    if leftover or left_meta:  # pragma: no cover - guarded by the check above
+        raise CheckpointError(f"{path}: parameters left unloaded: {(leftover + left_meta)[:5]}")
+    model.requires_grad_(False)

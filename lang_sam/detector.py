@@ -14,7 +14,7 @@ import bisect
 import importlib
 import logging
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -22,17 +22,29 @@ from typing import Iterator
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
-from lang_sam._checkpoints import check_architecture, count_blocks, load_into, strip_prefix
+from lang_sam._checkpoints import (
+    check_architecture,
+    count_blocks,
+    empty_parameters,
+    load_into,
+    strip_prefix,
+)
+from lang_sam.cache import EncodingCache
 from lang_sam.errors import PromptTooLongError
 from lang_sam.text_encoder import BERT_DIR, BertTextEncoder, build_bert, load_tokenizer
 from lang_sam.weights import GDinoArch, ModelSpec, load_checkpoint, resolve_checkpoint
+from lang_sam.precision import autocast, check_precision
 from lang_sam.validation import check_prompt, check_threshold
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Detections", "GroundingDINODetector", "build_groundingdino_model", "preprocess_caption"]
+__all__ = [
+    "Detections", "ImageFeatures", "GroundingDINODetector", "build_groundingdino_model",
+    "preprocess_caption",
+]
 
 #: GroundingDINO reads at most this many tokens ([CLS] and [SEP] included).
 MAX_TEXT_LEN = 256
@@ -88,13 +100,19 @@ def _bundled_text_encoder(bert_overrides) -> Iterator[None]:
             module.get_tokenlizer, module.BertModelWarper = saved
 
 
-def build_groundingdino_model(spec_or_arch: ModelSpec | GDinoArch) -> torch.nn.Module:
-    """Build a GroundingDINO network (random weights, eval mode) from a registry entry."""
+def build_groundingdino_model(
+    spec_or_arch: ModelSpec | GDinoArch, *, empty: bool = False
+) -> torch.nn.Module:
+    """Build a GroundingDINO network in eval mode from a registry entry.
+
+    Random weights, or with ``empty=True`` parameters on the meta device, to be loaded with
+    :func:`lang_sam._checkpoints.load_into` (no time spent on an init the checkpoint overwrites).
+    """
     from groundingdino.models import build_model
 
     arch = spec_or_arch.arch if isinstance(spec_or_arch, ModelSpec) else spec_or_arch
     args = _read_config(arch)
-    with _bundled_text_encoder(arch.bert):
+    with _bundled_text_encoder(arch.bert), (empty_parameters() if empty else nullcontext()):
         model = build_model(args)
     return model.eval()
 
@@ -144,13 +162,43 @@ class Detections:
     phrases: list[str]
 
 
-class GroundingDINODetector:
-    """A loaded GroundingDINO network on a device."""
+@dataclass
+class ImageFeatures:
+    """GroundingDINO's text-independent work for one image: the backbone's multi-scale features
+    after the input projections (``srcs``, each ``(1, 256, h_l, w_l)``), their padding ``masks`` and
+    position embeddings ``poss``, and the image's PIL ``size`` ``(W, H)``."""
 
-    def __init__(self, model: torch.nn.Module, device: torch.device | str = "cpu"):
+    srcs: tuple[torch.Tensor, ...]
+    masks: tuple[torch.Tensor, ...]
+    poss: tuple[torch.Tensor, ...]
+    size: tuple[int, int]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (*self.srcs, *self.masks, *self.poss))
+
+
+class GroundingDINODetector:
+    """A loaded GroundingDINO network on a device.
+
+    :meth:`encode_image` runs the text-independent part (Swin backbone and input projections) once
+    per image; :meth:`detect` runs the text encoder, the fusion transformer and the heads for a
+    prompt on those features. Together they compute exactly what the network's ``forward`` does.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        device: torch.device | str = "cpu",
+        *,
+        precision: str = "fp32",
+        cache_size: int = 2,
+    ):
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.tokenizer = model.tokenizer
+        self.precision = check_precision(precision, self.device)
+        self.cache = EncodingCache(cache_size)
 
     @classmethod
     def from_spec(
@@ -160,6 +208,7 @@ class GroundingDINODetector:
         device: torch.device | str = "cpu",
         *,
         progress: bool = True,
+        **kwargs,
     ) -> "GroundingDINODetector":
         """Resolve, load and check ``spec``'s checkpoint (see :mod:`lang_sam.weights`)."""
         path = resolve_checkpoint(spec, ckpt_path, progress=progress)
@@ -167,13 +216,13 @@ class GroundingDINODetector:
         state = checkpoint.get("model", checkpoint)
         state = strip_prefix(state)
         check_architecture(spec, state, str(path), gdino_fingerprint)
-        model = build_groundingdino_model(spec)
+        model = build_groundingdino_model(spec, empty=True)
         load_into(
             model, state, spec, str(path), gdino_fingerprint,
             allowed_unexpected=ALLOWED_UNEXPECTED, optional=OPTIONAL_KEYS,
         )
         logger.info("loaded GroundingDINO %s from %s", spec.name, path)
-        return cls(model, device)
+        return cls(model, device, **kwargs)
 
     # ----------------------------------------------------------------------------------------
     def count_tokens(self, text_prompt: str) -> int:
@@ -205,6 +254,86 @@ class GroundingDINODetector:
         tensor, _ = transform(image, None)
         return tensor
 
+    def encode_image(self, image: Image.Image, key: str | None = None) -> ImageFeatures:
+        """The text-independent part of GroundingDINO's forward for an RGB PIL image.
+
+        With a content ``key`` (see :func:`lang_sam.cache.image_key`) the result is cached.
+        """
+        cached = self.cache.get((key, self.precision)) if key is not None else None
+        if cached is not None:
+            return cached
+        features = self._encode_image(image)
+        if key is not None:
+            self.cache.put((key, self.precision), features)
+        return features
+
+    def _encode_image(self, image: Image.Image) -> ImageFeatures:
+        from groundingdino.util.misc import NestedTensor, nested_tensor_from_tensor_list
+
+        m = self.model
+        tensor = self.transform(image).to(self.device)
+        with torch.no_grad(), autocast(self.device, self.precision):
+            samples = nested_tensor_from_tensor_list(tensor[None])
+            features, poss = m.backbone(samples)
+            srcs, masks = [], []
+            for level, feat in enumerate(features):
+                src, mask = feat.decompose()
+                srcs.append(m.input_proj[level](src))
+                masks.append(mask)
+            for level in range(len(srcs), m.num_feature_levels):
+                src = m.input_proj[level](features[-1].tensors if level == len(features) else srcs[-1])
+                mask = F.interpolate(samples.mask[None].float(), size=src.shape[-2:]).to(torch.bool)[0]
+                poss.append(m.backbone[1](NestedTensor(src, mask)).to(src.dtype))
+                srcs.append(src)
+                masks.append(mask)
+        return ImageFeatures(tuple(srcs), tuple(masks), tuple(poss), image.size)
+
+    def detect(self, features: ImageFeatures, caption: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The text-dependent part for a preprocessed ``caption``.
+
+        Returns the last decoder layer's token scores ``(num_queries, 256)`` (sigmoid) and boxes
+        ``(num_queries, 4)`` (normalised cxcywh), float32 on the CPU.
+        """
+        from groundingdino.models.GroundingDINO.bertwarper import (
+            generate_masks_with_special_tokens_and_transfer_map,
+        )
+        from groundingdino.util.misc import inverse_sigmoid
+
+        m = self.model
+        L = MAX_TEXT_LEN
+        with torch.no_grad(), autocast(self.device, self.precision):
+            tokenized = m.tokenizer([caption], padding="longest", return_tensors="pt").to(self.device)
+            attention, position_ids, _ = generate_masks_with_special_tokens_and_transfer_map(
+                tokenized, m.specical_tokens, m.tokenizer
+            )
+            if attention.shape[1] > L:
+                attention, position_ids = attention[:, :L, :L], position_ids[:, :L]
+                for key in ("input_ids", "attention_mask", "token_type_ids"):
+                    tokenized[key] = tokenized[key][:, :L]
+            if m.sub_sentence_present:
+                encoder_inputs = {k: v for k, v in tokenized.items() if k != "attention_mask"}
+                encoder_inputs["attention_mask"] = attention
+                encoder_inputs["position_ids"] = position_ids
+            else:
+                encoder_inputs = tokenized
+            encoded = m.feat_map(m.bert(**encoder_inputs)["last_hidden_state"])
+            token_mask = tokenized.attention_mask.bool()
+            text_dict = {
+                "encoded_text": encoded[:, :L, :],
+                "text_token_mask": token_mask[:, :L],
+                "position_ids": position_ids[:, :L],
+                "text_self_attention_masks": attention[:, :L, :L],
+            }
+            hs, reference, _, _, _ = m.transformer(
+                list(features.srcs), list(features.masks), None, list(features.poss), None, None,
+                text_dict,
+            )
+            # Only the last decoder layer's outputs are used; forward() computes every layer's.
+            delta = m.bbox_embed[-1](hs[-1])
+            boxes = (delta + inverse_sigmoid(reference[-2])).sigmoid()
+            logits = m.class_embed[-1](hs[-1], text_dict)
+        return logits.float().cpu().sigmoid()[0], boxes.float().cpu()[0]
+
     def predict(
         self,
         image: Image.Image,
@@ -213,22 +342,24 @@ class GroundingDINODetector:
         text_threshold: float = 0.25,
         *,
         return_prompts: bool = False,
+        features: ImageFeatures | None = None,
     ) -> Detections:
-        """Detect ``text_prompt`` in an RGB PIL image. See :class:`Detections` for the output."""
+        """Detect ``text_prompt`` in an RGB PIL image. See :class:`Detections` for the output.
+
+        ``features`` (from :meth:`encode_image` of the same image) skips the backbone.
+        """
         box_threshold = check_threshold("box_threshold", box_threshold)
         text_threshold = check_threshold("text_threshold", text_threshold)
         text_prompt = self.check_prompt(text_prompt)
         caption = preprocess_caption(text_prompt)
-        tensor = self.transform(image).to(self.device)
-        with torch.no_grad():
-            outputs = self.model(tensor[None], captions=[caption])
-        scores = outputs["pred_logits"].cpu().sigmoid()[0]  # (num_queries, 256)
-        boxes = outputs["pred_boxes"].cpu()[0]  # (num_queries, 4) cxcywh, normalised
+        if features is None:
+            features = self.encode_image(image)
+        scores, boxes = self.detect(features, caption)
         keep = scores.max(dim=1)[0] > box_threshold
         scores, boxes = scores[keep], boxes[keep]
         phrases = self.phrases(scores, caption, text_threshold, return_prompts=return_prompts)
         return Detections(
-            boxes=self.to_pixels(boxes, image.size), logits=scores.max(dim=1)[0], phrases=phrases
+            boxes=self.to_pixels(boxes, features.size), logits=scores.max(dim=1)[0], phrases=phrases
         )
 
     @staticmethod

@@ -58,14 +58,25 @@ def gdino_ckpt(ckpt_dir, tiny_specs):
     return ckpt_dir / tiny_specs[1].filename
 
 
-@pytest.fixture(scope="session")
-def model(sam_ckpt, gdino_ckpt, tiny_specs):
+def load_tiny(sam_ckpt, gdino_ckpt, tiny_specs, **kwargs):
     from lang_sam import LangSAM
 
     return LangSAM(
         tiny_specs[0].name, str(sam_ckpt), gdino_type=tiny_specs[1].name,
-        gdino_ckpt_path=str(gdino_ckpt), device="cpu",
+        gdino_ckpt_path=str(gdino_ckpt), device="cpu", **kwargs,
     )
+
+
+@pytest.fixture(scope="session")
+def model(sam_ckpt, gdino_ckpt, tiny_specs):
+    """The tiny models with the library's defaults."""
+    return load_tiny(sam_ckpt, gdino_ckpt, tiny_specs)
+
+
+@pytest.fixture(scope="session")
+def exact_model(sam_ckpt, gdino_ckpt, tiny_specs):
+    """The tiny models computing SAM's attention exactly as segment-anything does."""
+    return load_tiny(sam_ckpt, gdino_ckpt, tiny_specs, fast_attention=False)
 
 
 def make_image(h: int = 240, w: int = 320, seed: int = 0) -> np.ndarray:

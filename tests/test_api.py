@@ -31,7 +31,8 @@ def test_signatures_match_the_original():
         ("sam_type", "vit_h"), ("ckpt_path", None), ("return_prompts", False)]
     assert all(p.kind is p.KEYWORD_ONLY for p in params[3:])
     assert {p.name: p.default for p in params[3:]} == {
-        "gdino_type": "swinb", "gdino_ckpt_path": None, "device": None}
+        "gdino_type": "swinb", "gdino_ckpt_path": None, "device": None, "precision": "fp32",
+        "cache_size": 2, "fast_attention": True}
     pred = inspect.signature(LangSAM.predict).parameters
     assert [(n, p.default) for n, p in pred.items()][1:] == [
         ("image_pil", inspect.Parameter.empty), ("text_prompt", inspect.Parameter.empty),

@@ -98,9 +98,9 @@ CASES = [
 
 
 @pytest.mark.parametrize("h,w,prompt,box_threshold,text_threshold", CASES)
-def test_predict_equals_original(model, reference, h, w, prompt, box_threshold, text_threshold):
+def test_predict_equals_original(exact_model, reference, h, w, prompt, box_threshold, text_threshold):
     image = Image.fromarray(make_image(h, w, seed=h))
-    masks, boxes, phrases, logits = model.predict(image, prompt, box_threshold, text_threshold)
+    masks, boxes, phrases, logits = exact_model.predict(image, prompt, box_threshold, text_threshold)
     ref_masks, ref_boxes, ref_phrases, ref_logits = original_predict(
         *reference, image, prompt, box_threshold, text_threshold
     )
