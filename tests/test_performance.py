@@ -1,0 +1,136 @@
+"""Encode once, prompt many: caches give identical results, stay bounded and are keyed by content.
+Timings live in benchmarks/, not here."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import load_tiny, make_image
+
+
+@pytest.fixture(scope="module")
+def counted(sam_ckpt, gdino_ckpt, tiny_specs):
+    """A fresh tiny model whose two image encoders count their runs."""
+    m = load_tiny(sam_ckpt, gdino_ckpt, tiny_specs, fast_attention=False)
+    m.runs = {"gdino": 0, "sam": 0}
+    m.groundingdino.backbone.register_forward_hook(lambda *a: m.runs.__setitem__("gdino", m.runs["gdino"] + 1))
+    m.sam.model.image_encoder.register_forward_hook(lambda *a: m.runs.__setitem__("sam", m.runs["sam"] + 1))
+    return m
+
+
+def same(a, b):
+    return (torch.equal(a.masks, b.masks) and torch.equal(a.boxes, b.boxes)
+            and torch.equal(a.logits, b.logits) and a.phrases == b.phrases)
+
+
+@pytest.fixture(scope="module")
+def uncached(sam_ckpt, gdino_ckpt, tiny_specs):
+    return load_tiny(sam_ckpt, gdino_ckpt, tiny_specs, fast_attention=False, cache_size=0)
+
+
+def test_second_prompt_reuses_both_encodings_and_matches_uncached(counted, uncached):
+    img = make_image(200, 260, seed=11)
+    counted.clear_cache()
+    counted.runs.update(gdino=0, sam=0)
+    first = counted.predict(img, "cat")
+    second = counted.predict(img.copy(), "remote control")  # another object, same pixels
+    assert counted.runs == {"gdino": 1, "sam": 1}
+    assert len(first.boxes) and len(second.boxes)
+    assert same(first, uncached.predict(img, "cat"))
+    assert same(second, uncached.predict(img, "remote control"))
+    changed = img.copy()
+    changed[0, 0, 0] ^= 1
+    counted.predict(changed, "cat", 0.99, 0.99)
+    assert counted.runs["gdino"] == 2, "one changed pixel is another image"
+
+
+def test_cache_is_bounded_and_clearable(counted):
+    counted.clear_cache()
+    assert counted.cache_size == 2
+    for seed in range(3):
+        counted.predict(make_image(64, 64, seed=seed), "cat", 1.0, 1.0)
+    assert len(counted.detector.cache) == 2
+    counted.cache_size = 1
+    assert len(counted.detector.cache) == 1 and len(counted.segmenter.cache) <= 1
+    counted.clear_cache()
+    assert len(counted.detector.cache) == 0 and len(counted.segmenter.cache) == 0
+    with pytest.raises(ValueError, match="cache size"):
+        counted.cache_size = -1
+    counted.cache_size = 2
+
+
+def test_predict_prompts_and_set_image(counted, uncached, sam_ckpt):
+    img = Image.fromarray(make_image(180, 240, seed=4))
+    counted.clear_cache()
+    counted.runs.update(gdino=0, sam=0)
+    results = counted.predict_prompts(img, ["cat", "a remote control. dog"])
+    assert counted.runs == {"gdino": 1, "sam": 1}
+    assert same(results[0], uncached.predict(img, "cat"))
+    assert same(results[1], uncached.predict(img, "a remote control. dog"))
+    counted.clear_cache()
+    counted.set_image(img)
+    assert counted.runs == {"gdino": 2, "sam": 2}
+    again = counted.predict_prompt("cat")
+    assert counted.runs == {"gdino": 2, "sam": 2}
+    assert same(again, results[0])
+    with pytest.raises(TypeError):
+        counted.predict_prompts(img, "cat")
+    counted.build_sam(str(sam_ckpt))  # reloading SAM drops the pinned image
+    with pytest.raises(RuntimeError, match="set_image"):
+        counted.predict_prompt("cat")
+
+
+def test_predict_batch(model):
+    imgs = [make_image(100, 120, seed=s) for s in (1, 2)]
+    out = model.predict_batch(imgs, "cat")
+    assert len(out) == 2 and all(same(o, model.predict(i, "cat")) for o, i in zip(out, imgs))
+    out = model.predict_batch(imgs, ["cat", "dog"])
+    assert same(out[1], model.predict(imgs[1], "dog"))
+    with pytest.raises(ValueError, match="2 images but 1 prompts"):
+        model.predict_batch(imgs, ["cat"])
+
+
+def test_chunked_mask_decoding_is_identical(model, image):
+    boxes, _, _ = model.predict_dino(image, "cat. remote control", 0.3, 0.25)
+    assert len(boxes) > 3
+    model.segmenter.chunk_size = 16
+    whole = model.predict_sam(image, boxes)
+    model.segmenter.chunk_size = 3
+    try:
+        chunked = model.predict_sam(image, boxes)
+    finally:
+        model.segmenter.chunk_size = 16
+    assert torch.equal(whole, chunked)
+
+
+def test_fast_attention_agrees_with_exact(model, exact_model):
+    img = make_image(300, 400, seed=7)
+    fast = model.predict(img, "a cat. a remote control")
+    exact = exact_model.predict(img, "a cat. a remote control")
+    assert torch.equal(fast.boxes, exact.boxes) and torch.equal(fast.logits, exact.logits)
+    agreement = (fast.masks == exact.masks).float().mean().item()
+    assert agreement >= 0.9999, agreement
+
+
+def test_bf16_is_scoped_and_returns_float32(sam_ckpt, gdino_ckpt, tiny_specs):
+    m = load_tiny(sam_ckpt, gdino_ckpt, tiny_specs, precision="bf16")
+    img = make_image(120, 160, seed=2)
+    out = m.predict(img, "cat")
+    assert out.boxes.dtype == torch.float32 and out.logits.dtype == torch.float32
+    assert out.masks.dtype == torch.bool and out.masks.shape[1:] == (120, 160)
+    assert not torch.is_autocast_enabled("cpu"), "autocast must not leak out of the library's calls"
+    assert next(m.groundingdino.parameters()).dtype == torch.float32, "weights stay float32"
+    with pytest.raises(ValueError, match="fp16.*CUDA"):
+        load_tiny(sam_ckpt, gdino_ckpt, tiny_specs, precision="fp16")
+    with pytest.raises(ValueError, match="precision"):
+        load_tiny(sam_ckpt, gdino_ckpt, tiny_specs, precision="int8")
+
+
+def test_weights_are_loaded_without_a_second_copy(model):
+    """Networks are built with meta parameters and the checkpoint tensors are assigned."""
+    for net in (model.groundingdino, model.sam.model):
+        assert all(p.device.type == "cpu" for p in net.parameters())
+        assert not any(p.requires_grad for p in net.parameters())
