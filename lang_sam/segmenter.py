@@ -103,25 +103,35 @@ def sam_fingerprint(source) -> tuple | None:
     return (width, count_blocks(source, "image_encoder.blocks."), grid)
 
 
+_BIAS_BYTES = 128 * 2**20  # relative-position bias materialised at a time (global blocks)
+
+
 def _sdpa_forward(self, x: torch.Tensor) -> torch.Tensor:
     """segment_anything's ``Attention.forward`` with the softmax(QK^T)V done by
     ``scaled_dot_product_attention`` and the decomposed relative-position terms as its additive
-    mask. Same math; float rounding differs by ~1e-7 relative."""
+    mask, built for a few heads at a time (the global blocks' full ``(B*heads, 4096, 4096)`` bias
+    would take 0.8-1 GB). Same math; float rounding differs by ~1e-7 relative."""
     from segment_anything.modeling.image_encoder import get_rel_pos
 
     B, H, W, _ = x.shape
     qkv = self.qkv(x).reshape(B, H * W, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
     q, k, v = qkv.reshape(3, B * self.num_heads, H * W, -1).unbind(0)
-    bias = None
-    if self.use_rel_pos:
+    if not self.use_rel_pos:
+        out = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
+    else:
         Rh = get_rel_pos(H, H, self.rel_pos_h)
         Rw = get_rel_pos(W, W, self.rel_pos_w)
-        r_q = q.reshape(q.shape[0], H, W, -1)
-        rel_h = torch.einsum("bhwc,hkc->bhwk", r_q, Rh)
-        rel_w = torch.einsum("bhwc,wkc->bhwk", r_q, Rw)
-        bias = (rel_h[:, :, :, :, None] + rel_w[:, :, :, None, :]).reshape(q.shape[0], H * W, H * W)
-        bias = bias.to(q.dtype)
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale)
+        out = torch.empty_like(q)
+        step = max(1, _BIAS_BYTES // ((H * W) ** 2 * q.element_size()))
+        for i in range(0, q.shape[0], step):
+            qi = q[i:i + step]
+            r_q = qi.reshape(qi.shape[0], H, W, -1)
+            rel_h = torch.einsum("bhwc,hkc->bhwk", r_q, Rh)
+            rel_w = torch.einsum("bhwc,wkc->bhwk", r_q, Rw)
+            bias = (rel_h[:, :, :, :, None] + rel_w[:, :, :, None, :]).reshape(qi.shape[0], H * W, H * W)
+            out[i:i + step] = F.scaled_dot_product_attention(
+                qi, k[i:i + step], v[i:i + step], attn_mask=bias.to(qi.dtype), scale=self.scale
+            )
     out = out.view(B, self.num_heads, H, W, -1).permute(0, 2, 3, 1, 4).reshape(B, H, W, -1)
     return self.proj(out)
 
@@ -144,9 +154,13 @@ class SamSegmenter:
 
     ``fast_attention`` (default on) computes the image encoder's attention with
     ``scaled_dot_product_attention``: faster, and masks agree with the original's on >= 99.99 % of
-    pixels (tests/test_performance.py). ``chunk_size`` boxes are decoded at a time, which bounds the
-    float32 upsampling buffer to ``chunk_size * H * W * 4`` bytes; the returned bool masks take
-    ``N * H * W`` bytes.
+    pixels (tests/test_performance.py).
+
+    Memory for masks: the returned bool masks take ``N * H * W`` bytes. Boxes are decoded in chunks
+    of at most ``chunk_size`` boxes and at most ``chunk_bytes`` of float32 full-size mask logits
+    (at least one box per chunk), so the transient buffer stays under about
+    ``max(chunk_bytes, 4 * H * W) * 1.25`` bytes whatever N is. A 4000x3000 photo with 100 boxes:
+    1.2 GB of masks plus about 0.3 GB transient (the original: 4.8 GB of float32 logits at once).
     """
 
     def __init__(
@@ -159,6 +173,7 @@ class SamSegmenter:
         fast_attention: bool = True,
         cache_size: int = 2,
         chunk_size: int = 16,
+        chunk_bytes: int = 256 * 2**20,
     ):
         from segment_anything import SamPredictor
 
@@ -173,6 +188,11 @@ class SamSegmenter:
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         self.chunk_size = chunk_size
+        self.chunk_bytes = chunk_bytes
+
+    def boxes_per_chunk(self, height: int, width: int) -> int:
+        """How many boxes are decoded together for an image of ``height x width`` pixels."""
+        return max(1, min(self.chunk_size, self.chunk_bytes // (4 * height * width)))
 
     @classmethod
     def from_spec(
@@ -222,15 +242,16 @@ class SamSegmenter:
     def predict_boxes(self, boxes: torch.Tensor) -> torch.Tensor:
         """Masks for ``(N, 4)`` float xyxy boxes in pixels of the image given to :meth:`set_image`.
 
-        Returns ``(N, 1, H, W)`` bool masks on the CPU; boxes are decoded ``chunk_size`` at a time.
+        Returns ``(N, 1, H, W)`` bool masks on the CPU; boxes are decoded in chunks (see the class).
         """
         p = self.predictor
         H, W = p.original_size
         out = torch.empty((len(boxes), 1, H, W), dtype=torch.bool)
         transformed = p.transform.apply_boxes_torch(boxes, p.original_size)
+        step = self.boxes_per_chunk(H, W)
         with torch.no_grad(), autocast(self.device, self.precision):
-            for start in range(0, len(boxes), self.chunk_size):
-                chunk = transformed[start:start + self.chunk_size].to(p.device)
+            for start in range(0, len(boxes), step):
+                chunk = transformed[start:start + step].to(p.device)
                 masks, _, _ = p.predict_torch(
                     point_coords=None, point_labels=None, boxes=chunk, multimask_output=False
                 )

@@ -96,38 +96,69 @@ def random_sam_state_dict(model="vit_b", seed: int = 0) -> dict[str, torch.Tenso
     return net.state_dict()
 
 
+def _calibration_image():
+    """A deterministic photo-like 600x400 RGB image (gradients and a few solid shapes)."""
+    import numpy as np
+    from PIL import Image
+
+    h, w = 400, 600
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.stack([xx * 255 // (w - 1), yy * 255 // (h - 1), (xx + yy) * 255 // (h + w - 2)], -1)
+    img = img.astype(np.uint8)
+    for i, (y0, x0, c) in enumerate([(40, 60, 200), (150, 300, 30), (250, 100, 120), (60, 420, 250)]):
+        img[y0:y0 + 90 + 10 * i, x0:x0 + 120, :] = (c, 255 - c, (c * 7) % 256)
+    return Image.fromarray(img)
+
+
 def random_gdino_state_dict(
-    model="swint", seed: int = 0, *, few_boxes: bool = False, score_shift: float = 1.3,
-    feature_scale: float = 1 / 16,
+    model="swint", seed: int = 0, *, few_boxes: bool = False, target_boxes: int = 8,
+    calibration_image=None, feature_scale: float = 1 / 16,
 ) -> dict[str, torch.Tensor]:
     """The state dict of a GroundingDINO network with random weights.
 
     Random GroundingDINO scores saturate: nearly every query scores about 1 for some token, so all
-    900 queries pass the 0.3 threshold. ``few_boxes=True`` gives a realistic handful instead, by
-    setting two LayerNorms (nothing else changes, so compute is the same):
+    900 queries pass the 0.3 threshold (and SAM then decodes 900 masks). ``few_boxes=True`` gives a
+    realistic handful instead, by setting two LayerNorms (compute is unchanged):
 
-    - the last text-enhancer layer's output norm to weight 1, bias 1, so every text feature is
-      ``1 + z`` with ``z`` zero-mean over channels;
-    - the decoder's final norm to weight ``feature_scale`` and bias ``-score_shift / 256``, which
-      shrinks the query features and moves every logit down by ``score_shift``.
-
-    A query's best token score then passes 0.3 only for a few percent of queries.
+    - the last text-enhancer layer's output norm to weight 0 and a random bias ``c``, so every
+      token's feature is ``c`` and a query's score no longer depends on the prompt;
+    - the decoder's final norm to weight ``feature_scale`` and a bias ``-k c / |c|^2``, which
+      lowers every logit by ``k``. ``k`` is calibrated with one forward pass on
+      ``calibration_image`` (a path or PIL image; default a fixed synthetic 600x400 image) so that
+      exactly ``target_boxes`` queries score over 0.3 there, whatever the prompt. Other images give
+      other counts (the scores' offset depends on the image), so calibrate on the image you measure.
     """
-    from lang_sam.detector import build_groundingdino_model
+    from lang_sam.detector import GroundingDINODetector, build_groundingdino_model
 
     torch.manual_seed(seed)
     arch = _arch("gdino", model)
     net = build_groundingdino_model(arch)
-    _perturb(net, torch.Generator().manual_seed(seed))
+    generator = torch.Generator().manual_seed(seed)
+    _perturb(net, generator)
     state = net.state_dict()
-    if few_boxes:
-        width = state["transformer.decoder.norm.weight"].shape[0]
-        last = max(int(k.split(".")[3]) for k in state if k.startswith("transformer.encoder.text_layers."))
-        text_norm = f"transformer.encoder.text_layers.{last}.norm2"
-        state[f"{text_norm}.weight"] = torch.ones(width)
-        state[f"{text_norm}.bias"] = torch.ones(width)
-        state["transformer.decoder.norm.weight"] = torch.full((width,), feature_scale)
-        state["transformer.decoder.norm.bias"] = torch.full((width,), -score_shift / width)
+    if not few_boxes:
+        return state
+    width = state["transformer.decoder.norm.weight"].shape[0]
+    last = max(int(k.split(".")[3]) for k in state if k.startswith("transformer.encoder.text_layers."))
+    text_norm = f"transformer.encoder.text_layers.{last}.norm2"
+    c = torch.randn(width, generator=generator)
+    state[f"{text_norm}.weight"] = torch.zeros(width)
+    state[f"{text_norm}.bias"] = c
+    state["transformer.decoder.norm.weight"] = torch.full((width,), feature_scale)
+    state["transformer.decoder.norm.bias"] = torch.zeros(width)
+    net.load_state_dict(state)
+    detector = GroundingDINODetector(net)
+    if calibration_image is None:
+        calibration_image = _calibration_image()
+    elif not hasattr(calibration_image, "size"):
+        from lang_sam.utils import load_image
+
+        calibration_image = load_image(calibration_image)
+    scores, _ = detector.detect(detector.encode_image(calibration_image), "object.")
+    logits = torch.logit(scores[:, 1].double())  # every token scores the same now
+    wanted = logits.topk(target_boxes).values[-1].item()
+    k = wanted - torch.logit(torch.tensor(0.3, dtype=torch.float64)).item() + 1e-3
+    state["transformer.decoder.norm.bias"] = -k * c / c.dot(c)
     return state
 
 
@@ -146,11 +177,12 @@ def write_sam_checkpoint(path: str | os.PathLike, model="vit_b", seed: int = 0) 
 
 
 def write_gdino_checkpoint(
-    path: str | os.PathLike, model="swint", seed: int = 0, *, few_boxes: bool = False
+    path: str | os.PathLike, model="swint", seed: int = 0, **kwargs
 ) -> Path:
     """Save a random GroundingDINO checkpoint in the released format (``{"model": state_dict}``,
-    with the ``label_enc.weight`` entry the released files carry)."""
-    state = random_gdino_state_dict(model, seed, few_boxes=few_boxes)
+    with the ``label_enc.weight`` entry the released files carry). ``kwargs`` go to
+    :func:`random_gdino_state_dict`."""
+    state = random_gdino_state_dict(model, seed, **kwargs)
     args_hidden = next(v for k, v in state.items() if k == "feat_map.weight").shape[0]
     state = {**state, "label_enc.weight": torch.zeros(2001, args_hidden)}
     return _save({"model": state}, path)
@@ -166,6 +198,8 @@ def main(argv=None) -> None:
     p.add_argument("--sam", nargs="*", default=[], help="SAM types, e.g. vit_b vit_h")
     p.add_argument("--gdino", nargs="*", default=[], help="GroundingDINO types, e.g. swint swinb")
     p.add_argument("--few-boxes", action="store_true", help="see random_gdino_state_dict")
+    p.add_argument("--boxes", type=int, default=8, help="with --few-boxes: boxes on the image")
+    p.add_argument("--calibrate", default=None, help="with --few-boxes: the image to calibrate on")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     out = Path(args.to)
@@ -173,7 +207,8 @@ def main(argv=None) -> None:
         write_sam_checkpoint(out / get_spec("sam", name).filename, name, args.seed)
     for name in args.gdino:
         write_gdino_checkpoint(out / get_spec("gdino", name).filename, name, args.seed,
-                               few_boxes=args.few_boxes)
+                               few_boxes=args.few_boxes, target_boxes=args.boxes,
+                               calibration_image=args.calibrate)
 
 
 if __name__ == "__main__":

@@ -104,6 +104,10 @@ def test_chunked_mask_decoding_is_identical(model, image):
     finally:
         model.segmenter.chunk_size = 16
     assert torch.equal(whole, chunked)
+    seg = model.segmenter
+    assert seg.boxes_per_chunk(240, 320) == 16
+    assert seg.boxes_per_chunk(3000, 4000) == 5  # 256 MiB of float32 logits: 5 boxes of 12 MP
+    assert seg.boxes_per_chunk(20000, 20000) == 1
 
 
 def test_fast_attention_agrees_with_exact(model, exact_model):
