@@ -347,6 +347,25 @@ def _fetch(url: str, tmp: Path, *, progress: bool, timeout: float) -> None:
             )
 
 
+def _fetch_with_retries(
+    url: str, tmp: Path, failures: list[str], *, progress: bool, retries: int, timeout: float
+) -> bool:
+    """Fetch ``url`` into ``tmp``, resuming after cut-offs; record each failure. True on success."""
+    for attempt in range(1, retries + 1):
+        try:
+            _fetch(url, tmp, progress=progress, timeout=timeout)
+            return True
+        except urllib.error.HTTPError as exc:  # the server answered: retrying will not help
+            failures.append(f"{url}: HTTP {exc.code} {exc.reason}")
+            tmp.unlink(missing_ok=True)
+            return False
+        except (urllib.error.URLError, OSError) as exc:
+            failures.append(f"{url} (try {attempt}/{retries}): {exc}")
+            logger.warning("download of %s interrupted (%s); retrying", url, exc)
+            time.sleep(min(0.5 * attempt, 2.0))
+    return False
+
+
 def download_file(
     urls: list[str] | tuple[str, ...] | str,
     dest: str | os.PathLike,
@@ -376,24 +395,12 @@ def download_file(
     with FileLock(str(dest.with_name(dest.name + ".lock"))):
         if dest.is_file():  # another process finished it while we waited
             return dest
-        for url in urls:
+        for i, url in enumerate(urls):
+            if i > 0:
+                tmp.unlink(missing_ok=True)  # never splice bytes from two sources
             logger.info("downloading %s -> %s", url, dest)
-            for attempt in range(1, retries + 1):
-                try:
-                    _fetch(url, tmp, progress=progress, timeout=timeout)
-                    break
-                except urllib.error.HTTPError as exc:
-                    failures.append(f"{url}: HTTP {exc.code} {exc.reason}")
-                    tmp.unlink(missing_ok=True)
-                    attempt = -1
-                    break
-                except (urllib.error.URLError, OSError) as exc:
-                    failures.append(f"{url} (try {attempt}/{retries}): {exc}")
-                    logger.warning("download of %s interrupted (%s); retrying", url, exc)
-                    time.sleep(min(0.5 * attempt, 2.0))
-            else:
-                attempt = -1
-            if attempt == -1:
+            if not _fetch_with_retries(url, tmp, failures, progress=progress, retries=retries,
+                                       timeout=timeout):
                 continue
             if sha256 is not None:
                 actual = sha256sum(tmp)

@@ -310,3 +310,36 @@ def test_released_format_quirks_are_accepted(tmp_path, sam_ckpt, gdino_ckpt, tin
                 gdino_ckpt_path=tmp_path / "gd.pth", device="cpu")
     got = m.groundingdino.state_dict()
     assert torch.equal(got["feat_map.weight"], ck["model"]["feat_map.weight"])
+
+
+def test_concurrent_downloads_fetch_once(server, tmp_path, online):
+    """Two downloaders of one file: the lock makes the second wait and reuse the first's file."""
+    import threading
+
+    dest = tmp_path / "model.pth"
+    results, errors = [], []
+
+    def fetch():
+        try:
+            results.append(download_file([f"{server.url}/w/model.pth"], dest, sha256=SHA, progress=False))
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=fetch) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors and results == [dest, dest] and dest.read_bytes() == PAYLOAD
+    assert [p for p, _ in server.requests] == ["/w/model.pth"]
+
+
+def test_switching_source_never_splices_bytes(server, tmp_path, online):
+    """A source cut off for good is abandoned; the next one starts from byte 0."""
+    server.files["/a/model.pth"] = PAYLOAD
+    server.cut_after["/a/model.pth"] = [1000, 1000, 1000]
+    dest = tmp_path / "model.pth"
+    download_file([f"{server.url}/a/model.pth", f"{server.url}/w/model.pth"], dest, sha256=SHA,
+                  progress=False, retries=3)
+    assert dest.read_bytes() == PAYLOAD
+    assert server.requests[-1] == ("/w/model.pth", None)
