@@ -6,43 +6,11 @@
 Importing this package builds no model, probes no device and touches no network.
 """
 
-from lang_sam.errors import (
-    CheckpointError,
-    CheckpointMismatchError,
-    ChecksumMismatchError,
-    DownloadError,
-    ImageNotFoundError,
-    InvalidImageError,
-    InvalidPromptError,
-    InvalidThresholdError,
-    LangSAMError,
-    PromptTooLongError,
-    UnknownModelError,
-    UnsafeCheckpointError,
-    WeightsNotFoundError,
-)
+from lang_sam import errors as _errors
+from lang_sam.errors import *  # noqa: F401,F403 - the typed errors, listed in errors.__all__
 from lang_sam.lang_sam import LangSAM, Prediction
 from lang_sam.weights import GDINO_MODELS, SAM_MODELS
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "LangSAM",
-    "Prediction",
-    "SAM_MODELS",
-    "GDINO_MODELS",
-    "LangSAMError",
-    "UnknownModelError",
-    "CheckpointError",
-    "CheckpointMismatchError",
-    "UnsafeCheckpointError",
-    "ChecksumMismatchError",
-    "WeightsNotFoundError",
-    "DownloadError",
-    "InvalidImageError",
-    "ImageNotFoundError",
-    "InvalidPromptError",
-    "PromptTooLongError",
-    "InvalidThresholdError",
-    "__version__",
-]
+__all__ = ["LangSAM", "Prediction", "SAM_MODELS", "GDINO_MODELS", "__version__", *_errors.__all__]
