@@ -12,6 +12,7 @@ from lang_sam.errors import (
     ChecksumMismatchError,
     DownloadError,
     ImageNotFoundError,
+    InvalidClassMapError,
     InvalidImageError,
     InvalidPromptError,
     InvalidThresholdError,
@@ -44,5 +45,6 @@ __all__ = [
     "InvalidPromptError",
     "PromptTooLongError",
     "InvalidThresholdError",
+    "InvalidClassMapError",
     "__version__",
 ]
