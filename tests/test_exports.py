@@ -211,3 +211,14 @@ def test_atomic_write_leaves_no_temp_file_on_failure(tmp_path):
         atomic_write_bytes(target, object())
     assert target.read_text() == "old" and sorted(os.listdir(tmp_path)) == ["x.json"]
 
+
+
+def test_exports_and_cli_import_light():
+    code = (
+        "import sys, lang_sam.exports, lang_sam.cli\n"
+        "heavy = [m for m in ('groundingdino', 'segment_anything', 'transformers', 'cv2', 'pycocotools')"
+        " if m in sys.modules]\n"
+        "sys.stderr.write(repr(heavy))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout == "" and out.stderr.strip() == "[]"
