@@ -192,8 +192,12 @@ class Layout:
     def coco(self) -> Path:
         return self.root / "coco" / "annotations.json"
 
+    @property
+    def records(self) -> Path:
+        return self.root / STATE_DIR / "records"
+
     def record(self, key: str) -> Path:
-        return self.root / STATE_DIR / "records" / f"{key}.json"
+        return self.records / f"{key}.json"
 
     @property
     def run(self) -> Path:
@@ -386,7 +390,10 @@ def _label_one(model, item: ImageItem, layout: Layout, formats: Sequence[str], p
         outputs["masks"] = [layout.rel(p) for p in paths]
     if "labelme" in formats:
         path = layout.labelme(item.key)
-        image_path = Path(os.path.relpath(item.path.resolve(), path.parent.resolve())).as_posix()
+        try:
+            image_path = Path(os.path.relpath(item.path.resolve(), path.parent.resolve())).as_posix()
+        except ValueError:  # another drive (Windows): no relative path exists
+            image_path = item.path.resolve().as_posix()
         exports.write_json(path, exports.labelme_dict(masks, names, (height, width), image_path), indent=1)
         outputs["labelme"].append(layout.rel(path))
     if "yolo" in formats:
@@ -460,6 +467,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if args.resume:
             logger.info("--resume: no earlier run in %s; starting afresh", out)
         state = None
+        # A fresh run numbers its classes anew: records of an earlier run must not be resumed from.
+        shutil.rmtree(layout.records, ignore_errors=True)
 
     def save_state() -> None:
         exports.write_json(layout.run, {"version": RUN_VERSION, "config": config,
@@ -502,6 +511,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 break
             except (LangSAMError, OSError, ValueError, RuntimeError) as exc:
                 failed.append((item, f"{type(exc).__name__}: {exc}"))
+                layout.record(item.key).unlink(missing_ok=True)  # an older record is stale now
                 tqdm.write(f"lang-sam: skipped {item.path}: {exc}", file=sys.stderr)
                 logger.debug("failure on %s", item.path, exc_info=True)
                 continue

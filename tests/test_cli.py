@@ -135,7 +135,11 @@ def test_predict_folder_every_format(tmp_path, model_args, capsys):
             assert (pts >= 0).all() and (pts[:, 0] < w).all() and (pts[:, 1] < h).all()
 
     # --resume: the three done images are skipped (no model is even loaded), the bad one fails again.
-    run_wide = {"annotations.json", "data.yaml", "run.json"}  # rebuilt by every run
+    # A record that does not cover the requested formats is not "complete": bad.jpg is retried,
+    # fails again, and the stale record goes.
+    stale_record = out / ".lang-sam" / "records" / "bad.json"
+    stale_record.write_text(json.dumps({"file_name": "bad.jpg", "formats": ["overlay"], "outputs": {}}))
+    run_wide = {"annotations.json", "data.yaml", "run.json", "bad.json"}  # rebuilt by every run
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name not in run_wide}
     assert len(stamps) > 10
     rc = main(["predict", str(imgs), "--classes", "car=car. automobile", "--classes", "wheel",
@@ -143,6 +147,7 @@ def test_predict_folder_every_format(tmp_path, model_args, capsys):
     stdout = capsys.readouterr().out
     assert rc == 1 and "0 labelled, 3 skipped" in stdout and "1 failed" in stdout
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert not stale_record.exists()
     check_coco(out, {"a.png", "sub/a.PNG", "b.jpg"}, ["car", "wheel"])
 
     # --resume with other settings is refused rather than mixing two runs in one folder.
@@ -160,13 +165,16 @@ def test_resume_after_interrupt(tmp_path, model_args, tiny_specs, capsys):
     out = tmp_path / "out"
     args = ["predict", str(imgs / "list.txt"), "--prompt", "car. wheel", "--output", str(out),
             "--format", ALL_FORMATS, "-q", *model_args]
+    old_record = out / ".lang-sam" / "records" / "old.json"  # from an earlier run in this folder
+    old_record.parent.mkdir(parents=True)
+    old_record.write_text("{}")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.Popen([sys.executable, str(HELPER), *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     records = out / ".lang-sam" / "records"
     deadline = time.monotonic() + 300
     try:
-        while not list(records.glob("*.json")):
+        while not list(records.glob("p[123].json")):
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "the first image took over 300 s"
             time.sleep(0.05)
@@ -177,6 +185,7 @@ def test_resume_after_interrupt(tmp_path, model_args, tiny_specs, capsys):
             proc.kill()
     assert proc.returncode == 130, (stdout, stderr)
     assert "--resume" in stdout
+    assert not old_record.exists()  # a fresh run never resumes from an earlier run's records
     done_before = sorted(p.stem for p in records.glob("*.json"))
     assert 1 <= len(done_before) < 3
     assert temp_files(out) == []
