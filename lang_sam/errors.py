@@ -21,6 +21,7 @@ __all__ = [
     "InvalidPromptError",
     "PromptTooLongError",
     "InvalidThresholdError",
+    "InvalidClassMapError",
 ]
 
 
@@ -74,3 +75,7 @@ class PromptTooLongError(InvalidPromptError):
 
 class InvalidThresholdError(LangSAMError, ValueError):
     """A box or text threshold outside [0, 1]."""
+
+
+class InvalidClassMapError(LangSAMError, ValueError):
+    """A class mapping spec that cannot be parsed (``"car=car. automobile"`` is the expected form)."""

@@ -90,3 +90,12 @@ def test_demo_in_headless_chromium(sam_ckpt, gdino_ckpt, tmp_path, model):
             browser.close()
     finally:
         stop(proc)
+
+
+@pytest.mark.parametrize("command,flag", [("serve", "--max-pixels"), ("app", "--port")])
+def test_cli_dispatches_serve_and_app(command, flag, capsys):
+    from lang_sam.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0 and flag in capsys.readouterr().out

@@ -1,0 +1,316 @@
+"""The ``lang-sam`` command, end to end on tiny random-weight models (in-process and in a subprocess).
+
+Each predict costs seconds on a CPU, so the whole file labels only seven small images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import make_image
+from http_server import FileServer
+from lang_sam.cli import main
+from lang_sam.testing import tiny_sam_spec
+from lang_sam.weights import register_model, unregister_model
+
+ROOT = Path(__file__).resolve().parents[1]
+HELPER = Path(__file__).with_name("cli_tiny.py")
+ALL_FORMATS = "overlay,masks,coco,labelme,yolo"
+
+
+@pytest.fixture
+def model_args(tiny_specs, sam_ckpt, gdino_ckpt):
+    sam, gdino = tiny_specs
+    return ["--sam-type", sam.name, "--sam-ckpt", str(sam_ckpt), "--gdino-type", gdino.name,
+            "--gdino-ckpt", str(gdino_ckpt), "--device", "cpu"]
+
+
+def temp_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.name.endswith((".tmp", ".incomplete"))]
+
+
+def check_coco(out: Path, expected_files: set[str], class_names: list[str] | None = None):
+    """Load annotations.json with pycocotools; every mask equals its PNG (when written)."""
+    from pycocotools.coco import COCO
+
+    coco = COCO(str(out / "coco" / "annotations.json"))
+    images = coco.dataset["images"]
+    assert {im["file_name"] for im in images} == expected_files
+    assert len({im["id"] for im in images}) == len(images)
+    anns = coco.dataset["annotations"]
+    assert len({a["id"] for a in anns}) == len(anns)
+    cats = {c["id"]: c["name"] for c in coco.dataset["categories"]}
+    if class_names is not None:
+        assert list(cats.values()) == class_names
+    for im in images:
+        key = im["file_name"].rsplit(".", 1)[0]
+        img_anns = sorted(coco.loadAnns(coco.getAnnIds(imgIds=[im["id"]])), key=lambda a: a["id"])
+        pngs = sorted((out / "masks" / key).glob("*.png")) if (out / "masks").is_dir() else None
+        if pngs is not None:
+            assert len(pngs) == len(img_anns)
+        for i, a in enumerate(img_anns):
+            mask = coco.annToMask(a).astype(bool)
+            assert mask.shape == (im["height"], im["width"])
+            assert a["area"] == int(mask.sum()) and a["iscrowd"] == 0 and 0 <= a["score"] <= 1
+            assert a["category_id"] in cats
+            x, y, w, h = a["bbox"]
+            assert w >= 0 and h >= 0
+            if pngs is not None:
+                assert pngs[i].name.startswith(f"{i:03d}_")
+                assert np.array_equal(np.asarray(Image.open(pngs[i])) > 0, mask)  # exact round trip
+    return coco
+
+
+# ------------------------------------------------------------------------------------------
+# End to end
+# ------------------------------------------------------------------------------------------
+
+def test_predict_folder_every_format(tmp_path, model_args, capsys):
+    imgs = tmp_path / "imgs"
+    (imgs / "sub").mkdir(parents=True)
+    Image.fromarray(make_image(60, 80, 1)).save(imgs / "a.png")
+    Image.fromarray(make_image(60, 80, 2)).save(imgs / "sub" / "a.PNG")  # same name, another folder
+    Image.fromarray(make_image(50, 70, 3)).save(imgs / "b.jpg")
+    (imgs / "bad.jpg").write_bytes(b"this is not a JPEG")
+    (imgs / "notes.md").write_text("not an image: ignored")
+    out = tmp_path / "out"
+
+    rc = main(["predict", str(imgs), "--classes", "car=car. automobile", "--classes", "wheel",
+               "--output", str(out), "--format", "overlay,masks", "--format", "coco,labelme,yolo",
+               "--nms", "0.9", "-q", *model_args])
+    stdout = capsys.readouterr().out
+    assert rc == 1
+    assert "1 failed" in stdout and "3 labelled" in stdout
+    failed = stdout.split("failed images:")[1]
+    assert str(imgs / "bad.jpg") in failed and "a.png" not in failed
+    assert temp_files(out) == []
+
+    keys = {"a": (60, 80), "sub/a": (60, 80), "b": (50, 70)}
+    sources = {"a": "a.png", "sub/a": "sub/a.PNG", "b": "b.jpg"}
+    for key, (h, w) in keys.items():
+        overlay = np.asarray(Image.open(out / "overlays" / f"{key}.png"))
+        assert overlay.shape == (h, w, 3)
+    assert not (out / "overlays" / "bad.png").exists()
+
+    check_coco(out, {"a.png", "sub/a.PNG", "b.jpg"}, ["car", "wheel"])
+
+    yaml = (out / "yolo" / "data.yaml").read_text().splitlines()
+    assert yaml[1:] == ["nc: 2", "names:", '  0: "car"', '  1: "wheel"']
+    rows_total = 0
+    for key, (h, w) in keys.items():
+        rows = (out / "yolo" / "labels" / f"{key}.txt").read_text().splitlines()
+        n_masks = len(list((out / "masks" / key).glob("*.png")))
+        assert len(rows) <= n_masks
+        rows_total += len(rows)
+        for row in rows:
+            parts = row.split()
+            assert parts[0] in ("0", "1")
+            xy = np.array(parts[1:], dtype=float)
+            assert len(xy) % 2 == 0 and len(xy) >= 6
+            assert (xy >= 0).all() and (xy <= 1).all()
+    assert rows_total > 0  # the random model finds something, so the checks above ran
+
+    for key, (h, w) in keys.items():
+        path = out / "labelme" / f"{key}.json"
+        d = json.loads(path.read_text())
+        assert set(d) >= {"version", "flags", "shapes", "imagePath", "imageData", "imageHeight", "imageWidth"}
+        assert (d["imageHeight"], d["imageWidth"]) == (h, w)
+        assert (path.parent / d["imagePath"]).resolve() == (imgs / sources[key]).resolve()
+        for s in d["shapes"]:
+            assert s["label"] in ("car", "wheel") and s["shape_type"] == "polygon"
+            pts = np.array(s["points"])
+            assert pts.shape[1] == 2 and len(pts) >= 3
+            assert (pts >= 0).all() and (pts[:, 0] < w).all() and (pts[:, 1] < h).all()
+
+    # --resume: the three done images are skipped (no model is even loaded), the bad one fails again.
+    # A record that does not cover the requested formats is not "complete": bad.jpg is retried,
+    # fails again, and the stale record goes.
+    stale_record = out / ".lang-sam" / "records" / "bad.json"
+    stale_record.write_text(json.dumps({"file_name": "bad.jpg", "formats": ["overlay"], "outputs": {}}))
+    run_wide = {"annotations.json", "data.yaml", "run.json", "bad.json"}  # rebuilt by every run
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name not in run_wide}
+    assert len(stamps) > 10
+    rc = main(["predict", str(imgs), "--classes", "car=car. automobile", "--classes", "wheel",
+               "--output", str(out), "--format", ALL_FORMATS, "--nms", "0.9", "--resume", "-q", *model_args])
+    stdout = capsys.readouterr().out
+    assert rc == 1 and "0 labelled, 3 skipped" in stdout and "1 failed" in stdout
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert not stale_record.exists()
+    check_coco(out, {"a.png", "sub/a.PNG", "b.jpg"}, ["car", "wheel"])
+
+    # --resume with other settings is refused rather than mixing two runs in one folder.
+    rc = main(["predict", str(imgs), "--classes", "car", "--output", str(out), "--resume", *model_args])
+    err = capsys.readouterr().err
+    assert rc == 2 and "other settings" in err and "classes" in err
+
+
+def test_resume_after_interrupt(tmp_path, model_args, tiny_specs, capsys):
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    for i, name in enumerate(["p1.png", "p2.png", "p3.png"]):
+        Image.fromarray(make_image(48, 64, 10 + i)).save(imgs / name)
+    (imgs / "list.txt").write_text("p1.png\np2.png\n# a comment\n\np3.png\n")
+    out = tmp_path / "out"
+    args = ["predict", str(imgs / "list.txt"), "--prompt", "car. wheel", "--output", str(out),
+            "--format", ALL_FORMATS, "-q", *model_args]
+    old_record = out / ".lang-sam" / "records" / "old.json"  # from an earlier run in this folder
+    old_record.parent.mkdir(parents=True)
+    old_record.write_text("{}")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, str(HELPER), *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    records = out / ".lang-sam" / "records"
+    deadline = time.monotonic() + 300
+    try:
+        while not list(records.glob("p[123].json")):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the first image took over 300 s"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)  # Ctrl-C while the second image is being labelled
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, (stdout, stderr)
+    assert "--resume" in stdout
+    assert not old_record.exists()  # a fresh run never resumes from an earlier run's records
+    done_before = sorted(p.stem for p in records.glob("*.json"))
+    assert 1 <= len(done_before) < 3
+    assert temp_files(out) == []
+    check_coco(out, {f"{k}.png" for k in done_before})  # the interrupted run's partial file is valid
+    # What a SIGKILL could leave: a temp file; the next run sweeps it.
+    stale = out / "overlays" / ".p3.png.99999.tmp"
+    stale.write_bytes(b"half a PNG")
+    first = out / "overlays" / f"{done_before[0]}.png"
+    first_stamp = first.stat().st_mtime_ns
+
+    rc = main([*args, "--resume"])
+    stdout = capsys.readouterr().out
+    assert rc == 0, stdout
+    assert f"{3 - len(done_before)} labelled, {len(done_before)} skipped" in stdout
+    assert first.stat().st_mtime_ns == first_stamp  # done images were not redone
+    assert temp_files(out) == []
+    coco = check_coco(out, {"p1.png", "p2.png", "p3.png"})
+    ids = [im["id"] for im in coco.dataset["images"]]
+    assert sorted(ids) == [1, 2, 3]
+    # Open classes: ids in order of first appearance, the same in YOLO's data.yaml and COCO.
+    run = json.loads((out / ".lang-sam" / "run.json").read_text())
+    names = [c["name"] for c in run["classes"]["classes"]]
+    assert [c["name"] for c in coco.dataset["categories"]] == names
+    yaml = (out / "yolo" / "data.yaml").read_text()
+    assert f"nc: {len(names)}" in yaml and all(f'{i}: "{n}"' in yaml for i, n in enumerate(names))
+
+
+# ------------------------------------------------------------------------------------------
+# Usage errors, info, download, entry points
+# ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("extra,match", [
+    ([], "--prompt"),
+    (["--prompt", "car", "--classes", "car"], "not both"),
+    (["--classes", "car=car", "--classes", "auto=car"], "both class"),
+    (["--prompt", "car", "--format", "overlay,pdf"], "unknown --format 'pdf'"),
+    (["--prompt", "car", "--box-threshold", "1.5"], r"\[0, 1\]"),
+    (["--prompt", "car", "--nms", "x"], r"\[0, 1\]"),
+    (["--prompt", " . "], "empty"),
+    (["--prompt", "car", "--sam-type", "vit_x"], "invalid choice"),
+])
+def test_usage_errors_exit_2(tmp_path, extra, match, capsys, tiny_specs):
+    Image.fromarray(make_image(20, 20)).save(tmp_path / "x.png")
+    rc = main(["predict", str(tmp_path / "x.png"), "--output", str(tmp_path / "out"), *extra])
+    assert rc == 2
+    assert re.search(match, capsys.readouterr().err)
+
+
+def test_input_errors_exit_2(tmp_path, capsys):
+    rc = main(["predict", str(tmp_path / "missing"), "--prompt", "car", "--output", str(tmp_path / "o")])
+    assert rc == 2 and "input not found" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    rc = main(["predict", str(tmp_path / "empty"), "--prompt", "car", "--output", str(tmp_path / "o")])
+    assert rc == 2 and "no images found" in capsys.readouterr().err
+    clash = tmp_path / "clash"
+    clash.mkdir()
+    Image.fromarray(make_image(20, 20)).save(clash / "a.png")
+    Image.fromarray(make_image(20, 20)).save(clash / "a.JPG")
+    rc = main(["predict", str(clash), "--prompt", "car", "--output", str(tmp_path / "o")])
+    assert rc == 2 and "would write the same outputs" in capsys.readouterr().err
+    assert main([]) == 2
+
+
+def test_collect_images_skips_the_output_folder(tmp_path):
+    from lang_sam.cli import collect_images
+
+    Image.fromarray(make_image(20, 20)).save(tmp_path / "a.TIF")
+    (tmp_path / "out" / "overlays").mkdir(parents=True)
+    Image.fromarray(make_image(20, 20)).save(tmp_path / "out" / "overlays" / "a.png")
+    items = collect_images([tmp_path, tmp_path / "a.TIF"], exclude=tmp_path / "out")
+    assert [(i.rel.as_posix(), i.key) for i in items] == [("a.TIF", "a")]
+
+
+def test_info(tmp_path, monkeypatch, capsys, ckpt_dir, tiny_specs):
+    monkeypatch.setenv("LANG_SAM_WEIGHTS_DIR", str(ckpt_dir))
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    from lang_sam.lang_sam import default_device
+
+    assert f"device: {default_device()}" in out and "offline mode: on" in out
+    assert f"tiny_sam: tiny_sam.pth: found: {ckpt_dir / 'tiny_sam.pth'}" in out
+    assert f"tiny_gdino: tiny_gdino.pth: found: {ckpt_dir / 'tiny_gdino.pth'}" in out
+    assert "vit_h (default): sam_vit_h_4b8939.pth: missing; offline mode is on" in out
+    monkeypatch.delenv("LANG_SAM_OFFLINE")
+    assert main(["info"]) == 0
+    assert f"would be downloaded to {ckpt_dir / 'sam_vit_h_4b8939.pth'}" in capsys.readouterr().out
+
+
+def test_download_to_folder(tmp_path, monkeypatch, capsys, sam_ckpt):
+    data = sam_ckpt.read_bytes()
+    with FileServer() as server:
+        server.files["/w/tiny_dl.pth"] = data
+        spec = register_model(tiny_sam_spec("tiny_dl", urls=(f"{server.url}/w/tiny_dl.pth",),
+                                            sha256=hashlib.sha256(data).hexdigest()))
+        try:
+            monkeypatch.setenv("LANG_SAM_OFFLINE", "1")
+            rc = main(["download", "--sam-type", "tiny_dl", "--to", str(tmp_path / "w")])
+            assert rc == 1 and "offline mode is on" in capsys.readouterr().err
+            monkeypatch.delenv("LANG_SAM_OFFLINE")
+            rc = main(["download", "--sam-type", "tiny_dl", "--to", str(tmp_path / "w")])
+            out = capsys.readouterr().out
+            assert rc == 0 and "sha256 ok" in out
+            assert (tmp_path / "w" / spec.filename).read_bytes() == data
+            assert "LANG_SAM_WEIGHTS_DIR" not in os.environ  # --to does not leak into the caller
+            # A file already in a cache is copied into --to rather than downloaded again.
+            hub = Path(os.environ["TORCH_HOME"]) / "hub" / "checkpoints"
+            hub.mkdir(parents=True)
+            (hub / spec.filename).write_bytes(data)
+            n = len(server.requests)
+            rc = main(["download", "--sam-type", "tiny_dl", "--to", str(tmp_path / "w2")])
+            assert rc == 0 and len(server.requests) == n and "copied from" in capsys.readouterr().out
+            assert (tmp_path / "w2" / spec.filename).read_bytes() == data
+            assert temp_files(tmp_path) == []
+        finally:
+            unregister_model("sam", "tiny_dl")
+
+
+def test_python_dash_m_and_console_script():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    out = subprocess.run([sys.executable, "-m", "lang_sam", "--help"], capture_output=True, text=True,
+                         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0 and "predict" in out.stdout and "download" in out.stdout
+    out = subprocess.run([sys.executable, "-m", "lang_sam", "predict"], capture_output=True, text=True,
+                         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 2
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"lang-sam": "lang_sam.cli:main"}
