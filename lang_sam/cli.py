@@ -498,6 +498,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
               file=sys.stderr)
         model = LangSAM(args.sam_type, args.sam_ckpt, gdino_type=args.gdino_type,
                         gdino_ckpt_path=args.gdino_ckpt, device=args.device)
+        model.detector.check_prompt(prompt)  # too long for every image: say so before the first
 
     failed: list[tuple[ImageItem, str]] = []
     dropped_total = 0
@@ -532,7 +533,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             interrupted = True
 
     if usage_error is not None:
-        print(f"lang-sam: error: {usage_error}", file=sys.stderr)
+        print(f"lang-sam predict: error: {usage_error}", file=sys.stderr)
         return EXIT_USAGE
     written = ", ".join(
         {"overlay": "overlays/", "masks": "masks/", "labelme": "labelme/",
