@@ -498,7 +498,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
               file=sys.stderr)
         model = LangSAM(args.sam_type, args.sam_ckpt, gdino_type=args.gdino_type,
                         gdino_ckpt_path=args.gdino_ckpt, device=args.device)
-        model.detector.check_prompt(prompt)  # too long for every image: say so before the first
+        model.detector.split_prompt(prompt)  # a phrase over 256 tokens: say so before the first image
 
     failed: list[tuple[ImageItem, str]] = []
     dropped_total = 0

@@ -230,7 +230,7 @@ class GroundingDINODetector:
         return len(self.tokenizer(preprocess_caption(text_prompt))["input_ids"])
 
     def check_prompt(self, text_prompt: str) -> str:
-        """Validate a prompt; raise :class:`PromptTooLongError` past the 256-token window."""
+        """Validate a one-pass prompt; raise :class:`PromptTooLongError` past the 256-token window."""
         text_prompt = check_prompt(text_prompt)
         n = self.count_tokens(text_prompt)
         if n > MAX_TEXT_LEN:
@@ -240,6 +240,31 @@ class GroundingDINODetector:
                 f"several prompts at '.' boundaries."
             )
         return text_prompt
+
+    def split_prompt(self, text_prompt: str) -> list[str]:
+        """The passes for ``text_prompt``: itself if it fits GroundingDINO's 256-token window, else
+        its ``.``-separated phrases packed greedily, in order, into parts that each fit.
+
+        Raises :class:`PromptTooLongError` only for a single phrase longer than the window.
+        """
+        text_prompt = check_prompt(text_prompt)
+        if self.count_tokens(text_prompt) <= MAX_TEXT_LEN:
+            return [text_prompt]
+        parts: list[str] = []
+        current: list[str] = []
+        for phrase in (p.strip() for p in text_prompt.split(".")):
+            if not phrase:
+                continue
+            if self.count_tokens(". ".join(current + [phrase])) <= MAX_TEXT_LEN:
+                current.append(phrase)
+                continue
+            if current:
+                parts.append(". ".join(current))
+            self.check_prompt(phrase)  # a single phrase over the window cannot be split
+            current = [phrase]
+        parts.append(". ".join(current))
+        logger.info("prompt of %d tokens split into %d passes", self.count_tokens(text_prompt), len(parts))
+        return parts
 
     @staticmethod
     def transform(image: Image.Image) -> torch.Tensor:
@@ -346,14 +371,28 @@ class GroundingDINODetector:
     ) -> Detections:
         """Detect ``text_prompt`` in an RGB PIL image. See :class:`Detections` for the output.
 
-        ``features`` (from :meth:`encode_image` of the same image) skips the backbone.
+        ``features`` (from :meth:`encode_image` of the same image) skips the backbone. A prompt
+        over GroundingDINO's 256-token window is never truncated: it is split at ``.`` into
+        several passes (:meth:`split_prompt`) over the same image features, and their detections
+        are concatenated in prompt order.
         """
         box_threshold = check_threshold("box_threshold", box_threshold)
         text_threshold = check_threshold("text_threshold", text_threshold)
-        text_prompt = self.check_prompt(text_prompt)
-        caption = preprocess_caption(text_prompt)
+        passes = self.split_prompt(text_prompt)
         if features is None:
             features = self.encode_image(image)
+        results = [self._predict_one(features, p, box_threshold, text_threshold, return_prompts)
+                   for p in passes]
+        if len(results) == 1:
+            return results[0]
+        return Detections(
+            boxes=torch.cat([r.boxes for r in results]),
+            logits=torch.cat([r.logits for r in results]),
+            phrases=[phrase for r in results for phrase in r.phrases],
+        )
+
+    def _predict_one(self, features, text_prompt, box_threshold, text_threshold, return_prompts):
+        caption = preprocess_caption(self.check_prompt(text_prompt))
         scores, boxes = self.detect(features, caption)
         keep = scores.max(dim=1)[0] > box_threshold
         scores, boxes = scores[keep], boxes[keep]

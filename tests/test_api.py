@@ -138,15 +138,25 @@ def test_empty_or_non_string_prompt(model, image, prompt):
         model.predict(image, prompt)
 
 
-def test_prompt_over_256_tokens_is_an_error_not_a_truncation(model, image):
-    prompt = ". ".join(f"thing{i}" for i in range(120))
+def test_prompt_over_256_tokens_is_split_never_truncated(model, image):
+    """A long class list runs in several passes at '.' boundaries; classes at its end are reached."""
+    classes = [f"thing{i}" for i in range(100)] + ["a remote control"]
+    prompt = ". ".join(classes)
     n = model.detector.count_tokens(prompt)
     assert n > 256
-    with pytest.raises(PromptTooLongError, match=f"{n} tokens"):
-        model.predict(image, prompt)
-    ok = ". ".join(f"thing{i}" for i in range(40))
-    assert model.detector.count_tokens(ok) <= 256
-    model.predict(image, ok, 0.99, 0.99)  # 40 classes fit: no error
+    passes = model.detector.split_prompt(prompt)
+    assert len(passes) >= 2 and all(model.detector.count_tokens(p) <= 256 for p in passes)
+    assert ". ".join(passes) == prompt, "every phrase, in order, in exactly one pass"
+    result = model.predict(image, prompt)
+    assert any("remote" in p for p in result.phrases), "the last class was read"
+    last = model.predict(image, passes[-1])
+    n_last = len(last.boxes)
+    assert n_last > 0 and torch.equal(result.boxes[-n_last:], last.boxes)
+    assert result.phrases[-n_last:] == last.phrases
+    # one phrase longer than the window cannot be split: a clear error, never a truncation
+    single = " ".join(f"thing{i}" for i in range(120))
+    with pytest.raises(PromptTooLongError, match="tokens"):
+        model.predict(image, single)
 
 
 def test_build_sam_accepts_a_type_name_as_the_original_demo_passed_it(model, sam_ckpt, tiny_specs, tmp_path, monkeypatch):

@@ -236,7 +236,7 @@ def test_usage_errors_exit_2(tmp_path, extra, match, capsys, tiny_specs):
 
 def test_prompt_too_long_is_a_usage_error_before_any_image(tmp_path, model_args, capsys):
     Image.fromarray(make_image(20, 20)).save(tmp_path / "x.png")
-    prompt = ". ".join(f"thing{i}" for i in range(120))  # over GroundingDINO's 256 tokens
+    prompt = " ".join(f"thing{i}" for i in range(120))  # one phrase over GroundingDINO's 256 tokens
     rc = main(["predict", str(tmp_path / "x.png"), "--prompt", prompt, "--output", str(tmp_path / "out"),
                "-q", *model_args])
     assert rc == 2 and "GroundingDINO reads at most 256" in capsys.readouterr().err

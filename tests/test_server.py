@@ -127,7 +127,7 @@ def test_predict_png(server):
     assert out.size == (110, 90) and out.mode == "RGB"
 
 
-TOO_LONG = ". ".join(f"thing{i}" for i in range(150))
+TOO_LONG = " ".join(f"thing{i}" for i in range(150))  # one phrase over 256 tokens
 
 
 @pytest.mark.parametrize("case,status,match", [
