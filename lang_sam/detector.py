@@ -376,11 +376,30 @@ class GroundingDINODetector:
         several passes (:meth:`split_prompt`) over the same image features, and their detections
         are concatenated in prompt order.
         """
-        box_threshold = check_threshold("box_threshold", box_threshold)
-        text_threshold = check_threshold("text_threshold", text_threshold)
-        passes = self.split_prompt(text_prompt)
+        passes, box_threshold, text_threshold = self.prepare(text_prompt, box_threshold, text_threshold)
         if features is None:
             features = self.encode_image(image)
+        return self.detect_passes(features, passes, box_threshold, text_threshold,
+                                  return_prompts=return_prompts)
+
+    def prepare(
+        self, text_prompt: str, box_threshold: float, text_threshold: float
+    ) -> tuple[list[str], float, float]:
+        """Validate a request before any image work: ``(passes, box_threshold, text_threshold)``."""
+        box_threshold = check_threshold("box_threshold", box_threshold)
+        text_threshold = check_threshold("text_threshold", text_threshold)
+        return self.split_prompt(text_prompt), box_threshold, text_threshold
+
+    def detect_passes(
+        self,
+        features: ImageFeatures,
+        passes: list[str],
+        box_threshold: float,
+        text_threshold: float,
+        *,
+        return_prompts: bool = False,
+    ) -> Detections:
+        """Run the prompt passes from :meth:`prepare` on ``features``; concatenate their detections."""
         results = [self._predict_one(features, p, box_threshold, text_threshold, return_prompts)
                    for p in passes]
         if len(results) == 1:

@@ -171,29 +171,45 @@ class LangSAM:
         self.segmenter.cache.clear()
         self._pinned = None
 
-    def _encode(self, image: ImageInput, *, sam: bool = False) -> "_Encoded":
+    def _encode(self, image: ImageInput, *, eager: bool = False) -> "_Encoded":
+        """Read and key an image; its encodings are computed when first needed (now if ``eager``)."""
         pil = to_rgb_pil(image)
         pixels = np.asarray(pil)
-        key = image_key(pixels) if self._cache_size else None
-        enc = _Encoded(pil, pixels, key, self.detector.encode_image(pil, key))
-        if sam:
-            enc.sam = self.segmenter.encode(pixels, key)
+        enc = _Encoded(pil, pixels, image_key(pixels) if self._cache_size else None)
+        if eager:
+            self._features(enc)
+            self._sam_encoding(enc)
         return enc
+
+    def _features(self, enc: "_Encoded") -> ImageFeatures:
+        if enc.features is None:
+            enc.features = self.detector.encode_image(enc.image, enc.key)
+        return enc.features
+
+    def _sam_encoding(self, enc: "_Encoded") -> tuple:
+        if enc.sam is None:
+            enc.sam = self.segmenter.encode(enc.pixels, enc.key)
+        return enc.sam
+
+    def _detect(self, enc: "_Encoded", text_prompt: str, box_threshold: float, text_threshold: float):
+        # Validate the prompt and thresholds before any image work is spent on the request.
+        passes, box_threshold, text_threshold = self.detector.prepare(
+            text_prompt, box_threshold, text_threshold
+        )
+        return self.detector.detect_passes(
+            self._features(enc), passes, box_threshold, text_threshold,
+            return_prompts=self.return_prompts,
+        )
 
     def _predict_encoded(
         self, enc: "_Encoded", text_prompt: str, box_threshold: float, text_threshold: float
     ) -> Prediction:
-        det = self.detector.predict(
-            enc.image, text_prompt, box_threshold, text_threshold,
-            return_prompts=self.return_prompts, features=enc.features,
-        )
+        det = self._detect(enc, text_prompt, box_threshold, text_threshold)
         W, H = enc.image.size
         if len(det.boxes) == 0:
             masks = torch.zeros((0, H, W), dtype=torch.bool)
         else:
-            if enc.sam is None:
-                enc.sam = self.segmenter.encode(enc.pixels, enc.key)
-            self.segmenter.use(enc.sam)
+            self.segmenter.use(self._sam_encoding(enc))
             masks = self.segmenter.predict_boxes(det.boxes).squeeze(1)
         return Prediction(masks, det.boxes, det.phrases, det.logits)
 
@@ -208,21 +224,15 @@ class LangSAM:
         text_threshold: float,
     ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
         """GroundingDINO alone: ``(boxes (N, 4) float32 xyxy pixels, logits (N,), phrases)``."""
-        enc = self._encode(image_pil)
-        det = self.detector.predict(
-            enc.image, text_prompt, box_threshold, text_threshold,
-            return_prompts=self.return_prompts, features=enc.features,
-        )
+        det = self._detect(self._encode(image_pil), text_prompt, box_threshold, text_threshold)
         return det.boxes, det.logits, det.phrases
 
     def predict_sam(self, image_pil: ImageInput, boxes: torch.Tensor) -> torch.Tensor:
         """SAM alone: ``(N, 1, H, W)`` bool masks for ``(N, 4)`` xyxy pixel boxes."""
-        pixels = np.asarray(to_rgb_pil(image_pil))
         boxes = torch.as_tensor(boxes, dtype=torch.float32)
         if boxes.ndim != 2 or boxes.shape[1] != 4:
             raise ValueError(f"boxes must have shape (N, 4), got {tuple(boxes.shape)}")
-        key = image_key(pixels) if self._cache_size else None
-        self.segmenter.set_image(pixels, key)
+        self.segmenter.use(self._sam_encoding(self._encode(image_pil)))
         return self.segmenter.predict_boxes(boxes)
 
     def predict(
@@ -275,7 +285,7 @@ class LangSAM:
 
     def set_image(self, image_pil: ImageInput) -> None:
         """Encode an image with both networks now and keep it for :meth:`predict_prompt`."""
-        self._pinned = self._encode(image_pil, sam=True)
+        self._pinned = self._encode(image_pil, eager=True)
 
     def predict_prompt(
         self, text_prompt: str, box_threshold: float = 0.3, text_threshold: float = 0.25
@@ -291,7 +301,7 @@ class _Encoded:
     image: Image.Image
     pixels: np.ndarray
     key: str | None
-    features: ImageFeatures
+    features: ImageFeatures | None = None
     sam: tuple | None = None
 
 

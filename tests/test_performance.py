@@ -138,3 +138,23 @@ def test_weights_are_loaded_without_a_second_copy(model):
     for net in (model.groundingdino, model.sam.model):
         assert all(p.device.type == "cpu" for p in net.parameters())
         assert not any(p.requires_grad for p in net.parameters())
+
+
+def test_bad_requests_fail_before_any_image_work(counted):
+    from lang_sam.errors import InvalidPromptError, InvalidThresholdError, PromptTooLongError
+
+    counted.clear_cache()
+    counted.runs.update(gdino=0, sam=0)
+    img = make_image(50, 60, seed=31)
+    with pytest.raises(InvalidThresholdError):
+        counted.predict(img, "cat", box_threshold=2)
+    with pytest.raises(InvalidPromptError):
+        counted.predict_dino(img, " ", 0.3, 0.25)
+    with pytest.raises(PromptTooLongError):
+        counted.predict_prompts(img, ["cat", " ".join(f"thing{i}" for i in range(120))])
+    assert counted.runs["gdino"] == 1 and counted.runs["sam"] <= 1  # only the valid "cat" ran
+    counted.clear_cache()
+    counted.runs.update(gdino=0, sam=0)
+    with pytest.raises(InvalidThresholdError):
+        counted.predict(img, "cat", text_threshold=-1)
+    assert counted.runs["gdino"] == 0
