@@ -53,13 +53,14 @@ class Original:
         from groundingdino.util.misc import clean_state_dict
         from segment_anything import SamPredictor, sam_model_registry
 
-        from lang_sam.detector import _bundled_text_encoder, _read_config
-        from lang_sam.weights import get_spec
+        from lang_sam.models.detector import _read_config
+        from lang_sam.models.patches import bundled_text_encoder
+        from lang_sam.hub import get_spec
 
         gspec, sspec = get_spec("gdino", gdino_type), get_spec("sam", sam_type)
         args = _read_config(gspec.arch)
         args.use_checkpoint = args.use_transformer_ckpt = True  # as in groundingdino's configs
-        with _bundled_text_encoder({}):  # the bundled tokenizer instead of a hub download
+        with bundled_text_encoder({}):  # the bundled tokenizer instead of a hub download
             model = build_model(args)
         checkpoint = torch.load(weights / gspec.filename, map_location="cpu")
         model.load_state_dict(clean_state_dict(checkpoint["model"]), strict=False)
@@ -167,7 +168,7 @@ def main(argv=None) -> None:
     weights = Path(args.weights) if args.weights else tmp / "weights"
     if not args.weights:
         from lang_sam.testing import write_gdino_checkpoint, write_sam_checkpoint
-        from lang_sam.weights import get_spec
+        from lang_sam.hub import get_spec
 
         print(f"writing random {args.sam} + {args.gdino} checkpoints to {weights} ...", flush=True)
         write_sam_checkpoint(weights / get_spec("sam", args.sam).filename, args.sam)

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from lang_sam import SAM_MODELS, GDINO_MODELS, LangSAM
+from lang_sam.labeling import detection_labels
 from lang_sam.utils import draw_image, load_image
 
 
@@ -49,7 +50,7 @@ def main(argv=None) -> Path:
     masks, boxes, phrases, logits = model.predict(image, args.prompt, args.box_threshold,
                                                   args.text_threshold)
     t2 = time.perf_counter()
-    labels = [f"{p} {s:.2f}" for p, s in zip(phrases, logits.tolist())]
+    labels = detection_labels(phrases, logits)
     overlay = draw_image(np.asarray(image), masks, boxes, labels)
     out = Path(args.output or Path("outputs") / f"{Path(args.image).stem}_overlay.png")
     out.parent.mkdir(parents=True, exist_ok=True)

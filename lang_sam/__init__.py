@@ -8,9 +8,12 @@ Importing this package builds no model, probes no device and touches no network.
 
 from lang_sam import errors as _errors
 from lang_sam.errors import *  # noqa: F401,F403 - the typed errors, listed in errors.__all__
-from lang_sam.lang_sam import LangSAM, Prediction
-from lang_sam.weights import GDINO_MODELS, SAM_MODELS
+from lang_sam.hub import GDINO_MODELS, SAM_MODELS
+from lang_sam.lang_sam import EncodedImage, LangSAM, MaskPrediction, Prediction
 
 __version__ = "0.1.0"
 
-__all__ = ["LangSAM", "Prediction", "SAM_MODELS", "GDINO_MODELS", "__version__", *_errors.__all__]
+__all__ = [
+    "LangSAM", "Prediction", "EncodedImage", "MaskPrediction", "SAM_MODELS", "GDINO_MODELS",
+    "__version__", *_errors.__all__,
+]

@@ -22,6 +22,7 @@ __all__ = [
     "PromptTooLongError",
     "InvalidThresholdError",
     "InvalidClassMapError",
+    "InvalidRunError",
 ]
 
 
@@ -66,7 +67,8 @@ class ImageNotFoundError(LangSAMError, FileNotFoundError):
 
 
 class InvalidPromptError(LangSAMError, ValueError):
-    """A text prompt that is empty or not a string."""
+    """A prompt that cannot be used: an empty or non-string text prompt, or SAM boxes, points,
+    labels or masks of the wrong shape or outside the image."""
 
 
 class PromptTooLongError(InvalidPromptError):
@@ -79,3 +81,8 @@ class InvalidThresholdError(LangSAMError, ValueError):
 
 class InvalidClassMapError(LangSAMError, ValueError):
     """A class mapping spec that cannot be parsed (``"car=car. automobile"`` is the expected form)."""
+
+
+class InvalidRunError(LangSAMError, ValueError):
+    """A labelling run that cannot start as asked: a missing input, no image, two images that would
+    write the same outputs, an output path that is not a folder, or ``resume`` with other settings."""

@@ -1,7 +1,9 @@
 """The :class:`LangSAM` facade: GroundingDINO turns a text prompt into boxes, SAM each box into a mask.
 
-It only wires :class:`~lang_sam.detector.GroundingDINODetector` and
-:class:`~lang_sam.segmenter.SamSegmenter`; the API is that of the 2023 ``lang-segment-anything``.
+It only wires :class:`~lang_sam.models.detector.GroundingDINODetector` and
+:class:`~lang_sam.models.segmenter.SamSegmenter`; the API is that of the 2023
+``lang-segment-anything``, plus :meth:`LangSAM.encode` / :meth:`LangSAM.segment` for SAM's other
+prompts (boxes, points, masks) on an image encoded once.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple, Sequence
 
 import numpy as np
@@ -17,11 +19,7 @@ import torch
 from PIL import Image
 
 from lang_sam.cache import EncodingCache, image_key
-from lang_sam.detector import GroundingDINODetector, ImageFeatures
-from lang_sam.precision import check_precision
-from lang_sam.segmenter import SamSegmenter
-from lang_sam.validation import ImageInput, to_rgb_pil
-from lang_sam.weights import (
+from lang_sam.hub import (
     DEFAULT_GDINO,
     DEFAULT_SAM,
     GDINO_MODELS,
@@ -29,25 +27,56 @@ from lang_sam.weights import (
     get_spec,
     resolve_checkpoint,
 )
+from lang_sam.models.detector import GroundingDINODetector, ImageFeatures
+from lang_sam.models.segmenter import MaskPrediction, SamSegmenter
+from lang_sam.precision import check_precision
+from lang_sam.validation import ImageInput, check_sam_prompts, to_rgb_pil
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LangSAM", "Prediction", "SAM_MODELS", "GDINO_MODELS", "default_device"]
+__all__ = [
+    "LangSAM", "Prediction", "EncodedImage", "MaskPrediction", "SAM_MODELS", "GDINO_MODELS",
+    "default_device",
+]
 
 
-class Prediction(NamedTuple):
+class _PredictionFields(NamedTuple):
+    masks: torch.Tensor
+    boxes: torch.Tensor
+    phrases: list[str]
+    logits: torch.Tensor
+
+
+class Prediction(_PredictionFields):
     """What :meth:`LangSAM.predict` returns; unpacks as ``masks, boxes, phrases, logits``.
 
     - ``masks``: ``(N, H, W)`` bool tensor, one mask per box, in input-image pixels;
     - ``boxes``: ``(N, 4)`` float32 tensor, xyxy in input-image pixels;
     - ``phrases``: ``N`` strings, the prompt words each box answers;
     - ``logits``: ``(N,)`` float32 tensor, each box's best token score (sigmoid, in [0, 1]).
+
+    Not part of the tuple (so the original's 4-way unpacking keeps working):
+
+    - ``mask_scores``: ``(N,)`` float32 tensor, SAM's predicted IoU of each mask, or None.
     """
 
-    masks: torch.Tensor
-    boxes: torch.Tensor
-    phrases: list[str]
-    logits: torch.Tensor
+    mask_scores: torch.Tensor | None
+
+    def __new__(cls, masks, boxes, phrases, logits, mask_scores=None):
+        self = super().__new__(cls, masks, boxes, phrases, logits)
+        self.mask_scores = mask_scores
+        return self
+
+    def __repr__(self) -> str:
+        n = len(self.phrases)
+        shown = ", ".join(f"{p!r} {s:.2f}" for p, s in zip(self.phrases[:5], self.logits.tolist()))
+        more = f", ... (+{n - 5} more)" if n > 5 else ""
+        size = f"{self.masks.shape[-1]}x{self.masks.shape[-2]}" if self.masks.ndim >= 2 else "?"
+        return (
+            f"Prediction({n} detection{'s' if n != 1 else ''} on a {size} image"
+            f"{': ' + shown + more if n else ''}; masks {tuple(self.masks.shape)} "
+            f"{str(self.masks.dtype).removeprefix('torch.')}, boxes {tuple(self.boxes.shape)} xyxy px)"
+        )
 
 
 def default_device() -> torch.device:
@@ -65,7 +94,7 @@ class LangSAM:
 
     Args:
         sam_type: ``"vit_h"`` (default; ``None`` means it too), ``"vit_l"`` or ``"vit_b"``.
-        ckpt_path: a local SAM checkpoint file; ``None`` resolves it (see :mod:`lang_sam.weights`).
+        ckpt_path: a local SAM checkpoint file; ``None`` resolves it (see :mod:`lang_sam.hub`).
         return_prompts: give each box only the prompt part (between ``.``) holding its best token.
         gdino_type: ``"swinb"`` (default) or ``"swint"``.
         gdino_ckpt_path: a local GroundingDINO checkpoint file.
@@ -105,12 +134,21 @@ class LangSAM:
         self.precision = check_precision(precision, self.device)
         self.fast_attention = bool(fast_attention)
         self._cache_size = EncodingCache(cache_size).maxsize  # validates
-        self._pinned: _Encoded | None = None
+        self._pinned: EncodedImage | None = None
         # Find both files first, so a missing SAM file is reported before GroundingDINO is loaded.
         gdino_path = resolve_checkpoint(gdino_spec, gdino_ckpt_path)
         sam_path = resolve_checkpoint(sam_spec, ckpt_path)
         self.build_groundingdino(ckpt_path=gdino_path)
         self.build_sam(sam_path)
+
+    def __repr__(self) -> str:
+        cached = len(self.segmenter.cache) if hasattr(self, "segmenter") else 0
+        return (
+            f"LangSAM(sam_type={self.sam_type!r}, gdino_type={self.gdino_type!r}, "
+            f"device='{self.device}', precision={self.precision!r}, "
+            f"cache={cached}/{self._cache_size} images, fast_attention={self.fast_attention}, "
+            f"return_prompts={self.return_prompts})"
+        )
 
     # ----------------------------------------------------------------------------------------
     # Building
@@ -171,27 +209,36 @@ class LangSAM:
         self.segmenter.cache.clear()
         self._pinned = None
 
-    def _encode(self, image: ImageInput, *, eager: bool = False) -> "_Encoded":
-        """Read and key an image; its encodings are computed when first needed (now if ``eager``)."""
-        pil = to_rgb_pil(image)
-        pixels = np.asarray(pil)
-        enc = _Encoded(pil, pixels, image_key(pixels) if self._cache_size else None)
+    def encode(self, image: ImageInput, *, eager: bool = False) -> "EncodedImage":
+        """Read an image once, for several calls: ``enc = model.encode(img)``, then pass ``enc``
+        wherever an image is taken (:meth:`predict`, :meth:`predict_dino`, :meth:`predict_sam`,
+        :meth:`segment`). Each network's encoding is computed on its first use (now if ``eager``)
+        and kept on the handle, so nothing is encoded twice.
+        """
+        if isinstance(image, EncodedImage):
+            enc = image
+        else:
+            pil = to_rgb_pil(image)
+            pixels = np.asarray(pil)
+            enc = EncodedImage(pil, pixels, image_key(pixels) if self._cache_size else None)
         if eager:
             self._features(enc)
             self._sam_encoding(enc)
         return enc
 
-    def _features(self, enc: "_Encoded") -> ImageFeatures:
-        if enc.features is None:
+    def _features(self, enc: "EncodedImage") -> ImageFeatures:
+        if enc.features is None or enc.features_of is not self.detector:
             enc.features = self.detector.encode_image(enc.image, enc.key)
+            enc.features_of = self.detector
         return enc.features
 
-    def _sam_encoding(self, enc: "_Encoded") -> tuple:
-        if enc.sam is None:
+    def _sam_encoding(self, enc: "EncodedImage") -> tuple:
+        if enc.sam is None or enc.sam_of is not self.segmenter:
             enc.sam = self.segmenter.encode(enc.pixels, enc.key)
+            enc.sam_of = self.segmenter
         return enc.sam
 
-    def _detect(self, enc: "_Encoded", text_prompt: str, box_threshold: float, text_threshold: float):
+    def _detect(self, enc: "EncodedImage", text_prompt: str, box_threshold: float, text_threshold: float):
         # Validate the prompt and thresholds before any image work is spent on the request.
         passes, box_threshold, text_threshold = self.detector.prepare(
             text_prompt, box_threshold, text_threshold
@@ -202,16 +249,18 @@ class LangSAM:
         )
 
     def _predict_encoded(
-        self, enc: "_Encoded", text_prompt: str, box_threshold: float, text_threshold: float
+        self, enc: "EncodedImage", text_prompt: str, box_threshold: float, text_threshold: float
     ) -> Prediction:
         det = self._detect(enc, text_prompt, box_threshold, text_threshold)
         W, H = enc.image.size
         if len(det.boxes) == 0:
             masks = torch.zeros((0, H, W), dtype=torch.bool)
+            scores = torch.zeros((0,), dtype=torch.float32)
         else:
             self.segmenter.use(self._sam_encoding(enc))
-            masks = self.segmenter.predict_boxes(det.boxes).squeeze(1)
-        return Prediction(masks, det.boxes, det.phrases, det.logits)
+            out = self.segmenter.predict(boxes=det.boxes)
+            masks, scores = out.masks.squeeze(1), out.scores.squeeze(1)
+        return Prediction(masks, det.boxes, det.phrases, det.logits, mask_scores=scores)
 
     # ----------------------------------------------------------------------------------------
     # Predicting
@@ -224,7 +273,7 @@ class LangSAM:
         text_threshold: float,
     ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
         """GroundingDINO alone: ``(boxes (N, 4) float32 xyxy pixels, logits (N,), phrases)``."""
-        det = self._detect(self._encode(image_pil), text_prompt, box_threshold, text_threshold)
+        det = self._detect(self.encode(image_pil), text_prompt, box_threshold, text_threshold)
         return det.boxes, det.logits, det.phrases
 
     def predict_sam(self, image_pil: ImageInput, boxes: torch.Tensor) -> torch.Tensor:
@@ -232,8 +281,46 @@ class LangSAM:
         boxes = torch.as_tensor(boxes, dtype=torch.float32)
         if boxes.ndim != 2 or boxes.shape[1] != 4:
             raise ValueError(f"boxes must have shape (N, 4), got {tuple(boxes.shape)}")
-        self.segmenter.use(self._sam_encoding(self._encode(image_pil)))
+        enc = self.encode(image_pil)
+        if len(boxes) == 0:
+            H, W = enc.pixels.shape[:2]
+            return torch.zeros((0, 1, H, W), dtype=torch.bool)
+        self.segmenter.use(self._sam_encoding(enc))
         return self.segmenter.predict_boxes(boxes)
+
+    def segment(
+        self,
+        image: ImageInput,
+        *,
+        boxes=None,
+        points=None,
+        point_labels=None,
+        mask_input=None,
+        multimask_output: bool = False,
+    ) -> MaskPrediction:
+        """SAM's own prompts on an image (encoded once: pass an :meth:`encode` handle to reuse it).
+
+        Coordinates are in input-image pixels (torch, numpy or lists):
+
+        - ``boxes``: ``(4,)`` or ``(B, 4)`` xyxy;
+        - ``points``: ``(K, 2)`` xy, one object prompted by ``K`` points, or ``(B, K, 2)``, one set
+          per object; with ``B`` boxes, a ``(K, 2)`` set is added to every box;
+        - ``point_labels``: ``(K,)`` or ``(B, K)``, 1 foreground / 0 background (default: all 1);
+        - ``mask_input``: ``(256, 256)``, ``(1, 256, 256)`` or ``(B, 1, 256, 256)`` low-resolution
+          logits, e.g. a ``low_res_logits[i, j]`` of an earlier call, to refine that mask.
+
+        Returns a :class:`~lang_sam.models.segmenter.MaskPrediction`: ``masks`` ``(B, C, H, W)``
+        bool, ``scores`` ``(B, C)`` SAM's predicted IoU, ``low_res_logits`` ``(B, C, 256, 256)``;
+        ``C`` = 3 with ``multimask_output`` (SAM's three candidates), else 1. For one prompt,
+        ``[0]`` of each equals what ``SamPredictor.predict`` returns. Bad shapes, points outside
+        the image or labels other than 0/1 raise :class:`~lang_sam.errors.InvalidPromptError`.
+        """
+        enc = self.encode(image)
+        H, W = enc.pixels.shape[:2]
+        prompts = check_sam_prompts(boxes, points, point_labels, mask_input, image_size=(H, W))
+        self.segmenter.use(self._sam_encoding(enc))
+        return self.segmenter.predict(**prompts, multimask_output=bool(multimask_output),
+                                      return_low_res=True)
 
     def predict(
         self,
@@ -248,7 +335,7 @@ class LangSAM:
         :class:`Prediction` for shapes; nothing found gives ``(0, H, W)``, ``(0, 4)``, ``[]``, ``(0,)``.
         A recent image (same pixels) reuses its encodings: only the prompt-dependent work runs.
         """
-        return self._predict_encoded(self._encode(image_pil), text_prompt, box_threshold, text_threshold)
+        return self._predict_encoded(self.encode(image_pil), text_prompt, box_threshold, text_threshold)
 
     def predict_prompts(
         self,
@@ -262,7 +349,7 @@ class LangSAM:
         Each prompt gets its own GroundingDINO pass, so phrases never merge across prompts.
         """
         prompts = _prompt_list(text_prompts)
-        enc = self._encode(image_pil)
+        enc = self.encode(image_pil)
         return [self._predict_encoded(enc, p, box_threshold, text_threshold) for p in prompts]
 
     def predict_batch(
@@ -285,7 +372,7 @@ class LangSAM:
 
     def set_image(self, image_pil: ImageInput) -> None:
         """Encode an image with both networks now and keep it for :meth:`predict_prompt`."""
-        self._pinned = self._encode(image_pil, eager=True)
+        self._pinned = self.encode(image_pil, eager=True)
 
     def predict_prompt(
         self, text_prompt: str, box_threshold: float = 0.3, text_threshold: float = 0.25
@@ -296,13 +383,32 @@ class LangSAM:
         return self._predict_encoded(self._pinned, text_prompt, box_threshold, text_threshold)
 
 
-@dataclass
-class _Encoded:
+@dataclass(repr=False, eq=False)
+class EncodedImage:
+    """An image read once for several calls (:meth:`LangSAM.encode`).
+
+    ``image`` is the RGB PIL image, ``pixels`` its ``HxWx3`` uint8 array, ``key`` its content key
+    (None when the model's cache is off). The GroundingDINO features and SAM embedding are filled
+    in on first use, for the networks that computed them (a rebuilt network recomputes).
+    """
+
     image: Image.Image
     pixels: np.ndarray
     key: str | None
     features: ImageFeatures | None = None
     sam: tuple | None = None
+    features_of: object = field(default=None, compare=False)
+    sam_of: object = field(default=None, compare=False)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(W, H)``, as PIL gives it."""
+        return self.image.size
+
+    def __repr__(self) -> str:
+        done = [n for n, v in (("GroundingDINO", self.features), ("SAM", self.sam)) if v is not None]
+        return (f"EncodedImage({self.image.width}x{self.image.height}, encoded by: "
+                f"{', '.join(done) or 'none yet'})")
 
 
 def _prompt_list(text_prompts) -> list[str]:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from lang_sam.weights import GDinoArch, ModelSpec, SamArch, get_spec
+from lang_sam.hub import GDinoArch, ModelSpec, SamArch, get_spec
 
 __all__ = [
     "TINY_SAM",
@@ -61,7 +61,7 @@ TINY_GDINO = GDinoArch(
 
 
 def tiny_sam_spec(name: str = "tiny_sam", **kw) -> ModelSpec:
-    """A registry entry for :data:`TINY_SAM` (pass it to ``lang_sam.weights.register_model``)."""
+    """A registry entry for :data:`TINY_SAM` (pass it to ``lang_sam.hub.register_model``)."""
     return ModelSpec("sam", name, kw.pop("filename", f"{name}.pth"), TINY_SAM, **kw)
 
 
@@ -88,7 +88,7 @@ def _perturb(module: torch.nn.Module, generator: torch.Generator) -> None:
 
 def random_sam_state_dict(model="vit_b", seed: int = 0) -> dict[str, torch.Tensor]:
     """The state dict of a SAM network of ``model`` (a type name, spec or arch) with random weights."""
-    from lang_sam.segmenter import build_sam_model
+    from lang_sam.models.segmenter import build_sam_model
 
     torch.manual_seed(seed)
     net = build_sam_model(_arch("sam", model))
@@ -128,7 +128,7 @@ def random_gdino_state_dict(
       exactly ``target_boxes`` queries score over 0.3 there, whatever the prompt. Other images give
       other counts (the scores' offset depends on the image), so calibrate on the image you measure.
     """
-    from lang_sam.detector import GroundingDINODetector, build_groundingdino_model
+    from lang_sam.models.detector import GroundingDINODetector, build_groundingdino_model
 
     torch.manual_seed(seed)
     arch = _arch("gdino", model)

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from lang_sam.validation import open_image, to_rgb_array
+from lang_sam.validation import as_numpy, open_image, to_rgb_array
 
 __all__ = [
     "MIN_AREA",
@@ -34,12 +34,6 @@ def load_image(image_path: str | os.PathLike) -> Image.Image:
     :class:`~lang_sam.errors.ImageNotFoundError` or :class:`~lang_sam.errors.InvalidImageError`.
     """
     return open_image(image_path)
-
-
-def _as_numpy(x: Any) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
-    return np.asarray(x)
 
 
 def draw_image(
@@ -65,8 +59,8 @@ def draw_image(
 
     arr = np.array(to_rgb_array(image, "image"))  # a writable copy: the input is never modified
     tensor = torch.from_numpy(arr).permute(2, 0, 1).contiguous()
-    boxes_t = torch.as_tensor(_as_numpy(boxes), dtype=torch.float32).reshape(-1, 4)
-    masks_t = torch.as_tensor(_as_numpy(masks)).to(torch.bool)
+    boxes_t = torch.as_tensor(as_numpy(boxes), dtype=torch.float32).reshape(-1, 4)
+    masks_t = torch.as_tensor(as_numpy(masks)).to(torch.bool)
     if masks_t.ndim == 4 and masks_t.shape[1] == 1:  # (N, 1, H, W) from predict_sam
         masks_t = masks_t[:, 0]
     labels = [str(label) for label in labels] if labels is not None else None
@@ -95,7 +89,7 @@ def get_contours(mask: Any) -> list[np.ndarray]:
     """
     import cv2
 
-    arr = _as_numpy(mask)
+    arr = as_numpy(mask)
     if arr.ndim > 2:
         arr = np.squeeze(arr, 0)
     arr = (arr > 0).astype(np.uint8) * 255
@@ -123,7 +117,7 @@ def generate_labelme_json(
         image_size: ``(height, width)``.
         image_path: stored as ``imagePath``.
     """
-    masks = _as_numpy(binary_masks)
+    masks = as_numpy(binary_masks)
     if len(masks) != len(labels):
         raise ValueError(f"got {len(masks)} masks but {len(labels)} labels")
     json_dict = {

@@ -22,10 +22,20 @@ from lang_sam.errors import (
     InvalidThresholdError,
 )
 
-__all__ = ["ImageInput", "check_threshold", "check_prompt", "open_image", "to_rgb_pil", "to_rgb_array"]
+__all__ = [
+    "ImageInput", "as_numpy", "check_threshold", "check_prompt", "check_sam_prompts", "open_image",
+    "to_rgb_pil", "to_rgb_array",
+]
 
 #: What the library accepts as an image.
 ImageInput = Union[Image.Image, np.ndarray, str, os.PathLike]
+
+
+def as_numpy(x: Any) -> np.ndarray:
+    """A torch tensor (any device, detached) or array-like as a numpy array (no copy when possible)."""
+    if hasattr(x, "detach") and hasattr(x, "cpu"):  # a torch.Tensor, without importing torch here
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
 
 
 def check_threshold(name: str, value: Any) -> float:
@@ -39,7 +49,7 @@ def check_threshold(name: str, value: Any) -> float:
 
 
 def check_prompt(text_prompt: Any) -> str:
-    """A non-empty string (after stripping white space and dots)."""
+    """A non-empty string (after stripping white space and dots); raises :class:`InvalidPromptError`."""
     if not isinstance(text_prompt, str):
         raise InvalidPromptError(
             f"text_prompt must be a str such as 'car. wheel', got {type(text_prompt).__name__}"
@@ -47,6 +57,97 @@ def check_prompt(text_prompt: Any) -> str:
     if not text_prompt.strip().strip(".").strip():
         raise InvalidPromptError(f"text_prompt is empty ({text_prompt!r}); name what to find, e.g. 'car'")
     return text_prompt
+
+
+def _float_array(name: str, value: Any, shapes: str, ndims: tuple[int, ...], last: int | None) -> np.ndarray:
+    try:
+        arr = np.asarray(as_numpy(value), dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InvalidPromptError(f"{name} must be numbers shaped {shapes}, got {value!r:.80}: {exc}") from None
+    if arr.ndim not in ndims or (last is not None and arr.shape[-1] != last) or 0 in arr.shape[-2:]:
+        raise InvalidPromptError(f"{name} must be shaped {shapes}, got shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise InvalidPromptError(f"{name} must be finite numbers, got {arr.tolist()!r:.80}")
+    return arr
+
+
+def check_sam_prompts(
+    boxes: Any = None,
+    points: Any = None,
+    point_labels: Any = None,
+    mask_input: Any = None,
+    *,
+    image_size: tuple[int, int],
+) -> dict:
+    """Check SAM prompts in pixels of an image of ``image_size`` ``(H, W)`` and batch them.
+
+    Accepts ``boxes`` ``(4,)``/``(B, 4)`` xyxy with ``x0 <= x1``, ``y0 <= y1``; ``points``
+    ``(K, 2)``/``(B, K, 2)`` xy inside the image; ``point_labels`` ``(K,)``/``(B, K)`` of 0/1
+    (default all 1); ``mask_input`` ``(256, 256)``/``(1, 256, 256)``/``(B, 1, 256, 256)``. Returns
+    numpy arrays ``boxes (B, 4)`` and ``points (B, K, 2)`` float64, ``point_labels (B, K)`` int32,
+    ``mask_input (B, 1, 256, 256)`` float32 (absent ones None), a ``(K, 2)`` point set or a single
+    mask repeated for each of ``B`` boxes. Raises :class:`InvalidPromptError` naming what was expected.
+    """
+    H, W = image_size
+    if boxes is None and points is None and mask_input is None:
+        raise InvalidPromptError("give SAM at least one prompt: boxes, points or mask_input")
+    batch = None
+    if boxes is not None:
+        b = _float_array("boxes", boxes, "(4,) or (B, 4) xyxy pixels", (1, 2), 4).reshape(-1, 4)
+        bad = (b[:, 2] < b[:, 0]) | (b[:, 3] < b[:, 1])
+        if bad.any():
+            raise InvalidPromptError(
+                f"boxes must be xyxy with x0 <= x1 and y0 <= y1, got {b[bad][0].tolist()}"
+            )
+        batch = len(b)
+        boxes = b
+    if points is not None:
+        pts = _float_array("points", points, "(K, 2) or (B, K, 2) xy pixels", (2, 3), 2)
+        outside = (pts[..., 0] < 0) | (pts[..., 0] > W) | (pts[..., 1] < 0) | (pts[..., 1] > H)
+        if outside.any():
+            raise InvalidPromptError(
+                f"points must lie in the image (0 <= x <= {W}, 0 <= y <= {H}), got "
+                f"{pts[outside][0].tolist()}"
+            )
+        if point_labels is None:
+            labels = np.ones(pts.shape[:-1], dtype=np.float64)
+        else:
+            labels = _float_array("point_labels", point_labels, "(K,) or (B, K) of 0/1", (1, 2), None)
+            if labels.shape != pts.shape[:-1]:
+                raise InvalidPromptError(
+                    f"point_labels must be shaped {pts.shape[:-1]} (one per point), got {labels.shape}"
+                )
+            if not np.isin(labels, (0, 1)).all():
+                raise InvalidPromptError(
+                    f"point_labels must be 1 (foreground) or 0 (background), got {sorted(set(labels.ravel().tolist()))}"
+                )
+        if pts.ndim == 2:
+            pts, labels = pts[None], labels[None]
+        if batch is not None and len(pts) != batch:
+            if len(pts) != 1:
+                raise InvalidPromptError(
+                    f"got {batch} boxes but {len(pts)} point sets; give one set per box or one for all"
+                )
+            pts, labels = np.repeat(pts, batch, 0), np.repeat(labels, batch, 0)
+        batch = len(pts)
+        points, point_labels = pts, labels.astype(np.int32)
+    elif point_labels is not None:
+        raise InvalidPromptError("point_labels were given without points")
+    if mask_input is not None:
+        m = _float_array("mask_input", mask_input, "(256, 256), (1, 256, 256) or (B, 1, 256, 256)",
+                         (2, 3, 4), None)
+        if m.shape[-2:] != (256, 256) or (m.ndim >= 3 and m.shape[-3] != 1):
+            raise InvalidPromptError(
+                f"mask_input must be SAM's low-resolution logits shaped (256, 256), (1, 256, 256) or "
+                f"(B, 1, 256, 256), got shape {m.shape}"
+            )
+        m = m.reshape(-1, 1, 256, 256)
+        if batch is not None and len(m) != batch:
+            if len(m) != 1:
+                raise InvalidPromptError(f"got {batch} prompts but {len(m)} masks in mask_input")
+            m = np.repeat(m, batch, 0)
+        mask_input = m.astype(np.float32)
+    return {"boxes": boxes, "points": points, "point_labels": point_labels, "mask_input": mask_input}
 
 
 def _to_uint8(arr: np.ndarray, what: str) -> np.ndarray:

@@ -221,7 +221,7 @@ def test_resume_after_interrupt(tmp_path, model_args, tiny_specs, capsys):
     ([], "--prompt"),
     (["--prompt", "car", "--classes", "car"], "not both"),
     (["--classes", "car=car", "--classes", "auto=car"], "both class"),
-    (["--prompt", "car", "--format", "overlay,pdf"], "unknown --format 'pdf'"),
+    (["--prompt", "car", "--format", "overlay,pdf"], "--format: unknown format 'pdf'"),
     (["--prompt", "car", "--box-threshold", "1.5"], r"\[0, 1\]"),
     (["--prompt", "car", "--nms", "x"], r"\[0, 1\]"),
     (["--prompt", " . "], "empty"),

@@ -136,7 +136,7 @@ TOO_LONG = " ".join(f"thing{i}" for i in range(150))  # one phrase over 256 toke
     ("too large", 413, "at most 250000"),
     ("box threshold", 400, "box_threshold"),
     ("text threshold", 400, "text_threshold"),
-    ("empty prompt", 400, "empty 'text_prompt'"),
+    ("empty prompt", 400, "text_prompt is empty"),
     ("missing prompt", 400, "'text_prompt'"),
     ("over-long prompt", 400, "tokens"),
     ("too many characters", 400, "characters"),

@@ -3,44 +3,17 @@
 from __future__ import annotations
 
 import logging
-import threading
-from contextlib import contextmanager
 from typing import Any, Callable, Iterable, Mapping
 
 import torch
 from torch import nn
 
 from lang_sam.errors import CheckpointError, CheckpointMismatchError
-from lang_sam.weights import _REGISTRY, ModelSpec
+from lang_sam.hub.registry import FAMILIES, ModelSpec, model_names, registered_specs
+
+__all__ = ["strip_prefix", "count_blocks", "looks_like", "check_architecture", "load_into"]
 
 logger = logging.getLogger(__name__)
-
-
-_EMPTY_LOCK = threading.Lock()
-
-
-@contextmanager
-def empty_parameters():
-    """Build networks whose parameters live on the meta device: no memory, no random init.
-
-    Buffers (index tables, pixel means, position ids) are computed for real as usual. The
-    parameters must then be loaded with :func:`load_into`, which assigns the checkpoint's tensors
-    (memory-mapped where possible) instead of copying them, so the weights exist once in memory.
-    The swap of ``nn.Module.register_parameter`` is scoped to the ``with`` block and locked.
-    """
-    original = nn.Module.register_parameter
-
-    def register_parameter(self, name, param):
-        original(self, name, param)
-        if param is not None and param.device.type != "meta":
-            self._parameters[name] = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
-
-    with _EMPTY_LOCK:
-        nn.Module.register_parameter = register_parameter
-        try:
-            yield
-        finally:
-            nn.Module.register_parameter = original
 
 
 def strip_prefix(state_dict: Mapping[str, torch.Tensor], prefix: str = "module.") -> dict:
@@ -69,16 +42,16 @@ def looks_like(family: str, state_dict: Mapping[str, torch.Tensor],
     mine = fingerprint(state_dict)
     if mine is None:
         return []
-    return [s.name for s in _REGISTRY[family].values() if fingerprint(s.arch) == mine]
+    return [s.name for s in registered_specs(family) if fingerprint(s.arch) == mine]
 
 
 def _hint(spec: ModelSpec, state_dict, fingerprint) -> str:
-    label = "sam_type" if spec.family == "sam" else "gdino_type"
+    label = FAMILIES[spec.family]
     matches = [m for m in looks_like(spec.family, state_dict, fingerprint) if m != spec.name]
     if matches:
         return f" It looks like a {matches[0]!r} checkpoint: pass {label}={matches[0]!r}."
     return (
-        f" It matches none of the registered types ({sorted(_REGISTRY[spec.family])}); is it a "
+        f" It matches none of the registered types ({model_names(spec.family)}); is it a "
         f"{spec.family} checkpoint at all?"
     )
 
@@ -90,7 +63,7 @@ def check_architecture(
     """Fail fast, before any network is built, when the checkpoint is of another architecture."""
     mine, want = fingerprint(state_dict), fingerprint(spec.arch)
     if mine is not None and want is not None and mine != want:
-        label = "sam_type" if spec.family == "sam" else "gdino_type"
+        label = FAMILIES[spec.family]
         raise CheckpointMismatchError(
             f"{path} does not fit {label}={spec.name!r}: its architecture {mine} differs from the "
             f"expected {want}.{_hint(spec, state_dict, fingerprint)}"
@@ -112,7 +85,7 @@ def load_into(
     Missing keys (other than ``optional``) and unexpected keys (other than ``allowed_unexpected``)
     are errors; a checkpoint that fits another registered type says which.
     """
-    label = "sam_type" if spec.family == "sam" else "gdino_type"
+    label = FAMILIES[spec.family]
     allowed_unexpected, optional = set(allowed_unexpected), set(optional)
     own = model.state_dict()
     missing = [k for k in own if k not in state_dict and k not in optional]

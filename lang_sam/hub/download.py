@@ -1,0 +1,159 @@
+"""Downloading a checkpoint: to ``<file>.incomplete`` under ``<file>.lock``, resumed after a cut-off,
+verified (sha256 where known), then renamed (the huggingface_hub way). Nothing here runs at import."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from lang_sam.errors import ChecksumMismatchError, DownloadError, WeightsNotFoundError
+from lang_sam.settings import ENV_WEIGHTS_DIR, is_offline
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["download_file", "sha256sum", "copy_atomic"]
+
+_CHUNK = 1 << 20
+
+
+def sha256sum(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fetch(url: str, tmp: Path, *, progress: bool, timeout: float) -> None:
+    """Stream ``url`` into ``tmp``, resuming from its current size when the server allows it."""
+    from tqdm.auto import tqdm
+
+    have = tmp.stat().st_size if tmp.exists() else 0
+    req = urllib.request.Request(url, headers={"User-Agent": "lang-sam"})
+    if have:
+        req.add_header("Range", f"bytes={have}-")
+    try:
+        resp = urllib.request.urlopen(req, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and have:  # the partial file is already complete
+            return
+        raise
+    with resp:
+        if have and resp.status != 206:
+            have = 0  # server ignored the range: start again
+        length = resp.headers.get("Content-Length")
+        total = have + int(length) if length is not None else None
+        mode = "ab" if have else "wb"
+        with open(tmp, mode) as f, tqdm(
+            total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
+            desc=tmp.name.removesuffix(".incomplete"), disable=not progress, leave=False,
+        ) as bar:
+            got = 0
+            while True:
+                chunk = resp.read(_CHUNK)
+                if not chunk:
+                    break
+                f.write(chunk)
+                got += len(chunk)
+                bar.update(len(chunk))
+        if length is not None and got != int(length):
+            raise urllib.error.ContentTooShortError(
+                f"connection closed after {got} of {length} bytes", None
+            )
+
+
+def _fetch_with_retries(
+    url: str, tmp: Path, failures: list[str], *, progress: bool, retries: int, timeout: float
+) -> bool:
+    """Fetch ``url`` into ``tmp``, resuming after cut-offs; record each failure. True on success."""
+    for attempt in range(1, retries + 1):
+        try:
+            _fetch(url, tmp, progress=progress, timeout=timeout)
+            return True
+        except urllib.error.HTTPError as exc:  # the server answered: retrying will not help
+            failures.append(f"{url}: HTTP {exc.code} {exc.reason}")
+            tmp.unlink(missing_ok=True)
+            return False
+        except (urllib.error.URLError, OSError) as exc:
+            failures.append(f"{url} (try {attempt}/{retries}): {exc}")
+            logger.warning("download of %s interrupted (%s); retrying", url, exc)
+            time.sleep(min(0.5 * attempt, 2.0))
+    return False
+
+
+def download_file(
+    urls: list[str] | tuple[str, ...] | str,
+    dest: str | os.PathLike,
+    *,
+    sha256: str | None = None,
+    progress: bool = True,
+    retries: int = 3,
+    timeout: float = 30.0,
+) -> Path:
+    """Download the first source that delivers a good file to ``dest``; return ``dest``.
+
+    The bytes go to ``dest.incomplete`` under ``dest.lock``; a cut-off connection is retried
+    ``retries`` times per source, resuming where it stopped. A file whose sha256 differs from
+    ``sha256`` is deleted and the next source tried. Raises :class:`ChecksumMismatchError` if a
+    source delivered a wrong file and none a right one, else :class:`DownloadError`.
+    """
+    from filelock import FileLock
+
+    if is_offline():
+        raise WeightsNotFoundError(f"offline mode is on: not downloading {Path(dest).name}")
+    urls = [urls] if isinstance(urls, str) else list(urls)
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".incomplete")
+    failures: list[str] = []
+    mismatch: str | None = None
+    with FileLock(str(dest.with_name(dest.name + ".lock"))):
+        if dest.is_file():  # another process finished it while we waited
+            return dest
+        for i, url in enumerate(urls):
+            if i > 0:
+                tmp.unlink(missing_ok=True)  # never splice bytes from two sources
+            logger.info("downloading %s -> %s", url, dest)
+            if not _fetch_with_retries(url, tmp, failures, progress=progress, retries=retries,
+                                       timeout=timeout):
+                continue
+            if sha256 is not None:
+                actual = sha256sum(tmp)
+                if actual != sha256:
+                    tmp.unlink(missing_ok=True)
+                    mismatch = (
+                        f"sha256 mismatch for {dest.name} from {url}: expected {sha256}, got "
+                        f"{actual}; the file was removed"
+                    )
+                    failures.append(mismatch)
+                    logger.warning(mismatch)
+                    continue
+            os.replace(tmp, dest)
+            return dest
+    detail = "; ".join(failures)
+    if mismatch is not None:
+        raise ChecksumMismatchError(f"{mismatch}. All sources: {detail}")
+    raise DownloadError(
+        f"could not download {dest.name}: {detail}. Check the network or proxy, set HF_ENDPOINT to a "
+        f"mirror, or download it by hand into {dest.parent} (or ${ENV_WEIGHTS_DIR})."
+    )
+
+
+def copy_atomic(src: str | os.PathLike, dest: str | os.PathLike) -> Path:
+    """Copy ``src`` to a temporary name beside ``dest``, then rename it to ``dest``."""
+    dest = Path(dest)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return dest

@@ -1,0 +1,181 @@
+"""The model registry: one entry per model type, mapping its name to a file name, download
+sources, sha256 and network architecture (as torchvision / timm weight registries do).
+
+``SAM_MODELS`` and ``GDINO_MODELS`` (name -> primary URL) are the original's public dicts, kept in
+step with the registry by :func:`register_model`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from lang_sam.errors import UnknownModelError
+from lang_sam.settings import hf_endpoint
+
+__all__ = [
+    "SamArch",
+    "GDinoArch",
+    "ModelSpec",
+    "FAMILIES",
+    "SAM_MODELS",
+    "GDINO_MODELS",
+    "DEFAULT_SAM",
+    "DEFAULT_GDINO",
+    "get_spec",
+    "model_names",
+    "register_model",
+    "unregister_model",
+    "registered_specs",
+    "official_hashes",
+]
+
+HF_REPO = "ShilongLiu/GroundingDINO"
+_GITHUB_RELEASES = "https://github.com/IDEA-Research/GroundingDINO/releases/download"
+_SAM_BASE = "https://dl.fbaipublicfiles.com/segment_anything"
+
+#: family -> the argument name users know it by.
+FAMILIES = {"sam": "sam_type", "gdino": "gdino_type"}
+
+
+@dataclass(frozen=True)
+class SamArch:
+    """Shape of a SAM network (see ``segment_anything.build_sam``)."""
+
+    encoder_embed_dim: int
+    encoder_depth: int
+    encoder_num_heads: int
+    encoder_global_attn_indexes: tuple[int, ...]
+    image_size: int = 1024
+    patch_size: int = 16
+    window_size: int = 14
+    prompt_embed_dim: int = 256
+    decoder_depth: int = 2
+    decoder_mlp_dim: int = 2048
+    decoder_num_heads: int = 8
+    iou_head_hidden_dim: int = 256
+
+
+@dataclass(frozen=True)
+class GDinoArch:
+    """A GroundingDINO configuration: one of groundingdino's bundled config files, plus overrides.
+
+    ``bert`` overrides keys of the bundled bert-base-uncased config (tiny test models use it).
+    """
+
+    config_file: str
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    bert: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One registry entry: where a checkpoint comes from and what network it fits."""
+
+    family: str  # "sam" or "gdino"
+    name: str
+    filename: str
+    arch: SamArch | GDinoArch
+    urls: tuple[str, ...] = ()
+    sha256: str | None = None
+    hf_repo: str | None = None
+
+    def sources(self) -> list[str]:
+        """Download URLs in the order they are tried (the Hugging Face hub first, if any)."""
+        out = []
+        if self.hf_repo:
+            out.append(f"{hf_endpoint()}/{self.hf_repo}/resolve/main/{self.filename}")
+        out.extend(u for u in self.urls if u not in out)
+        return out
+
+
+_SWINT = "GroundingDINO_SwinT_OGC.py"
+_SWINB = "GroundingDINO_SwinB_cfg.py"
+
+_REGISTRY: dict[str, dict[str, ModelSpec]] = {"sam": {}, "gdino": {}}
+
+#: SAM type -> official checkpoint URL (the original's public dict; kept in step with the registry).
+SAM_MODELS: dict[str, str] = {}
+#: GroundingDINO type -> primary checkpoint URL (Hugging Face hub), likewise.
+GDINO_MODELS: dict[str, str] = {}
+DEFAULT_SAM = "vit_h"
+DEFAULT_GDINO = "swinb"
+
+
+def _public_dict(family: str) -> dict[str, str]:
+    return SAM_MODELS if family == "sam" else GDINO_MODELS
+
+
+def register_model(spec: ModelSpec, *, overwrite: bool = False) -> ModelSpec:
+    """Add a model type to the registry (and to ``SAM_MODELS`` / ``GDINO_MODELS``)."""
+    if spec.family not in _REGISTRY:
+        raise ValueError(f"family must be 'sam' or 'gdino', got {spec.family!r}")
+    table = _REGISTRY[spec.family]
+    if spec.name in table and not overwrite:
+        raise ValueError(f"{spec.family} model {spec.name!r} is already registered")
+    table[spec.name] = spec
+    sources = spec.sources()
+    _public_dict(spec.family)[spec.name] = sources[0] if sources else ""
+    return spec
+
+
+def unregister_model(family: str, name: str) -> None:
+    """Remove a model type added with :func:`register_model`."""
+    _REGISTRY[family].pop(name, None)
+    _public_dict(family).pop(name, None)
+
+
+def get_spec(family: str, name: str | None) -> ModelSpec:
+    """Return the registry entry for ``name`` (``None`` means the family's default).
+
+    Raises :class:`UnknownModelError` (a ``ValueError``) listing the registered names.
+    """
+    if family not in _REGISTRY:
+        raise ValueError(f"family must be 'sam' or 'gdino', got {family!r}")
+    if name is None:
+        name = DEFAULT_SAM if family == "sam" else DEFAULT_GDINO
+    table = _REGISTRY[family]
+    if not isinstance(name, str) or name not in table:
+        raise UnknownModelError(
+            f"unknown {FAMILIES[family]} {name!r}: expected one of {sorted(table)}"
+        )
+    return table[name]
+
+
+def model_names(family: str) -> list[str]:
+    """The registered type names of ``family``, sorted."""
+    return sorted(_REGISTRY[family])
+
+
+def registered_specs(family: str) -> list[ModelSpec]:
+    """The registered entries of ``family``, in registration order."""
+    return list(_REGISTRY[family].values())
+
+
+def official_hashes() -> set[str]:
+    """The sha256 of every registered checkpoint that has a published one."""
+    return {s.sha256 for t in _REGISTRY.values() for s in t.values() if s.sha256}
+
+
+for _name, _arch, _file, _sha in (
+    ("vit_h", SamArch(1280, 32, 16, (7, 15, 23, 31)), "sam_vit_h_4b8939.pth",
+     "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e"),
+    ("vit_l", SamArch(1024, 24, 16, (5, 11, 17, 23)), "sam_vit_l_0b3195.pth",
+     "3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622"),
+    ("vit_b", SamArch(768, 12, 12, (2, 5, 8, 11)), "sam_vit_b_01ec64.pth",
+     "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912"),
+):
+    register_model(ModelSpec("sam", _name, _file, _arch, urls=(f"{_SAM_BASE}/{_file}",), sha256=_sha))
+
+register_model(ModelSpec(
+    "gdino", "swinb", "groundingdino_swinb_cogcoor.pth", GDinoArch(_SWINB),
+    urls=(f"{_GITHUB_RELEASES}/v0.1.0-alpha2/groundingdino_swinb_cogcoor.pth",),
+    sha256=None,  # not published alongside the release; the file is still size-checked by HTTP
+    hf_repo=HF_REPO,
+))
+register_model(ModelSpec(
+    "gdino", "swint", "groundingdino_swint_ogc.pth", GDinoArch(_SWINT),
+    urls=(f"{_GITHUB_RELEASES}/v0.1.0-alpha/groundingdino_swint_ogc.pth",),
+    sha256="3b3ca2563c77c69f651d7bd133e97139c186df06231157a64c507099c52bc799",
+    hf_repo=HF_REPO,
+))

@@ -1,0 +1,78 @@
+"""Atomic file writes: every file goes to ``.<name>.<pid>.tmp`` in its folder and is renamed
+(``os.replace``), so an interrupted run never leaves a half-written file under the final name."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "TMP_SUFFIX", "atomic_write_bytes", "atomic_write_text", "write_json", "write_png",
+    "sweep_temp_files",
+]
+
+#: Temporary files are named ``.<final name>.<pid>.tmp`` in the final file's folder.
+TMP_SUFFIX = ".tmp"
+_TMP_RE = re.compile(r"^\..+\.\d+\.tmp$")
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``.<name>.<pid>.tmp`` next to ``path``, then rename it to ``path``.
+
+    On any exception (``KeyboardInterrupt`` included) the temporary file is removed and the
+    exception re-raised; ``path`` is either its old content or the new one, never a mix.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """:func:`atomic_write_bytes` for UTF-8 text."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | os.PathLike, obj: Any, *, indent: int | None = None) -> Path:
+    """Write ``obj`` as JSON, atomically."""
+    return atomic_write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")
+
+
+def write_png(path: str | os.PathLike, array: np.ndarray) -> Path:
+    """Write an ``HxW`` (grey) or ``HxWx3`` (RGB) uint8 array as a PNG, atomically."""
+    from PIL import Image
+
+    arr = np.ascontiguousarray(array)
+    if arr.dtype != np.uint8:
+        raise ValueError(f"PNG pixels must be uint8, got dtype {arr.dtype}")
+    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)):
+        raise ValueError(f"PNG array must be HxW or HxWx3, got shape {arr.shape}")
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def sweep_temp_files(root: str | os.PathLike) -> int:
+    """Remove temporary files a killed run left under ``root`` (``.<name>.<pid>.tmp``); return how many."""
+    root = Path(root)
+    if not root.is_dir():
+        return 0
+    n = 0
+    for p in root.rglob(".*.tmp"):
+        if p.is_file() and _TMP_RE.match(p.name):
+            p.unlink(missing_ok=True)
+            n += 1
+    return n

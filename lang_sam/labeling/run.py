@@ -1,0 +1,638 @@
+"""The labelling pipeline: images in, dataset files out. ``lang-sam predict``, examples/label_folder.py,
+the Ray path and tiling all run through it.
+
+Three steps, split so that the model work can run anywhere (another process, a Ray actor) and the
+files are written in one place:
+
+1. :func:`collect_images`: the images named by files, folders and ``.txt`` lists, each with the
+   path relative to its input (``rel``) that names its outputs;
+2. :func:`label_image`: one image through the models (GroundingDINO boxes, classes, optional
+   per-class NMS, SAM masks of the kept boxes) -> :class:`ImageLabels`. Writes nothing, holds no
+   class id (ids are given in step 3, so that they do not depend on which worker finished first),
+   and is picklable;
+3. :class:`LabelRun`: an output folder being filled: its settings (``.lang-sam/run.json``), the
+   per-image files and records (``.lang-sam/records/<rel>.json``, written last, so an image counts
+   as done only when all its files are there), resume, and the run-wide COCO and YOLO files
+   rebuilt from the records by :meth:`LabelRun.finish`.
+
+:func:`label_folder` runs the three in one process. Output layout (``<rel>`` is an image's path
+relative to the folder it was found in, without its extension):
+
+- ``overlays/<rel>.png``: boxes, labels and masks drawn on the image;
+- ``masks/<rel>/<index>_<class>.png``: one 0/255 PNG per instance;
+- ``labelme/<rel>.json``;
+- ``yolo/labels/<rel>.txt`` and ``yolo/data.yaml``;
+- ``coco/annotations.json`` (``file_name`` = the image's path relative to its input folder).
+
+Nothing here prints; progress goes through the ``progress`` callable given to :func:`label_folder`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from lang_sam.errors import (
+    InvalidPromptError,
+    InvalidRunError,
+    InvalidThresholdError,
+    LangSAMError,
+)
+from lang_sam.labeling import formats as fmt
+from lang_sam.labeling.atomic import atomic_write_bytes, atomic_write_text, sweep_temp_files, write_json
+from lang_sam.labeling.classes import ClassMap, class_nms
+from lang_sam.validation import check_prompt, check_threshold
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "FORMATS",
+    "DEFAULT_FORMATS",
+    "ImageItem",
+    "collect_images",
+    "parse_formats",
+    "Layout",
+    "LabelSettings",
+    "ImageLabels",
+    "label_image",
+    "LabelRun",
+    "RunSummary",
+    "label_folder",
+    "IMAGE_ERRORS",
+]
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+FORMATS = ("overlay", "masks", "coco", "labelme", "yolo")
+DEFAULT_FORMATS = ("overlay", "coco")
+STATE_DIR = ".lang-sam"
+RUN_VERSION = 1
+
+#: What one image may raise that fails that image only (the run goes on and lists it).
+IMAGE_ERRORS = (LangSAMError, OSError, ValueError, RuntimeError)
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ImageItem:
+    """An image to label: its path, and its path relative to the folder it was given in."""
+
+    path: Path
+    rel: PurePosixPath
+
+    @property
+    def key(self) -> str:
+        """``rel`` without its extension: the stem of every output of this image."""
+        return self.rel.with_suffix("").as_posix()
+
+
+def _is_image(p: Path) -> bool:
+    return p.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _inside(p: Path, folder: Path | None) -> bool:
+    if folder is None:
+        return False
+    try:
+        p.relative_to(folder)
+        return True
+    except ValueError:
+        return False
+
+
+def _read_list(list_file: Path) -> list[Path]:
+    try:
+        lines = list_file.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidRunError(f"cannot read image list {str(list_file)!r}: {exc}") from exc
+    out = []
+    for line in lines:
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        p = Path(line).expanduser()
+        out.append(p if p.is_absolute() else list_file.parent / p)
+    return out
+
+
+def collect_images(
+    inputs: Sequence[str | os.PathLike], exclude: str | os.PathLike | None = None
+) -> list[ImageItem]:
+    """The images named by ``inputs``: image files, folders (searched recursively for
+    :data:`IMAGE_EXTENSIONS`, any case) and ``.txt`` files listing paths (one per line, relative
+    to the list's folder; ``#`` starts a comment).
+
+    Each image's ``rel`` is its path relative to the folder given (a file given alone: its name;
+    a list: the listed files' common folder). Files under ``exclude`` (the output folder) are
+    skipped, and a file met twice is kept once. Raises :class:`InvalidRunError` for a missing
+    input, for no image at all, and for two images whose outputs would collide (same ``rel``
+    without extension).
+    """
+    excl = Path(exclude).resolve() if exclude is not None else None
+    items: list[ImageItem] = []
+    seen: set[Path] = set()
+
+    def add(path: Path, rel: PurePosixPath) -> None:
+        real = path.resolve()
+        if real in seen or _inside(real, excl):
+            return
+        seen.add(real)
+        items.append(ImageItem(path, rel))
+
+    for raw in inputs:
+        p = Path(raw).expanduser()
+        if p.is_dir():
+            found = sorted(
+                (f for f in p.rglob("*") if f.is_file() and _is_image(f)),
+                key=lambda f: f.relative_to(p).as_posix(),
+            )
+            for f in found:
+                add(f, PurePosixPath(f.relative_to(p).as_posix()))
+        elif p.is_file() and p.suffix.lower() == ".txt":
+            listed = _read_list(p)
+            if listed:
+                base = Path(os.path.commonpath([str(q.resolve().parent) for q in listed]))
+                for q in listed:
+                    add(q, PurePosixPath(q.resolve().relative_to(base).as_posix()))
+        elif p.is_file():
+            add(p, PurePosixPath(p.name))
+        else:
+            raise InvalidRunError(
+                f"input not found: {str(raw)!r} (expected an image file, a folder or a .txt list)"
+            )
+    if not items:
+        raise InvalidRunError(
+            f"no images found in {', '.join(map(str, inputs))} "
+            f"(looked for {', '.join(sorted(IMAGE_EXTENSIONS))}, any case)"
+        )
+    by_key: dict[str, ImageItem] = {}
+    for item in items:
+        other = by_key.setdefault(item.key.casefold(), item)
+        if other is not item:
+            raise InvalidRunError(
+                f"{str(other.path)!r} and {str(item.path)!r} would write the same outputs "
+                f"({item.key!r}); give their common parent folder instead, or rename one"
+            )
+    return items
+
+
+def parse_formats(values: Sequence[str] | str | None) -> list[str]:
+    """Output formats from names, comma-separated or not (``None``: :data:`DEFAULT_FORMATS`)."""
+    if not values:
+        return list(DEFAULT_FORMATS)
+    if isinstance(values, str):
+        values = [values]
+    out: list[str] = []
+    for v in values:
+        for f in v.split(","):
+            f = f.strip().lower()
+            if not f:
+                continue
+            if f not in FORMATS:
+                raise InvalidRunError(f"unknown format {f!r}: expected some of {', '.join(FORMATS)}")
+            if f not in out:
+                out.append(f)
+    if not out:
+        raise InvalidRunError(f"no format named: expected some of {', '.join(FORMATS)}")
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Output layout
+# --------------------------------------------------------------------------------------------
+
+class Layout:
+    """Where each output of a run goes (see the module doc)."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    def overlay(self, key: str) -> Path:
+        return self.root / "overlays" / f"{key}.png"
+
+    def masks(self, key: str) -> Path:
+        return self.root / "masks" / key
+
+    def labelme(self, key: str) -> Path:
+        return self.root / "labelme" / f"{key}.json"
+
+    def yolo(self, key: str) -> Path:
+        return self.root / "yolo" / "labels" / f"{key}.txt"
+
+    @property
+    def yolo_yaml(self) -> Path:
+        return self.root / "yolo" / "data.yaml"
+
+    @property
+    def coco(self) -> Path:
+        return self.root / "coco" / "annotations.json"
+
+    @property
+    def records(self) -> Path:
+        return self.root / STATE_DIR / "records"
+
+    def record(self, key: str) -> Path:
+        return self.records / f"{key}.json"
+
+    @property
+    def run(self) -> Path:
+        return self.root / STATE_DIR / "run.json"
+
+    def rel(self, p: Path) -> str:
+        return p.relative_to(self.root).as_posix()
+
+
+def _read_json(path: Path) -> Any | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+# --------------------------------------------------------------------------------------------
+# Settings and one image
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LabelSettings:
+    """What every image of a run is labelled with.
+
+    Give ``prompt`` (each distinct phrase GroundingDINO returns becomes a class) or ``classes``
+    (``"name=phrase. phrase"`` specs, see :meth:`ClassMap.parse`; the prompt is built from them).
+    ``nms`` is the per-class NMS IoU (None: off). ``sam_type`` / ``gdino_type`` name the models in
+    the run's record, so that resuming with other models is refused.
+    """
+
+    prompt: str
+    classes: tuple[str, ...] | None = None
+    box_threshold: float = 0.3
+    text_threshold: float = 0.25
+    nms: float | None = None
+    sam_type: str | None = None
+    gdino_type: str | None = None
+
+    @classmethod
+    def create(
+        cls,
+        prompt: str | None = None,
+        classes: Sequence[str] | str | None = None,
+        *,
+        box_threshold: float = 0.3,
+        text_threshold: float = 0.25,
+        nms: float | None = None,
+        sam_type: str | None = None,
+        gdino_type: str | None = None,
+    ) -> "LabelSettings":
+        """Checked settings; raises :class:`InvalidRunError`, :class:`InvalidPromptError`,
+        :class:`InvalidClassMapError` or :class:`InvalidThresholdError` naming what is wrong."""
+        if classes is not None and prompt is not None:
+            raise InvalidRunError(
+                "give a prompt or classes, not both (with classes the prompt is built from the "
+                "classes' phrases)"
+            )
+        if isinstance(classes, str):
+            classes = [classes]
+        if classes:
+            classes = tuple(classes)
+            prompt = ClassMap.parse(classes).prompt
+        elif prompt is not None:
+            check_prompt(prompt)
+            classes = None
+        else:
+            raise InvalidRunError('name what to find: a prompt ("car. wheel") or classes ("car=car. automobile")')
+        return cls(
+            prompt=prompt,
+            classes=classes,
+            box_threshold=check_threshold("box_threshold", box_threshold),
+            text_threshold=check_threshold("text_threshold", text_threshold),
+            nms=None if nms is None else check_threshold("nms", nms),
+            sam_type=sam_type,
+            gdino_type=gdino_type,
+        )
+
+    def classmap(self) -> ClassMap:
+        """A new :class:`ClassMap`: the fixed classes, or an empty open map."""
+        return ClassMap.parse(self.classes) if self.classes else ClassMap()
+
+    def config(self) -> dict:
+        """The JSON-able settings stored in ``run.json`` and compared on resume."""
+        return {
+            "prompt": self.prompt,
+            "classes": self.classmap().state() if self.classes else None,
+            "box_threshold": self.box_threshold,
+            "text_threshold": self.text_threshold,
+            "nms": self.nms,
+            "sam_type": self.sam_type,
+            "gdino_type": self.gdino_type,
+        }
+
+
+@dataclass
+class ImageLabels:
+    """One image's labels from :func:`label_image`: computed, not yet written, picklable.
+
+    ``boxes`` ``(N, 4)`` float32 xyxy and ``masks`` ``(N, H, W)`` bool in image pixels, ``scores``
+    ``(N,)`` float32 (GroundingDINO's), ``names`` the ``N`` class names, ``dropped`` how many
+    detections matched no class, ``overlay_png`` the overlay's PNG bytes when it was asked for.
+    """
+
+    item: ImageItem
+    width: int
+    height: int
+    boxes: np.ndarray
+    scores: np.ndarray
+    names: list[str]
+    masks: np.ndarray
+    dropped: int = 0
+    overlay_png: bytes | None = None
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+def label_image(
+    model, item: ImageItem, settings: LabelSettings, formats: Sequence[str] = DEFAULT_FORMATS,
+    classmap: ClassMap | None = None,
+) -> ImageLabels:
+    """Label one image: detect, map phrases to classes (dropping those of no class), per-class
+    NMS if asked, then SAM masks for the kept boxes, on one encoding of the image.
+
+    ``model`` is a :class:`~lang_sam.LangSAM`. ``classmap`` (default: ``settings.classmap()``)
+    only names classes here; ids are given by :meth:`LabelRun.write`. Writes nothing.
+    """
+    import torch
+
+    from lang_sam.utils import draw_image, load_image
+
+    classmap = classmap if classmap is not None else settings.classmap()
+    image = load_image(item.path)
+    width, height = image.size
+    enc = model.encode(image)
+    boxes, logits, phrases = model.predict_dino(
+        enc, settings.prompt, settings.box_threshold, settings.text_threshold
+    )
+    names = [classmap.match(p) for p in phrases]
+    keep = [i for i, n in enumerate(names) if n is not None]
+    dropped = len(names) - len(keep)
+    boxes, logits, names = boxes[keep], logits[keep], [names[i] for i in keep]
+    if settings.nms is not None and names:
+        local = {n: i for i, n in enumerate(dict.fromkeys(names))}
+        k = class_nms(boxes, logits, [local[n] for n in names], settings.nms)
+        boxes, logits, names = boxes[k], logits[k], [names[i] for i in k.tolist()]
+    masks = model.predict_sam(enc, boxes)[:, 0].numpy()
+    labels = ImageLabels(
+        item=item, width=width, height=height,
+        boxes=torch.as_tensor(boxes).numpy().astype(np.float32).reshape(-1, 4),
+        scores=torch.as_tensor(logits).numpy().astype(np.float32).reshape(-1),
+        names=names, masks=masks, dropped=dropped,
+    )
+    if "overlay" in formats:
+        overlay = draw_image(enc.pixels, masks, labels.boxes, fmt.detection_labels(names, labels.scores))
+        labels.overlay_png = _png_bytes(overlay)
+    return labels
+
+
+def _png_bytes(array: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------------------------
+# The output folder
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class RunSummary:
+    """What a run did. ``failed`` pairs each failed image with the reason."""
+
+    output: Path
+    formats: list[str]
+    images: int = 0
+    labelled: int = 0
+    skipped: int = 0
+    detections: int = 0
+    dropped: int = 0
+    failed: list[tuple[ImageItem, str]] = field(default_factory=list)
+    classes: list[str] = field(default_factory=list)
+    interrupted: bool = False
+    seconds: float = 0.0
+
+    @property
+    def left(self) -> int:
+        """Images neither done nor failed (after an interruption)."""
+        return self.images - self.labelled - self.skipped - len(self.failed)
+
+    @property
+    def images_per_second(self) -> float:
+        return self.labelled / self.seconds if self.seconds > 0 else 0.0
+
+
+class LabelRun:
+    """An output folder being filled by one run (see the module doc).
+
+    Opening it checks the folder and the settings: with ``resume``, the settings must equal those
+    in ``.lang-sam/run.json`` (else :class:`InvalidRunError` says which differ) and the classes'
+    ids are kept; without, the records of an earlier run are dropped, so none is resumed from.
+    Then, for each image, :meth:`write` (or :meth:`fail`), and :meth:`finish` at the end.
+    """
+
+    def __init__(
+        self,
+        output: str | os.PathLike,
+        settings: LabelSettings,
+        formats: Sequence[str] = DEFAULT_FORMATS,
+        *,
+        resume: bool = False,
+    ):
+        out = Path(output).expanduser()
+        if out.exists() and not out.is_dir():
+            raise InvalidRunError(f"output {str(out)!r} exists and is not a folder")
+        self.layout = Layout(out)
+        self.settings = settings
+        self.formats = parse_formats(list(formats))
+        self.config = settings.config()
+        self.classmap = settings.classmap()
+        self.done: dict[str, dict] = {}
+        self.summary = RunSummary(output=out, formats=list(self.formats))
+        out.mkdir(parents=True, exist_ok=True)
+        swept = sweep_temp_files(out)
+        if swept:
+            logger.info("removed %d temporary file(s) left by an interrupted run", swept)
+        state = _read_json(self.layout.run) if resume else None
+        self.resumed = isinstance(state, dict) and state.get("version") == RUN_VERSION
+        if self.resumed:
+            old = state.get("config", {})
+            diff = [k for k in self.config if old.get(k) != self.config[k]]
+            if diff:
+                raise InvalidRunError(
+                    f"resume: {out} was labelled with other settings ("
+                    + "; ".join(f"{k}: was {old.get(k)!r}, now {self.config[k]!r}" for k in diff)
+                    + "). Use the same settings, another output folder, or start over without resume."
+                )
+            self.classmap = ClassMap.from_state(state["classes"])
+        else:
+            if resume:
+                logger.info("resume: no earlier run in %s; starting afresh", out)
+            # A fresh run numbers its classes anew: records of an earlier run must not be resumed from.
+            shutil.rmtree(self.layout.records, ignore_errors=True)
+        self._save_state()
+
+    def _save_state(self) -> None:
+        write_json(self.layout.run, {"version": RUN_VERSION, "config": self.config,
+                                     "classes": self.classmap.state()}, indent=1)
+
+    def complete_record(self, item: ImageItem) -> dict | None:
+        """The image's saved record if every output of this run's formats is on disk, else None."""
+        rec = _read_json(self.layout.record(item.key))
+        if not isinstance(rec, dict) or rec.get("file_name") != item.rel.as_posix():
+            return None
+        if not set(self.formats) <= set(rec.get("formats", ())):
+            return None
+        outputs = rec.get("outputs", {})
+        for f in self.formats:
+            for rel in outputs.get(f, ()):
+                if not (self.layout.root / rel).is_file():
+                    return None
+        return rec
+
+    def start(self, items: Sequence[ImageItem]) -> list[ImageItem]:
+        """Take the run's images; return those still to label (on resume, complete ones are skipped)."""
+        self.items = list(items)
+        self.summary.images = len(self.items)
+        if self.resumed:
+            for item in self.items:
+                rec = self.complete_record(item)
+                if rec is not None:
+                    self.done[item.key] = rec
+                    self.summary.skipped += 1
+        return [item for item in self.items if item.key not in self.done]
+
+    def write(self, labels: ImageLabels) -> dict:
+        """Give the detections class ids, write the image's files, then its record (last)."""
+        n_classes = len(self.classmap)
+        ids = [self.classmap.id_of(n) for n in labels.names]
+        if len(self.classmap) != n_classes:
+            self._save_state()  # new classes are on disk before any output uses their ids
+        item, layout = labels.item, self.layout
+        height, width = labels.height, labels.width
+        outputs: dict[str, list[str]] = {f: [] for f in self.formats}
+        if "overlay" in self.formats:
+            if labels.overlay_png is None:
+                raise ValueError(f"{item.rel}: the overlay was not rendered (label_image without 'overlay')")
+            outputs["overlay"].append(layout.rel(atomic_write_bytes(layout.overlay(item.key), labels.overlay_png)))
+        if "masks" in self.formats:
+            folder = layout.masks(item.key)
+            folder.mkdir(parents=True, exist_ok=True)
+            outputs["masks"] = [layout.rel(p) for p in fmt.write_instance_masks(folder, labels.masks, labels.names)]
+        if "labelme" in self.formats:
+            path = layout.labelme(item.key)
+            try:
+                image_path = Path(os.path.relpath(item.path.resolve(), path.parent.resolve())).as_posix()
+            except ValueError:  # another drive (Windows): no relative path exists
+                image_path = item.path.resolve().as_posix()
+            write_json(path, fmt.labelme_dict(labels.masks, labels.names, (height, width), image_path), indent=1)
+            outputs["labelme"].append(layout.rel(path))
+        if "yolo" in self.formats:
+            rows = fmt.yolo_lines(labels.masks, ids, (height, width))
+            path = atomic_write_text(layout.yolo(item.key), "".join(r + "\n" for r in rows))
+            outputs["yolo"].append(layout.rel(path))
+        record = fmt.coco_image_record(item.rel.as_posix(), width, height, labels.masks, labels.boxes,
+                                       labels.scores, labels.names)
+        record.update(formats=list(self.formats), outputs=outputs, dropped=labels.dropped)
+        write_json(layout.record(item.key), record)
+        self.done[item.key] = record
+        self.summary.labelled += 1
+        self.summary.detections += len(labels)
+        self.summary.dropped += labels.dropped
+        return record
+
+    def fail(self, item: ImageItem, exc: BaseException | str) -> None:
+        """Note a failed image; an older record of it is stale now and goes."""
+        why = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
+        self.summary.failed.append((item, why))
+        self.layout.record(item.key).unlink(missing_ok=True)
+
+    def finish(self) -> RunSummary:
+        """Write the run-wide files (COCO, YOLO ``data.yaml``) from the records of the images done."""
+        if "coco" in self.formats:
+            builder = fmt.CocoBuilder()
+            for item in self.items:
+                if item.key in self.done:
+                    builder.add(self.done[item.key])
+            builder.write(self.layout.coco, self.classmap.names)
+        if "yolo" in self.formats:
+            atomic_write_text(self.layout.yolo_yaml, fmt.yolo_data_yaml(self.classmap.names))
+        self.summary.classes = self.classmap.names
+        return self.summary
+
+
+# --------------------------------------------------------------------------------------------
+# One process
+# --------------------------------------------------------------------------------------------
+
+def label_folder(
+    model: Any,
+    inputs: Sequence[str | os.PathLike],
+    output: str | os.PathLike,
+    settings: LabelSettings,
+    formats: Sequence[str] = DEFAULT_FORMATS,
+    *,
+    resume: bool = False,
+    progress: Callable[[Iterable[ImageItem]], Iterable[ImageItem]] | None = None,
+    on_failure: Callable[[ImageItem, BaseException], None] | None = None,
+) -> RunSummary:
+    """Label every image of ``inputs`` into ``output`` in this process; return a :class:`RunSummary`.
+
+    ``model`` is a :class:`~lang_sam.LangSAM`, or a callable returning one, called only if some
+    image is left to label (a finished resumed run loads no model). ``progress`` wraps the
+    iterable of images to label (e.g. ``tqdm``); ``on_failure`` hears of each failed image.
+    A failed image (unreadable, too large, ...) is listed in the summary and the run goes on.
+    Ctrl-C stops the run cleanly: the run-wide files are written for the images done, and the
+    summary says ``interrupted``; run again with ``resume=True`` to finish.
+    """
+    started = time.perf_counter()
+    out = Path(output).expanduser()
+    items = collect_images(inputs, exclude=out)
+    run = LabelRun(out, settings, formats, resume=resume)
+    todo = run.start(items)
+    if todo and callable(model) and not hasattr(model, "predict"):
+        model = model()
+    if todo:
+        model.detector.split_prompt(settings.prompt)  # a phrase over 256 tokens: say so before any image
+    classmap = settings.classmap()
+    try:
+        for item in (progress(todo) if progress is not None else todo):
+            try:
+                labels = label_image(model, item, settings, run.formats, classmap)
+                run.write(labels)
+            except (InvalidPromptError, InvalidThresholdError):
+                raise  # the same for every image: not one image's failure
+            except IMAGE_ERRORS as exc:
+                run.fail(item, exc)
+                logger.debug("failure on %s", item.path, exc_info=True)
+                if on_failure is not None:
+                    on_failure(item, exc)
+    except KeyboardInterrupt:
+        run.summary.interrupted = True
+    finally:
+        try:
+            run.finish()
+        except KeyboardInterrupt:
+            run.summary.interrupted = True
+        run.summary.seconds = time.perf_counter() - started
+    return run.summary

@@ -1,0 +1,426 @@
+"""GroundingDINO: text prompt -> boxes, scores and phrases.
+
+:class:`GroundingDINODetector` wraps a groundingdino-py network built from groundingdino's own config
+files and modules, with the bundled BERT tokenizer/config and :class:`BertTextEncoder`. Its numbers
+are those of ``groundingdino.util.inference.predict`` (the algorithm the original used):
+``preprocess_caption``, ``RandomResize([800], max_size=1333)`` + ImageNet normalisation, sigmoid
+logits, ``max > box_threshold``, cxcywh -> xyxy times ``[W, H, W, H]``.
+"""
+
+from __future__ import annotations
+
+import ast
+import bisect
+import logging
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from lang_sam.cache import EncodingCache
+from lang_sam.errors import PromptTooLongError
+from lang_sam.hub import GDinoArch, ModelSpec, load_checkpoint, resolve_checkpoint
+from lang_sam.models.checkpoints import check_architecture, count_blocks, load_into, strip_prefix
+from lang_sam.models.patches import bundled_text_encoder, empty_parameters
+from lang_sam.models.text_encoder import BERT_DIR
+from lang_sam.precision import autocast, check_precision
+from lang_sam.validation import check_prompt, check_threshold
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "Detections", "ImageFeatures", "GroundingDINODetector", "build_groundingdino_model",
+    "preprocess_caption",
+]
+
+#: GroundingDINO reads at most this many tokens ([CLS] and [SEP] included).
+MAX_TEXT_LEN = 256
+#: Keys the released checkpoints hold that the network does not (ignored on load).
+ALLOWED_UNEXPECTED = ("label_enc.weight", "bert.embeddings.position_ids", "bert.embeddings.token_type_ids")
+#: Buffers that are derived, so a checkpoint may lack them.
+OPTIONAL_KEYS = ("bert.embeddings.position_ids", "bert.embeddings.token_type_ids")
+
+def preprocess_caption(caption: str) -> str:
+    """Lower-case, strip, and end with ``.`` (groundingdino's own rule)."""
+    result = caption.lower().strip()
+    return result if result.endswith(".") else result + "."
+
+
+def _read_config(arch: GDinoArch) -> SimpleNamespace:
+    import groundingdino
+
+    path = Path(groundingdino.__file__).resolve().parent / "config" / arch.config_file
+    values = {}
+    for node in ast.parse(path.read_text()).body:  # plain `name = literal` lines; nothing is run
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            values[node.targets[0].id] = ast.literal_eval(node.value)
+    # Gradient checkpointing only matters for training; in inference it costs time and warns on
+    # every call, and never changes a forward result. Overrides may turn it back on.
+    values["use_checkpoint"] = values["use_transformer_ckpt"] = False
+    values.update(arch.overrides)
+    values["device"] = "cpu"
+    values["text_encoder_type"] = str(BERT_DIR)
+    return SimpleNamespace(**values)
+
+
+def build_groundingdino_model(
+    spec_or_arch: ModelSpec | GDinoArch, *, empty: bool = False
+) -> torch.nn.Module:
+    """Build a GroundingDINO network in eval mode from a registry entry.
+
+    Random weights, or with ``empty=True`` parameters on the meta device, to be loaded with
+    :func:`lang_sam.models.checkpoints.load_into` (no time spent on an init the checkpoint overwrites).
+    """
+    from groundingdino.models import build_model
+
+    arch = spec_or_arch.arch if isinstance(spec_or_arch, ModelSpec) else spec_or_arch
+    args = _read_config(arch)
+    with bundled_text_encoder(arch.bert), (empty_parameters() if empty else nullcontext()):
+        model = build_model(args)
+    return model.eval()
+
+
+_SWIN = {  # groundingdino's swin_transformer.build_swin_transformer table: width, depth of stage 3, window
+    "swin_T_224_1k": (96, 6, 7),
+    "swin_B_224_22k": (128, 18, 7),
+    "swin_B_384_22k": (128, 18, 12),
+    "swin_L_224_22k": (192, 18, 7),
+    "swin_L_384_22k": (192, 18, 12),
+}
+
+
+def gdino_fingerprint(source) -> tuple | None:
+    """(Swin width, stage-3 depth, window, hidden dim, BERT width, encoder and decoder layers)."""
+    if isinstance(source, GDinoArch):
+        args = _read_config(source)
+        if args.backbone not in _SWIN:
+            return None
+        width, depth, window = _SWIN[args.backbone]
+        bert = source.bert.get("hidden_size", 768)
+        return (width, depth, window, args.hidden_dim, bert, args.enc_layers, args.dec_layers)
+    try:
+        width = source["backbone.0.patch_embed.proj.weight"].shape[0]
+        table = source["backbone.0.layers.0.blocks.0.attn.relative_position_bias_table"].shape[0]
+        hidden, bert = source["feat_map.weight"].shape
+    except (KeyError, AttributeError, IndexError, TypeError, ValueError):
+        return None
+    window = (round(table ** 0.5) + 1) // 2
+    return (
+        width, count_blocks(source, "backbone.0.layers.2.blocks."), window, hidden, bert,
+        count_blocks(source, "transformer.encoder.layers."),
+        count_blocks(source, "transformer.decoder.layers."),
+    )
+
+
+@dataclass
+class Detections:
+    """GroundingDINO's output for one image and prompt.
+
+    ``boxes``: ``(N, 4)`` float32 xyxy in input-image pixels; ``logits``: ``(N,)`` float32, the best
+    token score of each box; ``phrases``: ``N`` strings.
+    """
+
+    boxes: torch.Tensor
+    logits: torch.Tensor
+    phrases: list[str]
+
+
+@dataclass
+class ImageFeatures:
+    """GroundingDINO's text-independent work for one image: the backbone's multi-scale features
+    after the input projections (``srcs``, each ``(1, 256, h_l, w_l)``), their padding ``masks`` and
+    position embeddings ``poss``, and the image's PIL ``size`` ``(W, H)``."""
+
+    srcs: tuple[torch.Tensor, ...]
+    masks: tuple[torch.Tensor, ...]
+    poss: tuple[torch.Tensor, ...]
+    size: tuple[int, int]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (*self.srcs, *self.masks, *self.poss))
+
+
+class GroundingDINODetector:
+    """A loaded GroundingDINO network on a device.
+
+    :meth:`encode_image` runs the text-independent part (Swin backbone and input projections) once
+    per image; :meth:`detect` runs the text encoder, the fusion transformer and the heads for a
+    prompt on those features. Together they compute exactly what the network's ``forward`` does.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        device: torch.device | str = "cpu",
+        *,
+        precision: str = "fp32",
+        cache_size: int = 2,
+    ):
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.tokenizer = model.tokenizer
+        self.precision = check_precision(precision, self.device)
+        self.cache = EncodingCache(cache_size)
+
+    @classmethod
+    def from_spec(
+        cls,
+        spec: ModelSpec,
+        ckpt_path: str | None = None,
+        device: torch.device | str = "cpu",
+        *,
+        progress: bool = True,
+        **kwargs,
+    ) -> "GroundingDINODetector":
+        """Resolve, load and check ``spec``'s checkpoint (see :mod:`lang_sam.hub`)."""
+        path = resolve_checkpoint(spec, ckpt_path, progress=progress)
+        checkpoint = load_checkpoint(path)
+        state = checkpoint.get("model", checkpoint)
+        state = strip_prefix(state)
+        check_architecture(spec, state, str(path), gdino_fingerprint)
+        model = build_groundingdino_model(spec, empty=True)
+        load_into(
+            model, state, spec, str(path), gdino_fingerprint,
+            allowed_unexpected=ALLOWED_UNEXPECTED, optional=OPTIONAL_KEYS,
+        )
+        logger.info("loaded GroundingDINO %s from %s", spec.name, path)
+        return cls(model, device, **kwargs)
+
+    # ----------------------------------------------------------------------------------------
+    def count_tokens(self, text_prompt: str) -> int:
+        """Number of tokens GroundingDINO sees for ``text_prompt`` ([CLS] and [SEP] included)."""
+        return len(self.tokenizer(preprocess_caption(text_prompt))["input_ids"])
+
+    def check_prompt(self, text_prompt: str) -> str:
+        """Validate a one-pass prompt; raise :class:`PromptTooLongError` past the 256-token window."""
+        text_prompt = check_prompt(text_prompt)
+        n = self.count_tokens(text_prompt)
+        if n > MAX_TEXT_LEN:
+            raise PromptTooLongError(
+                f"text_prompt has {n} tokens; GroundingDINO reads at most {MAX_TEXT_LEN} (including "
+                f"[CLS] and [SEP]) and would silently drop the rest. Shorten it or split it into "
+                f"several prompts at '.' boundaries."
+            )
+        return text_prompt
+
+    def split_prompt(self, text_prompt: str) -> list[str]:
+        """The passes for ``text_prompt``: itself if it fits GroundingDINO's 256-token window, else
+        its ``.``-separated phrases packed greedily, in order, into parts that each fit.
+
+        Raises :class:`PromptTooLongError` only for a single phrase longer than the window.
+        """
+        text_prompt = check_prompt(text_prompt)
+        if self.count_tokens(text_prompt) <= MAX_TEXT_LEN:
+            return [text_prompt]
+        parts: list[str] = []
+        current: list[str] = []
+        for phrase in (p.strip() for p in text_prompt.split(".")):
+            if not phrase:
+                continue
+            if self.count_tokens(". ".join(current + [phrase])) <= MAX_TEXT_LEN:
+                current.append(phrase)
+                continue
+            if current:
+                parts.append(". ".join(current))
+            self.check_prompt(phrase)  # a single phrase over the window cannot be split
+            current = [phrase]
+        parts.append(". ".join(current))
+        logger.info("prompt of %d tokens split into %d passes", self.count_tokens(text_prompt), len(parts))
+        return parts
+
+    @staticmethod
+    def transform(image: Image.Image) -> torch.Tensor:
+        """``RandomResize([800], max_size=1333)``, ``ToTensor``, ImageNet ``Normalize``: (3, h, w)."""
+        import groundingdino.datasets.transforms as T
+
+        transform = T.Compose([
+            T.RandomResize([800], max_size=1333),
+            T.ToTensor(),
+            T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
+        ])
+        tensor, _ = transform(image, None)
+        return tensor
+
+    def encode_image(self, image: Image.Image, key: str | None = None) -> ImageFeatures:
+        """The text-independent part of GroundingDINO's forward for an RGB PIL image.
+
+        With a content ``key`` (see :func:`lang_sam.cache.image_key`) the result is cached.
+        """
+        cached = self.cache.get((key, self.precision)) if key is not None else None
+        if cached is not None:
+            return cached
+        features = self._encode_image(image)
+        if key is not None:
+            self.cache.put((key, self.precision), features)
+        return features
+
+    def _encode_image(self, image: Image.Image) -> ImageFeatures:
+        from groundingdino.util.misc import NestedTensor, nested_tensor_from_tensor_list
+
+        m = self.model
+        tensor = self.transform(image).to(self.device)
+        with torch.no_grad(), autocast(self.device, self.precision):
+            samples = nested_tensor_from_tensor_list(tensor[None])
+            features, poss = m.backbone(samples)
+            srcs, masks = [], []
+            for level, feat in enumerate(features):
+                src, mask = feat.decompose()
+                srcs.append(m.input_proj[level](src))
+                masks.append(mask)
+            for level in range(len(srcs), m.num_feature_levels):
+                src = m.input_proj[level](features[-1].tensors if level == len(features) else srcs[-1])
+                mask = F.interpolate(samples.mask[None].float(), size=src.shape[-2:]).to(torch.bool)[0]
+                poss.append(m.backbone[1](NestedTensor(src, mask)).to(src.dtype))
+                srcs.append(src)
+                masks.append(mask)
+        return ImageFeatures(tuple(srcs), tuple(masks), tuple(poss), image.size)
+
+    def detect(self, features: ImageFeatures, caption: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The text-dependent part for a preprocessed ``caption``.
+
+        Returns the last decoder layer's token scores ``(num_queries, 256)`` (sigmoid) and boxes
+        ``(num_queries, 4)`` (normalised cxcywh), float32 on the CPU.
+        """
+        from groundingdino.models.GroundingDINO.bertwarper import (
+            generate_masks_with_special_tokens_and_transfer_map,
+        )
+        from groundingdino.util.misc import inverse_sigmoid
+
+        m = self.model
+        L = MAX_TEXT_LEN
+        with torch.no_grad(), autocast(self.device, self.precision):
+            tokenized = m.tokenizer([caption], padding="longest", return_tensors="pt").to(self.device)
+            attention, position_ids, _ = generate_masks_with_special_tokens_and_transfer_map(
+                tokenized, m.specical_tokens, m.tokenizer
+            )
+            if attention.shape[1] > L:
+                attention, position_ids = attention[:, :L, :L], position_ids[:, :L]
+                for key in ("input_ids", "attention_mask", "token_type_ids"):
+                    tokenized[key] = tokenized[key][:, :L]
+            if m.sub_sentence_present:
+                encoder_inputs = {k: v for k, v in tokenized.items() if k != "attention_mask"}
+                encoder_inputs["attention_mask"] = attention
+                encoder_inputs["position_ids"] = position_ids
+            else:
+                encoder_inputs = tokenized
+            encoded = m.feat_map(m.bert(**encoder_inputs)["last_hidden_state"])
+            token_mask = tokenized.attention_mask.bool()
+            text_dict = {
+                "encoded_text": encoded[:, :L, :],
+                "text_token_mask": token_mask[:, :L],
+                "position_ids": position_ids[:, :L],
+                "text_self_attention_masks": attention[:, :L, :L],
+            }
+            hs, reference, _, _, _ = m.transformer(
+                list(features.srcs), list(features.masks), None, list(features.poss), None, None,
+                text_dict,
+            )
+            # Only the last decoder layer's outputs are used; forward() computes every layer's.
+            delta = m.bbox_embed[-1](hs[-1])
+            boxes = (delta + inverse_sigmoid(reference[-2])).sigmoid()
+            logits = m.class_embed[-1](hs[-1], text_dict)
+        return logits.float().cpu().sigmoid()[0], boxes.float().cpu()[0]
+
+    def predict(
+        self,
+        image: Image.Image,
+        text_prompt: str,
+        box_threshold: float = 0.3,
+        text_threshold: float = 0.25,
+        *,
+        return_prompts: bool = False,
+        features: ImageFeatures | None = None,
+    ) -> Detections:
+        """Detect ``text_prompt`` in an RGB PIL image. See :class:`Detections` for the output.
+
+        ``features`` (from :meth:`encode_image` of the same image) skips the backbone. A prompt
+        over GroundingDINO's 256-token window is never truncated: it is split at ``.`` into
+        several passes (:meth:`split_prompt`) over the same image features, and their detections
+        are concatenated in prompt order.
+        """
+        passes, box_threshold, text_threshold = self.prepare(text_prompt, box_threshold, text_threshold)
+        if features is None:
+            features = self.encode_image(image)
+        return self.detect_passes(features, passes, box_threshold, text_threshold,
+                                  return_prompts=return_prompts)
+
+    def prepare(
+        self, text_prompt: str, box_threshold: float, text_threshold: float
+    ) -> tuple[list[str], float, float]:
+        """Validate a request before any image work: ``(passes, box_threshold, text_threshold)``."""
+        box_threshold = check_threshold("box_threshold", box_threshold)
+        text_threshold = check_threshold("text_threshold", text_threshold)
+        return self.split_prompt(text_prompt), box_threshold, text_threshold
+
+    def detect_passes(
+        self,
+        features: ImageFeatures,
+        passes: list[str],
+        box_threshold: float,
+        text_threshold: float,
+        *,
+        return_prompts: bool = False,
+    ) -> Detections:
+        """Run the prompt passes from :meth:`prepare` on ``features``; concatenate their detections."""
+        results = [self._predict_one(features, p, box_threshold, text_threshold, return_prompts)
+                   for p in passes]
+        if len(results) == 1:
+            return results[0]
+        return Detections(
+            boxes=torch.cat([r.boxes for r in results]),
+            logits=torch.cat([r.logits for r in results]),
+            phrases=[phrase for r in results for phrase in r.phrases],
+        )
+
+    def _predict_one(self, features, text_prompt, box_threshold, text_threshold, return_prompts):
+        caption = preprocess_caption(self.check_prompt(text_prompt))
+        scores, boxes = self.detect(features, caption)
+        keep = scores.max(dim=1)[0] > box_threshold
+        scores, boxes = scores[keep], boxes[keep]
+        phrases = self.phrases(scores, caption, text_threshold, return_prompts=return_prompts)
+        return Detections(
+            boxes=self.to_pixels(boxes, features.size), logits=scores.max(dim=1)[0], phrases=phrases
+        )
+
+    @staticmethod
+    def to_pixels(boxes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Normalised cxcywh ``(N, 4)`` -> xyxy in pixels of an image of PIL ``size`` ``(W, H)``."""
+        from groundingdino.util import box_ops
+
+        W, H = size
+        return box_ops.box_cxcywh_to_xyxy(boxes) * torch.Tensor([W, H, W, H])
+
+    def phrases(
+        self,
+        scores: torch.Tensor,
+        caption: str,
+        text_threshold: float,
+        *,
+        return_prompts: bool = False,
+    ) -> list[str]:
+        """Decode, for each row of token scores ``(N, 256)``, the tokens over ``text_threshold``.
+
+        Special tokens ([CLS], [SEP], [PAD]) are never part of a phrase, and ``.`` is removed. With
+        ``return_prompts`` only the tokens of the prompt part (between ``.``/special tokens) that
+        holds the row's best token are kept, as GroundingDINO's ``remove_combined`` does.
+        """
+        ids = self.tokenizer(caption)["input_ids"][:MAX_TEXT_LEN]
+        tok = self.tokenizer
+        special = {tok.cls_token_id, tok.sep_token_id, tok.pad_token_id}
+        dot = tok.convert_tokens_to_ids(".")
+        bounds = [i for i, t in enumerate(ids) if t in special or t == dot]
+        out = []
+        for row in scores:
+            posmap = (row > text_threshold).tolist()[: len(ids)]
+            lo, hi = 0, len(ids)
+            if return_prompts and len(bounds) >= 2:
+                k = min(max(bisect.bisect_left(bounds, int(row.argmax())), 1), len(bounds) - 1)
+                lo, hi = bounds[k - 1] + 1, bounds[k]
+            tokens = [ids[i] for i in range(lo, hi) if posmap[i] and ids[i] not in special]
+            out.append(self.tokenizer.decode(tokens).replace(".", ""))
+        return out

@@ -1,0 +1,120 @@
+"""Every change lang-sam makes to third-party code, in one file. Each is scoped and reversible:
+
+- :func:`empty_parameters`: while building a network, ``torch.nn.Module.register_parameter`` puts
+  parameters on the meta device (no random init; the checkpoint's tensors are assigned later);
+- :func:`bundled_text_encoder`: while groundingdino builds its network, its ``get_tokenlizer`` and
+  ``BertModelWarper`` are swapped for the bundled tokenizer and :class:`BertTextEncoder` (no BERT
+  download; works on transformers 4 and 5);
+- :func:`use_fast_attention`: the ``forward`` of each attention block of one SAM image encoder (that
+  instance only) computes with ``scaled_dot_product_attention``.
+
+Nothing here runs at import.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from contextlib import contextmanager
+from types import SimpleNamespace
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["empty_parameters", "bundled_text_encoder", "use_fast_attention"]
+
+_EMPTY_LOCK = threading.Lock()
+_BUILD_LOCK = threading.Lock()
+
+
+@contextmanager
+def empty_parameters() -> Iterator[None]:
+    """Build networks whose parameters live on the meta device: no memory, no random init.
+
+    Buffers (index tables, pixel means, position ids) are computed for real as usual. The
+    parameters must then be loaded with :func:`lang_sam.models.checkpoints.load_into`, which assigns
+    the checkpoint's tensors (memory-mapped where possible) instead of copying them, so the weights
+    exist once in memory. The swap of ``nn.Module.register_parameter`` is scoped to the ``with``
+    block and locked.
+    """
+    original = nn.Module.register_parameter
+
+    def register_parameter(self, name, param):
+        original(self, name, param)
+        if param is not None and param.device.type != "meta":
+            self._parameters[name] = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
+
+    with _EMPTY_LOCK:
+        nn.Module.register_parameter = register_parameter
+        try:
+            yield
+        finally:
+            nn.Module.register_parameter = original
+
+
+@contextmanager
+def bundled_text_encoder(bert_overrides) -> Iterator[None]:
+    """While groundingdino builds its network, hand it the bundled tokenizer and our BERT wrapper.
+
+    groundingdino's constructor would otherwise download bert-base-uncased from the hub and wrap it
+    in ``BertModelWarper`` (broken on transformers 5). The swap is scoped to the build and locked.
+    """
+    from lang_sam.models.text_encoder import BertTextEncoder, build_bert, load_tokenizer
+
+    module = importlib.import_module("groundingdino.models.GroundingDINO.groundingdino")
+    shim = SimpleNamespace(
+        get_tokenlizer=lambda _type: load_tokenizer(),
+        get_pretrained_language_model=lambda _type: build_bert(bert_overrides),
+    )
+    with _BUILD_LOCK:
+        saved = module.get_tokenlizer, module.BertModelWarper
+        module.get_tokenlizer, module.BertModelWarper = shim, BertTextEncoder
+        try:
+            yield
+        finally:
+            module.get_tokenlizer, module.BertModelWarper = saved
+
+
+_BIAS_BYTES = 128 * 2**20  # relative-position bias materialised at a time (global blocks)
+
+
+def _sdpa_forward(self, x: torch.Tensor) -> torch.Tensor:
+    """segment_anything's ``Attention.forward`` with the softmax(QK^T)V done by
+    ``scaled_dot_product_attention`` and the decomposed relative-position terms as its additive
+    mask, built for a few heads at a time (the global blocks' full ``(B*heads, 4096, 4096)`` bias
+    would take 0.8-1 GB). Same math; float rounding differs by ~1e-7 relative."""
+    from segment_anything.modeling.image_encoder import get_rel_pos
+
+    B, H, W, _ = x.shape
+    qkv = self.qkv(x).reshape(B, H * W, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+    q, k, v = qkv.reshape(3, B * self.num_heads, H * W, -1).unbind(0)
+    if not self.use_rel_pos:
+        out = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
+    else:
+        Rh = get_rel_pos(H, H, self.rel_pos_h)
+        Rw = get_rel_pos(W, W, self.rel_pos_w)
+        out = torch.empty_like(q)
+        step = max(1, _BIAS_BYTES // ((H * W) ** 2 * q.element_size()))
+        for i in range(0, q.shape[0], step):
+            qi = q[i:i + step]
+            r_q = qi.reshape(qi.shape[0], H, W, -1)
+            rel_h = torch.einsum("bhwc,hkc->bhwk", r_q, Rh)
+            rel_w = torch.einsum("bhwc,wkc->bhwk", r_q, Rw)
+            bias = (rel_h[:, :, :, :, None] + rel_w[:, :, :, None, :]).reshape(qi.shape[0], H * W, H * W)
+            out[i:i + step] = F.scaled_dot_product_attention(
+                qi, k[i:i + step], v[i:i + step], attn_mask=bias.to(qi.dtype), scale=self.scale
+            )
+    out = out.view(B, self.num_heads, H, W, -1).permute(0, 2, 3, 1, 4).reshape(B, H, W, -1)
+    return self.proj(out)
+
+
+def use_fast_attention(sam: nn.Module) -> nn.Module:
+    """Route every image-encoder attention block of this ``sam`` through :func:`_sdpa_forward`."""
+    from segment_anything.modeling.image_encoder import Attention
+
+    for module in sam.image_encoder.modules():
+        if isinstance(module, Attention):
+            module.forward = _sdpa_forward.__get__(module)
+    return sam

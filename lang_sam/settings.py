@@ -1,0 +1,106 @@
+"""Every environment setting lang-sam reads, in one place, read when asked (never at import).
+
+| variable | meaning |
+| --- | --- |
+| ``LANG_SAM_WEIGHTS_DIR`` | a folder looked in first for checkpoints; downloads go there when set |
+| ``LANG_SAM_OFFLINE`` (or ``HF_HUB_OFFLINE``) | ``1``: never touch the network |
+| ``LANG_SAM_TRUST_CHECKPOINTS`` | ``1``: allow checkpoints that need full unpickling |
+| ``LANG_SAM_MAX_IMAGE_PIXELS`` | the largest image (width x height) the library decodes |
+| ``HF_ENDPOINT`` | a Hugging Face mirror for GroundingDINO downloads |
+| ``HF_HUB_CACHE`` / ``HF_HOME`` | where the Hugging Face cache is looked in |
+| ``TORCH_HOME`` | where the torch hub cache is (through ``torch.hub.get_dir``) |
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = [
+    "ENV_WEIGHTS_DIR",
+    "ENV_OFFLINE",
+    "ENV_TRUST",
+    "ENV_MAX_PIXELS",
+    "DEFAULT_MAX_IMAGE_PIXELS",
+    "is_offline",
+    "weights_dir",
+    "trust_checkpoints",
+    "hf_endpoint",
+    "hf_cache_dir",
+    "torch_hub_checkpoints",
+    "max_image_pixels",
+]
+
+ENV_WEIGHTS_DIR = "LANG_SAM_WEIGHTS_DIR"
+ENV_OFFLINE = "LANG_SAM_OFFLINE"
+ENV_TRUST = "LANG_SAM_TRUST_CHECKPOINTS"
+ENV_MAX_PIXELS = "LANG_SAM_MAX_IMAGE_PIXELS"
+
+#: The default pixel limit for decoding an image: 256 megapixels (16000x16000), about 0.75 GB of
+#: RGB. Pillow's own guard (about 179 MP) is replaced by this one for the library's reads.
+DEFAULT_MAX_IMAGE_PIXELS = 256_000_000
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def is_offline() -> bool:
+    """True when ``LANG_SAM_OFFLINE`` or ``HF_HUB_OFFLINE`` is set to 1/true/yes/on."""
+    return _truthy(os.environ.get(ENV_OFFLINE)) or _truthy(os.environ.get("HF_HUB_OFFLINE"))
+
+
+def weights_dir() -> Path | None:
+    """The folder named by ``LANG_SAM_WEIGHTS_DIR``, or None."""
+    value = os.environ.get(ENV_WEIGHTS_DIR)
+    return Path(value).expanduser() if value else None
+
+
+def trust_checkpoints() -> bool:
+    """True when ``LANG_SAM_TRUST_CHECKPOINTS`` is set to 1/true/yes/on."""
+    return _truthy(os.environ.get(ENV_TRUST))
+
+
+def hf_endpoint() -> str:
+    """The Hugging Face endpoint (``HF_ENDPOINT``, default ``https://huggingface.co``)."""
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+
+
+def hf_cache_dir() -> str | None:
+    """The Hugging Face hub cache folder from ``HF_HUB_CACHE`` / ``HF_HOME``, or None (its default).
+
+    Read now, not at huggingface_hub's import (older releases freeze it then).
+    """
+    cache_dir = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
+    if not cache_dir and os.environ.get("HF_HOME"):
+        cache_dir = os.path.join(os.path.expanduser(os.environ["HF_HOME"]), "hub")
+    return cache_dir or None
+
+
+def torch_hub_checkpoints() -> Path:
+    """``torch.hub.get_dir()/checkpoints`` (honours ``TORCH_HOME``): where the original put SAM."""
+    import torch.hub
+
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def max_image_pixels() -> int | None:
+    """The largest image, in pixels, the library decodes (``LANG_SAM_MAX_IMAGE_PIXELS``).
+
+    ``0`` or ``none`` turns the limit off; unset gives :data:`DEFAULT_MAX_IMAGE_PIXELS`. A value that
+    is not an integer raises ``ValueError`` naming the variable.
+    """
+    raw = os.environ.get(ENV_MAX_PIXELS)
+    if raw is None or not raw.strip():
+        return DEFAULT_MAX_IMAGE_PIXELS
+    if raw.strip().lower() in {"0", "none", "off"}:
+        return None
+    try:
+        value = int(raw.replace("_", ""))
+    except ValueError:
+        raise ValueError(
+            f"{ENV_MAX_PIXELS} must be a whole number of pixels (or 0 for no limit), got {raw!r}"
+        ) from None
+    if value < 0:
+        raise ValueError(f"{ENV_MAX_PIXELS} must be >= 0, got {value}")
+    return value or None
