@@ -54,13 +54,14 @@ class Original:
         from segment_anything import SamPredictor, sam_model_registry
 
         from lang_sam.models.detector import _read_config
-        from lang_sam.models.patches import bundled_text_encoder
+        from lang_sam.models.text_encoder import BertTextEncoder, build_bert, load_tokenizer
+        from lang_sam.patches import bundled_text_encoder
         from lang_sam.hub import get_spec
 
         gspec, sspec = get_spec("gdino", gdino_type), get_spec("sam", sam_type)
         args = _read_config(gspec.arch)
         args.use_checkpoint = args.use_transformer_ckpt = True  # as in groundingdino's configs
-        with bundled_text_encoder({}):  # the bundled tokenizer instead of a hub download
+        with bundled_text_encoder(load_tokenizer, build_bert, BertTextEncoder):  # no hub download
             model = build_model(args)
         checkpoint = torch.load(weights / gspec.filename, map_location="cpu")
         model.load_state_dict(clean_state_dict(checkpoint["model"]), strict=False)

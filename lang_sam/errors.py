@@ -17,6 +17,7 @@ __all__ = [
     "WeightsNotFoundError",
     "DownloadError",
     "InvalidImageError",
+    "ImageTooLargeError",
     "ImageNotFoundError",
     "InvalidPromptError",
     "PromptTooLongError",
@@ -60,6 +61,10 @@ class DownloadError(LangSAMError, ConnectionError):
 
 class InvalidImageError(LangSAMError, ValueError):
     """An image that cannot be read or has an unsupported shape, dtype or size."""
+
+
+class ImageTooLargeError(InvalidImageError):
+    """An image over the pixel limit (``LANG_SAM_MAX_IMAGE_PIXELS``), refused before decoding."""
 
 
 class ImageNotFoundError(LangSAMError, FileNotFoundError):

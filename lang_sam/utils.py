@@ -31,7 +31,9 @@ def load_image(image_path: str | os.PathLike) -> Image.Image:
     """Read an image file as an RGB PIL image, with its EXIF orientation applied.
 
     Grayscale, palette and RGBA files become RGB; 16-bit files are scaled to 8 bits. Raises
-    :class:`~lang_sam.errors.ImageNotFoundError` or :class:`~lang_sam.errors.InvalidImageError`.
+    :class:`~lang_sam.errors.ImageNotFoundError` or :class:`~lang_sam.errors.InvalidImageError`
+    (:class:`~lang_sam.errors.ImageTooLargeError` over ``LANG_SAM_MAX_IMAGE_PIXELS``, by default
+    256 megapixels, checked before decoding).
     """
     return open_image(image_path)
 

@@ -6,17 +6,19 @@ arrived.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from numbers import Real
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, BinaryIO, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from lang_sam.errors import (
     ImageNotFoundError,
+    ImageTooLargeError,
     InvalidImageError,
     InvalidPromptError,
     InvalidThresholdError,
@@ -222,15 +224,53 @@ def to_rgb_pil(image: ImageInput, what: str = "image") -> Image.Image:
     )
 
 
-def open_image(path: str | os.PathLike) -> Image.Image:
-    """Read an image file as RGB, applying its EXIF orientation."""
-    path = Path(path)
-    if not path.is_file():
-        raise ImageNotFoundError(f"image file not found: {str(path)!r}")
+_DEFAULT = object()
+
+
+def open_image(source: str | os.PathLike | bytes | BinaryIO, *, max_pixels: Any = _DEFAULT) -> Image.Image:
+    """Read an image (a path, the file's bytes, or a binary file object) as RGB, applying its EXIF
+    orientation.
+
+    ``max_pixels`` (width x height) is checked from the file's header, before anything is decoded:
+    a larger image raises :class:`ImageTooLargeError` (an :class:`InvalidImageError`). The default
+    is :func:`lang_sam.settings.max_image_pixels` (``LANG_SAM_MAX_IMAGE_PIXELS``, 256 megapixels
+    unless set); ``None`` means no limit. Pillow's own process-wide guard is replaced by this one for
+    the read. Raises :class:`ImageNotFoundError` for a missing path and :class:`InvalidImageError`
+    for anything unreadable.
+    """
+    from lang_sam.patches import pillow_bomb_check_off
+    from lang_sam.settings import ENV_MAX_PIXELS, max_image_pixels
+
+    limit = max_image_pixels() if max_pixels is _DEFAULT else max_pixels
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise ImageNotFoundError(f"image file not found: {str(path)!r}")
+        name, fp = repr(str(path)), path
+    elif isinstance(source, (bytes, bytearray, memoryview)):
+        if not len(source):
+            raise InvalidImageError("image data is empty (0 bytes)")
+        name, fp = "image data", io.BytesIO(source)
+    elif hasattr(source, "read"):
+        name, fp = "image file", source
+    else:
+        raise InvalidImageError(
+            f"expected an image path, bytes or a binary file object, got {type(source).__name__}"
+        )
     try:
-        with Image.open(path) as img:
+        with pillow_bomb_check_off():
+            img = Image.open(fp)
+        with img:
+            w, h = img.size  # from the header: nothing decoded yet
+            if limit is not None and w * h > limit:
+                raise ImageTooLargeError(
+                    f"image {name} is {w}x{h} = {w * h:,} pixels, over the limit of {limit:,} "
+                    f"(set {ENV_MAX_PIXELS} to allow larger images, 0 for no limit)"
+                )
             img.load()
             img = ImageOps.exif_transpose(img)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise InvalidImageError(f"cannot read image {str(path)!r}: {exc}") from exc
-    return to_rgb_pil(img, str(path))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        if isinstance(exc, InvalidImageError):
+            raise
+        raise InvalidImageError(f"cannot read image {name}: {exc}") from exc
+    return to_rgb_pil(img, name)

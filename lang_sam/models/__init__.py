@@ -3,8 +3,10 @@
 - :mod:`lang_sam.models.detector`: :class:`GroundingDINODetector`;
 - :mod:`lang_sam.models.segmenter`: :class:`SamSegmenter`;
 - :mod:`lang_sam.models.text_encoder`: the bundled BERT tokenizer and wrapper;
-- :mod:`lang_sam.models.checkpoints`: matching a state dict to a network;
-- :mod:`lang_sam.models.patches`: every (scoped) change made to third-party code.
+- :mod:`lang_sam.models.checkpoints`: matching a state dict to a network.
+
+The (scoped) changes made to third-party code while building and running them are in
+:mod:`lang_sam.patches`.
 
 Importing this package imports torch but neither groundingdino nor segment_anything.
 """

@@ -25,8 +25,8 @@ from lang_sam.cache import EncodingCache
 from lang_sam.errors import PromptTooLongError
 from lang_sam.hub import GDinoArch, ModelSpec, load_checkpoint, resolve_checkpoint
 from lang_sam.models.checkpoints import check_architecture, count_blocks, load_into, strip_prefix
-from lang_sam.models.patches import bundled_text_encoder, empty_parameters
-from lang_sam.models.text_encoder import BERT_DIR
+from lang_sam.models.text_encoder import BERT_DIR, BertTextEncoder, build_bert, load_tokenizer
+from lang_sam.patches import bundled_text_encoder, empty_parameters
 from lang_sam.precision import autocast, check_precision
 from lang_sam.validation import check_prompt, check_threshold
 
@@ -79,7 +79,8 @@ def build_groundingdino_model(
 
     arch = spec_or_arch.arch if isinstance(spec_or_arch, ModelSpec) else spec_or_arch
     args = _read_config(arch)
-    with bundled_text_encoder(arch.bert), (empty_parameters() if empty else nullcontext()):
+    text = bundled_text_encoder(load_tokenizer, lambda: build_bert(arch.bert), BertTextEncoder)
+    with text, (empty_parameters() if empty else nullcontext()):
         model = build_model(args)
     return model.eval()
 

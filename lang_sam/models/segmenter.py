@@ -18,7 +18,7 @@ import torch
 from lang_sam.cache import EncodingCache
 from lang_sam.hub import ModelSpec, SamArch, load_checkpoint, resolve_checkpoint
 from lang_sam.models.checkpoints import check_architecture, count_blocks, load_into, strip_prefix
-from lang_sam.models.patches import empty_parameters, use_fast_attention
+from lang_sam.patches import empty_parameters, use_fast_attention
 from lang_sam.precision import autocast, check_precision
 
 logger = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ def build_sam_model(spec_or_arch: ModelSpec | SamArch, *, empty: bool = False) -
     """Build a SAM network in eval mode with ``segment_anything.modeling`` classes.
 
     Random weights, or with ``empty=True`` parameters on the meta device (see
-    :func:`lang_sam.models.patches.empty_parameters`).
+    :func:`lang_sam.patches.empty_parameters`).
     """
     with empty_parameters() if empty else nullcontext():
         return _build_sam(spec_or_arch)

@@ -1,14 +1,18 @@
-"""Every change lang-sam makes to third-party code, in one file. Each is scoped and reversible:
+"""Every change lang-sam makes to third-party code or state, in one file. Each is scoped and
+reversible, and none runs at import:
 
 - :func:`empty_parameters`: while building a network, ``torch.nn.Module.register_parameter`` puts
   parameters on the meta device (no random init; the checkpoint's tensors are assigned later);
 - :func:`bundled_text_encoder`: while groundingdino builds its network, its ``get_tokenlizer`` and
-  ``BertModelWarper`` are swapped for the bundled tokenizer and :class:`BertTextEncoder` (no BERT
+  ``BertModelWarper`` are swapped for the bundled tokenizer and lang-sam's BERT wrapper (no BERT
   download; works on transformers 4 and 5);
 - :func:`use_fast_attention`: the ``forward`` of each attention block of one SAM image encoder (that
-  instance only) computes with ``scaled_dot_product_attention``.
+  instance only) computes with ``scaled_dot_product_attention``;
+- :func:`pillow_bomb_check_off`: Pillow's process-wide ``Image.MAX_IMAGE_PIXELS`` guard is off while
+  an image header is parsed, so that lang-sam's own, documented limit (``LANG_SAM_MAX_IMAGE_PIXELS``)
+  applies instead, with a typed error (:func:`lang_sam.validation.open_image`).
 
-Nothing here runs at import.
+This module imports nothing of lang-sam (it sits at the bottom of the package's layers).
 """
 
 from __future__ import annotations
@@ -17,16 +21,17 @@ import importlib
 import threading
 from contextlib import contextmanager
 from types import SimpleNamespace
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["empty_parameters", "bundled_text_encoder", "use_fast_attention"]
+__all__ = ["empty_parameters", "bundled_text_encoder", "use_fast_attention", "pillow_bomb_check_off"]
 
 _EMPTY_LOCK = threading.Lock()
 _BUILD_LOCK = threading.Lock()
+_PIL_LOCK = threading.Lock()
 
 
 @contextmanager
@@ -55,22 +60,22 @@ def empty_parameters() -> Iterator[None]:
 
 
 @contextmanager
-def bundled_text_encoder(bert_overrides) -> Iterator[None]:
-    """While groundingdino builds its network, hand it the bundled tokenizer and our BERT wrapper.
+def bundled_text_encoder(
+    tokenizer: Callable[[], object], bert: Callable[[], nn.Module], wrapper: type
+) -> Iterator[None]:
+    """While groundingdino builds its network, hand it ``tokenizer()``, ``bert()`` and ``wrapper``.
 
     groundingdino's constructor would otherwise download bert-base-uncased from the hub and wrap it
     in ``BertModelWarper`` (broken on transformers 5). The swap is scoped to the build and locked.
     """
-    from lang_sam.models.text_encoder import BertTextEncoder, build_bert, load_tokenizer
-
     module = importlib.import_module("groundingdino.models.GroundingDINO.groundingdino")
     shim = SimpleNamespace(
-        get_tokenlizer=lambda _type: load_tokenizer(),
-        get_pretrained_language_model=lambda _type: build_bert(bert_overrides),
+        get_tokenlizer=lambda _type: tokenizer(),
+        get_pretrained_language_model=lambda _type: bert(),
     )
     with _BUILD_LOCK:
         saved = module.get_tokenlizer, module.BertModelWarper
-        module.get_tokenlizer, module.BertModelWarper = shim, BertTextEncoder
+        module.get_tokenlizer, module.BertModelWarper = shim, wrapper
         try:
             yield
         finally:
@@ -118,3 +123,21 @@ def use_fast_attention(sam: nn.Module) -> nn.Module:
         if isinstance(module, Attention):
             module.forward = _sdpa_forward.__get__(module)
     return sam
+
+
+@contextmanager
+def pillow_bomb_check_off() -> Iterator[None]:
+    """Pillow's decompression-bomb guard off for the ``with`` block (an image header parse).
+
+    ``PIL.Image.MAX_IMAGE_PIXELS`` is process-wide; it is set to None under a lock and restored on
+    exit. The caller must apply its own pixel limit to the opened image's size before decoding it.
+    """
+    from PIL import Image
+
+    with _PIL_LOCK:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
