@@ -138,6 +138,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from lang_sam.errors import InvalidRunError
     from lang_sam.labeling.run import LabelSettings, label_folder, parse_formats
     from lang_sam.serving.service import model_kwargs
+    from lang_sam.validation import check_device
 
     try:
         formats = parse_formats(args.format)
@@ -148,6 +149,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                               "built from the classes' phrases)")
     if not args.classes and not args.prompt:
         raise InvalidRunError('name what to find: --prompt "car. wheel" or --classes "car=car. automobile"')
+    check_device(args.device)  # a bad --device is a usage error, found before the output folder is made
     settings = LabelSettings.create(
         args.prompt, args.classes, box_threshold=args.box_threshold,
         text_threshold=args.text_threshold, nms=args.nms, sam_type=args.sam_type,
@@ -283,7 +285,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
 
     from lang_sam.errors import (
-        InvalidClassMapError, InvalidPromptError, InvalidRunError, InvalidThresholdError, LangSAMError,
+        DeviceError, InvalidClassMapError, InvalidPromptError, InvalidRunError, InvalidThresholdError,
+        LangSAMError,
     )
 
     pkg_logger = logging.getLogger("lang_sam")
@@ -295,7 +298,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = {"predict": cmd_predict, "info": cmd_info, "download": cmd_download}[args.command]
     try:
         return command(args)
-    except (InvalidRunError, InvalidClassMapError, InvalidPromptError, InvalidThresholdError) as exc:
+    except (InvalidRunError, InvalidClassMapError, InvalidPromptError, InvalidThresholdError,
+            DeviceError) as exc:
         print(f"lang-sam {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (LangSAMError, OSError) as exc:

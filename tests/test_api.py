@@ -171,3 +171,63 @@ def test_build_sam_accepts_a_type_name_as_the_original_demo_passed_it(model, sam
     assert model.sam_type == name
     with pytest.raises(lang_sam.UnknownModelError):
         model.build_sam(sam_type="vit_q")
+    with pytest.raises(lang_sam.UnknownModelError, match="vit_h"):
+        model.build_sam("vit_q")  # not a file, not path-like: an unknown type, not a missing file
+    # What looks like a path stays a path: a missing file, never an unknown type.
+    for path in ("vit_q.pth", "weights/vit_b", str(tmp_path / "vit_b")):
+        with pytest.raises(lang_sam.WeightsNotFoundError, match="not found"):
+            model.build_sam(path)
+    assert model.sam_type == name
+
+
+# ------------------------------------------------------------------------------------------
+# Devices
+# ------------------------------------------------------------------------------------------
+
+def _unavailable_devices() -> list[str]:
+    """Device strings that cannot work on this machine, whatever it has."""
+    bad = ["gpu", "cuda:x", "meta", f"cuda:{torch.cuda.device_count()}"]  # one past the last GPU
+    if not torch.cuda.is_available():
+        bad += ["cuda", torch.device("cuda")]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is None or not mps.is_available():
+        bad.append("mps")
+    return bad
+
+
+@pytest.mark.parametrize("device", _unavailable_devices(), ids=lambda d: f"{type(d).__name__}-{d}")
+def test_unavailable_device_is_a_typed_error_before_any_loading(device, tmp_path):
+    """No checkpoint exists (offline): the device is refused first, naming the devices there are."""
+    from lang_sam.errors import DeviceError
+    from lang_sam.validation import available_devices
+
+    with pytest.raises(DeviceError) as err:
+        LangSAM(device=device)
+    assert isinstance(err.value, ValueError) and isinstance(err.value, lang_sam.LangSAMError)
+    msg = str(err.value)
+    assert repr(str(device)) in msg and "available" in msg and "'cpu'" in msg
+    assert all(repr(d) in msg for d in available_devices())
+
+
+def test_available_devices_and_check_device():
+    from lang_sam.validation import available_devices, check_device, default_device
+
+    devices = available_devices()
+    assert devices[0] == "cpu"
+    assert ("cuda" in devices) == torch.cuda.is_available()
+    assert check_device("cpu") == torch.device("cpu")
+    assert check_device(torch.device("cpu")) == torch.device("cpu")
+    assert check_device(None) == default_device()
+    assert str(default_device()) in devices
+    for i in range(torch.cuda.device_count()):
+        assert check_device(f"cuda:{i}") == torch.device("cuda", i)
+
+
+def test_model_service_checks_the_device_at_start_up():
+    """The server and the demo fail when they start, not at their first request."""
+    from lang_sam.errors import DeviceError
+    from lang_sam.serving.service import ModelService
+
+    with pytest.raises(DeviceError, match="'gpu'.*available here: 'cpu'"):
+        ModelService(device="gpu")
+    assert ModelService(device="cpu").info()["loaded"] is False

@@ -226,12 +226,15 @@ def test_resume_after_interrupt(tmp_path, model_args, tiny_specs, capsys):
     (["--prompt", "car", "--nms", "x"], r"\[0, 1\]"),
     (["--prompt", " . "], "empty"),
     (["--prompt", "car", "--sam-type", "vit_x"], "invalid choice"),
+    (["--prompt", "car", "--device", "gpu"], "device 'gpu' is not a device name.*available here: 'cpu'"),
+    (["--prompt", "car", "--device", "cuda:99"], "device 'cuda:99'.*available here: 'cpu'"),
 ])
 def test_usage_errors_exit_2(tmp_path, extra, match, capsys, tiny_specs):
     Image.fromarray(make_image(20, 20)).save(tmp_path / "x.png")
     rc = main(["predict", str(tmp_path / "x.png"), "--output", str(tmp_path / "out"), *extra])
     assert rc == 2
     assert re.search(match, capsys.readouterr().err)
+    assert not (tmp_path / "out").exists(), "a refused command leaves no output folder behind"
 
 
 def test_prompt_too_long_is_a_usage_error_before_any_image(tmp_path, model_args, capsys):

@@ -97,6 +97,55 @@ def test_langsam_rejects_unknown_type_before_loading_anything(monkeypatch):
         LangSAM(gdino_type="swin_x")
 
 
+def _cli(*argv):
+    """Run ``lang-sam`` in-process; a usage error (exit 2) is how the command reports the type."""
+    import contextlib
+    import io
+
+    from lang_sam.cli import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        rc = main(list(argv))
+    raise UnknownModelError(f"exit {rc}: {err.getvalue()}") if rc == 2 else AssertionError(rc)
+
+
+def _service(**kwargs):
+    from lang_sam.serving.service import ModelService
+
+    return ModelService(**kwargs)
+
+
+@pytest.mark.parametrize("family,call", [
+    ("sam", lambda m: LangSAM(sam_type="vit_x")),
+    ("sam", lambda m: LangSAM("vit_x", "some/ckpt.pth")),
+    ("gdino", lambda m: LangSAM(gdino_type="swin_x")),
+    ("sam", lambda m: m.build_sam("vit_x")),  # the original demo's build_sam(sam_type) form
+    ("sam", lambda m: m.build_sam(sam_type="vit_x")),
+    ("gdino", lambda m: m.build_groundingdino(gdino_type="swin_x")),
+    ("sam", lambda m: _service(sam_type="vit_x")),
+    ("gdino", lambda m: _service(gdino_type="swin_x")),
+    ("sam", lambda m: _service().predict(None, "cat", sam_type="vit_x")),
+    ("gdino", lambda m: _service().predict(None, "cat", gdino_type="swin_x")),
+    ("sam", lambda m: _cli("download", "--sam-type", "vit_x")),
+    ("gdino", lambda m: _cli("download", "--gdino-type", "swin_x")),
+    ("sam", lambda m: _cli("predict", "x.png", "--prompt", "cat", "--output", "o", "--sam-type", "vit_x")),
+], ids=["LangSAM-sam", "LangSAM-sam-with-path", "LangSAM-gdino", "build_sam-positional",
+        "build_sam-keyword", "build_groundingdino", "ModelService-sam", "ModelService-gdino",
+        "ModelService.predict-sam", "ModelService.predict-gdino", "cli-download-sam",
+        "cli-download-gdino", "cli-predict-sam"])
+def test_every_entry_point_rejects_an_unknown_type_listing_the_valid_ones(model, family, call):
+    """Issue 8: build_sam("vit_x") was taken for a file path (WeightsNotFoundError 'vit_x')."""
+    sam_before, gdino_before = model.segmenter, model.detector
+    with pytest.raises(UnknownModelError) as err:
+        call(model)
+    msg = str(err.value)
+    valid = ["vit_b", "vit_h", "vit_l"] if family == "sam" else ["swinb", "swint"]
+    assert all(name in msg for name in valid), msg
+    assert "vit_x" in msg or "swin_x" in msg
+    assert model.segmenter is sam_before and model.detector is gdino_before  # nothing was replaced
+
+
 # ------------------------------------------------------------------------------------------
 # Resolution order
 # ------------------------------------------------------------------------------------------
