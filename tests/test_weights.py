@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import random
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -309,13 +311,102 @@ def test_pickled_file_with_an_official_hash_is_trusted(tmp_path, monkeypatch):
         unregister_model("gdino", spec.name)
 
 
-@pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", b"PK\x03\x04truncated zip"])
-def test_corrupt_checkpoint(tmp_path, content):
-    path = tmp_path / "bad.pth"
-    path.write_bytes(content)
+def _zip_bytes(obj) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+#: name -> (file content, what the error must say was found)
+BAD_CHECKPOINTS = {
+    "random bytes": (lambda: random.Random(0).randbytes(4096), "neither a zip archive"),
+    "text file": (lambda: b"<html><body>404 Not Found</body></html>\n", "text"),
+    "empty file": (lambda: b"", "empty"),
+    "truncated zip": (lambda: _zip_bytes({"w": torch.zeros(64)})[:300], "truncated"),
+    "pickled list": (lambda: _zip_bytes([torch.zeros(1)]), "holds a list"),
+    "dict of non-tensors": (lambda: _zip_bytes({"a": 1, "b": "x"}), "'a': int"),
+    "plain pickle": (lambda: pickle.dumps({"w": [1.0]}), "not a PyTorch checkpoint"),
+}
+
+
+@pytest.mark.parametrize("trust", [False, True], ids=["untrusted", "trusted"])
+@pytest.mark.parametrize("family", ["sam", "gdino"])
+@pytest.mark.parametrize("case", list(BAD_CHECKPOINTS))
+def test_unusable_checkpoint_is_a_checkpoint_error_saying_what_was_found(
+    tmp_path, monkeypatch, tiny_specs, case, family, trust
+):
+    """Issue 8: random bytes got the 'set LANG_SAM_TRUST_CHECKPOINTS=1' advice and, with it set, a
+    raw UnpicklingError; a text file a raw KeyError. Only a real pickle of objects gets the advice."""
+    from lang_sam.models.detector import GroundingDINODetector
+    from lang_sam.models.segmenter import SamSegmenter
+
+    if trust:
+        monkeypatch.setenv("LANG_SAM_TRUST_CHECKPOINTS", "1")
+    content, found = BAD_CHECKPOINTS[case]
+    path = tmp_path / f"bad_{family}.pth"
+    path.write_bytes(content())
+    spec, cls = (tiny_specs[0], SamSegmenter) if family == "sam" else (tiny_specs[1], GroundingDINODetector)
     with pytest.raises(CheckpointError) as err:
+        cls.from_spec(spec, path)
+    msg = str(err.value)
+    assert type(err.value) is CheckpointError, f"{type(err.value).__name__}: {msg}"
+    assert str(path) in msg and found in msg, msg
+    assert "LANG_SAM_TRUST_CHECKPOINTS" not in msg  # no advice to trust a file that is not a pickle of objects
+
+
+class _Gone:
+    """Pickled by reference to a module that is gone when the file is read."""
+
+
+def test_a_pickle_of_objects_gets_the_trust_advice_and_typed_errors_once_trusted(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    path = tmp_path / "objects.pth"
+    module = types.ModuleType("lang_sam_test_gone")
+    _Gone.__module__ = module.__name__
+    module._Gone = _Gone
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    torch.save({"w": torch.zeros(2), "extra": _Gone()}, path)
+    monkeypatch.delitem(sys.modules, module.__name__)
+    with pytest.raises(UnsafeCheckpointError) as err:
         load_checkpoint(path)
-    assert "bad.pth" in str(err.value)
+    assert "lang_sam_test_gone._Gone" in str(err.value) and "LANG_SAM_TRUST_CHECKPOINTS=1" in str(err.value)
+    monkeypatch.setenv("LANG_SAM_TRUST_CHECKPOINTS", "1")
+    with pytest.raises(CheckpointError) as err:  # was a raw ModuleNotFoundError
+        load_checkpoint(path)
+    assert type(err.value) is CheckpointError
+    assert str(path) in str(err.value) and "No module named 'lang_sam_test_gone'" in str(err.value)
+
+
+def test_trusted_pickle_with_objects_in_the_state_dict_is_a_checkpoint_error(tmp_path, monkeypatch, tiny_specs):
+    import argparse
+
+    from lang_sam.models.segmenter import SamSegmenter
+
+    path = tmp_path / "sam_args.pth"
+    torch.save({"image_encoder.w": torch.zeros(2), "args": argparse.Namespace(a=1)}, path)
+    with pytest.raises(UnsafeCheckpointError, match="argparse.Namespace"):
+        SamSegmenter.from_spec(tiny_specs[0], path)
+    monkeypatch.setenv("LANG_SAM_TRUST_CHECKPOINTS", "1")
+    with pytest.raises(CheckpointError, match="'args': Namespace") as err:
+        SamSegmenter.from_spec(tiny_specs[0], path)
+    assert type(err.value) is CheckpointError
+
+
+def test_legacy_torch_save_format_still_loads(tmp_path, sam_ckpt, tiny_specs):
+    """torch.save(..., _use_new_zipfile_serialization=False) files are pickles, not zips."""
+    from lang_sam.models.segmenter import SamSegmenter
+
+    state = torch.load(sam_ckpt, weights_only=True)
+    path = tmp_path / "legacy.pth"
+    torch.save(state, path, _use_new_zipfile_serialization=False)
+    assert not zipfile.is_zipfile(path)
+    seg = SamSegmenter.from_spec(tiny_specs[0], path)
+    got = seg.model.state_dict()
+    assert all(torch.equal(got[k], v) for k, v in state.items())
 
 
 def test_wrong_architecture_says_which_type_it_looks_like(tmp_path, sam_ckpt, gdino_ckpt, tiny_specs):

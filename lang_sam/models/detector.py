@@ -24,7 +24,7 @@ from PIL import Image
 from lang_sam.cache import EncodingCache
 from lang_sam.errors import PromptTooLongError
 from lang_sam.hub import GDinoArch, ModelSpec, load_checkpoint, resolve_checkpoint
-from lang_sam.models.checkpoints import check_architecture, count_blocks, load_into, strip_prefix
+from lang_sam.models.checkpoints import check_architecture, count_blocks, load_into, state_dict_from
 from lang_sam.models.text_encoder import BERT_DIR, BertTextEncoder, build_bert, load_tokenizer
 from lang_sam.patches import bundled_text_encoder, empty_parameters
 from lang_sam.precision import autocast, check_precision
@@ -180,9 +180,7 @@ class GroundingDINODetector:
     ) -> "GroundingDINODetector":
         """Resolve, load and check ``spec``'s checkpoint (see :mod:`lang_sam.hub`)."""
         path = resolve_checkpoint(spec, ckpt_path, progress=progress)
-        checkpoint = load_checkpoint(path)
-        state = checkpoint.get("model", checkpoint)
-        state = strip_prefix(state)
+        state = state_dict_from(load_checkpoint(path), str(path), wrapper_key="model")
         check_architecture(spec, state, str(path), gdino_fingerprint)
         model = build_groundingdino_model(spec, empty=True)
         load_into(

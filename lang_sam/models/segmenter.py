@@ -17,7 +17,7 @@ import torch
 
 from lang_sam.cache import EncodingCache
 from lang_sam.hub import ModelSpec, SamArch, load_checkpoint, resolve_checkpoint
-from lang_sam.models.checkpoints import check_architecture, count_blocks, load_into, strip_prefix
+from lang_sam.models.checkpoints import check_architecture, count_blocks, load_into, state_dict_from
 from lang_sam.patches import empty_parameters, use_fast_attention
 from lang_sam.precision import autocast, check_precision
 
@@ -159,7 +159,7 @@ class SamSegmenter:
     ) -> "SamSegmenter":
         """Resolve, load and check ``spec``'s checkpoint (see :mod:`lang_sam.hub`)."""
         path = resolve_checkpoint(spec, ckpt_path, progress=progress)
-        state = strip_prefix(load_checkpoint(path))
+        state = state_dict_from(load_checkpoint(path), str(path), wrapper_key="model")
         check_architecture(spec, state, str(path), sam_fingerprint)
         model = build_sam_model(spec, empty=True)
         load_into(model, state, spec, str(path), sam_fingerprint)
