@@ -247,6 +247,30 @@ def test_download_all_sources_fail(server, tmp_path, online):
     assert not (tmp_path / "m.pth").exists()
 
 
+@pytest.mark.parametrize("on_hub", [False, True], ids=["sam-cdn", "gdino-hub"])
+def test_download_error_suggests_hf_endpoint_only_for_hugging_face_sources(
+    server, tmp_path, monkeypatch, online, on_hub
+):
+    """Issue 8: SAM files come only from Meta's CDN, where HF_ENDPOINT (a Hugging Face mirror)
+    cannot help; the advice is given only when a source is on the Hugging Face hub."""
+    monkeypatch.setenv("LANG_SAM_WEIGHTS_DIR", str(tmp_path))
+    if on_hub:
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        spec = ModelSpec("gdino", "gd_missing", "gd_missing.pth", TINY_SAM,
+                         hf_repo="ShilongLiu/GroundingDINO", urls=(f"{server.url}/release/gd_missing.pth",))
+    else:
+        monkeypatch.delenv("HF_ENDPOINT", raising=False)
+        spec = ModelSpec("sam", "sam_missing", "sam_missing.pth", TINY_SAM,
+                         urls=(f"{server.url}/segment_anything/sam_missing.pth",))
+    with pytest.raises(DownloadError) as err:
+        resolve_checkpoint(spec, progress=False)
+    msg = str(err.value)
+    assert ("HF_ENDPOINT" in msg) is on_hub, msg
+    assert "404" in msg and str(tmp_path) in msg
+    assert all(url in msg for url in spec.sources())  # where to fetch it by hand
+    assert len(server.requests) == len(spec.sources())
+
+
 def test_resolve_downloads_into_weights_dir_through_the_hub_endpoint(server, tmp_path, monkeypatch, online):
     """The GroundingDINO path: HF_ENDPOINT (a mirror) first, then the release URL."""
     server.files["/ShilongLiu/GroundingDINO/resolve/main/gd_probe.pth"] = PAYLOAD
