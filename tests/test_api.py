@@ -6,6 +6,7 @@ import inspect
 import io
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -124,6 +125,18 @@ def test_corrupt_image_file(model, tmp_path):
     (tmp_path / "text.png").write_text("hello")
     with pytest.raises(InvalidImageError, match="text.png"):
         model.predict(tmp_path / "text.png", "cat")
+
+
+def test_decompression_bomb_path_is_refused_quickly(model, bomb_png):
+    """predict(path) reads the header only: a 30000x30000 PNG fails in well under a second of work."""
+    from lang_sam.errors import ImageTooLargeError
+
+    started = time.perf_counter()
+    with pytest.raises(ImageTooLargeError, match="30000x30000.*LANG_SAM_MAX_IMAGE_PIXELS"):
+        model.predict(bomb_png, "cat")
+    with pytest.raises(ImageTooLargeError):
+        model.encode(str(bomb_png))
+    assert time.perf_counter() - started < 10
 
 
 @pytest.mark.parametrize("box,text", [(-0.1, 0.25), (0.3, 1.5), (float("nan"), 0.2), ("0.3", 0.2), (True, 0.2)])

@@ -77,13 +77,14 @@ def check_coco(out: Path, expected_files: set[str], class_names: list[str] | Non
 # End to end
 # ------------------------------------------------------------------------------------------
 
-def test_predict_folder_every_format(tmp_path, model_args, capsys):
+def test_predict_folder_every_format(tmp_path, model_args, capsys, bomb_png):
     imgs = tmp_path / "imgs"
     (imgs / "sub").mkdir(parents=True)
     Image.fromarray(make_image(60, 80, 1)).save(imgs / "a.png")
     Image.fromarray(make_image(60, 80, 2)).save(imgs / "sub" / "a.PNG")  # same name, another folder
     Image.fromarray(make_image(50, 70, 3)).save(imgs / "b.jpg")
     (imgs / "bad.jpg").write_bytes(b"this is not a JPEG")
+    (imgs / "huge.png").write_bytes(bomb_png.read_bytes())  # 30000x30000: over the pixel limit
     (imgs / "notes.md").write_text("not an image: ignored")
     out = tmp_path / "out"
 
@@ -92,9 +93,11 @@ def test_predict_folder_every_format(tmp_path, model_args, capsys):
                "--nms", "0.9", "-q", *model_args])
     stdout = capsys.readouterr().out
     assert rc == 1
-    assert "1 failed" in stdout and "3 labelled" in stdout
+    assert "2 failed" in stdout and "3 labelled" in stdout
     failed = stdout.split("failed images:")[1]
     assert str(imgs / "bad.jpg") in failed and "a.png" not in failed
+    assert f"{imgs / 'huge.png'}: ImageTooLargeError" in failed and "LANG_SAM_MAX_IMAGE_PIXELS" in failed
+    assert not (out / "overlays" / "huge.png").exists()
     assert temp_files(out) == []
 
     keys = {"a": (60, 80), "sub/a": (60, 80), "b": (50, 70)}
@@ -145,7 +148,7 @@ def test_predict_folder_every_format(tmp_path, model_args, capsys):
     rc = main(["predict", str(imgs), "--classes", "car=car. automobile", "--classes", "wheel",
                "--output", str(out), "--format", ALL_FORMATS, "--nms", "0.9", "--resume", "-q", *model_args])
     stdout = capsys.readouterr().out
-    assert rc == 1 and "0 labelled, 3 skipped" in stdout and "1 failed" in stdout
+    assert rc == 1 and "0 labelled, 3 skipped" in stdout and "2 failed" in stdout
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert not stale_record.exists()
     check_coco(out, {"a.png", "sub/a.PNG", "b.jpg"}, ["car", "wheel"])
