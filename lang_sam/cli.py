@@ -76,7 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"output formats, repeatable or comma-separated: {','.join(FORMATS)} "
                         f"(default: {','.join(DEFAULT_FORMATS)})")
     p.add_argument("--resume", action="store_true",
-                   help="skip images whose outputs are all complete (same settings required)")
+                   help="finish the run in --output: skip images whose outputs are all complete "
+                        "(same settings required)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete an earlier run's outputs in --output (overlays/ masks/ labelme/ yolo/ "
+                        "coco/ .lang-sam/; other files are kept) and start again")
     p.add_argument("--nms", type=_unit_float, default=None, metavar="IOU",
                    help="per-class box non-maximum suppression at this IoU (default: off)")
     p.add_argument("--box-threshold", type=_unit_float, default=0.3)
@@ -173,7 +177,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         tqdm.write(f"lang-sam: skipped {item.path}: {exc}", file=sys.stderr)
 
     summary = label_folder(load_model, args.inputs, args.output, settings, formats, resume=args.resume,
-                           progress=progress, on_failure=on_failure)
+                           overwrite=args.overwrite, progress=progress, on_failure=on_failure)
     return print_summary(summary)
 
 
