@@ -244,3 +244,54 @@ def test_model_service_checks_the_device_at_start_up():
     with pytest.raises(DeviceError, match="'gpu'.*available here: 'cpu'"):
         ModelService(device="gpu")
     assert ModelService(device="cpu").info()["loaded"] is False
+
+
+# ------------------------------------------------------------------------------------------
+# Third-party warnings
+# ------------------------------------------------------------------------------------------
+
+_KNOWN_NOISE = (
+    "Importing from timm.models.layers is deprecated",  # at groundingdino's import
+    "torch.meshgrid: in an upcoming release",  # groundingdino's Swin and transformer
+    "torch.cuda.amp.autocast(args...)` is deprecated",  # groundingdino's transformer, every call
+    "None of the inputs have requires_grad",  # torch.utils.checkpoint, if checkpointing is on
+)
+
+
+def test_known_third_party_warnings_are_silenced_only_inside_the_library(sam_ckpt, gdino_ckpt, tiny_specs):
+    """Issue 8: timm, torch.meshgrid and torch.cuda.amp warnings were printed on every run. In a
+    fresh process (so import-time warnings fire) with every warning shown (-W always), building,
+    predicting and segmenting print none of them, no ignore filter is left in the global filters,
+    and the same warning raised by the user's own code still shows."""
+    code = f"""
+import sys, warnings
+import numpy as np
+from lang_sam.hub import register_model
+from lang_sam.testing import tiny_gdino_spec, tiny_sam_spec
+register_model(tiny_sam_spec()); register_model(tiny_gdino_spec())
+from lang_sam import LangSAM
+before = list(warnings.filters)
+m = LangSAM({tiny_specs[0].name!r}, {str(sam_ckpt)!r}, gdino_type={tiny_specs[1].name!r},
+            gdino_ckpt_path={str(gdino_ckpt)!r}, device="cpu")
+image = (np.random.default_rng(0).random((60, 80, 3)) * 255).astype(np.uint8)
+result = m.predict(image, "cat. dog", 0.0, 0.0)
+assert len(result.boxes) > 0  # SAM ran too
+m.segment(image, points=[[5, 5]])
+m.predict(image, "a cat")  # again: the torch.cuda.amp warning fired on every call
+# (torch imports sympy on first use, which adds a filter of its own: compare ours only)
+added = [f for f in warnings.filters if f not in before]
+assert not [f for f in added if f[0] == "ignore"], added
+assert len(warnings.filters) == len(before) + len(added), "a filter was removed"
+sys.stderr.write("=== the user's own code:\\n")
+warnings.warn("Importing from timm.models.layers is deprecated (raised by the user)", FutureWarning)
+warnings.warn("the user's own warning", UserWarning)
+"""
+    out = subprocess.run([sys.executable, "-W", "always", "-c", code], capture_output=True, text=True,
+                         timeout=900)
+    assert out.returncode == 0, out.stderr
+    library, user = out.stderr.split("=== the user's own code:\n")
+    for message in _KNOWN_NOISE:
+        assert message not in library, library
+    assert "Warning" not in library, library  # nor any other
+    assert "Importing from timm.models.layers is deprecated (raised by the user)" in user
+    assert "UserWarning: the user's own warning" in user
