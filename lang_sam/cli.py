@@ -142,6 +142,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from lang_sam.errors import InvalidRunError
     from lang_sam.labeling.run import LabelSettings, label_folder, parse_formats
     from lang_sam.serving.service import model_kwargs
+    from lang_sam.settings import max_image_pixels
     from lang_sam.validation import check_device
 
     try:
@@ -153,7 +154,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
                               "built from the classes' phrases)")
     if not args.classes and not args.prompt:
         raise InvalidRunError('name what to find: --prompt "car. wheel" or --classes "car=car. automobile"')
-    check_device(args.device)  # a bad --device is a usage error, found before the output folder is made
+    # Settings that are wrong for every image are usage errors, found before the output folder is made.
+    check_device(args.device)
+    try:
+        max_image_pixels()
+    except ValueError as exc:
+        raise InvalidRunError(str(exc)) from None
     settings = LabelSettings.create(
         args.prompt, args.classes, box_threshold=args.box_threshold,
         text_threshold=args.text_threshold, nms=args.nms, sam_type=args.sam_type,

@@ -344,6 +344,14 @@ def test_usage_errors_exit_2(tmp_path, extra, match, capsys, tiny_specs):
     assert not (tmp_path / "out").exists(), "a refused command leaves no output folder behind"
 
 
+def test_bad_pixel_limit_setting_is_one_usage_error_not_a_failure_per_image(tmp_path, monkeypatch, capsys):
+    Image.fromarray(make_image(20, 20)).save(tmp_path / "x.png")
+    monkeypatch.setenv("LANG_SAM_MAX_IMAGE_PIXELS", "lots")
+    rc = main(["predict", str(tmp_path / "x.png"), "--prompt", "car", "--output", str(tmp_path / "out")])
+    assert rc == 2 and "LANG_SAM_MAX_IMAGE_PIXELS must be a whole number" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_prompt_too_long_is_a_usage_error_before_any_image(tmp_path, model_args, capsys):
     Image.fromarray(make_image(20, 20)).save(tmp_path / "x.png")
     prompt = " ".join(f"thing{i}" for i in range(120))  # one phrase over GroundingDINO's 256 tokens
