@@ -29,6 +29,7 @@ def main(argv=None) -> Path:
     p.add_argument("--sam-ckpt", default=None)
     p.add_argument("--gdino-type", default="swinb")
     p.add_argument("--gdino-ckpt", default=None)
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier run's outputs in --output")
     args = p.parse_args(argv)
 
     # 1. What to find: stable class names and ids (0, 1, ...); the prompt is built from the phrases.
@@ -36,8 +37,9 @@ def main(argv=None) -> Path:
                                     gdino_type=args.gdino_type)
     # 2. The images, each with the path relative to the folder that names its outputs.
     items = collect_images([args.folder], exclude=args.output)
-    # 3. The output folder: COCO, YOLO and overlays; records in labels/.lang-sam/.
-    run = LabelRun(args.output, settings, ["overlay", "coco", "yolo"])
+    # 3. The output folder: COCO, YOLO and overlays; records in labels/.lang-sam/. A folder that
+    #    holds an earlier run is refused unless overwrite=True (or resume=True) says what to do.
+    run = LabelRun(args.output, settings, ["overlay", "coco", "yolo"], overwrite=args.overwrite)
     todo = run.start(items)
 
     model = LangSAM(args.sam_type, args.sam_ckpt, gdino_type=args.gdino_type,

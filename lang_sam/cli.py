@@ -76,7 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"output formats, repeatable or comma-separated: {','.join(FORMATS)} "
                         f"(default: {','.join(DEFAULT_FORMATS)})")
     p.add_argument("--resume", action="store_true",
-                   help="skip images whose outputs are all complete (same settings required)")
+                   help="finish the run in --output: skip images whose outputs are all complete "
+                        "(same settings required)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete an earlier run's outputs in --output (overlays/ masks/ labelme/ yolo/ "
+                        "coco/ .lang-sam/; other files are kept) and start again")
     p.add_argument("--nms", type=_unit_float, default=None, metavar="IOU",
                    help="per-class box non-maximum suppression at this IoU (default: off)")
     p.add_argument("--box-threshold", type=_unit_float, default=0.3)
@@ -138,6 +142,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from lang_sam.errors import InvalidRunError
     from lang_sam.labeling.run import LabelSettings, label_folder, parse_formats
     from lang_sam.serving.service import model_kwargs
+    from lang_sam.settings import max_image_pixels
+    from lang_sam.validation import check_device
 
     try:
         formats = parse_formats(args.format)
@@ -148,6 +154,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
                               "built from the classes' phrases)")
     if not args.classes and not args.prompt:
         raise InvalidRunError('name what to find: --prompt "car. wheel" or --classes "car=car. automobile"')
+    # Settings that are wrong for every image are usage errors, found before the output folder is made.
+    check_device(args.device)
+    try:
+        max_image_pixels()
+    except ValueError as exc:
+        raise InvalidRunError(str(exc)) from None
     settings = LabelSettings.create(
         args.prompt, args.classes, box_threshold=args.box_threshold,
         text_threshold=args.text_threshold, nms=args.nms, sam_type=args.sam_type,
@@ -171,7 +183,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         tqdm.write(f"lang-sam: skipped {item.path}: {exc}", file=sys.stderr)
 
     summary = label_folder(load_model, args.inputs, args.output, settings, formats, resume=args.resume,
-                           progress=progress, on_failure=on_failure)
+                           overwrite=args.overwrite, progress=progress, on_failure=on_failure)
     return print_summary(summary)
 
 
@@ -283,7 +295,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
 
     from lang_sam.errors import (
-        InvalidClassMapError, InvalidPromptError, InvalidRunError, InvalidThresholdError, LangSAMError,
+        DeviceError, InvalidClassMapError, InvalidPromptError, InvalidRunError, InvalidThresholdError,
+        LangSAMError,
     )
 
     pkg_logger = logging.getLogger("lang_sam")
@@ -295,7 +308,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = {"predict": cmd_predict, "info": cmd_info, "download": cmd_download}[args.command]
     try:
         return command(args)
-    except (InvalidRunError, InvalidClassMapError, InvalidPromptError, InvalidThresholdError) as exc:
+    except (InvalidRunError, InvalidClassMapError, InvalidPromptError, InvalidThresholdError,
+            DeviceError) as exc:
         print(f"lang-sam {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (LangSAMError, OSError) as exc:

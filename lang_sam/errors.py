@@ -24,6 +24,7 @@ __all__ = [
     "InvalidThresholdError",
     "InvalidClassMapError",
     "InvalidRunError",
+    "DeviceError",
 ]
 
 
@@ -91,3 +92,8 @@ class InvalidClassMapError(LangSAMError, ValueError):
 class InvalidRunError(LangSAMError, ValueError):
     """A labelling run that cannot start as asked: a missing input, no image, two images that would
     write the same outputs, an output path that is not a folder, or ``resume`` with other settings."""
+
+
+class DeviceError(LangSAMError, ValueError):
+    """A device that is not a device name (``"gpu"``) or is not available here (``"cuda"`` without a
+    GPU, ``"cuda:7"`` on a one-GPU machine). The message lists the devices that are."""

@@ -30,7 +30,13 @@ from lang_sam.hub import (
 from lang_sam.models.detector import GroundingDINODetector, ImageFeatures
 from lang_sam.models.segmenter import MaskPrediction, SamSegmenter
 from lang_sam.precision import check_precision
-from lang_sam.validation import ImageInput, check_sam_prompts, to_rgb_pil
+from lang_sam.validation import (
+    ImageInput,
+    check_device,
+    check_sam_prompts,
+    default_device,
+    to_rgb_pil,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -79,16 +85,6 @@ class Prediction(_PredictionFields):
         )
 
 
-def default_device() -> torch.device:
-    """CUDA if available, then Apple MPS, then CPU."""
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
 class LangSAM:
     """Text-prompted segmentation: ``LangSAM().predict(image, "car. wheel")``.
 
@@ -98,7 +94,9 @@ class LangSAM:
         return_prompts: give each box only the prompt part (between ``.``) holding its best token.
         gdino_type: ``"swinb"`` (default) or ``"swint"``.
         gdino_ckpt_path: a local GroundingDINO checkpoint file.
-        device: ``None`` picks CUDA, then MPS, then CPU.
+        device: ``None`` picks CUDA, then MPS, then CPU. A device that is not available here
+            (``"cuda"`` without a GPU, ``"cuda:7"``, ``"gpu"``) raises
+            :class:`~lang_sam.errors.DeviceError`, before anything is loaded.
         precision: ``"fp32"`` (default), ``"bf16"`` (CUDA, or CPUs with AVX-512-BF16/AMX) or
             ``"fp16"`` (CUDA): autocast scoped to this object's own calls.
         cache_size: how many recent images keep their encodings (SAM image embedding, ~4 MiB;
@@ -125,12 +123,13 @@ class LangSAM:
         cache_size: int = 2,
         fast_attention: bool = True,
     ):
-        sam_spec = get_spec("sam", sam_type)  # unknown types fail before anything heavy happens
+        # Unknown types and unavailable devices fail before anything heavy happens.
+        sam_spec = get_spec("sam", sam_type)
         gdino_spec = get_spec("gdino", gdino_type)
+        self.device = check_device(device)
         self.sam_type = sam_spec.name
         self.gdino_type = gdino_spec.name
         self.return_prompts = bool(return_prompts)
-        self.device = torch.device(device) if device is not None else default_device()
         self.precision = check_precision(precision, self.device)
         self.fast_attention = bool(fast_attention)
         self._cache_size = EncodingCache(cache_size).maxsize  # validates
@@ -158,15 +157,12 @@ class LangSAM:
     ) -> None:
         """(Re)load SAM: ``build_sam()``, ``build_sam("path.pth")``, ``build_sam(sam_type="vit_b")``.
 
-        A registry name as the first argument (``build_sam("vit_b")``, as the original web demo
-        called it) means a type, not a path, unless a file of that name exists.
+        The first argument may also be a type name (``build_sam("vit_b")``, as the original web
+        demo called it): a string that names no existing file and does not look like a path (no
+        folder separator, no checkpoint extension such as ``.pth``) is a type, so an unknown one
+        raises :class:`~lang_sam.errors.UnknownModelError` listing the valid types.
         """
-        if (
-            isinstance(ckpt_path, str)
-            and ckpt_path in SAM_MODELS
-            and sam_type is None
-            and not Path(ckpt_path).is_file()
-        ):
+        if isinstance(ckpt_path, str) and sam_type is None and _is_type_name(ckpt_path):
             sam_type, ckpt_path = ckpt_path, None
         spec = get_spec("sam", sam_type if sam_type is not None else self.sam_type)
         self.segmenter = SamSegmenter.from_spec(
@@ -409,6 +405,19 @@ class EncodedImage:
         done = [n for n, v in (("GroundingDINO", self.features), ("SAM", self.sam)) if v is not None]
         return (f"EncodedImage({self.image.width}x{self.image.height}, encoded by: "
                 f"{', '.join(done) or 'none yet'})")
+
+
+#: Extensions that make a string a checkpoint path rather than a model type name.
+_CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".safetensors", ".pkl", ".tar")
+
+
+def _is_type_name(text: str) -> bool:
+    """True when ``text`` reads as a model type ("vit_b") rather than a checkpoint path."""
+    if any(sep in text for sep in ("/", "\\", os.sep)) or text.startswith(("~", ".")):
+        return False
+    if text.lower().endswith(_CHECKPOINT_SUFFIXES):
+        return False
+    return not Path(text).exists()
 
 
 def _prompt_list(text_prompts) -> list[str]:

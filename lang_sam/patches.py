@@ -10,7 +10,9 @@ reversible, and none runs at import:
   instance only) computes with ``scaled_dot_product_attention``;
 - :func:`pillow_bomb_check_off`: Pillow's process-wide ``Image.MAX_IMAGE_PIXELS`` guard is off while
   an image header is parsed, so that lang-sam's own, documented limit (``LANG_SAM_MAX_IMAGE_PIXELS``)
-  applies instead, with a typed error (:func:`lang_sam.validation.open_image`).
+  applies instead, with a typed error (:func:`lang_sam.validation.open_image`);
+- :func:`quiet_third_party`: while lang-sam calls into groundingdino / segment_anything, the
+  deprecation warnings they trigger (:data:`KNOWN_WARNINGS`) are not shown; every other warning is.
 
 This module imports nothing of lang-sam (it sits at the bottom of the package's layers).
 """
@@ -18,7 +20,9 @@ This module imports nothing of lang-sam (it sits at the bottom of the package's 
 from __future__ import annotations
 
 import importlib
+import re
 import threading
+import warnings
 from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import Callable, Iterator
@@ -27,7 +31,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["empty_parameters", "bundled_text_encoder", "use_fast_attention", "pillow_bomb_check_off"]
+__all__ = [
+    "empty_parameters", "bundled_text_encoder", "use_fast_attention", "pillow_bomb_check_off",
+    "quiet_third_party", "KNOWN_WARNINGS",
+]
 
 _EMPTY_LOCK = threading.Lock()
 _BUILD_LOCK = threading.Lock()
@@ -141,3 +148,51 @@ def pillow_bomb_check_off() -> Iterator[None]:
             yield
         finally:
             Image.MAX_IMAGE_PIXELS = saved
+
+
+#: ``(category, message regex)`` of the warnings groundingdino and segment_anything trigger in the
+#: library's own calls, which users can do nothing about. Matched from the start of the message.
+KNOWN_WARNINGS: tuple[tuple[type[Warning], str], ...] = (
+    # timm >= 0.9, when groundingdino's Swin backbone and fusion modules are imported
+    (FutureWarning, r"Importing from timm\.models\.layers is deprecated"),
+    # torch.meshgrid without indexing= (groundingdino's Swin, transformer and utils)
+    (UserWarning, r"torch\.meshgrid: in an upcoming release, it will be required to pass the indexing"),
+    # groundingdino's transformer, on every forward
+    (FutureWarning, r"`torch\.cuda\.amp\.autocast\(args\.\.\.\)` is deprecated"),
+    # torch.utils.checkpoint, when a config turns GroundingDINO's gradient checkpointing on
+    (UserWarning, r"None of the inputs have requires_grad=True"),
+    # groundingdino's MSDeformAttn, for configurations whose head width is not a power of 2
+    (UserWarning, r"\s*You'd better set d_model in MSDeformAttn"),
+)
+
+_QUIET_LOCK = threading.Lock()
+_quiet_depth = 0
+_quiet_filters: list[tuple] = []
+
+
+@contextmanager
+def quiet_third_party() -> Iterator[None]:
+    """Hide :data:`KNOWN_WARNINGS` for the ``with`` block (or a function it decorates).
+
+    ``ignore`` filters for exactly those warnings are put at the front of ``warnings.filters`` when
+    the first block is entered, and those filter entries, and only they, are removed when the last
+    block (of any thread) exits, so the global filters are as they were outside the blocks and any
+    other warning, the user's own included, is shown as usual. (``warnings.catch_warnings`` would
+    restore a saved copy of the whole list, which overlapping blocks in two threads can get wrong.)
+    """
+    global _quiet_depth
+    with _QUIET_LOCK:
+        if _quiet_depth == 0:
+            _quiet_filters[:] = [("ignore", re.compile(message, re.I), category, None, 0)
+                                 for category, message in KNOWN_WARNINGS]
+            warnings.filters[:0] = _quiet_filters
+        _quiet_depth += 1
+    try:
+        yield
+    finally:
+        with _QUIET_LOCK:
+            _quiet_depth -= 1
+            if _quiet_depth == 0:
+                ours = {id(f) for f in _quiet_filters}
+                warnings.filters[:] = [f for f in warnings.filters if id(f) not in ours]
+                _quiet_filters.clear()

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from lang_sam.errors import (
+    DeviceError,
     ImageNotFoundError,
     ImageTooLargeError,
     InvalidImageError,
@@ -26,7 +27,7 @@ from lang_sam.errors import (
 
 __all__ = [
     "ImageInput", "as_numpy", "check_threshold", "check_prompt", "check_sam_prompts", "open_image",
-    "to_rgb_pil", "to_rgb_array",
+    "to_rgb_pil", "to_rgb_array", "available_devices", "default_device", "check_device",
 ]
 
 #: What the library accepts as an image.
@@ -38,6 +39,79 @@ def as_numpy(x: Any) -> np.ndarray:
     if hasattr(x, "detach") and hasattr(x, "cpu"):  # a torch.Tensor, without importing torch here
         return x.detach().cpu().numpy()
     return np.asarray(x)
+
+
+def available_devices() -> list[str]:
+    """The devices this machine can run on: ``"cpu"``, then ``"cuda"`` and ``"cuda:0"`` ...
+    ``"cuda:N-1"`` when PyTorch sees N GPUs, then ``"mps"`` (Apple) when available."""
+    import torch
+
+    out = ["cpu"]
+    if torch.cuda.is_available():
+        out += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        out.append("mps")
+    return out
+
+
+def default_device():
+    """The ``torch.device`` used when none is given: CUDA if available, then Apple MPS, then CPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def check_device(device: Any):
+    """A ``torch.device`` that exists here, from a name (``"cuda:1"``), a ``torch.device``, or None
+    (:func:`default_device`). Raises :class:`DeviceError` for a name PyTorch does not know
+    (``"gpu"``), a device type that is not available (``"cuda"`` without a GPU), or a GPU index past
+    the last one, listing :func:`available_devices`."""
+    import torch
+
+    if device is None:
+        return default_device()
+    available = available_devices()
+    listing = f"available here: {', '.join(repr(d) for d in available)}"
+    if isinstance(device, torch.device):
+        dev = device
+    elif isinstance(device, str):
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, ValueError, TypeError):
+            raise DeviceError(
+                f"device {device!r} is not a device name (expected 'cpu', 'cuda', 'cuda:<index>' or "
+                f"'mps'); {listing}"
+            ) from None
+    else:
+        raise DeviceError(
+            f"device must be a str such as 'cuda:0', a torch.device or None, got "
+            f"{type(device).__name__}; {listing}"
+        )
+    name = str(dev)
+    if dev.type == "cpu":
+        return dev
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "PyTorch was built without CUDA" if torch.version.cuda is None else "no GPU is visible"
+            raise DeviceError(f"device {name!r} is not available ({why}); {listing}")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise DeviceError(
+                f"device {name!r} does not exist: PyTorch sees {count} GPU(s), cuda:0 to "
+                f"cuda:{count - 1}; {listing}"
+            )
+        return dev
+    if dev.type == "mps":
+        if name not in available:
+            raise DeviceError(f"device {name!r} is not available (no Apple MPS here); {listing}")
+        return dev
+    raise DeviceError(f"device {name!r} is not supported: lang-sam runs on cpu, cuda or mps; {listing}")
 
 
 def check_threshold(name: str, value: Any) -> float:

@@ -3,6 +3,9 @@ and loaded through the public path (``LangSAM(sam_type=..., ckpt_path=...)``).""
 
 from __future__ import annotations
 
+import struct
+import zlib
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -94,3 +97,25 @@ def make_image(h: int = 240, w: int = 320, seed: int = 0) -> np.ndarray:
 @pytest.fixture(scope="session")
 def image() -> Image.Image:
     return Image.fromarray(make_image())
+
+
+def bomb_png_bytes(width: int = 30000, height: int = 30000) -> bytes:
+    """A valid all-black 1-bit PNG of ``width x height`` (a decompression bomb: 30000x30000 is 900
+    megapixels, 2.7 GB as RGB, in about 110 kB). Written row by row with zlib, so that making it
+    never holds the image in memory (PIL would need 900 MB to build it)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = b"\x00" * (1 + (width + 7) // 8)  # filter type 0, then the packed bits
+    z = zlib.compressobj(9)
+    idat = b"".join(z.compress(row) for _ in range(height)) + z.flush()
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1 bit, greyscale
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+@pytest.fixture(scope="session")
+def bomb_png(tmp_path_factory):
+    """The path of a 30000x30000 PNG of about 110 kB."""
+    path = tmp_path_factory.mktemp("bomb") / "bomb.png"
+    path.write_bytes(bomb_png_bytes())
+    return path

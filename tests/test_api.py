@@ -6,6 +6,7 @@ import inspect
 import io
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -126,6 +127,18 @@ def test_corrupt_image_file(model, tmp_path):
         model.predict(tmp_path / "text.png", "cat")
 
 
+def test_decompression_bomb_path_is_refused_quickly(model, bomb_png):
+    """predict(path) reads the header only: a 30000x30000 PNG fails in well under a second of work."""
+    from lang_sam.errors import ImageTooLargeError
+
+    started = time.perf_counter()
+    with pytest.raises(ImageTooLargeError, match="30000x30000.*LANG_SAM_MAX_IMAGE_PIXELS"):
+        model.predict(bomb_png, "cat")
+    with pytest.raises(ImageTooLargeError):
+        model.encode(str(bomb_png))
+    assert time.perf_counter() - started < 10
+
+
 @pytest.mark.parametrize("box,text", [(-0.1, 0.25), (0.3, 1.5), (float("nan"), 0.2), ("0.3", 0.2), (True, 0.2)])
 def test_thresholds_outside_unit_interval(model, image, box, text):
     with pytest.raises(InvalidThresholdError, match=r"threshold"):
@@ -171,3 +184,114 @@ def test_build_sam_accepts_a_type_name_as_the_original_demo_passed_it(model, sam
     assert model.sam_type == name
     with pytest.raises(lang_sam.UnknownModelError):
         model.build_sam(sam_type="vit_q")
+    with pytest.raises(lang_sam.UnknownModelError, match="vit_h"):
+        model.build_sam("vit_q")  # not a file, not path-like: an unknown type, not a missing file
+    # What looks like a path stays a path: a missing file, never an unknown type.
+    for path in ("vit_q.pth", "weights/vit_b", str(tmp_path / "vit_b")):
+        with pytest.raises(lang_sam.WeightsNotFoundError, match="not found"):
+            model.build_sam(path)
+    assert model.sam_type == name
+
+
+# ------------------------------------------------------------------------------------------
+# Devices
+# ------------------------------------------------------------------------------------------
+
+def _unavailable_devices() -> list[str]:
+    """Device strings that cannot work on this machine, whatever it has."""
+    bad = ["gpu", "cuda:x", "meta", f"cuda:{torch.cuda.device_count()}"]  # one past the last GPU
+    if not torch.cuda.is_available():
+        bad += ["cuda", torch.device("cuda")]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is None or not mps.is_available():
+        bad.append("mps")
+    return bad
+
+
+@pytest.mark.parametrize("device", _unavailable_devices(), ids=lambda d: f"{type(d).__name__}-{d}")
+def test_unavailable_device_is_a_typed_error_before_any_loading(device, tmp_path):
+    """No checkpoint exists (offline): the device is refused first, naming the devices there are."""
+    from lang_sam.errors import DeviceError
+    from lang_sam.validation import available_devices
+
+    with pytest.raises(DeviceError) as err:
+        LangSAM(device=device)
+    assert isinstance(err.value, ValueError) and isinstance(err.value, lang_sam.LangSAMError)
+    msg = str(err.value)
+    assert repr(str(device)) in msg and "available" in msg and "'cpu'" in msg
+    assert all(repr(d) in msg for d in available_devices())
+
+
+def test_available_devices_and_check_device():
+    from lang_sam.validation import available_devices, check_device, default_device
+
+    devices = available_devices()
+    assert devices[0] == "cpu"
+    assert ("cuda" in devices) == torch.cuda.is_available()
+    assert check_device("cpu") == torch.device("cpu")
+    assert check_device(torch.device("cpu")) == torch.device("cpu")
+    assert check_device(None) == default_device()
+    assert str(default_device()) in devices
+    for i in range(torch.cuda.device_count()):
+        assert check_device(f"cuda:{i}") == torch.device("cuda", i)
+
+
+def test_model_service_checks_the_device_at_start_up():
+    """The server and the demo fail when they start, not at their first request."""
+    from lang_sam.errors import DeviceError
+    from lang_sam.serving.service import ModelService
+
+    with pytest.raises(DeviceError, match="'gpu'.*available here: 'cpu'"):
+        ModelService(device="gpu")
+    assert ModelService(device="cpu").info()["loaded"] is False
+
+
+# ------------------------------------------------------------------------------------------
+# Third-party warnings
+# ------------------------------------------------------------------------------------------
+
+_KNOWN_NOISE = (
+    "Importing from timm.models.layers is deprecated",  # at groundingdino's import
+    "torch.meshgrid: in an upcoming release",  # groundingdino's Swin and transformer
+    "torch.cuda.amp.autocast(args...)` is deprecated",  # groundingdino's transformer, every call
+    "None of the inputs have requires_grad",  # torch.utils.checkpoint, if checkpointing is on
+)
+
+
+def test_known_third_party_warnings_are_silenced_only_inside_the_library(sam_ckpt, gdino_ckpt, tiny_specs):
+    """Issue 8: timm, torch.meshgrid and torch.cuda.amp warnings were printed on every run. In a
+    fresh process (so import-time warnings fire) with every warning shown (-W always), building,
+    predicting and segmenting print none of them, no ignore filter is left in the global filters,
+    and the same warning raised by the user's own code still shows."""
+    code = f"""
+import sys, warnings
+import numpy as np
+from lang_sam.hub import register_model
+from lang_sam.testing import tiny_gdino_spec, tiny_sam_spec
+register_model(tiny_sam_spec()); register_model(tiny_gdino_spec())
+from lang_sam import LangSAM
+before = list(warnings.filters)
+m = LangSAM({tiny_specs[0].name!r}, {str(sam_ckpt)!r}, gdino_type={tiny_specs[1].name!r},
+            gdino_ckpt_path={str(gdino_ckpt)!r}, device="cpu")
+image = (np.random.default_rng(0).random((60, 80, 3)) * 255).astype(np.uint8)
+result = m.predict(image, "cat. dog", 0.0, 0.0)
+assert len(result.boxes) > 0  # SAM ran too
+m.segment(image, points=[[5, 5]])
+m.predict(image, "a cat")  # again: the torch.cuda.amp warning fired on every call
+# (torch imports sympy on first use, which adds a filter of its own: compare ours only)
+added = [f for f in warnings.filters if f not in before]
+assert not [f for f in added if f[0] == "ignore"], added
+assert len(warnings.filters) == len(before) + len(added), "a filter was removed"
+sys.stderr.write("=== the user's own code:\\n")
+warnings.warn("Importing from timm.models.layers is deprecated (raised by the user)", FutureWarning)
+warnings.warn("the user's own warning", UserWarning)
+"""
+    out = subprocess.run([sys.executable, "-W", "always", "-c", code], capture_output=True, text=True,
+                         timeout=900)
+    assert out.returncode == 0, out.stderr
+    library, user = out.stderr.split("=== the user's own code:\n")
+    for message in _KNOWN_NOISE:
+        assert message not in library, library
+    assert "Warning" not in library, library  # nor any other
+    assert "Importing from timm.models.layers is deprecated (raised by the user)" in user
+    assert "UserWarning: the user's own warning" in user

@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from PIL import Image
 from conftest import make_image
 from http_server import FileServer
 from lang_sam.cli import main
+from lang_sam.errors import InvalidRunError
 from lang_sam.testing import tiny_sam_spec
 from lang_sam.weights import register_model, unregister_model
 
@@ -77,13 +79,14 @@ def check_coco(out: Path, expected_files: set[str], class_names: list[str] | Non
 # End to end
 # ------------------------------------------------------------------------------------------
 
-def test_predict_folder_every_format(tmp_path, model_args, capsys):
+def test_predict_folder_every_format(tmp_path, model_args, capsys, bomb_png):
     imgs = tmp_path / "imgs"
     (imgs / "sub").mkdir(parents=True)
     Image.fromarray(make_image(60, 80, 1)).save(imgs / "a.png")
     Image.fromarray(make_image(60, 80, 2)).save(imgs / "sub" / "a.PNG")  # same name, another folder
     Image.fromarray(make_image(50, 70, 3)).save(imgs / "b.jpg")
     (imgs / "bad.jpg").write_bytes(b"this is not a JPEG")
+    (imgs / "huge.png").write_bytes(bomb_png.read_bytes())  # 30000x30000: over the pixel limit
     (imgs / "notes.md").write_text("not an image: ignored")
     out = tmp_path / "out"
 
@@ -92,9 +95,11 @@ def test_predict_folder_every_format(tmp_path, model_args, capsys):
                "--nms", "0.9", "-q", *model_args])
     stdout = capsys.readouterr().out
     assert rc == 1
-    assert "1 failed" in stdout and "3 labelled" in stdout
+    assert "2 failed" in stdout and "3 labelled" in stdout
     failed = stdout.split("failed images:")[1]
     assert str(imgs / "bad.jpg") in failed and "a.png" not in failed
+    assert f"{imgs / 'huge.png'}: ImageTooLargeError" in failed and "LANG_SAM_MAX_IMAGE_PIXELS" in failed
+    assert not (out / "overlays" / "huge.png").exists()
     assert temp_files(out) == []
 
     keys = {"a": (60, 80), "sub/a": (60, 80), "b": (50, 70)}
@@ -145,7 +150,7 @@ def test_predict_folder_every_format(tmp_path, model_args, capsys):
     rc = main(["predict", str(imgs), "--classes", "car=car. automobile", "--classes", "wheel",
                "--output", str(out), "--format", ALL_FORMATS, "--nms", "0.9", "--resume", "-q", *model_args])
     stdout = capsys.readouterr().out
-    assert rc == 1 and "0 labelled, 3 skipped" in stdout and "1 failed" in stdout
+    assert rc == 1 and "0 labelled, 3 skipped" in stdout and "2 failed" in stdout
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert not stale_record.exists()
     check_coco(out, {"a.png", "sub/a.PNG", "b.jpg"}, ["car", "wheel"])
@@ -165,11 +170,9 @@ def test_resume_after_interrupt(tmp_path, model_args, tiny_specs, capsys):
     out = tmp_path / "out"
     args = ["predict", str(imgs / "list.txt"), "--prompt", "car. wheel", "--output", str(out),
             "--format", ALL_FORMATS, "-q", *model_args]
-    old_record = out / ".lang-sam" / "records" / "old.json"  # from an earlier run in this folder
-    old_record.parent.mkdir(parents=True)
-    old_record.write_text("{}")
+    earlier = _earlier_run(out)  # an earlier run's outputs, and the user's own files, in this folder
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen([sys.executable, str(HELPER), *args], env=env,
+    proc = subprocess.Popen([sys.executable, str(HELPER), *args, "--overwrite"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     records = out / ".lang-sam" / "records"
     deadline = time.monotonic() + 300
@@ -185,7 +188,10 @@ def test_resume_after_interrupt(tmp_path, model_args, tiny_specs, capsys):
             proc.kill()
     assert proc.returncode == 130, (stdout, stderr)
     assert "--resume" in stdout
-    assert not old_record.exists()  # a fresh run never resumes from an earlier run's records
+    # --overwrite removed the earlier run's outputs (never resumed from, never mixed in) and kept
+    # the user's files.
+    assert not earlier["record"].exists() and not earlier["overlay"].exists() and not earlier["mask"].exists()
+    assert earlier["user file"].exists() and earlier["user folder"].exists()
     done_before = sorted(p.stem for p in records.glob("*.json"))
     assert 1 <= len(done_before) < 3
     assert temp_files(out) == []
@@ -214,6 +220,107 @@ def test_resume_after_interrupt(tmp_path, model_args, tiny_specs, capsys):
 
 
 # ------------------------------------------------------------------------------------------
+# An output folder that already holds a run: --resume, --overwrite, or a refusal
+# ------------------------------------------------------------------------------------------
+
+def _earlier_run(out: Path) -> dict[str, Path]:
+    """What an earlier run left in ``out``, plus files of the user's own there."""
+    files = {
+        "run": out / ".lang-sam" / "run.json",
+        "record": out / ".lang-sam" / "records" / "old.json",
+        "overlay": out / "overlays" / "old.png",
+        "mask": out / "masks" / "old" / "000_car.png",
+        "labelme": out / "labelme" / "old.json",
+        "yolo": out / "yolo" / "labels" / "old.txt",
+        "coco": out / "coco" / "annotations.json",
+        "user file": out / "notes.txt",
+        "user folder": out / "raw" / "keep.png",
+    }
+    for path in files.values():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("{}" if path.suffix == ".json" else "x")
+    return files
+
+
+@pytest.mark.parametrize("left", ["everything", ".lang-sam", "overlays", "coco"])
+def test_output_folder_of_an_earlier_run_is_refused_without_resume_or_overwrite(tmp_path, capsys, left):
+    """Issue 8: re-running into a used folder with other settings left the old run's files beside
+    the new records. Now nothing runs, nothing is touched, and the message names both ways out."""
+    Image.fromarray(make_image(20, 20)).save(tmp_path / "x.png")
+    out = tmp_path / "out"
+    files = _earlier_run(out)
+    if left != "everything":  # any one of lang-sam's output folders is enough
+        for path in out.iterdir():
+            if path.name not in (left, "notes.txt", "raw"):
+                shutil.rmtree(path)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    rc = main(["predict", str(tmp_path / "x.png"), "--prompt", "car", "--output", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert "--resume" in err and "--overwrite" in err
+    assert ("overlays/" if left == "everything" else f"{left}/") in err  # what --overwrite would delete
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert files["user file"].exists()
+
+
+def test_resume_without_a_readable_earlier_run_is_refused(tmp_path, capsys):
+    """--resume needs the earlier run's settings: outputs without them could be of anything."""
+    Image.fromarray(make_image(20, 20)).save(tmp_path / "x.png")
+    out = tmp_path / "out"
+    files = _earlier_run(out)
+    files["run"].write_text("not json")
+    rc = main(["predict", str(tmp_path / "x.png"), "--prompt", "car", "--output", str(out), "--resume"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--overwrite" in err and "run.json" in err
+    rc = main(["predict", str(tmp_path / "x.png"), "--prompt", "car", "--output", str(out), "--resume",
+               "--overwrite"])
+    assert rc == 2 and "not both" in capsys.readouterr().err
+    assert all(p.exists() for p in files.values())
+
+
+def test_overwrite_removes_only_lang_sam_outputs(tmp_path):
+    """LabelRun(overwrite=True) (lang-sam predict --overwrite) deletes overlays/ masks/ labelme/
+    yolo/ coco/ .lang-sam/ and keeps every other file of the folder."""
+    from lang_sam.labeling.run import LabelRun, LabelSettings
+
+    out = tmp_path / "out"
+    files = _earlier_run(out)
+    settings = LabelSettings.create("car")
+    with pytest.raises(InvalidRunError, match="--overwrite"):
+        LabelRun(out, settings, ALL_FORMATS.split(","))
+    run = LabelRun(out, settings, ALL_FORMATS.split(","), overwrite=True)
+    assert not run.resumed
+    for what, path in files.items():
+        assert path.exists() == (what.startswith("user") or what == "run"), what
+    assert json.loads(files["run"].read_text())["config"]["prompt"] == "car"  # the new run's
+    assert sorted(p.name for p in out.iterdir()) == [".lang-sam", "notes.txt", "raw"]
+    # and once the new run has written something, its folder is resumed, or refused, like any other
+    assert LabelRun(out, settings, ALL_FORMATS.split(","), resume=True).resumed
+    (out / "overlays").mkdir()
+    (out / "overlays" / "new.png").write_bytes(b"x")
+    with pytest.raises(InvalidRunError, match="--resume"):
+        LabelRun(out, settings, ALL_FORMATS.split(","))
+
+
+def test_a_new_or_foreign_folder_needs_no_flag(tmp_path):
+    from lang_sam.labeling.run import LabelRun, LabelSettings
+
+    settings = LabelSettings.create("car")
+    LabelRun(tmp_path / "new", settings)  # does not exist yet
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("x")
+    LabelRun(tmp_path / "mine", settings)  # holds only the user's files
+    assert (tmp_path / "mine" / "notes.txt").exists()
+    LabelRun(tmp_path / "fresh", settings, resume=True)  # resume with nothing to resume: a new run
+    # A run that stopped before its first image (missing weights, a bad prompt) left only its
+    # run.json: nothing to mix with, so the corrected command needs no flag either.
+    assert (tmp_path / "new" / ".lang-sam" / "run.json").is_file()
+    other = LabelRun(tmp_path / "new", LabelSettings.create("wheel"))
+    assert other.config["prompt"] == "wheel"
+    assert json.loads((tmp_path / "new" / ".lang-sam" / "run.json").read_text())["config"]["prompt"] == "wheel"
+
+
+# ------------------------------------------------------------------------------------------
 # Usage errors, info, download, entry points
 # ------------------------------------------------------------------------------------------
 
@@ -226,12 +333,23 @@ def test_resume_after_interrupt(tmp_path, model_args, tiny_specs, capsys):
     (["--prompt", "car", "--nms", "x"], r"\[0, 1\]"),
     (["--prompt", " . "], "empty"),
     (["--prompt", "car", "--sam-type", "vit_x"], "invalid choice"),
+    (["--prompt", "car", "--device", "gpu"], "device 'gpu' is not a device name.*available here: 'cpu'"),
+    (["--prompt", "car", "--device", "cuda:99"], "device 'cuda:99'.*available here: 'cpu'"),
 ])
 def test_usage_errors_exit_2(tmp_path, extra, match, capsys, tiny_specs):
     Image.fromarray(make_image(20, 20)).save(tmp_path / "x.png")
     rc = main(["predict", str(tmp_path / "x.png"), "--output", str(tmp_path / "out"), *extra])
     assert rc == 2
     assert re.search(match, capsys.readouterr().err)
+    assert not (tmp_path / "out").exists(), "a refused command leaves no output folder behind"
+
+
+def test_bad_pixel_limit_setting_is_one_usage_error_not_a_failure_per_image(tmp_path, monkeypatch, capsys):
+    Image.fromarray(make_image(20, 20)).save(tmp_path / "x.png")
+    monkeypatch.setenv("LANG_SAM_MAX_IMAGE_PIXELS", "lots")
+    rc = main(["predict", str(tmp_path / "x.png"), "--prompt", "car", "--output", str(tmp_path / "out")])
+    assert rc == 2 and "LANG_SAM_MAX_IMAGE_PIXELS must be a whole number" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_prompt_too_long_is_a_usage_error_before_any_image(tmp_path, model_args, capsys):

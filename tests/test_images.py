@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from PIL import Image
 
-from lang_sam.errors import ImageNotFoundError, InvalidImageError
+from conftest import bomb_png_bytes
+from lang_sam.errors import ImageNotFoundError, ImageTooLargeError, InvalidImageError
+from lang_sam.settings import DEFAULT_MAX_IMAGE_PIXELS, max_image_pixels
 from lang_sam.utils import load_image
-from lang_sam.validation import to_rgb_array, to_rgb_pil
+from lang_sam.validation import open_image, to_rgb_array, to_rgb_pil
 
 
 def _save(tmp_path, img, name, **kw):
@@ -90,3 +94,65 @@ def test_zero_size_pil_and_missing_file(tmp_path):
     assert isinstance(err.value, FileNotFoundError)
     with pytest.raises(ImageNotFoundError):
         load_image(tmp_path)  # a folder is not an image file
+
+
+# ------------------------------------------------------------------------------------------
+# Decompression bombs and the pixel limit (LANG_SAM_MAX_IMAGE_PIXELS)
+# ------------------------------------------------------------------------------------------
+
+def test_decompression_bomb_is_refused_from_its_header(bomb_png, monkeypatch):
+    """A 110 kB PNG of 30000x30000 pixels (2.7 GB as RGB) is refused before anything is decoded,
+    from a path, its bytes or an open file, and Pillow's own process-wide guard is left as it was."""
+    monkeypatch.delenv("LANG_SAM_MAX_IMAGE_PIXELS", raising=False)
+    assert bomb_png.stat().st_size < 200_000
+    pillow_guard = Image.MAX_IMAGE_PIXELS
+    data = bomb_png.read_bytes()
+    with open(bomb_png, "rb") as f:
+        for source in (bomb_png, str(bomb_png), data, f):
+            started = time.perf_counter()
+            with pytest.raises(ImageTooLargeError) as err:
+                open_image(source)
+            assert time.perf_counter() - started < 5, "the image was decoded"
+            assert isinstance(err.value, InvalidImageError) and isinstance(err.value, ValueError)
+            msg = str(err.value)
+            assert "30000x30000" in msg and "900,000,000" in msg and "256,000,000" in msg
+            assert "LANG_SAM_MAX_IMAGE_PIXELS" in msg
+    with pytest.raises(ImageTooLargeError, match="bomb.png"):
+        load_image(bomb_png)  # the original's lang_sam.utils.load_image
+    assert Image.MAX_IMAGE_PIXELS == pillow_guard
+
+
+def test_pixel_limit_setting_lowers_and_raises_the_limit(tmp_path, monkeypatch):
+    path = tmp_path / "small.png"
+    path.write_bytes(bomb_png_bytes(40, 25))  # 1000 pixels
+    monkeypatch.setenv("LANG_SAM_MAX_IMAGE_PIXELS", "999")
+    with pytest.raises(ImageTooLargeError, match="40x25 = 1,000 pixels, over the limit of 999"):
+        load_image(path)
+    monkeypatch.setenv("LANG_SAM_MAX_IMAGE_PIXELS", "1_000")
+    assert load_image(path).size == (40, 25)
+    with pytest.raises(ImageTooLargeError):
+        open_image(path, max_pixels=999)  # an explicit limit wins over the setting
+    assert open_image(path, max_pixels=None).size == (40, 25)
+
+
+@pytest.mark.parametrize("value,limit", [
+    (None, DEFAULT_MAX_IMAGE_PIXELS), ("", DEFAULT_MAX_IMAGE_PIXELS), ("300_000_000", 300_000_000),
+    (" 1000 ", 1000), ("0", None), ("none", None), ("off", None),
+])
+def test_pixel_limit_values(monkeypatch, value, limit):
+    if value is None:
+        monkeypatch.delenv("LANG_SAM_MAX_IMAGE_PIXELS", raising=False)
+    else:
+        monkeypatch.setenv("LANG_SAM_MAX_IMAGE_PIXELS", value)
+    assert max_image_pixels() == limit
+    assert DEFAULT_MAX_IMAGE_PIXELS == 256_000_000
+
+
+@pytest.mark.parametrize("value", ["lots", "1e9", "-5", "12.5"])
+def test_bad_pixel_limit_is_a_clear_value_error(tmp_path, monkeypatch, value):
+    path = tmp_path / "small.png"
+    path.write_bytes(bomb_png_bytes(4, 4))
+    monkeypatch.setenv("LANG_SAM_MAX_IMAGE_PIXELS", value)
+    with pytest.raises(ValueError, match=r"LANG_SAM_MAX_IMAGE_PIXELS must be") as err:
+        load_image(path)
+    assert repr(value) in str(err.value) or value in str(err.value)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import random
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -95,6 +97,55 @@ def test_langsam_rejects_unknown_type_before_loading_anything(monkeypatch):
         LangSAM(sam_type="vit_x")
     with pytest.raises(UnknownModelError, match="swint"):
         LangSAM(gdino_type="swin_x")
+
+
+def _cli(*argv):
+    """Run ``lang-sam`` in-process; a usage error (exit 2) is how the command reports the type."""
+    import contextlib
+    import io
+
+    from lang_sam.cli import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        rc = main(list(argv))
+    raise UnknownModelError(f"exit {rc}: {err.getvalue()}") if rc == 2 else AssertionError(rc)
+
+
+def _service(**kwargs):
+    from lang_sam.serving.service import ModelService
+
+    return ModelService(**kwargs)
+
+
+@pytest.mark.parametrize("family,call", [
+    ("sam", lambda m: LangSAM(sam_type="vit_x")),
+    ("sam", lambda m: LangSAM("vit_x", "some/ckpt.pth")),
+    ("gdino", lambda m: LangSAM(gdino_type="swin_x")),
+    ("sam", lambda m: m.build_sam("vit_x")),  # the original demo's build_sam(sam_type) form
+    ("sam", lambda m: m.build_sam(sam_type="vit_x")),
+    ("gdino", lambda m: m.build_groundingdino(gdino_type="swin_x")),
+    ("sam", lambda m: _service(sam_type="vit_x")),
+    ("gdino", lambda m: _service(gdino_type="swin_x")),
+    ("sam", lambda m: _service().predict(None, "cat", sam_type="vit_x")),
+    ("gdino", lambda m: _service().predict(None, "cat", gdino_type="swin_x")),
+    ("sam", lambda m: _cli("download", "--sam-type", "vit_x")),
+    ("gdino", lambda m: _cli("download", "--gdino-type", "swin_x")),
+    ("sam", lambda m: _cli("predict", "x.png", "--prompt", "cat", "--output", "o", "--sam-type", "vit_x")),
+], ids=["LangSAM-sam", "LangSAM-sam-with-path", "LangSAM-gdino", "build_sam-positional",
+        "build_sam-keyword", "build_groundingdino", "ModelService-sam", "ModelService-gdino",
+        "ModelService.predict-sam", "ModelService.predict-gdino", "cli-download-sam",
+        "cli-download-gdino", "cli-predict-sam"])
+def test_every_entry_point_rejects_an_unknown_type_listing_the_valid_ones(model, family, call):
+    """Issue 8: build_sam("vit_x") was taken for a file path (WeightsNotFoundError 'vit_x')."""
+    sam_before, gdino_before = model.segmenter, model.detector
+    with pytest.raises(UnknownModelError) as err:
+        call(model)
+    msg = str(err.value)
+    valid = ["vit_b", "vit_h", "vit_l"] if family == "sam" else ["swinb", "swint"]
+    assert all(name in msg for name in valid), msg
+    assert "vit_x" in msg or "swin_x" in msg
+    assert model.segmenter is sam_before and model.detector is gdino_before  # nothing was replaced
 
 
 # ------------------------------------------------------------------------------------------
@@ -196,6 +247,30 @@ def test_download_all_sources_fail(server, tmp_path, online):
     assert not (tmp_path / "m.pth").exists()
 
 
+@pytest.mark.parametrize("on_hub", [False, True], ids=["sam-cdn", "gdino-hub"])
+def test_download_error_suggests_hf_endpoint_only_for_hugging_face_sources(
+    server, tmp_path, monkeypatch, online, on_hub
+):
+    """Issue 8: SAM files come only from Meta's CDN, where HF_ENDPOINT (a Hugging Face mirror)
+    cannot help; the advice is given only when a source is on the Hugging Face hub."""
+    monkeypatch.setenv("LANG_SAM_WEIGHTS_DIR", str(tmp_path))
+    if on_hub:
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        spec = ModelSpec("gdino", "gd_missing", "gd_missing.pth", TINY_SAM,
+                         hf_repo="ShilongLiu/GroundingDINO", urls=(f"{server.url}/release/gd_missing.pth",))
+    else:
+        monkeypatch.delenv("HF_ENDPOINT", raising=False)
+        spec = ModelSpec("sam", "sam_missing", "sam_missing.pth", TINY_SAM,
+                         urls=(f"{server.url}/segment_anything/sam_missing.pth",))
+    with pytest.raises(DownloadError) as err:
+        resolve_checkpoint(spec, progress=False)
+    msg = str(err.value)
+    assert ("HF_ENDPOINT" in msg) is on_hub, msg
+    assert "404" in msg and str(tmp_path) in msg
+    assert all(url in msg for url in spec.sources())  # where to fetch it by hand
+    assert len(server.requests) == len(spec.sources())
+
+
 def test_resolve_downloads_into_weights_dir_through_the_hub_endpoint(server, tmp_path, monkeypatch, online):
     """The GroundingDINO path: HF_ENDPOINT (a mirror) first, then the release URL."""
     server.files["/ShilongLiu/GroundingDINO/resolve/main/gd_probe.pth"] = PAYLOAD
@@ -260,13 +335,102 @@ def test_pickled_file_with_an_official_hash_is_trusted(tmp_path, monkeypatch):
         unregister_model("gdino", spec.name)
 
 
-@pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", b"PK\x03\x04truncated zip"])
-def test_corrupt_checkpoint(tmp_path, content):
-    path = tmp_path / "bad.pth"
-    path.write_bytes(content)
+def _zip_bytes(obj) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+#: name -> (file content, what the error must say was found)
+BAD_CHECKPOINTS = {
+    "random bytes": (lambda: random.Random(0).randbytes(4096), "neither a zip archive"),
+    "text file": (lambda: b"<html><body>404 Not Found</body></html>\n", "text"),
+    "empty file": (lambda: b"", "empty"),
+    "truncated zip": (lambda: _zip_bytes({"w": torch.zeros(64)})[:300], "truncated"),
+    "pickled list": (lambda: _zip_bytes([torch.zeros(1)]), "holds a list"),
+    "dict of non-tensors": (lambda: _zip_bytes({"a": 1, "b": "x"}), "'a': int"),
+    "plain pickle": (lambda: pickle.dumps({"w": [1.0]}), "not a PyTorch checkpoint"),
+}
+
+
+@pytest.mark.parametrize("trust", [False, True], ids=["untrusted", "trusted"])
+@pytest.mark.parametrize("family", ["sam", "gdino"])
+@pytest.mark.parametrize("case", list(BAD_CHECKPOINTS))
+def test_unusable_checkpoint_is_a_checkpoint_error_saying_what_was_found(
+    tmp_path, monkeypatch, tiny_specs, case, family, trust
+):
+    """Issue 8: random bytes got the 'set LANG_SAM_TRUST_CHECKPOINTS=1' advice and, with it set, a
+    raw UnpicklingError; a text file a raw KeyError. Only a real pickle of objects gets the advice."""
+    from lang_sam.models.detector import GroundingDINODetector
+    from lang_sam.models.segmenter import SamSegmenter
+
+    if trust:
+        monkeypatch.setenv("LANG_SAM_TRUST_CHECKPOINTS", "1")
+    content, found = BAD_CHECKPOINTS[case]
+    path = tmp_path / f"bad_{family}.pth"
+    path.write_bytes(content())
+    spec, cls = (tiny_specs[0], SamSegmenter) if family == "sam" else (tiny_specs[1], GroundingDINODetector)
     with pytest.raises(CheckpointError) as err:
+        cls.from_spec(spec, path)
+    msg = str(err.value)
+    assert type(err.value) is CheckpointError, f"{type(err.value).__name__}: {msg}"
+    assert str(path) in msg and found in msg, msg
+    assert "LANG_SAM_TRUST_CHECKPOINTS" not in msg  # no advice to trust a file that is not a pickle of objects
+
+
+class _Gone:
+    """Pickled by reference to a module that is gone when the file is read."""
+
+
+def test_a_pickle_of_objects_gets_the_trust_advice_and_typed_errors_once_trusted(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    path = tmp_path / "objects.pth"
+    module = types.ModuleType("lang_sam_test_gone")
+    _Gone.__module__ = module.__name__
+    module._Gone = _Gone
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    torch.save({"w": torch.zeros(2), "extra": _Gone()}, path)
+    monkeypatch.delitem(sys.modules, module.__name__)
+    with pytest.raises(UnsafeCheckpointError) as err:
         load_checkpoint(path)
-    assert "bad.pth" in str(err.value)
+    assert "lang_sam_test_gone._Gone" in str(err.value) and "LANG_SAM_TRUST_CHECKPOINTS=1" in str(err.value)
+    monkeypatch.setenv("LANG_SAM_TRUST_CHECKPOINTS", "1")
+    with pytest.raises(CheckpointError) as err:  # was a raw ModuleNotFoundError
+        load_checkpoint(path)
+    assert type(err.value) is CheckpointError
+    assert str(path) in str(err.value) and "No module named 'lang_sam_test_gone'" in str(err.value)
+
+
+def test_trusted_pickle_with_objects_in_the_state_dict_is_a_checkpoint_error(tmp_path, monkeypatch, tiny_specs):
+    import argparse
+
+    from lang_sam.models.segmenter import SamSegmenter
+
+    path = tmp_path / "sam_args.pth"
+    torch.save({"image_encoder.w": torch.zeros(2), "args": argparse.Namespace(a=1)}, path)
+    with pytest.raises(UnsafeCheckpointError, match="argparse.Namespace"):
+        SamSegmenter.from_spec(tiny_specs[0], path)
+    monkeypatch.setenv("LANG_SAM_TRUST_CHECKPOINTS", "1")
+    with pytest.raises(CheckpointError, match="'args': Namespace") as err:
+        SamSegmenter.from_spec(tiny_specs[0], path)
+    assert type(err.value) is CheckpointError
+
+
+def test_legacy_torch_save_format_still_loads(tmp_path, sam_ckpt, tiny_specs):
+    """torch.save(..., _use_new_zipfile_serialization=False) files are pickles, not zips."""
+    from lang_sam.models.segmenter import SamSegmenter
+
+    state = torch.load(sam_ckpt, weights_only=True)
+    path = tmp_path / "legacy.pth"
+    torch.save(state, path, _use_new_zipfile_serialization=False)
+    assert not zipfile.is_zipfile(path)
+    seg = SamSegmenter.from_spec(tiny_specs[0], path)
+    got = seg.model.state_dict()
+    assert all(torch.equal(got[k], v) for k, v in state.items())
 
 
 def test_wrong_architecture_says_which_type_it_looks_like(tmp_path, sam_ckpt, gdino_ckpt, tiny_specs):

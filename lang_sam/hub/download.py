@@ -9,11 +9,12 @@ import os
 import shutil
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
 from lang_sam.errors import ChecksumMismatchError, DownloadError, WeightsNotFoundError
-from lang_sam.settings import ENV_WEIGHTS_DIR, is_offline
+from lang_sam.settings import ENV_WEIGHTS_DIR, hf_endpoint, is_offline
 
 logger = logging.getLogger(__name__)
 
@@ -140,10 +141,21 @@ def download_file(
     detail = "; ".join(failures)
     if mismatch is not None:
         raise ChecksumMismatchError(f"{mismatch}. All sources: {detail}")
-    raise DownloadError(
-        f"could not download {dest.name}: {detail}. Check the network or proxy, set HF_ENDPOINT to a "
-        f"mirror, or download it by hand into {dest.parent} (or ${ENV_WEIGHTS_DIR})."
+    hub = [u for u in urls if _on_hugging_face(u)]
+    mirror = (
+        f" Hugging Face downloads can go through a mirror: set HF_ENDPOINT (now {hf_endpoint()})."
+        if hub else ""
     )
+    raise DownloadError(
+        f"could not download {dest.name}: {detail}. Check the network or proxy, or download it by "
+        f"hand from {' or '.join(urls)} into {dest.parent} (or ${ENV_WEIGHTS_DIR}).{mirror}"
+    )
+
+
+def _on_hugging_face(url: str) -> bool:
+    """True for a URL on the Hugging Face hub or the mirror ``HF_ENDPOINT`` names."""
+    host = urllib.parse.urlsplit(url).hostname or ""
+    return url.startswith(hf_endpoint() + "/") or host == "huggingface.co" or host.endswith(".huggingface.co")
 
 
 def copy_atomic(src: str | os.PathLike, dest: str | os.PathLike) -> Path:

@@ -1,11 +1,21 @@
 """Reading a checkpoint file safely: ``torch.load(weights_only=True)``, memory-mapped where the
-format allows; full unpickling only for official files or when the user says they trust it."""
+format allows; full unpickling only for official files or when the user says they trust it.
+
+Every way a file can fail to be a checkpoint ends in a typed error naming the file and what was
+found in it: :class:`~lang_sam.errors.CheckpointError` for a file that is not a PyTorch checkpoint
+at all (empty, text, random bytes, a truncated zip, a plain pickle) or cannot be read even when
+trusted, :class:`~lang_sam.errors.UnsafeCheckpointError` only for a well-formed checkpoint whose
+pickle needs Python objects other than tensors.
+"""
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import pickle
+import pickletools
+import tarfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -19,40 +29,186 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["load_checkpoint"]
 
+#: The first object of a legacy (non-zip) ``torch.save`` file.
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+_AGAIN = "; delete it and download it again (or pass the right file)"
+
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Load a checkpoint on the CPU with ``weights_only=True``.
+    """Load a checkpoint on the CPU with ``weights_only=True``; return the dict it holds.
 
-    A file that needs arbitrary unpickling is refused with :class:`UnsafeCheckpointError`, unless
-    its sha256 is one of the registry's official ones or ``LANG_SAM_TRUST_CHECKPOINTS=1`` is set.
+    A well-formed checkpoint whose pickle needs Python objects other than tensors is refused with
+    :class:`UnsafeCheckpointError`, unless its sha256 is one of the registry's official ones or
+    ``LANG_SAM_TRUST_CHECKPOINTS=1`` is set. Anything else that is not a readable checkpoint
+    holding a dict raises :class:`CheckpointError` saying what the file holds.
     """
     import torch
 
     path = Path(path)
+    kind = _file_kind(path)
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=_is_zip(path))
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=kind == "zip")
     except pickle.UnpicklingError as exc:
-        if trust_checkpoints() or sha256sum(path) in official_hashes():
-            logger.info("%s needs full unpickling; trusted (official hash or %s)", path, ENV_TRUST)
-            obj = torch.load(path, map_location="cpu", weights_only=False)
-        else:
-            raise UnsafeCheckpointError(
-                f"{path} cannot be loaded with torch.load(weights_only=True): it holds arbitrary "
-                f"Python objects, which can run code when unpickled, and its sha256 is not an "
-                f"official one. If you trust the file, set {ENV_TRUST}=1. ({exc})"
-            ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        obj = _load_trusted(path, kind, exc)
+    except MemoryError:
+        raise
+    except Exception as exc:  # torch reports damaged files as RuntimeError, EOFError, KeyError, ...
         raise CheckpointError(
-            f"cannot read checkpoint {path}: {exc}. The file may be truncated or not a PyTorch "
-            "checkpoint; delete it and download it again."
+            f"cannot read checkpoint {path}: {type(exc).__name__}: {_first_line(exc)}. The file "
+            f"is damaged or truncated{_AGAIN}."
         ) from exc
     if not isinstance(obj, dict):
-        raise CheckpointError(f"{path} holds a {type(obj).__name__}, expected a dict state dict")
+        raise CheckpointError(
+            f"{path} holds a {type(obj).__name__}, expected a dict (a state dict of tensors, or "
+            "a dict holding one under 'model')"
+        )
     return obj
 
 
-def _is_zip(path: Path) -> bool:
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else "(no message)"
+
+
+def _describe(head: bytes) -> str:
+    """What the first bytes of a file look like, for an error message."""
+    text = head.decode("utf-8", errors="replace").rstrip("\ufffd")  # a cut-off last character
+    if text and all(c.isprintable() or c in "\r\n\t" for c in text):
+        return f"text ({text[:40]!r})"
+    return f"bytes {head[:8].hex(' ')}"
+
+
+def _is_legacy_torch(path: Path) -> bool:
+    """True when the file starts with a pickle of torch's legacy magic number. The pickle is read
+    without resolving any global, so nothing in the file can run."""
+
+    class NoGlobals(pickle.Unpickler):
+        def find_class(self, module, name):
+            raise pickle.UnpicklingError(f"global {module}.{name}")
+
     try:
-        return zipfile.is_zipfile(path)
-    except OSError:
+        with open(path, "rb") as f:
+            return NoGlobals(f).load() == _LEGACY_MAGIC
+    except MemoryError:
+        raise
+    except Exception:
         return False
+
+
+def _file_kind(path: Path) -> str:
+    """``"zip"`` (what ``torch.save`` writes), ``"legacy"`` (a legacy pickle or tar file); any
+    other file raises :class:`CheckpointError` saying what it is."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
+    if size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes){_AGAIN}.")
+    if head.startswith(b"PK"):
+        if zipfile.is_zipfile(path):
+            return "zip"
+        raise CheckpointError(
+            f"checkpoint {path} is a truncated or damaged zip archive ({size:,} bytes){_AGAIN}."
+        )
+    if head[:1] == b"\x80" and 2 <= head[1:2][0] <= 5:  # a pickle, protocol 2-5
+        if _is_legacy_torch(path):
+            return "legacy"
+        raise CheckpointError(
+            f"{path} is a Python pickle but not a PyTorch checkpoint (torch.save writes a zip "
+            f"archive, or a pickle that starts with torch's magic number){_AGAIN}."
+        )
+    if tarfile.is_tarfile(path):  # torch's oldest format
+        return "legacy"
+    raise CheckpointError(
+        f"{path} is not a PyTorch checkpoint: it is neither a zip archive (what torch.save writes) "
+        f"nor a pickle; it starts with {_describe(head)} ({size:,} bytes){_AGAIN}."
+    )
+
+
+#: Pickle opcodes that push a string (module and class names of STACK_GLOBAL).
+_STRING_OPS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "STRING", "BINSTRING",
+               "SHORT_BINSTRING"}
+#: Globals torch's own pickles use for tensors and state dicts (allowed by ``weights_only``).
+_TORCH_GLOBALS = ("torch.", "collections.OrderedDict", "_codecs.encode")
+
+
+def _pickle_globals(stream) -> list[str]:
+    """The globals (``module.name``) one pickle refers to, read with :mod:`pickletools` (nothing is
+    run). Raises ``ValueError`` (or another error) if the pickle is damaged."""
+    found: list[str] = []
+    recent: list[Any] = []
+    memo: dict[int, Any] = {}
+    for op, arg, _pos in pickletools.genops(stream):
+        name = op.name
+        if name in _STRING_OPS:
+            recent.append(arg)
+        elif name in ("BINGET", "LONG_BINGET", "GET"):
+            recent.append(memo.get(int(arg)))
+        elif name in ("BINPUT", "LONG_BINPUT", "PUT"):
+            memo[int(arg)] = recent[-1] if recent else None
+        elif name == "MEMOIZE":
+            memo[len(memo)] = recent[-1] if recent else None
+        elif name in ("GLOBAL", "INST"):
+            found.append(str(arg).replace(" ", "."))
+        elif name == "STACK_GLOBAL":
+            module, attr = (recent[-2], recent[-1]) if len(recent) >= 2 else (None, None)
+            found.append(f"{module}.{attr}" if isinstance(module, str) and isinstance(attr, str) else "?")
+            recent.append(None)
+        else:
+            recent.append(None)
+    return list(dict.fromkeys(found))
+
+
+def _unsafe_globals(path: Path, kind: str) -> list[str] | None:
+    """The non-torch globals the checkpoint's pickle needs, or None if that pickle is damaged."""
+    try:
+        if kind == "zip":
+            with zipfile.ZipFile(path) as zf:
+                member = next((n for n in zf.namelist() if n.endswith("data.pkl")), None)
+                if member is None:
+                    return None
+                names = _pickle_globals(io.BytesIO(zf.read(member)))
+        elif kind == "legacy" and not tarfile.is_tarfile(path):
+            with open(path, "rb") as f:
+                for _ in range(3):  # magic number, protocol version, system info
+                    _pickle_globals(f)
+                names = _pickle_globals(f)
+        else:
+            return []
+    except MemoryError:
+        raise
+    except Exception:
+        return None
+    return [n for n in names if not n.startswith(_TORCH_GLOBALS)]
+
+
+def _load_trusted(path: Path, kind: str, exc: pickle.UnpicklingError) -> Any:
+    """``weights_only`` refused the file: tell a damaged pickle from one of Python objects, and
+    load the latter only if it is trusted (official sha256 or ``LANG_SAM_TRUST_CHECKPOINTS``)."""
+    import torch
+
+    unsafe = _unsafe_globals(path, kind)
+    if unsafe is None:
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: its pickle is damaged ({_first_line(exc)}){_AGAIN}."
+        ) from None
+    if not (trust_checkpoints() or sha256sum(path) in official_hashes()):
+        what = ", ".join(unsafe[:5]) + (f" (+{len(unsafe) - 5} more)" if len(unsafe) > 5 else "")
+        raise UnsafeCheckpointError(
+            f"{path} cannot be loaded with torch.load(weights_only=True): besides tensors it "
+            f"holds Python objects ({what or 'of types weights_only does not allow'}), which can "
+            f"run code when unpickled, and its sha256 is not an official one. If you trust the "
+            f"file, set {ENV_TRUST}=1."
+        ) from None
+    logger.info("%s needs full unpickling; trusted (official hash or %s)", path, ENV_TRUST)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except MemoryError:
+        raise
+    except Exception as err:  # anything unpickling can raise: a missing module, a failing __setstate__
+        raise CheckpointError(
+            f"cannot read checkpoint {path} even with full unpickling (trusted): "
+            f"{type(err).__name__}: {_first_line(err)}"
+        ) from err

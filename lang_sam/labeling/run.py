@@ -69,6 +69,7 @@ __all__ = [
     "RunSummary",
     "label_folder",
     "IMAGE_ERRORS",
+    "OUTPUT_DIRS",
 ]
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
@@ -76,6 +77,8 @@ FORMATS = ("overlay", "masks", "coco", "labelme", "yolo")
 DEFAULT_FORMATS = ("overlay", "coco")
 STATE_DIR = ".lang-sam"
 RUN_VERSION = 1
+#: Everything a run writes in its output folder (``overwrite`` deletes these and nothing else).
+OUTPUT_DIRS = ("overlays", "masks", "labelme", "yolo", "coco", STATE_DIR)
 
 #: What one image may raise that fails that image only (the run goes on and lists it).
 IMAGE_ERRORS = (LangSAMError, OSError, ValueError, RuntimeError)
@@ -445,10 +448,19 @@ class RunSummary:
 class LabelRun:
     """An output folder being filled by one run (see the module doc).
 
-    Opening it checks the folder and the settings: with ``resume``, the settings must equal those
-    in ``.lang-sam/run.json`` (else :class:`InvalidRunError` says which differ) and the classes'
-    ids are kept; without, the records of an earlier run are dropped, so none is resumed from.
-    Then, for each image, :meth:`write` (or :meth:`fail`), and :meth:`finish` at the end.
+    Opening it checks the folder and the settings. A folder that holds an earlier run's outputs
+    (any of :data:`OUTPUT_DIRS`) is never mixed with a new run's:
+
+    - ``resume=True`` continues the earlier run: the settings must equal those in
+      ``.lang-sam/run.json`` (else :class:`InvalidRunError` says which differ) and the classes'
+      ids are kept;
+    - ``overwrite=True`` deletes lang-sam's outputs there (:data:`OUTPUT_DIRS`; other files in
+      the folder are kept) and starts a new run;
+    - neither: :class:`InvalidRunError`, naming both (``--resume`` / ``--overwrite``).
+
+    A folder that does not exist or holds none of those outputs (a ``run.json`` alone, from a run
+    that stopped before its first image, does not count) needs neither. Then, for each
+    image, :meth:`write` (or :meth:`fail`), and :meth:`finish` at the end.
     """
 
     def __init__(
@@ -458,8 +470,11 @@ class LabelRun:
         formats: Sequence[str] = DEFAULT_FORMATS,
         *,
         resume: bool = False,
+        overwrite: bool = False,
     ):
         out = Path(output).expanduser()
+        if resume and overwrite:
+            raise InvalidRunError("give --resume (resume=True) or --overwrite (overwrite=True), not both")
         if out.exists() and not out.is_dir():
             raise InvalidRunError(f"output {str(out)!r} exists and is not a folder")
         self.layout = Layout(out)
@@ -469,10 +484,7 @@ class LabelRun:
         self.classmap = settings.classmap()
         self.done: dict[str, dict] = {}
         self.summary = RunSummary(output=out, formats=list(self.formats))
-        out.mkdir(parents=True, exist_ok=True)
-        swept = sweep_temp_files(out)
-        if swept:
-            logger.info("removed %d temporary file(s) left by an interrupted run", swept)
+        earlier = self._earlier_outputs()
         state = _read_json(self.layout.run) if resume else None
         self.resumed = isinstance(state, dict) and state.get("version") == RUN_VERSION
         if self.resumed:
@@ -482,15 +494,55 @@ class LabelRun:
                 raise InvalidRunError(
                     f"resume: {out} was labelled with other settings ("
                     + "; ".join(f"{k}: was {old.get(k)!r}, now {self.config[k]!r}" for k in diff)
-                    + "). Use the same settings, another output folder, or start over without resume."
+                    + "). Use the same settings, another output folder, or --overwrite (overwrite=True) "
+                    "to delete that run's outputs and start again."
                 )
             self.classmap = ClassMap.from_state(state["classes"])
-        else:
+        elif earlier and not overwrite:
+            listed = ", ".join(f"{name}/" for name in earlier)
             if resume:
-                logger.info("resume: no earlier run in %s; starting afresh", out)
-            # A fresh run numbers its classes anew: records of an earlier run must not be resumed from.
-            shutil.rmtree(self.layout.records, ignore_errors=True)
+                raise InvalidRunError(
+                    f"resume: {out} holds lang-sam outputs ({listed}) but no readable record of the "
+                    f"run that made them ({self.layout.rel(self.layout.run)}), so they cannot be "
+                    "resumed. Use --overwrite (overwrite=True) to delete them and start again, or "
+                    "another output folder."
+                )
+            raise InvalidRunError(
+                f"{out} already holds the outputs of an earlier lang-sam run ({listed}). Use --resume "
+                "(resume=True) to finish that run with the same settings, --overwrite "
+                f"(overwrite=True) to delete {listed} and start again (other files there are kept), "
+                "or another output folder."
+            )
+        elif resume:
+            logger.info("resume: no earlier run in %s; starting afresh", out)
+        if overwrite:
+            for name in (n for n in OUTPUT_DIRS if (out / n).exists() or (out / n).is_symlink()):
+                target = out / name
+                if target.is_dir() and not target.is_symlink():
+                    shutil.rmtree(target)
+                else:
+                    target.unlink()
+            if earlier:
+                logger.info("overwrite: removed %s from %s", ", ".join(earlier), out)
+        out.mkdir(parents=True, exist_ok=True)
+        swept = sweep_temp_files(out)
+        if swept:
+            logger.info("removed %d temporary file(s) left by an interrupted run", swept)
         self._save_state()
+
+    def _earlier_outputs(self) -> list[str]:
+        """Those of :data:`OUTPUT_DIRS` that hold a file of an earlier run. A ``run.json`` alone
+        (a run that stopped before its first image: missing weights, a bad prompt) does not count."""
+        root, run_json = self.layout.root, self.layout.run
+        found = []
+        for name in OUTPUT_DIRS:
+            path = root / name
+            if path.is_dir() and not path.is_symlink():
+                if any(f != run_json and not f.is_dir() for f in path.rglob("*")):
+                    found.append(name)
+            elif path.exists() or path.is_symlink():
+                found.append(name)
+        return found
 
     def _save_state(self) -> None:
         write_json(self.layout.run, {"version": RUN_VERSION, "config": self.config,
@@ -593,6 +645,7 @@ def label_folder(
     formats: Sequence[str] = DEFAULT_FORMATS,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     progress: Callable[[Iterable[ImageItem]], Iterable[ImageItem]] | None = None,
     on_failure: Callable[[ImageItem, BaseException], None] | None = None,
 ) -> RunSummary:
@@ -601,6 +654,8 @@ def label_folder(
     ``model`` is a :class:`~lang_sam.LangSAM`, or a callable returning one, called only if some
     image is left to label (a finished resumed run loads no model). ``progress`` wraps the
     iterable of images to label (e.g. ``tqdm``); ``on_failure`` hears of each failed image.
+    ``resume`` / ``overwrite``: what to do with an earlier run's outputs in ``output`` (see
+    :class:`LabelRun`; with neither, such a folder raises :class:`InvalidRunError`).
     A failed image (unreadable, too large, ...) is listed in the summary and the run goes on.
     Ctrl-C stops the run cleanly: the run-wide files are written for the images done, and the
     summary says ``interrupted``; run again with ``resume=True`` to finish.
@@ -608,7 +663,7 @@ def label_folder(
     started = time.perf_counter()
     out = Path(output).expanduser()
     items = collect_images(inputs, exclude=out)
-    run = LabelRun(out, settings, formats, resume=resume)
+    run = LabelRun(out, settings, formats, resume=resume, overwrite=overwrite)
     todo = run.start(items)
     if todo and callable(model) and not hasattr(model, "predict"):
         model = model()

@@ -11,9 +11,41 @@ from torch import nn
 from lang_sam.errors import CheckpointError, CheckpointMismatchError
 from lang_sam.hub.registry import FAMILIES, ModelSpec, model_names, registered_specs
 
-__all__ = ["strip_prefix", "count_blocks", "looks_like", "check_architecture", "load_into"]
+__all__ = [
+    "state_dict_from", "strip_prefix", "count_blocks", "looks_like", "check_architecture", "load_into",
+]
 
 logger = logging.getLogger(__name__)
+
+
+def state_dict_from(
+    checkpoint: Mapping[str, Any], path: str, *, wrapper_key: str | None = None
+) -> dict[str, torch.Tensor]:
+    """The state dict in a loaded checkpoint (the dict itself, or ``checkpoint[wrapper_key]`` when
+    the file wraps it, as GroundingDINO's ``{"model": ..., "args": ...}`` does), with a
+    DataParallel ``module.`` prefix dropped.
+
+    Raises :class:`CheckpointError` naming ``path`` and what was found when it is not a non-empty
+    dict of string keys to tensors.
+    """
+    state, where = checkpoint, ""
+    if wrapper_key is not None and isinstance(checkpoint, Mapping) and wrapper_key in checkpoint:
+        state, where = checkpoint[wrapper_key], f"[{wrapper_key!r}]"
+    if not isinstance(state, Mapping):
+        raise CheckpointError(
+            f"{path}{where} holds a {type(state).__name__}, expected a state dict (names -> tensors)"
+        )
+    if not state:
+        raise CheckpointError(f"{path}{where} holds an empty dict, expected a state dict (names -> tensors)")
+    bad = [(k, v) for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if bad:
+        shown = "; ".join(f"{k!r}: {type(v).__name__}" for k, v in bad[:3])
+        more = f" (+{len(bad) - 3} more)" if len(bad) > 3 else ""
+        raise CheckpointError(
+            f"{path}{where} is not a state dict: {len(bad)} of its {len(state)} entries are not "
+            f"named tensors ({shown}{more})"
+        )
+    return strip_prefix(state)
 
 
 def strip_prefix(state_dict: Mapping[str, torch.Tensor], prefix: str = "module.") -> dict:

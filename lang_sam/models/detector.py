@@ -24,9 +24,9 @@ from PIL import Image
 from lang_sam.cache import EncodingCache
 from lang_sam.errors import PromptTooLongError
 from lang_sam.hub import GDinoArch, ModelSpec, load_checkpoint, resolve_checkpoint
-from lang_sam.models.checkpoints import check_architecture, count_blocks, load_into, strip_prefix
+from lang_sam.models.checkpoints import check_architecture, count_blocks, load_into, state_dict_from
 from lang_sam.models.text_encoder import BERT_DIR, BertTextEncoder, build_bert, load_tokenizer
-from lang_sam.patches import bundled_text_encoder, empty_parameters
+from lang_sam.patches import bundled_text_encoder, empty_parameters, quiet_third_party
 from lang_sam.precision import autocast, check_precision
 from lang_sam.validation import check_prompt, check_threshold
 
@@ -50,6 +50,7 @@ def preprocess_caption(caption: str) -> str:
     return result if result.endswith(".") else result + "."
 
 
+@quiet_third_party()
 def _read_config(arch: GDinoArch) -> SimpleNamespace:
     import groundingdino
 
@@ -67,6 +68,7 @@ def _read_config(arch: GDinoArch) -> SimpleNamespace:
     return SimpleNamespace(**values)
 
 
+@quiet_third_party()
 def build_groundingdino_model(
     spec_or_arch: ModelSpec | GDinoArch, *, empty: bool = False
 ) -> torch.nn.Module:
@@ -180,9 +182,7 @@ class GroundingDINODetector:
     ) -> "GroundingDINODetector":
         """Resolve, load and check ``spec``'s checkpoint (see :mod:`lang_sam.hub`)."""
         path = resolve_checkpoint(spec, ckpt_path, progress=progress)
-        checkpoint = load_checkpoint(path)
-        state = checkpoint.get("model", checkpoint)
-        state = strip_prefix(state)
+        state = state_dict_from(load_checkpoint(path), str(path), wrapper_key="model")
         check_architecture(spec, state, str(path), gdino_fingerprint)
         model = build_groundingdino_model(spec, empty=True)
         load_into(
@@ -235,6 +235,7 @@ class GroundingDINODetector:
         return parts
 
     @staticmethod
+    @quiet_third_party()
     def transform(image: Image.Image) -> torch.Tensor:
         """``RandomResize([800], max_size=1333)``, ``ToTensor``, ImageNet ``Normalize``: (3, h, w)."""
         import groundingdino.datasets.transforms as T
@@ -260,6 +261,7 @@ class GroundingDINODetector:
             self.cache.put((key, self.precision), features)
         return features
 
+    @quiet_third_party()
     def _encode_image(self, image: Image.Image) -> ImageFeatures:
         from groundingdino.util.misc import NestedTensor, nested_tensor_from_tensor_list
 
@@ -281,6 +283,7 @@ class GroundingDINODetector:
                 masks.append(mask)
         return ImageFeatures(tuple(srcs), tuple(masks), tuple(poss), image.size)
 
+    @quiet_third_party()
     def detect(self, features: ImageFeatures, caption: str) -> tuple[torch.Tensor, torch.Tensor]:
         """The text-dependent part for a preprocessed ``caption``.
 
@@ -389,6 +392,7 @@ class GroundingDINODetector:
         )
 
     @staticmethod
+    @quiet_third_party()
     def to_pixels(boxes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """Normalised cxcywh ``(N, 4)`` -> xyxy in pixels of an image of PIL ``size`` ``(W, H)``."""
         from groundingdino.util import box_ops

@@ -17,8 +17,8 @@ import torch
 
 from lang_sam.cache import EncodingCache
 from lang_sam.hub import ModelSpec, SamArch, load_checkpoint, resolve_checkpoint
-from lang_sam.models.checkpoints import check_architecture, count_blocks, load_into, strip_prefix
-from lang_sam.patches import empty_parameters, use_fast_attention
+from lang_sam.models.checkpoints import check_architecture, count_blocks, load_into, state_dict_from
+from lang_sam.patches import empty_parameters, quiet_third_party, use_fast_attention
 from lang_sam.precision import autocast, check_precision
 
 logger = logging.getLogger(__name__)
@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["SamSegmenter", "MaskPrediction", "build_sam_model", "sam_fingerprint"]
 
 
+@quiet_third_party()
 def build_sam_model(spec_or_arch: ModelSpec | SamArch, *, empty: bool = False) -> torch.nn.Module:
     """Build a SAM network in eval mode with ``segment_anything.modeling`` classes.
 
@@ -115,6 +116,7 @@ class SamSegmenter:
     1.2 GB of masks plus about 0.3 GB transient (the original: 4.8 GB of float32 logits at once).
     """
 
+    @quiet_third_party()
     def __init__(
         self,
         model: torch.nn.Module,
@@ -159,13 +161,14 @@ class SamSegmenter:
     ) -> "SamSegmenter":
         """Resolve, load and check ``spec``'s checkpoint (see :mod:`lang_sam.hub`)."""
         path = resolve_checkpoint(spec, ckpt_path, progress=progress)
-        state = strip_prefix(load_checkpoint(path))
+        state = state_dict_from(load_checkpoint(path), str(path), wrapper_key="model")
         check_architecture(spec, state, str(path), sam_fingerprint)
         model = build_sam_model(spec, empty=True)
         load_into(model, state, spec, str(path), sam_fingerprint)
         logger.info("loaded SAM %s from %s", spec.name, path)
         return cls(model, device, spec.name, **kwargs)
 
+    @quiet_third_party()
     def encode(self, image: np.ndarray, key: str | None = None) -> tuple:
         """Run the image encoder on an ``HxWx3`` uint8 RGB image, or reuse the cached encoding for
         the content ``key`` (see :func:`lang_sam.cache.image_key`). Returns an opaque encoding
@@ -201,6 +204,7 @@ class SamSegmenter:
         """
         return self.predict(boxes=boxes).masks
 
+    @quiet_third_party()
     def predict(
         self,
         *,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from lang_sam.hub import DEFAULT_GDINO, DEFAULT_SAM, get_spec, model_names
+from lang_sam.validation import check_device
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +68,10 @@ class ModelService:
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self):
-        get_spec("sam", self.sam_type)  # unknown types fail at start-up, not at the first request
+        # Unknown types and unavailable devices fail at start-up, not at the first request.
+        get_spec("sam", self.sam_type)
         get_spec("gdino", self.gdino_type)
+        check_device(self.device)
         self._default = (self.sam_type, self.gdino_type)
 
     def _ckpt(self, family: str, name: str) -> str | None:
