@@ -5,7 +5,7 @@ It runs on full-size random-weight checkpoints (SAM vit_b, GroundingDINO swint w
 calibrated on assets/coffee.jpg), written once for this module, found through
 ``LANG_SAM_WEIGHTS_DIR`` with ``LANG_SAM_OFFLINE=1`` in the kernel's environment, and run from
 ``examples/`` (the notebook finds the repository root from there). The slowest test file: writing
-the checkpoints and executing the notebook take about 1 and 2 minutes on 2 busy cores.
+the checkpoints and executing the notebook took 2 min 40 s in all on a busy shared 2-core machine.
 """
 
 from __future__ import annotations
