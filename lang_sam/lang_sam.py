@@ -30,6 +30,7 @@ from lang_sam.hub import (
 from lang_sam.models.detector import GroundingDINODetector, ImageFeatures
 from lang_sam.models.segmenter import MaskPrediction, SamSegmenter
 from lang_sam.precision import check_precision
+from lang_sam.reprs import SHOWN, image_size_text, shape_text, short_text
 from lang_sam.validation import (
     ImageInput,
     check_device,
@@ -74,14 +75,16 @@ class Prediction(_PredictionFields):
         return self
 
     def __repr__(self) -> str:
+        """One line, whatever N: the count, image size, the first phrases and scores, shapes."""
         n = len(self.phrases)
-        shown = ", ".join(f"{p!r} {s:.2f}" for p, s in zip(self.phrases[:5], self.logits.tolist()))
-        more = f", ... (+{n - 5} more)" if n > 5 else ""
-        size = f"{self.masks.shape[-1]}x{self.masks.shape[-2]}" if self.masks.ndim >= 2 else "?"
+        shown = ", ".join(
+            f"{short_text(p)!r} {s:.2f}" for p, s in zip(self.phrases[:SHOWN], self.logits[:SHOWN].tolist())
+        )
+        more = f", ... (+{n - SHOWN} more)" if n > SHOWN else ""
         return (
-            f"Prediction({n} detection{'s' if n != 1 else ''} on a {size} image"
-            f"{': ' + shown + more if n else ''}; masks {tuple(self.masks.shape)} "
-            f"{str(self.masks.dtype).removeprefix('torch.')}, boxes {tuple(self.boxes.shape)} xyxy px)"
+            f"Prediction({n} detection{'s' if n != 1 else ''} on a {image_size_text(self.masks)} image"
+            f"{': ' + shown + more if n else ''}; masks {shape_text(self.masks)}, "
+            f"boxes {shape_text(self.boxes)} xyxy px)"
         )
 
 

@@ -295,3 +295,78 @@ warnings.warn("the user's own warning", UserWarning)
     assert "Warning" not in library, library  # nor any other
     assert "Importing from timm.models.layers is deprecated (raised by the user)" in user
     assert "UserWarning: the user's own warning" in user
+
+
+# --------------------------------------------------------------------------------------------
+# Reprs: what a notebook shows for a result or a model (one short line, never whole tensors)
+# --------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def every_query(model, image):
+    """A real prediction with box_threshold 0: every GroundingDINO query (60) is a detection."""
+    return model.predict(image, "cat. remote control", 0.0, 0.25)
+
+
+def test_prediction_repr_is_short_for_900_detections(every_query):
+    from IPython.lib.pretty import pretty
+
+    one = every_query
+    k = 900 // len(one.phrases)
+    assert k * len(one.phrases) == 900
+    big = Prediction(one.masks.repeat(k, 1, 1), one.boxes.repeat(k, 1), one.phrases * k, one.logits.repeat(k))
+    r = repr(big)
+    assert len(r) < 400 and "\n" not in r and "tensor(" not in r, r
+    assert r.startswith("Prediction(900 detections on a 320x240 image: ")
+    for phrase, score in zip(big.phrases[:5], big.logits[:5].tolist()):
+        assert f"{phrase!r} {score:.2f}" in r
+    assert "(+895 more)" in r
+    assert r.endswith("masks (900, 240, 320) bool, boxes (900, 4) float32 xyxy px)")
+    assert pretty(big) == r, "IPython shows the same line"
+    assert "tensor(" not in pretty([one, big])
+
+
+def test_prediction_repr_when_empty_single_or_long_phrases(model, image, every_query):
+    empty = model.predict(image, "cat", box_threshold=1.0)
+    assert repr(empty) == (
+        "Prediction(0 detections on a 320x240 image; masks (0, 240, 320) bool, boxes (0, 4) float32 xyxy px)")
+    one = every_query
+    single = Prediction(one.masks[:1], one.boxes[:1], one.phrases[:1], one.logits[:1])
+    assert repr(single).startswith(f"Prediction(1 detection on a 320x240 image: {one.phrases[0]!r} ")
+    assert "more" not in repr(single)
+    long = "a remarkably long description of the object that was asked for"
+    r = repr(Prediction(one.masks, one.boxes, [long] * len(one.phrases), one.logits))
+    assert long not in r and repr(long[:23] + "\u2026") in r and len(r) < 400
+
+
+def test_model_repr_names_models_device_and_precision(model, tiny_specs):
+    from IPython.lib.pretty import pretty
+
+    r = repr(model)
+    assert r.startswith(f"LangSAM(sam_type={tiny_specs[0].name!r}, gdino_type={tiny_specs[1].name!r}, "
+                        "device='cpu', precision='fp32', cache=")
+    assert "fast_attention=True" in r and "return_prompts=False" in r
+    assert len(r) < 300 and "\n" not in r and pretty(model) == r
+
+
+def test_mask_prediction_repr_is_short(model, image, every_query):
+    from IPython.lib.pretty import pretty
+
+    many = model.segment(image, boxes=every_query.boxes[:7], multimask_output=True)
+    r = repr(many)
+    assert len(r) < 400 and "\n" not in r and "tensor(" not in r, r
+    first = ", ".join(f"{s:.2f}" for s in many.scores[0].tolist())
+    assert r.startswith(f"MaskPrediction(7 prompts x 3 masks on a 320x240 image; scores [{first}], ")
+    assert "(+2 more)" in r
+    assert r.endswith("masks (7, 3, 240, 320) bool, low_res_logits (7, 3, 256, 256) float32)")
+    assert pretty(many) == r
+    click = model.segment(image, points=[[10, 20]])
+    assert repr(click).startswith(
+        f"MaskPrediction(1 prompt x 1 mask on a 320x240 image; scores {click.scores[0, 0]:.2f}; ")
+
+
+def test_encoded_image_repr_says_what_is_encoded(model, image, every_query):
+    enc = model.encode(image)
+    assert repr(enc) == "EncodedImage(320x240, encoded by: none yet)"
+    model.segment(enc, points=[[10, 20]])
+    assert repr(enc) == "EncodedImage(320x240, encoded by: SAM)"
+    assert repr(model.encode(image, eager=True)) == "EncodedImage(320x240, encoded by: GroundingDINO, SAM)"

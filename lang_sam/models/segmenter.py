@@ -20,6 +20,7 @@ from lang_sam.hub import ModelSpec, SamArch, load_checkpoint, resolve_checkpoint
 from lang_sam.models.checkpoints import check_architecture, count_blocks, load_into, state_dict_from
 from lang_sam.patches import empty_parameters, quiet_third_party, use_fast_attention
 from lang_sam.precision import autocast, check_precision
+from lang_sam.reprs import SHOWN, image_size_text, numbers_text, shape_text
 
 logger = logging.getLogger(__name__)
 
@@ -289,3 +290,20 @@ class MaskPrediction(NamedTuple):
     masks: torch.Tensor
     scores: torch.Tensor
     low_res_logits: torch.Tensor | None
+
+    def __repr__(self) -> str:
+        """One line, whatever B: prompts x masks, image size, the first prompts' scores, shapes."""
+        shape = tuple(self.masks.shape)
+        b, c = (shape[0], shape[1]) if len(shape) == 4 else (len(self.scores), 1)
+        rows = self.scores.reshape(b, -1)[:SHOWN].tolist() if b else []
+        if c == 1:
+            scores = numbers_text([r[0] for r in rows])
+        else:
+            scores = ", ".join(f"[{numbers_text(r)}]" for r in rows)
+        more = f", ... (+{b - SHOWN} more)" if b > SHOWN else ""
+        low = "None" if self.low_res_logits is None else shape_text(self.low_res_logits)
+        return (
+            f"MaskPrediction({b} prompt{'s' if b != 1 else ''} x {c} mask{'s' if c != 1 else ''} "
+            f"on a {image_size_text(self.masks)} image; scores {scores or '-'}{more}; "
+            f"masks {shape_text(self.masks)}, low_res_logits {low})"
+        )
