@@ -472,3 +472,23 @@ def test_concurrent_requests_never_mix(server, model):
     assert [s for _, s, _ in results].count(200) == len(jobs), [r for r in results if r[1] != 200][:3]
     for job, _, payload in results:
         check_against(payload, expected[job])
+
+
+def test_mounted_demo_asks_for_the_key(sam_ckpt, gdino_ckpt, tiny_specs):
+    """With a key, /gradio is not an open door to the model: Gradio's login takes the key as
+    password, and the API paths still need the header. (In-process: the real app, no socket.)"""
+    pytest.importorskip("gradio")
+    from fastapi.testclient import TestClient
+
+    from lang_sam.serving.server import create_app
+    from lang_sam.serving.service import ModelService
+
+    service = ModelService(sam_type=tiny_specs[0].name, gdino_type=tiny_specs[1].name,
+                           sam_ckpt=str(sam_ckpt), gdino_ckpt=str(gdino_ckpt), device="cpu")
+    client = TestClient(create_app(service, api_key=KEY))
+    assert client.get("/gradio/config").status_code == 401
+    assert client.post("/gradio/login", data={"username": "me", "password": "wrong"}).status_code == 400
+    assert client.post("/predict").status_code == 401
+    assert client.post("/gradio/login", data={"username": "me", "password": KEY}).status_code == 200
+    assert client.get("/gradio/config").status_code == 200
+    assert client.post("/predict").status_code == 401, "the demo's login is not the API's key"
