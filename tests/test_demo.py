@@ -9,7 +9,6 @@ import tempfile
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from conftest import make_image
