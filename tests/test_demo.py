@@ -103,14 +103,15 @@ def test_clicks_refine_the_mask_under_them_and_reset_restores(sam_ckpt, gdino_ck
     overlay0, rows0, _, state0 = segment(service, img, "cat", None, None, 0.3, 0.25)
     assert len(state0.detections) == 4 and len(runs) == 1
 
-    # The pixel covered by the fewest masks that is inside some mask: the click's detection is the
-    # smallest box among the masks holding it.
+    # The pixel covered by the fewest masks that is inside some mask; the click's detection is the
+    # smallest box among those whose mask and box hold it (else whose mask holds it).
     masks = np.stack([rle_to_mask(d.mask) for d in state0.detections])
     count = np.where(masks.any(0), masks.sum(0), 99)
     y, x = np.unravel_index(np.argmin(count), count.shape)
-    holders = [i for i in range(4) if masks[i, y, x]]
-    area = [(b[2] - b[0]) * (b[3] - b[1]) for b in (d.box for d in state0.detections)]
-    i = min(holders, key=lambda k: area[k])
+    boxes = [d.box for d in state0.detections]
+    holders = [k for k in range(4) if masks[k, y, x]]
+    framed = [k for k in holders if boxes[k][0] <= x <= boxes[k][2] and boxes[k][1] <= y <= boxes[k][3]]
+    i = min(framed or holders, key=lambda k: (boxes[k][2] - boxes[k][0]) * (boxes[k][3] - boxes[k][1]))
 
     overlay1, rows1, msg1, state1 = click(service, state0, float(x), float(y))
     assert f"Detection {i + 1}" in msg1 and "1 foreground and 0 background" in msg1, msg1
@@ -153,6 +154,7 @@ def test_clicks_refine_the_mask_under_them_and_reset_restores(sam_ckpt, gdino_ck
 def displayed_point(page, selector: str, x: float, y: float) -> tuple[float, float]:
     """Where pixel ``(x, y)`` of the image shown in ``selector`` is on the page, as Gradio's image
     preview maps clicks (scaled down to fit, never up, and centred)."""
+    page.locator(selector).scroll_into_view_if_needed()
     return page.evaluate(
         """([sel, x, y]) => {
             const img = document.querySelector(sel);

@@ -5,7 +5,7 @@
 Install with ``pip install "lang-sam[app]"``. Also mounted at ``/gradio`` by the HTTP server.
 
 After a text prediction, a click on the result adds a point to the detection under it (the one whose
-mask, else box, holds the point; the smallest box wins): a foreground point, or a background one
+mask and box hold the point, else whose mask, else whose box; the smallest box wins): a foreground point, or a background one
 when "background" is selected. SAM re-runs for that detection with its box, all its points and its
 previous low-resolution logits (:meth:`~lang_sam.serving.service.ModelService.segment`; the image's
 encoding is reused, found by content). "Reset clicks" restores the text result. The functions
@@ -182,20 +182,20 @@ def segment(service: ModelService, image, text_prompt, sam_type, gdino_type, box
 
 
 def _pick(state: DemoState, x: float, y: float) -> int | None:
-    """The detection under ``(x, y)``: among those whose mask holds the pixel, else whose box holds
-    the point, the one with the smallest box."""
+    """The detection under ``(x, y)``: among those whose mask and box both hold the point, else
+    whose mask holds it, else whose box holds it, the one with the smallest box."""
     from lang_sam.labeling.formats import rle_to_mask
 
     H, W = state.pixels.shape[:2]
     xi, yi = min(max(int(x), 0), W - 1), min(max(int(y), 0), H - 1)
     dets = state.detections
-    under = [i for i, d in enumerate(dets) if rle_to_mask(d.mask)[yi, xi]]
-    if not under:
-        under = [i for i, d in enumerate(dets)
-                 if d.box[0] <= x <= d.box[2] and d.box[1] <= y <= d.box[3]]
+    in_mask = {i for i, d in enumerate(dets) if rle_to_mask(d.mask)[yi, xi]}
+    in_box = {i for i, d in enumerate(dets) if d.box[0] <= x <= d.box[2] and d.box[1] <= y <= d.box[3]}
+    under = (in_mask & in_box) or in_mask or in_box
     if not under:
         return None
-    return min(under, key=lambda i: (dets[i].box[2] - dets[i].box[0]) * (dets[i].box[3] - dets[i].box[1]))
+    return min(sorted(under),
+               key=lambda i: (dets[i].box[2] - dets[i].box[0]) * (dets[i].box[3] - dets[i].box[1]))
 
 
 def click(service: ModelService, state: DemoState | None, x: float, y: float, background: bool = False):
