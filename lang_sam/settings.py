@@ -6,6 +6,7 @@
 | ``LANG_SAM_OFFLINE`` (or ``HF_HUB_OFFLINE``) | ``1``: never touch the network |
 | ``LANG_SAM_TRUST_CHECKPOINTS`` | ``1``: allow checkpoints that need full unpickling |
 | ``LANG_SAM_MAX_IMAGE_PIXELS`` | the largest image (width x height) the library decodes |
+| ``LANG_SAM_API_KEY`` | the key the HTTP server and the demo require (``lang-sam serve --api-key``) |
 | ``HF_ENDPOINT`` | a Hugging Face mirror for GroundingDINO downloads |
 | ``HF_HUB_CACHE`` / ``HF_HOME`` | where the Hugging Face cache is looked in |
 | ``TORCH_HOME`` | where the torch hub cache is (through ``torch.hub.get_dir``) |
@@ -29,12 +30,15 @@ __all__ = [
     "hf_cache_dir",
     "torch_hub_checkpoints",
     "max_image_pixels",
+    "ENV_API_KEY",
+    "api_key",
 ]
 
 ENV_WEIGHTS_DIR = "LANG_SAM_WEIGHTS_DIR"
 ENV_OFFLINE = "LANG_SAM_OFFLINE"
 ENV_TRUST = "LANG_SAM_TRUST_CHECKPOINTS"
 ENV_MAX_PIXELS = "LANG_SAM_MAX_IMAGE_PIXELS"
+ENV_API_KEY = "LANG_SAM_API_KEY"
 
 #: The default pixel limit for decoding an image: 256 megapixels (16000x16000), about 0.75 GB of
 #: RGB. Pillow's own guard (about 179 MP) is replaced by this one for the library's reads.
@@ -103,4 +107,11 @@ def max_image_pixels() -> int | None:
         ) from None
     if value < 0:
         raise ValueError(f"{ENV_MAX_PIXELS} must be >= 0, got {value}")
+    return value or None
+
+
+def api_key() -> str | None:
+    """The key the HTTP server and the web demo require (``LANG_SAM_API_KEY``), or None when it is
+    unset or blank. Surrounding white space is ignored."""
+    value = (os.environ.get(ENV_API_KEY) or "").strip()
     return value or None

@@ -1,11 +1,15 @@
-"""The web demo: the model service's type switching, and the page in a real headless Chromium."""
+"""The web demo: the model service (type switching, refusals), the demo's functions (text run,
+clicks that refine a mask, reset), and the page in a real headless Chromium."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from conftest import make_image
 from lang_sam.service import ModelService
@@ -15,20 +19,31 @@ from lang_sam.weights import register_model, unregister_model
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+def tiny_service(sam_ckpt, gdino_ckpt, tiny_specs, **kwargs) -> ModelService:
+    return ModelService(sam_type=tiny_specs[0].name, gdino_type=tiny_specs[1].name,
+                        sam_ckpt=str(sam_ckpt), gdino_ckpt=str(gdino_ckpt), device="cpu", **kwargs)
+
+
 def test_service_switches_sam_type(tmp_path, monkeypatch, sam_ckpt, gdino_ckpt, tiny_specs):
-    """The original demo crashed when the SAM dropdown changed; here it reloads SAM."""
+    """The original demo crashed when the SAM dropdown changed; here it reloads SAM when allowed."""
+    from lang_sam.serving.service import ModelSwitchError
+
     other = register_model(tiny_sam_spec("tiny_sam_other"))
     try:
         write_sam_checkpoint(tmp_path / other.filename, other, seed=5)
         monkeypatch.setenv("LANG_SAM_WEIGHTS_DIR", str(tmp_path))
-        service = ModelService(sam_type=tiny_specs[0].name, gdino_type=tiny_specs[1].name,
-                               sam_ckpt=str(sam_ckpt), gdino_ckpt=str(gdino_ckpt), device="cpu")
         img = make_image(60, 80)
+        closed = tiny_service(sam_ckpt, gdino_ckpt, tiny_specs)
+        with pytest.raises(ModelSwitchError, match="switching is off"):
+            closed.predict(img, "cat", sam_type="tiny_sam_other")
+        assert closed.info()["sam_type"] == tiny_specs[0].name and not closed.info()["loaded"]
+
+        service = tiny_service(sam_ckpt, gdino_ckpt, tiny_specs, allow_model_switch=True)
         first = service.predict(img, "cat")
         steps = []
         second = service.predict(img, "cat", sam_type="tiny_sam_other",
                                  progress=lambda f, text: steps.append(text))
-        assert service.info()["sam_type"] == "tiny_sam_other"
+        assert service.info()["sam_type"] == "tiny_sam_other" == second.sam_type
         assert any("loading SAM tiny_sam_other" in s for s in steps), steps
         assert len(first.boxes) == len(second.boxes) and not (first.masks == second.masks).all()
         service.predict(img, "cat", sam_type=tiny_specs[0].name)  # and back, from its own file
@@ -37,65 +52,203 @@ def test_service_switches_sam_type(tmp_path, monkeypatch, sam_ckpt, gdino_ckpt, 
         unregister_model("sam", "tiny_sam_other")
 
 
-def test_demo_messages_instead_of_stack_traces(sam_ckpt, gdino_ckpt, tiny_specs):
+def test_demo_messages_instead_of_stack_traces(sam_ckpt, gdino_ckpt, tiny_specs, tmp_path):
     from lang_sam.app import segment
 
-    service = ModelService(sam_type=tiny_specs[0].name, gdino_type=tiny_specs[1].name,
-                           sam_ckpt=str(sam_ckpt), gdino_ckpt=str(gdino_ckpt), device="cpu")
+    service = tiny_service(sam_ckpt, gdino_ckpt, tiny_specs)
     img = make_image(60, 80)
     assert "upload an image" in segment(service, None, "cat", None, None, 0.3, 0.25)[2]
     assert "prompt is empty" in segment(service, img, "  ", None, None, 0.3, 0.25)[2]
+    out = segment(service, img, "cat", "vit_b", None, 0.3, 0.25)[2]
+    assert out.startswith("**Error:**") and "switching is off" in out
+    service.allow_model_switch = True
     out = segment(service, img, "cat", "vit_b", None, 0.3, 0.25)[2]  # no vit_b weights offline
-    assert out.startswith("**Error:**") and "sam_vit_b_01ec64.pth" in out
-    overlay, rows, msg = segment(service, img, "cat", None, None, 0.3, 0.25)
+    assert out.startswith("**Error:**") and "'vit_b' is not available" in out
+    for secret in (tempfile.gettempdir(), os.path.expanduser("~"), "sam_vit_b_01ec64.pth"):
+        assert secret not in out
+    overlay, rows, msg, state = segment(service, img, "cat", None, None, 0.3, 0.25)
     assert overlay.shape == (60, 80, 3) and "detection" in msg and len(rows) > 0
+    assert len(state.detections) == len(rows)
+
+
+def test_demo_refuses_images_over_max_pixels(sam_ckpt, gdino_ckpt, tiny_specs, tmp_path):
+    """The page hands the upload over as a file; over --max-pixels it is refused before decoding,
+    and the message does not say where the upload was stored."""
+    from lang_sam.app import segment
+
+    service = tiny_service(sam_ckpt, gdino_ckpt, tiny_specs)
+    path = tmp_path / "big.png"
+    Image.fromarray(make_image(300, 200)).save(path)
+    overlay, rows, msg, state = segment(service, str(path), "cat", None, None, 0.3, 0.25,
+                                        max_pixels=50_000)
+    assert overlay is None and state is None and rows == []
+    assert "300 = 60000 pixels" in msg and "at most 50000" in msg and str(tmp_path) not in msg
+    assert not service.info()["loaded"], "refused before any model work"
+    assert "detection(s)" in segment(service, str(path), "cat", None, None, 0.3, 0.25,
+                                     max_pixels=60_000)[2]
+
+
+def test_clicks_refine_the_mask_under_them_and_reset_restores(sam_ckpt, gdino_ckpt, tiny_specs, model):
+    """A click picks the detection under it, adds a point (foreground, then background) and re-runs
+    SAM with the box, all points and the previous low-res logits, equal to LangSAM.segment; the
+    image is encoded by SAM once for the text run and every click; reset gives the text result."""
+    from lang_sam.app import click, render, reset, segment, table_rows
+    from lang_sam.labeling.formats import rle_to_mask
+
+    service = tiny_service(sam_ckpt, gdino_ckpt, tiny_specs, max_detections=4)
+    img = make_image(150, 200, seed=9)
+    service.load()
+    runs = []
+    service._model.sam.model.image_encoder.register_forward_hook(lambda *a: runs.append(1))
+    overlay0, rows0, _, state0 = segment(service, img, "cat", None, None, 0.3, 0.25)
+    assert len(state0.detections) == 4 and len(runs) == 1
+
+    # The pixel covered by the fewest masks that is inside some mask; the click's detection is the
+    # smallest box among those whose mask and box hold it (else whose mask holds it).
+    masks = np.stack([rle_to_mask(d.mask) for d in state0.detections])
+    count = np.where(masks.any(0), masks.sum(0), 99)
+    y, x = np.unravel_index(np.argmin(count), count.shape)
+    boxes = [d.box for d in state0.detections]
+    holders = [k for k in range(4) if masks[k, y, x]]
+    framed = [k for k in holders if boxes[k][0] <= x <= boxes[k][2] and boxes[k][1] <= y <= boxes[k][3]]
+    i = min(framed or holders, key=lambda k: (boxes[k][2] - boxes[k][0]) * (boxes[k][3] - boxes[k][1]))
+
+    overlay1, rows1, msg1, state1 = click(service, state0, float(x), float(y))
+    assert f"Detection {i + 1}" in msg1 and "1 foreground and 0 background" in msg1, msg1
+    box = state0.detections[i].box
+    start = model.segment(img, boxes=box).low_res_logits[0, 0]
+    expected1 = model.segment(img, boxes=box, points=[[x, y]], point_labels=[1], mask_input=start)
+    assert np.array_equal(rle_to_mask(state1.detections[i].mask), expected1.masks[0, 0].numpy())
+    assert rows1[i][-2:] == [1, 0] and rows1[:i] + rows1[i + 1:] == rows0[:i] + rows0[i + 1:]
+    assert state0.detections[i].points == [], "the previous state is left as it was"
+    assert not np.array_equal(overlay1, overlay0)
+
+    bx, by = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    overlay2, rows2, msg2, state2 = click(service, state1, bx, by, background=True)
+    j = int(msg2.split("Detection ")[1].split()[0]) - 1
+    d1 = state1.detections[j]
+    expected2 = model.segment(
+        img, boxes=d1.box, points=[p[:2] for p in d1.points] + [[bx, by]],
+        point_labels=[p[2] for p in d1.points] + [0],
+        mask_input=d1.low_res if d1.low_res is not None
+        else model.segment(img, boxes=d1.box).low_res_logits[0, 0],
+    )
+    assert np.array_equal(rle_to_mask(state2.detections[j].mask), expected2.masks[0, 0].numpy())
+    assert rows2[j][-1] == 1 and state2.detections[j].points[-1][2] == 0
+    assert len(runs) == 1, "clicks reuse the image's SAM encoding"
+
+    overlay3, rows3, msg3, state3 = reset(state2)
+    assert rows3 == rows0 and np.array_equal(overlay3, overlay0) and "cleared" in msg3
+    assert np.array_equal(render(state3), overlay0) and table_rows(state3) == rows0
+
+    outside = ~masks.any(0)
+    for d in state0.detections:
+        x0, y0, x1, y1 = d.box
+        outside[int(y0):int(np.ceil(y1)) + 1, int(x0):int(np.ceil(x1)) + 1] = False
+    ny, nx = np.argwhere(outside)[0]
+    out = click(service, state0, float(nx), float(ny))  # nothing there
+    assert "No detection under the click" in out[2] and out[3] is state0
+    assert "run a text prompt" in click(service, None, 1.0, 1.0)[2]
+
+
+def displayed_point(page, selector: str, x: float, y: float) -> tuple[float, float]:
+    """Where pixel ``(x, y)`` of the image shown in ``selector`` is on the page, as Gradio's image
+    preview maps clicks (scaled down to fit, never up, and centred)."""
+    page.locator(selector).scroll_into_view_if_needed()
+    return page.evaluate(
+        """([sel, x, y]) => {
+            const img = document.querySelector(sel);
+            const r = img.getBoundingClientRect();
+            const s = Math.min(r.width / img.naturalWidth, r.height / img.naturalHeight, 1);
+            return [r.left + (r.width - img.naturalWidth * s) / 2 + (x + 0.5) * s,
+                    r.top + (r.height - img.naturalHeight * s) / 2 + (y + 0.5) * s];
+        }""", [selector, float(x), float(y)])
 
 
 @pytest.mark.skipif(not CHROMIUM and not os.environ.get("CI"), reason="needs Debian's chromium (CI installs it)")
-def test_demo_in_headless_chromium(sam_ckpt, gdino_ckpt, tmp_path, model):
-    """Load the page, upload an image, type a prompt, press Segment: the picture and the table appear."""
+def test_demo_in_headless_chromium(sam_ckpt, gdino_ckpt, tiny_specs, tmp_path):
+    """Load the page, upload an image, type a prompt, press Segment: the picture and the table
+    appear. Click on the result (foreground, then background): the detection under the click is
+    refined and the table counts the clicks. Reset restores the text result. An image over
+    --max-pixels is refused with a message."""
     pytest.importorskip("gradio")
     from playwright.sync_api import sync_playwright
-    from PIL import Image
 
+    from lang_sam.app import segment
+    from lang_sam.labeling.formats import rle_to_mask
     from test_server import start, stop
 
     assert CHROMIUM, "chromium is missing: the README's test command installs it"
     arr = make_image(150, 200, seed=9)
     path = tmp_path / "photo.png"
     Image.fromarray(arr).save(path)
-    expected = model.predict(arr, "cat")
-    proc, url = start("app", sam_ckpt, gdino_ckpt)
+    big = tmp_path / "big.png"
+    Image.fromarray(make_image(300, 200)).save(big)
+    service = tiny_service(sam_ckpt, gdino_ckpt, tiny_specs, max_detections=3)
+
+    expected = segment(service, arr, "cat", None, None, 0.3, 0.25)[3]  # what the page should show
+    masks = np.stack([rle_to_mask(d.mask) for d in expected.detections])
+    count = np.where(masks.any(0), masks.sum(0), 99)
+    y, x = np.unravel_index(np.argmin(count), count.shape)
+    proc, url = start("app", sam_ckpt, gdino_ckpt, "--max-detections", "3", "--max-pixels", "40000")
+
+    def status_has(text, timeout=120000):
+        page.wait_for_function(f"document.querySelector('#status').innerText.includes({text!r})",
+                               timeout=timeout)
+
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=[
                 "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-            page = browser.new_page()
-            page.goto(url, wait_until="networkidle")
+            page = browser.new_page(viewport={"width": 1400, "height": 1200})
+            page.goto(url, wait_until="load", timeout=120000)
+            page.wait_for_selector("#run", timeout=120000)
             page.click("#run")  # nothing uploaded yet: a readable message, not a trace
-            page.wait_for_function("document.querySelector('#status').innerText.includes('upload an image')",
-                                   timeout=60000)
+            status_has("upload an image", 60000)
             page.set_input_files("#input-image input[type=file]", str(path))
             page.fill("#prompt textarea", "cat")
             page.click("#run")
-            page.wait_for_function("document.querySelector('#status').innerText.includes('detection(s)')",
-                                   timeout=120000)
-            status = page.inner_text("#status")
-            assert status.startswith(f"{len(expected.boxes)} detection(s)")
-            src = page.get_attribute("#output-image img", "src")
-            assert src, "the segmented image is shown"
-            table = page.inner_text("#detections")
-            assert f"{round(expected.boxes[0, 0].item(), 1)}" in table
-            page.screenshot(path=str(tmp_path / "demo.png"), full_page=True)
+            status_has("detection(s)")
+            assert page.inner_text("#status").startswith("3 detection(s)")
+            assert "57 lowest-scoring were left out" in page.inner_text("#status")
+            src0 = page.get_attribute("#output-image img", "src")
+            assert src0, "the segmented image is shown"
+            table0 = page.inner_text("#detections")
+            assert f"{round(expected.detections[0].box[0], 1)}" in table0
+
+            page.mouse.click(*displayed_point(page, "#output-image img", x, y))
+            status_has("refined with 1 foreground and 0 background")
+            assert page.get_attribute("#output-image img", "src") != src0
+            assert page.inner_text("#detections") != table0
+
+            page.get_by_label("background").check()
+            page.mouse.click(*displayed_point(page, "#output-image img", x, y))
+            status_has("refined with 1 foreground and 1 background")
+            page.screenshot(path=str(tmp_path / "clicked.png"), full_page=True)
+            if os.environ.get("LANG_SAM_DEMO_SHOTS"):
+                shutil.copy(tmp_path / "clicked.png", os.environ["LANG_SAM_DEMO_SHOTS"])
+
+            page.click("#reset")
+            status_has("Clicks cleared")
+            assert page.inner_text("#detections") == table0
+
+            page.set_input_files("#input-image input[type=file]", str(big))
+            page.click("#run")
+            status_has("at most 40000")
+            assert str(tmp_path) not in page.inner_text("#status")
             browser.close()
     finally:
         stop(proc)
 
 
-@pytest.mark.parametrize("command,flag", [("serve", "--max-pixels"), ("app", "--port")])
-def test_cli_dispatches_serve_and_app(command, flag, capsys):
+@pytest.mark.parametrize("command,flags", [
+    ("serve", ["--max-pixels", "--max-body-mb", "--max-detections", "--allow-model-switch", "--api-key"]),
+    ("app", ["--port", "--max-pixels", "--max-detections", "--allow-model-switch", "--api-key"]),
+])
+def test_cli_dispatches_serve_and_app(command, flags, capsys):
     from lang_sam.cli import main
 
     with pytest.raises(SystemExit) as exc:
         main([command, "--help"])
-    assert exc.value.code == 0 and flag in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert exc.value.code == 0 and all(flag in out for flag in flags)

@@ -1,14 +1,20 @@
-"""The HTTP server in a subprocess on 127.0.0.1 with the tiny models: happy path, every bad
-request, and bounded concurrency checked against direct LangSAM.predict calls."""
+"""The HTTP server in a subprocess with the tiny models: happy paths checked against direct
+LangSAM calls, every bad request (typed JSON errors that never name a server path), the limits
+(body, pixels, detections), model switching, the API key, and bounded concurrency."""
 
 from __future__ import annotations
 
 import io
+import json
 import os
+import select
 import socket
+import struct
 import subprocess
 import sys
+import tempfile
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,6 +30,7 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
 HERE = Path(__file__).parent
+KEY = "test-key-0123456789"
 
 
 def free_port() -> int:
@@ -32,18 +39,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(kind: str, sam_ckpt, gdino_ckpt, *extra) -> tuple[subprocess.Popen, str]:
+def start(kind: str, sam_ckpt, gdino_ckpt, *extra, env: dict | None = None) -> tuple[subprocess.Popen, str]:
+    """Start ``tests/serve_tiny.py kind`` on a free port and wait for it; its output goes to the
+    file ``proc.log_path``."""
     port = free_port()
     cmd = [sys.executable, str(HERE / "serve_tiny.py"), kind, "--sam-ckpt", str(sam_ckpt),
            "--gdino-ckpt", str(gdino_ckpt), "--port", str(port), *extra]
     env = {**os.environ, "LANG_SAM_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
-           "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+           "PYTHONWARNINGS": "ignore", **(env or {})}
+    log = tempfile.NamedTemporaryFile("w+", prefix=f"lang-sam-{kind}-", suffix=".log", delete=False)
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    proc.log_path = Path(log.name)
+    log.close()
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 180
+    deadline = time.time() + 240
     while time.time() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{kind} exited early:\n{proc.stdout.read()}")
+            raise RuntimeError(f"{kind} exited early:\n{proc.log_path.read_text()}")
         try:
             if httpx.get(url + ("/health" if kind == "server" else "/"), timeout=2).status_code == 200:
                 return proc, url
@@ -51,7 +63,7 @@ def start(kind: str, sam_ckpt, gdino_ckpt, *extra) -> tuple[subprocess.Popen, st
             pass
         time.sleep(0.5)
     proc.kill()
-    raise RuntimeError(f"{kind} did not come up:\n{proc.stdout.read()}")
+    raise RuntimeError(f"{kind} did not come up:\n{proc.log_path.read_text()}")
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -60,37 +72,64 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait(15)
     except subprocess.TimeoutExpired:
         proc.kill()
+    proc.log_path.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="module")
-def server(sam_ckpt, gdino_ckpt):
+def weights_dir(tmp_path_factory, gdino_ckpt):
+    """LANG_SAM_WEIGHTS_DIR of the servers: tiny_sam_other (valid, other weights) and
+    tiny_sam_broken (a GroundingDINO file under a SAM name); tiny_sam_missing has no file."""
+    from lang_sam.testing import tiny_sam_spec, write_sam_checkpoint
+
+    d = tmp_path_factory.mktemp("weights")
+    write_sam_checkpoint(d / "tiny_sam_other.pth", tiny_sam_spec("tiny_sam_other"), seed=5)
+    (d / "tiny_sam_broken.pth").write_bytes(Path(gdino_ckpt).read_bytes())
+    return d
+
+
+@pytest.fixture(scope="module")
+def server_proc(sam_ckpt, gdino_ckpt, weights_dir):
+    """Defaults but small limits; bound to every interface without an API key (a warning)."""
     proc, url = start("server", sam_ckpt, gdino_ckpt, "--max-pixels", "250000", "--cache-size", "4",
-                      "--no-demo")
-    yield url
+                      "--no-demo", "--max-body-mb", "1", "--host", "0.0.0.0",
+                      env={"LANG_SAM_WEIGHTS_DIR": str(weights_dir), "LANG_SAM_API_KEY": ""})
+    yield proc, url
     stop(proc)
 
 
-def png(arr: np.ndarray) -> bytes:
+@pytest.fixture(scope="module")
+def server(server_proc):
+    return server_proc[1]
+
+
+@pytest.fixture(scope="module")
+def guarded_proc(sam_ckpt, gdino_ckpt, weights_dir):
+    """An API key from the environment, model switching on, at most 20 detections per request."""
+    proc, url = start("server", sam_ckpt, gdino_ckpt, "--no-demo", "--allow-model-switch",
+                      "--max-detections", "20",
+                      env={"LANG_SAM_WEIGHTS_DIR": str(weights_dir), "LANG_SAM_API_KEY": KEY})
+    yield proc, url
+    stop(proc)
+
+
+def png(arr: np.ndarray, **save) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG")
+    Image.fromarray(arr).save(buf, format="PNG", **save)
     return buf.getvalue()
 
 
-def post(url, image: bytes | None, prompt, **fields):
+def post(url, image: bytes | None, prompt, *, path="/predict", headers=None, **fields):
     files = {"image": ("x.png", image, "image/png")} if image is not None else None
     data = {k: str(v) for k, v in fields.items()}
     if prompt is not None:
         data["text_prompt"] = prompt
-    return httpx.post(url + "/predict", files=files, data=data, timeout=120)
+    return httpx.post(url + path, files=files, data=data, headers=headers, timeout=180)
 
 
-def decode_masks(payload) -> torch.Tensor:
-    from pycocotools import mask as mask_utils
+def decode(rles) -> torch.Tensor:
+    from lang_sam.labeling.formats import rle_to_mask
 
-    if not payload["masks"]:
-        return torch.zeros((0, payload["height"], payload["width"]), dtype=torch.bool)
-    rles = [{"size": m["size"], "counts": m["counts"].encode()} for m in payload["masks"]]
-    return torch.from_numpy(mask_utils.decode(rles)).permute(2, 0, 1).bool()
+    return torch.from_numpy(np.stack([rle_to_mask(m) for m in rles])) if rles else None
 
 
 def check_against(payload, expected) -> None:
@@ -98,12 +137,36 @@ def check_against(payload, expected) -> None:
     assert np.allclose(payload["boxes"], expected.boxes.numpy(), atol=1e-4) or (
         len(payload["boxes"]) == 0 == len(expected.boxes))
     assert np.allclose(payload["logits"], expected.logits.numpy(), atol=1e-6)
-    assert torch.equal(decode_masks(payload), expected.masks)
+    if payload["masks"]:
+        assert torch.equal(decode(payload["masks"]), expected.masks)
+    else:
+        assert len(expected.masks) == 0
+
+
+def server_paths(*extra) -> list[str]:
+    """Strings that must never appear in an error body: where the server's files are."""
+    import site
+
+    paths = [tempfile.gettempdir(), os.path.expanduser("~"), "site-packages", str(HERE.parent),
+             *site.getsitepackages(), *map(str, extra)]
+    return [p for p in paths if p and p != "/"]
+
+
+def assert_error(r, status: int, match: str, *paths) -> str:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/json"), r.headers
+    body = r.json()
+    assert set(body) == {"error"}, body
+    assert match in body["error"], body["error"]
+    for p in server_paths(*paths):
+        assert p not in body["error"], f"{p!r} is revealed in {body['error']!r}"
+    return body["error"]
 
 
 def test_health(server):
     body = httpx.get(server + "/health").json()
     assert body["status"] == "ok" and body["sam_type"] == "tiny_sam" and body["loaded"] is True
+    assert body["max_detections"] == 100 and body["model_switch"] is False
 
 
 def test_predict_json(server, model):
@@ -111,20 +174,53 @@ def test_predict_json(server, model):
     r = post(server, png(arr), "a cat. a remote control", box_threshold=0.3, text_threshold=0.25)
     assert r.status_code == 200, r.text
     body = r.json()
-    assert set(body) >= {"width", "height", "boxes", "phrases", "logits", "masks"}
+    assert set(body) >= {"width", "height", "boxes", "phrases", "logits", "masks", "dropped"}
     assert (body["width"], body["height"]) == (160, 120)
-    assert len(body["boxes"]) > 0
+    assert len(body["boxes"]) > 0 and body["dropped"] == 0
     assert len(body["boxes"]) == len(body["phrases"]) == len(body["logits"]) == len(body["masks"])
     assert all(m["size"] == [120, 160] for m in body["masks"])
     check_against(body, model.predict(arr, "a cat. a remote control", 0.3, 0.25))
 
 
-def test_predict_png(server):
+def test_predict_png_equals_draw_image(server, model):
+    from lang_sam.labeling.formats import detection_labels
+    from lang_sam.utils import draw_image
+
     arr = make_image(90, 110, seed=3)
     r = post(server, png(arr), "cat", format="png")
     assert r.status_code == 200 and r.headers["content-type"] == "image/png"
     out = Image.open(io.BytesIO(r.content))
     assert out.size == (110, 90) and out.mode == "RGB"
+    e = model.predict(arr, "cat")
+    assert int(r.headers["X-Detections"]) == len(e.phrases) > 1
+    expected = draw_image(arr, e.masks, e.boxes, detection_labels(e.phrases, e.logits))
+    assert np.array_equal(np.asarray(out), expected)
+
+
+def test_exif_orientation_is_honoured(server, model):
+    """The library turns an image by its EXIF orientation; the server reads uploads the same way."""
+    from lang_sam.validation import open_image
+
+    arr = make_image(80, 120, seed=4)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    data = png(arr, exif=exif)
+    r = post(server, data, "cat")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["width"], body["height"]) == (80, 120)
+    check_against(body, model.predict(open_image(data), "cat"))
+
+
+def bomb_png(width: int, height: int) -> bytes:
+    """A valid PNG header claiming ``width x height`` (what a decompression bomb looks like up to the
+    first pixel), with one tiny IDAT: tiny bytes, huge image."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+            + chunk(b"IEND", b""))
 
 
 TOO_LONG = " ".join(f"thing{i}" for i in range(150))  # one phrase over 256 tokens
@@ -132,27 +228,51 @@ TOO_LONG = " ".join(f"thing{i}" for i in range(150))  # one phrase over 256 toke
 
 @pytest.mark.parametrize("case,status,match", [
     ("missing image", 400, "missing 'image'"),
+    ("empty image", 400, "empty"),
     ("not an image", 400, "not a readable image"),
     ("too large", 413, "at most 250000"),
+    ("decompression bomb", 413, "30000x30000"),
     ("box threshold", 400, "box_threshold"),
     ("text threshold", 400, "text_threshold"),
     ("empty prompt", 400, "text_prompt is empty"),
     ("missing prompt", 400, "'text_prompt'"),
     ("over-long prompt", 400, "tokens"),
     ("too many characters", 400, "characters"),
-    ("unknown sam type", 400, "unknown sam_type"),
+    ("unknown sam type", 400, "unknown sam_type 'vit_q'"),
+    ("other sam type", 403, "switching is off"),
     ("bad format", 400, "format"),
     ("not multipart", 415, "multipart"),
+    ("multipart without boundary", 400, "boundary"),
+    ("unknown path", 404, "Not Found"),
+    ("wrong method", 405, "Method Not Allowed"),
+    ("segment: no prompt", 400, "give 'boxes'"),
+    ("segment: boxes not JSON", 400, "'boxes' is not valid JSON"),
+    ("segment: boxes not an array", 400, "'boxes' must be a JSON array"),
+    ("segment: box of 3 numbers", 400, "boxes must be shaped"),
+    ("segment: box with text", 400, "boxes must be numbers"),
+    ("segment: box x1 < x0", 400, "x0 <= x1"),
+    ("segment: point outside", 400, "points must lie in the image"),
+    ("segment: labels not one per point", 400, "one per point"),
+    ("segment: label 2", 400, "1 (foreground) or 0 (background)"),
+    ("segment: labels without points", 400, "without points"),
+    ("segment: multimask", 400, "'multimask' must be true or false"),
+    ("segment: too many prompts", 400, "at most 100"),
+    ("segment: other sam type", 403, "switching is off"),
 ])
-def test_bad_requests(server, case, status, match):
+def test_bad_requests(server, weights_dir, sam_ckpt, case, status, match):
     small = png(make_image(40, 50))
+    seg = {"path": "/segment"}
     if case == "missing image":  # multipart, but without the 'image' field
         r = httpx.post(server + "/predict", files={"picture": ("x.png", small, "image/png")},
                        data={"text_prompt": "cat"})
+    elif case == "empty image":
+        r = post(server, b"", "cat")
     elif case == "not an image":
         r = post(server, b"hello, not an image", "cat")
     elif case == "too large":
         r = post(server, png(np.zeros((600, 500, 3), np.uint8)), "cat")
+    elif case == "decompression bomb":  # Pillow's own guard answered 500 (DecompressionBombError)
+        r = post(server, bomb_png(30000, 30000), "cat")
     elif case == "box threshold":
         r = post(server, small, "cat", box_threshold=1.5)
     elif case == "text threshold":
@@ -167,13 +287,169 @@ def test_bad_requests(server, case, status, match):
         r = post(server, small, "cat " * 600)
     elif case == "unknown sam type":
         r = post(server, small, "cat", sam_type="vit_q")
+    elif case == "other sam type":
+        r = post(server, small, "cat", sam_type="tiny_sam_other")
     elif case == "bad format":
         r = post(server, small, "cat", format="gif")
-    else:
+    elif case == "not multipart":
         r = httpx.post(server + "/predict", json={"text_prompt": "cat"})
-    assert r.status_code == status, r.text
-    assert match in r.json()["error"]
+    elif case == "multipart without boundary":
+        r = httpx.post(server + "/predict", content=b"--x\r\n\r\n",
+                       headers={"content-type": "multipart/form-data"})
+    elif case == "unknown path":
+        r = httpx.get(server + "/nothing/here")
+    elif case == "wrong method":
+        r = httpx.get(server + "/predict")
+    elif case == "segment: no prompt":
+        r = post(server, small, None, **seg)
+    elif case == "segment: boxes not JSON":
+        r = post(server, small, None, boxes="[[1, 2, 3, 4]", **seg)
+    elif case == "segment: boxes not an array":
+        r = post(server, small, None, boxes='{"x": 1}', **seg)
+    elif case == "segment: box of 3 numbers":
+        r = post(server, small, None, boxes="[[1, 2, 3]]", **seg)
+    elif case == "segment: box with text":
+        r = post(server, small, None, boxes='[[1, 2, "a", 4]]', **seg)
+    elif case == "segment: box x1 < x0":
+        r = post(server, small, None, boxes="[[30, 2, 10, 4]]", **seg)
+    elif case == "segment: point outside":
+        r = post(server, small, None, points="[[10, 10], [51, 10]]", **seg)
+    elif case == "segment: labels not one per point":
+        r = post(server, small, None, points="[[10, 10], [20, 10]]", point_labels="[1]", **seg)
+    elif case == "segment: label 2":
+        r = post(server, small, None, points="[[10, 10]]", point_labels="[2]", **seg)
+    elif case == "segment: labels without points":
+        r = post(server, small, None, boxes="[[1, 2, 30, 20]]", point_labels="[1]", **seg)
+    elif case == "segment: multimask":
+        r = post(server, small, None, boxes="[[1, 2, 30, 20]]", multimask="maybe", **seg)
+    elif case == "segment: too many prompts":
+        r = post(server, small, None, boxes=json.dumps([[1, 2, 30, 20]] * 101), **seg)
+    else:
+        r = post(server, small, None, boxes="[[1, 2, 30, 20]]", sam_type="tiny_sam_other", **seg)
+    assert_error(r, status, match, weights_dir, Path(sam_ckpt).parent)
     assert httpx.get(server + "/health").status_code == 200, "a bad request must not take the server down"
+
+
+def raw_request(url: str, head: bytes, chunks=(), pause: float = 0.05) -> tuple[int, dict]:
+    """Send ``head`` then each of ``chunks`` over a plain socket, stopping early once the server
+    answers; returns the answer's status and JSON body."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=60) as s:
+        s.sendall(head)
+        for data in chunks:
+            if select.select([s], [], [], pause)[0]:
+                break  # answered (and it reads no further)
+            s.sendall(data)
+        answer = b""
+        while b"\r\n\r\n" not in answer or len(answer.split(b"\r\n\r\n", 1)[1]) < int(
+                dict(line.split(b": ", 1) for line in answer.split(b"\r\n\r\n")[0].split(b"\r\n")[1:]
+                     if b": " in line).get(b"content-length", b"0")):
+            part = s.recv(65536)
+            if not part:
+                break
+            answer += part
+    head_part, body = answer.split(b"\r\n\r\n", 1)
+    return int(head_part.split()[1]), json.loads(body)
+
+
+def test_body_over_the_limit_by_content_length(server):
+    """Content-Length over --max-body-mb (1 MiB here): 413 at once, before any of the body is sent."""
+    head = (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+            b"Content-Length: 209715200\r\n\r\n")  # 200 MB announced, none sent
+    t0 = time.time()
+    status, body = raw_request(server, head)
+    assert status == 413 and "1 MiB" in body["error"] and time.time() - t0 < 30
+
+
+def test_chunked_body_over_the_limit(server):
+    """No Content-Length (chunked): the body is counted as it arrives and stopped past the limit."""
+    head = (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n")
+    part = b'--b\r\nContent-Disposition: form-data; name="image"; filename="x.png"\r\n\r\n'
+    block = os.urandom(64 * 1024)
+    chunks = [b"%x\r\n%s\r\n" % (len(part), part)] + [b"%x\r\n%s\r\n" % (len(block), block)] * 48
+    status, body = raw_request(server, head, chunks)  # up to 3 MiB offered
+    assert status == 413 and "over this server's limit" in body["error"]
+    assert httpx.get(server + "/health").status_code == 200
+
+
+def test_warns_when_exposed_without_a_key(server_proc):
+    proc, _ = server_proc
+    assert "without an API key" in proc.log_path.read_text()
+
+
+def test_segment_equals_langsam_segment(server, model):
+    arr = make_image(100, 140, seed=8)
+    boxes = [[10, 12, 90, 80], [40, 30, 130, 95]]
+    points = [[50, 40], [70, 60]]
+    r = post(server, png(arr), None, path="/segment", boxes=json.dumps(boxes),
+             points=json.dumps(points), point_labels="[1, 0]", multimask="true")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    expected = model.segment(arr, boxes=boxes, points=points, point_labels=[1, 0], multimask_output=True)
+    assert (body["width"], body["height"], body["multimask"]) == (140, 100, True)
+    assert len(body["masks"]) == 2 and all(len(m) == 3 for m in body["masks"])
+    got = torch.stack([decode(per_prompt) for per_prompt in body["masks"]])
+    assert torch.equal(got, expected.masks)
+    assert np.allclose(body["scores"], expected.scores.numpy(), atol=1e-6)
+    # points alone, one mask each
+    r = post(server, png(arr), None, path="/segment", points="[[20, 30], [60, 50]]")
+    assert r.status_code == 200, r.text
+    expected = model.segment(arr, points=[[20, 30], [60, 50]])
+    assert torch.equal(decode(r.json()["masks"][0])[None], expected.masks)
+
+
+def test_api_key(guarded_proc):
+    _, url = guarded_proc
+    small = png(make_image(40, 50))
+    assert httpx.get(url + "/health").status_code == 200  # open: for load balancers
+    for headers in (None, {"Authorization": "Bearer wrong"}, {"X-API-Key": KEY[:-1]},
+                    {"Authorization": KEY}):
+        r = post(url, small, "cat", headers=headers)
+        assert_error(r, 401, "API key")
+        assert r.headers["www-authenticate"] == "Bearer"
+    assert_error(httpx.get(url + "/docs"), 401, "API key")
+    for headers in ({"Authorization": f"Bearer {KEY}"}, {"X-API-Key": KEY}):
+        assert post(url, small, "cat", headers=headers).status_code == 200
+
+
+def test_model_switching_when_allowed(guarded_proc, weights_dir, model):
+    proc, url = guarded_proc
+    auth = {"X-API-Key": KEY}
+    arr = make_image(60, 80, seed=2)
+    ours = post(url, png(arr), "cat", headers=auth).json()
+    other = post(url, png(arr), "cat", headers=auth, sam_type="tiny_sam_other")
+    assert other.status_code == 200, other.text
+    assert other.json()["sam_type"] == "tiny_sam_other"
+    assert other.json()["boxes"] == ours["boxes"] and other.json()["masks"] != ours["masks"]
+    missing = assert_error(post(url, png(arr), "cat", headers=auth, sam_type="tiny_sam_missing"),
+                           503, "'tiny_sam_missing' is not available", weights_dir)
+    broken = assert_error(post(url, png(arr), "cat", headers=auth, sam_type="tiny_sam_broken"),
+                          500, "'tiny_sam_broken' could not be loaded", weights_dir)
+    assert "tiny_sam_missing.pth" not in missing and "tiny_sam_broken.pth" not in broken
+    assert_error(post(url, png(arr), "cat", headers=auth, sam_type="vit_q"), 400, "unknown sam_type")
+    log = proc.log_path.read_text()
+    assert "tiny_sam_missing.pth" in log and str(weights_dir / "tiny_sam_broken.pth") in log, \
+        "the operator sees the details in the server log"
+    back = post(url, png(arr), "cat", headers=auth, sam_type="tiny_sam")
+    assert back.status_code == 200 and back.json()["masks"] == ours["masks"]
+    assert "without an API key" not in log
+
+
+def test_detections_are_capped_before_sam(guarded_proc, model):
+    """box_threshold=0 keeps every query (60 in the tiny GroundingDINO): the 20 best are kept."""
+    _, url = guarded_proc
+    arr = make_image(96, 128, seed=6)
+    r = post(url, png(arr), "cat", headers={"X-API-Key": KEY}, box_threshold=0, text_threshold=0)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    full = model.predict(arr, "cat", 0.0, 0.0)
+    assert len(full.phrases) == 60
+    keep = torch.argsort(full.logits, descending=True, stable=True)[:20].sort().values
+    assert body["dropped"] == 40 and body["max_detections"] == 20
+    assert len(body["masks"]) == 20 and min(body["logits"]) >= full.logits[keep].min().item()
+    check_against(body, type(full)(full.masks[keep], full.boxes[keep],
+                                   [full.phrases[i] for i in keep], full.logits[keep]))
 
 
 def test_concurrent_requests_never_mix(server, model):
@@ -196,3 +472,23 @@ def test_concurrent_requests_never_mix(server, model):
     assert [s for _, s, _ in results].count(200) == len(jobs), [r for r in results if r[1] != 200][:3]
     for job, _, payload in results:
         check_against(payload, expected[job])
+
+
+def test_mounted_demo_asks_for_the_key(sam_ckpt, gdino_ckpt, tiny_specs):
+    """With a key, /gradio is not an open door to the model: Gradio's login takes the key as
+    password, and the API paths still need the header. (In-process: the real app, no socket.)"""
+    pytest.importorskip("gradio")
+    from fastapi.testclient import TestClient
+
+    from lang_sam.serving.server import create_app
+    from lang_sam.serving.service import ModelService
+
+    service = ModelService(sam_type=tiny_specs[0].name, gdino_type=tiny_specs[1].name,
+                           sam_ckpt=str(sam_ckpt), gdino_ckpt=str(gdino_ckpt), device="cpu")
+    client = TestClient(create_app(service, api_key=KEY))
+    assert client.get("/gradio/config").status_code == 401
+    assert client.post("/gradio/login", data={"username": "me", "password": "wrong"}).status_code == 400
+    assert client.post("/predict").status_code == 401
+    assert client.post("/gradio/login", data={"username": "me", "password": KEY}).status_code == 200
+    assert client.get("/gradio/config").status_code == 200
+    assert client.post("/predict").status_code == 401, "the demo's login is not the API's key"

@@ -1,62 +1,251 @@
-"""The web demo (Gradio): the original's controls plus the GroundingDINO type.
+"""The web demo (Gradio): the original's controls plus the GroundingDINO type, and click refinement.
 
     python -m lang_sam.serving.app --port 7860        # or: lang-sam app
 
 Install with ``pip install "lang-sam[app]"``. Also mounted at ``/gradio`` by the HTTP server.
+
+After a text prediction, a click on the result adds a point to the detection under it (the one whose
+mask and box hold the point, else whose mask, else whose box; the smallest box wins): a foreground point, or a background one
+when "background" is selected. SAM re-runs for that detection with its box, all its points and its
+previous low-resolution logits (:meth:`~lang_sam.serving.service.ModelService.segment`; the image's
+encoding is reused, found by content). "Reset clicks" restores the text result. The functions
+:func:`segment`, :func:`click` and :func:`reset` do the work and know nothing of Gradio.
 """
 
-from __future__ import annotations
-
+# No "from __future__ import annotations": Gradio finds the click handler's gr.SelectData
+# parameter by its annotation at run time.
 import argparse
+import hmac
 import logging
+import os
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
-from lang_sam.serving.service import ModelService, add_model_arguments, service_from_args
+from lang_sam.serving.service import (
+    DEFAULT_MAX_PIXELS,
+    MaskCoverage,
+    ModelService,
+    add_model_arguments,
+    add_serving_arguments,
+    api_key_from,
+    check_exposure,
+    public_error,
+    read_upload,
+    service_from_args,
+)
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["build_demo", "segment", "main"]
+__all__ = ["build_demo", "segment", "click", "reset", "render", "table_rows", "demo_auth", "DemoState", "Detection",
+           "HEADERS", "main"]
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 EXAMPLES = [("cat.jpg", "cat"), ("coffee.jpg", "cup. spoon"), ("astronaut.jpg", "person. flag. helmet")]
-HEADERS = ["phrase", "score", "x0", "y0", "x1", "y1"]
+HEADERS = ["phrase", "score", "x0", "y0", "x1", "y1", "fg clicks", "bg clicks"]
+FOREGROUND, BACKGROUND = "foreground", "background"
+
+
+@dataclass
+class Detection:
+    """One detection of the text result and the clicks that refined it.
+
+    ``box`` xyxy pixels; ``text_mask`` / ``mask``: COCO RLE of the text result's mask and of the
+    current one; ``points``: ``(x, y, label)`` clicks in pixels, label 1 foreground / 0 background;
+    ``low_res``: SAM's ``(256, 256)`` float32 logits of the current mask (None until the first
+    click); ``sam_score``: SAM's predicted IoU of the current mask after a click.
+    """
+
+    phrase: str
+    score: float
+    box: list[float]
+    text_mask: dict
+    mask: dict
+    points: list[tuple[float, float, int]] = field(default_factory=list)
+    low_res: np.ndarray | None = None
+    sam_score: float | None = None
+
+
+@dataclass
+class DemoState:
+    """A page's session: the image (``HxWx3`` uint8 RGB), the prompt and the detections."""
+
+    pixels: np.ndarray
+    prompt: str
+    detections: list[Detection]
+    dropped: int = 0
+
+
+def demo_auth(api_key: str | None) -> Callable[[str, str], bool] | None:
+    """Gradio's ``auth`` for a key: any user name, the key as password (constant-time compare)."""
+    if not api_key:
+        return None
+    key = api_key.encode()
+    return lambda username, password: hmac.compare_digest((password or "").encode(), key)
+
+
+def _error(exc: BaseException) -> str:
+    status, message = public_error(exc)
+    if status >= 500:
+        logger.error("demo request failed: %s: %s", type(exc).__name__, exc)
+    else:
+        logger.info("demo request refused: %s", message)
+    return f"**Error:** {message}"
+
+
+def _pixels(image, max_pixels: int | None) -> np.ndarray:
+    """The page gives a file path (read as bytes: messages never show where it was stored); Python
+    callers may pass a PIL image or an array."""
+    from lang_sam.errors import ImageTooLargeError
+    from lang_sam.validation import to_rgb_pil
+
+    if isinstance(image, (str, os.PathLike)):
+        return np.asarray(read_upload(Path(image).read_bytes(), max_pixels))
+    pil = to_rgb_pil(image)
+    if max_pixels is not None and pil.width * pil.height > max_pixels:
+        raise ImageTooLargeError(f"image is {pil.width}x{pil.height} = {pil.width * pil.height} pixels; "
+                                 f"this server accepts at most {max_pixels} (width x height, --max-pixels)")
+    return np.asarray(pil)
+
+
+def render(state: DemoState) -> np.ndarray:
+    """The overlay of :func:`lang_sam.utils.draw_image` for the current masks, with the clicks drawn
+    (foreground green, background red). ``HxWx3`` uint8."""
+    from PIL import Image, ImageDraw
+
+    from lang_sam.labeling.formats import detection_labels, rle_to_mask
+    from lang_sam.utils import draw_image
+
+    H, W = state.pixels.shape[:2]
+    cover = MaskCoverage(H, W)
+    for d in state.detections:
+        cover.add(rle_to_mask(d.mask)[None])
+    boxes = np.array([d.box for d in state.detections], dtype=np.float32).reshape(-1, 4)
+    labels = detection_labels([d.phrase for d in state.detections], [d.score for d in state.detections])
+    overlay = draw_image(state.pixels, cover.masks(), boxes, labels)
+    if not any(d.points for d in state.detections):
+        return overlay
+    pil = Image.fromarray(overlay)
+    draw = ImageDraw.Draw(pil)
+    r = max(3, round(min(H, W) / 80))
+    for d in state.detections:
+        for x, y, label in d.points:
+            draw.ellipse((x - r, y - r, x + r, y + r), fill=(0, 200, 0) if label else (230, 0, 0),
+                         outline=(255, 255, 255), width=max(1, r // 3))
+    return np.asarray(pil)
+
+
+def table_rows(state: DemoState | None) -> list[list]:
+    """The detections table (see :data:`HEADERS`)."""
+    if state is None:
+        return []
+    return [[d.phrase, round(d.score, 3), *[round(v, 1) for v in d.box],
+             sum(1 for p in d.points if p[2] == 1), sum(1 for p in d.points if p[2] == 0)]
+            for d in state.detections]
 
 
 def segment(service: ModelService, image, text_prompt, sam_type, gdino_type, box_threshold,
-            text_threshold, progress=None):
-    """Run one request; returns ``(overlay, rows, message)``. Errors become a readable message."""
+            text_threshold, progress=None, *, max_pixels: int | None = DEFAULT_MAX_PIXELS):
+    """Run a text prompt; returns ``(overlay, rows, message, state)``. Errors become a readable
+    message (and ``state`` None)."""
     from lang_sam.errors import InvalidPromptError, LangSAMError
-    from lang_sam.labeling.formats import detection_labels
-    from lang_sam.utils import draw_image
-    from lang_sam.validation import check_prompt, to_rgb_pil
+    from lang_sam.validation import check_prompt
 
     def report(fraction, text):
         if progress is not None:
             progress(fraction, desc=text)
 
     if image is None:
-        return None, [], "**Error:** upload an image first."
+        return None, [], "**Error:** upload an image first.", None
     try:
         check_prompt(text_prompt)
     except InvalidPromptError as exc:
-        return None, [], f"**Error:** {exc}"
+        return None, [], f"**Error:** {exc}", None
     try:
-        result = service.predict(image, text_prompt, box_threshold, text_threshold,
-                                 sam_type=sam_type, gdino_type=gdino_type, progress=report)
+        pixels = _pixels(image, max_pixels)
+        result = service.predict(pixels, text_prompt, box_threshold, text_threshold,
+                                 sam_type=sam_type, gdino_type=gdino_type, progress=report, masks="rle")
     except (LangSAMError, ValueError, OSError) as exc:
-        logger.info("demo request failed: %s", exc)
-        return None, [], f"**Error:** {exc}"
-    labels = detection_labels(result.phrases, result.logits)
-    overlay = draw_image(np.asarray(to_rgb_pil(image)), result.masks, result.boxes, labels)
-    rows = [[p, round(s, 3), *[round(v, 1) for v in box]]
-            for p, s, box in zip(result.phrases, result.logits.tolist(), result.boxes.tolist())]
-    return overlay, rows, f"{len(rows)} detection(s) for `{text_prompt}`."
+        return None, [], _error(exc), None
+    detections = [Detection(p, s, b, m, m) for p, s, b, m in
+                  zip(result.phrases, result.logits.tolist(), result.boxes.tolist(), result.masks)]
+    state = DemoState(pixels, text_prompt, detections, result.dropped)
+    message = f"{len(detections)} detection(s) for `{text_prompt}`."
+    if result.dropped:
+        message += (f" The {result.dropped} lowest-scoring were left out (at most "
+                    f"{service.max_detections} per request).")
+    if detections:
+        message += " Click on the result to refine a mask."
+    return render(state), table_rows(state), message, state
 
 
-def build_demo(service: ModelService):
-    """The Gradio Blocks of the demo, bound to ``service``."""
+def _pick(state: DemoState, x: float, y: float) -> int | None:
+    """The detection under ``(x, y)``: among those whose mask and box both hold the point, else
+    whose mask holds it, else whose box holds it, the one with the smallest box."""
+    from lang_sam.labeling.formats import rle_to_mask
+
+    H, W = state.pixels.shape[:2]
+    xi, yi = min(max(int(x), 0), W - 1), min(max(int(y), 0), H - 1)
+    dets = state.detections
+    in_mask = {i for i, d in enumerate(dets) if rle_to_mask(d.mask)[yi, xi]}
+    in_box = {i for i, d in enumerate(dets) if d.box[0] <= x <= d.box[2] and d.box[1] <= y <= d.box[3]}
+    under = (in_mask & in_box) or in_mask or in_box
+    if not under:
+        return None
+    return min(sorted(under),
+               key=lambda i: (dets[i].box[2] - dets[i].box[0]) * (dets[i].box[3] - dets[i].box[1]))
+
+
+def click(service: ModelService, state: DemoState | None, x: float, y: float, background: bool = False):
+    """Add a click at pixel ``(x, y)`` and refine the detection under it; returns
+    ``(overlay, rows, message, state)`` (a new state; the given one is not changed)."""
+    from lang_sam.errors import LangSAMError
+    from lang_sam.labeling.formats import masks_to_rle
+
+    if state is None or not state.detections:
+        return (render(state) if state is not None else None), table_rows(state), \
+            "**Error:** run a text prompt that finds something first; clicks refine its masks.", state
+    i = _pick(state, x, y)
+    if i is None:
+        return render(state), table_rows(state), (f"No detection under the click at ({x:.0f}, {y:.0f}): "
+                                            "click inside a mask or a box."), state
+    d = state.detections[i]
+    points = d.points + [(float(x), float(y), 0 if background else 1)]
+    try:
+        low_res = d.low_res
+        if low_res is None:  # the text result's own logits, to refine from
+            low_res = service.segment(state.pixels, boxes=d.box).low_res_logits[0, 0].numpy()
+        out = service.segment(
+            state.pixels, boxes=d.box, points=[p[:2] for p in points],
+            point_labels=[p[2] for p in points], mask_input=low_res,
+        )
+    except (LangSAMError, ValueError, OSError) as exc:
+        return render(state), table_rows(state), _error(exc), state
+    new = replace(d, mask=masks_to_rle(out.masks[:, 0])[0], points=points,
+                  low_res=out.low_res_logits[0, 0].numpy(), sam_score=float(out.scores[0, 0]))
+    state = replace(state, detections=[new if j == i else o for j, o in enumerate(state.detections)])
+    fg = sum(1 for p in points if p[2] == 1)
+    name = f" (`{d.phrase}`)" if d.phrase else ""
+    message = (f"Detection {i + 1}{name} refined with {fg} foreground and "
+               f"{len(points) - fg} background click(s); SAM score {new.sam_score:.2f}.")
+    return render(state), table_rows(state), message, state
+
+
+def reset(state: DemoState | None):
+    """Drop every click: the text result again. Returns ``(overlay, rows, message, state)``."""
+    if state is None:
+        return None, [], "Nothing to reset.", None
+    state = replace(state, detections=[replace(d, mask=d.text_mask, points=[], low_res=None,
+                                               sam_score=None) for d in state.detections])
+    return render(state), table_rows(state), f"Clicks cleared: {len(state.detections)} detection(s) " \
+                                       f"for `{state.prompt}`.", state
+
+
+def build_demo(service: ModelService, *, max_pixels: int | None = DEFAULT_MAX_PIXELS):
+    """The Gradio Blocks of the demo, bound to ``service``; images over ``max_pixels`` (width x
+    height) are refused with a message."""
     import gradio as gr
 
     from lang_sam.hub import GDINO_MODELS, SAM_MODELS
@@ -64,47 +253,70 @@ def build_demo(service: ModelService):
     def run(image, text_prompt, sam_type, gdino_type, box_threshold, text_threshold,
             progress=gr.Progress()):
         return segment(service, image, text_prompt, sam_type, gdino_type, box_threshold,
-                       text_threshold, progress)
+                       text_threshold, progress, max_pixels=max_pixels)
 
+    def on_click(state, mode, evt: gr.SelectData):
+        x, y = evt.index[:2]
+        return click(service, state, x, y, background=mode == BACKGROUND)
+
+    switch = service.allow_model_switch
+    note = None if switch else "model switching is off (start with --allow-model-switch)"
     with gr.Blocks(title="lang-sam", analytics_enabled=False) as demo:
         gr.Markdown("# lang-sam\nSegment objects from a text prompt: GroundingDINO finds boxes, "
-                    "Segment Anything turns each box into a mask. Separate classes with `.`.")
+                    "Segment Anything turns each box into a mask. Separate classes with `.`. "
+                    "Then click on the result to refine the mask under the click.")
+        state = gr.State(None)
         with gr.Row():
             with gr.Column():
                 sam_type = gr.Dropdown(sorted(SAM_MODELS), value=service.sam_type, label="SAM model",
-                                       elem_id="sam-type")
+                                       elem_id="sam-type", interactive=switch, info=note)
                 gdino_type = gr.Dropdown(sorted(GDINO_MODELS), value=service.gdino_type,
-                                         label="GroundingDINO model", elem_id="gdino-type")
+                                         label="GroundingDINO model", elem_id="gdino-type",
+                                         interactive=switch, info=note)
                 box_threshold = gr.Slider(0, 1, value=0.3, step=0.01, label="Box threshold",
                                           elem_id="box-threshold")
                 text_threshold = gr.Slider(0, 1, value=0.25, step=0.01, label="Text threshold",
                                            elem_id="text-threshold")
-                image = gr.Image(type="pil", label="Image", elem_id="input-image")
+                limit = f" (at most {max_pixels:,} pixels)" if max_pixels else ""
+                image = gr.Image(type="filepath", image_mode=None, label=f"Image{limit}",
+                                 elem_id="input-image")
                 prompt = gr.Textbox(label="Text prompt", placeholder="car. wheel", elem_id="prompt")
                 button = gr.Button("Segment", variant="primary", elem_id="run")
             with gr.Column():
-                output = gr.Image(label="Segmented image", elem_id="output-image", interactive=False)
+                output = gr.Image(label="Segmented image: click to refine", elem_id="output-image",
+                                  interactive=False, format="png")
+                with gr.Row():
+                    mode = gr.Radio([FOREGROUND, BACKGROUND], value=FOREGROUND,
+                                    label="A click adds a point of the", elem_id="click-mode")
+                    reset_button = gr.Button("Reset clicks", elem_id="reset")
                 status = gr.Markdown(elem_id="status")
                 table = gr.Dataframe(headers=HEADERS, label="Detections", elem_id="detections",
                                      interactive=False)
         examples = [[str(ASSETS / name), text] for name, text in EXAMPLES if (ASSETS / name).is_file()]
         if examples:
             gr.Examples(examples, inputs=[image, prompt])
+        outputs = [output, table, status, state]
         button.click(run, inputs=[image, prompt, sam_type, gdino_type, box_threshold, text_threshold],
-                     outputs=[output, table, status])
+                     outputs=outputs)
+        output.select(on_click, inputs=[state, mode], outputs=outputs)
+        reset_button.click(reset, inputs=[state], outputs=outputs)
     return demo
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="lang-sam app", description="lang-sam web demo")
     add_model_arguments(p)
-    p.add_argument("--host", default="127.0.0.1")
+    add_serving_arguments(p)
     p.add_argument("--port", type=int, default=7860)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    key = api_key_from(args)
+    check_exposure(args.host, key)
     service = service_from_args(args)
-    demo = build_demo(service)
-    demo.queue().launch(server_name=args.host, server_port=args.port, share=False)
+    demo = build_demo(service, max_pixels=args.max_pixels or None)
+    demo.queue().launch(server_name=args.host, server_port=args.port, share=False,
+                        auth=demo_auth(key),
+                        max_file_size=int(args.max_body_mb * 2**20) if args.max_body_mb else None)
     return 0
 
 

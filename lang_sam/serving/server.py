@@ -1,9 +1,20 @@
-"""HTTP server: ``POST /predict`` (multipart) and ``GET /health``; the web demo at ``/gradio``.
+"""HTTP server: ``POST /predict`` (text prompt), ``POST /segment`` (SAM boxes / points) and
+``GET /health``; the web demo at ``/gradio``.
 
     python -m lang_sam.serving.server --port 8000            # or: lang-sam serve --port 8000
 
 Install with ``pip install "lang-sam[server]"`` (FastAPI, uvicorn, python-multipart; add ``[app]`` for
 the demo at ``/gradio``).
+
+Limits, each a flag with a documented default: request body size (``--max-body-mb``, checked from
+``Content-Length`` and while the body streams in, chunked bodies included), image size
+(``--max-pixels``, from the image header, before decoding), detections per text request and prompts
+per SAM request (``--max-detections``: the highest-scoring boxes are kept before SAM runs, the
+answer says how many were dropped, and masks are RLE-encoded chunk by chunk). Clients may not switch
+the served model types unless ``--allow-model-switch``. ``--api-key`` (or ``LANG_SAM_API_KEY``)
+requires ``Authorization: Bearer <key>`` or ``X-API-Key: <key>`` on everything but ``/health``.
+Every error is a JSON ``{"error": message}``; no message names a server path (details of model
+loading failures go to the server log only).
 
 Why FastAPI and not LitServe (which the later original used): LitServe hands each decoded request
 to model worker processes through a multiprocessing queue and answers 504 after a default 30 s
@@ -15,25 +26,42 @@ cache across requests, and mounts the Gradio demo on the same app. LitServe is i
 FastAPI.
 """
 
-
+# No "from __future__ import annotations": FastAPI reads the endpoints' annotations at run time.
 import argparse
+import hmac
 import io
+import json
 import logging
 from typing import Any
 
 import numpy as np
 
-from lang_sam.errors import InvalidPromptError, InvalidThresholdError, LangSAMError
+from lang_sam.errors import InvalidImageError, InvalidPromptError, InvalidThresholdError, LangSAMError
 from lang_sam.labeling.formats import detection_labels, masks_to_rle
-from lang_sam.serving.service import ModelService, add_model_arguments, service_from_args
+from lang_sam.serving.service import (
+    DEFAULT_MAX_BODY_MB,
+    DEFAULT_MAX_DETECTIONS,
+    DEFAULT_MAX_PIXELS,
+    ModelService,
+    add_model_arguments,
+    add_serving_arguments,
+    api_key_from,
+    check_exposure,
+    public_error,
+    read_upload,
+    service_from_args,
+)
 from lang_sam.validation import check_prompt, check_threshold
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["create_app", "main", "masks_to_rle", "DEFAULT_MAX_PIXELS", "MAX_PROMPT_CHARS"]
+__all__ = [
+    "create_app", "main", "masks_to_rle", "DEFAULT_MAX_PIXELS", "DEFAULT_MAX_BODY_MB",
+    "DEFAULT_MAX_DETECTIONS", "MAX_PROMPT_CHARS",
+]
 
-DEFAULT_MAX_PIXELS = 40_000_000
 MAX_PROMPT_CHARS = 2000
+_OPEN_PATHS = ("/health",)
 
 
 class RequestError(Exception):
@@ -44,23 +72,98 @@ class RequestError(Exception):
         self.status = status
 
 
-def _decode_image(data: bytes, max_pixels: int):
-    from PIL import Image, UnidentifiedImageError
+class BodyTooLargeError(RequestError):
+    """A request body over the server's limit (raised while the body streams in)."""
 
-    if not data:
-        raise RequestError(400, "the 'image' file is empty")
-    try:
-        img = Image.open(io.BytesIO(data))
-        w, h = img.size  # read from the header: nothing decoded yet
-    except (UnidentifiedImageError, OSError, ValueError):
-        raise RequestError(400, "'image' is not a readable image file (expected JPEG, PNG, WebP, TIFF, BMP...)") from None
-    if w * h > max_pixels:
-        raise RequestError(413, f"image is {w}x{h} = {w * h} pixels; this server accepts at most {max_pixels}")
-    try:
-        img.load()
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise RequestError(400, f"'image' could not be decoded: {exc}") from None
-    return img
+    def __init__(self, limit: int):
+        super().__init__(413, _body_message(limit))
+
+
+def _body_message(limit: int) -> str:
+    return (f"request body is over this server's limit of {limit:,} bytes "
+            f"({limit / 2**20:g} MiB, --max-body-mb)")
+
+
+async def _send_json(send, status: int, body: dict, headers: list[tuple[bytes, bytes]] = ()) -> None:
+    data = json.dumps(body).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(data)).encode()), *headers]})
+    await send({"type": "http.response.body", "body": data})
+
+
+class _ApiKeyMiddleware:
+    """ASGI: every HTTP request but ``open_paths`` (and ``exempt_prefix``, guarded by the demo's
+    own login) needs ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``; else 401. The key is
+    compared in constant time."""
+
+    def __init__(self, app, key: str, exempt_prefix: str | None = None):
+        self.app = app
+        self.key = key.encode()
+        self.exempt_prefix = exempt_prefix
+
+    def _allowed(self, headers: dict[bytes, bytes]) -> bool:
+        auth = headers.get(b"authorization", b"")
+        given = auth[7:].strip() if auth[:7].lower() == b"bearer " else headers.get(b"x-api-key")
+        return given is not None and hmac.compare_digest(given, self.key)
+
+    async def __call__(self, scope, receive, send):
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path in _OPEN_PATHS or (
+                self.exempt_prefix and (path == self.exempt_prefix
+                                        or path.startswith(self.exempt_prefix + "/"))):
+            return await self.app(scope, receive, send)
+        if not self._allowed(dict(scope["headers"])):
+            return await _send_json(
+                send, 401, {"error": "missing or wrong API key: send 'Authorization: Bearer <key>' "
+                                     "or 'X-API-Key: <key>'"},
+                [(b"www-authenticate", b"Bearer")])
+        return await self.app(scope, receive, send)
+
+
+class _BodyLimitMiddleware:
+    """ASGI: a request whose ``Content-Length`` is over ``max_bytes`` is answered 413 before its
+    body is read; any other body (chunked ones too) is counted as it streams in and the request is
+    stopped with 413 once the count passes ``max_bytes``."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None:
+            try:
+                size = int(declared)
+            except ValueError:
+                return await _send_json(send, 400, {"error": "Content-Length is not a number"})
+            if size > self.max_bytes:
+                return await _send_json(send, 413, {"error": _body_message(self.max_bytes)})
+        received = 0
+        started = False
+
+        async def counted_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise BodyTooLargeError(self.max_bytes)
+            return message
+
+        async def watched_send(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, watched_send)
+        except BodyTooLargeError as exc:  # raised where no handler of ours caught it (the demo)
+            if started:
+                raise
+            await _send_json(send, 413, {"error": str(exc)})
 
 
 def _threshold(name: str, raw: Any, default: float) -> float:
@@ -76,11 +179,54 @@ def _threshold(name: str, raw: Any, default: float) -> float:
         raise RequestError(400, str(exc)) from None
 
 
-def create_app(service: ModelService, *, max_pixels: int = DEFAULT_MAX_PIXELS, mount_demo: bool = True):
-    """The FastAPI app around ``service``."""
+def _json_array(name: str, raw: Any, example: str):
+    """A form field holding a JSON array, e.g. ``boxes='[[10, 20, 200, 180]]'``; None if absent."""
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return None
+    if not isinstance(raw, str):
+        raise RequestError(400, f"'{name}' must be a form field holding a JSON array such as {example}")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise RequestError(400, f"'{name}' is not valid JSON ({exc.msg} at character {exc.pos}); "
+                                f"expected an array such as {example}") from None
+    if not isinstance(value, list):
+        raise RequestError(400, f"'{name}' must be a JSON array such as {example}, got {raw!r:.80}")
+    return value
+
+
+def _flag(name: str, raw: Any) -> bool:
+    if raw is None or raw == "":
+        return False
+    value = str(raw).strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise RequestError(400, f"'{name}' must be true or false, got {raw!r:.40}")
+
+
+def create_app(
+    service: ModelService,
+    *,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    max_body_mb: float | None = DEFAULT_MAX_BODY_MB,
+    api_key: str | None = None,
+    mount_demo: bool = True,
+):
+    """The FastAPI app around ``service``.
+
+    ``max_pixels``: the largest image (width x height) decoded, checked from the header (413 over
+    it); ``max_body_mb``: the largest request body in MiB (413 over it); ``api_key``: required on
+    every path but ``/health`` (the demo at ``/gradio`` then asks for it as its login password).
+    ``None`` turns a limit off.
+    """
     from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, Response
+    from starlette.concurrency import run_in_threadpool
     from starlette.datastructures import UploadFile
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     app = FastAPI(title="lang-sam", description="Text-prompted segmentation (GroundingDINO + SAM)")
 
@@ -88,10 +234,46 @@ def create_app(service: ModelService, *, max_pixels: int = DEFAULT_MAX_PIXELS, m
     async def _bad_request(request, exc: RequestError):
         return JSONResponse({"error": str(exc)}, status_code=exc.status)
 
+    @app.exception_handler(LangSAMError)
+    async def _library_error(request, exc: LangSAMError):
+        status, message = public_error(exc)
+        if status >= 500:
+            logger.error("%s on %s: %s", type(exc).__name__, request.url.path, exc)
+        return JSONResponse({"error": message}, status_code=status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request, exc: StarletteHTTPException):  # multipart errors, 404, 405
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request, exc: RequestValidationError):
+        parts = ["{}: {}".format(".".join(map(str, e.get("loc", ()))), e.get("msg", "")) for e in exc.errors()]
+        return JSONResponse({"error": "; ".join(parts) or "invalid request"}, status_code=422)
+
     @app.exception_handler(Exception)
     async def _unexpected(request, exc: Exception):  # never a stack trace, never a dead server
         logger.exception("error while handling %s", request.url.path)
         return JSONResponse({"error": f"internal error: {type(exc).__name__}"}, status_code=500)
+
+    def _read_image(data: bytes):
+        try:
+            return read_upload(data, max_pixels)
+        except InvalidImageError as exc:
+            raise RequestError(*public_error(exc)) from None
+
+    async def _form(request: Request, usage: str):
+        """The multipart form and the decoded image (RGB PIL, EXIF orientation applied)."""
+        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+            raise RequestError(415, f"send multipart/form-data with {usage}")
+        form = await request.form()
+        upload = form.get("image")
+        if not isinstance(upload, UploadFile):
+            raise RequestError(400, "missing 'image' file field")
+        data = await upload.read()
+        if not data:
+            raise RequestError(400, "the 'image' file is empty")
+        return form, data
 
     @app.get("/health")
     def health() -> dict:
@@ -99,14 +281,7 @@ def create_app(service: ModelService, *, max_pixels: int = DEFAULT_MAX_PIXELS, m
 
     @app.post("/predict")
     async def predict(request: Request):
-        content_type = request.headers.get("content-type", "")
-        if not content_type.startswith("multipart/form-data"):
-            raise RequestError(415, "send multipart/form-data with an 'image' file and a 'text_prompt'")
-        form = await request.form()
-        upload = form.get("image")
-        if not isinstance(upload, UploadFile):
-            raise RequestError(400, "missing 'image' file field")
-        data = await upload.read()
+        form, data = await _form(request, "an 'image' file and a 'text_prompt'")
         prompt = form.get("text_prompt")
         if prompt is None:
             raise RequestError(400, "missing 'text_prompt' field (e.g. 'car. wheel')")
@@ -122,40 +297,54 @@ def create_app(service: ModelService, *, max_pixels: int = DEFAULT_MAX_PIXELS, m
         if fmt not in ("json", "png"):
             raise RequestError(400, f"format must be 'json' or 'png', got {fmt!r}")
         sam_type = form.get("sam_type") or None
-        image = _decode_image(data, max_pixels)
-        return await _run(image, prompt, box_threshold, text_threshold, fmt, sam_type)
-
-    async def _run(image, prompt, box_threshold, text_threshold, fmt, sam_type):
-        from starlette.concurrency import run_in_threadpool
-
-        from lang_sam.validation import to_rgb_pil
-
-        try:
-            rgb = to_rgb_pil(image)
-            result = await run_in_threadpool(
-                service.predict, rgb, prompt, box_threshold, text_threshold, sam_type=sam_type
-            )
-        except (LangSAMError, ValueError) as exc:  # bad prompt, unknown sam_type, odd image
-            raise RequestError(400, str(exc)) from None
+        image = await run_in_threadpool(_read_image, data)
+        del data
+        result = await run_in_threadpool(
+            service.predict, image, prompt, box_threshold, text_threshold, sam_type=sam_type,
+            masks="overlay" if fmt == "png" else "rle",
+        )
         if fmt == "png":
-            from PIL import Image
-
-            from lang_sam.utils import draw_image
-
-            labels = detection_labels(result.phrases, result.logits)
-            overlay = draw_image(np.asarray(rgb), result.masks, result.boxes, labels)
-            buf = io.BytesIO()
-            Image.fromarray(overlay).save(buf, format="PNG")
-            return Response(buf.getvalue(), media_type="image/png")
+            return Response(await run_in_threadpool(_overlay_png, image, result),
+                            media_type="image/png",
+                            headers={"X-Detections": str(len(result.phrases)),
+                                     "X-Dropped": str(result.dropped)})
         return {
-            "width": rgb.width,
-            "height": rgb.height,
+            "width": result.width,
+            "height": result.height,
             "boxes": result.boxes.tolist(),
             "phrases": result.phrases,
             "logits": result.logits.tolist(),
-            "masks": masks_to_rle(result.masks),
-            "sam_type": service.sam_type,
-            "gdino_type": service.gdino_type,
+            "masks": result.masks,
+            "dropped": result.dropped,
+            "max_detections": service.max_detections,
+            "sam_type": result.sam_type,
+            "gdino_type": result.gdino_type,
+        }
+
+    @app.post("/segment")
+    async def segment(request: Request):
+        form, data = await _form(request, "an 'image' file and 'boxes' and/or 'points' (JSON arrays)")
+        boxes = _json_array("boxes", form.get("boxes"), "[[x0, y0, x1, y1], ...]")
+        points = _json_array("points", form.get("points"), "[[x, y], ...]")
+        labels = _json_array("point_labels", form.get("point_labels"), "[1, 0, ...]")
+        if boxes is None and points is None:
+            raise RequestError(400, "give 'boxes' ('[[x0, y0, x1, y1], ...]') and/or 'points' "
+                                    "('[[x, y], ...]') as JSON arrays in pixels")
+        multimask = _flag("multimask", form.get("multimask"))
+        sam_type = form.get("sam_type") or None
+        image = await run_in_threadpool(_read_image, data)
+        del data
+        result = await run_in_threadpool(
+            service.segment, image, boxes=boxes, points=points, point_labels=labels,
+            multimask_output=multimask, sam_type=sam_type, masks="rle",
+        )
+        return {
+            "width": result.width,
+            "height": result.height,
+            "masks": result.masks,
+            "scores": result.scores.tolist(),
+            "multimask": multimask,
+            "sam_type": result.sam_type,
         }
 
     if mount_demo:
@@ -164,26 +353,50 @@ def create_app(service: ModelService, *, max_pixels: int = DEFAULT_MAX_PIXELS, m
         except ImportError:
             logger.info("gradio is not installed: no demo at /gradio (pip install 'lang-sam[app]')")
         else:
-            from lang_sam.serving.app import build_demo
+            from lang_sam.serving.app import build_demo, demo_auth
 
-            app = gr.mount_gradio_app(app, build_demo(service), path="/gradio")
+            app = gr.mount_gradio_app(
+                app, build_demo(service, max_pixels=max_pixels), path="/gradio",
+                auth=demo_auth(api_key),
+                max_file_size=int(max_body_mb * 2**20) if max_body_mb is not None else None,
+            )
+    if max_body_mb is not None:
+        app.add_middleware(_BodyLimitMiddleware, max_bytes=int(max_body_mb * 2**20))
+    if api_key:
+        app.add_middleware(_ApiKeyMiddleware, key=api_key, exempt_prefix="/gradio" if mount_demo else None)
     return app
+
+
+def _overlay_png(image, result) -> bytes:
+    """:func:`lang_sam.utils.draw_image` of the result (its masks in ``"overlay"`` form draw exactly
+    as all the masks would) as PNG bytes."""
+    from PIL import Image
+
+    from lang_sam.utils import draw_image
+
+    labels = detection_labels(result.phrases, result.logits)
+    overlay = draw_image(np.asarray(image), result.masks, result.boxes, labels)
+    buf = io.BytesIO()
+    Image.fromarray(overlay).save(buf, format="PNG")
+    return buf.getvalue()
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="lang-sam serve", description="lang-sam HTTP server")
     add_model_arguments(p)
-    p.add_argument("--host", default="127.0.0.1")
+    add_serving_arguments(p)
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS)
     p.add_argument("--no-demo", action="store_true", help="do not mount the Gradio demo at /gradio")
     args = p.parse_args(argv)
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    key = api_key_from(args)
+    check_exposure(args.host, key)
     service = service_from_args(args)
     service.load()  # fail before listening if the weights are missing
-    app = create_app(service, max_pixels=args.max_pixels, mount_demo=not args.no_demo)
+    app = create_app(service, max_pixels=args.max_pixels or None, max_body_mb=args.max_body_mb or None,
+                     api_key=key, mount_demo=not args.no_demo)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0
 

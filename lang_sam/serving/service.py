@@ -1,24 +1,112 @@
 """A shared, locked model holder for the web demo and the HTTP server.
 
 SAM's predictor keeps per-image state, so one :class:`LangSAM` must not serve two requests at once:
-:class:`ModelService` runs every call under one lock and switches the SAM / GroundingDINO type on
-request (the original web demo's dropdown), loading lazily.
+:class:`ModelService` runs every call under one lock. It also holds what a public service needs and
+a library call does not:
+
+- a cap on detections (and SAM prompts) per request, applied before SAM runs, with masks made chunk
+  by chunk (dense, COCO RLE, or two coverage masks for drawing), so one request's memory is bounded;
+- model switching (the original web demo's dropdown) only when the operator allows it;
+- errors a client may see (:func:`public_error`): no server path in any message, and model-loading
+  failures reported as the server's fault (details in the server log only).
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import torch
+
+from lang_sam.errors import (
+    CheckpointError,
+    ChecksumMismatchError,
+    DownloadError,
+    ImageTooLargeError,
+    InvalidImageError,
+    LangSAMError,
+    UnknownModelError,
+    WeightsNotFoundError,
+)
 from lang_sam.hub import DEFAULT_GDINO, DEFAULT_SAM, get_spec, model_names
 from lang_sam.validation import check_device
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ModelService", "add_model_arguments", "model_kwargs", "service_from_args"]
+__all__ = [
+    "ModelService",
+    "ServedPrediction",
+    "ServedSegmentation",
+    "MaskCoverage",
+    "read_upload",
+    "ModelSwitchError",
+    "ModelLoadError",
+    "TooManyPromptsError",
+    "public_error",
+    "DEFAULT_MAX_DETECTIONS",
+    "DEFAULT_MAX_PIXELS",
+    "DEFAULT_MAX_BODY_MB",
+    "add_model_arguments",
+    "add_serving_arguments",
+    "api_key_from",
+    "check_exposure",
+    "is_loopback",
+    "model_kwargs",
+    "service_from_args",
+]
+
+#: Detections kept per text request (the highest-scoring), and SAM prompts accepted per request.
+DEFAULT_MAX_DETECTIONS = 100
+#: The largest image (width x height) the server and the demo accept.
+DEFAULT_MAX_PIXELS = 40_000_000
+#: The largest request body (the server) or upload (the demo) in MiB: a 40-megapixel JPEG is
+#: typically 10-25 MiB.
+DEFAULT_MAX_BODY_MB = 50
+
+_MASK_FORMATS = ("dense", "rle", "overlay")
+
+
+class ModelSwitchError(LangSAMError, PermissionError):
+    """A request for a model type other than the served one while switching is off."""
+
+
+class ModelLoadError(LangSAMError, RuntimeError):
+    """A model the service could not load. The message names the model type only (it is shown to
+    clients); the cause is chained and logged. ``missing`` is True when the weights could not be
+    found or fetched (the service is unavailable) and False when they are broken."""
+
+    def __init__(self, message: str, *, missing: bool):
+        super().__init__(message)
+        self.missing = missing
+
+
+class TooManyPromptsError(LangSAMError, ValueError):
+    """More SAM prompts in one request than the service's ``max_detections``."""
+
+
+def public_error(exc: BaseException) -> tuple[int, str]:
+    """The HTTP status and the message a client may see for an error of a request.
+
+    Model-loading failures are 503 (weights missing) or 500 (weights broken) with a message that
+    names no file; a model switch that is off is 403; an image over the limit 413; any other
+    :class:`LangSAMError` (bad image, prompt, threshold, unknown model type) is 400 with its own
+    message, which names no server path (images arrive as bytes). Anything else is 500, generic.
+    """
+    if isinstance(exc, ModelLoadError):
+        return (503 if exc.missing else 500), str(exc)
+    if isinstance(exc, ModelSwitchError):
+        return 403, str(exc)
+    if isinstance(exc, ImageTooLargeError):
+        return 413, str(exc)
+    if isinstance(exc, (WeightsNotFoundError, DownloadError, ChecksumMismatchError, CheckpointError)):
+        return 503, "a model could not be loaded on this server (details are in the server log)"
+    if isinstance(exc, LangSAMError):
+        return 400, str(exc)
+    return 500, f"internal error: {type(exc).__name__}"
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,6 +121,52 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-size", type=int, default=2, help="images whose encodings are kept")
 
 
+def add_serving_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags shared by ``lang-sam serve`` and ``lang-sam app`` (besides the model flags)."""
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1; 0.0.0.0 for every interface)")
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                   help=f"largest image accepted, width x height (default {DEFAULT_MAX_PIXELS:,})")
+    p.add_argument("--max-detections", type=int, default=DEFAULT_MAX_DETECTIONS,
+                   help="detections kept per text request, the highest-scoring, and SAM prompts "
+                        f"accepted per request (default {DEFAULT_MAX_DETECTIONS})")
+    p.add_argument("--max-body-mb", type=float, default=DEFAULT_MAX_BODY_MB,
+                   help=f"largest request body / upload in MiB (default {DEFAULT_MAX_BODY_MB})")
+    p.add_argument("--allow-model-switch", action="store_true",
+                   help="let clients pick another registered SAM / GroundingDINO type per request "
+                        "(loads it on the server; off by default)")
+    p.add_argument("--api-key", default=None,
+                   help="require this key (default: $LANG_SAM_API_KEY, if set); /health stays open")
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1): nothing else can connect."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(host: str, api_key: str | None) -> bool:
+    """Log a warning when ``host`` is reachable from other machines and no API key is set.
+    Returns True when it warned."""
+    if api_key or is_loopback(host):
+        return False
+    logger.warning(
+        "listening on %s without an API key: anyone who can reach this address can run the model "
+        "(set --api-key or LANG_SAM_API_KEY)", host)
+    return True
+
+
+def api_key_from(args: argparse.Namespace) -> str | None:
+    """``--api-key``, else ``LANG_SAM_API_KEY`` (:func:`lang_sam.settings.api_key`), else None."""
+    from lang_sam.settings import api_key
+
+    return args.api_key or api_key()
+
+
 def model_kwargs(args: argparse.Namespace) -> dict:
     """``LangSAM`` keyword arguments from the flags of :func:`add_model_arguments`."""
     return dict(sam_type=args.sam_type, ckpt_path=args.sam_ckpt, gdino_type=args.gdino_type,
@@ -41,20 +175,137 @@ def model_kwargs(args: argparse.Namespace) -> dict:
 
 
 def service_from_args(args: argparse.Namespace) -> "ModelService":
-    """A :class:`ModelService` from the flags of :func:`add_model_arguments`."""
+    """A :class:`ModelService` from the flags of :func:`add_model_arguments` and, when present,
+    :func:`add_serving_arguments`."""
     return ModelService(
         sam_type=args.sam_type, gdino_type=args.gdino_type, sam_ckpt=args.sam_ckpt,
         gdino_ckpt=args.gdino_ckpt, device=args.device, precision=args.precision,
         cache_size=args.cache_size,
+        max_detections=getattr(args, "max_detections", DEFAULT_MAX_DETECTIONS),
+        allow_model_switch=getattr(args, "allow_model_switch", False),
     )
+
+
+@dataclass
+class ServedPrediction:
+    """A text prediction made by :meth:`ModelService.predict`.
+
+    - ``masks``: with ``masks="dense"`` an ``(N, H, W)`` bool tensor; ``"rle"``: ``N`` COCO RLE
+      dicts ``{"size": [H, W], "counts": str}``; ``"overlay"``: :meth:`MaskCoverage.masks`, two
+      ``(H, W)`` bool masks that :func:`lang_sam.utils.draw_image` draws exactly as the ``N`` masks;
+    - ``boxes``: ``(N, 4)`` float32 xyxy in input-image pixels; ``phrases``: ``N`` strings;
+      ``logits``: ``(N,)`` float32 box scores in [0, 1];
+    - ``found``: detections before the cap (``dropped = found - N`` were the lowest-scoring);
+    - ``width``, ``height``: the image's size in pixels; ``sam_type``, ``gdino_type``: the models used.
+    """
+
+    masks: Any
+    boxes: torch.Tensor
+    phrases: list[str]
+    logits: torch.Tensor
+    found: int
+    width: int
+    height: int
+    sam_type: str
+    gdino_type: str
+
+    @property
+    def dropped(self) -> int:
+        """Detections left out by the cap (the lowest-scoring ones)."""
+        return self.found - len(self.phrases)
+
+
+@dataclass
+class ServedSegmentation:
+    """SAM's answer to ``B`` prompts, made by :meth:`ModelService.segment`.
+
+    - ``masks``: ``"dense"``: ``(B, C, H, W)`` bool tensor; ``"rle"``: ``B`` lists of ``C`` COCO RLE
+      dicts; ``C`` is 3 with ``multimask_output``, else 1;
+    - ``scores``: ``(B, C)`` float32, SAM's predicted IoU of each mask;
+    - ``low_res_logits``: ``(B, C, 256, 256)`` float32 (feed one back as ``mask_input``), with
+      ``"dense"`` only (None with ``"rle"``, to keep answers small);
+    - ``width``, ``height``, ``sam_type`` as in :class:`ServedPrediction`.
+    """
+
+    masks: Any
+    scores: torch.Tensor
+    low_res_logits: torch.Tensor | None
+    width: int
+    height: int
+    sam_type: str
+
+
+class MaskCoverage:
+    """The pixels covered by at least one, and by at least two, of a stream of ``(H, W)`` masks.
+
+    :func:`lang_sam.utils.draw_image` gives every mask one colour and torchvision blacks out pixels
+    under two or more masks, so drawing :meth:`masks` equals drawing all the masks, with two
+    ``H x W`` buffers instead of ``N``.
+    """
+
+    def __init__(self, height: int, width: int):
+        self.any = torch.zeros((height, width), dtype=torch.bool)
+        self.many = torch.zeros((height, width), dtype=torch.bool)
+        self.count = 0
+
+    def add(self, masks) -> None:
+        """Add ``(k, H, W)`` (or ``(k, C, H, W)``) bool masks, torch or numpy."""
+        masks = torch.as_tensor(masks).reshape(-1, *self.any.shape)
+        if not len(masks):
+            return
+        n = masks.sum(0, dtype=torch.int32)
+        self.many |= (n > 1) | (self.any & (n > 0))
+        self.any |= n > 0
+        self.count += len(masks)
+
+    def masks(self) -> torch.Tensor:
+        """``(2, H, W)`` bool: covered at least once, covered at least twice (``(0, H, W)`` when no
+        mask was added)."""
+        both = torch.stack([self.any, self.many])
+        return both if self.count else both[:0]
+
+
+def read_upload(data: bytes, max_pixels: int | None):
+    """Decode an uploaded image file's bytes with :func:`lang_sam.validation.open_image` (EXIF
+    orientation applied, size checked from the header before decoding) as an RGB PIL image.
+
+    Raises :class:`~lang_sam.errors.ImageTooLargeError` over ``max_pixels`` (width x height; None:
+    no limit) and :class:`~lang_sam.errors.InvalidImageError` for anything unreadable, with messages
+    meant for the uploader.
+    """
+    import re
+
+    from lang_sam.validation import open_image
+
+    try:
+        return open_image(data, max_pixels=max_pixels)
+    except ImageTooLargeError as exc:
+        size = re.search(r"(\d+)x(\d+)", str(exc))
+        said = f"image is {size[1]}x{size[2]} = {int(size[1]) * int(size[2])} pixels; " if size else ""
+        raise ImageTooLargeError(
+            f"{said}this server accepts at most {max_pixels} (width x height, --max-pixels)"
+        ) from None
+    except InvalidImageError as exc:
+        raise InvalidImageError(
+            f"the uploaded file is not a readable image (expected JPEG, PNG, WebP, TIFF, BMP...): {exc}"
+        ) from None
+
+
+def _check_mask_format(masks: str, allowed: tuple[str, ...]) -> None:
+    if masks not in allowed:
+        raise ValueError(f"masks must be one of {allowed}, got {masks!r}")
 
 
 @dataclass
 class ModelService:
     """Builds a :class:`~lang_sam.LangSAM` on first use and serialises every call to it.
 
-    ``sam_ckpt`` / ``gdino_ckpt`` are used for the configured types only; other types picked at
-    run time resolve through the registry (``LANG_SAM_WEIGHTS_DIR``, caches, download).
+    ``sam_ckpt`` / ``gdino_ckpt`` are used for the configured types only. With
+    ``allow_model_switch``, a call may name another registered type: it is loaded (through the
+    registry: ``LANG_SAM_WEIGHTS_DIR``, caches, download) and replaces the current one; without,
+    naming another type raises :class:`ModelSwitchError`. ``max_detections`` caps the detections
+    kept per :meth:`predict` (the highest-scoring, chosen before SAM runs) and the prompts per
+    :meth:`segment`.
     """
 
     sam_type: str = DEFAULT_SAM
@@ -64,14 +315,19 @@ class ModelService:
     device: str | None = None
     precision: str = "fp32"
     cache_size: int = 2
+    max_detections: int = DEFAULT_MAX_DETECTIONS
+    allow_model_switch: bool = False
     _model: Any = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self):
-        # Unknown types and unavailable devices fail at start-up, not at the first request.
-        get_spec("sam", self.sam_type)
-        get_spec("gdino", self.gdino_type)
+        # Unknown types, unavailable devices and bad limits fail at start-up, not at the first request.
+        self.sam_type = get_spec("sam", self.sam_type).name
+        self.gdino_type = get_spec("gdino", self.gdino_type).name
         check_device(self.device)
+        if isinstance(self.max_detections, bool) or not isinstance(self.max_detections, int) \
+                or self.max_detections < 1:
+            raise ValueError(f"max_detections must be an int >= 1, got {self.max_detections!r}")
         self._default = (self.sam_type, self.gdino_type)
 
     def _ckpt(self, family: str, name: str) -> str | None:
@@ -79,33 +335,92 @@ class ModelService:
         path = self.sam_ckpt if family == "sam" else self.gdino_ckpt
         return path if name == default else None
 
+    def _requested(self, family: str, name: str | None) -> str:
+        current = self.sam_type if family == "sam" else self.gdino_type
+        if name is None or name == "":
+            return current
+        name = get_spec(family, name).name  # UnknownModelError lists the registered types
+        if name != current and not self.allow_model_switch:
+            label = "SAM" if family == "sam" else "GroundingDINO"
+            raise ModelSwitchError(
+                f"this server serves {label} {current!r} only: model switching is off (the operator "
+                "can start the server with --allow-model-switch)"
+            )
+        return name
+
+    def _load(self, family: str, name: str, build: Callable[[], Any]) -> Any:
+        label = "SAM" if family == "sam" else "GroundingDINO"
+        try:
+            return build()
+        except UnknownModelError:
+            raise
+        except (WeightsNotFoundError, DownloadError, ChecksumMismatchError) as exc:
+            logger.error("cannot load %s %r: %s", label, name, exc)
+            raise ModelLoadError(f"{label} {name!r} is not available on this server (its weights "
+                                 "could not be found or fetched)", missing=True) from exc
+        except Exception as exc:  # broken file, wrong architecture, out of memory...
+            logger.exception("cannot load %s %r", label, name)
+            raise ModelLoadError(f"{label} {name!r} could not be loaded on this server",
+                                 missing=False) from exc
+
     def _ensure(self, sam_type: str | None, gdino_type: str | None, progress: Callable) -> Any:
         from lang_sam import LangSAM
 
-        sam_type = get_spec("sam", sam_type or self._default[0]).name
-        gdino_type = get_spec("gdino", gdino_type or self._default[1]).name
+        sam_type = self._requested("sam", sam_type)
+        gdino_type = self._requested("gdino", gdino_type)
         if self._model is None:
             progress(0.1, "loading GroundingDINO and SAM")
-            self._model = LangSAM(
+            self._model = self._load("sam", sam_type, lambda: LangSAM(
                 sam_type, self._ckpt("sam", sam_type), gdino_type=gdino_type,
                 gdino_ckpt_path=self._ckpt("gdino", gdino_type), device=self.device,
                 precision=self.precision, cache_size=self.cache_size,
-            )
+            ))
         if self._model.sam_type != sam_type:
             progress(0.3, f"loading SAM {sam_type}")
-            self._model.build_sam(self._ckpt("sam", sam_type), sam_type=sam_type)
+            self._load("sam", sam_type,
+                       lambda: self._model.build_sam(self._ckpt("sam", sam_type), sam_type=sam_type))
         if self._model.gdino_type != gdino_type:
             progress(0.3, f"loading GroundingDINO {gdino_type}")
-            self._model.build_groundingdino(
-                gdino_type=gdino_type, ckpt_path=self._ckpt("gdino", gdino_type)
-            )
-        self.sam_type, self.gdino_type = sam_type, gdino_type
+            self._load("gdino", gdino_type, lambda: self._model.build_groundingdino(
+                gdino_type=gdino_type, ckpt_path=self._ckpt("gdino", gdino_type)))
+        self.sam_type, self.gdino_type = self._model.sam_type, self._model.gdino_type
         return self._model
 
     def load(self) -> None:
         """Load the configured models now (servers do this before accepting requests)."""
         with self._lock:
             self._ensure(None, None, lambda *a: None)
+
+    @staticmethod
+    def _collect(masks: str, shape: tuple[int, ...]):
+        """An accumulator of consecutive chunks of the ``shape`` bool masks (``(N, H, W)`` or
+        ``(N, C, H, W)``) in the format ``masks``, and the getter of its result. Only one chunk is
+        ever held densely (plus the result for ``"dense"``)."""
+        from lang_sam.labeling.formats import masks_to_rle
+
+        H, W = shape[-2:]
+        if masks == "overlay":
+            cover = MaskCoverage(H, W)
+            return cover.add, cover.masks
+        if masks == "rle":
+            rles: list = []
+
+            def add(chunk):
+                flat = masks_to_rle(chunk.reshape(-1, H, W))
+                if chunk.ndim == 4:  # one list of C masks per prompt
+                    c = chunk.shape[1]
+                    flat = [flat[i:i + c] for i in range(0, len(flat), c)]
+                rles.extend(flat)
+
+            return add, lambda: rles
+        dense = torch.empty(shape, dtype=torch.bool)
+        filled = [0]
+
+        def add(chunk):
+            dense[filled[0]:filled[0] + len(chunk)] = chunk
+            filled[0] += len(chunk)
+
+        return add, lambda: dense
 
     def predict(
         self,
@@ -116,15 +431,91 @@ class ModelService:
         *,
         sam_type: str | None = None,
         gdino_type: str | None = None,
+        masks: str = "dense",
         progress: Callable[[float, str], None] = lambda *a: None,
-    ):
-        """``LangSAM.predict`` under the lock, on the requested model types."""
+    ) -> ServedPrediction:
+        """``LangSAM.predict`` under the lock, keeping at most ``max_detections`` boxes.
+
+        ``image``: anything :meth:`LangSAM.encode` takes (PIL, ``HxWx3`` uint8 array, path, or an
+        :class:`~lang_sam.EncodedImage`). GroundingDINO runs first; when it finds more than
+        ``max_detections`` boxes, the highest-scoring are kept (in their original order) before SAM
+        runs. SAM then runs on the kept boxes in the chunks the library decodes together, each
+        chunk turned into ``masks`` ("dense", "rle" or "overlay", see :class:`ServedPrediction`) before
+        the next, so the masks of kept boxes equal those of ``LangSAM.predict``.
+        """
+        _check_mask_format(masks, _MASK_FORMATS)
         with self._lock:
             model = self._ensure(sam_type, gdino_type, progress)
-            progress(0.6, "segmenting")
-            return model.predict(image, text_prompt, box_threshold, text_threshold)
+            progress(0.5, "detecting")
+            enc = model.encode(image)
+            boxes, logits, phrases = model.predict_dino(enc, text_prompt, box_threshold, text_threshold)
+            found = len(phrases)
+            if found > self.max_detections:
+                order = torch.argsort(logits, descending=True, stable=True)[: self.max_detections]
+                keep = order.sort().values
+                boxes, logits = boxes[keep], logits[keep]
+                phrases = [phrases[i] for i in keep.tolist()]
+            progress(0.7, "segmenting")
+            H, W = enc.pixels.shape[:2]
+            add, result = self._collect(masks, (len(boxes), H, W))
+            step = model.segmenter.boxes_per_chunk(H, W)
+            for start in range(0, len(boxes), step):
+                add(model.predict_sam(enc, boxes[start:start + step])[:, 0])
+            return ServedPrediction(result(), boxes, phrases, logits, found, W, H, model.sam_type,
+                                    model.gdino_type)
+
+    def segment(
+        self,
+        image,
+        *,
+        boxes=None,
+        points=None,
+        point_labels=None,
+        mask_input=None,
+        multimask_output: bool = False,
+        sam_type: str | None = None,
+        masks: str = "dense",
+    ) -> ServedSegmentation:
+        """``LangSAM.segment`` (SAM's box / point / mask prompts, see there) under the lock.
+
+        The image's SAM encoding is looked up by content, so repeated calls on one image (a web
+        page's clicks) encode it once. Prompts are checked by
+        :func:`lang_sam.validation.check_sam_prompts` (:class:`~lang_sam.errors.InvalidPromptError`);
+        more than ``max_detections`` of them raise :class:`TooManyPromptsError`. They are decoded in
+        the chunks the library uses, each chunk turned into ``masks`` ("dense" or "rle") before the
+        next, so the result equals one ``LangSAM.segment`` call.
+        """
+        from lang_sam.validation import check_sam_prompts
+
+        _check_mask_format(masks, ("dense", "rle"))
+        with self._lock:
+            model = self._ensure(sam_type, None, lambda *a: None)
+            enc = model.encode(image)
+            H, W = enc.pixels.shape[:2]
+            prompts = check_sam_prompts(boxes, points, point_labels, mask_input, image_size=(H, W))
+            n = next(len(v) for v in prompts.values() if v is not None)
+            if n > self.max_detections:
+                raise TooManyPromptsError(
+                    f"got {n} prompts; this server answers at most {self.max_detections} per request"
+                )
+            c = 3 if multimask_output else 1
+            add, result = self._collect(masks, (n, c, H, W))
+            scores, low_res = [], []
+            step = model.segmenter.boxes_per_chunk(H, W, c)
+            for start in range(0, n, step):
+                part = {k: (v[start:start + step] if v is not None else None) for k, v in prompts.items()}
+                out = model.segment(enc, **part, multimask_output=bool(multimask_output))
+                add(out.masks)
+                scores.append(out.scores)
+                if masks == "dense":
+                    low_res.append(out.low_res_logits)
+            return ServedSegmentation(result(), torch.cat(scores),
+                                      torch.cat(low_res) if masks == "dense" else None, W, H,
+                                      model.sam_type)
 
     def info(self) -> dict:
+        """What ``/health`` reports: the served types, whether they are loaded, device, precision
+        and the per-request limits of the service."""
         model = self._model
         return {
             "sam_type": self.sam_type,
@@ -132,4 +523,6 @@ class ModelService:
             "loaded": model is not None,
             "device": str(model.device) if model is not None else self.device,
             "precision": self.precision,
+            "max_detections": self.max_detections,
+            "model_switch": self.allow_model_switch,
         }
