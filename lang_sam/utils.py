@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from lang_sam.masks import CropMask, is_crop_list
 from lang_sam.validation import as_numpy, open_image, to_rgb_array
 
 __all__ = [
@@ -86,11 +87,14 @@ def draw_image(
 def get_contours(mask: Any) -> list[np.ndarray]:
     """Outer contours (OpenCV ``(K, 1, 2)`` int32 point arrays) of a binary mask.
 
-    ``mask`` is ``(H, W)`` or ``(1, H, W)``, bool or 0/1, torch or numpy. Contours of area
-    :data:`MIN_AREA` or less are dropped.
+    ``mask`` is ``(H, W)`` or ``(1, H, W)``, bool or 0/1, torch or numpy, or a
+    :class:`~lang_sam.masks.CropMask` (contours in image pixels, found on the crop). Contours of
+    area :data:`MIN_AREA` or less are dropped.
     """
     import cv2
 
+    if isinstance(mask, CropMask):
+        return mask.contours()
     arr = as_numpy(mask)
     if arr.ndim > 2:
         arr = np.squeeze(arr, 0)
@@ -114,12 +118,13 @@ def generate_labelme_json(
     """A LabelMe annotation dict: one polygon per outer contour of each mask.
 
     Args:
-        binary_masks: ``(N, H, W)`` masks, torch or numpy.
+        binary_masks: ``(N, H, W)`` masks, torch or numpy, or a list of ``N``
+            :class:`~lang_sam.masks.CropMask`.
         labels: ``N`` labels.
         image_size: ``(height, width)``.
         image_path: stored as ``imagePath``.
     """
-    masks = as_numpy(binary_masks)
+    masks = binary_masks if is_crop_list(binary_masks) else as_numpy(binary_masks)
     if len(masks) != len(labels):
         raise ValueError(f"got {len(masks)} masks but {len(labels)} labels")
     json_dict = {
