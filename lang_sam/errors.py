@@ -24,6 +24,7 @@ __all__ = [
     "InvalidThresholdError",
     "InvalidClassMapError",
     "InvalidRunError",
+    "InvalidTileError",
 ]
 
 
@@ -91,3 +92,8 @@ class InvalidClassMapError(LangSAMError, ValueError):
 class InvalidRunError(LangSAMError, ValueError):
     """A labelling run that cannot start as asked: a missing input, no image, two images that would
     write the same outputs, an output path that is not a folder, or ``resume`` with other settings."""
+
+
+class InvalidTileError(LangSAMError, ValueError):
+    """Sliced-inference settings that cannot be used: a tile size under 32 pixels, an overlap
+    outside [0, 1), an unknown merge method or metric, a match threshold outside [0, 1]."""
