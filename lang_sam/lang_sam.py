@@ -31,7 +31,9 @@ from lang_sam.models.detector import GroundingDINODetector, ImageFeatures
 from lang_sam.models.segmenter import MaskPrediction, SamSegmenter
 from lang_sam.masks import CropMask
 from lang_sam.precision import check_precision
-from lang_sam.tiling import TiledDetections, TiledPrediction, TileSpec, merge_detections, sam_window
+from lang_sam.tiling import (
+    TiledDetections, TiledPrediction, TileSpec, merge_detections, sam_window, to_image_pixels,
+)
 from lang_sam.validation import ImageInput, check_sam_prompts, to_rgb_pil
 
 logger = logging.getLogger(__name__)
@@ -41,9 +43,9 @@ __all__ = [
     "TiledDetections", "CropMask", "SAM_MODELS", "GDINO_MODELS", "default_device",
 ]
 
-#: At most this many boxes' masks of one window are held at once by :meth:`LangSAM.predict_sam_tiled`
-#: (rounded up to whole decoding chunks): 64 MiB of bool masks for a 1024-px tile.
-TILE_MASK_GROUP = 64
+#: :meth:`LangSAM.predict_sam_tiled` holds about this many bytes of one window's bool masks at once
+#: (whole decoding chunks of boxes, at least one), before cutting them to crops.
+TILE_MASK_BYTES = 64 * 2**20
 
 
 class _PredictionFields(NamedTuple):
@@ -403,8 +405,9 @@ class LangSAM:
         tile: TileSpec | None = None,
     ) -> TiledDetections:
         """GroundingDINO on every tile of ``tile.grid`` at full resolution; boxes mapped to image
-        pixels, not merged (see :func:`lang_sam.tiling.merge_detections`). One tile's work is
-        held at a time."""
+        pixels and cut at the tile's inner borders (a tile sees nothing past them; the image's own
+        edges are left as :meth:`predict` leaves them), not merged (see
+        :func:`lang_sam.tiling.merge_detections`). One tile's work is held at a time."""
         tile = TileSpec() if tile is None else tile
         prepared = self.detector.prepare(text_prompt, box_threshold, text_threshold)
         pil = self._rgb(image)
@@ -413,9 +416,7 @@ class LangSAM:
         boxes, logits, phrases, index = [], [], [], []
         for i, t in enumerate(tiles):
             det = self._detect_prepared(self._window(pil, t), prepared)
-            b = det.boxes
-            if t[:2] != (0, 0):
-                b = b + torch.tensor([t[0], t[1], t[0], t[1]], dtype=b.dtype)
+            b = to_image_pixels(det.boxes, t, (H, W))
             boxes.append(b)
             logits.append(det.logits)
             phrases.extend(det.phrases)
@@ -454,8 +455,10 @@ class LangSAM:
             local = boxes[idx]
             if window[:2] != (0, 0):
                 local = local - torch.tensor([window[0], window[1], window[0], window[1]], dtype=local.dtype)
-            step = self.segmenter.boxes_per_chunk(window[3] - window[1], window[2] - window[0])
-            group = step * max(1, TILE_MASK_GROUP // step)  # whole chunks: the same decoding as predict
+            h, w = window[3] - window[1], window[2] - window[0]
+            step = self.segmenter.boxes_per_chunk(h, w)
+            # Whole decoding chunks (the same decoding as predict), about TILE_MASK_BYTES of masks.
+            group = step * max(1, TILE_MASK_BYTES // (h * w * step))
             for start in range(0, len(idx), group):
                 m, s = self._segment_boxes(enc, local[start:start + group])
                 for j, k in enumerate(idx[start:start + group]):

@@ -29,7 +29,7 @@ from lang_sam.validation import as_numpy
 
 __all__ = [
     "TileSpec", "Tile", "MERGE_METHODS", "MATCH_METRICS", "box_overlaps", "merge_detections",
-    "sam_window", "TiledDetections", "TiledPrediction",
+    "to_image_pixels", "sam_window", "TiledDetections", "TiledPrediction",
 ]
 
 #: ``(x0, y0, x1, y1)`` of a tile in image pixels, ``x1``/``y1`` exclusive.
@@ -184,6 +184,22 @@ def merge_detections(
             merged[i] = [group[:, 0].min(), group[:, 1].min(), group[:, 2].max(), group[:, 3].max()]
     kept = np.sort(np.asarray(keep, dtype=np.int64))
     return kept, torch.from_numpy(merged[kept].astype(np.float32)).reshape(-1, 4)
+
+
+def to_image_pixels(boxes: torch.Tensor, tile: Tile, image_size: tuple[int, int]) -> torch.Tensor:
+    """``(N, 4)`` xyxy boxes in a tile's pixels -> image pixels, cut at the tile's inner borders
+    (those that are not the image's edges: the tile saw nothing past them). Boxes past the image's
+    own edges are left as they are, as :meth:`LangSAM.predict` leaves them, so a tile covering the
+    whole image changes nothing."""
+    H, W = image_size
+    x0, y0, x1, y1 = tile
+    if (x0, y0) != (0, 0):
+        boxes = boxes + torch.tensor([x0, y0, x0, y0], dtype=boxes.dtype)
+    if (x0, y0, x1, y1) != (0, 0, W, H):
+        lo = torch.tensor([x0 if x0 > 0 else -math.inf, y0 if y0 > 0 else -math.inf] * 2, dtype=boxes.dtype)
+        hi = torch.tensor([x1 if x1 < W else math.inf, y1 if y1 < H else math.inf] * 2, dtype=boxes.dtype)
+        boxes = torch.minimum(torch.maximum(boxes, lo), hi)
+    return boxes
 
 
 def sam_window(box: Any, tiles: Sequence[Tile], image_size: tuple[int, int], tile_size: int) -> Tile:

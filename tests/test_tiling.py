@@ -20,7 +20,7 @@ from lang_sam.errors import InvalidTileError
 from lang_sam.labeling import formats as fmt
 from lang_sam.labeling.run import ImageItem, LabelSettings, label_image
 from lang_sam.masks import stack_dense
-from lang_sam.tiling import box_overlaps, merge_detections, sam_window
+from lang_sam.tiling import box_overlaps, merge_detections, sam_window, to_image_pixels
 from lang_sam.utils import generate_labelme_json, get_contours
 
 # ------------------------------------------------------------------------------------------
@@ -137,6 +137,18 @@ def test_merge_order_and_greedy_chains():
     assert empty[0].tolist() == [] and tuple(empty[1].shape) == (0, 4)
     with pytest.raises(ValueError, match="expected equal counts"):
         merge_detections([PART], [0.5, 0.4], ["a"], [0], TileSpec())
+
+
+def test_tile_boxes_to_image_pixels():
+    boxes = torch.tensor([[-5.0, -3.0, 20.0, 30.0], [80.0, 90.0, 110.0, 120.0], [10.0, 10.0, 20.0, 20.0]])
+    image = (300, 400)  # H, W
+    # An inner tile: offset, then cut at all four borders.
+    inner = to_image_pixels(boxes, (100, 50, 200, 150), image)
+    assert inner.tolist() == [[100, 50, 120, 80], [180, 140, 200, 150], [110, 60, 120, 70]]
+    # A corner tile: the image's own edges are not cut (as predict leaves them), inner ones are.
+    corner = to_image_pixels(boxes, (0, 0, 100, 100), image)
+    assert corner.tolist() == [[-5, -3, 20, 30], [80, 90, 100, 100], [10, 10, 20, 20]]
+    assert to_image_pixels(boxes, (0, 0, 400, 300), image) is boxes   # the whole image: untouched
 
 
 def test_sam_window():
@@ -298,7 +310,7 @@ def _room_for_every_tile(model):
     model.cache_size = old
 
 
-SMALL = make_image(100, 150, seed=31)      # 4 tiles of 96 px, step 72: (0, 54) x (0, 4)
+SMALL = make_image(90, 150, seed=31)       # 2 tiles of 96 px, step 72: x 0 and 54 (on the edge)
 TILE = TileSpec(96, 0.25)
 PROMPT = "cat. remote control"
 
@@ -309,71 +321,82 @@ def same_as_predict(tiled: TiledPrediction, plain) -> bool:
             and torch.equal(tiled.dense(), plain.masks))
 
 
-@pytest.mark.parametrize("size", [256, 150])   # larger than the image; as large as its long side
-def test_a_tile_as_large_as_the_image_gives_exactly_predict(model, size):
+def test_a_tile_as_large_as_the_image_gives_exactly_predict(model):
     plain = model.predict(SMALL, "cat. remote control")
-    tiled = model.predict_tiled(SMALL, "cat. remote control", tile=TileSpec(size))
-    assert len(plain.boxes) > 0 and tiled.tiles == [(0, 0, 150, 100)]
-    assert same_as_predict(tiled, plain)
-    assert all(isinstance(m, CropMask) for m in tiled.masks)
-    assert "from 1 tile" in repr(tiled)
+    assert len(plain.boxes) > 0
+    for size in (256, 150):   # larger than the image; as large as its long side
+        tiled = model.predict_tiled(SMALL, "cat. remote control", tile=TileSpec(size))
+        assert tiled.tiles == [(0, 0, 150, 90)]
+        assert same_as_predict(tiled, plain)
+        assert all(isinstance(m, CropMask) for m in tiled.masks)
+        assert "from 1 tile" in repr(tiled)
 
 
 def test_tiles_are_detected_at_full_resolution_in_image_pixels(model):
     det = model.predict_dino_tiled(SMALL, "cat", 0.3, 0.25, tile=TILE)
-    assert det.tiles == [(0, 0, 96, 96), (54, 0, 150, 96), (0, 4, 96, 100), (54, 4, 150, 100)]
-    assert det.image_size == (100, 150)
+    assert det.tiles == [(0, 0, 96, 90), (54, 0, 150, 90)]
+    assert det.image_size == (90, 150)
     pil = Image.fromarray(SMALL)
+    inf = float("inf")
     for i, (x0, y0, x1, y1) in enumerate(det.tiles):
         boxes, logits, phrases = model.predict_dino(pil.crop((x0, y0, x1, y1)), "cat", 0.3, 0.25)
         mine = det.tile_index == i
         assert int(mine.sum()) == len(boxes) > 0, "the last (right, bottom) tiles are detected too"
-        assert torch.equal(det.boxes[mine], boxes + torch.tensor([x0, y0, x0, y0]))
+        # In image pixels, cut at the tile's inner borders only (not at the image's edges).
+        lo = torch.tensor([x0 if x0 else -inf, y0 if y0 else -inf] * 2)
+        hi = torch.tensor([x1 if x1 < 150 else inf, y1 if y1 < 90 else inf] * 2)
+        expected = torch.minimum(torch.maximum(boxes + torch.tensor([x0, y0, x0, y0]), lo), hi)
+        assert torch.equal(det.boxes[mine], expected)
         assert torch.equal(det.logits[mine], logits)
         assert [p for p, k in zip(det.phrases, mine.tolist()) if k] == phrases
 
 
 def test_each_box_is_segmented_on_its_window_at_full_resolution(model):
     boxes = torch.tensor([[10.0, 10.0, 40.0, 50.0],      # tile (0, 0)
-                          [120.0, 60.0, 149.0, 99.0],    # the bottom-right tile
-                          [5.0, 5.0, 145.0, 95.0]])      # wider than a tile: its own window
+                          [120.0, 60.0, 149.0, 89.0],    # the right tile
+                          [5.0, 5.0, 145.0, 85.0]])      # wider than a tile: its own window
     masks, scores = model.predict_sam_tiled(SMALL, boxes, tile=TILE)
     assert len(masks) == 3 and scores.shape == (3,) and scores.dtype == torch.float32
     pil = Image.fromarray(SMALL)
-    windows = [(0, 0, 96, 96), (54, 4, 150, 100), (0, 2, 150, 98)]
+    windows = [(0, 0, 96, 90), (54, 0, 150, 90), (0, 0, 150, 90)]
     for box, mask, score, w in zip(boxes, masks, scores, windows):
-        assert sam_window(box.tolist(), TILE.grid(150, 100), (100, 150), 96) == w
+        assert sam_window(box.tolist(), TILE.grid(150, 90), (90, 150), 96) == w
         local = box - torch.tensor([w[0], w[1], w[0], w[1]], dtype=torch.float32)
         expected = model.segment(pil.crop(w), boxes=local[None])
-        want = np.zeros((100, 150), bool)
+        want = np.zeros((90, 150), bool)
         want[w[1]:w[3], w[0]:w[2]] = model.predict_sam(pil.crop(w), local[None])[0, 0].numpy()
-        assert mask.image_size == (100, 150) and np.array_equal(mask.to_dense(), want)
+        assert mask.image_size == (90, 150) and np.array_equal(mask.to_dense(), want)
         assert abs(float(score) - float(expected.scores[0, 0])) < 1e-4
     with pytest.raises(ValueError, match=r"\(N, 4\)"):
         model.predict_sam_tiled(SMALL, torch.zeros(4), tile=TILE)
 
 
 def test_predict_tiled_merges_duplicates_across_tiles(model):
-    for merge in ("nms", "greedy"):
-        spec = TileSpec(96, 0.25, merge=merge)
-        out = model.predict_tiled(SMALL, "cat", tile=spec)
-        det = model.predict_dino_tiled(SMALL, "cat", tile=spec)
-        keep, boxes = merge_detections(det.boxes, det.logits, det.phrases, det.tile_index, spec)
-        assert 0 < len(out) < len(det), "the overlaps found objects twice; the merge removed some"
-        assert torch.equal(out.boxes, boxes) and out.phrases == [det.phrases[i] for i in keep]
-        masks, scores = model.predict_sam_tiled(SMALL, boxes, tile=spec)
-        assert torch.equal(out.mask_scores, scores)
-        assert all(np.array_equal(a.mask, b.mask) and a.bbox == b.bbox for a, b in zip(out.masks, masks))
-        # What is left has no cross-tile duplicate of one phrase.
-        tiles = det.tile_index[torch.from_numpy(keep)].numpy()
-        if merge == "nms":
-            o = box_overlaps(out.boxes, out.boxes, "ios")
-            dup = [(i, j) for i in range(len(out)) for j in range(i + 1, len(out))
-                   if o[i, j] > spec.iou and tiles[i] != tiles[j] and out.phrases[i] == out.phrases[j]]
-            assert dup == []
-        dense = out.dense()
-        assert dense.shape == (len(out), 100, 150) and dense.dtype == torch.bool
-        assert all(m.image_size == (100, 150) for m in out.masks)
+    det = model.predict_dino_tiled(SMALL, "cat", tile=TILE)
+    out = model.predict_tiled(SMALL, "cat", tile=TILE)
+    keep, boxes = merge_detections(det.boxes, det.logits, det.phrases, det.tile_index, TILE)
+    assert 0 < len(out) < len(det), "the overlap found objects twice; the merge removed some"
+    assert torch.equal(out.boxes, boxes) and out.phrases == [det.phrases[i] for i in keep]
+    assert torch.equal(out.logits, det.logits[torch.from_numpy(keep)])
+    masks, scores = model.predict_sam_tiled(SMALL, boxes, tile=TILE)
+    assert torch.equal(out.mask_scores, scores)
+    assert all(np.array_equal(a.mask, b.mask) and a.bbox == b.bbox for a, b in zip(out.masks, masks))
+    # What is left has no cross-tile duplicate of one phrase.
+    tiles = det.tile_index[torch.from_numpy(keep)].numpy()
+    o = box_overlaps(out.boxes, out.boxes, "ios")
+    dup = [(i, j) for i in range(len(out)) for j in range(i + 1, len(out))
+           if o[i, j] > TILE.iou and tiles[i] != tiles[j] and out.phrases[i] == out.phrases[j]]
+    assert dup == []
+    dense = out.dense()
+    assert dense.shape == (len(out), 90, 150) and dense.dtype == torch.bool
+    assert all(m.image_size == (90, 150) for m in out.masks)
+    # Greedy merging keeps the same detections, with boxes grown to the union of those merged.
+    greedy = TileSpec(96, 0.25, merge="greedy")
+    out = model.predict_tiled(SMALL, "cat", tile=greedy)
+    keep_g, boxes_g = merge_detections(det.boxes, det.logits, det.phrases, det.tile_index, greedy)
+    assert np.array_equal(keep_g, keep) and torch.equal(out.boxes, boxes_g)
+    assert not torch.equal(boxes_g, boxes) and bool((boxes_g[:, :2] <= boxes[:, :2]).all())
+    assert bool((boxes_g[:, 2:] >= boxes[:, 2:]).all()) and len(out.masks) == len(keep)
 
 
 # ------------------------------------------------------------------------------------------
@@ -394,11 +417,11 @@ def test_label_image_tiled(model, tmp_path, monkeypatch):
 
     import lang_sam.labeling.run as run
 
-    monkeypatch.setattr(run, "TILED_OVERLAY_MAX_PIXELS", 150 * 100 // 4)
+    monkeypatch.setattr(run, "TILED_OVERLAY_MAX_PIXELS", 150 * 90 // 4)
     tiled = label_image(model, item, LabelSettings.create(classes=["cat", "remote control"], tile=TILE), formats)
     assert len(tiled) > 0 and set(tiled.names) <= {"cat", "remote control"}
     overlay = np.asarray(Image.open(io.BytesIO(tiled.overlay_png)))
-    assert overlay.shape == (50, 75, 3)  # drawn on a downscaled copy
+    assert overlay.shape == (45, 75, 3)  # drawn on a downscaled copy
 
 
 def test_cli_predict_with_tiles(tmp_path, tiny_specs, sam_ckpt, gdino_ckpt, capsys, model):
@@ -430,8 +453,8 @@ def test_cli_predict_with_tiles(tmp_path, tiny_specs, sam_ckpt, gdino_ckpt, caps
         assert np.array_equal(mask, crop.to_dense()) and ann["area"] == crop.area
         assert np.array_equal(np.asarray(Image.open(png)) > 0, mask)
     d = json.loads((out / "labelme" / "a.json").read_text())
-    assert d["shapes"] == fmt.labelme_dict(expected.masks, expected.names, (100, 150))["shapes"]
-    assert np.asarray(Image.open(out / "overlays" / "a.png")).shape == (100, 150, 3)
+    assert d["shapes"] == fmt.labelme_dict(expected.masks, expected.names, (90, 150))["shapes"]
+    assert np.asarray(Image.open(out / "overlays" / "a.png")).shape == (90, 150, 3)
     run = json.loads((out / ".lang-sam" / "run.json").read_text())
     assert run["config"]["tile"] == {"size": 96, "overlap": 0.25, "merge": "nms", "iou": 0.5, "metric": "ios"}
 
