@@ -3,7 +3,8 @@
 It only wires :class:`~lang_sam.models.detector.GroundingDINODetector` and
 :class:`~lang_sam.models.segmenter.SamSegmenter`; the API is that of the 2023
 ``lang-segment-anything``, plus :meth:`LangSAM.encode` / :meth:`LangSAM.segment` for SAM's other
-prompts (boxes, points, masks) on an image encoded once.
+prompts (boxes, points, masks) on an image encoded once, and :meth:`LangSAM.predict_tiled` for
+large images (sliced inference, :mod:`lang_sam.tiling`; masks kept as crops, :mod:`lang_sam.masks`).
 """
 
 from __future__ import annotations

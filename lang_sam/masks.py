@@ -6,7 +6,7 @@ they take the objects' own sizes. The dataset writers (:mod:`lang_sam.labeling.f
 crops directly: COCO RLE, polygons and PNGs are made from the crop and its offset, never from a
 full-size array. :meth:`CropMask.to_dense` gives the full-size view when asked for.
 
-This module imports only numpy (``pycocotools`` and ``cv2`` inside the methods that need them).
+This module imports only numpy (``pycocotools`` and ``cv2`` inside the functions that need them).
 """
 
 from __future__ import annotations
@@ -16,7 +16,20 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["CropMask", "is_crop_list", "stack_dense"]
+__all__ = ["MIN_AREA", "CropMask", "outer_contours", "is_crop_list", "stack_dense"]
+
+#: Contours enclosing this many pixels or fewer are dropped by :func:`outer_contours`.
+MIN_AREA = 100
+
+
+def outer_contours(mask: np.ndarray) -> list[np.ndarray]:
+    """Outer contours (OpenCV ``(K, 1, 2)`` int32 x, y arrays) of an ``(H, W)`` binary numpy mask;
+    contours of area :data:`MIN_AREA` or less are dropped."""
+    import cv2
+
+    arr = (np.asarray(mask) > 0).astype(np.uint8) * 255
+    contours, _ = cv2.findContours(arr, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    return [c for c in contours if cv2.contourArea(c) > MIN_AREA]
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -139,15 +152,13 @@ class CropMask:
         return {"size": [int(H), int(W)], "counts": rle["counts"].decode("ascii")}
 
     def contours(self) -> list[np.ndarray]:
-        """Outer contours in image pixels, as :func:`lang_sam.utils.get_contours` gives them for
+        """Outer contours in image pixels, as :func:`outer_contours` gives them for
         :meth:`to_dense` (OpenCV ``(K, 1, 2)`` int32 arrays; tiny ones dropped), from the crop."""
-        from lang_sam.utils import get_contours
-
         if self.mask.size == 0:
             return []
-        padded = np.pad(self.mask, 1)
+        padded = np.pad(self.mask, 1)  # a blank border, as around the crop in the full mask
         shift = np.array([self.x0 - 1, self.y0 - 1], dtype=np.int32)
-        return [c + shift for c in get_contours(padded)]
+        return [c + shift for c in outer_contours(padded)]
 
     def __repr__(self) -> str:
         x0, y0, x1, y1 = self.bbox

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from lang_sam.masks import CropMask, is_crop_list
+from lang_sam.masks import MIN_AREA, CropMask, is_crop_list, outer_contours
 from lang_sam.validation import as_numpy, open_image, to_rgb_array
 
 __all__ = [
@@ -24,8 +24,6 @@ __all__ = [
     "generate_labelme_json",
 ]
 
-#: Contours enclosing this many pixels or fewer are dropped by :func:`get_contours`.
-MIN_AREA = 100
 
 
 def load_image(image_path: str | os.PathLike) -> Image.Image:
@@ -91,16 +89,12 @@ def get_contours(mask: Any) -> list[np.ndarray]:
     :class:`~lang_sam.masks.CropMask` (contours in image pixels, found on the crop). Contours of
     area :data:`MIN_AREA` or less are dropped.
     """
-    import cv2
-
     if isinstance(mask, CropMask):
         return mask.contours()
     arr = as_numpy(mask)
     if arr.ndim > 2:
         arr = np.squeeze(arr, 0)
-    arr = (arr > 0).astype(np.uint8) * 255
-    contours, _ = cv2.findContours(arr, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    return [c for c in contours if cv2.contourArea(c) > MIN_AREA]
+    return outer_contours(arr)
 
 
 def contour_to_points(contour: np.ndarray) -> list[list[float]]:
