@@ -228,7 +228,7 @@ def report(tmp: Path, results: dict, loop: int) -> None:
         ("peak RSS, MiB (load + 2 predicts)", o["peak_rss_mib"], n["peak_rss_mib"]),
         ("bf16 first predict vs fp32 original", o["first_predict"], b["first_predict"]),
     ]
-    print(f"\n| measure | original | lang-sam | ratio |\n| --- | ---: | ---: | ---: |")
+    print("\n| measure | original | lang-sam | ratio |\n| --- | ---: | ---: | ---: |")
     for name, a, c in rows:
         print(f"| {name} | {a:.1f} | {c:.1f} | {c / a:.2f}x |")
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lang_sam import LangSAM
+from lang_sam import LangSAM, TileSpec
 from lang_sam.labeling import LabelRun, LabelSettings, collect_images, label_image
 
 
@@ -30,11 +30,14 @@ def main(argv=None) -> Path:
     p.add_argument("--gdino-type", default="swinb")
     p.add_argument("--gdino-ckpt", default=None)
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run's outputs in --output")
+    p.add_argument("--tile", type=int, default=None, help="large images: detect on SIZE-px tiles")
     args = p.parse_args(argv)
 
     # 1. What to find: stable class names and ids (0, 1, ...); the prompt is built from the phrases.
+    #    With --tile, each image is sliced (README, "Large images") and masks are kept as crops.
     settings = LabelSettings.create(classes=args.classes, nms=args.nms, sam_type=args.sam_type,
-                                    gdino_type=args.gdino_type)
+                                    gdino_type=args.gdino_type,
+                                    tile=TileSpec(args.tile) if args.tile else None)
     # 2. The images, each with the path relative to the folder that names its outputs.
     items = collect_images([args.folder], exclude=args.output)
     # 3. The output folder: COCO, YOLO and overlays; records in labels/.lang-sam/. A folder that

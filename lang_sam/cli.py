@@ -2,6 +2,7 @@
 
     lang-sam predict photos/ --prompt "car. wheel" --output labels/ --format overlay,coco,yolo
     lang-sam predict photos/ --classes "car=car. automobile" --classes wheel --output labels/ --resume
+    lang-sam predict drone/ --prompt car --tile 1024 --tile-overlap 0.2 --output labels/
     lang-sam info
     lang-sam download --sam-type vit_h --gdino-type swinb --to /data/weights
     lang-sam serve | app           (lang_sam.serving.server / lang_sam.serving.app)
@@ -85,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="per-class box non-maximum suppression at this IoU (default: off)")
     p.add_argument("--box-threshold", type=_unit_float, default=0.3)
     p.add_argument("--text-threshold", type=_unit_float, default=0.25)
+    _add_tile_arguments(p)
     add_model_arguments(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
@@ -104,6 +106,31 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--to", default=None, metavar="DIR",
                    help="put the files in DIR (then run with LANG_SAM_WEIGHTS_DIR=DIR)")
     return parser
+
+
+def _add_tile_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("large images (sliced inference)")
+    g.add_argument("--tile", type=int, default=None, metavar="SIZE",
+                   help="detect on overlapping SIZE-px tiles at full resolution, merge what two tiles "
+                        "found, segment each box on its tile (default: off; try 1024)")
+    g.add_argument("--tile-overlap", type=float, default=None, metavar="FRACTION",
+                   help="fraction of a tile shared with its neighbours, in [0, 1) (default 0.2)")
+    g.add_argument("--tile-merge", choices=("nms", "greedy"), default=None,
+                   help="duplicates across tiles: keep the best box (nms, default) or merge the boxes "
+                        "into their union (greedy)")
+
+
+def tile_spec(args: argparse.Namespace):
+    """The :class:`~lang_sam.tiling.TileSpec` of ``--tile``/``--tile-overlap``/``--tile-merge``, or None."""
+    from lang_sam.errors import InvalidRunError
+    from lang_sam.tiling import TileSpec
+
+    if args.tile is None:
+        if args.tile_overlap is not None or args.tile_merge is not None:
+            raise InvalidRunError("--tile-overlap and --tile-merge need --tile SIZE")
+        return None
+    return TileSpec(args.tile, 0.2 if args.tile_overlap is None else args.tile_overlap,
+                    args.tile_merge or "nms")
 
 
 # --------------------------------------------------------------------------------------------
@@ -163,7 +190,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     settings = LabelSettings.create(
         args.prompt, args.classes, box_threshold=args.box_threshold,
         text_threshold=args.text_threshold, nms=args.nms, sam_type=args.sam_type,
-        gdino_type=args.gdino_type,
+        gdino_type=args.gdino_type, tile=tile_spec(args),
     )
 
     def load_model():
@@ -296,7 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from lang_sam.errors import (
         DeviceError, InvalidClassMapError, InvalidPromptError, InvalidRunError, InvalidThresholdError,
-        LangSAMError,
+        InvalidTileError, LangSAMError,
     )
 
     pkg_logger = logging.getLogger("lang_sam")
@@ -309,7 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return command(args)
     except (InvalidRunError, InvalidClassMapError, InvalidPromptError, InvalidThresholdError,
-            DeviceError) as exc:
+            DeviceError, InvalidTileError) as exc:
         print(f"lang-sam {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (LangSAMError, OSError) as exc:

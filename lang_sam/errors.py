@@ -25,6 +25,7 @@ __all__ = [
     "InvalidClassMapError",
     "InvalidRunError",
     "DeviceError",
+    "InvalidTileError",
 ]
 
 
@@ -97,3 +98,8 @@ class InvalidRunError(LangSAMError, ValueError):
 class DeviceError(LangSAMError, ValueError):
     """A device that is not a device name (``"gpu"``) or is not available here (``"cuda"`` without a
     GPU, ``"cuda:7"`` on a one-GPU machine). The message lists the devices that are."""
+
+
+class InvalidTileError(LangSAMError, ValueError):
+    """Sliced-inference settings that cannot be used: a tile size under 32 pixels, an overlap
+    outside [0, 1), an unknown merge method or metric, a match threshold outside [0, 1]."""

@@ -3,7 +3,8 @@
 It only wires :class:`~lang_sam.models.detector.GroundingDINODetector` and
 :class:`~lang_sam.models.segmenter.SamSegmenter`; the API is that of the 2023
 ``lang-segment-anything``, plus :meth:`LangSAM.encode` / :meth:`LangSAM.segment` for SAM's other
-prompts (boxes, points, masks) on an image encoded once.
+prompts (boxes, points, masks) on an image encoded once, and :meth:`LangSAM.predict_tiled` for
+large images (sliced inference, :mod:`lang_sam.tiling`; masks kept as crops, :mod:`lang_sam.masks`).
 """
 
 from __future__ import annotations
@@ -29,8 +30,12 @@ from lang_sam.hub import (
 )
 from lang_sam.models.detector import GroundingDINODetector, ImageFeatures
 from lang_sam.models.segmenter import MaskPrediction, SamSegmenter
+from lang_sam.masks import CropMask
 from lang_sam.precision import check_precision
 from lang_sam.reprs import SHOWN, image_size_text, shape_text, short_text
+from lang_sam.tiling import (
+    TiledDetections, TiledPrediction, TileSpec, merge_detections, sam_window, to_image_pixels,
+)
 from lang_sam.validation import (
     ImageInput,
     check_device,
@@ -42,9 +47,13 @@ from lang_sam.validation import (
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "LangSAM", "Prediction", "EncodedImage", "MaskPrediction", "SAM_MODELS", "GDINO_MODELS",
-    "default_device",
+    "LangSAM", "Prediction", "EncodedImage", "MaskPrediction", "TileSpec", "TiledPrediction",
+    "TiledDetections", "CropMask", "SAM_MODELS", "GDINO_MODELS", "default_device",
 ]
+
+#: :meth:`LangSAM.predict_sam_tiled` holds about this many bytes of one window's bool masks at once
+#: (whole decoding chunks of boxes, at least one), before cutting them to crops.
+TILE_MASK_BYTES = 64 * 2**20
 
 
 class _PredictionFields(NamedTuple):
@@ -239,26 +248,31 @@ class LangSAM:
 
     def _detect(self, enc: "EncodedImage", text_prompt: str, box_threshold: float, text_threshold: float):
         # Validate the prompt and thresholds before any image work is spent on the request.
-        passes, box_threshold, text_threshold = self.detector.prepare(
-            text_prompt, box_threshold, text_threshold
-        )
+        prepared = self.detector.prepare(text_prompt, box_threshold, text_threshold)
+        return self._detect_prepared(enc, prepared)
+
+    def _detect_prepared(self, enc: "EncodedImage", prepared: tuple):
+        passes, box_threshold, text_threshold = prepared
         return self.detector.detect_passes(
             self._features(enc), passes, box_threshold, text_threshold,
             return_prompts=self.return_prompts,
         )
 
+    def _segment_boxes(self, enc: "EncodedImage", boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """SAM masks ``(N, H, W)`` bool and scores ``(N,)`` for ``(N, 4)`` float32 boxes in ``enc``'s
+        pixels: the original's computation (``apply_boxes_torch`` + ``predict_torch``)."""
+        if len(boxes) == 0:
+            H, W = enc.pixels.shape[:2]
+            return torch.zeros((0, H, W), dtype=torch.bool), torch.zeros((0,), dtype=torch.float32)
+        self.segmenter.use(self._sam_encoding(enc))
+        out = self.segmenter.predict(boxes=boxes)
+        return out.masks.squeeze(1), out.scores.squeeze(1)
+
     def _predict_encoded(
         self, enc: "EncodedImage", text_prompt: str, box_threshold: float, text_threshold: float
     ) -> Prediction:
         det = self._detect(enc, text_prompt, box_threshold, text_threshold)
-        W, H = enc.image.size
-        if len(det.boxes) == 0:
-            masks = torch.zeros((0, H, W), dtype=torch.bool)
-            scores = torch.zeros((0,), dtype=torch.float32)
-        else:
-            self.segmenter.use(self._sam_encoding(enc))
-            out = self.segmenter.predict(boxes=det.boxes)
-            masks, scores = out.masks.squeeze(1), out.scores.squeeze(1)
+        masks, scores = self._segment_boxes(enc, det.boxes)
         return Prediction(masks, det.boxes, det.phrases, det.logits, mask_scores=scores)
 
     # ----------------------------------------------------------------------------------------
@@ -368,6 +382,118 @@ class LangSAM:
             if len(prompts) != len(images):
                 raise ValueError(f"got {len(images)} images but {len(prompts)} prompts")
         return [self.predict(img, p, box_threshold, text_threshold) for img, p in zip(images, prompts)]
+
+    # ----------------------------------------------------------------------------------------
+    # Large images: sliced inference
+    # ----------------------------------------------------------------------------------------
+    @staticmethod
+    def _rgb(image: ImageInput) -> Image.Image:
+        return image.image if isinstance(image, EncodedImage) else to_rgb_pil(image)
+
+    def _window(self, image: Image.Image, box: tuple[int, int, int, int]) -> "EncodedImage":
+        """An :meth:`encode` handle of the window ``box`` (x0, y0, x1, y1) of ``image``."""
+        whole = box == (0, 0, *image.size)
+        return self.encode(image if whole else image.crop(box))
+
+    def predict_dino_tiled(
+        self,
+        image: ImageInput,
+        text_prompt: str,
+        box_threshold: float = 0.3,
+        text_threshold: float = 0.25,
+        *,
+        tile: TileSpec | None = None,
+    ) -> TiledDetections:
+        """GroundingDINO on every tile of ``tile.grid`` at full resolution; boxes mapped to image
+        pixels and cut at the tile's inner borders (a tile sees nothing past them; the image's own
+        edges are left as :meth:`predict` leaves them), not merged (see
+        :func:`lang_sam.tiling.merge_detections`). One tile's work is held at a time."""
+        tile = TileSpec() if tile is None else tile
+        prepared = self.detector.prepare(text_prompt, box_threshold, text_threshold)
+        pil = self._rgb(image)
+        W, H = pil.size
+        tiles = tile.grid(W, H)
+        boxes, logits, phrases, index = [], [], [], []
+        for i, t in enumerate(tiles):
+            det = self._detect_prepared(self._window(pil, t), prepared)
+            b = to_image_pixels(det.boxes, t, (H, W))
+            boxes.append(b)
+            logits.append(det.logits)
+            phrases.extend(det.phrases)
+            index.append(torch.full((len(b),), i, dtype=torch.int64))
+        return TiledDetections(
+            boxes=torch.cat(boxes).reshape(-1, 4).to(torch.float32), logits=torch.cat(logits).to(torch.float32),
+            phrases=phrases, tile_index=torch.cat(index), tiles=tiles, image_size=(H, W),
+        )
+
+    def predict_sam_tiled(
+        self, image: ImageInput, boxes, *, tile: TileSpec | None = None
+    ) -> tuple[list[CropMask], torch.Tensor]:
+        """SAM masks for ``(N, 4)`` xyxy image-pixel boxes, each segmented at full resolution on a
+        window of the image (:func:`lang_sam.tiling.sam_window`: the grid tile that holds the box
+        and is most centred on it, else a tile-sized window around it, which later boxes it holds
+        share). Each window is encoded once. Returns ``(masks, scores)``: ``N`` :class:`CropMask` trimmed to their True pixels
+        and SAM's predicted IoU ``(N,)`` float32, in the boxes' order."""
+        tile = TileSpec() if tile is None else tile
+        boxes = torch.as_tensor(boxes, dtype=torch.float32)
+        if boxes.ndim != 2 or boxes.shape[1] != 4:
+            raise ValueError(f"boxes must have shape (N, 4), got {tuple(boxes.shape)}")
+        pil = self._rgb(image)
+        W, H = pil.size
+        tiles = tile.grid(W, H)
+        groups: dict[tuple, list[int]] = {}
+        windows = list(tiles)  # a window made for a box no tile holds is offered to later boxes too
+        for i, box in enumerate(boxes.tolist()):
+            window = sam_window(box, windows, (H, W), tile.size)
+            if window not in groups and window not in tiles:
+                windows.append(window)
+            groups.setdefault(window, []).append(i)
+        masks: list[CropMask | None] = [None] * len(boxes)
+        scores = torch.zeros((len(boxes),), dtype=torch.float32)
+        for window, idx in groups.items():
+            enc = self._window(pil, window)
+            local = boxes[idx]
+            if window[:2] != (0, 0):
+                local = local - torch.tensor([window[0], window[1], window[0], window[1]], dtype=local.dtype)
+            h, w = window[3] - window[1], window[2] - window[0]
+            step = self.segmenter.boxes_per_chunk(h, w)
+            # Whole decoding chunks (the same decoding as predict), about TILE_MASK_BYTES of masks.
+            group = step * max(1, TILE_MASK_BYTES // (h * w * step))
+            for start in range(0, len(idx), group):
+                m, s = self._segment_boxes(enc, local[start:start + group])
+                for j, k in enumerate(idx[start:start + group]):
+                    masks[k] = CropMask.from_window(m[j].numpy(), window[0], window[1], (H, W))
+                    scores[k] = s[j]
+        return masks, scores
+
+    def predict_tiled(
+        self,
+        image: ImageInput,
+        text_prompt: str,
+        box_threshold: float = 0.3,
+        text_threshold: float = 0.25,
+        *,
+        tile: TileSpec | None = None,
+    ) -> TiledPrediction:
+        """Sliced inference for large images: :meth:`predict` on overlapping tiles.
+
+        GroundingDINO runs on each tile of ``tile`` (default :class:`TileSpec`: 1024-px tiles, 20 %
+        overlap) at full resolution; boxes are mapped to image pixels; detections of the same
+        phrase that two tiles found are merged (``tile.merge``); SAM segments each kept box on a
+        tile-sized window around it. Returns a :class:`~lang_sam.tiling.TiledPrediction` whose
+        masks are crops with offsets (``.dense()`` gives ``(N, H, W)`` on request). A tile at least
+        as large as the image gives exactly :meth:`predict`'s result.
+        """
+        tile = TileSpec() if tile is None else tile
+        pil = self._rgb(image)
+        det = self.predict_dino_tiled(pil, text_prompt, box_threshold, text_threshold, tile=tile)
+        keep, boxes = merge_detections(det.boxes, det.logits, det.phrases, det.tile_index, tile)
+        masks, scores = self.predict_sam_tiled(pil, boxes, tile=tile)
+        return TiledPrediction(
+            boxes=boxes, phrases=[det.phrases[i] for i in keep.tolist()],
+            logits=det.logits[torch.from_numpy(keep)],
+            mask_scores=scores, masks=masks, image_size=det.image_size, tiles=det.tiles,
+        )
 
     def set_image(self, image_pil: ImageInput) -> None:
         """Encode an image with both networks now and keep it for :meth:`predict_prompt`."""

@@ -130,6 +130,8 @@ def random_gdino_state_dict(
       prompts give about as many (6 instead of 8 was seen), and other images other counts (the
       scores' offset depends on the image: 532 boxes were seen on another photo), so calibrate on
       the image you measure.
+      A list of images calibrates on all of them: at most ``target_boxes`` on each, exactly that
+      many on the one that gives most (e.g. every distinct tile of a sliced benchmark).
     """
     from lang_sam.models.detector import GroundingDINODetector, build_groundingdino_model
 
@@ -151,15 +153,18 @@ def random_gdino_state_dict(
     state["transformer.decoder.norm.bias"] = torch.zeros(width)
     net.load_state_dict(state)
     detector = GroundingDINODetector(net)
-    if calibration_image is None:
-        calibration_image = _calibration_image()
-    elif not hasattr(calibration_image, "size"):
-        from lang_sam.utils import load_image
+    images = calibration_image if isinstance(calibration_image, (list, tuple)) else [calibration_image]
+    wanted = -float("inf")
+    for image in images:
+        if image is None:
+            image = _calibration_image()
+        elif not hasattr(image, "size"):
+            from lang_sam.utils import load_image
 
-        calibration_image = load_image(calibration_image)
-    scores, _ = detector.detect(detector.encode_image(calibration_image), "object.")
-    logits = torch.logit(scores[:, 1].double())  # every token scores the same now
-    wanted = logits.topk(target_boxes).values[-1].item()
+            image = load_image(image)
+        scores, _ = detector.detect(detector.encode_image(image), "object.")
+        logits = torch.logit(scores[:, 1].double())  # every token scores the same now
+        wanted = max(wanted, logits.topk(target_boxes).values[-1].item())
     k = wanted - torch.logit(torch.tensor(0.3, dtype=torch.float64)).item() + 1e-3
     state["transformer.decoder.norm.bias"] = -k * c / c.dot(c)
     return state

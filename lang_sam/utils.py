@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from lang_sam.masks import MIN_AREA, CropMask, is_crop_list, outer_contours
 from lang_sam.validation import as_numpy, open_image, to_rgb_array
 
 __all__ = [
@@ -23,8 +24,6 @@ __all__ = [
     "generate_labelme_json",
 ]
 
-#: Contours enclosing this many pixels or fewer are dropped by :func:`get_contours`.
-MIN_AREA = 100
 
 
 def load_image(image_path: str | os.PathLike) -> Image.Image:
@@ -86,17 +85,16 @@ def draw_image(
 def get_contours(mask: Any) -> list[np.ndarray]:
     """Outer contours (OpenCV ``(K, 1, 2)`` int32 point arrays) of a binary mask.
 
-    ``mask`` is ``(H, W)`` or ``(1, H, W)``, bool or 0/1, torch or numpy. Contours of area
-    :data:`MIN_AREA` or less are dropped.
+    ``mask`` is ``(H, W)`` or ``(1, H, W)``, bool or 0/1, torch or numpy, or a
+    :class:`~lang_sam.masks.CropMask` (contours in image pixels, found on the crop). Contours of
+    area :data:`MIN_AREA` or less are dropped.
     """
-    import cv2
-
+    if isinstance(mask, CropMask):
+        return mask.contours()
     arr = as_numpy(mask)
     if arr.ndim > 2:
         arr = np.squeeze(arr, 0)
-    arr = (arr > 0).astype(np.uint8) * 255
-    contours, _ = cv2.findContours(arr, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    return [c for c in contours if cv2.contourArea(c) > MIN_AREA]
+    return outer_contours(arr)
 
 
 def contour_to_points(contour: np.ndarray) -> list[list[float]]:
@@ -114,12 +112,13 @@ def generate_labelme_json(
     """A LabelMe annotation dict: one polygon per outer contour of each mask.
 
     Args:
-        binary_masks: ``(N, H, W)`` masks, torch or numpy.
+        binary_masks: ``(N, H, W)`` masks, torch or numpy, or a list of ``N``
+            :class:`~lang_sam.masks.CropMask`.
         labels: ``N`` labels.
         image_size: ``(height, width)``.
         image_path: stored as ``imagePath``.
     """
-    masks = as_numpy(binary_masks)
+    masks = binary_masks if is_crop_list(binary_masks) else as_numpy(binary_masks)
     if len(masks) != len(labels):
         raise ValueError(f"got {len(masks)} masks but {len(labels)} labels")
     json_dict = {

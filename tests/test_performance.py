@@ -3,7 +3,6 @@ Timings live in benchmarks/, not here."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image

@@ -7,13 +7,14 @@ import io
 import json
 import os
 import re
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Iterator
 
 import numpy as np
 
 __all__ = [
-    "TMP_SUFFIX", "atomic_write_bytes", "atomic_write_text", "write_json", "write_png",
+    "TMP_SUFFIX", "atomic_open", "atomic_write_bytes", "atomic_write_text", "write_json", "write_png",
     "sweep_temp_files",
 ]
 
@@ -22,8 +23,10 @@ TMP_SUFFIX = ".tmp"
 _TMP_RE = re.compile(r"^\..+\.\d+\.tmp$")
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``.<name>.<pid>.tmp`` next to ``path``, then rename it to ``path``.
+@contextmanager
+def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """A binary file to write ``path`` through, for content written piece by piece: it is
+    ``.<name>.<pid>.tmp`` next to ``path`` and is renamed to ``path`` when the block ends.
 
     On any exception (``KeyboardInterrupt`` included) the temporary file is removed and the
     exception re-raised; ``path`` is either its old content or the new one, never a mix.
@@ -33,11 +36,19 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     tmp = path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
     try:
         with open(tmp, "wb") as f:
-            f.write(data)
+            yield f
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``.<name>.<pid>.tmp`` next to ``path``, then rename it to ``path``
+    (see :func:`atomic_open`)."""
+    path = Path(path)
+    with atomic_open(path) as f:
+        f.write(data)
     return path
 
 

@@ -3,7 +3,13 @@
 - :func:`mask_to_rle` / :func:`masks_to_rle` / :func:`rle_to_mask`, :func:`coco_image_record` and
   :class:`CocoBuilder`: one COCO instance-segmentation ``annotations.json`` for a whole run;
 - :func:`labelme_dict`, :func:`yolo_lines`, :func:`yolo_data_yaml`, :func:`write_instance_masks`,
-  :func:`write_overlay`, :func:`detection_labels` (the one label text drawn on overlays).
+  :func:`write_overlay` / :func:`render_overlay`, :func:`detection_labels` (the one label text
+  drawn on overlays).
+
+Masks are ``(N, H, W)`` arrays (numpy or torch) or, from sliced inference, a list of ``N``
+:class:`~lang_sam.masks.CropMask`. Every writer reads crops directly and gives the same output as
+for their dense masks, without a full-size array per mask (RLE and polygons are made from the
+crop and its offset; instance PNGs are streamed row by row).
 
 Every file is written atomically (:mod:`lang_sam.labeling.atomic`). ``cv2``, ``pycocotools`` and
 ``torchvision`` are imported by the functions that need them. Nothing here prints.
@@ -19,7 +25,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from lang_sam.labeling.atomic import write_json, write_png
+from lang_sam.labeling.atomic import atomic_open, write_json, write_png
+from lang_sam.masks import CropMask, is_crop_list
 from lang_sam.validation import as_numpy
 
 __all__ = [
@@ -33,7 +40,9 @@ __all__ = [
     "yolo_lines",
     "yolo_data_yaml",
     "write_instance_masks",
+    "write_mask_png",
     "write_overlay",
+    "render_overlay",
     "detection_labels",
     "safe_name",
 ]
@@ -51,11 +60,18 @@ def detection_labels(names: Sequence[str], scores: Any) -> list[str]:
     return [f"{n} {s:.2f}" for n, s in zip(names, as_numpy(scores).reshape(-1).tolist())]
 
 
+def _mask_list(masks: Any):
+    """Crops as they are; anything else as a numpy array (``(N, H, W)`` expected)."""
+    return masks if is_crop_list(masks) else as_numpy(masks)
+
+
 def masks_to_rle(masks: Any) -> list[dict]:
-    """``(N, H, W)`` binary masks (torch or numpy) -> COCO compressed RLE dicts
+    """``(N, H, W)`` binary masks (torch or numpy) or ``N`` crops -> COCO compressed RLE dicts
     ``{"size": [H, W], "counts": str}``, one per mask (an empty list for ``N = 0``)."""
     from pycocotools import mask as mask_util
 
+    if is_crop_list(masks):
+        return [m.to_rle() for m in masks]
     arr = as_numpy(masks)
     if arr.ndim != 3:
         raise ValueError(f"masks must be 3-D (N, H, W), got shape {arr.shape}")
@@ -67,7 +83,10 @@ def masks_to_rle(masks: Any) -> list[dict]:
 
 
 def mask_to_rle(mask: Any) -> dict:
-    """A binary ``(H, W)`` mask -> COCO compressed RLE ``{"size": [H, W], "counts": str}``."""
+    """A binary ``(H, W)`` mask (or a :class:`CropMask`) -> COCO compressed RLE
+    ``{"size": [H, W], "counts": str}``."""
+    if isinstance(mask, CropMask):
+        return mask.to_rle()
     arr = as_numpy(mask)
     if arr.ndim != 2:
         raise ValueError(f"mask must be 2-D (H, W), got shape {arr.shape}")
@@ -95,10 +114,12 @@ def coco_image_record(
 ) -> dict:
     """One image's COCO content, with class *names* (ids are given by :class:`CocoBuilder`).
 
-    ``masks`` ``(N, H, W)``, ``boxes`` ``(N, 4)`` xyxy pixels, ``scores`` ``(N,)``. JSON-able, so a
-    run can keep one record per image on disk and rebuild ``annotations.json`` from them.
+    ``masks`` ``(N, H, W)`` or ``N`` crops, ``boxes`` ``(N, 4)`` xyxy pixels, ``scores`` ``(N,)``.
+    JSON-able, so a run can keep one record per image on disk and rebuild ``annotations.json``
+    from them.
     """
-    m = as_numpy(masks).astype(bool)
+    crops = is_crop_list(masks)
+    m = masks if crops else as_numpy(masks).astype(bool)
     b = as_numpy(boxes).astype(np.float64).reshape(-1, 4)
     s = as_numpy(scores).astype(np.float64).reshape(-1)
     if not len(m) == len(b) == len(s) == len(class_names):
@@ -106,15 +127,16 @@ def coco_image_record(
             f"got {len(m)} masks, {len(b)} boxes, {len(s)} scores and {len(class_names)} class names; "
             "expected equal counts"
         )
-    if len(m) and m.shape[1:] != (height, width):
-        raise ValueError(f"masks are {m.shape[1:]} but the image is {(height, width)} (H, W)")
+    shapes = {tuple(x.image_size) for x in m} if crops else ({m.shape[1:]} if len(m) else set())
+    if shapes - {(height, width)}:
+        raise ValueError(f"masks are {sorted(shapes)[0]} but the image is {(height, width)} (H, W)")
     anns = []
     for mask, rle, box, score, name in zip(m, masks_to_rle(m) if len(m) else [], b, s, class_names):
         x0, y0, x1, y1 = (float(v) for v in box)
         anns.append({
             "class": str(name),
             "segmentation": rle,
-            "area": int(mask.sum()),
+            "area": mask.area if crops else int(mask.sum()),
             "bbox": [round(x0, 3), round(y0, 3), round(x1 - x0, 3), round(y1 - y0, 3)],
             "score": round(float(score), 6),
         })
@@ -189,7 +211,8 @@ def labelme_dict(masks: Any, labels: Sequence[str], image_size: tuple[int, int],
 
 
 def largest_polygon(mask: Any) -> np.ndarray | None:
-    """The largest outer contour of ``mask`` as ``(K, 2)`` float pixel x, y, or ``None``.
+    """The largest outer contour of ``mask`` (``(H, W)`` or a :class:`CropMask`) as ``(K, 2)``
+    float pixel x, y, or ``None``.
 
     Uses :func:`lang_sam.utils.get_contours` (contours of 100 pixels or less are ignored).
     """
@@ -211,7 +234,7 @@ def yolo_lines(masks: Any, class_ids: Sequence[int], image_size: tuple[int, int]
     skipped. ``image_size`` is ``(height, width)``.
     """
     h, w = int(image_size[0]), int(image_size[1])
-    m = as_numpy(masks)
+    m = _mask_list(masks)
     if len(m) != len(class_ids):
         raise ValueError(f"got {len(m)} masks but {len(class_ids)} class ids")
     rows = []
@@ -241,10 +264,11 @@ def yolo_data_yaml(names: Sequence[str]) -> str:
 def write_instance_masks(folder: str | os.PathLike, masks: Any, labels: Sequence[str]) -> list[Path]:
     """One ``HxW`` 0/255 PNG per mask, ``<folder>/<index:03d>_<label>.png``.
 
-    PNG files already in ``folder`` (an earlier run's masks of the same image) are removed first.
+    Crops are written by :func:`write_mask_png` (streamed: no full-size array). PNG files already
+    in ``folder`` (an earlier run's masks of the same image) are removed first.
     """
     folder = Path(folder)
-    m = as_numpy(masks)
+    m = _mask_list(masks)
     if len(m) != len(labels):
         raise ValueError(f"got {len(m)} masks but {len(labels)} labels")
     if folder.is_dir():
@@ -253,14 +277,137 @@ def write_instance_masks(folder: str | os.PathLike, masks: Any, labels: Sequence
                 old.unlink()
     out = []
     for i, (mask, label) in enumerate(zip(m, labels)):
-        out.append(write_png(folder / f"{i:03d}_{safe_name(label)}.png",
-                             (mask > 0).astype(np.uint8) * 255))
+        path = folder / f"{i:03d}_{safe_name(label)}.png"
+        if isinstance(mask, CropMask):
+            out.append(write_mask_png(path, mask))
+        else:
+            out.append(write_png(path, (mask > 0).astype(np.uint8) * 255))
     return out
 
 
-def write_overlay(path: str | os.PathLike, image: np.ndarray, masks: Any, boxes: Any,
-                  labels: Sequence[str]) -> Path:
-    """The overlay PNG (:func:`lang_sam.utils.draw_image`: red boxes, labels, cyan masks)."""
+#: Rows of zeros compressed once and repeated by :func:`write_mask_png` (about 1 MB of pixels).
+_ZERO_BLOCK_BYTES = 1 << 20
+
+
+def write_mask_png(path: str | os.PathLike, mask: CropMask, *, level: int = 6) -> Path:
+    """Write a crop's full-size ``H x W`` 0/255 greyscale PNG without a full-size array, atomically.
+
+    The PNG's rows are streamed: each run of all-zero rows outside the crop reuses one block of
+    zero rows compressed once (independent deflate blocks after a full flush), so time and memory
+    go with the crop (plus about ``H * W / 2**20`` KB of output for the empty part), not with
+    ``H x W``. Decodes to exactly ``mask.to_dense() * 255``.
+    """
+    import struct
+    import zlib
+
+    H, W = mask.image_size
+    row_bytes = W + 1  # filter byte 0 ("None"), then W pixels
+    x0, y0, x1, y1 = mask.bbox
+    block_rows = max(1, _ZERO_BLOCK_BYTES // row_bytes)
+
+    def deflate(data: bytes) -> bytes:  # an independent, byte-aligned, non-final deflate piece
+        c = zlib.compressobj(level, zlib.DEFLATED, -15)
+        return c.compress(data) + c.flush(zlib.Z_FULL_FLUSH)
+
+    zero_block = deflate(bytes(row_bytes * block_rows))
+    state = {"adler": 1, "buf": bytearray()}
+
+    def chunk(f, tag: bytes, data: bytes) -> None:
+        f.write(struct.pack(">I", len(data)) + tag + data
+                + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF))
+
+    def emit(f, data: bytes) -> None:
+        state["buf"] += data
+        if len(state["buf"]) >= 1 << 20:
+            chunk(f, b"IDAT", bytes(state["buf"]))
+            state["buf"].clear()
+
+    def zero_rows(f, n: int) -> None:
+        a, b = state["adler"] & 0xFFFF, state["adler"] >> 16
+        state["adler"] = (((b + n * row_bytes * a) % 65521) << 16) | a  # zeros leave a unchanged
+        for _ in range(n // block_rows):
+            emit(f, zero_block)
+        if n % block_rows:
+            emit(f, deflate(bytes(row_bytes * (n % block_rows))))
+
+    with atomic_open(path) as f:
+        f.write(b"\x89PNG\r\n\x1a\n")
+        chunk(f, b"IHDR", struct.pack(">IIBBBBB", W, H, 8, 0, 0, 0, 0))  # 8-bit greyscale
+        emit(f, b"\x78\x9c")  # zlib header: deflate, 32 KiB window
+        zero_rows(f, y0)
+        if y1 > y0:
+            c = zlib.compressobj(level, zlib.DEFLATED, -15)
+            rows = np.zeros((min(256, y1 - y0), row_bytes), dtype=np.uint8)
+            for start in range(0, y1 - y0, len(rows)):
+                part = mask.mask[start:start + len(rows)]
+                rows[:len(part), 1 + x0:1 + x1] = part * np.uint8(255)
+                data = rows[:len(part)].tobytes()
+                state["adler"] = zlib.adler32(data, state["adler"])
+                emit(f, c.compress(data))
+            emit(f, c.flush(zlib.Z_FULL_FLUSH))
+        zero_rows(f, H - y1)
+        emit(f, zlib.compressobj(level, zlib.DEFLATED, -15).flush(zlib.Z_FINISH))  # final empty block
+        emit(f, struct.pack(">I", state["adler"]))
+        chunk(f, b"IDAT", bytes(state["buf"]))
+        chunk(f, b"IEND", b"")
+    return Path(path)
+
+
+def write_overlay(path: str | os.PathLike, image: Any, masks: Any, boxes: Any,
+                  labels: Sequence[str], *, max_pixels: int | None = None) -> Path:
+    """The overlay PNG (:func:`render_overlay`: red boxes, labels, cyan masks)."""
+    return write_png(path, render_overlay(image, masks, boxes, labels, max_pixels=max_pixels))
+
+
+def _nearest(n_out: int, n_in: int) -> np.ndarray:
+    """For each of ``n_out`` output pixels, the input pixel whose area holds its centre."""
+    return np.minimum(((np.arange(n_out) + 0.5) * (n_in / n_out)).astype(np.int64), n_in - 1)
+
+
+def render_overlay(image: Any, masks: Any, boxes: Any, labels: Sequence[str], *,
+                   max_pixels: int | None = None) -> np.ndarray:
+    """The overlay as an ``h x w x 3`` uint8 array: :func:`lang_sam.utils.draw_image` (red boxes
+    with labels, cyan masks, black where masks overlap) of ``image`` (an ``HxWx3`` array or an
+    RGB PIL image).
+
+    ``masks`` are ``(N, H, W)`` or ``N`` crops; crops are drawn through two image-size layers
+    (covered by one mask, by several), which draws exactly what ``N`` dense masks would. With
+    ``max_pixels`` and an image larger than that, the overlay is drawn on a copy downscaled to
+    at most ``max_pixels`` (box filter for the image, nearest pixel for the masks, boxes scaled),
+    so its memory is that of the copy whatever the image's size.
+    """
+    from PIL import Image
+
     from lang_sam.utils import draw_image
 
-    return write_png(path, draw_image(image, masks, boxes, labels))
+    pil = image if isinstance(image, Image.Image) else None
+    W, H = pil.size if pil is not None else (np.asarray(image).shape[1], np.asarray(image).shape[0])
+    w, h = W, H
+    if max_pixels is not None and W * H > max_pixels:
+        scale = (max_pixels / (W * H)) ** 0.5
+        w, h = max(1, int(W * scale)), max(1, int(H * scale))
+    if (w, h) != (W, H):
+        small = (pil if pil is not None else Image.fromarray(np.asarray(image))).resize((w, h), Image.BOX)
+        pixels = np.asarray(small)
+    else:
+        pixels = np.asarray(pil) if pil is not None else image
+    ys, xs = _nearest(h, H), _nearest(w, W)
+    b = as_numpy(boxes).astype(np.float32).reshape(-1, 4) * np.array([w / W, h / H, w / W, h / H], np.float32)
+    if is_crop_list(masks):
+        count = np.zeros((h, w), dtype=np.uint8)
+        for m in masks:
+            x0, y0, x1, y1 = m.bbox
+            r = np.flatnonzero((ys >= y0) & (ys < y1))
+            c = np.flatnonzero((xs >= x0) & (xs < x1))
+            if len(r) and len(c):
+                hit = m.mask[np.ix_(ys[r] - y0, xs[c] - x0)]
+                window = count[r[0]:r[-1] + 1, c[0]:c[-1] + 1]
+                window += (hit & (window < 2)).astype(np.uint8)
+        drawn = np.stack([count >= 1, count >= 2])
+    else:
+        drawn = as_numpy(masks)
+        if drawn.ndim == 4 and drawn.shape[1] == 1:
+            drawn = drawn[:, 0]
+        if (w, h) != (W, H) and drawn.size:
+            drawn = drawn[:, ys][:, :, xs]
+    return draw_image(pixels, drawn, b if (w, h) != (W, H) else boxes, labels)

@@ -50,6 +50,7 @@ from lang_sam.errors import (
 from lang_sam.labeling import formats as fmt
 from lang_sam.labeling.atomic import atomic_write_bytes, atomic_write_text, sweep_temp_files, write_json
 from lang_sam.labeling.classes import ClassMap, class_nms
+from lang_sam.tiling import TileSpec, merge_detections
 from lang_sam.validation import check_prompt, check_threshold
 
 logger = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ __all__ = [
     "label_folder",
     "IMAGE_ERRORS",
     "OUTPUT_DIRS",
+    "TILED_OVERLAY_MAX_PIXELS",
 ]
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
@@ -79,6 +81,9 @@ STATE_DIR = ".lang-sam"
 RUN_VERSION = 1
 #: Everything a run writes in its output folder (``overwrite`` deletes these and nothing else).
 OUTPUT_DIRS = ("overlays", "masks", "labelme", "yolo", "coco", STATE_DIR)
+
+#: With tiling, overlays of larger images are drawn on a copy downscaled to this many pixels.
+TILED_OVERLAY_MAX_PIXELS = 16_000_000
 
 #: What one image may raise that fails that image only (the run goes on and lists it).
 IMAGE_ERRORS = (LangSAMError, OSError, ValueError, RuntimeError)
@@ -274,8 +279,9 @@ class LabelSettings:
 
     Give ``prompt`` (each distinct phrase GroundingDINO returns becomes a class) or ``classes``
     (``"name=phrase. phrase"`` specs, see :meth:`ClassMap.parse`; the prompt is built from them).
-    ``nms`` is the per-class NMS IoU (None: off). ``sam_type`` / ``gdino_type`` name the models in
-    the run's record, so that resuming with other models is refused.
+    ``nms`` is the per-class NMS IoU (None: off). ``tile`` turns on sliced inference for large
+    images (:class:`~lang_sam.tiling.TileSpec`; None: off). ``sam_type`` / ``gdino_type`` name the
+    models in the run's record, so that resuming with other models is refused.
     """
 
     prompt: str
@@ -285,6 +291,7 @@ class LabelSettings:
     nms: float | None = None
     sam_type: str | None = None
     gdino_type: str | None = None
+    tile: TileSpec | None = None
 
     @classmethod
     def create(
@@ -297,9 +304,12 @@ class LabelSettings:
         nms: float | None = None,
         sam_type: str | None = None,
         gdino_type: str | None = None,
+        tile: TileSpec | None = None,
     ) -> "LabelSettings":
         """Checked settings; raises :class:`InvalidRunError`, :class:`InvalidPromptError`,
         :class:`InvalidClassMapError` or :class:`InvalidThresholdError` naming what is wrong."""
+        if tile is not None and not isinstance(tile, TileSpec):
+            raise InvalidRunError(f"tile must be a TileSpec or None, got {type(tile).__name__}")
         if classes is not None and prompt is not None:
             raise InvalidRunError(
                 "give a prompt or classes, not both (with classes the prompt is built from the "
@@ -323,6 +333,7 @@ class LabelSettings:
             nms=None if nms is None else check_threshold("nms", nms),
             sam_type=sam_type,
             gdino_type=gdino_type,
+            tile=tile,
         )
 
     def classmap(self) -> ClassMap:
@@ -339,6 +350,7 @@ class LabelSettings:
             "nms": self.nms,
             "sam_type": self.sam_type,
             "gdino_type": self.gdino_type,
+            "tile": self.tile.to_dict() if self.tile is not None else None,
         }
 
 
@@ -346,9 +358,11 @@ class LabelSettings:
 class ImageLabels:
     """One image's labels from :func:`label_image`: computed, not yet written, picklable.
 
-    ``boxes`` ``(N, 4)`` float32 xyxy and ``masks`` ``(N, H, W)`` bool in image pixels, ``scores``
-    ``(N,)`` float32 (GroundingDINO's), ``names`` the ``N`` class names, ``dropped`` how many
-    detections matched no class, ``overlay_png`` the overlay's PNG bytes when it was asked for.
+    ``boxes`` ``(N, 4)`` float32 xyxy in image pixels; ``masks`` ``(N, H, W)`` bool, or with tiling
+    a list of ``N`` :class:`~lang_sam.masks.CropMask` (each mask's crop and offset; every writer
+    takes either); ``scores`` ``(N,)`` float32 (GroundingDINO's), ``names`` the ``N`` class names,
+    ``dropped`` how many detections matched no class, ``overlay_png`` the overlay's PNG bytes when
+    it was asked for.
     """
 
     item: ImageItem
@@ -357,7 +371,7 @@ class ImageLabels:
     boxes: np.ndarray
     scores: np.ndarray
     names: list[str]
-    masks: np.ndarray
+    masks: Any
     dropped: int = 0
     overlay_png: bytes | None = None
 
@@ -372,29 +386,48 @@ def label_image(
     """Label one image: detect, map phrases to classes (dropping those of no class), per-class
     NMS if asked, then SAM masks for the kept boxes, on one encoding of the image.
 
+    With ``settings.tile``, detection runs on each tile at full resolution
+    (:meth:`LangSAM.predict_dino_tiled`), duplicates of one class found by two tiles are merged
+    (:func:`lang_sam.tiling.merge_detections`), each kept box is segmented on a tile-sized window
+    (:meth:`LangSAM.predict_sam_tiled`) and masks are kept as crops; the overlay of an image over
+    :data:`TILED_OVERLAY_MAX_PIXELS` is drawn on a downscaled copy.
+
     ``model`` is a :class:`~lang_sam.LangSAM`. ``classmap`` (default: ``settings.classmap()``)
     only names classes here; ids are given by :meth:`LabelRun.write`. Writes nothing.
     """
     import torch
 
-    from lang_sam.utils import draw_image, load_image
+    from lang_sam.utils import load_image
 
     classmap = classmap if classmap is not None else settings.classmap()
     image = load_image(item.path)
     width, height = image.size
-    enc = model.encode(image)
-    boxes, logits, phrases = model.predict_dino(
-        enc, settings.prompt, settings.box_threshold, settings.text_threshold
-    )
+    tile = settings.tile
+    if tile is None:
+        enc = model.encode(image)
+        boxes, logits, phrases = model.predict_dino(
+            enc, settings.prompt, settings.box_threshold, settings.text_threshold
+        )
+    else:
+        det = model.predict_dino_tiled(
+            image, settings.prompt, settings.box_threshold, settings.text_threshold, tile=tile
+        )
+        boxes, logits, phrases = det.boxes, det.logits, det.phrases
     names = [classmap.match(p) for p in phrases]
     keep = [i for i, n in enumerate(names) if n is not None]
     dropped = len(names) - len(keep)
     boxes, logits, names = boxes[keep], logits[keep], [names[i] for i in keep]
+    if tile is not None and names:  # one object found by two tiles: once
+        k, boxes = merge_detections(boxes, logits, names, det.tile_index[keep], tile)
+        logits, names = logits[torch.from_numpy(k)], [names[i] for i in k.tolist()]
     if settings.nms is not None and names:
         local = {n: i for i, n in enumerate(dict.fromkeys(names))}
         k = class_nms(boxes, logits, [local[n] for n in names], settings.nms)
         boxes, logits, names = boxes[k], logits[k], [names[i] for i in k.tolist()]
-    masks = model.predict_sam(enc, boxes)[:, 0].numpy()
+    if tile is None:
+        masks = model.predict_sam(enc, boxes)[:, 0].numpy()
+    else:
+        masks, _ = model.predict_sam_tiled(image, boxes, tile=tile)
     labels = ImageLabels(
         item=item, width=width, height=height,
         boxes=torch.as_tensor(boxes).numpy().astype(np.float32).reshape(-1, 4),
@@ -402,7 +435,11 @@ def label_image(
         names=names, masks=masks, dropped=dropped,
     )
     if "overlay" in formats:
-        overlay = draw_image(enc.pixels, masks, labels.boxes, fmt.detection_labels(names, labels.scores))
+        overlay = fmt.render_overlay(
+            enc.pixels if tile is None else image, masks, labels.boxes,
+            fmt.detection_labels(names, labels.scores),
+            max_pixels=None if tile is None else TILED_OVERLAY_MAX_PIXELS,
+        )
         labels.overlay_png = _png_bytes(overlay)
     return labels
 
