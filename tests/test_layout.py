@@ -19,6 +19,7 @@ PKG = ROOT / "lang_sam"
 #: Lowest first. Names are relative to ``lang_sam``; ``hub.*`` is every module of lang_sam/hub/.
 LAYERS: list[set[str]] = [
     {"settings", "errors", "patches", "validation", "cache", "precision", "reprs"},
+    {"masks", "tiling"},  # results as crops, and the tile grid and merge: numpy only, no models
     {"hub.*"},
     {"models.*"},
     {"lang_sam", "utils", "testing"},  # "lang_sam" is lang_sam/lang_sam.py, the facade
