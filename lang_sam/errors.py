@@ -24,6 +24,8 @@ __all__ = [
     "InvalidThresholdError",
     "InvalidClassMapError",
     "InvalidRunError",
+    "RayNotInstalledError",
+    "RayJobError",
 ]
 
 
@@ -91,3 +93,14 @@ class InvalidClassMapError(LangSAMError, ValueError):
 class InvalidRunError(LangSAMError, ValueError):
     """A labelling run that cannot start as asked: a missing input, no image, two images that would
     write the same outputs, an output path that is not a folder, or ``resume`` with other settings."""
+
+
+class RayNotInstalledError(InvalidRunError, ImportError):
+    """A Ray run (``lang-sam predict --ray``, :func:`lang_sam.distributed.label_dataset`) without Ray
+    Data installed; the message gives the install command (``pip install 'lang-sam[ray]'``)."""
+
+
+class RayJobError(LangSAMError, RuntimeError):
+    """A Ray run that Ray itself could not carry on (its workers kept dying while loading the
+    models, the cluster went away); the message holds Ray's error. Images written so far are
+    kept: rerun with ``resume`` to finish."""
