@@ -3,11 +3,13 @@
     lang-sam predict photos/ --prompt "car. wheel" --output labels/ --format overlay,coco,yolo
     lang-sam predict photos/ --classes "car=car. automobile" --classes wheel --output labels/ --resume
     lang-sam predict drone/ --prompt car --tile 1024 --tile-overlap 0.2 --output labels/
+    lang-sam predict photos/ --prompt "car. wheel" --output labels/ --ray [--ray-address auto]
     lang-sam info
     lang-sam download --sam-type vit_h --gdino-type swinb --to /data/weights
     lang-sam serve | app           (lang_sam.serving.server / lang_sam.serving.app)
 
-``predict`` runs :func:`lang_sam.labeling.run.label_folder` (see there for the output layout).
+``predict`` runs :func:`lang_sam.labeling.run.label_folder` (see there for the output layout), or
+with ``--ray`` :func:`lang_sam.distributed.label_dataset` (the same pipeline on Ray Data).
 ``main(argv)`` returns the exit status instead of exiting, so it can be called in-process:
 0 success, 1 some images (or downloads) failed, 2 usage error, 130 interrupted.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -44,6 +47,31 @@ def _unit_float(text: str) -> float:
         return check_threshold("value", float(text))
     except (ValueError, InvalidThresholdError):
         raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+
+
+def _number(text: str, kind, minimum: float, what: str):
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or value < minimum or (isinstance(value, float) and math.isnan(value)):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    return _number(text, int, 1, "a whole number >= 1")
+
+
+def _positive(text: str) -> float:
+    value = _number(text, float, 0, "a number > 0")
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    return _number(text, float, 0, "a number >= 0")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,6 +117,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tile_arguments(p)
     add_model_arguments(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    r = p.add_argument_group(
+        "Ray", "label on a Ray cluster (pip install 'lang-sam[ray]'); the same outputs as without --ray")
+    r.add_argument("--ray", action="store_true",
+                   help="run on Ray Data: a local Ray instance, or the cluster of --ray-address")
+    r.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="join a running cluster: auto, or ray://HOST:10001 (default: start a local instance)")
+    r.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+                   help="model actors (default: one per GPU, or one per node without GPUs)")
+    r.add_argument("--gpus-per-worker", type=_non_negative, default=None, metavar="G",
+                   help="GPUs per actor, fractions share a GPU (default: 1 if the cluster has GPUs, else 0)")
+    r.add_argument("--cpus-per-worker", type=_positive, default=None, metavar="C",
+                   help="CPUs per actor, also its torch threads (default: the CPUs shared among the workers)")
+    r.add_argument("--batch-size", type=_positive_int, default=None, metavar="B",
+                   help="images per call of a worker (default: 1)")
 
     sub.add_parser("info", help="where each checkpoint resolves, and the device that would be used")
 
@@ -187,6 +229,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
         max_image_pixels()
     except ValueError as exc:
         raise InvalidRunError(str(exc)) from None
+    ray_only = [flag for flag, value in (
+        ("--ray-address", args.ray_address), ("--workers", args.workers),
+        ("--gpus-per-worker", args.gpus_per_worker), ("--cpus-per-worker", args.cpus_per_worker),
+        ("--batch-size", args.batch_size)) if value is not None]
+    if ray_only and not args.ray:
+        raise InvalidRunError(f"{', '.join(ray_only)}: only with --ray")
     settings = LabelSettings.create(
         args.prompt, args.classes, box_threshold=args.box_threshold,
         text_threshold=args.text_threshold, nms=args.nms, sam_type=args.sam_type,
@@ -209,8 +257,22 @@ def cmd_predict(args: argparse.Namespace) -> int:
     def on_failure(item, exc):
         tqdm.write(f"lang-sam: skipped {item.path}: {exc}", file=sys.stderr)
 
-    summary = label_folder(load_model, args.inputs, args.output, settings, formats, resume=args.resume,
-                           overwrite=args.overwrite, progress=progress, on_failure=on_failure)
+    if args.ray:
+        from lang_sam.distributed import label_dataset
+
+        summary = label_dataset(
+            args.inputs, args.output, prompt=args.prompt, classes=args.classes, formats=formats,
+            box_threshold=args.box_threshold, text_threshold=args.text_threshold, nms=args.nms,
+            sam_type=args.sam_type, gdino_type=args.gdino_type, sam_ckpt=args.sam_ckpt,
+            gdino_ckpt=args.gdino_ckpt, device=args.device, precision=args.precision,
+            cache_size=args.cache_size, workers=args.workers, gpus_per_worker=args.gpus_per_worker,
+            cpus_per_worker=args.cpus_per_worker, batch_size=args.batch_size or 1,
+            resume=args.resume, overwrite=args.overwrite, tile=settings.tile,
+            ray_address=args.ray_address, progress=progress, on_failure=on_failure,
+        )
+    else:
+        summary = label_folder(load_model, args.inputs, args.output, settings, formats, resume=args.resume,
+                               overwrite=args.overwrite, progress=progress, on_failure=on_failure)
     return print_summary(summary)
 
 

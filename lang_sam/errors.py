@@ -26,6 +26,8 @@ __all__ = [
     "InvalidRunError",
     "DeviceError",
     "InvalidTileError",
+    "RayNotInstalledError",
+    "RayJobError",
 ]
 
 
@@ -103,3 +105,14 @@ class DeviceError(LangSAMError, ValueError):
 class InvalidTileError(LangSAMError, ValueError):
     """Sliced-inference settings that cannot be used: a tile size under 32 pixels, an overlap
     outside [0, 1), an unknown merge method or metric, a match threshold outside [0, 1]."""
+
+
+class RayNotInstalledError(InvalidRunError, ImportError):
+    """A Ray run (``lang-sam predict --ray``, :func:`lang_sam.distributed.label_dataset`) without Ray
+    Data installed; the message gives the install command (``pip install 'lang-sam[ray]'``)."""
+
+
+class RayJobError(LangSAMError, RuntimeError):
+    """A Ray run that Ray itself could not carry on (its workers kept dying while loading the
+    models, the cluster went away); the message holds Ray's error. Images written so far are
+    kept: rerun with ``resume`` to finish."""

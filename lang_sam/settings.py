@@ -32,6 +32,8 @@ __all__ = [
     "max_image_pixels",
     "ENV_API_KEY",
     "api_key",
+    "ENV_NAMES",
+    "environment",
 ]
 
 ENV_WEIGHTS_DIR = "LANG_SAM_WEIGHTS_DIR"
@@ -43,6 +45,21 @@ ENV_API_KEY = "LANG_SAM_API_KEY"
 #: The default pixel limit for decoding an image: 256 megapixels (16000x16000), about 0.75 GB of
 #: RGB. Pillow's own guard (about 179 MP) is replaced by this one for the library's reads.
 DEFAULT_MAX_IMAGE_PIXELS = 256_000_000
+
+#: Every environment variable lang-sam reads (the table above), for handing to worker processes.
+ENV_NAMES = (
+    ENV_WEIGHTS_DIR, ENV_OFFLINE, ENV_TRUST, ENV_MAX_PIXELS, "HF_HUB_OFFLINE", "HF_ENDPOINT",
+    "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HOME", "TORCH_HOME",
+)
+
+
+def environment() -> dict[str, str]:
+    """The variables of :data:`ENV_NAMES` that are set in this process, name -> value.
+
+    The Ray path passes them to its workers, which on a cluster do not inherit the driver's
+    environment, so that weights resolve and images are checked alike everywhere.
+    """
+    return {name: os.environ[name] for name in ENV_NAMES if name in os.environ}
 
 
 def _truthy(value: str | None) -> bool:

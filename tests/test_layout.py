@@ -24,6 +24,7 @@ LAYERS: list[set[str]] = [
     {"models.*"},
     {"lang_sam", "utils", "testing"},  # "lang_sam" is lang_sam/lang_sam.py, the facade
     {"labeling.*"},
+    {"distributed"},  # the labelling pipeline on Ray Data (the [ray] extra)
     {"serving.*"},
     {"cli", "__main__"},
 ]

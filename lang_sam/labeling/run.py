@@ -33,6 +33,7 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -61,6 +62,7 @@ __all__ = [
     "DEFAULT_FORMATS",
     "ImageItem",
     "collect_images",
+    "local_path",
     "parse_formats",
     "Layout",
     "LabelSettings",
@@ -72,6 +74,8 @@ __all__ = [
     "IMAGE_ERRORS",
     "OUTPUT_DIRS",
     "TILED_OVERLAY_MAX_PIXELS",
+    "RUN_ERRORS",
+    "failure_reason",
 ]
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
@@ -87,6 +91,14 @@ TILED_OVERLAY_MAX_PIXELS = 16_000_000
 
 #: What one image may raise that fails that image only (the run goes on and lists it).
 IMAGE_ERRORS = (LangSAMError, OSError, ValueError, RuntimeError)
+#: What :func:`label_image` may raise that would be the same for every image: the run stops.
+#: Checked before :data:`IMAGE_ERRORS` (they are ``ValueError`` s too).
+RUN_ERRORS = (InvalidPromptError, InvalidThresholdError)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """How a failed image's reason is listed: ``"<exception type>: <message>"``."""
+    return f"{type(exc).__name__}: {exc}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -104,6 +116,22 @@ class ImageItem:
     def key(self) -> str:
         """``rel`` without its extension: the stem of every output of this image."""
         return self.rel.with_suffix("").as_posix()
+
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def local_path(value: str | os.PathLike, what: str) -> Path:
+    """``value`` as a local :class:`~pathlib.Path` (``~`` expanded). Object storage (``s3://``,
+    ``gs://``) and other URLs raise :class:`InvalidRunError` saying so, instead of being taken for
+    a local folder named ``s3:``."""
+    if _URL.match(os.fspath(value)):
+        raise InvalidRunError(
+            f"{what} {os.fspath(value)!r} is a URL; object storage (s3://, gs://) is not supported "
+            "yet: mount the bucket as a filesystem (s3fs, gcsfuse) or copy the files to a local or "
+            "shared folder, and give that path"
+        )
+    return Path(value).expanduser()
 
 
 def _is_image(p: Path) -> bool:
@@ -130,7 +158,7 @@ def _read_list(list_file: Path) -> list[Path]:
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        p = Path(line).expanduser()
+        p = local_path(line, f"image listed in {str(list_file)!r}:")
         out.append(p if p.is_absolute() else list_file.parent / p)
     return out
 
@@ -160,7 +188,7 @@ def collect_images(
         items.append(ImageItem(path, rel))
 
     for raw in inputs:
-        p = Path(raw).expanduser()
+        p = local_path(raw, "input")
         if p.is_dir():
             found = sorted(
                 (f for f in p.rglob("*") if f.is_file() and _is_image(f)),
@@ -509,7 +537,7 @@ class LabelRun:
         resume: bool = False,
         overwrite: bool = False,
     ):
-        out = Path(output).expanduser()
+        out = local_path(output, "output")
         if resume and overwrite:
             raise InvalidRunError("give --resume (resume=True) or --overwrite (overwrite=True), not both")
         if out.exists() and not out.is_dir():
@@ -652,7 +680,7 @@ class LabelRun:
 
     def fail(self, item: ImageItem, exc: BaseException | str) -> None:
         """Note a failed image; an older record of it is stale now and goes."""
-        why = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
+        why = exc if isinstance(exc, str) else failure_reason(exc)
         self.summary.failed.append((item, why))
         self.layout.record(item.key).unlink(missing_ok=True)
 
@@ -698,7 +726,7 @@ def label_folder(
     summary says ``interrupted``; run again with ``resume=True`` to finish.
     """
     started = time.perf_counter()
-    out = Path(output).expanduser()
+    out = local_path(output, "output")
     items = collect_images(inputs, exclude=out)
     run = LabelRun(out, settings, formats, resume=resume, overwrite=overwrite)
     todo = run.start(items)
@@ -712,7 +740,7 @@ def label_folder(
             try:
                 labels = label_image(model, item, settings, run.formats, classmap)
                 run.write(labels)
-            except (InvalidPromptError, InvalidThresholdError):
+            except RUN_ERRORS:
                 raise  # the same for every image: not one image's failure
             except IMAGE_ERRORS as exc:
                 run.fail(item, exc)
