@@ -492,3 +492,30 @@ def test_mounted_demo_asks_for_the_key(sam_ckpt, gdino_ckpt, tiny_specs):
     assert client.post("/gradio/login", data={"username": "me", "password": KEY}).status_code == 200
     assert client.get("/gradio/config").status_code == 200
     assert client.post("/predict").status_code == 401, "the demo's login is not the API's key"
+
+
+# --------------------------------------------------------------------------------------------
+# Start-up: a wrong setting is one line and an exit status, never a traceback
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("command,args,status,message", [
+    ("serve", ["--device", "gpu"], 2, "device 'gpu' is not a device name"),
+    ("app", ["--device", "cuda:3"], 2, "device 'cuda:3' is not available"),
+    ("serve", ["--max-detections", "0"], 2, "max_detections must be an int >= 1, got 0"),
+    ("app", ["--max-detections", "-5"], 2, "max_detections must be an int >= 1, got -5"),
+    ("serve", ["--sam-type", "vit_b", "--gdino-type", "swint"], 1,
+     "SAM 'vit_b' + GroundingDINO 'swint': not available on this server"),
+])
+def test_bad_start_up_settings_exit_with_one_line(command, args, status, message, tmp_path, monkeypatch, capsys):
+    """The leftover of issue 8: ``lang-sam serve/app`` with an unavailable device, a bad limit or
+    missing weights printed a traceback. Now: ``lang-sam <command>: error: ...`` and exit status
+    2 (a wrong setting) or 1 (weights that cannot be had), before anything listens."""
+    from lang_sam.cli import main
+
+    monkeypatch.setenv("LANG_SAM_WEIGHTS_DIR", str(tmp_path))  # empty: no weights here
+    monkeypatch.setenv("LANG_SAM_OFFLINE", "1")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert main([command, *args, "--port", str(free_port())]) == status
+    err = capsys.readouterr().err
+    assert f"lang-sam {command}: error: {message}" in err
+    assert "Traceback" not in err

@@ -25,6 +25,7 @@ from typing import Callable
 import numpy as np
 
 from lang_sam.serving.service import (
+    report_startup_error,
     DEFAULT_MAX_PIXELS,
     MaskCoverage,
     ModelService,
@@ -312,7 +313,12 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     key = api_key_from(args)
     check_exposure(args.host, key)
-    service = service_from_args(args)
+    from lang_sam.errors import LangSAMError
+
+    try:
+        service = service_from_args(args)
+    except (LangSAMError, ValueError) as exc:
+        return report_startup_error("lang-sam app", exc)
     demo = build_demo(service, max_pixels=args.max_pixels or None)
     demo.queue().launch(server_name=args.host, server_port=args.port, share=False,
                         auth=demo_auth(key),

@@ -39,6 +39,7 @@ import numpy as np
 from lang_sam.errors import InvalidImageError, InvalidPromptError, InvalidThresholdError, LangSAMError
 from lang_sam.labeling.formats import detection_labels, masks_to_rle
 from lang_sam.serving.service import (
+    report_startup_error,
     DEFAULT_MAX_BODY_MB,
     DEFAULT_MAX_DETECTIONS,
     DEFAULT_MAX_PIXELS,
@@ -393,8 +394,11 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     key = api_key_from(args)
     check_exposure(args.host, key)
-    service = service_from_args(args)
-    service.load()  # fail before listening if the weights are missing
+    try:
+        service = service_from_args(args)
+        service.load()  # fail before listening if the weights are missing
+    except (LangSAMError, ValueError) as exc:
+        return report_startup_error("lang-sam serve", exc)
     app = create_app(service, max_pixels=args.max_pixels or None, max_body_mb=args.max_body_mb or None,
                      api_key=key, mount_demo=not args.no_demo)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")

@@ -38,6 +38,7 @@ from lang_sam.validation import check_device
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "report_startup_error",
     "ModelService",
     "ServedPrediction",
     "ServedSegmentation",
@@ -348,20 +349,20 @@ class ModelService:
             )
         return name
 
-    def _load(self, family: str, name: str, build: Callable[[], Any]) -> Any:
-        label = "SAM" if family == "sam" else "GroundingDINO"
+    def _load(self, what: str, build: Callable[[], Any]) -> Any:
+        """``build()``, with its failures as :class:`ModelLoadError` naming ``what`` (e.g.
+        ``"SAM 'vit_b'"``); the underlying error goes to the log only."""
         try:
             return build()
         except UnknownModelError:
             raise
         except (WeightsNotFoundError, DownloadError, ChecksumMismatchError) as exc:
-            logger.error("cannot load %s %r: %s", label, name, exc)
-            raise ModelLoadError(f"{label} {name!r} is not available on this server (its weights "
-                                 "could not be found or fetched)", missing=True) from exc
+            logger.error("cannot load %s: %s", what, exc)
+            raise ModelLoadError(f"{what}: not available on this server (weights not found or not "
+                                 "downloadable)", missing=True) from exc
         except Exception as exc:  # broken file, wrong architecture, out of memory...
-            logger.exception("cannot load %s %r", label, name)
-            raise ModelLoadError(f"{label} {name!r} could not be loaded on this server",
-                                 missing=False) from exc
+            logger.exception("cannot load %s", what)
+            raise ModelLoadError(f"{what}: could not be loaded on this server", missing=False) from exc
 
     def _ensure(self, sam_type: str | None, gdino_type: str | None, progress: Callable) -> Any:
         from lang_sam import LangSAM
@@ -370,18 +371,19 @@ class ModelService:
         gdino_type = self._requested("gdino", gdino_type)
         if self._model is None:
             progress(0.1, "loading GroundingDINO and SAM")
-            self._model = self._load("sam", sam_type, lambda: LangSAM(
+            what = f"SAM {sam_type!r} + GroundingDINO {gdino_type!r}"
+            self._model = self._load(what, lambda: LangSAM(
                 sam_type, self._ckpt("sam", sam_type), gdino_type=gdino_type,
                 gdino_ckpt_path=self._ckpt("gdino", gdino_type), device=self.device,
                 precision=self.precision, cache_size=self.cache_size,
             ))
         if self._model.sam_type != sam_type:
             progress(0.3, f"loading SAM {sam_type}")
-            self._load("sam", sam_type,
+            self._load(f"SAM {sam_type!r}",
                        lambda: self._model.build_sam(self._ckpt("sam", sam_type), sam_type=sam_type))
         if self._model.gdino_type != gdino_type:
             progress(0.3, f"loading GroundingDINO {gdino_type}")
-            self._load("gdino", gdino_type, lambda: self._model.build_groundingdino(
+            self._load(f"GroundingDINO {gdino_type!r}", lambda: self._model.build_groundingdino(
                 gdino_type=gdino_type, ckpt_path=self._ckpt("gdino", gdino_type)))
         self.sam_type, self.gdino_type = self._model.sam_type, self._model.gdino_type
         return self._model
@@ -526,3 +528,14 @@ class ModelService:
             "max_detections": self.max_detections,
             "model_switch": self.allow_model_switch,
         }
+
+
+def report_startup_error(prog: str, exc: BaseException) -> int:
+    """For the ``lang-sam serve`` / ``lang-sam app`` commands: write ``exc`` as one line to stderr
+    (no traceback) and return the exit status: 2 for a setting that is wrong (an unavailable
+    device, an unknown model type, a bad limit), 1 for weights that cannot be had or loaded."""
+    import sys
+
+    usage = isinstance(exc, ValueError) and not isinstance(exc, CheckpointError)
+    sys.stderr.write(f"{prog}: error: {exc}\n")
+    return 2 if usage else 1
