@@ -349,20 +349,24 @@ class ModelService:
             )
         return name
 
-    def _load(self, what: str, build: Callable[[], Any]) -> Any:
-        """``build()``, with its failures as :class:`ModelLoadError` naming ``what`` (e.g.
-        ``"SAM 'vit_b'"``); the underlying error goes to the log only."""
+    def _load(self, models: list[tuple[str, str]], build: Callable[[], Any]) -> Any:
+        """``build()``, with its failures as :class:`ModelLoadError` naming the model of
+        ``models`` (``[(family, name), ...]``) that failed, when the error says which; the
+        underlying error goes to the log only."""
         try:
             return build()
         except UnknownModelError:
             raise
-        except (WeightsNotFoundError, DownloadError, ChecksumMismatchError) as exc:
-            logger.error("cannot load %s: %s", what, exc)
-            raise ModelLoadError(f"{what}: not available on this server (weights not found or not "
-                                 "downloadable)", missing=True) from exc
-        except Exception as exc:  # broken file, wrong architecture, out of memory...
+        except Exception as exc:
+            named = [(f, n) for f, n in models if f"{f} {n!r}" in str(exc)] or models
+            what = " / ".join(f"{'SAM' if f == 'sam' else 'GroundingDINO'} {n!r}" for f, n in named)
+            if isinstance(exc, (WeightsNotFoundError, DownloadError, ChecksumMismatchError)):
+                logger.error("cannot load %s: %s", what, exc)
+                raise ModelLoadError(f"{what} is not available on this server (its weights could "
+                                     "not be found or fetched)", missing=True) from exc
+            # a broken file, a wrong architecture, out of memory...
             logger.exception("cannot load %s", what)
-            raise ModelLoadError(f"{what}: could not be loaded on this server", missing=False) from exc
+            raise ModelLoadError(f"{what} could not be loaded on this server", missing=False) from exc
 
     def _ensure(self, sam_type: str | None, gdino_type: str | None, progress: Callable) -> Any:
         from lang_sam import LangSAM
@@ -371,19 +375,18 @@ class ModelService:
         gdino_type = self._requested("gdino", gdino_type)
         if self._model is None:
             progress(0.1, "loading GroundingDINO and SAM")
-            what = f"SAM {sam_type!r} + GroundingDINO {gdino_type!r}"
-            self._model = self._load(what, lambda: LangSAM(
+            self._model = self._load([("sam", sam_type), ("gdino", gdino_type)], lambda: LangSAM(
                 sam_type, self._ckpt("sam", sam_type), gdino_type=gdino_type,
                 gdino_ckpt_path=self._ckpt("gdino", gdino_type), device=self.device,
                 precision=self.precision, cache_size=self.cache_size,
             ))
         if self._model.sam_type != sam_type:
             progress(0.3, f"loading SAM {sam_type}")
-            self._load(f"SAM {sam_type!r}",
+            self._load([("sam", sam_type)],
                        lambda: self._model.build_sam(self._ckpt("sam", sam_type), sam_type=sam_type))
         if self._model.gdino_type != gdino_type:
             progress(0.3, f"loading GroundingDINO {gdino_type}")
-            self._load(f"GroundingDINO {gdino_type!r}", lambda: self._model.build_groundingdino(
+            self._load([("gdino", gdino_type)], lambda: self._model.build_groundingdino(
                 gdino_type=gdino_type, ckpt_path=self._ckpt("gdino", gdino_type)))
         self.sam_type, self.gdino_type = self._model.sam_type, self._model.gdino_type
         return self._model
