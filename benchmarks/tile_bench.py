@@ -14,10 +14,12 @@ Checkpoints: full-size random-weight vit_b + Swin-T (compute does not depend on 
 GroundingDINO written with ``few_boxes=True`` (see ``lang_sam.testing.random_gdino_state_dict``).
 Random detectors find as many boxes as their calibration allows, so the images are built to make
 that count bounded: each is a mosaic of one photo cell repeated with the period of its tile step,
-so its tiles show at most four different pictures (inner tiles, last column, last row, corner),
-and the checkpoint is calibrated on all of them plus the whole 6000x4000 image as GroundingDINO
-sees it: at most ``--boxes`` (default 4) boxes on each, exactly that many on the one with most.
-The merge then removes the duplicates the overlaps produce.
+so its tiles show at most four different pictures (inner tiles, last column, last row, corner).
+Each configuration gets its own GroundingDINO checkpoint (the same random weights, so the same
+compute; only the score offset differs), calibrated with the benchmark's prompt on the pictures
+that configuration shows: the whole 6000x4000 image as GroundingDINO sees it (untiled), or each
+distinct tile: at most ``--boxes`` (default 4) boxes on each, exactly that many on the one with
+most. The merge then removes the duplicates the overlaps produce.
 
 The models run with ``cache_size=0``: the mosaic's tiles repeat pixel for pixel, and the
 content-keyed encoding cache would otherwise skip all but a few of them.
@@ -122,10 +124,6 @@ def prepare(tmp: Path, configs: dict, tiny: bool, boxes: int, weights: Path | No
         t0 = time.perf_counter()
         images[image_name].save(path, compress_level=1)
         print(f"wrote {path} ({time.perf_counter() - t0:.0f} s)", flush=True)
-    calibration = []
-    for image_name, size, overlap in configs.values():
-        # Untiled: the whole image (GroundingDINO resizes it, as predict does); tiled: each picture.
-        calibration += [images[image_name]] if size is None else distinct_tiles(images[image_name], size, overlap)
     if weights is not None:
         print(f"reusing the checkpoints in {weights} (calibrated for these images?)")
         return weights
@@ -134,13 +132,23 @@ def prepare(tmp: Path, configs: dict, tiny: bool, boxes: int, weights: Path | No
     from lang_sam.testing import write_gdino_checkpoint, write_sam_checkpoint
 
     sam, gdino = sam_gdino(tiny)
-    t0 = time.perf_counter()
-    print(f"writing random {sam} + {gdino} checkpoints, GroundingDINO calibrated for at most {boxes} "
-          f"boxes on each of {len(calibration)} pictures ...", flush=True)
-    write_sam_checkpoint(weights / get_spec("sam", sam).filename, sam)
-    write_gdino_checkpoint(weights / get_spec("gdino", gdino).filename, gdino, few_boxes=True,
-                           target_boxes=boxes, calibration_image=calibration)
-    print(f"  done in {time.perf_counter() - t0:.0f} s", flush=True)
+    sam_file = write_sam_checkpoint(weights / get_spec("sam", sam).filename, sam)
+    for name, (image_name, size, overlap) in configs.items():
+        # Untiled: the whole image (GroundingDINO resizes it, as predict does); tiled: each picture
+        # its tiles show. One checkpoint per configuration, so that each finds about as many
+        # boxes per picture it sees (one calibration for all would leave the tiles, which score
+        # lower than the whole image, with none).
+        calibration = [images[image_name]] if size is None else distinct_tiles(images[image_name], size, overlap)
+        folder = weights / name
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / sam_file.name).symlink_to(sam_file)
+        t0 = time.perf_counter()
+        print(f"{name}: random {sam} + {gdino} checkpoints, GroundingDINO calibrated for at most {boxes} "
+              f"boxes on each of {len(calibration)} pictures ...", flush=True)
+        write_gdino_checkpoint(folder / get_spec("gdino", gdino).filename, gdino, few_boxes=True,
+                               target_boxes=boxes, calibration_image=calibration,
+                               calibration_prompt=PROMPT)
+        print(f"  done in {time.perf_counter() - t0:.0f} s", flush=True)
     return weights
 
 
@@ -166,7 +174,7 @@ def run_config(name: str, configs: dict, tiny: bool, weights: Path, tmp: Path, o
 
     image_name, size, overlap = configs[name]
     sam, gdino = sam_gdino(tiny)
-    os.environ["LANG_SAM_WEIGHTS_DIR"] = str(weights)
+    os.environ["LANG_SAM_WEIGHTS_DIR"] = str(weights / name)
     os.environ["LANG_SAM_OFFLINE"] = "1"
     res: dict = {"image": image_name, "tile": size, "overlap": overlap}
     t0 = time.perf_counter()

@@ -112,7 +112,7 @@ def _calibration_image():
 
 def random_gdino_state_dict(
     model="swint", seed: int = 0, *, few_boxes: bool = False, target_boxes: int = 8,
-    calibration_image=None, feature_scale: float = 1 / 16,
+    calibration_image=None, feature_scale: float = 1 / 16, calibration_prompt: str = "object.",
 ) -> dict[str, torch.Tensor]:
     """The state dict of a GroundingDINO network with random weights.
 
@@ -126,14 +126,15 @@ def random_gdino_state_dict(
     - the decoder's final norm to weight ``feature_scale`` and a bias ``-k c / |c|^2``, which
       lowers every logit by ``k``. ``k`` is calibrated with one forward pass on
       ``calibration_image`` (a path or PIL image; default a fixed synthetic 600x400 image) so that
-      exactly ``target_boxes`` queries score over 0.3 there for the prompt ``"object"``; other
-      prompts give about as many (6 instead of 8 was seen), and other images other counts (the
+      exactly ``target_boxes`` queries score over 0.3 there for ``calibration_prompt`` (default
+      ``"object."``); other prompts give about as many (6 instead of 8 was seen), so calibrate
+      with the prompt you measure, and other images other counts (the
       scores' offset depends on the image: 532 boxes were seen on another photo), so calibrate on
       the image you measure.
       A list of images calibrates on all of them: at most ``target_boxes`` on each, exactly that
       many on the one that gives most (e.g. every distinct tile of a sliced benchmark).
     """
-    from lang_sam.models.detector import GroundingDINODetector, build_groundingdino_model
+    from lang_sam.models.detector import GroundingDINODetector, build_groundingdino_model, preprocess_caption
 
     torch.manual_seed(seed)
     arch = _arch("gdino", model)
@@ -162,7 +163,7 @@ def random_gdino_state_dict(
             from lang_sam.utils import load_image
 
             image = load_image(image)
-        scores, _ = detector.detect(detector.encode_image(image), "object.")
+        scores, _ = detector.detect(detector.encode_image(image), preprocess_caption(calibration_prompt))
         logits = torch.logit(scores[:, 1].double())  # every token scores the same now
         wanted = max(wanted, logits.topk(target_boxes).values[-1].item())
     k = wanted - torch.logit(torch.tensor(0.3, dtype=torch.float64)).item() + 1e-3
