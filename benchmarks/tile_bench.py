@@ -17,9 +17,11 @@ that count bounded: each is a mosaic of one photo cell repeated with the period 
 so its tiles show at most four different pictures (inner tiles, last column, last row, corner).
 Each configuration gets its own GroundingDINO checkpoint (the same random weights, so the same
 compute; only the score offset differs), calibrated with the benchmark's prompt on the pictures
-that configuration shows: the whole 6000x4000 image as GroundingDINO sees it (untiled), or each
-distinct tile: at most ``--boxes`` (default 4) boxes on each, exactly that many on the one with
-most. The merge then removes the duplicates the overlaps produce.
+that configuration shows: the whole 6000x4000 image as GroundingDINO sees it (untiled: exactly
+``--boxes``, default 4), or (tiled) the picture of the inner tiles, so that every inner tile finds
+exactly ``--boxes`` and the edge tiles what their pictures give (``--calibrate all``: at most ``--boxes`` on
+every picture, exactly that many on the best-scoring one, so few tiles find any). The merge then
+removes the duplicates the overlaps produce.
 
 The models run with ``cache_size=0``: the mosaic's tiles repeat pixel for pixel, and the
 content-keyed encoding cache would otherwise skip all but a few of them.
@@ -111,7 +113,8 @@ def distinct_tiles(image, size: int, overlap: float) -> list:
     return crops
 
 
-def prepare(tmp: Path, configs: dict, tiny: bool, boxes: int, weights: Path | None) -> Path:
+def prepare(tmp: Path, configs: dict, tiny: bool, boxes: int, weights: Path | None,
+            calibrate: str = "inner") -> Path:
     """Write the images (PNG) and the checkpoints calibrated on them; return the weights folder."""
     from lang_sam.tiling import TileSpec
 
@@ -138,7 +141,12 @@ def prepare(tmp: Path, configs: dict, tiny: bool, boxes: int, weights: Path | No
         # its tiles show. One checkpoint per configuration, so that each finds about as many
         # boxes per picture it sees (one calibration for all would leave the tiles, which score
         # lower than the whole image, with none).
-        calibration = [images[image_name]] if size is None else distinct_tiles(images[image_name], size, overlap)
+        if size is None:
+            calibration = [images[image_name]]
+        elif calibrate == "inner":  # the picture of every inner tile: boxes in (nearly) every tile
+            calibration = distinct_tiles(images[image_name], size, overlap)[:1]
+        else:  # "all": at most --boxes on every picture (few tiles get any)
+            calibration = distinct_tiles(images[image_name], size, overlap)
         folder = weights / name
         folder.mkdir(parents=True, exist_ok=True)
         (folder / sam_file.name).symlink_to(sam_file)
@@ -211,6 +219,9 @@ def main(argv=None) -> None:
     p.add_argument("--tiny", action="store_true", help="tiny models and small images (a check of the script)")
     p.add_argument("--boxes", type=int, default=4, help="most boxes GroundingDINO finds on one picture")
     p.add_argument("--only", nargs="*", default=None, help="configurations to run (default: all)")
+    p.add_argument("--calibrate", choices=("inner", "all"), default="inner",
+                   help="tiled runs: --boxes on the inner tiles' picture (default; edge tiles get what "
+                        "they get), or at most --boxes on every picture (few tiles find any)")
     p.add_argument("--weights", default=None, help="reuse a folder of checkpoints written by a run")
     p.add_argument("--report", default=None, help="re-print a finished run from its folder")
     p.add_argument("--config", default=None, help=argparse.SUPPRESS)
@@ -228,7 +239,8 @@ def main(argv=None) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="lang-sam-tile-bench-"))
     print(f"outputs in {tmp} (python benchmarks/tile_bench.py{' --tiny' if args.tiny else ''} "
           f"--report {tmp} re-prints this run)", flush=True)
-    weights = prepare(tmp, configs, args.tiny, args.boxes, Path(args.weights) if args.weights else None)
+    weights = prepare(tmp, configs, args.tiny, args.boxes, Path(args.weights) if args.weights else None,
+                      args.calibrate)
     for name in args.only or list(configs):
         image_name, size, overlap = configs[name]
         what = "untiled" if size is None else f"{size}-px tiles, {overlap:.0%} overlap"
