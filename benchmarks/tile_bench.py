@@ -1,6 +1,6 @@
 """Benchmark sliced inference on large images: wall time and peak memory, tiled against untiled.
 
-    python benchmarks/tile_bench.py              # full-size vit_b + Swin-T: about 11 min on 2 CPU cores
+    python benchmarks/tile_bench.py              # full-size vit_b + Swin-T: about 18 min on 2 CPU cores
     python benchmarks/tile_bench.py --tiny       # tiny models and small images: checks the script
 
 Three configurations, each in its own fresh process (so peak memory is measured alike):
