@@ -32,7 +32,7 @@ from lang_sam.models.detector import GroundingDINODetector, ImageFeatures
 from lang_sam.models.segmenter import MaskPrediction, SamSegmenter
 from lang_sam.masks import CropMask
 from lang_sam.precision import check_precision
-from lang_sam.reprs import SHOWN, image_size_text, shape_text, short_text
+from lang_sam.reprs import count_text, detections_text, image_size_text, shape_text
 from lang_sam.tiling import (
     TiledDetections, TiledPrediction, TileSpec, merge_detections, sam_window, to_image_pixels,
 )
@@ -86,13 +86,9 @@ class Prediction(_PredictionFields):
     def __repr__(self) -> str:
         """One line, whatever N: the count, image size, the first phrases and scores, shapes."""
         n = len(self.phrases)
-        shown = ", ".join(
-            f"{short_text(p)!r} {s:.2f}" for p, s in zip(self.phrases[:SHOWN], self.logits[:SHOWN].tolist())
-        )
-        more = f", ... (+{n - SHOWN} more)" if n > SHOWN else ""
         return (
-            f"Prediction({n} detection{'s' if n != 1 else ''} on a {image_size_text(self.masks)} image"
-            f"{': ' + shown + more if n else ''}; masks {shape_text(self.masks)}, "
+            f"Prediction({count_text(n, 'detection')} on a {image_size_text(self.masks)} image"
+            f"{': ' + detections_text(self.phrases, self.logits) if n else ''}; masks {shape_text(self.masks)}, "
             f"boxes {shape_text(self.boxes)} xyxy px)"
         )
 

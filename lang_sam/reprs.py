@@ -1,5 +1,6 @@
 """Pieces of the one-line reprs of results (:class:`~lang_sam.Prediction`,
-:class:`~lang_sam.MaskPrediction`): a notebook shows shapes and a few values, never whole tensors.
+:class:`~lang_sam.MaskPrediction`, :class:`~lang_sam.TiledPrediction`): a notebook shows shapes
+and a few values, never whole tensors.
 
 Imports nothing of lang_sam (and nothing heavy), so every layer may use it.
 """
@@ -8,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-__all__ = ["SHOWN", "short_text", "image_size_text", "shape_text", "numbers_text"]
+__all__ = [
+    "SHOWN", "short_text", "image_size_text", "shape_text", "numbers_text", "detections_text", "count_text",
+]
 
 #: How many detections (or prompts) a repr names before "... (+N more)".
 SHOWN = 5
@@ -36,3 +39,16 @@ def numbers_text(values: Sequence[float], digits: int = 2) -> str:
     values = list(values)
     shown = ", ".join(f"{v:.{digits}f}" for v in values[:SHOWN])
     return shown + (f", ... (+{len(values) - SHOWN} more)" if len(values) > SHOWN else "")
+
+
+def detections_text(phrases: Sequence[str], scores: Any) -> str:
+    """``"'car' 0.91, 'wheel' 0.85, ... (+7 more)"``: the first :data:`SHOWN` phrases (cut by
+    :func:`short_text`) with their scores; only those scores are read (``scores`` ``(N,)``)."""
+    n = len(phrases)
+    shown = ", ".join(f"{short_text(p)!r} {s:.2f}" for p, s in zip(phrases[:SHOWN], scores[:SHOWN].tolist()))
+    return shown + (f", ... (+{n - SHOWN} more)" if n > SHOWN else "")
+
+
+def count_text(n: int, noun: str) -> str:
+    """``"1 detection"``, ``"3 detections"``."""
+    return f"{n} {noun}{'s' if n != 1 else ''}"

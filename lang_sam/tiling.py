@@ -25,6 +25,7 @@ import torch
 
 from lang_sam.errors import InvalidTileError
 from lang_sam.masks import CropMask, stack_dense
+from lang_sam.reprs import count_text, detections_text
 from lang_sam.validation import as_numpy
 
 __all__ = [
@@ -293,9 +294,7 @@ class TiledPrediction:
     def __repr__(self) -> str:
         H, W = self.image_size
         n = len(self)
-        shown = ", ".join(f"{p!r} {s:.2f}" for p, s in zip(self.phrases[:5], self.logits.tolist()))
-        more = f", ... (+{n - 5} more)" if n > 5 else ""
         crop_mb = sum(m.nbytes for m in self.masks) / 2**20
-        return (f"TiledPrediction({n} detection{'s' if n != 1 else ''} on a {W}x{H} image from "
-                f"{len(self.tiles)} tile{'s' if len(self.tiles) != 1 else ''}"
-                f"{': ' + shown + more if n else ''}; masks as crops, {crop_mb:.1f} MiB)")
+        return (f"TiledPrediction({count_text(n, 'detection')} on a {W}x{H} image from "
+                f"{count_text(len(self.tiles), 'tile')}"
+                f"{': ' + detections_text(self.phrases, self.logits) if n else ''}; masks as crops, {crop_mb:.1f} MiB)")

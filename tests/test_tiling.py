@@ -332,6 +332,16 @@ def test_a_tile_as_large_as_the_image_gives_exactly_predict(model):
         assert "from 1 tile" in repr(tiled)
 
 
+
+def test_tiled_prediction_repr_is_one_short_line_whatever_n():
+    long = "a very long phrase that goes on and on and on"
+    crop = CropMask(np.ones((2, 2), bool), 0, 0, (10, 10))
+    many = TiledPrediction(torch.zeros(700, 4), [long] * 700, torch.rand(700), torch.rand(700),
+                           [crop] * 700, (10, 10), [(0, 0, 10, 10)])
+    r = repr(many)
+    assert r.startswith("TiledPrediction(700 detections on a 10x10 image from 1 tile: ")
+    assert long not in r and repr(long[:23] + "\u2026") in r and "(+695 more)" in r and len(r) < 400
+
 def test_tiles_are_detected_at_full_resolution_in_image_pixels(model):
     det = model.predict_dino_tiled(SMALL, "cat", 0.3, 0.25, tile=TILE)
     assert det.tiles == [(0, 0, 96, 90), (54, 0, 150, 90)]

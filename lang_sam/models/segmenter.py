@@ -20,7 +20,7 @@ from lang_sam.hub import ModelSpec, SamArch, load_checkpoint, resolve_checkpoint
 from lang_sam.models.checkpoints import check_architecture, count_blocks, load_into, state_dict_from
 from lang_sam.patches import empty_parameters, quiet_third_party, use_fast_attention
 from lang_sam.precision import autocast, check_precision
-from lang_sam.reprs import SHOWN, image_size_text, numbers_text, shape_text
+from lang_sam.reprs import SHOWN, count_text, image_size_text, numbers_text, shape_text
 
 logger = logging.getLogger(__name__)
 
@@ -303,7 +303,7 @@ class MaskPrediction(NamedTuple):
         more = f", ... (+{b - SHOWN} more)" if b > SHOWN else ""
         low = "None" if self.low_res_logits is None else shape_text(self.low_res_logits)
         return (
-            f"MaskPrediction({b} prompt{'s' if b != 1 else ''} x {c} mask{'s' if c != 1 else ''} "
+            f"MaskPrediction({count_text(b, 'prompt')} x {count_text(c, 'mask')} "
             f"on a {image_size_text(self.masks)} image; scores {scores or '-'}{more}; "
             f"masks {shape_text(self.masks)}, low_res_logits {low})"
         )
