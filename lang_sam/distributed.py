@@ -409,9 +409,7 @@ def label_dataset(
     run = LabelRun(out, settings, formats, resume=resume, overwrite=overwrite)
     todo = run.start(items)
     if not todo:  # a finished resumed run starts no Ray, as label_folder loads no model
-        run.finish()
-        run.summary.seconds = time.perf_counter() - started
-        return run.summary
+        return run.close(started)
 
     started_ray = False
     try:
@@ -439,13 +437,11 @@ def label_dataset(
         raise RayJobError(f"the Ray run stopped: {exc}") from exc
     finally:
         try:
-            run.finish()
-        except KeyboardInterrupt:
-            run.summary.interrupted = True
+            run.close(started)
         finally:
-            if started_ray:
+            if started_ray:  # the wall time includes stopping the Ray instance the run started
                 ray.shutdown()
-            run.summary.seconds = time.perf_counter() - started
+                run.summary.seconds = time.perf_counter() - started
     return run.summary
 
 

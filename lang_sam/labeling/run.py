@@ -697,6 +697,17 @@ class LabelRun:
         self.summary.classes = self.classmap.names
         return self.summary
 
+    def close(self, started: float) -> RunSummary:
+        """End a run begun at ``started`` (``time.perf_counter()``): :meth:`finish`, where a Ctrl-C
+        while the run-wide files are written marks the summary ``interrupted`` (the files are
+        written atomically: old or new, never half), then the wall time into ``summary.seconds``."""
+        try:
+            self.finish()
+        except KeyboardInterrupt:
+            self.summary.interrupted = True
+        self.summary.seconds = time.perf_counter() - started
+        return self.summary
+
 
 # --------------------------------------------------------------------------------------------
 # One process
@@ -750,9 +761,5 @@ def label_folder(
     except KeyboardInterrupt:
         run.summary.interrupted = True
     finally:
-        try:
-            run.finish()
-        except KeyboardInterrupt:
-            run.summary.interrupted = True
-        run.summary.seconds = time.perf_counter() - started
+        run.close(started)
     return run.summary
