@@ -49,10 +49,16 @@ def available_devices() -> list[str]:
     out = ["cpu"]
     if torch.cuda.is_available():
         out += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
+    if _mps_available():
         out.append("mps")
     return out
+
+
+def _mps_available() -> bool:
+    import torch
+
+    mps = getattr(torch.backends, "mps", None)
+    return mps is not None and mps.is_available()
 
 
 def default_device():
@@ -61,8 +67,7 @@ def default_device():
 
     if torch.cuda.is_available():
         return torch.device("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
+    if _mps_available():
         return torch.device("mps")
     return torch.device("cpu")
 
