@@ -6,6 +6,7 @@ import hashlib
 import os
 import pickle
 import random
+import struct
 import zipfile
 from pathlib import Path
 
@@ -352,6 +353,13 @@ BAD_CHECKPOINTS = {
     "pickled list": (lambda: _zip_bytes([torch.zeros(1)]), "holds a list"),
     "dict of non-tensors": (lambda: _zip_bytes({"a": 1, "b": "x"}), "'a': int"),
     "plain pickle": (lambda: pickle.dumps({"w": [1.0]}), "not a PyTorch checkpoint"),
+    # Issue 18: 11 bytes declaring a 4-EiB string gave a bare MemoryError (a traceback in the CLI).
+    "pickle declaring a huge string": (lambda: b"\x80\x04\x8d" + struct.pack("<Q", 2**62), "MemoryError"),
+    "pickle declaring huge bytes": (lambda: b"\x80\x04\x8e" + struct.pack("<Q", 2**60), "MemoryError"),
+    "legacy magic, then a huge string": (
+        lambda: pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2) + b"\x80\x04\x8d" + struct.pack("<Q", 2**62),
+        "MemoryError"),
+    "deeply nested pickle": (lambda: b"\x80\x02" + b"(" * 100_000 + b".", "not a PyTorch checkpoint"),
 }
 
 

@@ -50,8 +50,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         obj = torch.load(path, map_location="cpu", weights_only=True, mmap=kind == "zip")
     except pickle.UnpicklingError as exc:
         obj = _load_trusted(path, kind, exc)
-    except MemoryError:
-        raise
+    except MemoryError as exc:
+        raise _out_of_memory(path) from exc
     except Exception as exc:  # torch reports damaged files as RuntimeError, EOFError, KeyError, ...
         raise CheckpointError(
             f"cannot read checkpoint {path}: {type(exc).__name__}: {_first_line(exc)}. The file "
@@ -63,6 +63,20 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             "a dict holding one under 'model')"
         )
     return obj
+
+
+def _out_of_memory(path: Path) -> CheckpointError:
+    """Reading ``path`` ran out of memory: a damaged or hostile file declaring a huge size (a few
+    bytes can declare gigabytes), or a checkpoint larger than this machine's memory."""
+    try:
+        size = f"{path.stat().st_size:,} bytes"
+    except OSError:
+        size = "size unknown"
+    return CheckpointError(
+        f"cannot read checkpoint {path} ({size}): reading it asked for more memory than this "
+        f"machine could give (MemoryError). Either the file is damaged or not a checkpoint (it "
+        f"declares a size it does not hold){_AGAIN}, or it is larger than the free memory."
+    )
 
 
 def _first_line(exc: BaseException) -> str:
@@ -89,9 +103,9 @@ def _is_legacy_torch(path: Path) -> bool:
     try:
         with open(path, "rb") as f:
             return NoGlobals(f).load() == _LEGACY_MAGIC
-    except MemoryError:
-        raise
-    except Exception:
+    except MemoryError as exc:  # an opcode declaring a huge string or buffer (11 bytes suffice)
+        raise _out_of_memory(path) from exc
+    except Exception:  # RecursionError, EOFError, UnpicklingError, ...: not torch's legacy format
         return False
 
 
@@ -177,8 +191,8 @@ def _unsafe_globals(path: Path, kind: str) -> list[str] | None:
                 names = _pickle_globals(f)
         else:
             return []
-    except MemoryError:
-        raise
+    except MemoryError as exc:
+        raise _out_of_memory(path) from exc
     except Exception:
         return None
     return [n for n in names if not n.startswith(_TORCH_GLOBALS)]
@@ -205,8 +219,8 @@ def _load_trusted(path: Path, kind: str, exc: pickle.UnpicklingError) -> Any:
     logger.info("%s needs full unpickling; trusted (official hash or %s)", path, ENV_TRUST)
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
-    except MemoryError:
-        raise
+    except MemoryError as exc:
+        raise _out_of_memory(path) from exc
     except Exception as err:  # anything unpickling can raise: a missing module, a failing __setstate__
         raise CheckpointError(
             f"cannot read checkpoint {path} even with full unpickling (trusted): "
