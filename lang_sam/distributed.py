@@ -407,7 +407,11 @@ def label_dataset(
     out = local_path(output, "output")
     items = collect_images(inputs, exclude=out)
     run = LabelRun(out, settings, formats, resume=resume, overwrite=overwrite)
-    todo = run.start(items)
+    try:
+        todo = run.start(items)
+    except BaseException:
+        run.release()
+        raise
     if not todo:  # a finished resumed run starts no Ray, as label_folder loads no model
         return run.close(started)
 

@@ -24,6 +24,8 @@ __all__ = [
     "InvalidThresholdError",
     "InvalidClassMapError",
     "InvalidRunError",
+    "OutputLockedError",
+    "OutputCollisionError",
     "DeviceError",
     "InvalidTileError",
     "RayNotInstalledError",
@@ -95,6 +97,27 @@ class InvalidClassMapError(LangSAMError, ValueError):
 class InvalidRunError(LangSAMError, ValueError):
     """A labelling run that cannot start as asked: a missing input, no image, two images that would
     write the same outputs, an output path that is not a folder, or ``resume`` with other settings."""
+
+
+class OutputLockedError(InvalidRunError):
+    """An output folder another lang-sam run is writing (its lock is held). Attributes: ``path``
+    (the output folder), and what the running one recorded of itself: ``pid``, ``host``,
+    ``started`` (ISO time), ``command`` (each None when unknown)."""
+
+    def __init__(self, message: str, *, path: str, pid: int | None = None, host: str | None = None,
+                 started: str | None = None, command: str | None = None):
+        super().__init__(message)
+        self.path, self.pid, self.host, self.started, self.command = path, pid, host, started, command
+
+
+class OutputCollisionError(InvalidRunError):
+    """A run that would write over files lang-sam did not write (a user's own ``coco/`` folder in
+    the output folder, say). ``path``: the output folder; ``files``: the files in the way,
+    relative to it."""
+
+    def __init__(self, message: str, *, path: str, files: list[str]):
+        super().__init__(message)
+        self.path, self.files = path, list(files)
 
 
 class DeviceError(LangSAMError, ValueError):

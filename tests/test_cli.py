@@ -239,27 +239,37 @@ def _earlier_run(out: Path) -> dict[str, Path]:
     for path in files.values():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("{}" if path.suffix == ".json" else "x")
+    # The earlier run's own account of what it wrote: the image's record lists its outputs, and
+    # .lang-sam/written every file (the run-wide COCO file too) before it was written.
+    ours = [k for k in files if not k.startswith("user") and k not in ("run", "record")]
+    rel = {k: files[k].relative_to(out).as_posix() for k in files}
+    files["record"].write_text(json.dumps({"file_name": "old.png", "outputs": {
+        k: [rel[k]] for k in ours if k != "coco"}}))
+    (out / ".lang-sam" / "written").write_text("".join(rel[k] + "\n" for k in ours))
     return files
 
 
-@pytest.mark.parametrize("left", ["everything", ".lang-sam", "overlays", "coco"])
+@pytest.mark.parametrize("left", ["everything", ".lang-sam"])
 def test_output_folder_of_an_earlier_run_is_refused_without_resume_or_overwrite(tmp_path, capsys, left):
     """Issue 8: re-running into a used folder with other settings left the old run's files beside
     the new records. Now nothing runs, nothing is touched, and the message names both ways out."""
     Image.fromarray(make_image(20, 20)).save(tmp_path / "x.png")
     out = tmp_path / "out"
     files = _earlier_run(out)
-    if left != "everything":  # any one of lang-sam's output folders is enough
+    if left != "everything":  # the run's records alone are enough (its files were moved away)
         for path in out.iterdir():
             if path.name not in (left, "notes.txt", "raw"):
                 shutil.rmtree(path)
-    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    def files_there():  # but the folder's (empty) lock file, which stays once made
+        return {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != "lock"}
+
+    before = files_there()
     rc = main(["predict", str(tmp_path / "x.png"), "--prompt", "car", "--output", str(out)])
     err = capsys.readouterr().err
     assert rc == 2, err
     assert "--resume" in err and "--overwrite" in err
     assert ("overlays/" if left == "everything" else f"{left}/") in err  # what --overwrite would delete
-    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert files_there() == before
     assert files["user file"].exists()
 
 
@@ -289,13 +299,17 @@ def test_overwrite_removes_only_lang_sam_outputs(tmp_path):
     with pytest.raises(InvalidRunError, match="--overwrite"):
         LabelRun(out, settings, ALL_FORMATS.split(","))
     run = LabelRun(out, settings, ALL_FORMATS.split(","), overwrite=True)
-    assert not run.resumed
+    assert not run.resumed and files["overlay"].exists()  # nothing goes before the run starts
+    run.start([])
     for what, path in files.items():
         assert path.exists() == (what.startswith("user") or what == "run"), what
     assert json.loads(files["run"].read_text())["config"]["prompt"] == "car"  # the new run's
     assert sorted(p.name for p in out.iterdir()) == [".lang-sam", "notes.txt", "raw"]
+    run.release()
     # and once the new run has written something, its folder is resumed, or refused, like any other
-    assert LabelRun(out, settings, ALL_FORMATS.split(","), resume=True).resumed
+    with LabelRun(out, settings, ALL_FORMATS.split(","), resume=True) as again:
+        assert again.resumed
+        again._claim([out / "overlays" / "new.png"])
     (out / "overlays").mkdir()
     (out / "overlays" / "new.png").write_bytes(b"x")
     with pytest.raises(InvalidRunError, match="--resume"):
@@ -306,16 +320,18 @@ def test_a_new_or_foreign_folder_needs_no_flag(tmp_path):
     from lang_sam.labeling.run import LabelRun, LabelSettings
 
     settings = LabelSettings.create("car")
-    LabelRun(tmp_path / "new", settings)  # does not exist yet
+    with LabelRun(tmp_path / "new", settings) as run:  # does not exist yet
+        run.start([])
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("x")
-    LabelRun(tmp_path / "mine", settings)  # holds only the user's files
+    LabelRun(tmp_path / "mine", settings).release()  # holds only the user's files
     assert (tmp_path / "mine" / "notes.txt").exists()
-    LabelRun(tmp_path / "fresh", settings, resume=True)  # resume with nothing to resume: a new run
+    LabelRun(tmp_path / "fresh", settings, resume=True).release()  # nothing to resume: a new run
     # A run that stopped before its first image (missing weights, a bad prompt) left only its
     # run.json: nothing to mix with, so the corrected command needs no flag either.
     assert (tmp_path / "new" / ".lang-sam" / "run.json").is_file()
     other = LabelRun(tmp_path / "new", LabelSettings.create("wheel"))
+    other.start([])
     assert other.config["prompt"] == "wheel"
     assert json.loads((tmp_path / "new" / ".lang-sam" / "run.json").read_text())["config"]["prompt"] == "wheel"
 
@@ -441,3 +457,21 @@ def test_python_dash_m_and_console_script():
     assert out.returncode == 2
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts == {"lang-sam": "lang_sam.cli:main"}
+
+
+def test_a_hostile_checkpoint_is_one_line_not_a_traceback(tmp_path, capsys, tiny_specs, gdino_ckpt):
+    """Issue 18: an 11-byte pickle declaring a huge string gave a 35-line MemoryError traceback."""
+    import struct
+
+    Image.fromarray(make_image(20, 20)).save(tmp_path / "x.png")
+    bad = tmp_path / "sam.pth"
+    bad.write_bytes(b"\x80\x04\x8d" + struct.pack("<Q", 2**62))
+    sam, gdino = tiny_specs
+    rc = main(["predict", str(tmp_path / "x.png"), "--prompt", "car", "--output", str(tmp_path / "out"),
+               "--sam-type", sam.name, "--sam-ckpt", str(bad), "--gdino-type", gdino.name,
+               "--gdino-ckpt", str(gdino_ckpt)])
+    captured = capsys.readouterr()
+    assert rc != 0
+    errors = [line for line in captured.err.splitlines() if "error" in line]
+    assert len(errors) == 1 and str(bad) in errors[0] and "MemoryError" in errors[0], captured.err
+    assert "Traceback" not in captured.err + captured.out

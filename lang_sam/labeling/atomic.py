@@ -9,7 +9,7 @@ import os
 import re
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO, Iterable, Iterator
 
 import numpy as np
 
@@ -20,7 +20,7 @@ __all__ = [
 
 #: Temporary files are named ``.<final name>.<pid>.tmp`` in the final file's folder.
 TMP_SUFFIX = ".tmp"
-_TMP_RE = re.compile(r"^\..+\.\d+\.tmp$")
+_TMP_RE = re.compile(r"^\.(.+)\.\d+\.tmp$")
 
 
 @contextmanager
@@ -76,14 +76,23 @@ def write_png(path: str | os.PathLike, array: np.ndarray) -> Path:
     return atomic_write_bytes(path, buf.getvalue())
 
 
-def sweep_temp_files(root: str | os.PathLike) -> int:
-    """Remove temporary files a killed run left under ``root`` (``.<name>.<pid>.tmp``); return how many."""
-    root = Path(root)
-    if not root.is_dir():
-        return 0
+def sweep_temp_files(paths: Iterable[str | os.PathLike]) -> int:
+    """Remove the temporary files a killed writer left for ``paths`` (``.<name>.<pid>.tmp`` beside
+    each final path) and nothing else; return how many. Files of other names are never touched,
+    whatever they look like."""
+    by_folder: dict[Path, set[str]] = {}
+    for p in paths:
+        p = Path(p)
+        by_folder.setdefault(p.parent, set()).add(p.name)
     n = 0
-    for p in root.rglob(".*.tmp"):
-        if p.is_file() and _TMP_RE.match(p.name):
-            p.unlink(missing_ok=True)
-            n += 1
+    for folder, names in by_folder.items():
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            m = _TMP_RE.match(entry.name)
+            if m and m.group(1) in names and entry.is_file(follow_symlinks=False):
+                Path(entry.path).unlink(missing_ok=True)
+                n += 1
     return n

@@ -40,6 +40,7 @@ __all__ = [
     "yolo_lines",
     "yolo_data_yaml",
     "write_instance_masks",
+    "instance_mask_names",
     "write_mask_png",
     "write_overlay",
     "render_overlay",
@@ -261,23 +262,24 @@ def yolo_data_yaml(names: Sequence[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_instance_masks(folder: str | os.PathLike, masks: Any, labels: Sequence[str]) -> list[Path]:
-    """One ``HxW`` 0/255 PNG per mask, ``<folder>/<index:03d>_<label>.png``.
+def instance_mask_names(labels: Sequence[str]) -> list[str]:
+    """The file names :func:`write_instance_masks` gives ``labels``' masks: ``<index:03d>_<label>.png``."""
+    return [f"{i:03d}_{safe_name(label)}.png" for i, label in enumerate(labels)]
 
-    Crops are written by :func:`write_mask_png` (streamed: no full-size array). PNG files already
-    in ``folder`` (an earlier run's masks of the same image) are removed first.
+
+def write_instance_masks(folder: str | os.PathLike, masks: Any, labels: Sequence[str]) -> list[Path]:
+    """One ``HxW`` 0/255 PNG per mask, ``<folder>/<index:03d>_<label>.png``
+    (:func:`instance_mask_names`); other files in ``folder`` are left alone.
+
+    Crops are written by :func:`write_mask_png` (streamed: no full-size array).
     """
     folder = Path(folder)
     m = _mask_list(masks)
     if len(m) != len(labels):
         raise ValueError(f"got {len(m)} masks but {len(labels)} labels")
-    if folder.is_dir():
-        for old in folder.glob("*.png"):
-            if old.is_file():
-                old.unlink()
     out = []
-    for i, (mask, label) in enumerate(zip(m, labels)):
-        path = folder / f"{i:03d}_{safe_name(label)}.png"
+    for mask, name in zip(m, instance_mask_names(labels)):
+        path = folder / name
         if isinstance(mask, CropMask):
             out.append(write_mask_png(path, mask))
         else:

@@ -45,12 +45,14 @@ import numpy as np
 from lang_sam.errors import (
     InvalidPromptError,
     InvalidRunError,
+    OutputCollisionError,
     InvalidThresholdError,
     LangSAMError,
 )
 from lang_sam.labeling import formats as fmt
 from lang_sam.labeling.atomic import atomic_write_bytes, atomic_write_text, sweep_temp_files, write_json
 from lang_sam.labeling.classes import ClassMap, class_nms
+from lang_sam.labeling.lock import OutputLock
 from lang_sam.tiling import TileSpec, merge_detections
 from lang_sam.validation import check_prompt, check_threshold
 
@@ -83,7 +85,8 @@ FORMATS = ("overlay", "masks", "coco", "labelme", "yolo")
 DEFAULT_FORMATS = ("overlay", "coco")
 STATE_DIR = ".lang-sam"
 RUN_VERSION = 1
-#: Everything a run writes in its output folder (``overwrite`` deletes these and nothing else).
+#: The folders a run writes in its output folder (``overwrite`` deletes only the files the
+#: earlier run recorded there).
 OUTPUT_DIRS = ("overlays", "masks", "labelme", "yolo", "coco", STATE_DIR)
 
 #: With tiling, overlays of larger images are drawn on a copy downscaled to this many pixels.
@@ -148,6 +151,32 @@ def _inside(p: Path, folder: Path | None) -> bool:
         return False
 
 
+def _is_run_folder(folder: Path) -> bool:
+    """True if ``folder`` holds a lang-sam run's outputs (its run record)."""
+    return (folder / STATE_DIR / "run.json").is_file()
+
+
+def _images_in(root: Path) -> tuple[list[Path], list[Path]]:
+    """The image files under ``root`` (sorted by relative path), and the folders below ``root``
+    that were not searched because they hold a lang-sam run's outputs."""
+    found: list[Path] = []
+    runs: list[Path] = []
+    for folder, dirs, files in os.walk(root):
+        here = Path(folder)
+        keep = []
+        for d in sorted(dirs):
+            if d == STATE_DIR:
+                continue
+            if _is_run_folder(here / d):
+                runs.append(here / d)
+            else:
+                keep.append(d)
+        dirs[:] = keep
+        found.extend(here / f for f in files if _is_image(here / f) and (here / f).is_file())
+    found.sort(key=lambda f: f.relative_to(root).as_posix())
+    return found, runs
+
+
 def _read_list(list_file: Path) -> list[Path]:
     try:
         lines = list_file.read_text(encoding="utf-8").splitlines()
@@ -172,12 +201,15 @@ def collect_images(
 
     Each image's ``rel`` is its path relative to the folder given (a file given alone: its name;
     a list: the listed files' common folder). Files under ``exclude`` (the output folder) are
-    skipped, and a file met twice is kept once. Raises :class:`InvalidRunError` for a missing
+    skipped, and so are the folders met while searching a folder that hold a lang-sam run's
+    outputs (a ``.lang-sam/run.json``: an earlier run's overlays and masks are not photos; a
+    warning names them). A file met twice is kept once. Raises :class:`InvalidRunError` for a missing
     input, for no image at all, and for two images whose outputs would collide (same ``rel``
     without extension).
     """
     excl = Path(exclude).resolve() if exclude is not None else None
     items: list[ImageItem] = []
+    skipped_runs: list[Path] = []
     seen: set[Path] = set()
 
     def add(path: Path, rel: PurePosixPath) -> None:
@@ -190,10 +222,8 @@ def collect_images(
     for raw in inputs:
         p = local_path(raw, "input")
         if p.is_dir():
-            found = sorted(
-                (f for f in p.rglob("*") if f.is_file() and _is_image(f)),
-                key=lambda f: f.relative_to(p).as_posix(),
-            )
+            found, runs = _images_in(p)
+            skipped_runs.extend(runs)
             for f in found:
                 add(f, PurePosixPath(f.relative_to(p).as_posix()))
         elif p.is_file() and p.suffix.lower() == ".txt":
@@ -208,6 +238,13 @@ def collect_images(
             raise InvalidRunError(
                 f"input not found: {str(raw)!r} (expected an image file, a folder or a .txt list)"
             )
+    if skipped_runs:
+        shown = ", ".join(str(r) for r in skipped_runs[:5])
+        more = f" (+{len(skipped_runs) - 5} more)" if len(skipped_runs) > 5 else ""
+        logger.warning(
+            "skipped %d folder(s) holding a lang-sam run's outputs (overlays and masks are not "
+            "photos): %s%s. Give such a folder as an input of its own to label its files.",
+            len(skipped_runs), shown, more)
     if not items:
         raise InvalidRunError(
             f"no images found in {', '.join(map(str, inputs))} "
@@ -285,6 +322,11 @@ class Layout:
     @property
     def run(self) -> Path:
         return self.root / STATE_DIR / "run.json"
+
+    @property
+    def written(self) -> Path:
+        """Every file the run writes, listed before it is written (one relative path a line)."""
+        return self.root / STATE_DIR / "written"
 
     def rel(self, p: Path) -> str:
         return p.relative_to(self.root).as_posix()
@@ -513,19 +555,28 @@ class RunSummary:
 class LabelRun:
     """An output folder being filled by one run (see the module doc).
 
-    Opening it checks the folder and the settings. A folder that holds an earlier run's outputs
-    (any of :data:`OUTPUT_DIRS`) is never mixed with a new run's:
+    Opening it takes the folder's lock (:class:`~lang_sam.labeling.lock.OutputLock`: a second run
+    into the same folder raises :class:`~lang_sam.errors.OutputLockedError` at once, naming the
+    first; :meth:`close` or :meth:`release` gives it back) and checks the folder and the settings.
+
+    A folder is an earlier lang-sam run's only if it holds that run's record
+    (``.lang-sam/run.json``). The files lang-sam wrote there are known from the run's own records:
+    each image's record lists its outputs, and ``.lang-sam/written`` lists every file before it is
+    written (so a run killed mid-image still knows its files). An earlier run's outputs are never
+    mixed with a new run's:
 
     - ``resume=True`` continues the earlier run: the settings must equal those in
       ``.lang-sam/run.json`` (else :class:`InvalidRunError` says which differ) and the classes'
       ids are kept;
-    - ``overwrite=True`` deletes lang-sam's outputs there (:data:`OUTPUT_DIRS`; other files in
-      the folder are kept) and starts a new run;
+    - ``overwrite=True`` deletes the files the earlier run wrote (and its records), nothing else,
+      and starts a new run;
     - neither: :class:`InvalidRunError`, naming both (``--resume`` / ``--overwrite``).
 
-    A folder that does not exist or holds none of those outputs (a ``run.json`` alone, from a run
-    that stopped before its first image, does not count) needs neither. Then, for each
-    image, :meth:`write` (or :meth:`fail`), and :meth:`finish` at the end.
+    A folder without a run record, or whose run wrote no output yet (it stopped before its first
+    image), needs neither. Files that lang-sam did not write are never deleted or written over:
+    :meth:`start` raises :class:`~lang_sam.errors.OutputCollisionError` naming those that an
+    output of this run would replace. Then, for each image, :meth:`write` (or :meth:`fail`), and
+    :meth:`finish` (or :meth:`close`) at the end.
     """
 
     def __init__(
@@ -548,7 +599,17 @@ class LabelRun:
         self.config = settings.config()
         self.classmap = settings.classmap()
         self.done: dict[str, dict] = {}
+        self.items: list[ImageItem] | None = None
         self.summary = RunSummary(output=out, formats=list(self.formats))
+        self.lock = OutputLock(self.layout.root / STATE_DIR, out).acquire()
+        try:
+            self._open(out, resume, overwrite)
+        except BaseException:
+            self.release()
+            raise
+
+    def _open(self, out: Path, resume: bool, overwrite: bool) -> None:
+        self.ours = self._written_before()
         earlier = self._earlier_outputs()
         state = _read_json(self.layout.run) if resume else None
         self.resumed = isinstance(state, dict) and state.get("version") == RUN_VERSION
@@ -575,39 +636,126 @@ class LabelRun:
             raise InvalidRunError(
                 f"{out} already holds the outputs of an earlier lang-sam run ({listed}). Use --resume "
                 "(resume=True) to finish that run with the same settings, --overwrite "
-                f"(overwrite=True) to delete {listed} and start again (other files there are kept), "
-                "or another output folder."
+                "(overwrite=True) to delete the files it wrote and start again (other files there "
+                "are kept), or another output folder."
             )
         elif resume:
             logger.info("resume: no earlier run in %s; starting afresh", out)
-        if overwrite:
-            for name in (n for n in OUTPUT_DIRS if (out / n).exists() or (out / n).is_symlink()):
-                target = out / name
-                if target.is_dir() and not target.is_symlink():
-                    shutil.rmtree(target)
-                else:
-                    target.unlink()
-            if earlier:
-                logger.info("overwrite: removed %s from %s", ", ".join(earlier), out)
-        out.mkdir(parents=True, exist_ok=True)
-        swept = sweep_temp_files(out)
+        self.overwrite = overwrite and not self.resumed
+
+    def release(self) -> None:
+        """Give the output folder's lock back (done by :meth:`close`; a no-op when not held)."""
+        self.lock.release()
+
+    def __enter__(self) -> "LabelRun":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    def _sweep(self, paths: Iterable[Path]) -> None:
+        swept = sweep_temp_files(paths)
         if swept:
             logger.info("removed %d temporary file(s) left by an interrupted run", swept)
-        self._save_state()
+
+    def _written_before(self) -> set[str]:
+        """The files (relative paths) that earlier runs in this folder wrote: none unless the folder
+        holds a run record; then the files ``.lang-sam/written`` lists, those the images' records
+        list, and the records themselves."""
+        layout = self.layout
+        if not layout.run.is_file():
+            return set()
+        ours: set[str] = set()
+        try:
+            text = layout.written.read_text(encoding="utf-8")
+        except OSError:
+            text = ""
+        ours.update(line for line in text.splitlines() if line and not line.startswith(".."))
+        if layout.records.is_dir():
+            for path in layout.records.rglob("*.json"):
+                ours.add(layout.rel(path))
+                rec = _read_json(path)
+                outputs = rec.get("outputs") if isinstance(rec, dict) else None
+                if isinstance(outputs, dict):
+                    ours.update(r for files in outputs.values() if isinstance(files, list)
+                                for r in files if isinstance(r, str) and not r.startswith(".."))
+        return ours
 
     def _earlier_outputs(self) -> list[str]:
-        """Those of :data:`OUTPUT_DIRS` that hold a file of an earlier run. A ``run.json`` alone
-        (a run that stopped before its first image: missing weights, a bad prompt) does not count."""
-        root, run_json = self.layout.root, self.layout.run
-        found = []
-        for name in OUTPUT_DIRS:
-            path = root / name
-            if path.is_dir() and not path.is_symlink():
-                if any(f != run_json and not f.is_dir() for f in path.rglob("*")):
-                    found.append(name)
-            elif path.exists() or path.is_symlink():
-                found.append(name)
-        return found
+        """The top folders (of :data:`OUTPUT_DIRS`) holding a file an earlier run wrote. A run
+        record alone (a run that stopped before its first image: missing weights, a bad prompt)
+        does not count."""
+        tops = {rel.split("/", 1)[0] for rel in self.ours if (self.layout.root / rel).is_file()}
+        return [name for name in OUTPUT_DIRS if name in tops]
+
+    def _remove_earlier(self) -> int:
+        """Delete the files earlier runs wrote (:meth:`_written_before`), their records and the
+        folders left empty; nothing else. Returns how many files went."""
+        root, n = self.layout.root, 0
+        folders: set[Path] = set()
+        for rel in sorted(self.ours):
+            path = root / rel
+            if path.is_file() or path.is_symlink():
+                path.unlink()
+                n += 1
+            folders.update(p for p in path.parents if p != root and root in p.parents)
+        for path in (self.layout.written, self.layout.run):
+            path.unlink(missing_ok=True)
+        for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+            try:
+                folder.rmdir()  # only if empty: files lang-sam did not write stay, and their folders
+            except OSError:
+                pass
+        self.ours = set()
+        return n
+
+    def _claim(self, paths: Iterable[Path]) -> None:
+        """Write ``paths`` into ``.lang-sam/written`` before they are written themselves."""
+        new = [self.layout.rel(p) for p in paths]
+        new = [rel for rel in new if rel not in self.ours]
+        if not new:
+            return
+        with open(self.layout.written, "a", encoding="utf-8") as f:
+            f.write("".join(rel + "\n" for rel in new))
+        self.ours.update(new)
+
+    def _planned(self, item: ImageItem) -> list[Path]:
+        """The files this run's formats write for ``item`` whose names are known before its labels."""
+        layout, out = self.layout, []
+        if "overlay" in self.formats:
+            out.append(layout.overlay(item.key))
+        if "labelme" in self.formats:
+            out.append(layout.labelme(item.key))
+        if "yolo" in self.formats:
+            out.append(layout.yolo(item.key))
+        return out
+
+    def _run_wide(self) -> list[Path]:
+        """The run-wide files of this run's formats (COCO's annotations, YOLO's ``data.yaml``)."""
+        return ([self.layout.coco] if "coco" in self.formats else []) + \
+            ([self.layout.yolo_yaml] if "yolo" in self.formats else [])
+
+    def _check_collisions(self, items: Sequence[ImageItem]) -> None:
+        """Refuse to write over files lang-sam did not write (see :class:`OutputCollisionError`)."""
+        layout = self.layout
+        foreign: list[str] = []
+        for path in self._run_wide() + [p for item in items for p in self._planned(item)]:
+            if (path.exists() or path.is_symlink()) and layout.rel(path) not in self.ours:
+                foreign.append(layout.rel(path))
+        if "masks" in self.formats:
+            for item in items:
+                folder = layout.masks(item.key)
+                if folder.is_dir():
+                    foreign.extend(r for r in (layout.rel(p) for p in sorted(folder.iterdir()))
+                                   if r not in self.ours)
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (f" (+{len(foreign) - 5} more)" if len(foreign) > 5 else "")
+            raise OutputCollisionError(
+                f"{layout.root} holds {len(foreign)} file(s) that lang-sam did not write where this "
+                f"run writes its outputs ({shown}); they are never deleted or written over. Move "
+                "them away, or choose another output folder.",
+                path=str(layout.root), files=foreign,
+            )
 
     def _save_state(self) -> None:
         write_json(self.layout.run, {"version": RUN_VERSION, "config": self.config,
@@ -628,8 +776,22 @@ class LabelRun:
         return rec
 
     def start(self, items: Sequence[ImageItem]) -> list[ImageItem]:
-        """Take the run's images; return those still to label (on resume, complete ones are skipped)."""
-        self.items = list(items)
+        """Take the run's images; return those still to label (on resume, complete ones are skipped).
+
+        Refuses (:class:`~lang_sam.errors.OutputCollisionError`) before touching anything when an
+        output would replace a file lang-sam did not write; then, with ``overwrite``, deletes the
+        earlier run's files, and records this run's settings (``.lang-sam/run.json``)."""
+        items = list(items)
+        self._check_collisions(items)  # before anything is deleted or written
+        if self.overwrite and self.ours:
+            self._sweep(self.layout.root / rel for rel in self.ours)
+            removed = self._remove_earlier()
+            logger.info("overwrite: removed %d file(s) of the earlier run from %s", removed, self.layout.root)
+        # Temporary files of the files earlier runs wrote or this one will (a killed run's): only those.
+        self._sweep([self.layout.root / rel for rel in self.ours] + self._run_wide()
+                    + [p for item in items for p in self._planned(item)])
+        self._save_state()
+        self.items = items
         self.summary.images = len(self.items)
         if self.resumed:
             for item in self.items:
@@ -648,12 +810,22 @@ class LabelRun:
         item, layout = labels.item, self.layout
         height, width = labels.height, labels.width
         outputs: dict[str, list[str]] = {f: [] for f in self.formats}
+        planned = self._planned(item) + [layout.record(item.key)]
+        if "masks" in self.formats:
+            folder = layout.masks(item.key)
+            mask_paths = [folder / name for name in fmt.instance_mask_names(labels.names)]
+            planned += mask_paths
+        self._claim(planned)
         if "overlay" in self.formats:
             if labels.overlay_png is None:
                 raise ValueError(f"{item.rel}: the overlay was not rendered (label_image without 'overlay')")
             outputs["overlay"].append(layout.rel(atomic_write_bytes(layout.overlay(item.key), labels.overlay_png)))
         if "masks" in self.formats:
-            folder = layout.masks(item.key)
+            if folder.is_dir():  # an earlier run's masks of this image (maybe more of them): ours only
+                keep = set(mask_paths)
+                for old in folder.iterdir():
+                    if old not in keep and layout.rel(old) in self.ours and old.is_file():
+                        old.unlink()
             folder.mkdir(parents=True, exist_ok=True)
             outputs["masks"] = [layout.rel(p) for p in fmt.write_instance_masks(folder, labels.masks, labels.names)]
         if "labelme" in self.formats:
@@ -686,6 +858,9 @@ class LabelRun:
 
     def finish(self) -> RunSummary:
         """Write the run-wide files (COCO, YOLO ``data.yaml``) from the records of the images done."""
+        if self.items is None:  # never started (refused, or stopped before start): nothing to write
+            return self.summary
+        self._claim(self._run_wide())
         if "coco" in self.formats:
             builder = fmt.CocoBuilder()
             for item in self.items:
@@ -700,11 +875,14 @@ class LabelRun:
     def close(self, started: float) -> RunSummary:
         """End a run begun at ``started`` (``time.perf_counter()``): :meth:`finish`, where a Ctrl-C
         while the run-wide files are written marks the summary ``interrupted`` (the files are
-        written atomically: old or new, never half), then the wall time into ``summary.seconds``."""
+        written atomically: old or new, never half), then the wall time into ``summary.seconds``;
+        the output folder's lock is given back."""
         try:
             self.finish()
         except KeyboardInterrupt:
             self.summary.interrupted = True
+        finally:
+            self.release()
         self.summary.seconds = time.perf_counter() - started
         return self.summary
 
@@ -740,11 +918,15 @@ def label_folder(
     out = local_path(output, "output")
     items = collect_images(inputs, exclude=out)
     run = LabelRun(out, settings, formats, resume=resume, overwrite=overwrite)
-    todo = run.start(items)
-    if todo and callable(model) and not hasattr(model, "predict"):
-        model = model()
-    if todo:
-        model.detector.split_prompt(settings.prompt)  # a phrase over 256 tokens: say so before any image
+    try:
+        todo = run.start(items)
+        if todo and callable(model) and not hasattr(model, "predict"):
+            model = model()
+        if todo:
+            model.detector.split_prompt(settings.prompt)  # a phrase over 256 tokens: say so before any image
+    except BaseException:
+        run.release()  # no image was written: the run-wide files are left as they were
+        raise
     classmap = settings.classmap()
     try:
         for item in (progress(todo) if progress is not None else todo):
