@@ -2,15 +2,13 @@
 reversible, and none runs at import:
 
 - :func:`empty_parameters`: while building a network, ``torch.nn.Module.register_parameter`` puts
-  parameters on the meta device (no random init; the checkpoint's tensors are assigned later);
+  the building thread's parameters on the meta device (no random init; the checkpoint's tensors
+  are assigned later); other threads' modules are built as usual;
 - :func:`bundled_text_encoder`: while groundingdino builds its network, its ``get_tokenlizer`` and
   ``BertModelWarper`` are swapped for the bundled tokenizer and lang-sam's BERT wrapper (no BERT
   download; works on transformers 4 and 5);
 - :func:`use_fast_attention`: the ``forward`` of each attention block of one SAM image encoder (that
   instance only) computes with ``scaled_dot_product_attention``;
-- :func:`pillow_bomb_check_off`: Pillow's process-wide ``Image.MAX_IMAGE_PIXELS`` guard is off while
-  an image header is parsed, so that lang-sam's own, documented limit (``LANG_SAM_MAX_IMAGE_PIXELS``)
-  applies instead, with a typed error (:func:`lang_sam.validation.open_image`);
 - :func:`quiet_third_party`: while lang-sam calls into groundingdino / segment_anything, the
   deprecation warnings they trigger (:data:`KNOWN_WARNINGS`) are not shown; every other warning is.
 
@@ -32,13 +30,12 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
-    "empty_parameters", "bundled_text_encoder", "use_fast_attention", "pillow_bomb_check_off",
+    "empty_parameters", "bundled_text_encoder", "use_fast_attention",
     "quiet_third_party", "KNOWN_WARNINGS",
 ]
 
 _EMPTY_LOCK = threading.Lock()
 _BUILD_LOCK = threading.Lock()
-_PIL_LOCK = threading.Lock()
 
 
 @contextmanager
@@ -48,14 +45,16 @@ def empty_parameters() -> Iterator[None]:
     Buffers (index tables, pixel means, position ids) are computed for real as usual. The
     parameters must then be loaded with :func:`lang_sam.models.checkpoints.load_into`, which assigns
     the checkpoint's tensors (memory-mapped where possible) instead of copying them, so the weights
-    exist once in memory. The swap of ``nn.Module.register_parameter`` is scoped to the ``with``
-    block and locked.
+    exist once in memory. ``nn.Module.register_parameter`` is swapped for the ``with`` block (one
+    block at a time), and the swap acts for the thread that entered it only: a module another
+    thread builds meanwhile gets its parameters as usual.
     """
     original = nn.Module.register_parameter
+    builder = threading.get_ident()
 
     def register_parameter(self, name, param):
         original(self, name, param)
-        if param is not None and param.device.type != "meta":
+        if threading.get_ident() == builder and param is not None and param.device.type != "meta":
             self._parameters[name] = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
 
     with _EMPTY_LOCK:
@@ -73,20 +72,31 @@ def bundled_text_encoder(
     """While groundingdino builds its network, hand it ``tokenizer()``, ``bert()`` and ``wrapper``.
 
     groundingdino's constructor would otherwise download bert-base-uncased from the hub and wrap it
-    in ``BertModelWarper`` (broken on transformers 5). The swap is scoped to the build and locked.
+    in ``BertModelWarper`` (broken on transformers 5). The swap is scoped to the build (one at a
+    time) and to the thread that entered it: groundingdino's own functions answer any other thread.
     """
     module = importlib.import_module("groundingdino.models.GroundingDINO.groundingdino")
-    shim = SimpleNamespace(
-        get_tokenlizer=lambda _type: tokenizer(),
-        get_pretrained_language_model=lambda _type: bert(),
-    )
+    builder = threading.get_ident()
     with _BUILD_LOCK:
-        saved = module.get_tokenlizer, module.BertModelWarper
-        module.get_tokenlizer, module.BertModelWarper = shim, wrapper
+        saved_tokenizer, saved_wrapper = module.get_tokenlizer, module.BertModelWarper
+
+        def mine() -> bool:
+            return threading.get_ident() == builder
+
+        shim = SimpleNamespace(
+            get_tokenlizer=lambda _type: tokenizer() if mine() else saved_tokenizer.get_tokenlizer(_type),
+            get_pretrained_language_model=lambda _type: bert() if mine()
+            else saved_tokenizer.get_pretrained_language_model(_type),
+        )
+
+        def warper(*args, **kwargs):
+            return (wrapper if mine() else saved_wrapper)(*args, **kwargs)
+
+        module.get_tokenlizer, module.BertModelWarper = shim, warper
         try:
             yield
         finally:
-            module.get_tokenlizer, module.BertModelWarper = saved
+            module.get_tokenlizer, module.BertModelWarper = saved_tokenizer, saved_wrapper
 
 
 _BIAS_BYTES = 128 * 2**20  # relative-position bias materialised at a time (global blocks)
@@ -130,24 +140,6 @@ def use_fast_attention(sam: nn.Module) -> nn.Module:
         if isinstance(module, Attention):
             module.forward = _sdpa_forward.__get__(module)
     return sam
-
-
-@contextmanager
-def pillow_bomb_check_off() -> Iterator[None]:
-    """Pillow's decompression-bomb guard off for the ``with`` block (an image header parse).
-
-    ``PIL.Image.MAX_IMAGE_PIXELS`` is process-wide; it is set to None under a lock and restored on
-    exit. The caller must apply its own pixel limit to the opened image's size before decoding it.
-    """
-    from PIL import Image
-
-    with _PIL_LOCK:
-        saved = Image.MAX_IMAGE_PIXELS
-        Image.MAX_IMAGE_PIXELS = None
-        try:
-            yield
-        finally:
-            Image.MAX_IMAGE_PIXELS = saved
 
 
 #: ``(category, message regex)`` of the warnings groundingdino and segment_anything trigger in the

@@ -306,6 +306,43 @@ def to_rgb_pil(image: ImageInput, what: str = "image") -> Image.Image:
 _DEFAULT = object()
 
 
+def _open_header(fp) -> Image.Image:
+    """``PIL.Image.open`` without Pillow's decompression-bomb check (the caller applies its own
+    limit to the size before decoding): Pillow's format plugins, tried as ``Image.open`` tries
+    them (the common ones, then all), read the header only. ``fp``: a path or a binary file."""
+    import struct
+
+    owned = isinstance(fp, (str, os.PathLike))
+    f = open(fp, "rb") if owned else fp
+    try:
+        try:
+            f.seek(0)
+        except (AttributeError, io.UnsupportedOperation):
+            f = io.BytesIO(f.read())
+        prefix = f.read(16)
+        filename = os.fspath(fp) if owned else ""
+        for loader in (Image.preinit, Image.init):
+            loader()
+            for fmt in list(Image.ID):
+                factory, accept = Image.OPEN[fmt]
+                result = not accept or accept(prefix)
+                if not result or isinstance(result, str):
+                    continue
+                f.seek(0)
+                try:
+                    img = factory(f, filename)
+                except (SyntaxError, IndexError, TypeError, struct.error):
+                    continue
+                if owned:
+                    img._exclusive_fp = True  # closing the image closes the file we opened
+                return img
+        raise UnidentifiedImageError("cannot identify image file")
+    except BaseException:
+        if owned:
+            f.close()
+        raise
+
+
 def open_image(source: str | os.PathLike | bytes | BinaryIO, *, max_pixels: Any = _DEFAULT) -> Image.Image:
     """Read an image (a path, the file's bytes, or a binary file object) as RGB, applying its EXIF
     orientation.
@@ -313,11 +350,10 @@ def open_image(source: str | os.PathLike | bytes | BinaryIO, *, max_pixels: Any 
     ``max_pixels`` (width x height) is checked from the file's header, before anything is decoded:
     a larger image raises :class:`ImageTooLargeError` (an :class:`InvalidImageError`). The default
     is :func:`lang_sam.settings.max_image_pixels` (``LANG_SAM_MAX_IMAGE_PIXELS``, 256 megapixels
-    unless set); ``None`` means no limit. Pillow's own process-wide guard is replaced by this one for
-    the read. Raises :class:`ImageNotFoundError` for a missing path and :class:`InvalidImageError`
+    unless set); ``None`` means no limit. This limit replaces Pillow's own guard for the header
+    (``PIL.Image.MAX_IMAGE_PIXELS`` is never changed: it is the whole process's). Raises :class:`ImageNotFoundError` for a missing path and :class:`InvalidImageError`
     for anything unreadable.
     """
-    from lang_sam.patches import pillow_bomb_check_off
     from lang_sam.settings import ENV_MAX_PIXELS, max_image_pixels
 
     limit = max_image_pixels() if max_pixels is _DEFAULT else max_pixels
@@ -337,8 +373,7 @@ def open_image(source: str | os.PathLike | bytes | BinaryIO, *, max_pixels: Any 
             f"expected an image path, bytes or a binary file object, got {type(source).__name__}"
         )
     try:
-        with pillow_bomb_check_off():
-            img = Image.open(fp)
+        img = _open_header(fp)
         with img:
             w, h = img.size  # from the header: nothing decoded yet
             if limit is not None and w * h > limit:
