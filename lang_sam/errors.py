@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "LangSAMError",
     "UnknownModelError",
+    "InvalidModelSourceError",
     "CheckpointError",
     "CheckpointMismatchError",
     "UnsafeCheckpointError",
@@ -27,6 +28,8 @@ __all__ = [
     "OutputLockedError",
     "OutputCollisionError",
     "DeviceError",
+    "InvalidPrecisionError",
+    "SlowPrecisionWarning",
     "InvalidTileError",
     "RayNotInstalledError",
     "RayJobError",
@@ -39,6 +42,15 @@ class LangSAMError(Exception):
 
 class UnknownModelError(LangSAMError, ValueError):
     """A model type that is not in the registry (``sam_type="vit_x"``)."""
+
+
+class InvalidModelSourceError(LangSAMError, ValueError):
+    """Something other than an http(s) URL written into ``SAM_MODELS`` / ``GDINO_MODELS``.
+    Attributes: ``table`` (which dict), ``model`` (the key), ``value`` (what was written)."""
+
+    def __init__(self, message: str, *, table: str, model: str, value):
+        super().__init__(message)
+        self.table, self.model, self.value = table, model, value
 
 
 class CheckpointError(LangSAMError, ValueError):
@@ -123,6 +135,15 @@ class OutputCollisionError(InvalidRunError):
 class DeviceError(LangSAMError, ValueError):
     """A device that is not a device name (``"gpu"``) or is not available here (``"cuda"`` without a
     GPU, ``"cuda:7"`` on a one-GPU machine). The message lists the devices that are."""
+
+
+class InvalidPrecisionError(LangSAMError, ValueError):
+    """A precision that is not ``"fp32"``, ``"bf16"``, ``"fp16"`` or ``"auto"``, or ``"fp16"``
+    off CUDA."""
+
+
+class SlowPrecisionWarning(UserWarning):
+    """``precision="bf16"`` on a CPU that emulates bfloat16: slower than float32, not faster."""
 
 
 class InvalidTileError(LangSAMError, ValueError):

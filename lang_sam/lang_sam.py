@@ -166,9 +166,10 @@ class LangSAM:
         """(Re)load SAM: ``build_sam()``, ``build_sam("path.pth")``, ``build_sam(sam_type="vit_b")``.
 
         The first argument may also be a type name (``build_sam("vit_b")``, as the original web
-        demo called it): a string that names no existing file and does not look like a path (no
-        folder separator, no checkpoint extension such as ``.pth``) is a type, so an unknown one
-        raises :class:`~lang_sam.errors.UnknownModelError` listing the valid types.
+        demo called it): a string that does not look like a path (no folder separator, no leading
+        ``~`` or ``.``, no checkpoint extension such as ``.pth``) is a type, whatever files the
+        working folder holds, so an unknown one raises :class:`~lang_sam.errors.UnknownModelError`
+        listing the valid types. For a file of such a name, pass ``"./name"`` or a ``Path``.
         """
         if isinstance(ckpt_path, str) and sam_type is None and _is_type_name(ckpt_path):
             sam_type, ckpt_path = ckpt_path, None
@@ -540,9 +541,7 @@ def _is_type_name(text: str) -> bool:
     """True when ``text`` reads as a model type ("vit_b") rather than a checkpoint path."""
     if any(sep in text for sep in ("/", "\\", os.sep)) or text.startswith(("~", ".")):
         return False
-    if text.lower().endswith(_CHECKPOINT_SUFFIXES):
-        return False
-    return not Path(text).exists()
+    return not text.lower().endswith(_CHECKPOINT_SUFFIXES)  # never decided by the working folder
 
 
 def _prompt_list(text_prompts) -> list[str]:

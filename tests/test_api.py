@@ -186,6 +186,11 @@ def test_build_sam_accepts_a_type_name_as_the_original_demo_passed_it(model, sam
         model.build_sam(sam_type="vit_q")
     with pytest.raises(lang_sam.UnknownModelError, match="vit_h"):
         model.build_sam("vit_q")  # not a file, not path-like: an unknown type, not a missing file
+    # A file of that name in the working folder changes nothing (issue 14 item 8): still a type.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "vit_q").write_bytes(b"not a checkpoint")
+    with pytest.raises(lang_sam.UnknownModelError, match="vit_h"):
+        model.build_sam("vit_q")
     # What looks like a path stays a path: a missing file, never an unknown type.
     for path in ("vit_q.pth", "weights/vit_b", str(tmp_path / "vit_b")):
         with pytest.raises(lang_sam.WeightsNotFoundError, match="not found"):

@@ -17,6 +17,7 @@ from http_server import FileServer
 from lang_sam import LangSAM
 from lang_sam.errors import (
     CheckpointError,
+    InvalidModelSourceError,
     CheckpointMismatchError,
     ChecksumMismatchError,
     DownloadError,
@@ -303,6 +304,39 @@ def test_langsam_downloads_a_missing_sam_checkpoint(server, tmp_path, monkeypatc
     want = torch.load(ck, weights_only=True)
     got = m.sam.model.state_dict()
     assert all(torch.equal(got[k], v) for k, v in want.items())
+
+
+def test_a_url_written_into_sam_models_is_where_the_file_comes_from(server, tmp_path, online, gdino_ckpt, tiny_specs):
+    """2023 code pointed SAM_MODELS at a mirror; writing there did nothing (issue 14 item 8).
+    Now it is the first source tried, and the registry's sha256 still guards what arrives."""
+    from lang_sam import SAM_MODELS
+
+    ck = tmp_path / "src.pth"
+    write_sam_checkpoint(ck, TINY_SAM, seed=4)
+    data = ck.read_bytes()
+    server.files["/mirror/tiny_mirror.pth"] = data
+    server.files["/bad-mirror/tiny_mirror.pth"] = data[:-1] + b"x"
+    spec = register_model(tiny_sam_spec("tiny_mirror", urls=(f"{server.url}/official/tiny_mirror.pth",),
+                                        sha256=hashlib.sha256(data).hexdigest()))
+    try:
+        assert SAM_MODELS["tiny_mirror"] == f"{server.url}/official/tiny_mirror.pth"
+        SAM_MODELS["tiny_mirror"] = f"{server.url}/bad-mirror/tiny_mirror.pth"
+        with pytest.raises(ChecksumMismatchError):  # a wrong file from the mirror is refused (the official 404s)
+            LangSAM("tiny_mirror", gdino_type=tiny_specs[1].name, gdino_ckpt_path=gdino_ckpt, device="cpu")
+        SAM_MODELS["tiny_mirror"] = f"{server.url}/mirror/tiny_mirror.pth"
+        server.requests.clear()
+        m = LangSAM("tiny_mirror", gdino_type=tiny_specs[1].name, gdino_ckpt_path=gdino_ckpt, device="cpu")
+        assert [p for p, _ in server.requests] == ["/mirror/tiny_mirror.pth"]
+        assert m.sam_type == "tiny_mirror"
+        SAM_MODELS["tiny_mirror"] = str(ck)  # a local path: not what the dict ever held
+        (Path(os.environ["TORCH_HOME"]) / "hub" / "checkpoints" / "tiny_mirror.pth").unlink()
+        with pytest.raises(InvalidModelSourceError, match="LANG_SAM_WEIGHTS_DIR") as err:
+            LangSAM("tiny_mirror", gdino_type=tiny_specs[1].name, gdino_ckpt_path=gdino_ckpt, device="cpu")
+        assert isinstance(err.value, ValueError)
+        assert (err.value.table, err.value.model, err.value.value) == ("SAM_MODELS", "tiny_mirror", str(ck))
+    finally:
+        unregister_model("sam", spec.name)
+    assert "tiny_mirror" not in SAM_MODELS
 
 
 # ------------------------------------------------------------------------------------------

@@ -81,8 +81,13 @@ class ModelSpec:
     hf_repo: str | None = None
 
     def sources(self) -> list[str]:
-        """Download URLs in the order they are tried (the Hugging Face hub first, if any)."""
+        """Download URLs in the order they are tried: a URL the user wrote into ``SAM_MODELS`` /
+        ``GDINO_MODELS`` (as 2023 code did, to point at a mirror) first, then the Hugging Face hub,
+        if any, then the registered URLs. The sha256, where known, is checked whatever the source."""
         out = []
+        override = _user_url(self)
+        if override:
+            out.append(override)
         if self.hf_repo:
             out.append(f"{hf_endpoint()}/{self.hf_repo}/resolve/main/{self.filename}")
         out.extend(u for u in self.urls if u not in out)
@@ -102,8 +107,38 @@ DEFAULT_SAM = "vit_h"
 DEFAULT_GDINO = "swinb"
 
 
+#: What register_model wrote into the public dicts, to tell a user's edit from our own value.
+_PUBLISHED: dict[tuple[str, str], str] = {}
+
+
 def _public_dict(family: str) -> dict[str, str]:
     return SAM_MODELS if family == "sam" else GDINO_MODELS
+
+
+def _user_url(spec: "ModelSpec") -> str | None:
+    """The URL a user put in ``SAM_MODELS`` / ``GDINO_MODELS`` for ``spec`` (None if untouched);
+    anything but an http(s) URL there raises :class:`~lang_sam.errors.InvalidModelSourceError`."""
+    key = (spec.family, spec.name)
+    if key not in _PUBLISHED:
+        return None
+    value = _public_dict(spec.family).get(spec.name, _PUBLISHED[key])
+    if value == _PUBLISHED[key]:
+        return None
+    return _check_public_value(spec, value)
+
+
+def _check_public_value(spec: "ModelSpec", value) -> str:
+    from lang_sam.errors import InvalidModelSourceError
+    from lang_sam.settings import ENV_WEIGHTS_DIR
+
+    table = "SAM_MODELS" if spec.family == "sam" else "GDINO_MODELS"
+    if isinstance(value, str) and value.startswith(("http://", "https://")):
+        return value
+    raise InvalidModelSourceError(
+        f"{table}[{spec.name!r}] = {value!r}: only an http(s) URL of a mirror of "
+        f"{spec.filename} can go there (it is then downloaded from it, sha256 checked). For a local "
+        f"file, put it in a folder named by {ENV_WEIGHTS_DIR}, or pass its path (ckpt_path=...).",
+        table=table, model=spec.name, value=value)
 
 
 def register_model(spec: ModelSpec, *, overwrite: bool = False) -> ModelSpec:
@@ -114,8 +149,9 @@ def register_model(spec: ModelSpec, *, overwrite: bool = False) -> ModelSpec:
     if spec.name in table and not overwrite:
         raise ValueError(f"{spec.family} model {spec.name!r} is already registered")
     table[spec.name] = spec
+    _PUBLISHED.pop((spec.family, spec.name), None)
     sources = spec.sources()
-    _public_dict(spec.family)[spec.name] = sources[0] if sources else ""
+    _public_dict(spec.family)[spec.name] = _PUBLISHED[spec.family, spec.name] = sources[0] if sources else ""
     return spec
 
 
@@ -123,6 +159,7 @@ def unregister_model(family: str, name: str) -> None:
     """Remove a model type added with :func:`register_model`."""
     _REGISTRY[family].pop(name, None)
     _public_dict(family).pop(name, None)
+    _PUBLISHED.pop((family, name), None)
 
 
 def get_spec(family: str, name: str | None) -> ModelSpec:
