@@ -118,7 +118,8 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gdino-type", default=DEFAULT_GDINO, choices=model_names("gdino"))
     p.add_argument("--gdino-ckpt", default=None, help="local GroundingDINO checkpoint file")
     p.add_argument("--device", default=None, help="cuda, cuda:1, mps or cpu (default: the best available)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16", "auto"],
+                   help="bf16 where the device computes it natively (CUDA, CPUs with AVX-512-BF16/AMX); auto picks it only there")
     p.add_argument("--cache-size", type=int, default=2, help="images whose encodings are kept")
 
 
