@@ -17,6 +17,7 @@ with ``--ray`` :func:`lang_sam.distributed.label_dataset` (the same pipeline on 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import sys
@@ -183,18 +184,48 @@ _WRITTEN = {"overlay": "overlays/", "masks": "masks/", "labelme": "labelme/",
             "yolo": "yolo/labels/ + yolo/data.yaml", "coco": "coco/annotations.json"}
 
 
+def _rate(summary) -> str:
+    """Images per second, or seconds per image when an image takes over a second (a rate of
+    ``0.000 images/s`` says nothing of an hour per image)."""
+    if summary.labelled and summary.images_per_second < 1:
+        return f"{summary.seconds / summary.labelled:.1f} s/image"
+    return f"{summary.images_per_second:.2f} images/s"
+
+
+def _per_format(summary) -> str:
+    """``"coco 14 of 14, yolo 11 of 14 (3 left out: 1 empty mask, 2 outline <= 100 px)"``: what each
+    format that writes instances holds of the run's detections, and why it left the others out."""
+    parts = []
+    for f, reasons in summary.export_dropped.items():
+        text = f"{f} {summary.written(f)} of {summary.run_detections}"
+        if reasons:
+            why = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items()))
+            text += f" ({sum(reasons.values())} left out: {why})"
+        parts.append(text)
+    if not summary.run_detections or not parts:
+        return ""
+    note = f" ({summary.uncounted} image(s) from an older lang-sam not counted)" if summary.uncounted else ""
+    return ", ".join(parts) + note
+
+
 def print_summary(summary) -> int:
     """Print a :class:`~lang_sam.labeling.run.RunSummary`; return the exit status it calls for."""
     print(f"lang-sam predict: {summary.images} image(s): {summary.labelled} labelled, "
           f"{summary.skipped} skipped (already complete), {len(summary.failed)} failed"
           + (", interrupted" if summary.interrupted else ""))
+    # Each class quoted: a class "car wheel" (one phrase, from a prompt without ".") is not two.
     print(f"outputs in {summary.output}: {', '.join(_WRITTEN[f] for f in summary.formats)}; "
-          f"classes: {', '.join(summary.classes) or '(none)'}")
+          f"classes ({len(summary.classes)}): {', '.join(map(json.dumps, summary.classes)) or '(none)'}")
     if summary.labelled:
-        print(f"{summary.detections} detection(s); {summary.seconds:.1f} s, "
-              f"{summary.images_per_second:.3f} images/s")
+        print(f"{summary.detections} detection(s) in the {summary.labelled} image(s) labelled now; "
+              f"{summary.seconds:.1f} s, {_rate(summary)}")
     if summary.dropped:
         print(f"{summary.dropped} detection(s) matched no class and were dropped")
+    if summary.run_images != summary.labelled:  # a resumed run: the files hold earlier work too
+        print(f"the output holds {summary.run_detections} detection(s) of {summary.run_images} image(s)")
+    per_format = _per_format(summary)
+    if per_format:
+        print(f"instances written per format: {per_format}")
     if summary.failed:
         print("failed images:")
         for item, why in summary.failed:

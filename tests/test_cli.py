@@ -219,6 +219,39 @@ def test_resume_after_interrupt(tmp_path, model_args, tiny_specs, capsys):
     assert f"nc: {len(names)}" in yaml and all(f'{i}: "{n}"' in yaml for i, n in enumerate(names))
 
 
+def test_resumed_run_summary_counts_the_whole_output(tmp_path, model_args, capsys):
+    """Issue 19, item 6: a resumed run printed this call's 7 detections while the files held 14; a
+    class "car wheel" was printed as "classes: car wheel" (two?); a resume with nothing left drew
+    an empty bar ("labelling: 0img") twice. Item 5: the summary says what each format holds."""
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    Image.fromarray(make_image(60, 80, 1)).save(imgs / "a.png")
+    out = tmp_path / "out"
+    args = ["predict", str(imgs), "--prompt", "car wheel", "--output", str(out), "--format", "coco,yolo",
+            *model_args]
+    assert main([*args, "-q"]) == 0
+    first = capsys.readouterr().out
+    Image.fromarray(make_image(60, 80, 2)).save(imgs / "b.png")
+    assert main([*args, "-q", "--resume"]) == 0
+    second = capsys.readouterr().out
+    coco = json.loads((out / "coco" / "annotations.json").read_text())
+    total = len(coco["annotations"])
+    now = int(re.search(r"(\d+) detection\(s\) in the 1 image\(s\) labelled now", second).group(1))
+    assert total == now + int(re.search(r"(\d+) detection\(s\) in the 1 image", first).group(1))
+    assert total > now > 0  # the random model finds something in each image, so the counts differ
+    assert f"the output holds {total} detection(s) of 2 image(s)" in second
+    yolo_rows = sum(len(p.read_text().splitlines()) for p in (out / "yolo" / "labels").glob("*.txt"))
+    assert re.search(rf"instances written per format: coco {total} of {total}, yolo {yolo_rows} of {total}\b",
+                     second), second
+    names = [c["name"] for c in coco["categories"]]
+    assert f"classes ({len(names)}): {', '.join(json.dumps(n) for n in names)}" in second
+
+    assert main([*args, "--resume"]) == 0  # nothing left: no progress bar at all
+    captured = capsys.readouterr()
+    assert "labelling" not in captured.err and "0 labelled, 2 skipped" in captured.out
+    assert f"the output holds {total} detection(s) of 2 image(s)" in captured.out
+
+
 # ------------------------------------------------------------------------------------------
 # An output folder that already holds a run: --resume, --overwrite, or a refusal
 # ------------------------------------------------------------------------------------------

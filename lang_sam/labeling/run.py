@@ -486,7 +486,16 @@ def _png_bytes(array: np.ndarray) -> bytes:
 
 @dataclass
 class RunSummary:
-    """What a run did. ``failed`` pairs each failed image with the reason."""
+    """What a run did. ``failed`` pairs each failed image with the reason.
+
+    ``labelled``, ``detections`` and ``dropped`` (detections of no class) count this call's work;
+    ``run_images`` and ``run_detections`` the whole run's, earlier (resumed) calls included: what
+    the output files hold. ``export_dropped`` is, for the whole run and each format that writes
+    instances, how many detections that format left out, by reason
+    (:func:`lang_sam.labeling.formats.export_losses`): ``{"yolo": {"empty mask": 2}, "coco": {}}``;
+    ``written(fmt)`` + its drops = ``run_detections``. ``uncounted`` is the number of images whose
+    records (from an older lang-sam) hold no such counts.
+    """
 
     output: Path
     formats: list[str]
@@ -499,6 +508,14 @@ class RunSummary:
     classes: list[str] = field(default_factory=list)
     interrupted: bool = False
     seconds: float = 0.0
+    run_images: int = 0
+    run_detections: int = 0
+    export_dropped: dict[str, dict[str, int]] = field(default_factory=dict)
+    uncounted: int = 0
+
+    def written(self, fmt_name: str) -> int:
+        """Instances of the whole run that format ``fmt_name`` holds."""
+        return self.run_detections - sum(self.export_dropped.get(fmt_name, {}).values())
 
     @property
     def left(self) -> int:
@@ -670,7 +687,8 @@ class LabelRun:
             outputs["yolo"].append(layout.rel(path))
         record = fmt.coco_image_record(item.rel.as_posix(), width, height, labels.masks, labels.boxes,
                                        labels.scores, labels.names)
-        record.update(formats=list(self.formats), outputs=outputs, dropped=labels.dropped)
+        record.update(formats=list(self.formats), outputs=outputs, dropped=labels.dropped,
+                      exports=fmt.export_losses(labels.masks, self.formats))
         write_json(layout.record(item.key), record)
         self.done[item.key] = record
         self.summary.labelled += 1
@@ -685,13 +703,26 @@ class LabelRun:
         self.layout.record(item.key).unlink(missing_ok=True)
 
     def finish(self) -> RunSummary:
-        """Write the run-wide files (COCO, YOLO ``data.yaml``) from the records of the images done."""
+        """Write the run-wide files (COCO, YOLO ``data.yaml``) from the records of the images done,
+        and count the whole run's detections and what each format left out."""
+        done = [self.done[item.key] for item in self.items if item.key in self.done]
         if "coco" in self.formats:
             builder = fmt.CocoBuilder()
-            for item in self.items:
-                if item.key in self.done:
-                    builder.add(self.done[item.key])
+            for rec in done:
+                builder.add(rec)
             builder.write(self.layout.coco, self.classmap.names)
+        s = self.summary
+        s.run_images, s.run_detections, s.uncounted = len(done), 0, 0
+        s.export_dropped = {f: {} for f in self.formats if f != "overlay"}
+        for rec in done:
+            s.run_detections += len(rec.get("annotations", ()))
+            losses = rec.get("exports")
+            if not isinstance(losses, dict):
+                s.uncounted += 1
+                continue
+            for f, reasons in s.export_dropped.items():
+                for why, n in losses.get(f, {}).items():
+                    reasons[why] = reasons.get(why, 0) + int(n)
         if "yolo" in self.formats:
             atomic_write_text(self.layout.yolo_yaml, fmt.yolo_data_yaml(self.classmap.names))
         self.summary.classes = self.classmap.names
@@ -747,7 +778,7 @@ def label_folder(
         model.detector.split_prompt(settings.prompt)  # a phrase over 256 tokens: say so before any image
     classmap = settings.classmap()
     try:
-        for item in (progress(todo) if progress is not None else todo):
+        for item in (progress(todo) if progress is not None and todo else todo):  # no bar for nothing
             try:
                 labels = label_image(model, item, settings, run.formats, classmap)
                 run.write(labels)
