@@ -10,8 +10,10 @@
 
 ``predict`` runs :func:`lang_sam.labeling.run.label_folder` (see there for the output layout), or
 with ``--ray`` :func:`lang_sam.distributed.label_dataset` (the same pipeline on Ray Data).
-``main(argv)`` returns the exit status instead of exiting, so it can be called in-process:
-0 success, 1 some images (or downloads) failed, 2 usage error, 130 interrupted.
+``main(argv)`` returns the exit status instead of exiting, so it can be called in-process
+(:data:`EXIT_CODES`): 0 success, 1 some images failed, 2 usage error (bad flags or input),
+3 models or weights unavailable (missing and not downloadable, corrupt, wrong architecture),
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -24,11 +26,39 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["main", "build_parser", "print_summary"]
+__all__ = ["main", "build_parser", "print_summary", "cli_message", "EXIT_CODES"]
 
 logger = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_MODELS, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+#: Every exit status of ``lang-sam`` (also in ``--help`` and the README).
+EXIT_CODES = {
+    EXIT_OK: "success",
+    EXIT_FAILED: "some images failed (listed in the summary; the others are written)",
+    EXIT_USAGE: "usage error: bad flags, settings or inputs; nothing was labelled",
+    EXIT_MODELS: "models or weights unavailable: missing and not downloadable, corrupt, or of "
+                 "another architecture",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C): run again with --resume to finish",
+}
+
+#: How the command names the library's parameters in messages (:meth:`LangSAMError.worded`).
+CLI_NAMES = {
+    "resume": "--resume", "overwrite": "--overwrite", "prompt": "--prompt", "classes": "--classes",
+    "box_threshold": "--box-threshold", "text_threshold": "--text-threshold", "nms": "--nms",
+    "sam_type": "--sam-type", "gdino_type": "--gdino-type", "tile": "--tile (and its options)",
+}
+
+
+def _epilog() -> str:
+    return "exit status: " + "; ".join(f"{code} {what}" for code, what in EXIT_CODES.items())
+
+
+def cli_message(exc: BaseException) -> str:
+    """``exc``'s message with the parameters it names worded as this command's flags."""
+    from lang_sam.errors import LangSAMError
+
+    return exc.worded(CLI_NAMES) if isinstance(exc, LangSAMError) else str(exc)
 
 
 def __getattr__(name: str):
@@ -85,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lang-sam",
         description="Segment objects in images from a text prompt (GroundingDINO + Segment Anything).",
+        epilog=_epilog(),
     )
     parser.add_argument("--version", action="version", version=f"lang-sam {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log messages (-vv: debug)")
@@ -94,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
         "predict", help="label images, folders or .txt lists of images",
         description="Label images: GroundingDINO boxes from the prompt, SAM masks, written in the "
                     "chosen formats under --output, mirroring the inputs' relative paths.",
+        epilog=_epilog(),
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="image files, folders (searched recursively) or .txt files listing image paths")
@@ -113,8 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "coco/ .lang-sam/; other files are kept) and start again")
     p.add_argument("--nms", type=_unit_float, default=None, metavar="IOU",
                    help="per-class box non-maximum suppression at this IoU (default: off)")
-    p.add_argument("--box-threshold", type=_unit_float, default=0.3)
-    p.add_argument("--text-threshold", type=_unit_float, default=0.25)
+    p.add_argument("--box-threshold", type=_unit_float, default=0.3, metavar="T",
+                   help="keep boxes whose best token scores over T, in [0, 1] (default: %(default)s)")
+    p.add_argument("--text-threshold", type=_unit_float, default=0.25, metavar="T",
+                   help="a box's phrase is its tokens scoring over T, in [0, 1] (default: %(default)s)")
     _add_tile_arguments(p)
     add_model_arguments(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -123,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--ray", action="store_true",
                    help="run on Ray Data: a local Ray instance, or the cluster of --ray-address")
     r.add_argument("--ray-address", default=None, metavar="ADDR",
-                   help="join a running cluster: auto, or ray://HOST:10001 (default: start a local instance)")
+                   help="join a running cluster from one of its nodes: auto, or the head's HOST:6379 "
+                        "(default: a Ray instance already running here, else a new local one)")
     r.add_argument("--workers", type=_positive_int, default=None, metavar="N",
                    help="model actors (default: one per GPU, or one per node without GPUs)")
     r.add_argument("--gpus-per-worker", type=_non_negative, default=None, metavar="G",
@@ -389,7 +424,7 @@ def cmd_download(args: argparse.Namespace) -> int:
             print(f"lang-sam: {label}: {exc}", file=sys.stderr)
     if to is not None and not failures:
         print(f"use them with: {ENV_WEIGHTS_DIR}={to} LANG_SAM_OFFLINE=1 lang-sam predict ...")
-    return EXIT_FAILED if failures else EXIT_OK
+    return EXIT_MODELS if failures else EXIT_OK
 
 
 # --------------------------------------------------------------------------------------------
@@ -415,8 +450,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
 
     from lang_sam.errors import (
-        DeviceError, InvalidClassMapError, InvalidPromptError, InvalidRunError, InvalidThresholdError,
-        InvalidTileError, LangSAMError,
+        MODEL_ERRORS, DeviceError, InvalidClassMapError, InvalidPromptError, InvalidRunError,
+        InvalidThresholdError, InvalidTileError, LangSAMError, UnknownModelError,
     )
 
     pkg_logger = logging.getLogger("lang_sam")
@@ -429,11 +464,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return command(args)
     except (InvalidRunError, InvalidClassMapError, InvalidPromptError, InvalidThresholdError,
-            DeviceError, InvalidTileError) as exc:
-        print(f"lang-sam {args.command}: error: {exc}", file=sys.stderr)
+            DeviceError, InvalidTileError, UnknownModelError) as exc:
+        print(f"lang-sam {args.command}: error: {cli_message(exc)}", file=sys.stderr)
         return EXIT_USAGE
+    except MODEL_ERRORS as exc:
+        print(f"lang-sam {args.command}: error: {cli_message(exc)}", file=sys.stderr)
+        return EXIT_MODELS
     except (LangSAMError, OSError) as exc:
-        print(f"lang-sam {args.command}: error: {exc}", file=sys.stderr)
+        print(f"lang-sam {args.command}: error: {cli_message(exc)}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print("lang-sam: interrupted", file=sys.stderr)

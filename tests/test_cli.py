@@ -319,7 +319,7 @@ def test_overwrite_removes_only_lang_sam_outputs(tmp_path):
     out = tmp_path / "out"
     files = _earlier_run(out)
     settings = LabelSettings.create("car")
-    with pytest.raises(InvalidRunError, match="--overwrite"):
+    with pytest.raises(InvalidRunError, match="overwrite=True"):  # Python's words (the CLI: --overwrite)
         LabelRun(out, settings, ALL_FORMATS.split(","))
     run = LabelRun(out, settings, ALL_FORMATS.split(","), overwrite=True)
     assert not run.resumed
@@ -331,7 +331,7 @@ def test_overwrite_removes_only_lang_sam_outputs(tmp_path):
     assert LabelRun(out, settings, ALL_FORMATS.split(","), resume=True).resumed
     (out / "overlays").mkdir()
     (out / "overlays" / "new.png").write_bytes(b"x")
-    with pytest.raises(InvalidRunError, match="--resume"):
+    with pytest.raises(InvalidRunError, match="resume=True"):
         LabelRun(out, settings, ALL_FORMATS.split(","))
 
 
@@ -443,7 +443,7 @@ def test_download_to_folder(tmp_path, monkeypatch, capsys, sam_ckpt):
         try:
             monkeypatch.setenv("LANG_SAM_OFFLINE", "1")
             rc = main(["download", "--sam-type", "tiny_dl", "--to", str(tmp_path / "w")])
-            assert rc == 1 and "offline mode is on" in capsys.readouterr().err
+            assert rc == 3 and "offline mode is on" in capsys.readouterr().err  # weights unavailable
             monkeypatch.delenv("LANG_SAM_OFFLINE")
             rc = main(["download", "--sam-type", "tiny_dl", "--to", str(tmp_path / "w")])
             out = capsys.readouterr().out
@@ -474,3 +474,97 @@ def test_python_dash_m_and_console_script():
     assert out.returncode == 2
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts == {"lang-sam": "lang_sam.cli:main"}
+
+
+# ------------------------------------------------------------------------------------------
+# Issue 19, item 6: each interface names its own parameters; exit statuses; --help
+# ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("case,cli_words,python_words", [
+    ("both", ["--resume or --overwrite, not both"], ["resume=True or overwrite=True, not both"]),
+    ("used folder", ["Use --resume to finish", "--overwrite to delete"],
+     ["Use resume=True to finish", "overwrite=True to delete"]),
+    ("other settings", ["--box-threshold: was 0.3, now 0.5", "or --overwrite to delete"],
+     ["box_threshold: was 0.3, now 0.5", "or overwrite=True to delete"]),
+])
+def test_errors_name_cli_flags_in_the_cli_and_python_arguments_in_python(tmp_path, capsys, case, cli_words,
+                                                                         python_words):
+    """A user of the command read ``--resume (resume=True)``: half of it is not theirs. The command
+    now says ``--resume``, the library ``resume=True``, from one error."""
+    from lang_sam.labeling.run import LabelRun, LabelSettings
+
+    Image.fromarray(make_image(20, 20)).save(tmp_path / "x.png")
+    out = tmp_path / "out"
+    LabelRun(out, LabelSettings.create("car"))  # an earlier run: its settings, and an output file
+    (out / "overlays").mkdir()
+    (out / "overlays" / "x.png").write_bytes(b"x")
+    flags, kwargs = {"both": (["--resume", "--overwrite"], {"resume": True, "overwrite": True}),
+                     "used folder": ([], {}),
+                     "other settings": (["--resume", "--box-threshold", "0.5"], {"resume": True})}[case]
+    rc = main(["predict", str(tmp_path / "x.png"), "--prompt", "car", "--output", str(out), *flags])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert all(w in err for w in cli_words), err
+    assert "=True" not in err and "box_threshold" not in err
+    settings = LabelSettings.create("car", box_threshold=0.5 if case == "other settings" else 0.3)
+    with pytest.raises(InvalidRunError) as info:
+        LabelRun(out, settings, **kwargs)
+    assert all(w in str(info.value) for w in python_words), str(info.value)
+    assert "--" not in str(info.value)
+
+
+def test_missing_weights_exit_3_not_1(tmp_path, monkeypatch, capsys):
+    """Missing weights exited 1, like "some images failed"; now 3 (models or weights unavailable)."""
+    Image.fromarray(make_image(20, 20)).save(tmp_path / "x.png")
+    monkeypatch.setenv("LANG_SAM_WEIGHTS_DIR", str(tmp_path / "empty"))  # offline (conftest), no file
+    rc = main(["predict", str(tmp_path / "x.png"), "--prompt", "car", "--output", str(tmp_path / "out"),
+               "--device", "cpu", "-q"])
+    err = capsys.readouterr().err
+    assert rc == 3, err
+    assert "lang-sam predict: error:" in err and "Traceback" not in err
+
+
+def test_help_shows_defaults_exit_statuses_and_one_meaning_of_ray_address(capsys):
+    from lang_sam.cli import EXIT_CODES, build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, __import__("argparse")._SubParsersAction))
+    text = " ".join(sub.choices["predict"].format_help().split())  # argparse wraps lines anywhere
+    assert re.search(r"--box-threshold T .*\(default: 0\.3\)", text)
+    assert re.search(r"--text-threshold T .*\(default: 0\.25\)", text)
+    assert re.search(r"--sam-type \{.*\} SAM model \(default: vit_h\)", text)
+    for code, what in EXIT_CODES.items():
+        assert f"{code} {' '.join(what.split())}" in text
+    for argv, port in ((["serve", "--help"], 8000), (["app", "--help"], 7860)):
+        with pytest.raises(SystemExit):
+            main(argv)
+        serve_help = " ".join(capsys.readouterr().out.split())
+        assert f"--port PORT port to listen on (default: {port})" in serve_help
+        assert "3 models or weights unavailable" in serve_help and "port is in use" in serve_help
+    # --ray-address: help and README name the forms ray.init(address=...) takes, and the same ones
+    ray_help = re.search(r"--ray-address ADDR (.*?) --workers", text).group(1)
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    for form in ("auto", "HOST:6379"):
+        assert form in ray_help and f"`{form}`" in readme
+    assert "ray://" not in ray_help  # Ray Client needs ray[client], which lang-sam[ray] does not install
+    assert "needs `pip install \"ray[client]\"`" in readme
+    assert "3 models or weights unavailable" in readme
+
+
+@pytest.mark.parametrize("command", ["serve", "app"])
+def test_serve_refuses_a_port_in_use_before_loading_models(command, tmp_path, monkeypatch, capsys):
+    """``lang-sam serve`` loaded the models (minutes) and only then found its port taken. The
+    weights are missing here, so reaching the models would exit 3: exit 2 with the port's message
+    shows the port is checked first."""
+    import socket
+
+    monkeypatch.setenv("LANG_SAM_WEIGHTS_DIR", str(tmp_path))  # empty; offline (conftest)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        rc = main([command, "--port", str(port), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert err.strip() == (f"lang-sam {command}: error: cannot listen on 127.0.0.1:{port}: the port is in "
+                           "use by another program; choose another --port")

@@ -527,6 +527,11 @@ class RunSummary:
         return self.labelled / self.seconds if self.seconds > 0 else 0.0
 
 
+#: How the errors of :class:`LabelRun` name its arguments in Python (the CLI words them as flags:
+#: :meth:`lang_sam.errors.LangSAMError.worded`).
+_RUN_FLAGS = {"resume": "resume=True", "overwrite": "overwrite=True"}
+
+
 class LabelRun:
     """An output folder being filled by one run (see the module doc).
 
@@ -538,7 +543,8 @@ class LabelRun:
       ids are kept;
     - ``overwrite=True`` deletes lang-sam's outputs there (:data:`OUTPUT_DIRS`; other files in
       the folder are kept) and starts a new run;
-    - neither: :class:`InvalidRunError`, naming both (``--resume`` / ``--overwrite``).
+    - neither: :class:`InvalidRunError`, naming both (``resume=True`` / ``overwrite=True``; the
+      CLI words them ``--resume`` / ``--overwrite``).
 
     A folder that does not exist or holds none of those outputs (a ``run.json`` alone, from a run
     that stopped before its first image, does not count) needs neither. Then, for each
@@ -556,7 +562,7 @@ class LabelRun:
     ):
         out = local_path(output, "output")
         if resume and overwrite:
-            raise InvalidRunError("give --resume (resume=True) or --overwrite (overwrite=True), not both")
+            raise InvalidRunError.naming("give {resume} or {overwrite}, not both", **_RUN_FLAGS)
         if out.exists() and not out.is_dir():
             raise InvalidRunError(f"output {str(out)!r} exists and is not a folder")
         self.layout = Layout(out)
@@ -573,27 +579,27 @@ class LabelRun:
             old = state.get("config", {})
             diff = [k for k in self.config if old.get(k) != self.config[k]]
             if diff:
-                raise InvalidRunError(
+                raise InvalidRunError.naming(
                     f"resume: {out} was labelled with other settings ("
-                    + "; ".join(f"{k}: was {old.get(k)!r}, now {self.config[k]!r}" for k in diff)
-                    + "). Use the same settings, another output folder, or --overwrite (overwrite=True) "
-                    "to delete that run's outputs and start again."
+                    + "; ".join(f"{{{k}}}: was {old.get(k)!r}, now {self.config[k]!r}" for k in diff)
+                    + "). Use the same settings, another output folder, or {overwrite} "
+                    "to delete that run's outputs and start again.",
+                    **_RUN_FLAGS, **{k: k for k in diff},
                 )
             self.classmap = ClassMap.from_state(state["classes"])
         elif earlier and not overwrite:
             listed = ", ".join(f"{name}/" for name in earlier)
             if resume:
-                raise InvalidRunError(
+                raise InvalidRunError.naming(
                     f"resume: {out} holds lang-sam outputs ({listed}) but no readable record of the "
                     f"run that made them ({self.layout.rel(self.layout.run)}), so they cannot be "
-                    "resumed. Use --overwrite (overwrite=True) to delete them and start again, or "
-                    "another output folder."
+                    "resumed. Use {overwrite} to delete them and start again, or another output "
+                    "folder.", **_RUN_FLAGS,
                 )
-            raise InvalidRunError(
-                f"{out} already holds the outputs of an earlier lang-sam run ({listed}). Use --resume "
-                "(resume=True) to finish that run with the same settings, --overwrite "
-                f"(overwrite=True) to delete {listed} and start again (other files there are kept), "
-                "or another output folder."
+            raise InvalidRunError.naming(
+                f"{out} already holds the outputs of an earlier lang-sam run ({listed}). Use {{resume}} "
+                f"to finish that run with the same settings, {{overwrite}} to delete {listed} and "
+                "start again (other files there are kept), or another output folder.", **_RUN_FLAGS,
             )
         elif resume:
             logger.info("resume: no earlier run in %s; starting afresh", out)
