@@ -23,6 +23,7 @@ import json
 import logging
 import math
 import sys
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -47,11 +48,36 @@ CLI_NAMES = {
     "resume": "--resume", "overwrite": "--overwrite", "prompt": "--prompt", "classes": "--classes",
     "box_threshold": "--box-threshold", "text_threshold": "--text-threshold", "nms": "--nms",
     "sam_type": "--sam-type", "gdino_type": "--gdino-type", "tile": "--tile (and its options)",
+    "nms_on": "--nms 0.5",
 }
 
 
 def _epilog() -> str:
     return "exit status: " + "; ".join(f"{code} {what}" for code, what in EXIT_CODES.items())
+
+
+class _LogHandler(logging.Handler):
+    """The command's log lines, ``lang-sam: <message>`` on stderr, written around the progress bar
+    (``tqdm.write``), with the parameters a record names (its ``named`` attribute: template and
+    Python names) worded as this command's flags."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm import tqdm
+
+            from lang_sam.errors import name_params
+
+            named = getattr(record, "named", None)
+            if named:
+                template, params = named
+                text = name_params(template, {k: CLI_NAMES.get(k, v) for k, v in params.items()})
+            else:
+                text = record.getMessage()
+            if record.exc_info:  # -vv: the traceback of a failed image
+                text += "\n" + logging.Formatter().formatException(record.exc_info)
+            tqdm.write(f"lang-sam: {text}", file=sys.stderr)
+        except Exception:  # a log line must never end the command
+            self.handleError(record)
 
 
 def cli_message(exc: BaseException) -> str:
@@ -313,12 +339,27 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print("lang-sam: loading models ...", file=sys.stderr)
         return LangSAM(**model_kwargs(args))
 
+    bars: list = []  # the bar of progress(), for on_progress
+    shown = [0.0]
+
     def progress(todo):
         bar = tqdm(todo, desc="labelling", unit="img", file=sys.stderr, disable=args.quiet,
                    dynamic_ncols=True)
+        bars.append(bar)
         for item in bar:
             bar.set_postfix_str(item.rel.as_posix(), refresh=False)
             yield item
+
+    def on_progress(item, stage, done, total):
+        # Within an image: tiles detected, then boxes segmented (a tiled image can take an hour).
+        if not bars or bars[-1].disable:
+            return
+        now = time.monotonic()
+        if done not in (0, total) and now - shown[0] < 0.5:
+            return
+        shown[0] = now
+        what = f"detect {done}/{total} tile(s)" if stage == "detect" else f"segment {done}/{total} box(es)"
+        bars[-1].set_postfix_str(f"{item.rel.as_posix()}: {what}")
 
     def on_failure(item, exc):
         tqdm.write(f"lang-sam: skipped {item.path}: {exc}", file=sys.stderr)
@@ -338,7 +379,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         )
     else:
         summary = label_folder(load_model, args.inputs, args.output, settings, formats, resume=args.resume,
-                               overwrite=args.overwrite, progress=progress, on_failure=on_failure)
+                               overwrite=args.overwrite, progress=progress, on_failure=on_failure,
+                               on_progress=on_progress)
     return print_summary(summary)
 
 
@@ -455,8 +497,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     pkg_logger = logging.getLogger("lang_sam")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("lang-sam: %(message)s"))
+    handler = _LogHandler()
     old_level = pkg_logger.level
     pkg_logger.addHandler(handler)
     pkg_logger.setLevel(logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else logging.WARNING)

@@ -30,6 +30,7 @@ __all__ = [
     "RayJobError",
     "PortUnavailableError",
     "MODEL_ERRORS",
+    "name_params",
 ]
 
 
@@ -51,7 +52,7 @@ class LangSAMError(Exception):
         """An error of this class whose message is ``template`` with each ``{name}`` field replaced
         by ``params[name]`` (the Python spelling). Other text of ``template`` is kept as it is,
         braces included."""
-        exc = cls(_fill(template, params))
+        exc = cls(name_params(template, params))
         exc.template, exc.params = template, dict(params)
         return exc
 
@@ -60,10 +61,13 @@ class LangSAMError(Exception):
         spelling): ``exc.worded({"resume": "--resume"})``."""
         if self.template is None:
             return str(self)
-        return _fill(self.template, {k: names.get(k, v) for k, v in self.params.items()})
+        return name_params(self.template, {k: names.get(k, v) for k, v in self.params.items()})
 
 
-def _fill(template: str, values: dict) -> str:
+def name_params(template: str, values: dict) -> str:
+    """``template`` with each ``{name}`` field of ``values`` replaced by its value; other text,
+    braces included, is kept (see :meth:`LangSAMError.naming`; log records carry the same
+    ``(template, values)`` pair in their ``named`` attribute)."""
     import re
 
     return re.sub(r"\{(\w+)\}", lambda m: str(values.get(m.group(1), m.group(0))), template)

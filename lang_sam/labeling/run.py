@@ -47,6 +47,7 @@ from lang_sam.errors import (
     InvalidRunError,
     InvalidThresholdError,
     LangSAMError,
+    name_params,
 )
 from lang_sam.labeling import formats as fmt
 from lang_sam.labeling.atomic import atomic_write_bytes, atomic_write_text, sweep_temp_files, write_json
@@ -74,6 +75,7 @@ __all__ = [
     "IMAGE_ERRORS",
     "OUTPUT_DIRS",
     "TILED_OVERLAY_MAX_PIXELS",
+    "MANY_BOXES",
     "RUN_ERRORS",
     "failure_reason",
 ]
@@ -85,6 +87,10 @@ STATE_DIR = ".lang-sam"
 RUN_VERSION = 1
 #: Everything a run writes in its output folder (``overwrite`` deletes these and nothing else).
 OUTPUT_DIRS = ("overlays", "masks", "labelme", "yolo", "coco", STATE_DIR)
+
+#: An image with more boxes to segment than this gets a warning from :func:`label_image` (SAM's
+#: time grows with the boxes: 531 boxes from random weights made one image take minutes).
+MANY_BOXES = 300
 
 #: With tiling, overlays of larger images are drawn on a copy downscaled to this many pixels.
 TILED_OVERLAY_MAX_PIXELS = 16_000_000
@@ -410,6 +416,7 @@ class ImageLabels:
 def label_image(
     model, item: ImageItem, settings: LabelSettings, formats: Sequence[str] = DEFAULT_FORMATS,
     classmap: ClassMap | None = None,
+    on_progress: Callable[[str, int, int], None] | None = None,
 ) -> ImageLabels:
     """Label one image: detect, map phrases to classes (dropping those of no class), per-class
     NMS if asked, then SAM masks for the kept boxes, on one encoding of the image.
@@ -422,6 +429,9 @@ def label_image(
 
     ``model`` is a :class:`~lang_sam.LangSAM`. ``classmap`` (default: ``settings.classmap()``)
     only names classes here; ids are given by :meth:`LabelRun.write`. Writes nothing.
+    ``on_progress(stage, done, total)`` hears of the image's progress: ``"detect"`` in tiles (1
+    without tiling), then ``"segment"`` in boxes. Over :data:`MANY_BOXES` boxes to segment, a
+    warning is logged saying why the image is slow and what to change.
     """
     import torch
 
@@ -431,14 +441,18 @@ def label_image(
     image = load_image(item.path)
     width, height = image.size
     tile = settings.tile
+    report = on_progress if on_progress is not None else (lambda stage, done, total: None)
     if tile is None:
+        report("detect", 0, 1)
         enc = model.encode(image)
         boxes, logits, phrases = model.predict_dino(
             enc, settings.prompt, settings.box_threshold, settings.text_threshold
         )
+        report("detect", 1, 1)
     else:
         det = model.predict_dino_tiled(
-            image, settings.prompt, settings.box_threshold, settings.text_threshold, tile=tile
+            image, settings.prompt, settings.box_threshold, settings.text_threshold, tile=tile,
+            progress=on_progress,
         )
         boxes, logits, phrases = det.boxes, det.logits, det.phrases
     names = [classmap.match(p) for p in phrases]
@@ -452,10 +466,14 @@ def label_image(
         local = {n: i for i, n in enumerate(dict.fromkeys(names))}
         k = class_nms(boxes, logits, [local[n] for n in names], settings.nms)
         boxes, logits, names = boxes[k], logits[k], [names[i] for i in k.tolist()]
+    if len(names) > MANY_BOXES:
+        _warn_many_boxes(item, len(names), settings)
     if tile is None:
+        report("segment", 0, len(names))
         masks = model.predict_sam(enc, boxes)[:, 0].numpy()
+        report("segment", len(names), len(names))
     else:
-        masks, _ = model.predict_sam_tiled(image, boxes, tile=tile)
+        masks, _ = model.predict_sam_tiled(image, boxes, tile=tile, progress=on_progress)
     labels = ImageLabels(
         item=item, width=width, height=height,
         boxes=torch.as_tensor(boxes).numpy().astype(np.float32).reshape(-1, 4),
@@ -470,6 +488,21 @@ def label_image(
         )
         labels.overlay_png = _png_bytes(overlay)
     return labels
+
+
+def _warn_many_boxes(item: ImageItem, n: int, settings: LabelSettings) -> None:
+    """The warning of :func:`label_image` for an image with over :data:`MANY_BOXES` boxes. Its
+    parameters are named as in Python (``box_threshold``) and carried in the record's ``named``
+    attribute (template, names), so that the CLI can word them as its flags."""
+    template = (
+        f"{item.rel}: {n} boxes to segment (over {MANY_BOXES}): SAM decodes a mask for each, so "
+        "this image is slow. So many boxes mean thresholds too low for these weights, or random "
+        f"(test) weights. Raise {{box_threshold}} (now {settings.box_threshold:g}) or "
+        f"{{text_threshold}} (now {settings.text_threshold:g}), or drop overlapping boxes with "
+        "{nms_on}."
+    )
+    params = {"box_threshold": "box_threshold", "text_threshold": "text_threshold", "nms_on": "nms=0.5"}
+    logger.warning("%s", name_params(template, params), extra={"named": (template, params)})
 
 
 def _png_bytes(array: np.ndarray) -> bytes:
@@ -761,12 +794,15 @@ def label_folder(
     overwrite: bool = False,
     progress: Callable[[Iterable[ImageItem]], Iterable[ImageItem]] | None = None,
     on_failure: Callable[[ImageItem, BaseException], None] | None = None,
+    on_progress: Callable[[ImageItem, str, int, int], None] | None = None,
 ) -> RunSummary:
     """Label every image of ``inputs`` into ``output`` in this process; return a :class:`RunSummary`.
 
     ``model`` is a :class:`~lang_sam.LangSAM`, or a callable returning one, called only if some
     image is left to label (a finished resumed run loads no model). ``progress`` wraps the
-    iterable of images to label (e.g. ``tqdm``); ``on_failure`` hears of each failed image.
+    iterable of images to label (e.g. ``tqdm``); ``on_failure`` hears of each failed image;
+    ``on_progress(item, stage, done, total)`` of the progress within an image (tiles detected,
+    boxes segmented: see :func:`label_image`), which with tiling can take minutes.
     ``resume`` / ``overwrite``: what to do with an earlier run's outputs in ``output`` (see
     :class:`LabelRun`; with neither, such a folder raises :class:`InvalidRunError`).
     A failed image (unreadable, too large, ...) is listed in the summary and the run goes on.
@@ -786,7 +822,9 @@ def label_folder(
     try:
         for item in (progress(todo) if progress is not None and todo else todo):  # no bar for nothing
             try:
-                labels = label_image(model, item, settings, run.formats, classmap)
+                step = None if on_progress is None else (
+                    lambda stage, done, total, item=item: on_progress(item, stage, done, total))
+                labels = label_image(model, item, settings, run.formats, classmap, step)
                 run.write(labels)
             except RUN_ERRORS:
                 raise  # the same for every image: not one image's failure
