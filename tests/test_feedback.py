@@ -10,7 +10,7 @@ import re
 import pytest
 from PIL import Image
 
-from conftest import load_tiny, make_image
+from conftest import make_image
 from lang_sam.cli import main
 
 
@@ -47,7 +47,7 @@ def tiled_image(tmp_path_factory):
     return path
 
 
-def test_label_image_reports_tiles_then_boxes(tiled_image, sam_ckpt, gdino_ckpt, tiny_specs):
+def test_label_image_reports_tiles_then_boxes(tiled_image, model, caplog):
     """A 3000x2000 image sat at ``0/1`` for an hour: nothing said how far it was. ``label_image``
     now reports each tile detected and the boxes segmented, ending at the totals."""
     from pathlib import PurePosixPath
@@ -55,12 +55,13 @@ def test_label_image_reports_tiles_then_boxes(tiled_image, sam_ckpt, gdino_ckpt,
     from lang_sam.labeling.run import ImageItem, LabelSettings, label_image
     from lang_sam.tiling import TileSpec
 
-    model = load_tiny(sam_ckpt, gdino_ckpt, tiny_specs)
     tile = TileSpec(64, 0.2)
     events = []
     settings = LabelSettings.create("car. wheel", tile=tile)
-    labels = label_image(model, ImageItem(tiled_image, PurePosixPath("wide.png")), settings, ["coco"],
-                         on_progress=lambda *e: events.append(e))
+    with caplog.at_level(logging.WARNING, logger="lang_sam"):
+        labels = label_image(model, ImageItem(tiled_image, PurePosixPath("wide.png")), settings, ["coco"],
+                             on_progress=lambda *e: events.append(e))
+    assert not caplog.records  # a few boxes, under MANY_BOXES: no warning
     n_tiles = len(tile.grid(110, 60))
     detect = [(d, t) for s, d, t in events if s == "detect"]
     segment = [(d, t) for s, d, t in events if s == "segment"]
@@ -86,8 +87,7 @@ def test_cli_bar_shows_tiles_and_boxes_of_the_image(tiled_image, tmp_path, model
     assert re.search(r"wide\.png: segment (\d+)/\1 box\(es\)", err), err
 
 
-def test_many_boxes_warn_why_and_what_to_change(tmp_path, model_args, monkeypatch, capsys, caplog,
-                                                sam_ckpt, gdino_ckpt, tiny_specs):
+def test_many_boxes_warn_why_and_what_to_change(tmp_path, model_args, model, monkeypatch, capsys, caplog):
     """531 boxes from random weights made a folder take 17 min, with nothing saying why. Over
     MANY_BOXES boxes, a warning names the cause and the settings to change: Python's names from
     the library, the flags from the command. (MANY_BOXES is lowered here: the tiny model finds
@@ -99,25 +99,23 @@ def test_many_boxes_warn_why_and_what_to_change(tmp_path, model_args, monkeypatc
 
     path = tmp_path / "a.png"
     Image.fromarray(make_image(60, 80, 1)).save(path)
-    model = load_tiny(sam_ckpt, gdino_ckpt, tiny_specs)
-    item = ImageItem(path, PurePosixPath("a.png"))
-    settings = LabelSettings.create("car. wheel")
-    with caplog.at_level(logging.WARNING, logger="lang_sam"):
-        n = len(label_image(model, item, settings, ["coco"]))
-    assert n > 0 and not caplog.records  # under the threshold: quiet
-    monkeypatch.setattr(run, "MANY_BOXES", n - 1)
-    with caplog.at_level(logging.WARNING, logger="lang_sam"):
-        label_image(model, item, settings, ["coco"])
-    [record] = caplog.records
-    text = record.getMessage()
-    assert f"a.png: {n} boxes to segment (over {n - 1})" in text
-    assert "random (test) weights" in text and "box_threshold (now 0.3)" in text and "nms=0.5" in text
-    assert "--" not in text
-
+    monkeypatch.setattr(run, "MANY_BOXES", 0)
     rc = main(["predict", str(path), "--prompt", "car. wheel", "--output", str(tmp_path / "out"), "-q",
                *model_args])
     err = capsys.readouterr().err
     assert rc == 0
-    assert f"lang-sam: a.png: {n} boxes to segment" in err
-    assert "--box-threshold (now 0.3)" in err and "--text-threshold" in err and "--nms 0.5" in err
-    assert "box_threshold" not in err
+    n = int(re.search(r"lang-sam: a\.png: (\d+) boxes to segment \(over 0\)", err).group(1))
+    assert "--box-threshold (now 0.3)" in err and "--text-threshold (now 0.25)" in err and "--nms 0.5" in err
+    assert "random (test) weights" in err and "box_threshold" not in err
+
+    monkeypatch.setattr(run, "MANY_BOXES", n - 1)  # the same image in Python: n boxes, over n - 1
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="lang_sam"):
+        labels = label_image(model, ImageItem(path, PurePosixPath("a.png")), LabelSettings.create("car. wheel"),
+                             ["coco"])
+    assert len(labels) == n > 0
+    [record] = caplog.records
+    text = record.getMessage()
+    assert f"a.png: {n} boxes to segment (over {n - 1})" in text
+    assert "box_threshold (now 0.3)" in text and "text_threshold (now 0.25)" in text and "nms=0.5" in text
+    assert "--" not in text
