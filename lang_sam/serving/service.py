@@ -571,8 +571,9 @@ def check_port(host: str, port: int) -> None:
 
     if not port:
         return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET  # as uvicorn picks it
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        infos = socket.getaddrinfo(host.strip("[]"), port, family, socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except OSError as exc:
         raise PortUnavailableError(f"cannot listen on {host}:{port}: {exc}") from None
     family, kind, proto, _, address = infos[0]
