@@ -296,3 +296,17 @@ def test_cli_summary_prints_what_each_format_left_out(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "instances written per format: coco 9 of 9, yolo 6 of 9 (3 left out: 1 empty mask, " \
            "2 outline <= 100 px)" in out
+
+
+@pytest.mark.parametrize("labelled,seconds,rate", [
+    (1, 3600.0, "3600.0 s/image"),  # was "0.000 images/s": an hour per tiled image said nothing
+    (2, 3.0, "1.5 s/image"),
+    (10, 4.0, "2.50 images/s"),
+])
+def test_cli_summary_rate_is_readable_for_slow_and_fast_runs(tmp_path, capsys, labelled, seconds, rate):
+    from lang_sam.cli import print_summary
+    from lang_sam.labeling.run import RunSummary
+
+    print_summary(RunSummary(output=tmp_path, formats=["coco"], images=labelled, labelled=labelled,
+                             seconds=seconds, run_images=labelled))
+    assert f"; {seconds:.1f} s, {rate}" in capsys.readouterr().out
