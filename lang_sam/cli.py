@@ -10,24 +10,81 @@
 
 ``predict`` runs :func:`lang_sam.labeling.run.label_folder` (see there for the output layout), or
 with ``--ray`` :func:`lang_sam.distributed.label_dataset` (the same pipeline on Ray Data).
-``main(argv)`` returns the exit status instead of exiting, so it can be called in-process:
-0 success, 1 some images (or downloads) failed, 2 usage error, 130 interrupted.
+``main(argv)`` returns the exit status instead of exiting, so it can be called in-process
+(:data:`EXIT_CODES`): 0 success, 1 some images failed, 2 usage error (bad flags or input),
+3 models or weights unavailable (missing and not downloadable, corrupt, wrong architecture),
+130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import sys
+import time
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["main", "build_parser", "print_summary"]
+__all__ = ["main", "build_parser", "print_summary", "cli_message", "EXIT_CODES"]
 
 logger = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_MODELS, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+#: Every exit status of ``lang-sam`` (also in ``--help`` and the README).
+EXIT_CODES = {
+    EXIT_OK: "success",
+    EXIT_FAILED: "some images failed (listed in the summary; the others are written)",
+    EXIT_USAGE: "usage error: bad flags, settings or inputs; nothing was labelled",
+    EXIT_MODELS: "models or weights unavailable: missing and not downloadable, corrupt, or of "
+                 "another architecture",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C): run again with --resume to finish",
+}
+
+#: How the command names the library's parameters in messages (:meth:`LangSAMError.worded`).
+CLI_NAMES = {
+    "resume": "--resume", "overwrite": "--overwrite", "prompt": "--prompt", "classes": "--classes",
+    "box_threshold": "--box-threshold", "text_threshold": "--text-threshold", "nms": "--nms",
+    "sam_type": "--sam-type", "gdino_type": "--gdino-type", "tile": "--tile (and its options)",
+    "nms_on": "--nms 0.5",
+}
+
+
+def _epilog() -> str:
+    return "exit status: " + "; ".join(f"{code} {what}" for code, what in EXIT_CODES.items())
+
+
+class _LogHandler(logging.Handler):
+    """The command's log lines, ``lang-sam: <message>`` on stderr, written around the progress bar
+    (``tqdm.write``), with the parameters a record names (its ``named`` attribute: template and
+    Python names) worded as this command's flags."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm import tqdm
+
+            from lang_sam.errors import name_params
+
+            named = getattr(record, "named", None)
+            if named:
+                template, params = named
+                text = name_params(template, {k: CLI_NAMES.get(k, v) for k, v in params.items()})
+            else:
+                text = record.getMessage()
+            if record.exc_info:  # -vv: the traceback of a failed image
+                text += "\n" + logging.Formatter().formatException(record.exc_info)
+            tqdm.write(f"lang-sam: {text}", file=sys.stderr)
+        except Exception:  # a log line must never end the command
+            self.handleError(record)
+
+
+def cli_message(exc: BaseException) -> str:
+    """``exc``'s message with the parameters it names worded as this command's flags."""
+    from lang_sam.errors import LangSAMError
+
+    return exc.worded(CLI_NAMES) if isinstance(exc, LangSAMError) else str(exc)
 
 
 def __getattr__(name: str):
@@ -84,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lang-sam",
         description="Segment objects in images from a text prompt (GroundingDINO + Segment Anything).",
+        epilog=_epilog(),
     )
     parser.add_argument("--version", action="version", version=f"lang-sam {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log messages (-vv: debug)")
@@ -93,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
         "predict", help="label images, folders or .txt lists of images",
         description="Label images: GroundingDINO boxes from the prompt, SAM masks, written in the "
                     "chosen formats under --output, mirroring the inputs' relative paths.",
+        epilog=_epilog(),
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="image files, folders (searched recursively) or .txt files listing image paths")
@@ -112,8 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "coco/ .lang-sam/; other files are kept) and start again")
     p.add_argument("--nms", type=_unit_float, default=None, metavar="IOU",
                    help="per-class box non-maximum suppression at this IoU (default: off)")
-    p.add_argument("--box-threshold", type=_unit_float, default=0.3)
-    p.add_argument("--text-threshold", type=_unit_float, default=0.25)
+    p.add_argument("--box-threshold", type=_unit_float, default=0.3, metavar="T",
+                   help="keep boxes whose best token scores over T, in [0, 1] (default: %(default)s)")
+    p.add_argument("--text-threshold", type=_unit_float, default=0.25, metavar="T",
+                   help="a box's phrase is its tokens scoring over T, in [0, 1] (default: %(default)s)")
     _add_tile_arguments(p)
     add_model_arguments(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -122,7 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--ray", action="store_true",
                    help="run on Ray Data: a local Ray instance, or the cluster of --ray-address")
     r.add_argument("--ray-address", default=None, metavar="ADDR",
-                   help="join a running cluster: auto, or ray://HOST:10001 (default: start a local instance)")
+                   help="join a running cluster from one of its nodes: auto, or the head's HOST:6379 "
+                        "(default: a Ray instance already running here, else a new local one)")
     r.add_argument("--workers", type=_positive_int, default=None, metavar="N",
                    help="model actors (default: one per GPU, or one per node without GPUs)")
     r.add_argument("--gpus-per-worker", type=_non_negative, default=None, metavar="G",
@@ -183,18 +245,48 @@ _WRITTEN = {"overlay": "overlays/", "masks": "masks/", "labelme": "labelme/",
             "yolo": "yolo/labels/ + yolo/data.yaml", "coco": "coco/annotations.json"}
 
 
+def _rate(summary) -> str:
+    """Images per second, or seconds per image when an image takes over a second (a rate of
+    ``0.000 images/s`` says nothing of an hour per image)."""
+    if summary.labelled and summary.images_per_second < 1:
+        return f"{summary.seconds / summary.labelled:.1f} s/image"
+    return f"{summary.images_per_second:.2f} images/s"
+
+
+def _per_format(summary) -> str:
+    """``"coco 14 of 14, yolo 11 of 14 (3 left out: 1 empty mask, 2 outline <= 100 px)"``: what each
+    format that writes instances holds of the run's detections, and why it left the others out."""
+    parts = []
+    for f, reasons in summary.export_dropped.items():
+        text = f"{f} {summary.written(f)} of {summary.run_detections}"
+        if reasons:
+            why = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items()))
+            text += f" ({sum(reasons.values())} left out: {why})"
+        parts.append(text)
+    if not summary.run_detections or not parts:
+        return ""
+    note = f" ({summary.uncounted} image(s) from an older lang-sam not counted)" if summary.uncounted else ""
+    return ", ".join(parts) + note
+
+
 def print_summary(summary) -> int:
     """Print a :class:`~lang_sam.labeling.run.RunSummary`; return the exit status it calls for."""
     print(f"lang-sam predict: {summary.images} image(s): {summary.labelled} labelled, "
           f"{summary.skipped} skipped (already complete), {len(summary.failed)} failed"
           + (", interrupted" if summary.interrupted else ""))
+    # Each class quoted: a class "car wheel" (one phrase, from a prompt without ".") is not two.
     print(f"outputs in {summary.output}: {', '.join(_WRITTEN[f] for f in summary.formats)}; "
-          f"classes: {', '.join(summary.classes) or '(none)'}")
+          f"classes ({len(summary.classes)}): {', '.join(map(json.dumps, summary.classes)) or '(none)'}")
     if summary.labelled:
-        print(f"{summary.detections} detection(s); {summary.seconds:.1f} s, "
-              f"{summary.images_per_second:.3f} images/s")
+        print(f"{summary.detections} detection(s) in the {summary.labelled} image(s) labelled now; "
+              f"{summary.seconds:.1f} s, {_rate(summary)}")
     if summary.dropped:
         print(f"{summary.dropped} detection(s) matched no class and were dropped")
+    if summary.run_images != summary.labelled:  # a resumed run: the files hold earlier work too
+        print(f"the output holds {summary.run_detections} detection(s) of {summary.run_images} image(s)")
+    per_format = _per_format(summary)
+    if per_format:
+        print(f"instances written per format: {per_format}")
     if summary.failed:
         print("failed images:")
         for item, why in summary.failed:
@@ -247,12 +339,27 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print("lang-sam: loading models ...", file=sys.stderr)
         return LangSAM(**model_kwargs(args))
 
+    bars: list = []  # the bar of progress(), for on_progress
+    shown = [0.0]
+
     def progress(todo):
         bar = tqdm(todo, desc="labelling", unit="img", file=sys.stderr, disable=args.quiet,
                    dynamic_ncols=True)
+        bars.append(bar)
         for item in bar:
             bar.set_postfix_str(item.rel.as_posix(), refresh=False)
             yield item
+
+    def on_progress(item, stage, done, total):
+        # Within an image: tiles detected, then boxes segmented (a tiled image can take an hour).
+        if not bars or bars[-1].disable:
+            return
+        now = time.monotonic()
+        if done not in (0, total) and now - shown[0] < 0.5:
+            return
+        shown[0] = now
+        what = f"detect {done}/{total} tile(s)" if stage == "detect" else f"segment {done}/{total} box(es)"
+        bars[-1].set_postfix_str(f"{item.rel.as_posix()}: {what}")
 
     def on_failure(item, exc):
         tqdm.write(f"lang-sam: skipped {item.path}: {exc}", file=sys.stderr)
@@ -272,7 +379,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         )
     else:
         summary = label_folder(load_model, args.inputs, args.output, settings, formats, resume=args.resume,
-                               overwrite=args.overwrite, progress=progress, on_failure=on_failure)
+                               overwrite=args.overwrite, progress=progress, on_failure=on_failure,
+                               on_progress=on_progress)
     return print_summary(summary)
 
 
@@ -358,7 +466,7 @@ def cmd_download(args: argparse.Namespace) -> int:
             print(f"lang-sam: {label}: {exc}", file=sys.stderr)
     if to is not None and not failures:
         print(f"use them with: {ENV_WEIGHTS_DIR}={to} LANG_SAM_OFFLINE=1 lang-sam predict ...")
-    return EXIT_FAILED if failures else EXIT_OK
+    return EXIT_MODELS if failures else EXIT_OK
 
 
 # --------------------------------------------------------------------------------------------
@@ -384,13 +492,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
 
     from lang_sam.errors import (
-        DeviceError, InvalidClassMapError, InvalidPromptError, InvalidRunError, InvalidThresholdError,
-        InvalidTileError, LangSAMError,
+        MODEL_ERRORS, DeviceError, InvalidClassMapError, InvalidPromptError, InvalidRunError,
+        InvalidThresholdError, InvalidTileError, LangSAMError, UnknownModelError,
     )
 
     pkg_logger = logging.getLogger("lang_sam")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("lang-sam: %(message)s"))
+    handler = _LogHandler()
     old_level = pkg_logger.level
     pkg_logger.addHandler(handler)
     pkg_logger.setLevel(logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else logging.WARNING)
@@ -398,11 +505,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return command(args)
     except (InvalidRunError, InvalidClassMapError, InvalidPromptError, InvalidThresholdError,
-            DeviceError, InvalidTileError) as exc:
-        print(f"lang-sam {args.command}: error: {exc}", file=sys.stderr)
+            DeviceError, InvalidTileError, UnknownModelError) as exc:
+        print(f"lang-sam {args.command}: error: {cli_message(exc)}", file=sys.stderr)
         return EXIT_USAGE
+    except MODEL_ERRORS as exc:
+        print(f"lang-sam {args.command}: error: {cli_message(exc)}", file=sys.stderr)
+        return EXIT_MODELS
     except (LangSAMError, OSError) as exc:
-        print(f"lang-sam {args.command}: error: {exc}", file=sys.stderr)
+        print(f"lang-sam {args.command}: error: {cli_message(exc)}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print("lang-sam: interrupted", file=sys.stderr)

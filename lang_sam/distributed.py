@@ -367,8 +367,10 @@ def label_dataset(
     filesystem), and ``output`` writable by this process (only the driver writes).
 
     Ray: ``ray_address=None`` starts a local Ray instance for the run (all this machine's CPUs and
-    GPUs) unless this process is already connected; ``"auto"`` or ``"ray://host:10001"`` joins a
-    running cluster. The actor pool:
+    GPUs) unless this process is already connected or a Ray instance runs on this machine;
+    ``"auto"`` or the head's ``"HOST:6379"`` joins a running cluster from one of its nodes
+    (``ray.init(address=...)``; a Ray Client ``"ray://HOST:10001"`` address needs ``ray[client]``,
+    which ``lang-sam[ray]`` does not install, and is untested). The actor pool:
 
     - ``gpus_per_worker``: GPUs per actor (fractions share a GPU: 0.5 puts two models on one);
       default 1 if the cluster has a GPU, else 0;

@@ -33,11 +33,49 @@ __all__ = [
     "InvalidTileError",
     "RayNotInstalledError",
     "RayJobError",
+    "PortUnavailableError",
+    "MODEL_ERRORS",
+    "name_params",
 ]
 
 
 class LangSAMError(Exception):
-    """Base class of every error raised on purpose by lang-sam."""
+    """Base class of every error raised on purpose by lang-sam.
+
+    An error made by :meth:`naming` mentions parameters: its message names them as Python code
+    does (``resume=True``), and :meth:`worded` names them another way, e.g. as the ``lang-sam``
+    command's flags (``--resume``), so each interface speaks its own language.
+    """
+
+    #: The message with a ``{name}`` field per parameter it mentions (None: no parameter).
+    template: str | None = None
+    #: How Python code spells each parameter of :attr:`template` (``{"resume": "resume=True"}``).
+    params: dict = {}
+
+    @classmethod
+    def naming(cls, template: str, **params: str) -> "LangSAMError":
+        """An error of this class whose message is ``template`` with each ``{name}`` field replaced
+        by ``params[name]`` (the Python spelling). Other text of ``template`` is kept as it is,
+        braces included."""
+        exc = cls(name_params(template, params))
+        exc.template, exc.params = template, dict(params)
+        return exc
+
+    def worded(self, names: dict) -> str:
+        """The message with each parameter named by ``names`` (falling back to the Python
+        spelling): ``exc.worded({"resume": "--resume"})``."""
+        if self.template is None:
+            return str(self)
+        return name_params(self.template, {k: names.get(k, v) for k, v in self.params.items()})
+
+
+def name_params(template: str, values: dict) -> str:
+    """``template`` with each ``{name}`` field of ``values`` replaced by its value; other text,
+    braces included, is kept (see :meth:`LangSAMError.naming`; log records carry the same
+    ``(template, values)`` pair in their ``named`` attribute)."""
+    import re
+
+    return re.sub(r"\{(\w+)\}", lambda m: str(values.get(m.group(1), m.group(0))), template)
 
 
 class UnknownModelError(LangSAMError, ValueError):
@@ -160,3 +198,13 @@ class RayJobError(LangSAMError, RuntimeError):
     """A Ray run that Ray itself could not carry on (its workers kept dying while loading the
     models, the cluster went away); the message holds Ray's error. Images written so far are
     kept: rerun with ``resume`` to finish."""
+
+
+class PortUnavailableError(LangSAMError, OSError):
+    """A server address that cannot be listened on (the port is taken, or the host is not an
+    address of this machine), found before the models are loaded."""
+
+
+#: The errors that mean the models cannot be had: weights missing and not downloadable, a failed
+#: download, a corrupt or unusable checkpoint (``lang-sam`` exits with status 3 on them).
+MODEL_ERRORS = (WeightsNotFoundError, DownloadError, CheckpointError, ChecksumMismatchError)

@@ -13,7 +13,7 @@ import logging
 import os
 from pathlib import Path
 from dataclasses import dataclass, field
-from typing import NamedTuple, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -400,17 +400,21 @@ class LangSAM:
         text_threshold: float = 0.25,
         *,
         tile: TileSpec | None = None,
+        progress: Callable[[str, int, int], None] | None = None,
     ) -> TiledDetections:
         """GroundingDINO on every tile of ``tile.grid`` at full resolution; boxes mapped to image
         pixels and cut at the tile's inner borders (a tile sees nothing past them; the image's own
         edges are left as :meth:`predict` leaves them), not merged (see
-        :func:`lang_sam.tiling.merge_detections`). One tile's work is held at a time."""
+        :func:`lang_sam.tiling.merge_detections`). One tile's work is held at a time.
+        ``progress("detect", tiles_done, tiles)`` is called after each tile (and once with 0 first)."""
         tile = TileSpec() if tile is None else tile
         prepared = self.detector.prepare(text_prompt, box_threshold, text_threshold)
         pil = self._rgb(image)
         W, H = pil.size
         tiles = tile.grid(W, H)
         boxes, logits, phrases, index = [], [], [], []
+        if progress is not None:
+            progress("detect", 0, len(tiles))
         for i, t in enumerate(tiles):
             det = self._detect_prepared(self._window(pil, t), prepared)
             b = to_image_pixels(det.boxes, t, (H, W))
@@ -418,19 +422,24 @@ class LangSAM:
             logits.append(det.logits)
             phrases.extend(det.phrases)
             index.append(torch.full((len(b),), i, dtype=torch.int64))
+            if progress is not None:
+                progress("detect", i + 1, len(tiles))
         return TiledDetections(
             boxes=torch.cat(boxes).reshape(-1, 4).to(torch.float32), logits=torch.cat(logits).to(torch.float32),
             phrases=phrases, tile_index=torch.cat(index), tiles=tiles, image_size=(H, W),
         )
 
     def predict_sam_tiled(
-        self, image: ImageInput, boxes, *, tile: TileSpec | None = None
+        self, image: ImageInput, boxes, *, tile: TileSpec | None = None,
+        progress: Callable[[str, int, int], None] | None = None,
     ) -> tuple[list[CropMask], torch.Tensor]:
         """SAM masks for ``(N, 4)`` xyxy image-pixel boxes, each segmented at full resolution on a
         window of the image (:func:`lang_sam.tiling.sam_window`: the grid tile that holds the box
         and is most centred on it, else a tile-sized window around it, which later boxes it holds
         share). Each window is encoded once. Returns ``(masks, scores)``: ``N`` :class:`CropMask` trimmed to their True pixels
-        and SAM's predicted IoU ``(N,)`` float32, in the boxes' order."""
+        and SAM's predicted IoU ``(N,)`` float32, in the boxes' order.
+        ``progress("segment", boxes_done, N)`` is called after each chunk of boxes (and once with 0
+        first)."""
         tile = TileSpec() if tile is None else tile
         boxes = torch.as_tensor(boxes, dtype=torch.float32)
         if boxes.ndim != 2 or boxes.shape[1] != 4:
@@ -447,6 +456,9 @@ class LangSAM:
             groups.setdefault(window, []).append(i)
         masks: list[CropMask | None] = [None] * len(boxes)
         scores = torch.zeros((len(boxes),), dtype=torch.float32)
+        done = 0
+        if progress is not None:
+            progress("segment", 0, len(boxes))
         for window, idx in groups.items():
             enc = self._window(pil, window)
             local = boxes[idx]
@@ -461,6 +473,9 @@ class LangSAM:
                 for j, k in enumerate(idx[start:start + group]):
                     masks[k] = CropMask.from_window(m[j].numpy(), window[0], window[1], (H, W))
                     scores[k] = s[j]
+                done += len(idx[start:start + group])
+                if progress is not None:
+                    progress("segment", done, len(boxes))
         return masks, scores
 
     def predict_tiled(
@@ -471,6 +486,7 @@ class LangSAM:
         text_threshold: float = 0.25,
         *,
         tile: TileSpec | None = None,
+        progress: Callable[[str, int, int], None] | None = None,
     ) -> TiledPrediction:
         """Sliced inference for large images: :meth:`predict` on overlapping tiles.
 
@@ -479,13 +495,16 @@ class LangSAM:
         phrase that two tiles found are merged (``tile.merge``); SAM segments each kept box on a
         tile-sized window around it. Returns a :class:`~lang_sam.tiling.TiledPrediction` whose
         masks are crops with offsets (``.dense()`` gives ``(N, H, W)`` on request). A tile at least
-        as large as the image gives exactly :meth:`predict`'s result.
+        as large as the image gives exactly :meth:`predict`'s result. ``progress(stage, done,
+        total)``, if given, hears of each tile detected (``"detect"``) and boxes segmented
+        (``"segment"``): an image of many tiles takes minutes on a CPU.
         """
         tile = TileSpec() if tile is None else tile
         pil = self._rgb(image)
-        det = self.predict_dino_tiled(pil, text_prompt, box_threshold, text_threshold, tile=tile)
+        det = self.predict_dino_tiled(pil, text_prompt, box_threshold, text_threshold, tile=tile,
+                                      progress=progress)
         keep, boxes = merge_detections(det.boxes, det.logits, det.phrases, det.tile_index, tile)
-        masks, scores = self.predict_sam_tiled(pil, boxes, tile=tile)
+        masks, scores = self.predict_sam_tiled(pil, boxes, tile=tile, progress=progress)
         return TiledPrediction(
             boxes=boxes, phrases=[det.phrases[i] for i in keep.tolist()],
             logits=det.logits[torch.from_numpy(keep)],

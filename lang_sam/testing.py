@@ -201,8 +201,10 @@ def main(argv=None) -> None:
     """``python -m lang_sam.testing --to DIR [--sam vit_b ...] [--gdino swint ...] [--few-boxes]``:
     write full-size random checkpoints under their canonical names (for benchmarks and smoke runs)."""
     import argparse
+    import sys
+    import time
 
-    p = argparse.ArgumentParser(description=main.__doc__)
+    p = argparse.ArgumentParser(prog="python -m lang_sam.testing", description=main.__doc__)
     p.add_argument("--to", required=True, help="folder to write to (use it as LANG_SAM_WEIGHTS_DIR)")
     p.add_argument("--sam", nargs="*", default=[], help="SAM types, e.g. vit_b vit_h")
     p.add_argument("--gdino", nargs="*", default=[], help="GroundingDINO types, e.g. swint swinb")
@@ -212,12 +214,26 @@ def main(argv=None) -> None:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     out = Path(args.to)
-    for name in args.sam:
-        write_sam_checkpoint(out / get_spec("sam", name).filename, name, args.seed)
-    for name in args.gdino:
-        write_gdino_checkpoint(out / get_spec("gdino", name).filename, name, args.seed,
-                               few_boxes=args.few_boxes, target_boxes=args.boxes,
-                               calibration_image=args.calibrate)
+    jobs = [("sam", n) for n in args.sam] + [("gdino", n) for n in args.gdino]
+    if not jobs:
+        print("python -m lang_sam.testing: nothing to write: name types with --sam and/or --gdino",
+              file=sys.stderr)
+    # A full-size network takes a minute or more to build and save on a small CPU: say what is
+    # being done, one line per checkpoint, so the wait is not silent.
+    for i, (family, name) in enumerate(jobs, start=1):
+        path = out / get_spec(family, name).filename
+        what = "SAM" if family == "sam" else "GroundingDINO"
+        calibrated = " (calibrating the box count with --few-boxes)" if family == "gdino" and args.few_boxes else ""
+        print(f"[{i}/{len(jobs)}] {what} {name}: building random weights{calibrated} ...",
+              file=sys.stderr, flush=True)
+        started = time.perf_counter()
+        if family == "sam":
+            write_sam_checkpoint(path, name, args.seed)
+        else:
+            write_gdino_checkpoint(path, name, args.seed, few_boxes=args.few_boxes, target_boxes=args.boxes,
+                                   calibration_image=args.calibrate)
+        print(f"[{i}/{len(jobs)}] {what} {name}: wrote {path} ({path.stat().st_size / 2**20:.1f} MiB) "
+              f"in {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

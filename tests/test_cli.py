@@ -219,6 +219,39 @@ def test_resume_after_interrupt(tmp_path, model_args, tiny_specs, capsys):
     assert f"nc: {len(names)}" in yaml and all(f'{i}: "{n}"' in yaml for i, n in enumerate(names))
 
 
+def test_resumed_run_summary_counts_the_whole_output(tmp_path, model_args, capsys):
+    """Issue 19, item 6: a resumed run printed this call's 7 detections while the files held 14; a
+    class "car wheel" was printed as "classes: car wheel" (two?); a resume with nothing left drew
+    an empty bar ("labelling: 0img") twice. Item 5: the summary says what each format holds."""
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    Image.fromarray(make_image(60, 80, 1)).save(imgs / "a.png")
+    out = tmp_path / "out"
+    args = ["predict", str(imgs), "--prompt", "car wheel", "--output", str(out), "--format", "coco,yolo",
+            *model_args]
+    assert main([*args, "-q"]) == 0
+    first = capsys.readouterr().out
+    Image.fromarray(make_image(60, 80, 2)).save(imgs / "b.png")
+    assert main([*args, "-q", "--resume"]) == 0
+    second = capsys.readouterr().out
+    coco = json.loads((out / "coco" / "annotations.json").read_text())
+    total = len(coco["annotations"])
+    now = int(re.search(r"(\d+) detection\(s\) in the 1 image\(s\) labelled now", second).group(1))
+    assert total == now + int(re.search(r"(\d+) detection\(s\) in the 1 image", first).group(1))
+    assert total > now > 0  # the random model finds something in each image, so the counts differ
+    assert f"the output holds {total} detection(s) of 2 image(s)" in second
+    yolo_rows = sum(len(p.read_text().splitlines()) for p in (out / "yolo" / "labels").glob("*.txt"))
+    assert re.search(rf"instances written per format: coco {total} of {total}, yolo {yolo_rows} of {total}\b",
+                     second), second
+    names = [c["name"] for c in coco["categories"]]
+    assert f"classes ({len(names)}): {', '.join(json.dumps(n) for n in names)}" in second
+
+    assert main([*args, "--resume"]) == 0  # nothing left: no progress bar at all
+    captured = capsys.readouterr()
+    assert "labelling" not in captured.err and "0 labelled, 2 skipped" in captured.out
+    assert f"the output holds {total} detection(s) of 2 image(s)" in captured.out
+
+
 # ------------------------------------------------------------------------------------------
 # An output folder that already holds a run: --resume, --overwrite, or a refusal
 # ------------------------------------------------------------------------------------------
@@ -296,7 +329,7 @@ def test_overwrite_removes_only_lang_sam_outputs(tmp_path):
     out = tmp_path / "out"
     files = _earlier_run(out)
     settings = LabelSettings.create("car")
-    with pytest.raises(InvalidRunError, match="--overwrite"):
+    with pytest.raises(InvalidRunError, match="overwrite=True"):  # Python's words (the CLI: --overwrite)
         LabelRun(out, settings, ALL_FORMATS.split(","))
     run = LabelRun(out, settings, ALL_FORMATS.split(","), overwrite=True)
     assert not run.resumed and files["overlay"].exists()  # nothing goes before the run starts
@@ -312,7 +345,7 @@ def test_overwrite_removes_only_lang_sam_outputs(tmp_path):
         again._claim([out / "overlays" / "new.png"])
     (out / "overlays").mkdir()
     (out / "overlays" / "new.png").write_bytes(b"x")
-    with pytest.raises(InvalidRunError, match="--resume"):
+    with pytest.raises(InvalidRunError, match="resume=True"):
         LabelRun(out, settings, ALL_FORMATS.split(","))
 
 
@@ -426,7 +459,7 @@ def test_download_to_folder(tmp_path, monkeypatch, capsys, sam_ckpt):
         try:
             monkeypatch.setenv("LANG_SAM_OFFLINE", "1")
             rc = main(["download", "--sam-type", "tiny_dl", "--to", str(tmp_path / "w")])
-            assert rc == 1 and "offline mode is on" in capsys.readouterr().err
+            assert rc == 3 and "offline mode is on" in capsys.readouterr().err  # weights unavailable
             monkeypatch.delenv("LANG_SAM_OFFLINE")
             rc = main(["download", "--sam-type", "tiny_dl", "--to", str(tmp_path / "w")])
             out = capsys.readouterr().out
@@ -475,3 +508,99 @@ def test_a_hostile_checkpoint_is_one_line_not_a_traceback(tmp_path, capsys, tiny
     errors = [line for line in captured.err.splitlines() if "error" in line]
     assert len(errors) == 1 and str(bad) in errors[0] and "MemoryError" in errors[0], captured.err
     assert "Traceback" not in captured.err + captured.out
+
+
+# ------------------------------------------------------------------------------------------
+# Issue 19, item 6: each interface names its own parameters; exit statuses; --help
+# ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("case,cli_words,python_words", [
+    ("both", ["--resume or --overwrite, not both"], ["resume=True or overwrite=True, not both"]),
+    ("used folder", ["Use --resume to finish", "--overwrite to delete"],
+     ["Use resume=True to finish", "overwrite=True to delete"]),
+    ("other settings", ["--box-threshold: was 0.3, now 0.5", "or --overwrite to delete"],
+     ["box_threshold: was 0.3, now 0.5", "or overwrite=True to delete"]),
+])
+def test_errors_name_cli_flags_in_the_cli_and_python_arguments_in_python(tmp_path, capsys, case, cli_words,
+                                                                         python_words):
+    """A user of the command read ``--resume (resume=True)``: half of it is not theirs. The command
+    now says ``--resume``, the library ``resume=True``, from one error."""
+    from lang_sam.labeling.run import LabelRun, LabelSettings
+
+    Image.fromarray(make_image(20, 20)).save(tmp_path / "x.png")
+    out = tmp_path / "out"
+    with LabelRun(out, LabelSettings.create("car")) as earlier:  # an earlier run: its settings,
+        earlier.start([])
+        earlier._claim([out / "overlays" / "x.png"])  # and an output file it wrote
+    (out / "overlays").mkdir()
+    (out / "overlays" / "x.png").write_bytes(b"x")
+    flags, kwargs = {"both": (["--resume", "--overwrite"], {"resume": True, "overwrite": True}),
+                     "used folder": ([], {}),
+                     "other settings": (["--resume", "--box-threshold", "0.5"], {"resume": True})}[case]
+    rc = main(["predict", str(tmp_path / "x.png"), "--prompt", "car", "--output", str(out), *flags])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert all(w in err for w in cli_words), err
+    assert "=True" not in err and "box_threshold" not in err
+    settings = LabelSettings.create("car", box_threshold=0.5 if case == "other settings" else 0.3)
+    with pytest.raises(InvalidRunError) as info:
+        LabelRun(out, settings, **kwargs)
+    assert all(w in str(info.value) for w in python_words), str(info.value)
+    assert "--" not in str(info.value)
+
+
+def test_missing_weights_exit_3_not_1(tmp_path, monkeypatch, capsys):
+    """Missing weights exited 1, like "some images failed"; now 3 (models or weights unavailable)."""
+    Image.fromarray(make_image(20, 20)).save(tmp_path / "x.png")
+    monkeypatch.setenv("LANG_SAM_WEIGHTS_DIR", str(tmp_path / "empty"))  # offline (conftest), no file
+    rc = main(["predict", str(tmp_path / "x.png"), "--prompt", "car", "--output", str(tmp_path / "out"),
+               "--device", "cpu", "-q"])
+    err = capsys.readouterr().err
+    assert rc == 3, err
+    assert "lang-sam predict: error:" in err and "Traceback" not in err
+
+
+def test_help_shows_defaults_exit_statuses_and_one_meaning_of_ray_address(capsys):
+    from lang_sam.cli import EXIT_CODES, build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, __import__("argparse")._SubParsersAction))
+    text = " ".join(sub.choices["predict"].format_help().split())  # argparse wraps lines anywhere
+    assert re.search(r"--box-threshold T .*\(default: 0\.3\)", text)
+    assert re.search(r"--text-threshold T .*\(default: 0\.25\)", text)
+    assert re.search(r"--sam-type \{.*\} SAM model \(default: vit_h\)", text)
+    for code, what in EXIT_CODES.items():
+        assert f"{code} {' '.join(what.split())}" in text
+    for argv, port in ((["serve", "--help"], 8000), (["app", "--help"], 7860)):
+        with pytest.raises(SystemExit):
+            main(argv)
+        serve_help = " ".join(capsys.readouterr().out.split())
+        assert f"--port PORT port to listen on (default: {port})" in serve_help
+        assert "3 models or weights unavailable" in serve_help and "port is in use" in serve_help
+    # --ray-address: help and README name the forms ray.init(address=...) takes, and the same ones
+    ray_help = re.search(r"--ray-address ADDR (.*?) --workers", text).group(1)
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    for form in ("auto", "HOST:6379"):
+        assert form in ray_help and f"`{form}`" in readme
+    assert "ray://" not in ray_help  # Ray Client needs ray[client], which lang-sam[ray] does not install
+    assert "needs `pip install \"ray[client]\"`" in readme
+    assert "3 models or weights unavailable" in readme
+
+
+@pytest.mark.parametrize("command", ["serve", "app"])
+def test_serve_refuses_a_port_in_use_before_loading_models(command, tmp_path, monkeypatch, capsys):
+    """``lang-sam serve`` loaded the models (minutes) and only then found its port taken. The
+    weights are missing here, so reaching the models would exit 3: exit 2 with the port's message
+    shows the port is checked first."""
+    import socket
+
+    monkeypatch.setenv("LANG_SAM_WEIGHTS_DIR", str(tmp_path))  # empty; offline (conftest)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        rc = main([command, "--port", str(port), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert err.strip() == (f"lang-sam {command}: error: cannot listen on 127.0.0.1:{port}: the port is in "
+                           "use by another program; choose another --port")

@@ -224,3 +224,91 @@ def test_exports_and_cli_import_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout == "" and out.stderr.strip() == "[]"
+
+
+# ------------------------------------------------------------------------------------------
+# What each format leaves out, counted (issue 19, item 5)
+# ------------------------------------------------------------------------------------------
+
+def _instances(h=60, w=80):
+    """Five masks: two objects, an empty mask, a 5x5 speck (outline 16 px^2), and an object with a
+    speck beside it (kept: its largest outline is over MIN_AREA)."""
+    m = np.zeros((5, h, w), bool)
+    m[0, 5:30, 10:50] = True
+    m[2, 40:45, 5:10] = True
+    m[3, 30:55, 55:75] = True
+    m[4, 10:25, 60:78] = True
+    m[4, 50:52, 2:4] = True
+    return m
+
+
+@pytest.mark.parametrize("as_crops", [False, True], ids=["dense", "crops"])
+def test_run_counts_what_each_format_left_out_and_counts_add_up(tmp_path, as_crops):
+    """Issue 19: 531 COCO annotations but 418 YOLO lines, and a LabelMe file with 0 polygons for 6
+    masks, said nowhere. LabelMe and YOLO leave out masks without a polygon (empty, or specks of
+    MIN_AREA px or fewer); the run's summary and the image's record now say how many, and why, and
+    written + left out = detections for every format."""
+    from pathlib import PurePosixPath
+
+    from lang_sam.labeling.formats import export_losses, polygon_loss
+    from lang_sam.labeling.run import ImageItem, ImageLabels, LabelRun, LabelSettings
+    from lang_sam.masks import CropMask
+
+    dense = _instances()
+    masks = [CropMask.from_dense(x) for x in dense] if as_crops else dense
+    assert [polygon_loss(x) for x in masks] == [None, "empty mask", "outline <= 100 px", None, None]
+    Image.fromarray(np.zeros((60, 80, 3), np.uint8)).save(tmp_path / "a.png")
+    item = ImageItem(tmp_path / "a.png", PurePosixPath("a.png"))
+    boxes = np.array([[10, 5, 50, 30], [0, 0, 1, 1], [5, 40, 10, 45], [55, 30, 75, 55], [2, 10, 78, 52]],
+                     np.float32)
+    labels = ImageLabels(item=item, width=80, height=60, boxes=boxes, scores=np.full(5, 0.5, np.float32),
+                         names=["car", "car", "wheel", "car", "wheel"], masks=masks)
+    formats = ["masks", "coco", "labelme", "yolo"]
+    run = LabelRun(tmp_path / "out", LabelSettings.create("car. wheel"), formats)
+    run.start([item])
+    record = run.write(labels)
+    summary = run.finish()
+
+    left_out = {"empty mask": 1, "outline <= 100 px": 1}
+    expected = {"masks": {}, "coco": {}, "labelme": left_out, "yolo": left_out}
+    assert record["exports"] == expected == export_losses(masks, formats)
+    assert summary.export_dropped == expected and summary.run_detections == 5
+    out = tmp_path / "out"
+    on_disk = {
+        "coco": len(json.loads((out / "coco" / "annotations.json").read_text())["annotations"]),
+        "masks": len(list((out / "masks" / "a").glob("*.png"))),
+        "yolo": len((out / "yolo" / "labels" / "a.txt").read_text().splitlines()),
+        # one shape per outline over MIN_AREA: here one for each mask that has any
+        "labelme": len(json.loads((out / "labelme" / "a.json").read_text())["shapes"]),
+    }
+    assert on_disk == {"coco": 5, "masks": 5, "yolo": 3, "labelme": 3}
+    for f in formats:
+        assert summary.written(f) == on_disk[f]
+        assert summary.written(f) + sum(summary.export_dropped[f].values()) == summary.run_detections
+
+
+def test_cli_summary_prints_what_each_format_left_out(tmp_path, capsys):
+    from lang_sam.cli import print_summary
+    from lang_sam.labeling.run import RunSummary
+
+    summary = RunSummary(output=tmp_path, formats=["overlay", "coco", "yolo"], images=2, labelled=2,
+                         detections=9, run_images=2, run_detections=9, seconds=3.0,
+                         export_dropped={"coco": {}, "yolo": {"empty mask": 1, "outline <= 100 px": 2}})
+    print_summary(summary)
+    out = capsys.readouterr().out
+    assert "instances written per format: coco 9 of 9, yolo 6 of 9 (3 left out: 1 empty mask, " \
+           "2 outline <= 100 px)" in out
+
+
+@pytest.mark.parametrize("labelled,seconds,rate", [
+    (1, 3600.0, "3600.0 s/image"),  # was "0.000 images/s": an hour per tiled image said nothing
+    (2, 3.0, "1.5 s/image"),
+    (10, 4.0, "2.50 images/s"),
+])
+def test_cli_summary_rate_is_readable_for_slow_and_fast_runs(tmp_path, capsys, labelled, seconds, rate):
+    from lang_sam.cli import print_summary
+    from lang_sam.labeling.run import RunSummary
+
+    print_summary(RunSummary(output=tmp_path, formats=["coco"], images=labelled, labelled=labelled,
+                             seconds=seconds, run_images=labelled))
+    assert f"; {seconds:.1f} s, {rate}" in capsys.readouterr().out

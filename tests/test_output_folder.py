@@ -184,7 +184,7 @@ def test_overwrite_deletes_only_the_files_the_earlier_run_wrote(tmp_path):
     }
     for rel, data in mine.items():
         (out / rel).write_bytes(data)
-    with pytest.raises(InvalidRunError, match="--overwrite"):
+    with pytest.raises(InvalidRunError, match="overwrite=True"):
         _label_all(out, photos)
     # Refused: masks/p0/ holds a file the run did not write, where it writes p0's masks.
     with pytest.raises(OutputCollisionError, match="masks/p0/999_notes.png"):

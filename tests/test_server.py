@@ -505,13 +505,13 @@ def test_mounted_demo_asks_for_the_key(sam_ckpt, gdino_ckpt, tiny_specs):
     ("app", ["--device", "cuda:3"], 2, "device 'cuda:3' is not available"),
     ("serve", ["--max-detections", "0"], 2, "max_detections must be an int >= 1, got 0"),
     ("app", ["--max-detections", "-5"], 2, "max_detections must be an int >= 1, got -5"),
-    ("serve", ["--sam-type", "vit_b", "--gdino-type", "swint"], 1,
+    ("serve", ["--sam-type", "vit_b", "--gdino-type", "swint"], 3,
      "GroundingDINO 'swint' is not available on this server"),  # the first file looked for
 ])
 def test_bad_start_up_settings_exit_with_one_line(command, args, status, message, tmp_path, monkeypatch, capsys):
     """The leftover of issue 8: ``lang-sam serve/app`` with an unavailable device, a bad limit or
     missing weights printed a traceback. Now: ``lang-sam <command>: error: ...`` and exit status
-    2 (a wrong setting) or 1 (weights that cannot be had), before anything listens."""
+    2 (a wrong setting) or 3 (weights that cannot be had), before anything listens."""
     from lang_sam.cli import main
 
     monkeypatch.setenv("LANG_SAM_WEIGHTS_DIR", str(tmp_path))  # empty: no weights here

@@ -37,6 +37,9 @@ __all__ = [
     "CocoBuilder",
     "labelme_dict",
     "largest_polygon",
+    "POLYGON_FORMATS",
+    "polygon_loss",
+    "export_losses",
     "yolo_lines",
     "yolo_data_yaml",
     "write_instance_masks",
@@ -205,7 +208,8 @@ class CocoBuilder:
 
 def labelme_dict(masks: Any, labels: Sequence[str], image_size: tuple[int, int],
                  image_path: str | None = None) -> dict:
-    """LabelMe JSON for one image (:func:`lang_sam.utils.generate_labelme_json`)."""
+    """LabelMe JSON for one image (:func:`lang_sam.utils.generate_labelme_json`; a mask without a
+    contour over :data:`lang_sam.masks.MIN_AREA` pixels gets no shape, see :func:`polygon_loss`)."""
     from lang_sam.utils import generate_labelme_json
 
     return generate_labelme_json(masks, list(labels), image_size, image_path)
@@ -228,11 +232,49 @@ def largest_polygon(mask: Any) -> np.ndarray | None:
     return c if len(c) >= 3 else None
 
 
+#: The formats that write an instance as a polygon, and so leave out a mask without one (see
+#: :func:`polygon_loss`). COCO (RLE), ``masks`` (PNGs) and ``overlay`` keep every instance.
+POLYGON_FORMATS = ("labelme", "yolo")
+
+
+def polygon_loss(mask: Any) -> str | None:
+    """Why ``mask`` (``(H, W)`` or a :class:`CropMask`) gives no polygon, so that LabelMe and YOLO
+    leave it out: ``"empty mask"`` (no pixel), ``"outline <= MIN_AREA px"`` (every outer contour
+    encloses :data:`lang_sam.masks.MIN_AREA` pixels or fewer: specks), or ``None`` (it has one).
+    Decided by the same contours the writers use (:func:`lang_sam.utils.get_contours`)."""
+    from lang_sam.masks import MIN_AREA
+    from lang_sam.utils import get_contours
+
+    empty = mask.area == 0 if isinstance(mask, CropMask) else not as_numpy(mask).any()
+    if empty:
+        return "empty mask"
+    return None if get_contours(mask) else f"outline <= {MIN_AREA} px"
+
+
+def export_losses(masks: Any, formats: Sequence[str]) -> dict[str, dict[str, int]]:
+    """For each of ``formats``, how many of ``masks`` (``(N, H, W)`` or ``N`` crops) it leaves out,
+    by reason: ``{"yolo": {"empty mask": 2, "outline <= 100 px": 5}, "coco": {}, ...}``. Only the
+    :data:`POLYGON_FORMATS` leave any out (:func:`polygon_loss`); the counts plus the instances
+    written equal ``N`` for every format."""
+    out: dict[str, dict[str, int]] = {f: {} for f in formats if f != "overlay"}
+    polygon = [f for f in out if f in POLYGON_FORMATS]
+    if polygon:
+        m = _mask_list(masks)
+        for i in range(len(m)):
+            why = polygon_loss(m[i])
+            if why is not None:
+                for f in polygon:
+                    out[f][why] = out[f].get(why, 0) + 1
+    return out
+
+
 def yolo_lines(masks: Any, class_ids: Sequence[int], image_size: tuple[int, int]) -> list[str]:
     """YOLO segmentation rows ``"class x1 y1 x2 y2 ..."``, coordinates in [0, 1].
 
-    One row per mask: its largest outer contour divided by (W, H). Masks without a contour are
-    skipped. ``image_size`` is ``(height, width)``.
+    One row per mask: its largest outer contour divided by (W, H). Masks without a contour (empty,
+    or only specks of :data:`lang_sam.masks.MIN_AREA` pixels or fewer) are skipped:
+    :func:`polygon_loss` says why, :func:`export_losses` counts them. ``image_size`` is
+    ``(height, width)``.
     """
     h, w = int(image_size[0]), int(image_size[1])
     m = _mask_list(masks)

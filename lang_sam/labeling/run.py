@@ -48,6 +48,7 @@ from lang_sam.errors import (
     OutputCollisionError,
     InvalidThresholdError,
     LangSAMError,
+    name_params,
 )
 from lang_sam.labeling import formats as fmt
 from lang_sam.labeling.atomic import atomic_write_bytes, atomic_write_text, sweep_temp_files, write_json
@@ -76,6 +77,7 @@ __all__ = [
     "IMAGE_ERRORS",
     "OUTPUT_DIRS",
     "TILED_OVERLAY_MAX_PIXELS",
+    "MANY_BOXES",
     "RUN_ERRORS",
     "failure_reason",
 ]
@@ -88,6 +90,10 @@ RUN_VERSION = 1
 #: The folders a run writes in its output folder (``overwrite`` deletes only the files the
 #: earlier run recorded there).
 OUTPUT_DIRS = ("overlays", "masks", "labelme", "yolo", "coco", STATE_DIR)
+
+#: An image with more boxes to segment than this gets a warning from :func:`label_image` (SAM's
+#: time grows with the boxes: 531 boxes from random weights made one image take minutes).
+MANY_BOXES = 300
 
 #: With tiling, overlays of larger images are drawn on a copy downscaled to this many pixels.
 TILED_OVERLAY_MAX_PIXELS = 16_000_000
@@ -452,6 +458,7 @@ class ImageLabels:
 def label_image(
     model, item: ImageItem, settings: LabelSettings, formats: Sequence[str] = DEFAULT_FORMATS,
     classmap: ClassMap | None = None,
+    on_progress: Callable[[str, int, int], None] | None = None,
 ) -> ImageLabels:
     """Label one image: detect, map phrases to classes (dropping those of no class), per-class
     NMS if asked, then SAM masks for the kept boxes, on one encoding of the image.
@@ -464,6 +471,9 @@ def label_image(
 
     ``model`` is a :class:`~lang_sam.LangSAM`. ``classmap`` (default: ``settings.classmap()``)
     only names classes here; ids are given by :meth:`LabelRun.write`. Writes nothing.
+    ``on_progress(stage, done, total)`` hears of the image's progress: ``"detect"`` in tiles (1
+    without tiling), then ``"segment"`` in boxes. Over :data:`MANY_BOXES` boxes to segment, a
+    warning is logged saying why the image is slow and what to change.
     """
     import torch
 
@@ -473,14 +483,18 @@ def label_image(
     image = load_image(item.path)
     width, height = image.size
     tile = settings.tile
+    report = on_progress if on_progress is not None else (lambda stage, done, total: None)
     if tile is None:
+        report("detect", 0, 1)
         enc = model.encode(image)
         boxes, logits, phrases = model.predict_dino(
             enc, settings.prompt, settings.box_threshold, settings.text_threshold
         )
+        report("detect", 1, 1)
     else:
         det = model.predict_dino_tiled(
-            image, settings.prompt, settings.box_threshold, settings.text_threshold, tile=tile
+            image, settings.prompt, settings.box_threshold, settings.text_threshold, tile=tile,
+            progress=on_progress,
         )
         boxes, logits, phrases = det.boxes, det.logits, det.phrases
     names = [classmap.match(p) for p in phrases]
@@ -494,10 +508,14 @@ def label_image(
         local = {n: i for i, n in enumerate(dict.fromkeys(names))}
         k = class_nms(boxes, logits, [local[n] for n in names], settings.nms)
         boxes, logits, names = boxes[k], logits[k], [names[i] for i in k.tolist()]
+    if len(names) > MANY_BOXES:
+        _warn_many_boxes(item, len(names), settings)
     if tile is None:
+        report("segment", 0, len(names))
         masks = model.predict_sam(enc, boxes)[:, 0].numpy()
+        report("segment", len(names), len(names))
     else:
-        masks, _ = model.predict_sam_tiled(image, boxes, tile=tile)
+        masks, _ = model.predict_sam_tiled(image, boxes, tile=tile, progress=on_progress)
     labels = ImageLabels(
         item=item, width=width, height=height,
         boxes=torch.as_tensor(boxes).numpy().astype(np.float32).reshape(-1, 4),
@@ -514,6 +532,21 @@ def label_image(
     return labels
 
 
+def _warn_many_boxes(item: ImageItem, n: int, settings: LabelSettings) -> None:
+    """The warning of :func:`label_image` for an image with over :data:`MANY_BOXES` boxes. Its
+    parameters are named as in Python (``box_threshold``) and carried in the record's ``named``
+    attribute (template, names), so that the CLI can word them as its flags."""
+    template = (
+        f"{item.rel}: {n} boxes to segment (over {MANY_BOXES}): SAM decodes a mask for each, so "
+        "this image is slow. So many boxes mean thresholds too low for these weights, or random "
+        f"(test) weights. Raise {{box_threshold}} (now {settings.box_threshold:g}) or "
+        f"{{text_threshold}} (now {settings.text_threshold:g}), or drop overlapping boxes with "
+        "{nms_on}."
+    )
+    params = {"box_threshold": "box_threshold", "text_threshold": "text_threshold", "nms_on": "nms=0.5"}
+    logger.warning("%s", name_params(template, params), extra={"named": (template, params)})
+
+
 def _png_bytes(array: np.ndarray) -> bytes:
     from PIL import Image
 
@@ -528,7 +561,16 @@ def _png_bytes(array: np.ndarray) -> bytes:
 
 @dataclass
 class RunSummary:
-    """What a run did. ``failed`` pairs each failed image with the reason."""
+    """What a run did. ``failed`` pairs each failed image with the reason.
+
+    ``labelled``, ``detections`` and ``dropped`` (detections of no class) count this call's work;
+    ``run_images`` and ``run_detections`` the whole run's, earlier (resumed) calls included: what
+    the output files hold. ``export_dropped`` is, for the whole run and each format that writes
+    instances, how many detections that format left out, by reason
+    (:func:`lang_sam.labeling.formats.export_losses`): ``{"yolo": {"empty mask": 2}, "coco": {}}``;
+    ``written(fmt)`` + its drops = ``run_detections``. ``uncounted`` is the number of images whose
+    records (from an older lang-sam) hold no such counts.
+    """
 
     output: Path
     formats: list[str]
@@ -541,6 +583,14 @@ class RunSummary:
     classes: list[str] = field(default_factory=list)
     interrupted: bool = False
     seconds: float = 0.0
+    run_images: int = 0
+    run_detections: int = 0
+    export_dropped: dict[str, dict[str, int]] = field(default_factory=dict)
+    uncounted: int = 0
+
+    def written(self, fmt_name: str) -> int:
+        """Instances of the whole run that format ``fmt_name`` holds."""
+        return self.run_detections - sum(self.export_dropped.get(fmt_name, {}).values())
 
     @property
     def left(self) -> int:
@@ -550,6 +600,11 @@ class RunSummary:
     @property
     def images_per_second(self) -> float:
         return self.labelled / self.seconds if self.seconds > 0 else 0.0
+
+
+#: How the errors of :class:`LabelRun` name its arguments in Python (the CLI words them as flags:
+#: :meth:`lang_sam.errors.LangSAMError.worded`).
+_RUN_FLAGS = {"resume": "resume=True", "overwrite": "overwrite=True"}
 
 
 class LabelRun:
@@ -570,7 +625,8 @@ class LabelRun:
       ids are kept;
     - ``overwrite=True`` deletes the files the earlier run wrote (and its records), nothing else,
       and starts a new run;
-    - neither: :class:`InvalidRunError`, naming both (``--resume`` / ``--overwrite``).
+    - neither: :class:`InvalidRunError`, naming both (``resume=True`` / ``overwrite=True``; the
+      CLI words them ``--resume`` / ``--overwrite``).
 
     A folder without a run record, or whose run wrote no output yet (it stopped before its first
     image), needs neither. Files that lang-sam did not write are never deleted or written over:
@@ -590,7 +646,7 @@ class LabelRun:
     ):
         out = local_path(output, "output")
         if resume and overwrite:
-            raise InvalidRunError("give --resume (resume=True) or --overwrite (overwrite=True), not both")
+            raise InvalidRunError.naming("give {resume} or {overwrite}, not both", **_RUN_FLAGS)
         if out.exists() and not out.is_dir():
             raise InvalidRunError(f"output {str(out)!r} exists and is not a folder")
         self.layout = Layout(out)
@@ -617,27 +673,27 @@ class LabelRun:
             old = state.get("config", {})
             diff = [k for k in self.config if old.get(k) != self.config[k]]
             if diff:
-                raise InvalidRunError(
+                raise InvalidRunError.naming(
                     f"resume: {out} was labelled with other settings ("
-                    + "; ".join(f"{k}: was {old.get(k)!r}, now {self.config[k]!r}" for k in diff)
-                    + "). Use the same settings, another output folder, or --overwrite (overwrite=True) "
-                    "to delete that run's outputs and start again."
+                    + "; ".join(f"{{{k}}}: was {old.get(k)!r}, now {self.config[k]!r}" for k in diff)
+                    + "). Use the same settings, another output folder, or {overwrite} "
+                    "to delete that run's outputs and start again.",
+                    **_RUN_FLAGS, **{k: k for k in diff},
                 )
             self.classmap = ClassMap.from_state(state["classes"])
         elif earlier and not overwrite:
             listed = ", ".join(f"{name}/" for name in earlier)
             if resume:
-                raise InvalidRunError(
+                raise InvalidRunError.naming(
                     f"resume: {out} holds lang-sam outputs ({listed}) but no readable record of the "
                     f"run that made them ({self.layout.rel(self.layout.run)}), so they cannot be "
-                    "resumed. Use --overwrite (overwrite=True) to delete them and start again, or "
-                    "another output folder."
+                    "resumed. Use {overwrite} to delete them and start again, or another output "
+                    "folder.", **_RUN_FLAGS,
                 )
-            raise InvalidRunError(
-                f"{out} already holds the outputs of an earlier lang-sam run ({listed}). Use --resume "
-                "(resume=True) to finish that run with the same settings, --overwrite "
-                "(overwrite=True) to delete the files it wrote and start again (other files there "
-                "are kept), or another output folder."
+            raise InvalidRunError.naming(
+                f"{out} already holds the outputs of an earlier lang-sam run ({listed}). Use {{resume}} "
+                "to finish that run with the same settings, {overwrite} to delete the files it wrote "
+                "and start again (other files there are kept), or another output folder.", **_RUN_FLAGS,
             )
         elif resume:
             logger.info("resume: no earlier run in %s; starting afresh", out)
@@ -842,7 +898,8 @@ class LabelRun:
             outputs["yolo"].append(layout.rel(path))
         record = fmt.coco_image_record(item.rel.as_posix(), width, height, labels.masks, labels.boxes,
                                        labels.scores, labels.names)
-        record.update(formats=list(self.formats), outputs=outputs, dropped=labels.dropped)
+        record.update(formats=list(self.formats), outputs=outputs, dropped=labels.dropped,
+                      exports=fmt.export_losses(labels.masks, self.formats))
         write_json(layout.record(item.key), record)
         self.done[item.key] = record
         self.summary.labelled += 1
@@ -857,16 +914,29 @@ class LabelRun:
         self.layout.record(item.key).unlink(missing_ok=True)
 
     def finish(self) -> RunSummary:
-        """Write the run-wide files (COCO, YOLO ``data.yaml``) from the records of the images done."""
+        """Write the run-wide files (COCO, YOLO ``data.yaml``) from the records of the images done,
+        and count the whole run's detections and what each format left out."""
         if self.items is None:  # never started (refused, or stopped before start): nothing to write
             return self.summary
         self._claim(self._run_wide())
+        done = [self.done[item.key] for item in self.items if item.key in self.done]
         if "coco" in self.formats:
             builder = fmt.CocoBuilder()
-            for item in self.items:
-                if item.key in self.done:
-                    builder.add(self.done[item.key])
+            for rec in done:
+                builder.add(rec)
             builder.write(self.layout.coco, self.classmap.names)
+        s = self.summary
+        s.run_images, s.run_detections, s.uncounted = len(done), 0, 0
+        s.export_dropped = {f: {} for f in self.formats if f != "overlay"}
+        for rec in done:
+            s.run_detections += len(rec.get("annotations", ()))
+            losses = rec.get("exports")
+            if not isinstance(losses, dict):
+                s.uncounted += 1
+                continue
+            for f, reasons in s.export_dropped.items():
+                for why, n in losses.get(f, {}).items():
+                    reasons[why] = reasons.get(why, 0) + int(n)
         if "yolo" in self.formats:
             atomic_write_text(self.layout.yolo_yaml, fmt.yolo_data_yaml(self.classmap.names))
         self.summary.classes = self.classmap.names
@@ -902,12 +972,15 @@ def label_folder(
     overwrite: bool = False,
     progress: Callable[[Iterable[ImageItem]], Iterable[ImageItem]] | None = None,
     on_failure: Callable[[ImageItem, BaseException], None] | None = None,
+    on_progress: Callable[[ImageItem, str, int, int], None] | None = None,
 ) -> RunSummary:
     """Label every image of ``inputs`` into ``output`` in this process; return a :class:`RunSummary`.
 
     ``model`` is a :class:`~lang_sam.LangSAM`, or a callable returning one, called only if some
     image is left to label (a finished resumed run loads no model). ``progress`` wraps the
-    iterable of images to label (e.g. ``tqdm``); ``on_failure`` hears of each failed image.
+    iterable of images to label (e.g. ``tqdm``); ``on_failure`` hears of each failed image;
+    ``on_progress(item, stage, done, total)`` of the progress within an image (tiles detected,
+    boxes segmented: see :func:`label_image`), which with tiling can take minutes.
     ``resume`` / ``overwrite``: what to do with an earlier run's outputs in ``output`` (see
     :class:`LabelRun`; with neither, such a folder raises :class:`InvalidRunError`).
     A failed image (unreadable, too large, ...) is listed in the summary and the run goes on.
@@ -929,9 +1002,11 @@ def label_folder(
         raise
     classmap = settings.classmap()
     try:
-        for item in (progress(todo) if progress is not None else todo):
+        for item in (progress(todo) if progress is not None and todo else todo):  # no bar for nothing
             try:
-                labels = label_image(model, item, settings, run.formats, classmap)
+                step = None if on_progress is None else (
+                    lambda stage, done, total, item=item: on_progress(item, stage, done, total))
+                labels = label_image(model, item, settings, run.formats, classmap, step)
                 run.write(labels)
             except RUN_ERRORS:
                 raise  # the same for every image: not one image's failure

@@ -25,6 +25,8 @@ from typing import Callable
 import numpy as np
 
 from lang_sam.serving.service import (
+    EXIT_EPILOG,
+    check_port,
     report_startup_error,
     DEFAULT_MAX_PIXELS,
     MaskCoverage,
@@ -305,10 +307,11 @@ def build_demo(service: ModelService, *, max_pixels: int | None = DEFAULT_MAX_PI
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="lang-sam app", description="lang-sam web demo")
+    p = argparse.ArgumentParser(prog="lang-sam app", description="lang-sam web demo",
+                                epilog=EXIT_EPILOG)
     add_model_arguments(p)
     add_serving_arguments(p)
-    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--port", type=int, default=7860, help="port to listen on (default: %(default)s)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     key = api_key_from(args)
@@ -316,6 +319,7 @@ def main(argv=None) -> int:
     from lang_sam.errors import LangSAMError
 
     try:
+        check_port(args.host, args.port)  # a port in use: say so before minutes of model loading
         service = service_from_args(args)
     except (LangSAMError, ValueError) as exc:
         return report_startup_error("lang-sam app", exc)

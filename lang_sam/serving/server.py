@@ -39,6 +39,7 @@ import numpy as np
 from lang_sam.errors import InvalidImageError, InvalidPromptError, InvalidThresholdError, LangSAMError
 from lang_sam.labeling.formats import detection_labels, masks_to_rle
 from lang_sam.serving.service import (
+    EXIT_EPILOG,
     report_startup_error,
     DEFAULT_MAX_BODY_MB,
     DEFAULT_MAX_DETECTIONS,
@@ -48,6 +49,7 @@ from lang_sam.serving.service import (
     add_serving_arguments,
     api_key_from,
     check_exposure,
+    check_port,
     public_error,
     read_upload,
     service_from_args,
@@ -383,10 +385,11 @@ def _overlay_png(image, result) -> bytes:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="lang-sam serve", description="lang-sam HTTP server")
+    p = argparse.ArgumentParser(prog="lang-sam serve", description="lang-sam HTTP server",
+                                epilog=EXIT_EPILOG)
     add_model_arguments(p)
     add_serving_arguments(p)
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default: %(default)s)")
     p.add_argument("--no-demo", action="store_true", help="do not mount the Gradio demo at /gradio")
     args = p.parse_args(argv)
     import uvicorn
@@ -395,6 +398,7 @@ def main(argv=None) -> int:
     key = api_key_from(args)
     check_exposure(args.host, key)
     try:
+        check_port(args.host, args.port)  # a port in use: say so before minutes of model loading
         service = service_from_args(args)
         service.load()  # fail before listening if the weights are missing
     except (LangSAMError, ValueError) as exc:

@@ -28,7 +28,9 @@ from lang_sam.errors import (
     DownloadError,
     ImageTooLargeError,
     InvalidImageError,
+    MODEL_ERRORS,
     LangSAMError,
+    PortUnavailableError,
     UnknownModelError,
     WeightsNotFoundError,
 )
@@ -39,6 +41,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "report_startup_error",
+    "EXIT_EPILOG",
+    "check_port",
     "ModelService",
     "ServedPrediction",
     "ServedSegmentation",
@@ -113,14 +117,18 @@ def public_error(exc: BaseException) -> tuple[int, str]:
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
     """The model flags shared by ``lang-sam predict``, ``serve`` and ``app``. The type choices are
     read from the registry now (types registered before the parser is built are offered)."""
-    p.add_argument("--sam-type", default=DEFAULT_SAM, choices=model_names("sam"))
+    p.add_argument("--sam-type", default=DEFAULT_SAM, choices=model_names("sam"),
+                   help="SAM model (default: %(default)s)")
     p.add_argument("--sam-ckpt", default=None, help="local SAM checkpoint file")
-    p.add_argument("--gdino-type", default=DEFAULT_GDINO, choices=model_names("gdino"))
+    p.add_argument("--gdino-type", default=DEFAULT_GDINO, choices=model_names("gdino"),
+                   help="GroundingDINO model (default: %(default)s)")
     p.add_argument("--gdino-ckpt", default=None, help="local GroundingDINO checkpoint file")
     p.add_argument("--device", default=None, help="cuda, cuda:1, mps or cpu (default: the best available)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16", "auto"],
-                   help="bf16 where the device computes it natively (CUDA, CPUs with AVX-512-BF16/AMX); auto picks it only there")
-    p.add_argument("--cache-size", type=int, default=2, help="images whose encodings are kept")
+                   help="compute precision (default: %(default)s); bf16 pays off where the device "
+                        "computes it natively (CUDA, CPUs with AVX-512-BF16/AMX), auto picks it only there")
+    p.add_argument("--cache-size", type=int, default=2,
+                   help="images whose encodings are kept (default: %(default)s)")
 
 
 def add_serving_arguments(p: argparse.ArgumentParser) -> None:
@@ -534,12 +542,49 @@ class ModelService:
         }
 
 
+#: The exit statuses of ``lang-sam serve`` / ``lang-sam app`` (those of ``lang-sam``), for ``--help``.
+EXIT_EPILOG = ("exit status: 0 stopped normally; 2 usage error: bad flags or settings, or the port is "
+               "in use; 3 models or weights unavailable: missing and not downloadable, corrupt, or "
+               "of another architecture")
+
+
 def report_startup_error(prog: str, exc: BaseException) -> int:
     """For the ``lang-sam serve`` / ``lang-sam app`` commands: write ``exc`` as one line to stderr
-    (no traceback) and return the exit status: 2 for a setting that is wrong (an unavailable
-    device, an unknown model type, a bad limit), 1 for weights that cannot be had or loaded."""
+    (no traceback) and return the exit status of ``lang-sam`` (:data:`lang_sam.cli.EXIT_CODES`):
+    3 for models or weights that cannot be had or loaded (:data:`~lang_sam.errors.MODEL_ERRORS`),
+    2 for a setting that is wrong (an unavailable device, an unknown model type, a bad limit, a
+    port in use), 1 otherwise."""
     import sys
 
-    usage = isinstance(exc, ValueError) and not isinstance(exc, CheckpointError)
     sys.stderr.write(f"{prog}: error: {exc}\n")
-    return 2 if usage else 1
+    if isinstance(exc, (*MODEL_ERRORS, ModelLoadError)):
+        return 3
+    return 2 if isinstance(exc, (ValueError, PortUnavailableError)) else 1
+
+
+def check_port(host: str, port: int) -> None:
+    """Raise :class:`~lang_sam.errors.PortUnavailableError` if a server could not listen on
+    ``host:port`` now (the port is taken, or ``host`` is not this machine's): a test bind, as the
+    servers bind (``SO_REUSEADDR``), closed at once, so that the models are not loaded for
+    nothing. Port 0 (any free port) is not checked."""
+    import errno
+    import socket
+
+    if not port:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET  # as uvicorn picks it
+    try:
+        infos = socket.getaddrinfo(host.strip("[]"), port, family, socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        raise PortUnavailableError(f"cannot listen on {host}:{port}: {exc}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            taken = exc.errno == errno.EADDRINUSE
+            why = "the port is in use by another program" if taken else (exc.strerror or str(exc))
+            raise PortUnavailableError(
+                f"cannot listen on {host}:{port}: {why}; choose another --port"
+            ) from None
