@@ -13,7 +13,7 @@ with ``--ray`` :func:`lang_sam.distributed.label_dataset` (the same pipeline on 
 ``main(argv)`` returns the exit status instead of exiting, so it can be called in-process
 (:data:`EXIT_CODES`): 0 success, 1 some images failed, 2 usage error (bad flags or input),
 3 models or weights unavailable (missing and not downloadable, corrupt, wrong architecture),
-130 interrupted.
+4 the run stopped on an error that is no image's fault (out of memory, a full disk), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ __all__ = ["main", "build_parser", "print_summary", "cli_message", "EXIT_CODES"]
 
 logger = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_MODELS, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_MODELS, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
 #: Every exit status of ``lang-sam`` (also in ``--help`` and the README).
 EXIT_CODES = {
@@ -40,6 +40,8 @@ EXIT_CODES = {
     EXIT_USAGE: "usage error: bad flags, settings or inputs; nothing was labelled",
     EXIT_MODELS: "models or weights unavailable: missing and not downloadable, corrupt, or of "
                  "another architecture",
+    EXIT_STOPPED: "the run stopped on an error that is no image's fault (out of memory, a full disk): "
+                  "the images done are written; fix the cause and run again with --resume",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C): run again with --resume to finish",
 }
 
@@ -493,7 +495,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from lang_sam.errors import (
         MODEL_ERRORS, DeviceError, InvalidClassMapError, InvalidPromptError, InvalidRunError,
-        InvalidThresholdError, InvalidTileError, LangSAMError, UnknownModelError,
+        InvalidThresholdError, InvalidTileError, LangSAMError, RunStoppedError, UnknownModelError,
     )
 
     pkg_logger = logging.getLogger("lang_sam")
@@ -511,6 +513,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MODEL_ERRORS as exc:
         print(f"lang-sam {args.command}: error: {cli_message(exc)}", file=sys.stderr)
         return EXIT_MODELS
+    except RunStoppedError as exc:
+        print(f"lang-sam {args.command}: error: {cli_message(exc)}", file=sys.stderr)
+        return EXIT_STOPPED
     except (LangSAMError, OSError) as exc:
         print(f"lang-sam {args.command}: error: {cli_message(exc)}", file=sys.stderr)
         return EXIT_FAILED

@@ -37,6 +37,7 @@ import math
 import os
 import pickle
 import time
+import traceback
 import warnings
 from dataclasses import dataclass, fields
 from pathlib import Path, PurePosixPath
@@ -235,6 +236,8 @@ class ImageLabeller:
         except IMAGE_ERRORS as exc:
             logger.debug("failure on %s", item.path, exc_info=True)
             return pickle.dumps(("failed", _portable(exc)))
+        except Exception as exc:  # out of memory, a bug: not this image's fault; the driver stops the run
+            return pickle.dumps(("stop", (failure_reason(exc), traceback.format_exc())))
         return pickle.dumps(("done", _pack(labels)))
 
 
@@ -506,6 +509,10 @@ def _drain(run: LabelRun, arrivals: _Arrivals, progress, on_failure) -> None:
         kind, value = pickle.loads(arrivals.result)
         if kind == "fatal":
             raise value if isinstance(value, BaseException) else RayJobError(value)
+        if kind == "stop":  # the worker's unexpected error, with its traceback
+            cause, trace = value
+            logger.error("labelling %s failed on a Ray worker; the run stops\n%s", item.rel, trace.rstrip())
+            raise run.stopped(item, cause)
         if kind == "done":
             try:
                 run.write(_unpack(value, item))
@@ -514,6 +521,9 @@ def _drain(run: LabelRun, arrivals: _Arrivals, progress, on_failure) -> None:
                 raise
             except IMAGE_ERRORS as exc:
                 value = exc
+            except Exception as exc:  # writing failed: a full disk, say
+                logger.error("writing %s failed; the run stops", item.rel, exc_info=exc)
+                raise run.stopped(item, exc) from exc
         run.fail(item, value)
         if on_failure is not None:
             on_failure(item, value)

@@ -33,6 +33,7 @@ __all__ = [
     "InvalidTileError",
     "RayNotInstalledError",
     "RayJobError",
+    "RunStoppedError",
     "PortUnavailableError",
     "MODEL_ERRORS",
     "name_params",
@@ -208,3 +209,18 @@ class PortUnavailableError(LangSAMError, OSError):
 #: The errors that mean the models cannot be had: weights missing and not downloadable, a failed
 #: download, a corrupt or unusable checkpoint (``lang-sam`` exits with status 3 on them).
 MODEL_ERRORS = (WeightsNotFoundError, DownloadError, CheckpointError, ChecksumMismatchError)
+
+
+class RunStoppedError(LangSAMError, RuntimeError):
+    """A labelling run stopped by an error that is not one image's fault (out of memory, a full
+    disk, a bug): the images labelled before it are written and recorded, and a resumed run
+    labels the rest. Attributes: ``output`` (the output folder), ``records`` (where the records
+    are), ``image`` (the image being labelled, relative to its input), ``labelled`` (images done
+    in this run before it), ``cause`` (``"<type>: <message>"`` of the error; the error itself is
+    chained as ``__cause__`` in one process)."""
+
+    def __init__(self, message: str, *, output: str | None = None, records: str | None = None,
+                 image: str | None = None, labelled: int = 0, cause: str | None = None):
+        super().__init__(message)
+        self.output, self.records, self.image = output, records, image
+        self.labelled, self.cause = labelled, cause

@@ -325,11 +325,11 @@ def _open_header(fp) -> Image.Image:
             loader()
             for fmt in list(Image.ID):
                 factory, accept = Image.OPEN[fmt]
-                result = not accept or accept(prefix)
-                if not result or isinstance(result, str):
-                    continue
-                f.seek(0)
                 try:
+                    result = not accept or accept(prefix)
+                    if not result or isinstance(result, str):
+                        continue
+                    f.seek(0)
                     img = factory(f, filename)
                 except (SyntaxError, IndexError, TypeError, struct.error):
                     continue

@@ -225,9 +225,44 @@ def test_what_fails_every_worker_is_the_runs_error(ray_address, work, model_args
     missing = [*model_args[:2], "--sam-ckpt", str(tmp_path / "missing.pth"), *model_args[4:]]
     rc = main(["predict", str(work / "imgs" / "a.png"), "--output", str(tmp_path / "o"), "--prompt", "car",
                "-q", *RAY, *missing])
-    assert rc == 1
+    assert rc == 3  # models or weights unavailable, as in one process
     assert f"checkpoint file not found: '{tmp_path / 'missing.pth'}'" in capsys.readouterr().err
     assert not list((tmp_path / "o").rglob("*.png"))
+
+
+def test_an_unexpected_worker_error_stops_the_run(ray_address, work, tiny_specs, sam_ckpt, gdino_ckpt,
+                                                  caplog):
+    """Issue 14 item 7: an out-of-memory RuntimeError on a worker failed one image after another;
+    now the driver stops the run at that image, with the worker's traceback in its log."""
+    from lang_sam import distributed
+    from lang_sam.errors import RunStoppedError
+
+    class OutOfMemoryOnB(distributed.ImageLabeller):
+        def load_model(self):
+            model = super().load_model()
+            real = model.predict_dino
+
+            def predict_dino(image, *args, **kwargs):
+                if image.pixels.shape[0] == 50:  # b.jpg
+                    raise RuntimeError("DefaultCPUAllocator: can't allocate memory")
+                return real(image, *args, **kwargs)
+
+            model.predict_dino = predict_dino
+            return model
+
+    out = work / "stopped"
+    with caplog.at_level(logging.ERROR, logger="lang_sam"), pytest.raises(RunStoppedError) as err:
+        distributed.label_dataset(
+            [work / "imgs" / "a.png", work / "imgs" / "b.jpg"], out,
+            prompt="car", formats="coco", sam_type=tiny_specs[0].name, sam_ckpt=sam_ckpt,
+            gdino_type=tiny_specs[1].name, gdino_ckpt=gdino_ckpt, workers=1, cpus_per_worker=1,
+            labeller=OutOfMemoryOnB,
+        )
+    assert (err.value.image, err.value.labelled) == ("b.jpg", 1)
+    assert "can't allocate memory" in err.value.cause and "resume=True" in str(err.value)
+    assert any("Traceback" in r.getMessage() and "b.jpg" in r.getMessage() for r in caplog.records)
+    coco = json.loads((out / "coco" / "annotations.json").read_text())
+    assert [im["file_name"] for im in coco["images"]] == ["a.png"]
 
 
 # ------------------------------------------------------------------------------------------

@@ -34,7 +34,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -43,11 +42,13 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from lang_sam.errors import (
+    ImageNotFoundError,
+    InvalidImageError,
     InvalidPromptError,
     InvalidRunError,
     OutputCollisionError,
+    RunStoppedError,
     InvalidThresholdError,
-    LangSAMError,
     name_params,
 )
 from lang_sam.labeling import formats as fmt
@@ -98,8 +99,10 @@ MANY_BOXES = 300
 #: With tiling, overlays of larger images are drawn on a copy downscaled to this many pixels.
 TILED_OVERLAY_MAX_PIXELS = 16_000_000
 
-#: What one image may raise that fails that image only (the run goes on and lists it).
-IMAGE_ERRORS = (LangSAMError, OSError, ValueError, RuntimeError)
+#: What one image may raise that fails that image only (the run goes on and lists it): the image
+#: is missing, undecodable, empty or over the pixel limit. Anything else (out of memory, a full
+#: disk, a bug) would fail image after image: the run stops (:class:`RunStoppedError`).
+IMAGE_ERRORS = (InvalidImageError, ImageNotFoundError)
 #: What :func:`label_image` may raise that would be the same for every image: the run stops.
 #: Checked before :data:`IMAGE_ERRORS` (they are ``ValueError`` s too).
 RUN_ERRORS = (InvalidPromptError, InvalidThresholdError)
@@ -907,6 +910,24 @@ class LabelRun:
         self.summary.dropped += labels.dropped
         return record
 
+    def stopped(self, item: ImageItem, exc: BaseException | str) -> RunStoppedError:
+        """The error that stops the run at ``item`` because of ``exc`` (not the image's fault):
+        it says what finished, where the records are, and how to finish (resume)."""
+        cause = exc if isinstance(exc, str) else failure_reason(exc)
+        done = self.summary.labelled
+        err = RunStoppedError.naming(
+            f"the run stopped at {item.rel.as_posix()}: {cause}. This is not a fault of that image "
+            f"(out of memory, a full disk, or a bug: the traceback is in the log), so the run did "
+            f"not go on to the next one. {done} image(s) were labelled before it; their files and "
+            f"records are in {self.layout.root} (records: {self.layout.rel(self.layout.records)}/), "
+            "and the run-wide files cover them. Fix the cause, then run again with {resume} to "
+            "label the rest.",
+            resume="resume=True",
+        )
+        err.output, err.records, err.image = str(self.layout.root), str(self.layout.records), item.rel.as_posix()
+        err.labelled, err.cause = done, cause
+        return err
+
     def fail(self, item: ImageItem, exc: BaseException | str) -> None:
         """Note a failed image; an older record of it is stale now and goes."""
         why = exc if isinstance(exc, str) else failure_reason(exc)
@@ -1012,9 +1033,12 @@ def label_folder(
                 raise  # the same for every image: not one image's failure
             except IMAGE_ERRORS as exc:
                 run.fail(item, exc)
-                logger.debug("failure on %s", item.path, exc_info=True)
+                logger.info("%s failed: %s", item.rel, exc)
                 if on_failure is not None:
                     on_failure(item, exc)
+            except Exception as exc:  # out of memory, a full disk, a bug: not this image's fault
+                logger.error("labelling %s failed; the run stops", item.rel, exc_info=exc)
+                raise run.stopped(item, exc) from exc
     except KeyboardInterrupt:
         run.summary.interrupted = True
     finally:
