@@ -143,7 +143,7 @@ def check_prompt(text_prompt: Any) -> str:
 def _float_array(name: str, value: Any, shapes: str, ndims: tuple[int, ...], last: int | None) -> np.ndarray:
     try:
         arr = np.asarray(as_numpy(value), dtype=np.float64)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: an int over 1.8e308
         raise InvalidPromptError(f"{name} must be numbers shaped {shapes}, got {value!r:.80}: {exc}") from None
     if arr.ndim not in ndims or (last is not None and arr.shape[-1] != last) or 0 in arr.shape[-2:]:
         raise InvalidPromptError(f"{name} must be shaped {shapes}, got shape {arr.shape}")

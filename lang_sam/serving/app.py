@@ -16,23 +16,30 @@ encoding is reused, found by content). "Reset clicks" restores the text result. 
 # parameter by its annotation at run time.
 import argparse
 import hmac
+import json
 import logging
 import os
+import re
+import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
 from lang_sam.serving.service import (
     report_startup_error,
+    DEFAULT_MAX_BODY_MB,
     DEFAULT_MAX_PIXELS,
+    MAX_JSON_DEPTH,
+    MAX_PROMPT_CHARS,
     MaskCoverage,
     ModelService,
     add_model_arguments,
     add_serving_arguments,
     api_key_from,
     check_exposure,
+    json_depth,
     public_error,
     read_upload,
     service_from_args,
@@ -164,6 +171,9 @@ def segment(service: ModelService, image, text_prompt, sam_type, gdino_type, box
         check_prompt(text_prompt)
     except InvalidPromptError as exc:
         return None, [], f"**Error:** {exc}", None
+    if len(text_prompt) > MAX_PROMPT_CHARS:
+        return None, [], (f"**Error:** the text prompt is {len(text_prompt)} characters; at most "
+                          f"{MAX_PROMPT_CHARS}."), None
     try:
         pixels = _pixels(image, max_pixels)
         result = service.predict(pixels, text_prompt, box_threshold, text_threshold,
