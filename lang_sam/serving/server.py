@@ -372,13 +372,15 @@ def create_app(
         except ImportError:
             logger.info("gradio is not installed: no demo at /gradio (pip install 'lang-sam[app]')")
         else:
-            from lang_sam.serving.app import build_demo, demo_auth
+            from lang_sam.serving.app import UploadOnlyGuard, build_demo, demo_auth, demo_options
 
+            max_bytes = int(max_body_mb * 2**20) if max_body_mb is not None else None
             app = gr.mount_gradio_app(
                 app, build_demo(service, max_pixels=max_pixels), path="/gradio",
-                auth=demo_auth(api_key),
-                max_file_size=int(max_body_mb * 2**20) if max_body_mb is not None else None,
+                auth=demo_auth(api_key), max_file_size=max_bytes, **demo_options(),
             )
+            # Gradio's own check of file arguments is off in a mounted demo (issue 18).
+            app.add_middleware(UploadOnlyGuard, prefix="/gradio", max_body_bytes=max_bytes)
     if max_body_mb is not None:
         app.add_middleware(_BodyLimitMiddleware, max_bytes=int(max_body_mb * 2**20))
     if api_key:
