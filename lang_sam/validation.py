@@ -143,12 +143,17 @@ def check_prompt(text_prompt: Any) -> str:
 def _float_array(name: str, value: Any, shapes: str, ndims: tuple[int, ...], last: int | None) -> np.ndarray:
     try:
         arr = np.asarray(as_numpy(value), dtype=np.float64)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: an int over 1.8e308
         raise InvalidPromptError(f"{name} must be numbers shaped {shapes}, got {value!r:.80}: {exc}") from None
     if arr.ndim not in ndims or (last is not None and arr.shape[-1] != last) or 0 in arr.shape[-2:]:
         raise InvalidPromptError(f"{name} must be shaped {shapes}, got shape {arr.shape}")
     if not np.isfinite(arr).all():
         raise InvalidPromptError(f"{name} must be finite numbers, got {arr.tolist()!r:.80}")
+    with np.errstate(over="ignore"):
+        in_float32 = arr.astype(np.float32)
+    if not np.isfinite(in_float32).all():  # SAM computes in float32: 1e39 would become inf there
+        raise InvalidPromptError(f"{name} must be finite float32 numbers (|v| <= 3.4e38), got "
+                                 f"{arr[~np.isfinite(in_float32)][0]:g}")
     return arr
 
 
@@ -162,12 +167,14 @@ def check_sam_prompts(
 ) -> dict:
     """Check SAM prompts in pixels of an image of ``image_size`` ``(H, W)`` and batch them.
 
-    Accepts ``boxes`` ``(4,)``/``(B, 4)`` xyxy with ``x0 <= x1``, ``y0 <= y1``; ``points``
+    Accepts ``boxes`` ``(4,)``/``(B, 4)`` xyxy with ``x0 <= x1``, ``y0 <= y1``, each coordinate
+    within the image extended by its size on every side (``-W <= x <= 2W``, ``-H <= y <= 2H``); ``points``
     ``(K, 2)``/``(B, K, 2)`` xy inside the image; ``point_labels`` ``(K,)``/``(B, K)`` of 0/1
     (default all 1); ``mask_input`` ``(256, 256)``/``(1, 256, 256)``/``(B, 1, 256, 256)``. Returns
     numpy arrays ``boxes (B, 4)`` and ``points (B, K, 2)`` float64, ``point_labels (B, K)`` int32,
     ``mask_input (B, 1, 256, 256)`` float32 (absent ones None), a ``(K, 2)`` point set or a single
-    mask repeated for each of ``B`` boxes. Raises :class:`InvalidPromptError` naming what was expected.
+    mask repeated for each of ``B`` boxes. Every number must be finite as float32 (the dtype SAM
+    computes in). Raises :class:`InvalidPromptError` naming what was expected.
     """
     H, W = image_size
     if boxes is None and points is None and mask_input is None:
@@ -179,6 +186,14 @@ def check_sam_prompts(
         if bad.any():
             raise InvalidPromptError(
                 f"boxes must be xyxy with x0 <= x1 and y0 <= y1, got {b[bad][0].tolist()}"
+            )
+        # Far outside the image, SAM's float32 prompt encoding overflows (1e38 gives NaN scores).
+        far = ((b[:, [0, 2]] < -W) | (b[:, [0, 2]] > 2 * W)).any(1) \
+            | ((b[:, [1, 3]] < -H) | (b[:, [1, 3]] > 2 * H)).any(1)
+        if far.any():
+            raise InvalidPromptError(
+                f"boxes must lie within the image extended by its size on every side "
+                f"({-W} <= x <= {2 * W}, {-H} <= y <= {2 * H}), got {b[far][0].tolist()}"
             )
         batch = len(b)
         boxes = b

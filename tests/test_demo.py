@@ -4,6 +4,7 @@ clicks that refine a mask, reset), and the page in a real headless Chromium."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 
@@ -69,6 +70,39 @@ def test_demo_messages_instead_of_stack_traces(sam_ckpt, gdino_ckpt, tiny_specs,
     overlay, rows, msg, state = segment(service, img, "cat", None, None, 0.3, 0.25)
     assert overlay.shape == (60, 80, 3) and "detection" in msg and len(rows) > 0
     assert len(state.detections) == len(rows)
+
+
+def test_demo_enforces_the_servers_prompt_cap(sam_ckpt, gdino_ckpt, tiny_specs):
+    """Issue 18: the server refuses prompts over MAX_PROMPT_CHARS (2000); the demo ran them. One
+    2001-character word is a single token, so the token limit did not catch it either."""
+    from lang_sam.app import segment
+    from lang_sam.serving import server, service as service_module
+
+    service = tiny_service(sam_ckpt, gdino_ckpt, tiny_specs)
+    img = make_image(60, 80)
+    overlay, rows, msg, state = segment(service, img, "a" * 2001, None, None, 0.3, 0.25)
+    assert msg == "**Error:** the text prompt is 2001 characters; at most 2000."
+    assert (overlay, rows, state) == (None, [], None)
+    assert not service.info()["loaded"], "refused before any model work"
+    assert "detection(s)" in segment(service, img, "a" * 2000, None, None, 0.3, 0.25)[2]
+    assert server.MAX_PROMPT_CHARS is service_module.MAX_PROMPT_CHARS == 2000  # one limit for both
+
+
+def test_demo_error_messages_name_no_path_or_exception(sam_ckpt, gdino_ckpt, tiny_specs, tmp_path):
+    """An upload that cannot be read (here: gone from the temp folder) said
+    ``internal error: FileNotFoundError``; a non-image upload carried Pillow's text. Now neither
+    names the path, an exception class or an address."""
+    from lang_sam.app import segment
+
+    service = tiny_service(sam_ckpt, gdino_ckpt, tiny_specs)
+    gone = tmp_path / "upload" / "photo.png"
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"GIF89a not really")
+    for image in (str(gone), str(junk)):
+        msg = segment(service, image, "cat", None, None, 0.3, 0.25)[2]
+        assert msg.startswith("**Error:**"), msg
+        assert str(tmp_path) not in msg and "0x" not in msg and "object at" not in msg, msg
+        assert not re.search(r"\b[A-Z][A-Za-z]*(Error|Exception)\b", msg), msg
 
 
 def test_demo_refuses_images_over_max_pixels(sam_ckpt, gdino_ckpt, tiny_specs, tmp_path):

@@ -211,6 +211,11 @@ BAD = [
     (dict(boxes=np.zeros((1, 1, 4))), "boxes must be shaped"),
     (dict(boxes=[[10, 10, 5, 20]]), "x0 <= x1"),
     (dict(boxes=[[0, 0, float("nan"), 5]]), "finite"),
+    (dict(boxes=[[0, 0, 1e39, 5]]), r"finite float32 numbers .* got 1e\+39"),  # inf in float32
+    (dict(boxes=[[0, 0, 1e38, 5]]), r"within the image extended"),  # NaN scores once scaled
+    (dict(boxes=[[-W - 1, 0, 5, 5]]), r"within the image extended"),
+    (dict(boxes=[[0, 0, 5, 2 * H + 1]]), r"within the image extended"),
+    (dict(mask_input=np.full((256, 256), 1e39)), r"mask_input must be finite float32"),
     (dict(boxes="a box"), "boxes must be numbers"),
     (dict(points=[1, 2]), r"points must be shaped \(K, 2\)"),
     (dict(points=np.zeros((0, 2))), "points must be shaped"),
@@ -234,6 +239,11 @@ def test_bad_prompts_raise_invalid_prompt_error(exact_model, img, kwargs, match)
     with pytest.raises(InvalidPromptError, match=match) as info:
         exact_model.segment(img, **kwargs)
     assert isinstance(info.value, ValueError)
+
+
+def test_boxes_reaching_past_the_image_by_its_size_are_allowed(exact_model, img):
+    out = exact_model.segment(img, boxes=[[-W, -H, 2 * W, 2 * H], [-0.5, 3, W + 7, H]])
+    assert torch.isfinite(out.scores).all() and out.masks.shape[0] == 2
 
 
 def test_points_on_the_far_edge_are_allowed(exact_model, reference, img):

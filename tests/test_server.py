@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import select
 import socket
 import struct
@@ -328,6 +329,75 @@ def test_bad_requests(server, weights_dir, sam_ckpt, case, status, match):
         r = post(server, small, None, boxes="[[1, 2, 30, 20]]", sam_type="tiny_sam_other", **seg)
     assert_error(r, status, match, weights_dir, Path(sam_ckpt).parent)
     assert httpx.get(server + "/health").status_code == 200, "a bad request must not take the server down"
+
+
+HUGE_INT = "1" + "0" * 400  # fits no float64: numpy raised OverflowError (a 500)
+LONG_INT = "1" + "0" * 5000  # over Python's 4300-digit limit: json.loads raised ValueError (a 500)
+SMALL_PNG = png(make_image(40, 50))
+
+
+@pytest.mark.parametrize("case,path,fields,status,match", [
+    # numbers that are finite in float64 but not in float32 (SAM's dtype), or not finite at all
+    ("box coordinate 1e39", "/segment", {"boxes": "[[0, 0, 1e39, 10]]"}, 400, "finite float32"),
+    ("box coordinate 1e38", "/segment", {"boxes": "[[0, 0, 1e38, 10]]"}, 400, "within the image"),
+    ("box NaN", "/segment", {"boxes": "[[0, 0, NaN, 10]]"}, 400, "finite"),
+    ("box Infinity", "/segment", {"boxes": "[[0, 0, Infinity, 10]]"}, 400, "finite"),
+    ("box 1e400", "/segment", {"boxes": "[[0, 0, 1e400, 10]]"}, 400, "finite"),
+    ("box integer over float64", "/segment", {"boxes": f"[[0, 0, {HUGE_INT}, 10]]"}, 400, "boxes must be numbers"),
+    ("box integer of 5001 digits", "/segment", {"boxes": f"[[0, 0, {LONG_INT}, 10]]"}, 400, "too long"),
+    ("point -Infinity", "/segment", {"points": "[[-Infinity, 3]]"}, 400, "finite"),
+    ("point label 1e39", "/segment", {"points": "[[3, 3]]", "point_labels": "[1e39]"}, 400, "finite float32"),
+    ("threshold nan", "/predict", {"text_prompt": "cat", "box_threshold": "nan"}, 400, "box_threshold"),
+    ("threshold inf", "/predict", {"text_prompt": "cat", "text_threshold": "inf"}, 400, "text_threshold"),
+    ("threshold 1e999", "/predict", {"text_prompt": "cat", "box_threshold": "1e999"}, 400, "box_threshold"),
+    # nesting bounded before parsing (json.loads raised RecursionError: a 500)
+    ("boxes nested 100000 deep", "/segment", {"boxes": "[" * 100_000}, 400, "at most 64"),
+    ("points nested 100000 deep", "/segment", {"points": "[" * 50_000 + "]" * 50_000}, 400, "at most 64"),
+    # a file where a text field belongs
+    ("text_prompt as a file", "/predict", {"text_prompt": b"cat"}, 400, "'text_prompt' must be a text field"),
+    ("sam_type as a file", "/predict", {"text_prompt": "cat", "sam_type": b"tiny_sam"}, 400, "'sam_type' must be a text field"),
+    ("format as a file", "/predict", {"text_prompt": "cat", "format": b"png"}, 400, "'format' must be a text field"),
+    ("boxes as a file", "/segment", {"boxes": b"[[1, 2, 3, 4]]"}, 400, "'boxes' must be a text field"),
+    ("multimask as a file", "/segment", {"boxes": "[[1, 2, 3, 4]]", "multimask": b"1"}, 400, "'multimask' must be a text field"),
+    # an unreadable image: Pillow's message carried a heap address (<_io.BytesIO object at 0x...>)
+    ("not an image (no address)", "/predict", {"text_prompt": "cat", "image": b"GIF89a garbage"}, 400, "not a readable image"),
+])
+def test_no_client_input_is_a_5xx(server, case, path, fields, status, match):
+    """Issue 18: whatever a client sends is a 4xx with a JSON ``{"error"}`` body that names no
+    address, server path or exception class."""
+    files = {"image": ("x.png", SMALL_PNG, "image/png")}
+    data = {}
+    for name, value in fields.items():
+        if isinstance(value, bytes):
+            files[name] = (name + ".txt", value, "application/octet-stream")
+        else:
+            data[name] = value
+    r = httpx.post(server + path, files=files, data=data, timeout=180)
+    message = assert_error(r, status, match)
+    assert not re.search(r"0x[0-9a-fA-F]{4,}|object at", message), message
+    assert not re.search(r"\b[A-Z][A-Za-z]*(Error|Exception)\b", message), message
+    assert httpx.get(server + "/health").status_code == 200
+
+
+def test_unexpected_errors_name_no_class_or_detail(sam_ckpt, gdino_ckpt, tiny_specs):
+    """The generic 500 said ``internal error: <ExceptionClass>``; now it names nothing, and the
+    details go to the server log. (In-process: a service whose predict fails unexpectedly.)"""
+    from fastapi.testclient import TestClient
+
+    from lang_sam.serving.server import create_app
+    from lang_sam.serving.service import ModelService
+
+    class Failing(ModelService):
+        def predict(self, *args, **kwargs):
+            raise KeyError(f"/srv/secret/path {object()!r}")
+
+    service = Failing(sam_type=tiny_specs[0].name, gdino_type=tiny_specs[1].name,
+                      sam_ckpt=str(sam_ckpt), gdino_ckpt=str(gdino_ckpt), device="cpu")
+    client = TestClient(create_app(service, mount_demo=False), raise_server_exceptions=False)
+    r = client.post("/predict", files={"image": ("x.png", SMALL_PNG, "image/png")},
+                    data={"text_prompt": "cat"})
+    assert r.status_code == 500
+    assert r.json() == {"error": "internal error (the details are in the server log)"}
 
 
 def raw_request(url: str, head: bytes, chunks=(), pause: float = 0.05) -> tuple[int, dict]:

@@ -16,11 +16,14 @@ encoding is reused, found by content). "Reset clicks" restores the text result. 
 # parameter by its annotation at run time.
 import argparse
 import hmac
+import json
 import logging
 import os
+import re
+import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -28,13 +31,17 @@ from lang_sam.serving.service import (
     EXIT_EPILOG,
     check_port,
     report_startup_error,
+    DEFAULT_MAX_BODY_MB,
     DEFAULT_MAX_PIXELS,
+    MAX_JSON_DEPTH,
+    MAX_PROMPT_CHARS,
     MaskCoverage,
     ModelService,
     add_model_arguments,
     add_serving_arguments,
     api_key_from,
     check_exposure,
+    json_depth,
     public_error,
     read_upload,
     service_from_args,
@@ -43,7 +50,7 @@ from lang_sam.serving.service import (
 logger = logging.getLogger(__name__)
 
 __all__ = ["build_demo", "segment", "click", "reset", "render", "table_rows", "demo_auth", "DemoState", "Detection",
-           "HEADERS", "main"]
+           "HEADERS", "UploadOnlyGuard", "demo_options", "main"]
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 EXAMPLES = [("cat.jpg", "cat"), ("coffee.jpg", "cup. spoon"), ("astronaut.jpg", "person. flag. helmet")]
@@ -87,6 +94,136 @@ def demo_auth(api_key: str | None) -> Callable[[str, str], bool] | None:
         return None
     key = api_key.encode()
     return lambda username, password: hmac.compare_digest((password or "").encode(), key)
+
+
+def _gradio_upload_dir() -> str:
+    """Where Gradio keeps uploads and its file cache: ``$GRADIO_TEMP_DIR``, else ``<temp>/gradio``
+    (Gradio's own rule, read from Gradio when it exposes it)."""
+    try:
+        from gradio.utils import get_upload_folder
+    except ImportError:
+        return os.environ.get("GRADIO_TEMP_DIR") or os.path.join(tempfile.gettempdir(), "gradio")
+    return get_upload_folder()
+
+
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+_FILE_ROUTE = re.compile(r"/file[=/](.*)$", re.DOTALL)
+
+
+class UploadOnlyGuard:
+    """ASGI middleware in front of the demo (served under ``prefix``: ``"/gradio"`` in the
+    server, ``""`` standalone): the demo reads and serves only files in Gradio's upload area.
+
+    Gradio accepts a file argument as ``{"path": ..., "meta": {"_type": "gradio.FileData"}}`` in
+    the JSON body of its API calls, copies that file into its cache and then serves the copy
+    at ``<prefix>/gradio_api/file=<copy>``; its own "uploaded by a user" check returns early when
+    the Blocks was not started with ``launch()``, which is always so for a demo mounted with
+    ``gr.mount_gradio_app`` (issue 18: any file of the server could be read). This guard does not
+    rely on that check:
+
+    - a request body (other than a multipart upload or a login form) that is JSON is parsed
+      (nesting at most :data:`~lang_sam.serving.service.MAX_JSON_DEPTH`, size at most
+      ``max_body_bytes``) and every object in it with a ``"path"`` string (a file argument, with
+      or without ``meta``) must name a file inside the upload area, after resolving symbolic links
+      and ``..``: a URL, a relative path or any other file is refused with 403 before Gradio sees it;
+    - ``GET``/``HEAD`` ``.../file=<path>`` (and the old ``.../file/<path>``) are answered 403
+      unless the path, resolved the same way, is inside the upload area (never a URL).
+
+    The upload area is Gradio's (``$GRADIO_TEMP_DIR``, else ``<temp dir>/gradio``), where Gradio
+    writes the files uploaded through the page and the images it shows.
+    """
+
+    def __init__(self, app, prefix: str = "", upload_dir: str | None = None,
+                 max_body_bytes: int | None = int(DEFAULT_MAX_BODY_MB * 2**20)):
+        self.app = app
+        self.prefix = prefix.rstrip("/")
+        self.upload_dir = os.path.realpath(upload_dir or _gradio_upload_dir())
+        self.max_body_bytes = max_body_bytes
+
+    def allowed(self, path: Any) -> bool:
+        """True when ``path`` (a client's string) names a file inside the upload area."""
+        if not isinstance(path, str) or not path or _SCHEME.match(path):
+            return False
+        try:
+            real = os.path.realpath(path)
+        except (ValueError, OSError):  # a NUL byte, a loop of links
+            return False
+        return real != self.upload_dir and real.startswith(self.upload_dir + os.sep)
+
+    def _file_paths(self, value: Any):
+        """Every ``"path"`` string of an object in the parsed JSON ``value`` (depth is bounded)."""
+        if isinstance(value, dict):
+            if "path" in value:
+                yield value["path"]
+            for item in value.values():
+                yield from self._file_paths(item)
+        elif isinstance(value, list):
+            for item in value:
+                yield from self._file_paths(item)
+
+    async def __call__(self, scope, receive, send):
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if not path.startswith(self.prefix + "/") and path != self.prefix:
+            return await self.app(scope, receive, send)
+        method = scope["method"]
+        if method in ("GET", "HEAD"):
+            served = _FILE_ROUTE.search(path[len(self.prefix):])
+            if served and not self.allowed(served[1]):
+                return await _refuse(send, 403, "this demo serves only the files uploaded through it "
+                                                "and the images it made")
+            return await self.app(scope, receive, send)
+        headers = dict(scope["headers"])
+        kind = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        if kind in (b"multipart/form-data", b"application/x-www-form-urlencoded"):
+            return await self.app(scope, receive, send)  # uploads and the login form: no JSON
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            if self.max_body_bytes is not None and len(body) > self.max_body_bytes:
+                return await _refuse(send, 413, f"request body is over this demo's limit of "
+                                                f"{self.max_body_bytes:,} bytes")
+            if not message.get("more_body", False):
+                break
+        body = bytes(body)
+        if json_depth(body) > MAX_JSON_DEPTH:
+            return await _refuse(send, 400, f"the request nests JSON deeper than {MAX_JSON_DEPTH}")
+        try:
+            parsed = json.loads(body) if body.strip() else None
+        except ValueError:  # Gradio reads JSON bodies only: anything else it refuses itself
+            if kind in (b"", b"application/json"):
+                return await _refuse(send, 400, "the request body is not valid JSON")
+            parsed = None
+        if any(not self.allowed(p) for p in self._file_paths(parsed)):
+            logger.warning("refused a file argument outside the demo's upload area on %s", path)
+            return await _refuse(send, 403, "this demo accepts only files uploaded through it")
+        sent = False
+
+        async def replay():
+            nonlocal sent
+            if sent:
+                return await receive()
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        return await self.app(scope, replay, send)
+
+
+async def _refuse(send, status: int, message: str) -> None:
+    data = json.dumps({"error": message}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(data)).encode())]})
+    await send({"type": "http.response.body", "body": data})
+
+
+def demo_options() -> dict:
+    """The keyword arguments given to Gradio wherever the demo is served (``launch`` or
+    ``mount_gradio_app``): Gradio's exception texts (temp paths, exception names) never reach the
+    page, and no MCP server is started."""
+    return {"show_error": False, "mcp_server": False}
 
 
 def _error(exc: BaseException) -> str:
@@ -166,6 +303,9 @@ def segment(service: ModelService, image, text_prompt, sam_type, gdino_type, box
         check_prompt(text_prompt)
     except InvalidPromptError as exc:
         return None, [], f"**Error:** {exc}", None
+    if len(text_prompt) > MAX_PROMPT_CHARS:
+        return None, [], (f"**Error:** the text prompt is {len(text_prompt)} characters; at most "
+                          f"{MAX_PROMPT_CHARS}."), None
     try:
         pixels = _pixels(image, max_pixels)
         result = service.predict(pixels, text_prompt, box_threshold, text_threshold,
@@ -323,10 +463,14 @@ def main(argv=None) -> int:
         service = service_from_args(args)
     except (LangSAMError, ValueError) as exc:
         return report_startup_error("lang-sam app", exc)
+    from starlette.middleware import Middleware
+
     demo = build_demo(service, max_pixels=args.max_pixels or None)
+    max_bytes = int(args.max_body_mb * 2**20) if args.max_body_mb else None
+    guard = Middleware(UploadOnlyGuard, prefix="", max_body_bytes=max_bytes)
     demo.queue().launch(server_name=args.host, server_port=args.port, share=False,
-                        auth=demo_auth(key),
-                        max_file_size=int(args.max_body_mb * 2**20) if args.max_body_mb else None)
+                        auth=demo_auth(key), max_file_size=max_bytes,
+                        app_kwargs={"middleware": [guard]}, **demo_options())
     return 0
 
 

@@ -44,12 +44,15 @@ from lang_sam.serving.service import (
     DEFAULT_MAX_BODY_MB,
     DEFAULT_MAX_DETECTIONS,
     DEFAULT_MAX_PIXELS,
+    MAX_JSON_DEPTH,
+    MAX_PROMPT_CHARS,
     ModelService,
     add_model_arguments,
     add_serving_arguments,
     api_key_from,
     check_exposure,
     check_port,
+    json_depth,
     public_error,
     read_upload,
     service_from_args,
@@ -63,7 +66,6 @@ __all__ = [
     "DEFAULT_MAX_DETECTIONS", "MAX_PROMPT_CHARS",
 ]
 
-MAX_PROMPT_CHARS = 2000
 _OPEN_PATHS = ("/health",)
 
 
@@ -169,6 +171,15 @@ class _BodyLimitMiddleware:
             await _send_json(send, 413, {"error": str(exc)})
 
 
+def _text(form, name: str) -> str | None:
+    """The text field ``name`` of a multipart form (None when absent); a file sent under a text
+    field's name is a 400."""
+    value = form.get(name)
+    if value is not None and not isinstance(value, str):
+        raise RequestError(400, f"'{name}' must be a text field, not a file")
+    return value
+
+
 def _threshold(name: str, raw: Any, default: float) -> float:
     if raw is None or raw == "":
         return default
@@ -188,11 +199,18 @@ def _json_array(name: str, raw: Any, example: str):
         return None
     if not isinstance(raw, str):
         raise RequestError(400, f"'{name}' must be a form field holding a JSON array such as {example}")
+    depth = json_depth(raw)
+    if depth > MAX_JSON_DEPTH:
+        raise RequestError(400, f"'{name}' nests arrays {depth} deep; at most {MAX_JSON_DEPTH} "
+                                f"(expected an array such as {example})")
     try:
         value = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise RequestError(400, f"'{name}' is not valid JSON ({exc.msg} at character {exc.pos}); "
                                 f"expected an array such as {example}") from None
+    except ValueError:  # an integer literal over Python's 4300-digit conversion limit
+        raise RequestError(400, f"'{name}' holds a number too long to read; expected an array "
+                                f"such as {example}") from None
     if not isinstance(value, list):
         raise RequestError(400, f"'{name}' must be a JSON array such as {example}, got {raw!r:.80}")
     return value
@@ -257,7 +275,7 @@ def create_app(
     @app.exception_handler(Exception)
     async def _unexpected(request, exc: Exception):  # never a stack trace, never a dead server
         logger.exception("error while handling %s", request.url.path)
-        return JSONResponse({"error": f"internal error: {type(exc).__name__}"}, status_code=500)
+        return JSONResponse({"error": public_error(exc)[1]}, status_code=500)
 
     def _read_image(data: bytes):
         try:
@@ -285,7 +303,7 @@ def create_app(
     @app.post("/predict")
     async def predict(request: Request):
         form, data = await _form(request, "an 'image' file and a 'text_prompt'")
-        prompt = form.get("text_prompt")
+        prompt = _text(form, "text_prompt")
         if prompt is None:
             raise RequestError(400, "missing 'text_prompt' field (e.g. 'car. wheel')")
         try:
@@ -294,12 +312,12 @@ def create_app(
             raise RequestError(400, f"'text_prompt': {exc}") from None
         if len(prompt) > MAX_PROMPT_CHARS:
             raise RequestError(400, f"'text_prompt' is {len(prompt)} characters; at most {MAX_PROMPT_CHARS}")
-        box_threshold = _threshold("box_threshold", form.get("box_threshold"), 0.3)
-        text_threshold = _threshold("text_threshold", form.get("text_threshold"), 0.25)
-        fmt = form.get("format") or "json"
+        box_threshold = _threshold("box_threshold", _text(form, "box_threshold"), 0.3)
+        text_threshold = _threshold("text_threshold", _text(form, "text_threshold"), 0.25)
+        fmt = _text(form, "format") or "json"
         if fmt not in ("json", "png"):
             raise RequestError(400, f"format must be 'json' or 'png', got {fmt!r}")
-        sam_type = form.get("sam_type") or None
+        sam_type = _text(form, "sam_type") or None
         image = await run_in_threadpool(_read_image, data)
         del data
         result = await run_in_threadpool(
@@ -327,14 +345,14 @@ def create_app(
     @app.post("/segment")
     async def segment(request: Request):
         form, data = await _form(request, "an 'image' file and 'boxes' and/or 'points' (JSON arrays)")
-        boxes = _json_array("boxes", form.get("boxes"), "[[x0, y0, x1, y1], ...]")
-        points = _json_array("points", form.get("points"), "[[x, y], ...]")
-        labels = _json_array("point_labels", form.get("point_labels"), "[1, 0, ...]")
+        boxes = _json_array("boxes", _text(form, "boxes"), "[[x0, y0, x1, y1], ...]")
+        points = _json_array("points", _text(form, "points"), "[[x, y], ...]")
+        labels = _json_array("point_labels", _text(form, "point_labels"), "[1, 0, ...]")
         if boxes is None and points is None:
             raise RequestError(400, "give 'boxes' ('[[x0, y0, x1, y1], ...]') and/or 'points' "
                                     "('[[x, y], ...]') as JSON arrays in pixels")
-        multimask = _flag("multimask", form.get("multimask"))
-        sam_type = form.get("sam_type") or None
+        multimask = _flag("multimask", _text(form, "multimask"))
+        sam_type = _text(form, "sam_type") or None
         image = await run_in_threadpool(_read_image, data)
         del data
         result = await run_in_threadpool(
@@ -356,13 +374,15 @@ def create_app(
         except ImportError:
             logger.info("gradio is not installed: no demo at /gradio (pip install 'lang-sam[app]')")
         else:
-            from lang_sam.serving.app import build_demo, demo_auth
+            from lang_sam.serving.app import UploadOnlyGuard, build_demo, demo_auth, demo_options
 
+            max_bytes = int(max_body_mb * 2**20) if max_body_mb is not None else None
             app = gr.mount_gradio_app(
                 app, build_demo(service, max_pixels=max_pixels), path="/gradio",
-                auth=demo_auth(api_key),
-                max_file_size=int(max_body_mb * 2**20) if max_body_mb is not None else None,
+                auth=demo_auth(api_key), max_file_size=max_bytes, **demo_options(),
             )
+            # Gradio's own check of file arguments is off in a mounted demo (issue 18).
+            app.add_middleware(UploadOnlyGuard, prefix="/gradio", max_body_bytes=max_bytes)
     if max_body_mb is not None:
         app.add_middleware(_BodyLimitMiddleware, max_bytes=int(max_body_mb * 2**20))
     if api_key:

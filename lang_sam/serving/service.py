@@ -52,9 +52,13 @@ __all__ = [
     "ModelLoadError",
     "TooManyPromptsError",
     "public_error",
+    "scrub",
     "DEFAULT_MAX_DETECTIONS",
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_MAX_BODY_MB",
+    "MAX_PROMPT_CHARS",
+    "MAX_JSON_DEPTH",
+    "json_depth",
     "add_model_arguments",
     "add_serving_arguments",
     "api_key_from",
@@ -72,7 +76,31 @@ DEFAULT_MAX_PIXELS = 40_000_000
 #: typically 10-25 MiB.
 DEFAULT_MAX_BODY_MB = 50
 
+#: The longest text prompt (in characters) the server and the demo accept.
+MAX_PROMPT_CHARS = 2000
+#: The deepest nesting of JSON arrays / objects a client may send (the server's ``boxes`` /
+#: ``points`` fields, the demo's request bodies); checked before parsing, so that no client can
+#: make the JSON parser recurse until it fails.
+MAX_JSON_DEPTH = 64
+
 _MASK_FORMATS = ("dense", "rle", "overlay")
+_INTERNAL_ERROR = "internal error (the details are in the server log)"
+
+
+def json_depth(data: str | bytes) -> int:
+    """The deepest nesting of ``[`` / ``{`` in the JSON text ``data``, counted without parsing it
+    (brackets inside string literals are skipped). Never less than the depth the JSON parser would
+    reach; text that is not valid JSON may count deeper than it is."""
+    import re
+
+    import numpy as np
+
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
+    raw = re.sub(rb'"(?:[^"\\]|\\.)*"', b'""', raw, flags=re.DOTALL)
+    codes = np.frombuffer(raw, dtype=np.uint8)
+    step = (np.isin(codes, (ord("["), ord("{"))).astype(np.int64)
+            - np.isin(codes, (ord("]"), ord("}"))).astype(np.int64))
+    return int(np.cumsum(step).max(initial=0))
 
 
 class ModelSwitchError(LangSAMError, PermissionError):
@@ -99,19 +127,30 @@ def public_error(exc: BaseException) -> tuple[int, str]:
     Model-loading failures are 503 (weights missing) or 500 (weights broken) with a message that
     names no file; a model switch that is off is 403; an image over the limit 413; any other
     :class:`LangSAMError` (bad image, prompt, threshold, unknown model type) is 400 with its own
-    message, which names no server path (images arrive as bytes). Anything else is 500, generic.
+    message, which names no server path (images arrive as bytes). Anything else is 500 with a
+    generic message that names neither the error's class nor its text (log them server-side).
     """
     if isinstance(exc, ModelLoadError):
-        return (503 if exc.missing else 500), str(exc)
+        return (503 if exc.missing else 500), scrub(str(exc))
     if isinstance(exc, ModelSwitchError):
-        return 403, str(exc)
+        return 403, scrub(str(exc))
     if isinstance(exc, ImageTooLargeError):
-        return 413, str(exc)
+        return 413, scrub(str(exc))
     if isinstance(exc, (WeightsNotFoundError, DownloadError, ChecksumMismatchError, CheckpointError)):
         return 503, "a model could not be loaded on this server (details are in the server log)"
     if isinstance(exc, LangSAMError):
-        return 400, str(exc)
-    return 500, f"internal error: {type(exc).__name__}"
+        return 400, scrub(str(exc))
+    return 500, _INTERNAL_ERROR
+
+
+def scrub(message: str) -> str:
+    """``message`` without the object reprs that carry a memory address (Pillow says "cannot
+    identify image file <_io.BytesIO object at 0x7f...>"): a client learns nothing of the
+    server's memory layout from an error."""
+    import re
+
+    message = re.sub(r"\s*<[^<>]*\bat 0x[0-9a-fA-F]+>", "", message)
+    return re.sub(r"\b0x[0-9a-fA-F]{6,}\b", "0x...", message)
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -297,7 +336,8 @@ def read_upload(data: bytes, max_pixels: int | None):
         ) from None
     except InvalidImageError as exc:
         raise InvalidImageError(
-            f"the uploaded file is not a readable image (expected JPEG, PNG, WebP, TIFF, BMP...): {exc}"
+            "the uploaded file is not a readable image (expected JPEG, PNG, WebP, TIFF, BMP...): "
+            + scrub(str(exc))
         ) from None
 
 
