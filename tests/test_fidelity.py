@@ -208,3 +208,9 @@ def test_swinb_case_is_shaped_like_swinb(swinb_exact_model, swinb_reference):
         assert {layer.use_checkpoint for layer in swin.layers} == {checkpointing}
     h, w = swinb_exact_model.detector.transform(Image.new("RGB", (741, 500))).shape[1:]
     assert (h // 4) % 12 and (-(-w // 4)) % 12, "the first stage's token grid must need padding"
+    # the tiny widths were a scoped swap: groundingdino's own builder is back in place
+    from groundingdino.models.GroundingDINO.backbone import backbone, swin_transformer
+
+    assert backbone.build_swin_transformer is swin_transformer.build_swin_transformer
+    assert ours.embed_dim == 16 and swin_transformer.build_swin_transformer(
+        "swin_B_384_22k", 384, depths=[1, 1, 1, 1]).embed_dim == 128
