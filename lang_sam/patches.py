@@ -7,6 +7,8 @@ reversible, and none runs at import:
 - :func:`bundled_text_encoder`: while groundingdino builds its network, its ``get_tokenlizer`` and
   ``BertModelWarper`` are swapped for the bundled tokenizer and lang-sam's BERT wrapper (no BERT
   download; works on transformers 4 and 5);
+- :func:`swin_backbone`: while groundingdino builds its network, its ``build_swin_transformer``
+  gets extra keys (widths, depths, window) for the building thread (tiny test configurations);
 - :func:`use_fast_attention`: the ``forward`` of each attention block of one SAM image encoder (that
   instance only) computes with ``scaled_dot_product_attention``;
 - :func:`quiet_third_party`: while lang-sam calls into groundingdino / segment_anything, the
@@ -23,19 +25,20 @@ import threading
 import warnings
 from contextlib import contextmanager
 from types import SimpleNamespace
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
-    "empty_parameters", "bundled_text_encoder", "use_fast_attention",
+    "empty_parameters", "bundled_text_encoder", "swin_backbone", "use_fast_attention",
     "quiet_third_party", "KNOWN_WARNINGS",
 ]
 
 _EMPTY_LOCK = threading.Lock()
 _BUILD_LOCK = threading.Lock()
+_SWIN_LOCK = threading.Lock()
 
 
 @contextmanager
@@ -97,6 +100,34 @@ def bundled_text_encoder(
             yield
         finally:
             module.get_tokenlizer, module.BertModelWarper = saved_tokenizer, saved_wrapper
+
+
+@contextmanager
+def swin_backbone(overrides: Mapping[str, Any]) -> Iterator[None]:
+    """While groundingdino builds its network, build its Swin backbone with ``overrides`` merged
+    into the config's entry of ``build_swin_transformer``'s table (``embed_dim``, ``depths``,
+    ``num_heads``, ``window_size``). No-op for empty ``overrides``. Scoped to the build (one at a
+    time) and to the thread that entered it: any other thread gets groundingdino's own table.
+    """
+    if not overrides:
+        yield
+        return
+    module = importlib.import_module("groundingdino.models.GroundingDINO.backbone.backbone")
+    builder = threading.get_ident()
+    extra = dict(overrides)
+    with _SWIN_LOCK:
+        saved = module.build_swin_transformer
+
+        def build(modelname, pretrain_img_size, **kw):
+            if threading.get_ident() == builder:
+                kw = {**kw, **extra}  # build_swin_transformer updates its table entry with kw
+            return saved(modelname, pretrain_img_size, **kw)
+
+        module.build_swin_transformer = build
+        try:
+            yield
+        finally:
+            module.build_swin_transformer = saved
 
 
 _BIAS_BYTES = 128 * 2**20  # relative-position bias materialised at a time (global blocks)

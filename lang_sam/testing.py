@@ -24,6 +24,7 @@ from lang_sam.hub import GDinoArch, ModelSpec, SamArch, get_spec
 __all__ = [
     "TINY_SAM",
     "TINY_GDINO",
+    "TINY_GDINO_SWINB",
     "tiny_sam_spec",
     "tiny_gdino_spec",
     "random_sam_state_dict",
@@ -60,14 +61,25 @@ TINY_GDINO = GDinoArch(
 )
 
 
+#: A GroundingDINO shaped like the Swin-B one (``GroundingDINO_SwinB_cfg.py``: ``swin_B_384_22k``,
+#: window 12, pretrain size 384, stage depths 2-2-18-2) with tiny Swin widths, and the tiny
+#: transformer and BERT of :data:`TINY_GDINO`.
+TINY_GDINO_SWINB = GDinoArch(
+    "GroundingDINO_SwinB_cfg.py",
+    overrides=TINY_GDINO.overrides,
+    bert=TINY_GDINO.bert,
+    swin={"embed_dim": 16, "num_heads": (1, 2, 4, 8)},
+)
+
+
 def tiny_sam_spec(name: str = "tiny_sam", **kw) -> ModelSpec:
     """A registry entry for :data:`TINY_SAM` (pass it to ``lang_sam.hub.register_model``)."""
     return ModelSpec("sam", name, kw.pop("filename", f"{name}.pth"), TINY_SAM, **kw)
 
 
-def tiny_gdino_spec(name: str = "tiny_gdino", **kw) -> ModelSpec:
-    """A registry entry for :data:`TINY_GDINO`."""
-    return ModelSpec("gdino", name, kw.pop("filename", f"{name}.pth"), TINY_GDINO, **kw)
+def tiny_gdino_spec(name: str = "tiny_gdino", arch: GDinoArch = TINY_GDINO, **kw) -> ModelSpec:
+    """A registry entry for ``arch`` (:data:`TINY_GDINO` by default, or :data:`TINY_GDINO_SWINB`)."""
+    return ModelSpec("gdino", name, kw.pop("filename", f"{name}.pth"), arch, **kw)
 
 
 def _arch(family: str, model) -> SamArch | GDinoArch:

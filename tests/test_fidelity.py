@@ -1,5 +1,10 @@
 """LangSAM.predict equals the original algorithm, written plainly over groundingdino-py's
-``inference.predict`` and segment-anything's ``SamPredictor``, on the same (random) weights."""
+``inference.predict`` and segment-anything's ``SamPredictor``, on the same (random) weights.
+
+Both GroundingDINO configurations are covered: Swin-T (:data:`TINY_GDINO`, the real Swin-T backbone
+with a tiny transformer) and Swin-B (:data:`TINY_GDINO_SWINB`: ``swin_B_384_22k``'s window 12,
+pretrain size 384 and 2-2-18-2 stages with tiny widths). Equality is bit for bit, on every query's
+token scores and box, not only on the boxes a threshold keeps."""
 
 from __future__ import annotations
 
@@ -12,10 +17,13 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import make_image
-from lang_sam.detector import build_groundingdino_model
+from conftest import load_tiny, make_image
+from lang_sam.detector import build_groundingdino_model, preprocess_caption
 from lang_sam.segmenter import build_sam_model
-from lang_sam.testing import TINY_GDINO, TINY_SAM
+from lang_sam.testing import (
+    TINY_GDINO, TINY_GDINO_SWINB, TINY_SAM, tiny_gdino_spec, write_gdino_checkpoint,
+)
+from lang_sam.weights import register_model, unregister_model
 
 SPECIAL = re.compile(r"\[(CLS|SEP|PAD)\]")
 
@@ -25,14 +33,13 @@ def norm(phrase: str) -> str:
     return " ".join(SPECIAL.sub(" ", phrase).split())
 
 
-@pytest.fixture(scope="module")
-def reference(sam_ckpt, gdino_ckpt):
+def load_reference(gdino_arch, sam_ckpt, gdino_ckpt):
     """The original's models, loaded the way it loaded them (plain torch.load, strict=False)."""
     from groundingdino.util.misc import clean_state_dict
     from segment_anything import SamPredictor
 
     # The configs' gradient checkpointing on, as the original ran it (the library turns it off).
-    arch = replace(TINY_GDINO, overrides={**TINY_GDINO.overrides, "use_checkpoint": True,
+    arch = replace(gdino_arch, overrides={**gdino_arch.overrides, "use_checkpoint": True,
                                           "use_transformer_ckpt": True})
     gd = build_groundingdino_model(arch)
     gd.load_state_dict(clean_state_dict(torch.load(gdino_ckpt, map_location="cpu")["model"]), strict=False)
@@ -40,6 +47,41 @@ def reference(sam_ckpt, gdino_ckpt):
     sam = build_sam_model(TINY_SAM)
     sam.load_state_dict(torch.load(sam_ckpt, map_location="cpu"), strict=True)
     return gd, SamPredictor(sam.eval())
+
+
+@pytest.fixture(scope="module")
+def reference(sam_ckpt, gdino_ckpt):
+    return load_reference(TINY_GDINO, sam_ckpt, gdino_ckpt)
+
+
+@pytest.fixture(scope="module")
+def swinb(tmp_path_factory):
+    """A registry entry for the tiny Swin-B-shaped GroundingDINO, and its random checkpoint."""
+    spec = register_model(tiny_gdino_spec("tiny_gdino_swinb", TINY_GDINO_SWINB))
+    path = write_gdino_checkpoint(tmp_path_factory.mktemp("swinb") / spec.filename, spec, seed=0)
+    yield spec, path
+    unregister_model("gdino", spec.name)
+
+
+@pytest.fixture(scope="module")
+def swinb_exact_model(sam_ckpt, swinb, tiny_specs):
+    """The tiny SAM and the Swin-B-shaped GroundingDINO through the public path."""
+    spec, path = swinb
+    return load_tiny(sam_ckpt, path, (tiny_specs[0], spec), fast_attention=False)
+
+
+@pytest.fixture(scope="module")
+def swinb_reference(sam_ckpt, swinb):
+    return load_reference(TINY_GDINO_SWINB, sam_ckpt, swinb[1])
+
+
+#: backbone -> (lang-sam fixture, original fixture)
+BACKBONES = {"swin_t": ("exact_model", "reference"), "swin_b": ("swinb_exact_model", "swinb_reference")}
+
+
+def models_for(request, backbone):
+    model, ref = BACKBONES[backbone]
+    return request.getfixturevalue(model), request.getfixturevalue(ref)
 
 
 def original_predict(gd, predictor, image_pil, prompt, box_threshold, text_threshold,
@@ -90,15 +132,18 @@ def original_predict(gd, predictor, image_pil, prompt, box_threshold, text_thres
 
 
 CASES = [
-    # (h, w, prompt, box_threshold, text_threshold)
-    (240, 320, "a cat. a remote control", 0.3, 0.25),
-    (400, 150, "Car. Wheel. traffic light.", 0.97, 0.9),
-    (100, 700, "person", 0.5, 0.99),
+    # (backbone, h, w, prompt, box_threshold, text_threshold)
+    ("swin_t", 240, 320, "a cat. a remote control", 0.3, 0.25),
+    ("swin_t", 400, 150, "Car. Wheel. traffic light.", 0.97, 0.9),
+    ("swin_t", 100, 700, "person", 0.5, 0.99),
+    # issue 14's case: a 741x500 photo, "person" at 0.735 (800x1185 in: Swin's 12-wide windows pad)
+    ("swin_b", 500, 741, "person", 0.735, 0.25),
 ]
 
 
-@pytest.mark.parametrize("h,w,prompt,box_threshold,text_threshold", CASES)
-def test_predict_equals_original(exact_model, reference, h, w, prompt, box_threshold, text_threshold):
+@pytest.mark.parametrize("backbone,h,w,prompt,box_threshold,text_threshold", CASES)
+def test_predict_equals_original(request, backbone, h, w, prompt, box_threshold, text_threshold):
+    exact_model, reference = models_for(request, backbone)
     image = Image.fromarray(make_image(h, w, seed=h))
     masks, boxes, phrases, logits = exact_model.predict(image, prompt, box_threshold, text_threshold)
     ref_masks, ref_boxes, ref_phrases, ref_logits = original_predict(
@@ -132,3 +177,40 @@ def test_return_prompts_equals_remove_combined(model, reference, image):
     assert any(norm(p) not in parts and " " in norm(p) for p in combined), (
         "without return_prompts the saturated random model merges parts; with it, it must not"
     )
+
+
+@pytest.mark.parametrize("backbone", list(BACKBONES))
+def test_every_query_score_equals_original(request, backbone):
+    """All queries' token scores and boxes, before any threshold, bit for bit: a score within float
+    noise of a threshold could otherwise flip one box (issue 14: 17 boxes vs 18 on Swin-B)."""
+    exact_model, (gd, _) = models_for(request, backbone)
+    image = Image.fromarray(make_image(500, 741, seed=500))
+    caption = preprocess_caption("person")
+    detector = exact_model.detector
+    scores, boxes = detector.detect(detector.encode_image(image), caption)
+    with torch.no_grad():
+        out = gd(detector.transform(image)[None], captions=[caption])
+    ref_scores, ref_boxes = out["pred_logits"].sigmoid()[0], out["pred_boxes"][0]
+    assert scores.shape == ref_scores.shape == (gd.num_queries, 256)
+    diff = (scores - ref_scores).abs().max().item()
+    assert torch.equal(scores, ref_scores), f"token scores differ by up to {diff:.3g}"
+    assert torch.equal(boxes, ref_boxes), f"boxes differ by up to {(boxes - ref_boxes).abs().max():.3g}"
+
+
+def test_swinb_case_is_shaped_like_swinb(swinb_exact_model, swinb_reference):
+    """The Swin-B case exercises what sets Swin-B apart from Swin-T: 12-wide windows (padded on a
+    741x500 image), a 384 pretrain size, 2-2-18-2 stages; and the original's gradient checkpointing."""
+    ours, theirs = swinb_exact_model.detector.model.backbone[0], swinb_reference[0].backbone[0]
+    for swin, checkpointing in ((ours, False), (theirs, True)):
+        assert swin.pretrain_img_size == 384
+        assert [len(layer.blocks) for layer in swin.layers] == [2, 2, 18, 2]
+        assert {layer.window_size for layer in swin.layers} == {12}
+        assert {layer.use_checkpoint for layer in swin.layers} == {checkpointing}
+    h, w = swinb_exact_model.detector.transform(Image.new("RGB", (741, 500))).shape[1:]
+    assert (h // 4) % 12 and (-(-w // 4)) % 12, "the first stage's token grid must need padding"
+    # the tiny widths were a scoped swap: groundingdino's own builder is back in place
+    from groundingdino.models.GroundingDINO.backbone import backbone, swin_transformer
+
+    assert backbone.build_swin_transformer is swin_transformer.build_swin_transformer
+    assert ours.embed_dim == 16 and swin_transformer.build_swin_transformer(
+        "swin_B_384_22k", 384, depths=[1, 1, 1, 1]).embed_dim == 128

@@ -60,12 +60,15 @@ class SamArch:
 class GDinoArch:
     """A GroundingDINO configuration: one of groundingdino's bundled config files, plus overrides.
 
-    ``bert`` overrides keys of the bundled bert-base-uncased config (tiny test models use it).
+    ``bert`` overrides keys of the bundled bert-base-uncased config; ``swin`` overrides keys of the
+    config's Swin entry in groundingdino's ``build_swin_transformer`` table (``embed_dim``,
+    ``depths``, ``num_heads``, ``window_size``). Tiny test models use both.
     """
 
     config_file: str
     overrides: Mapping[str, Any] = field(default_factory=dict)
     bert: Mapping[str, Any] = field(default_factory=dict)
+    swin: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

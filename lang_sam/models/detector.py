@@ -26,7 +26,7 @@ from lang_sam.errors import PromptTooLongError
 from lang_sam.hub import GDinoArch, ModelSpec, load_checkpoint, resolve_checkpoint
 from lang_sam.models.checkpoints import check_architecture, count_blocks, load_into, state_dict_from
 from lang_sam.models.text_encoder import BERT_DIR, BertTextEncoder, build_bert, load_tokenizer
-from lang_sam.patches import bundled_text_encoder, empty_parameters, quiet_third_party
+from lang_sam.patches import bundled_text_encoder, empty_parameters, quiet_third_party, swin_backbone
 from lang_sam.precision import autocast, check_precision
 from lang_sam.validation import check_prompt, check_threshold
 
@@ -82,7 +82,7 @@ def build_groundingdino_model(
     arch = spec_or_arch.arch if isinstance(spec_or_arch, ModelSpec) else spec_or_arch
     args = _read_config(arch)
     text = bundled_text_encoder(load_tokenizer, lambda: build_bert(arch.bert), BertTextEncoder)
-    with text, (empty_parameters() if empty else nullcontext()):
+    with text, swin_backbone(arch.swin), (empty_parameters() if empty else nullcontext()):
         model = build_model(args)
     return model.eval()
 
@@ -103,6 +103,9 @@ def gdino_fingerprint(source) -> tuple | None:
         if args.backbone not in _SWIN:
             return None
         width, depth, window = _SWIN[args.backbone]
+        swin = source.swin
+        width, window = swin.get("embed_dim", width), swin.get("window_size", window)
+        depth = swin["depths"][2] if "depths" in swin else depth
         bert = source.bert.get("hidden_size", 768)
         return (width, depth, window, args.hidden_dim, bert, args.enc_layers, args.dec_layers)
     try:
