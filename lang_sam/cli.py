@@ -9,7 +9,7 @@
     lang-sam serve | app           (lang_sam.serving.server / lang_sam.serving.app)
 
 ``predict`` runs :func:`lang_sam.labeling.run.label_folder` (see there for the output layout), or
-with ``--ray`` :func:`lang_sam.distributed.label_dataset` (the same pipeline on Ray Data).
+with ``--ray`` :func:`lang_sam.labeling.distributed.label_dataset` (the same pipeline on Ray Data).
 ``main(argv)`` returns the exit status instead of exiting, so it can be called in-process
 (:data:`EXIT_CODES`): 0 success, 1 some images failed, 2 usage error (bad flags or input),
 3 models or weights unavailable (missing and not downloadable, corrupt, wrong architecture),
@@ -87,15 +87,6 @@ def cli_message(exc: BaseException) -> str:
     from lang_sam.errors import LangSAMError
 
     return exc.worded(CLI_NAMES) if isinstance(exc, LangSAMError) else str(exc)
-
-
-def __getattr__(name: str):
-    # The input discovery and format names live in the labelling pipeline; kept importable here.
-    if name in ("IMAGE_EXTENSIONS", "FORMATS", "DEFAULT_FORMATS", "collect_images"):
-        from lang_sam.labeling import run
-
-        return getattr(run, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _unit_float(text: str) -> float:
@@ -367,7 +358,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         tqdm.write(f"lang-sam: skipped {item.path}: {exc}", file=sys.stderr)
 
     if args.ray:
-        from lang_sam.distributed import label_dataset
+        from lang_sam.labeling.distributed import label_dataset
 
         summary = label_dataset(
             args.inputs, args.output, prompt=args.prompt, classes=args.classes, formats=formats,

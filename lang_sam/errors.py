@@ -34,6 +34,9 @@ __all__ = [
     "RayNotInstalledError",
     "RayJobError",
     "RunStoppedError",
+    "ModelSwitchError",
+    "ModelLoadError",
+    "TooManyPromptsError",
     "PortUnavailableError",
     "MODEL_ERRORS",
     "name_params",
@@ -191,7 +194,7 @@ class InvalidTileError(LangSAMError, ValueError):
 
 
 class RayNotInstalledError(InvalidRunError, ImportError):
-    """A Ray run (``lang-sam predict --ray``, :func:`lang_sam.distributed.label_dataset`) without Ray
+    """A Ray run (``lang-sam predict --ray``, :func:`lang_sam.labeling.distributed.label_dataset`) without Ray
     Data installed; the message gives the install command (``pip install 'lang-sam[ray]'``)."""
 
 
@@ -224,3 +227,21 @@ class RunStoppedError(LangSAMError, RuntimeError):
         super().__init__(message)
         self.output, self.records, self.image = output, records, image
         self.labelled, self.cause = labelled, cause
+
+
+class ModelSwitchError(LangSAMError, PermissionError):
+    """A request for a model type other than the served one while switching is off."""
+
+
+class ModelLoadError(LangSAMError, RuntimeError):
+    """A model the service could not load. The message names the model type only (it is shown to
+    clients); the cause is chained and logged. ``missing`` is True when the weights could not be
+    found or fetched (the service is unavailable) and False when they are broken."""
+
+    def __init__(self, message: str, *, missing: bool):
+        super().__init__(message)
+        self.missing = missing
+
+
+class TooManyPromptsError(LangSAMError, ValueError):
+    """More SAM prompts in one request than the service's ``max_detections``."""

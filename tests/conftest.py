@@ -16,7 +16,7 @@ from lang_sam.testing import (
     write_gdino_checkpoint,
     write_sam_checkpoint,
 )
-from lang_sam.weights import register_model, unregister_model
+from lang_sam.hub import register_model, unregister_model
 
 
 @pytest.fixture(autouse=True)

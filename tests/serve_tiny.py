@@ -10,7 +10,7 @@ switching tests; their files are looked up in ``LANG_SAM_WEIGHTS_DIR``: ``tiny_s
 import sys
 
 from lang_sam.testing import tiny_gdino_spec, tiny_sam_spec
-from lang_sam.weights import register_model
+from lang_sam.hub import register_model
 
 EXTRA_SAM_TYPES = ("tiny_sam_other", "tiny_sam_missing", "tiny_sam_broken")
 
@@ -22,7 +22,7 @@ if __name__ == "__main__":
     which, argv = sys.argv[1], sys.argv[2:] + ["--sam-type", "tiny_sam", "--gdino-type", "tiny_gdino",
                                                "--device", "cpu"]
     if which == "server":
-        from lang_sam.server import main
+        from lang_sam.serving.server import main
     else:
-        from lang_sam.app import main
+        from lang_sam.serving.app import main
     sys.exit(main(argv))

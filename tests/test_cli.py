@@ -25,7 +25,7 @@ from http_server import FileServer
 from lang_sam.cli import main
 from lang_sam.errors import InvalidRunError
 from lang_sam.testing import tiny_sam_spec
-from lang_sam.weights import register_model, unregister_model
+from lang_sam.hub import register_model, unregister_model
 
 ROOT = Path(__file__).resolve().parents[1]
 HELPER = Path(__file__).with_name("cli_tiny.py")
@@ -426,7 +426,7 @@ def test_input_errors_exit_2(tmp_path, capsys):
 
 
 def test_collect_images_skips_the_output_folder(tmp_path):
-    from lang_sam.cli import collect_images
+    from lang_sam.labeling.run import collect_images
 
     Image.fromarray(make_image(20, 20)).save(tmp_path / "a.TIF")
     (tmp_path / "out" / "overlays").mkdir(parents=True)

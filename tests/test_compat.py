@@ -1,58 +1,51 @@
-"""Imports of the 0.1 layout keep working after the move to hub/, models/, labeling/ and serving/:
-every name each old module listed in ``__all__`` is still importable from it, and is the same
-object as in its new home."""
+"""The one compatibility promise is the 2023 surface: ``lang_sam`` (``LangSAM``, ``SAM_MODELS``) and
+``lang_sam.utils``. Modules of a layout of ours that was never released are not kept as re-exports
+(issue 14: eight such shims existed, only the tests imported them)."""
 
 from __future__ import annotations
 
 import importlib
+import inspect
 
 import pytest
 
-# module -> its __all__ before the layered layout (commit 4ee64ce), and where the names live now
-OLD_API = {
-    "lang_sam.weights": (
-        ["SamArch", "GDinoArch", "ModelSpec", "SAM_MODELS", "GDINO_MODELS", "DEFAULT_SAM",
-         "DEFAULT_GDINO", "get_spec", "register_model", "unregister_model", "is_offline",
-         "weights_dir", "download_dir", "candidate_paths", "resolve_checkpoint", "download_file",
-         "sha256sum", "load_checkpoint", "ENV_WEIGHTS_DIR", "ENV_OFFLINE", "ENV_TRUST"],
-        "lang_sam.hub"),
-    "lang_sam.exports": (
-        ["TMP_SUFFIX", "ClassMap", "normalize_phrase", "class_nms", "atomic_write_bytes",
-         "atomic_write_text", "write_json", "write_png", "mask_to_rle", "rle_to_mask",
-         "coco_image_record", "CocoBuilder", "labelme_dict", "largest_polygon", "yolo_lines",
-         "yolo_data_yaml", "write_instance_masks", "write_overlay", "safe_name"],
-        None),
-    "lang_sam.detector": (
-        ["Detections", "ImageFeatures", "GroundingDINODetector", "build_groundingdino_model",
-         "preprocess_caption"], "lang_sam.models.detector"),
-    "lang_sam.segmenter": (["SamSegmenter", "build_sam_model"], "lang_sam.models.segmenter"),
-    "lang_sam.text_encoder": (["BERT_DIR", "BertTextEncoder", "load_tokenizer", "build_bert"],
-                              "lang_sam.models.text_encoder"),
-    "lang_sam.service": (["ModelService"], "lang_sam.serving.service"),
-    "lang_sam.server": (["create_app", "main", "masks_to_rle", "DEFAULT_MAX_PIXELS",
-                         "MAX_PROMPT_CHARS"], "lang_sam.serving.server"),
-    "lang_sam.app": (["build_demo", "main"], "lang_sam.serving.app"),
-    "lang_sam.cli": (["main", "IMAGE_EXTENSIONS", "FORMATS", "DEFAULT_FORMATS", "collect_images"],
-                     None),
+import lang_sam
+from lang_sam import utils
+
+SURFACE_2023 = {
+    "lang_sam": ["LangSAM", "SAM_MODELS"],
+    "lang_sam.utils": ["load_image", "draw_image", "get_contours", "contour_to_points", "generate_labelme_json"],
 }
+LANGSAM_METHODS = ["predict", "predict_dino", "predict_sam", "build_sam"]
 
 
-@pytest.mark.parametrize("module", sorted(OLD_API))
-def test_old_import_paths_still_work(module):
-    names, new_home = OLD_API[module]
-    old = importlib.import_module(module)
-    missing = [n for n in names if not hasattr(old, n)]
-    assert not missing, f"{module} lost {missing}"
-    if new_home is not None:
-        new = importlib.import_module(new_home)
-        for n in names:
-            assert getattr(old, n) is getattr(new, n), f"{module}.{n} is not {new_home}.{n}"
+@pytest.mark.parametrize("module", sorted(SURFACE_2023))
+def test_the_2023_names_are_there(module):
+    mod = importlib.import_module(module)
+    assert [n for n in SURFACE_2023[module] if not hasattr(mod, n)] == []
 
 
-def test_old_from_imports():
-    from lang_sam.exports import ClassMap, CocoBuilder, mask_to_rle  # noqa: F401
-    from lang_sam.labeling import ClassMap as NewClassMap
-    from lang_sam.weights import get_spec
+def test_the_2023_signatures():
+    params = inspect.signature(lang_sam.LangSAM).parameters
+    assert list(params)[:3] == ["sam_type", "ckpt_path", "return_prompts"]
+    assert (params["sam_type"].default, params["ckpt_path"].default, params["return_prompts"].default) == \
+        ("vit_h", None, False)
+    assert all(callable(getattr(lang_sam.LangSAM, m)) for m in LANGSAM_METHODS)
+    predict = inspect.signature(lang_sam.LangSAM.predict).parameters
+    assert (predict["box_threshold"].default, predict["text_threshold"].default) == (0.3, 0.25)
+    assert set(lang_sam.SAM_MODELS) >= {"vit_h", "vit_l", "vit_b"}
+    assert callable(utils.load_image)
 
-    assert ClassMap is NewClassMap
-    assert get_spec("sam", "vit_b").filename == "sam_vit_b_01ec64.pth"
+
+@pytest.mark.parametrize("module", ["lang_sam.weights", "lang_sam.exports", "lang_sam.detector",
+                                    "lang_sam.segmenter", "lang_sam.text_encoder", "lang_sam.service",
+                                    "lang_sam.server", "lang_sam.app"])
+def test_the_unreleased_layouts_shims_are_gone(module):
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module(module)
+
+
+def test_the_cli_module_holds_no_borrowed_names():
+    import lang_sam.cli
+
+    assert not hasattr(lang_sam.cli, "__getattr__") and not hasattr(lang_sam.cli, "collect_images")

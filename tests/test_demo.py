@@ -13,9 +13,9 @@ import pytest
 from PIL import Image
 
 from conftest import make_image
-from lang_sam.service import ModelService
+from lang_sam.serving.service import ModelService
 from lang_sam.testing import tiny_sam_spec, write_sam_checkpoint
-from lang_sam.weights import register_model, unregister_model
+from lang_sam.hub import register_model, unregister_model
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -27,7 +27,7 @@ def tiny_service(sam_ckpt, gdino_ckpt, tiny_specs, **kwargs) -> ModelService:
 
 def test_service_switches_sam_type(tmp_path, monkeypatch, sam_ckpt, gdino_ckpt, tiny_specs):
     """The original demo crashed when the SAM dropdown changed; here it reloads SAM when allowed."""
-    from lang_sam.serving.service import ModelSwitchError
+    from lang_sam.errors import ModelSwitchError
 
     other = register_model(tiny_sam_spec("tiny_sam_other"))
     try:
@@ -54,7 +54,7 @@ def test_service_switches_sam_type(tmp_path, monkeypatch, sam_ckpt, gdino_ckpt, 
 
 
 def test_demo_messages_instead_of_stack_traces(sam_ckpt, gdino_ckpt, tiny_specs, tmp_path):
-    from lang_sam.app import segment
+    from lang_sam.serving.app import segment
 
     service = tiny_service(sam_ckpt, gdino_ckpt, tiny_specs)
     img = make_image(60, 80)
@@ -75,7 +75,7 @@ def test_demo_messages_instead_of_stack_traces(sam_ckpt, gdino_ckpt, tiny_specs,
 def test_demo_enforces_the_servers_prompt_cap(sam_ckpt, gdino_ckpt, tiny_specs):
     """Issue 18: the server refuses prompts over MAX_PROMPT_CHARS (2000); the demo ran them. One
     2001-character word is a single token, so the token limit did not catch it either."""
-    from lang_sam.app import segment
+    from lang_sam.serving.app import segment
     from lang_sam.serving import server, service as service_module
 
     service = tiny_service(sam_ckpt, gdino_ckpt, tiny_specs)
@@ -92,7 +92,7 @@ def test_demo_error_messages_name_no_path_or_exception(sam_ckpt, gdino_ckpt, tin
     """An upload that cannot be read (here: gone from the temp folder) said
     ``internal error: FileNotFoundError``; a non-image upload carried Pillow's text. Now neither
     names the path, an exception class or an address."""
-    from lang_sam.app import segment
+    from lang_sam.serving.app import segment
 
     service = tiny_service(sam_ckpt, gdino_ckpt, tiny_specs)
     gone = tmp_path / "upload" / "photo.png"
@@ -108,7 +108,7 @@ def test_demo_error_messages_name_no_path_or_exception(sam_ckpt, gdino_ckpt, tin
 def test_demo_refuses_images_over_max_pixels(sam_ckpt, gdino_ckpt, tiny_specs, tmp_path):
     """The page hands the upload over as a file; over --max-pixels it is refused before decoding,
     and the message does not say where the upload was stored."""
-    from lang_sam.app import segment
+    from lang_sam.serving.app import segment
 
     service = tiny_service(sam_ckpt, gdino_ckpt, tiny_specs)
     path = tmp_path / "big.png"
@@ -126,7 +126,7 @@ def test_clicks_refine_the_mask_under_them_and_reset_restores(sam_ckpt, gdino_ck
     """A click picks the detection under it, adds a point (foreground, then background) and re-runs
     SAM with the box, all points and the previous low-res logits, equal to LangSAM.segment; the
     image is encoded by SAM once for the text run and every click; reset gives the text result."""
-    from lang_sam.app import click, render, reset, segment, table_rows
+    from lang_sam.serving.app import click, render, reset, segment, table_rows
     from lang_sam.labeling.formats import rle_to_mask
 
     service = tiny_service(sam_ckpt, gdino_ckpt, tiny_specs, max_detections=4)
@@ -208,7 +208,7 @@ def test_demo_in_headless_chromium(sam_ckpt, gdino_ckpt, tiny_specs, tmp_path):
     pytest.importorskip("gradio")
     from playwright.sync_api import sync_playwright
 
-    from lang_sam.app import segment
+    from lang_sam.serving.app import segment
     from lang_sam.labeling.formats import rle_to_mask
     from test_server import start, stop
 

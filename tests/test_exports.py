@@ -1,4 +1,4 @@
-"""lang_sam.exports on crafted masks, boxes and phrases (no model needed)."""
+"""lang_sam.labeling's formats on crafted masks, boxes and phrases (no model needed)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from lang_sam.errors import InvalidClassMapError
-from lang_sam.exports import (
+from lang_sam.labeling import (
     ClassMap,
     CocoBuilder,
     atomic_write_bytes,
@@ -217,7 +217,7 @@ def test_atomic_write_leaves_no_temp_file_on_failure(tmp_path):
 
 def test_exports_and_cli_import_light():
     code = (
-        "import sys, lang_sam.exports, lang_sam.cli\n"
+        "import sys, lang_sam.labeling, lang_sam.cli\n"
         "heavy = [m for m in ('groundingdino', 'segment_anything', 'transformers', 'cv2', 'pycocotools')"
         " if m in sys.modules]\n"
         "sys.stderr.write(repr(heavy))\n"

@@ -18,12 +18,12 @@ import torch
 from PIL import Image
 
 from conftest import load_tiny, make_image
-from lang_sam.detector import build_groundingdino_model, preprocess_caption
-from lang_sam.segmenter import build_sam_model
+from lang_sam.models.detector import build_groundingdino_model, preprocess_caption
+from lang_sam.models.segmenter import build_sam_model
 from lang_sam.testing import (
     TINY_GDINO, TINY_GDINO_SWINB, TINY_SAM, tiny_gdino_spec, write_gdino_checkpoint,
 )
-from lang_sam.weights import register_model, unregister_model
+from lang_sam.hub import register_model, unregister_model
 
 SPECIAL = re.compile(r"\[(CLS|SEP|PAD)\]")
 

@@ -23,14 +23,13 @@ LAYERS: list[set[str]] = [
     {"hub.*"},
     {"models.*"},
     {"lang_sam", "utils", "testing"},  # "lang_sam" is lang_sam/lang_sam.py, the facade
-    {"labeling.*"},
-    {"distributed"},  # the labelling pipeline on Ray Data (the [ray] extra)
+    {"labeling.*"},  # labeling.distributed: the pipeline on Ray Data (the [ray] extra)
     {"serving.*"},
     {"cli", "__main__"},
 ]
-#: Re-exporting modules (kept for existing imports) and package __init__ files: they take the
-#: layer of the highest module they import, and are not checked themselves.
-COMPAT_ALIASES = {"weights", "exports", "detector", "segmenter", "text_encoder", "service", "server", "app"}
+#: Package __init__ files take the layer of the highest module they import and are not checked
+#: themselves. No other module may only re-export (test_no_module_only_reexports).
+COMPAT_ALIASES: set[str] = set()
 #: What ``import lang_sam`` must never import: optional extras and the heavy model libraries.
 NOT_AT_IMPORT = ("ray", "gradio", "fastapi", "uvicorn", "groundingdino", "segment_anything")
 
@@ -171,8 +170,8 @@ def test_the_checks_have_teeth():
     assert deps("hub.load", "import lang_sam.labeling.run as r") == {"labeling.run"}
     assert deps("cli", "from lang_sam import LangSAM, errors") == {"", "errors"}
     assert deps("cli", "from lang_sam.errors import *") == {"errors"}
-    assert layer_of("") == declared_layer("lang_sam") and layer_of("weights") == declared_layer("hub.load")
-    assert layer_of("service") == declared_layer("serving.service")
+    assert layer_of("") == declared_layer("lang_sam")  # a package takes its highest import's layer
+    assert layer_of("serving") == declared_layer("serving.service")
 
 
 def test_every_module_imports_alone_in_a_fresh_process():
@@ -203,3 +202,38 @@ print(json.dumps({"failed": failed, "heavy": heavy}))
     result = json.loads(script.stdout.strip().splitlines()[-1])
     assert result["failed"] == {}, "\n".join(f"{k}:\n{v}" for k, v in result["failed"].items())
     assert result["heavy"] == [], f"import lang_sam imported {result['heavy']}"
+
+
+def _only_reexports(path: Path) -> bool:
+    """True when a module's top level is nothing but a docstring, imports, ``__all__`` and a
+    ``__main__`` guard: it defines nothing of its own."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            continue
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):  # docstring
+            continue
+        if isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if all(isinstance(t, ast.Name) and t.id == "__all__" for t in targets):
+                continue
+        if isinstance(node, ast.If) and "__main__" in ast.unparse(node.test):
+            continue
+        return False
+    return True
+
+
+def test_no_module_only_reexports():
+    """Issue 14: eight modules only re-exported a layout that was never released."""
+    offenders = [dotted(n) for n, path in MODULES.items()
+                 if n not in PACKAGES and path.name != "__main__.py" and _only_reexports(path)]
+    assert offenders == []
+
+
+def test_the_reexport_check_has_teeth(tmp_path):
+    shim = tmp_path / "shim.py"
+    shim.write_text('"""Old place."""\nfrom lang_sam.hub import *  # noqa\nfrom lang_sam.hub import __all__\n'
+                    'if __name__ == "__main__":\n    main()\n')
+    real = tmp_path / "real.py"
+    real.write_text('from lang_sam.hub import get_spec\n\ndef f():\n    return get_spec\n')
+    assert _only_reexports(shim) and not _only_reexports(real)

@@ -1,4 +1,4 @@
-"""``lang-sam predict --ray`` (lang_sam.distributed) on one local Ray instance, with the tiny models.
+"""``lang-sam predict --ray`` (lang_sam.labeling.distributed) on one local Ray instance, with the tiny models.
 
 One Ray instance serves the whole module (``ray.init(num_cpus=2)``), and one single-process
 ``lang-sam predict`` run on the same folder is the reference every Ray run must equal, file for
@@ -144,7 +144,7 @@ def test_ray_with_tiles_equals_single_process_with_tiles(ray_address, work, mode
 
 def test_killed_actor_is_replaced_and_its_image_redone(ray_address, work, reference, tiny_specs,
                                                        sam_ckpt, gdino_ckpt):
-    from lang_sam.distributed import ImageLabeller, label_dataset
+    from lang_sam.labeling.distributed import ImageLabeller, label_dataset
 
     marker = work / "killed-once"
 
@@ -176,7 +176,7 @@ def test_killed_actor_is_replaced_and_its_image_redone(ray_address, work, refere
 
 def test_image_that_always_kills_its_actor_fails_alone(ray_address, work, tiny_specs, sam_ckpt,
                                                        gdino_ckpt, monkeypatch):
-    from lang_sam import distributed
+    from lang_sam.labeling import distributed
 
     class PoisonLabeller(distributed.ImageLabeller):
         def label(self, item):
@@ -201,7 +201,7 @@ def test_image_that_always_kills_its_actor_fails_alone(ray_address, work, tiny_s
 
 def test_workers_dying_while_loading_the_models_stop_the_run(ray_address, work, tiny_specs, sam_ckpt,
                                                              gdino_ckpt, monkeypatch):
-    from lang_sam import distributed
+    from lang_sam.labeling import distributed
     from lang_sam.errors import RayJobError
 
     class OutOfMemoryLoader(distributed.ImageLabeller):
@@ -234,7 +234,7 @@ def test_an_unexpected_worker_error_stops_the_run(ray_address, work, tiny_specs,
                                                   caplog):
     """Issue 14 item 7: an out-of-memory RuntimeError on a worker failed one image after another;
     now the driver stops the run at that image, with the worker's traceback in its log."""
-    from lang_sam import distributed
+    from lang_sam.labeling import distributed
     from lang_sam.errors import RunStoppedError
 
     class OutOfMemoryOnB(distributed.ImageLabeller):
@@ -359,6 +359,6 @@ def test_object_storage_urls_are_refused_clearly(tmp_path, where, capsys, monkey
 
 
 def test_import_lang_sam_never_imports_ray():
-    code = ("import sys, lang_sam, lang_sam.cli, lang_sam.distributed, lang_sam.labeling; "
+    code = ("import sys, lang_sam, lang_sam.cli, lang_sam.labeling.distributed, lang_sam.labeling; "
             "sys.exit(1 if 'ray' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lang_sam.text_encoder import BERT_DIR, BertTextEncoder, build_bert, load_tokenizer
+from lang_sam.models.text_encoder import BERT_DIR, BertTextEncoder, build_bert, load_tokenizer
 
 FIXTURE = Path(__file__).parent / "fixtures" / "bert_warper_tf4.pt"
 
@@ -88,7 +88,7 @@ def test_wrapper_rejects_bad_mask_shape():
 
 def test_groundingdino_builds_without_network(monkeypatch):
     """groundingdino's constructor would fetch bert-base-uncased from the hub; ours never connects."""
-    from lang_sam.detector import build_groundingdino_model
+    from lang_sam.models.detector import build_groundingdino_model
     from lang_sam.testing import TINY_GDINO
 
     def refuse(*args, **kwargs):

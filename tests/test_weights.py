@@ -26,7 +26,7 @@ from lang_sam.errors import (
     WeightsNotFoundError,
 )
 from lang_sam.testing import TINY_SAM, tiny_sam_spec, write_sam_checkpoint
-from lang_sam.weights import (
+from lang_sam.hub import (
     GDINO_MODELS,
     SAM_MODELS,
     ModelSpec,

@@ -23,14 +23,17 @@ from typing import Any, Callable
 import torch
 
 from lang_sam.errors import (
+    MODEL_ERRORS,
     CheckpointError,
     ChecksumMismatchError,
     DownloadError,
     ImageTooLargeError,
     InvalidImageError,
-    MODEL_ERRORS,
     LangSAMError,
+    ModelLoadError,
+    ModelSwitchError,
     PortUnavailableError,
+    TooManyPromptsError,
     UnknownModelError,
     WeightsNotFoundError,
 )
@@ -48,9 +51,6 @@ __all__ = [
     "ServedSegmentation",
     "MaskCoverage",
     "read_upload",
-    "ModelSwitchError",
-    "ModelLoadError",
-    "TooManyPromptsError",
     "public_error",
     "scrub",
     "DEFAULT_MAX_DETECTIONS",
@@ -101,24 +101,6 @@ def json_depth(data: str | bytes) -> int:
     step = (np.isin(codes, (ord("["), ord("{"))).astype(np.int64)
             - np.isin(codes, (ord("]"), ord("}"))).astype(np.int64))
     return int(np.cumsum(step).max(initial=0))
-
-
-class ModelSwitchError(LangSAMError, PermissionError):
-    """A request for a model type other than the served one while switching is off."""
-
-
-class ModelLoadError(LangSAMError, RuntimeError):
-    """A model the service could not load. The message names the model type only (it is shown to
-    clients); the cause is chained and logged. ``missing`` is True when the weights could not be
-    found or fetched (the service is unavailable) and False when they are broken."""
-
-    def __init__(self, message: str, *, missing: bool):
-        super().__init__(message)
-        self.missing = missing
-
-
-class TooManyPromptsError(LangSAMError, ValueError):
-    """More SAM prompts in one request than the service's ``max_detections``."""
 
 
 def public_error(exc: BaseException) -> tuple[int, str]:
