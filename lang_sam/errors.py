@@ -124,7 +124,14 @@ class InvalidImageError(LangSAMError, ValueError):
 
 
 class ImageTooLargeError(InvalidImageError):
-    """An image over the pixel limit (``LANG_SAM_MAX_IMAGE_PIXELS``), refused before decoding."""
+    """An image over the pixel limit (``LANG_SAM_MAX_IMAGE_PIXELS``), refused before decoding.
+    Attributes: ``width``, ``height`` (from the header) and ``limit`` (pixels, width x height);
+    each None when not known."""
+
+    def __init__(self, message: str, *, width: int | None = None, height: int | None = None,
+                 limit: int | None = None):
+        super().__init__(message)
+        self.width, self.height, self.limit = width, height, limit
 
 
 class ImageNotFoundError(LangSAMError, FileNotFoundError):

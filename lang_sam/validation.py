@@ -394,7 +394,8 @@ def open_image(source: str | os.PathLike | bytes | BinaryIO, *, max_pixels: Any 
             if limit is not None and w * h > limit:
                 raise ImageTooLargeError(
                     f"image {name} is {w}x{h} = {w * h:,} pixels, over the limit of {limit:,} "
-                    f"(set {ENV_MAX_PIXELS} to allow larger images, 0 for no limit)"
+                    f"(set {ENV_MAX_PIXELS} to allow larger images, 0 for no limit)",
+                    width=w, height=h, limit=limit,
                 )
             img.load()
             img = ImageOps.exif_transpose(img)

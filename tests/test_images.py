@@ -117,6 +117,8 @@ def test_decompression_bomb_is_refused_from_its_header(bomb_png, monkeypatch):
             msg = str(err.value)
             assert "30000x30000" in msg and "900,000,000" in msg and "256,000,000" in msg
             assert "LANG_SAM_MAX_IMAGE_PIXELS" in msg
+            # what a caller reads, never parsing the message
+            assert (err.value.width, err.value.height, err.value.limit) == (30000, 30000, 256_000_000)
     with pytest.raises(ImageTooLargeError, match="bomb.png"):
         load_image(bomb_png)  # the original's lang_sam.utils.load_image
     assert Image.MAX_IMAGE_PIXELS == pillow_guard

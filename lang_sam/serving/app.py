@@ -246,7 +246,8 @@ def _pixels(image, max_pixels: int | None) -> np.ndarray:
     pil = to_rgb_pil(image)
     if max_pixels is not None and pil.width * pil.height > max_pixels:
         raise ImageTooLargeError(f"image is {pil.width}x{pil.height} = {pil.width * pil.height} pixels; "
-                                 f"this server accepts at most {max_pixels} (width x height, --max-pixels)")
+                                 f"this server accepts at most {max_pixels} (width x height, --max-pixels)",
+                                 width=pil.width, height=pil.height, limit=max_pixels)
     return np.asarray(pil)
 
 

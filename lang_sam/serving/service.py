@@ -304,17 +304,16 @@ def read_upload(data: bytes, max_pixels: int | None):
     no limit) and :class:`~lang_sam.errors.InvalidImageError` for anything unreadable, with messages
     meant for the uploader.
     """
-    import re
-
     from lang_sam.validation import open_image
 
     try:
         return open_image(data, max_pixels=max_pixels)
     except ImageTooLargeError as exc:
-        size = re.search(r"(\d+)x(\d+)", str(exc))
-        said = f"image is {size[1]}x{size[2]} = {int(size[1]) * int(size[2])} pixels; " if size else ""
+        w, h = exc.width, exc.height
+        said = f"image is {w}x{h} = {w * h} pixels; " if w is not None and h is not None else ""
         raise ImageTooLargeError(
-            f"{said}this server accepts at most {max_pixels} (width x height, --max-pixels)"
+            f"{said}this server accepts at most {max_pixels} (width x height, --max-pixels)",
+            width=w, height=h, limit=max_pixels,
         ) from None
     except InvalidImageError as exc:
         raise InvalidImageError(
