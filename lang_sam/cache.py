@@ -9,6 +9,8 @@ from typing import Any, Hashable
 
 import numpy as np
 
+from lang_sam.errors import InvalidArgumentError
+
 __all__ = ["EncodingCache", "image_key"]
 
 
@@ -35,7 +37,7 @@ class EncodingCache:
     @maxsize.setter
     def maxsize(self, value: int) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"cache size must be an int >= 0, got {value!r}")
+            raise InvalidArgumentError(f"cache size must be an int >= 0, got {value!r}")
         with self._lock:
             self._maxsize = value
             self._evict()

@@ -24,6 +24,10 @@ __all__ = [
     "PromptTooLongError",
     "InvalidThresholdError",
     "InvalidClassMapError",
+    "UnknownClassError",
+    "InvalidMaskError",
+    "InvalidArgumentError",
+    "InvalidSettingError",
     "InvalidRunError",
     "OutputLockedError",
     "OutputCollisionError",
@@ -153,6 +157,36 @@ class InvalidThresholdError(LangSAMError, ValueError):
 
 class InvalidClassMapError(LangSAMError, ValueError):
     """A class mapping spec that cannot be parsed (``"car=car. automobile"`` is the expected form)."""
+
+
+class UnknownClassError(LangSAMError, KeyError):
+    """A class name a fixed :class:`~lang_sam.labeling.classes.ClassMap` does not have (``name``)."""
+
+    def __init__(self, message: str, *, name: str):
+        super().__init__(message)
+        self.name = name
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class InvalidMaskError(LangSAMError, ValueError):
+    """Masks of the wrong shape or size for where they are used (``(N, H, W)`` expected, crops of
+    another image size, ...)."""
+
+
+class InvalidArgumentError(LangSAMError, ValueError):
+    """Any other argument value that cannot be used (a count below its minimum, lists of
+    different lengths, a family that does not exist); the message names the parameter."""
+
+
+class InvalidSettingError(LangSAMError, ValueError):
+    """An environment variable of lang-sam's with a value it cannot use. Attributes: ``name`` (the
+    variable) and ``value`` (what it held)."""
+
+    def __init__(self, message: str, *, name: str, value: str):
+        super().__init__(message)
+        self.name, self.value = name, value
 
 
 class InvalidRunError(LangSAMError, ValueError):

@@ -16,6 +16,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from lang_sam.errors import InvalidMaskError
+
 __all__ = ["MIN_AREA", "CropMask", "outer_contours", "is_crop_list", "stack_dense"]
 
 #: Contours enclosing this many pixels or fewer are dropped by :func:`outer_contours`.
@@ -48,12 +50,12 @@ class CropMask:
     def __post_init__(self) -> None:
         m = np.asarray(self.mask)
         if m.ndim != 2:
-            raise ValueError(f"CropMask.mask must be 2-D (h, w), got shape {m.shape}")
+            raise InvalidMaskError(f"CropMask.mask must be 2-D (h, w), got shape {m.shape}")
         H, W = (int(v) for v in self.image_size)
         x0, y0 = int(self.x0), int(self.y0)
         h, w = m.shape
         if x0 < 0 or y0 < 0 or x0 + w > W or y0 + h > H:
-            raise ValueError(
+            raise InvalidMaskError(
                 f"crop of {w}x{h} at ({x0}, {y0}) does not fit the {W}x{H} image"
             )
         object.__setattr__(self, "mask", m if m.dtype == np.bool_ else m > 0)
@@ -77,7 +79,7 @@ class CropMask:
 
         m = as_numpy(mask)
         if m.ndim != 2:
-            raise ValueError(f"mask must be 2-D (H, W), got shape {m.shape}")
+            raise InvalidMaskError(f"mask must be 2-D (H, W), got shape {m.shape}")
         return cls.from_window(m, 0, 0, m.shape, tight=tight)
 
     def tight(self) -> "CropMask":
@@ -178,12 +180,12 @@ def stack_dense(masks: Sequence[CropMask], image_size: tuple[int, int] | None = 
     """``(N, H, W)`` bool array of the crops' dense masks (``N * H * W`` bytes): only on request."""
     if image_size is None:
         if not masks:
-            raise ValueError("an empty list of crops needs image_size to give a (0, H, W) array")
+            raise InvalidMaskError("an empty list of crops needs image_size to give a (0, H, W) array")
         image_size = masks[0].image_size
     out = np.zeros((len(masks), *image_size), dtype=bool)
     for i, m in enumerate(masks):
         if m.image_size != tuple(image_size):
-            raise ValueError(f"crop {i} is of a {m.image_size} image, expected {tuple(image_size)} (H, W)")
+            raise InvalidMaskError(f"crop {i} is of a {m.image_size} image, expected {tuple(image_size)} (H, W)")
         x0, y0, x1, y1 = m.bbox
         out[i, y0:y1, x0:x1] = m.mask
     return out

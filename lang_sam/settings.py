@@ -17,6 +17,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from lang_sam.errors import InvalidSettingError
+
 __all__ = [
     "ENV_WEIGHTS_DIR",
     "ENV_OFFLINE",
@@ -119,11 +121,12 @@ def max_image_pixels() -> int | None:
     try:
         value = int(raw.replace("_", ""))
     except ValueError:
-        raise ValueError(
-            f"{ENV_MAX_PIXELS} must be a whole number of pixels (or 0 for no limit), got {raw!r}"
+        raise InvalidSettingError(
+            f"{ENV_MAX_PIXELS} must be a whole number of pixels (or 0 for no limit), got {raw!r}",
+            name=ENV_MAX_PIXELS, value=raw,
         ) from None
     if value < 0:
-        raise ValueError(f"{ENV_MAX_PIXELS} must be >= 0, got {value}")
+        raise InvalidSettingError(f"{ENV_MAX_PIXELS} must be >= 0, got {value}", name=ENV_MAX_PIXELS, value=raw)
     return value or None
 
 

@@ -23,7 +23,7 @@ from typing import Any, Hashable, Sequence
 import numpy as np
 import torch
 
-from lang_sam.errors import InvalidTileError
+from lang_sam.errors import InvalidArgumentError, InvalidTileError
 from lang_sam.masks import CropMask, stack_dense
 from lang_sam.reprs import count_text, detections_text
 from lang_sam.validation import as_numpy
@@ -159,7 +159,7 @@ def merge_detections(
     s = as_numpy(scores).astype(np.float64).reshape(-1)
     t = as_numpy(tiles).astype(np.int64).reshape(-1)
     if not len(b) == len(s) == len(classes) == len(t):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"got {len(b)} boxes, {len(s)} scores, {len(classes)} classes and {len(t)} tile indices; "
             "expected equal counts"
         )

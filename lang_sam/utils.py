@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from lang_sam.errors import InvalidArgumentError
 from lang_sam.masks import MIN_AREA, CropMask, is_crop_list, outer_contours
 from lang_sam.validation import as_numpy, open_image, to_rgb_array
 
@@ -66,14 +67,14 @@ def draw_image(
         masks_t = masks_t[:, 0]
     labels = [str(label) for label in labels] if labels is not None else None
     if labels is not None and len(labels) != len(boxes_t):
-        raise ValueError(f"got {len(boxes_t)} boxes but {len(labels)} labels")
+        raise InvalidArgumentError(f"got {len(boxes_t)} boxes but {len(labels)} labels")
     if len(boxes_t) > 0:
         tensor = draw_bounding_boxes(
             tensor, boxes_t, colors=["red"] * len(boxes_t), labels=labels, width=2
         )
     if masks_t.numel() > 0 and len(masks_t) > 0:
         if masks_t.shape[-2:] != tensor.shape[-2:]:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"masks are {tuple(masks_t.shape[-2:])} but the image is {tuple(tensor.shape[-2:])}"
             )
         tensor = draw_segmentation_masks(
@@ -120,7 +121,7 @@ def generate_labelme_json(
     """
     masks = binary_masks if is_crop_list(binary_masks) else as_numpy(binary_masks)
     if len(masks) != len(labels):
-        raise ValueError(f"got {len(masks)} masks but {len(labels)} labels")
+        raise InvalidArgumentError(f"got {len(masks)} masks but {len(labels)} labels")
     json_dict = {
         "version": "4.5.6",
         "imageHeight": int(image_size[0]),

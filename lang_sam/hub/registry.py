@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from lang_sam.errors import UnknownModelError
+from lang_sam.errors import InvalidArgumentError, UnknownModelError
 from lang_sam.settings import hf_endpoint
 
 __all__ = [
@@ -147,10 +147,10 @@ def _check_public_value(spec: "ModelSpec", value) -> str:
 def register_model(spec: ModelSpec, *, overwrite: bool = False) -> ModelSpec:
     """Add a model type to the registry (and to ``SAM_MODELS`` / ``GDINO_MODELS``)."""
     if spec.family not in _REGISTRY:
-        raise ValueError(f"family must be 'sam' or 'gdino', got {spec.family!r}")
+        raise InvalidArgumentError(f"family must be 'sam' or 'gdino', got {spec.family!r}")
     table = _REGISTRY[spec.family]
     if spec.name in table and not overwrite:
-        raise ValueError(f"{spec.family} model {spec.name!r} is already registered")
+        raise InvalidArgumentError(f"{spec.family} model {spec.name!r} is already registered")
     table[spec.name] = spec
     _PUBLISHED.pop((spec.family, spec.name), None)
     sources = spec.sources()
@@ -171,7 +171,7 @@ def get_spec(family: str, name: str | None) -> ModelSpec:
     Raises :class:`UnknownModelError` (a ``ValueError``) listing the registered names.
     """
     if family not in _REGISTRY:
-        raise ValueError(f"family must be 'sam' or 'gdino', got {family!r}")
+        raise InvalidArgumentError(f"family must be 'sam' or 'gdino', got {family!r}")
     if name is None:
         name = DEFAULT_SAM if family == "sam" else DEFAULT_GDINO
     table = _REGISTRY[family]

@@ -13,6 +13,8 @@ from typing import Any, BinaryIO, Iterable, Iterator
 
 import numpy as np
 
+from lang_sam.errors import InvalidArgumentError
+
 __all__ = [
     "TMP_SUFFIX", "atomic_open", "atomic_write_bytes", "atomic_write_text", "write_json", "write_png",
     "sweep_temp_files",
@@ -68,9 +70,9 @@ def write_png(path: str | os.PathLike, array: np.ndarray) -> Path:
 
     arr = np.ascontiguousarray(array)
     if arr.dtype != np.uint8:
-        raise ValueError(f"PNG pixels must be uint8, got dtype {arr.dtype}")
+        raise InvalidArgumentError(f"PNG pixels must be uint8, got dtype {arr.dtype}")
     if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)):
-        raise ValueError(f"PNG array must be HxW or HxWx3, got shape {arr.shape}")
+        raise InvalidArgumentError(f"PNG array must be HxW or HxWx3, got shape {arr.shape}")
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="PNG")
     return atomic_write_bytes(path, buf.getvalue())

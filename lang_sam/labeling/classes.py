@@ -9,7 +9,7 @@ from typing import Any, Iterable, Sequence
 
 import torch
 
-from lang_sam.errors import InvalidClassMapError
+from lang_sam.errors import InvalidArgumentError, InvalidClassMapError, UnknownClassError
 from lang_sam.validation import as_numpy
 
 __all__ = ["normalize_phrase", "ClassMap", "class_nms"]
@@ -47,7 +47,7 @@ class ClassMap:
         self._phrases: list[list[str]] = []
         if classes is not None:
             if names is not None:
-                raise ValueError("pass either classes (a fixed map) or names (an open map), not both")
+                raise InvalidClassMapError("pass either classes (a fixed map) or names (an open map), not both")
             if not classes:
                 raise InvalidClassMapError("a fixed class map needs at least one class, got none")
             owner: dict[str, str] = {}
@@ -132,7 +132,7 @@ class ClassMap:
     def prompt(self) -> str:
         """The prompt that finds every class of a fixed map: all phrases joined with ``". "``."""
         if not self.fixed:
-            raise ValueError("an open class map has no prompt of its own; classes come from the prompt")
+            raise InvalidClassMapError("an open class map has no prompt of its own; classes come from the prompt")
         return ". ".join(p for phrases in self._phrases for p in phrases)
 
     def __len__(self) -> int:
@@ -171,11 +171,11 @@ class ClassMap:
 
     def id_of(self, name: str) -> int:
         """The id of the class named ``name`` (from :meth:`match`); an open map adds a new name
-        as the next id. A fixed map raises ``KeyError`` for a name it does not have."""
+        as the next id. A fixed map raises :class:`~lang_sam.errors.UnknownClassError` (a ``KeyError``) for a name it does not have."""
         if name in self._names:
             return self._names.index(name)
         if self.fixed:
-            raise KeyError(f"no class named {name!r}; the classes are {self._names}")
+            raise UnknownClassError(f"no class named {name!r}; the classes are {self._names}", name=name)
         self._names.append(name)
         self._phrases.append([name])
         return len(self._names) - 1
@@ -200,12 +200,12 @@ def class_nms(boxes: Any, scores: Any, class_ids: Sequence[int] | Any, iou_thres
     from torchvision.ops import batched_nms
 
     if not 0.0 <= float(iou_threshold) <= 1.0:
-        raise ValueError(f"iou_threshold must be in [0, 1], got {iou_threshold}")
+        raise InvalidArgumentError(f"iou_threshold must be in [0, 1], got {iou_threshold}")
     b = torch.as_tensor(as_numpy(boxes), dtype=torch.float32).reshape(-1, 4)
     s = torch.as_tensor(as_numpy(scores), dtype=torch.float32).reshape(-1)
     c = torch.as_tensor(as_numpy(class_ids), dtype=torch.int64).reshape(-1)
     if not len(b) == len(s) == len(c):
-        raise ValueError(f"got {len(b)} boxes, {len(s)} scores and {len(c)} class ids; expected equal")
+        raise InvalidArgumentError(f"got {len(b)} boxes, {len(s)} scores and {len(c)} class ids; expected equal")
     if len(b) == 0:
         return torch.zeros(0, dtype=torch.int64)
     keep = batched_nms(b, s, c, float(iou_threshold))

@@ -25,6 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from lang_sam.errors import InvalidArgumentError, InvalidMaskError
 from lang_sam.labeling.atomic import atomic_open, write_json, write_png
 from lang_sam.masks import CropMask, is_crop_list
 from lang_sam.validation import as_numpy
@@ -78,7 +79,7 @@ def masks_to_rle(masks: Any) -> list[dict]:
         return [m.to_rle() for m in masks]
     arr = as_numpy(masks)
     if arr.ndim != 3:
-        raise ValueError(f"masks must be 3-D (N, H, W), got shape {arr.shape}")
+        raise InvalidMaskError(f"masks must be 3-D (N, H, W), got shape {arr.shape}")
     if len(arr) == 0:
         return []
     rles = mask_util.encode(np.asfortranarray((arr > 0).transpose(1, 2, 0), dtype=np.uint8))
@@ -93,7 +94,7 @@ def mask_to_rle(mask: Any) -> dict:
         return mask.to_rle()
     arr = as_numpy(mask)
     if arr.ndim != 2:
-        raise ValueError(f"mask must be 2-D (H, W), got shape {arr.shape}")
+        raise InvalidMaskError(f"mask must be 2-D (H, W), got shape {arr.shape}")
     return masks_to_rle(arr[None])[0]
 
 
@@ -127,13 +128,13 @@ def coco_image_record(
     b = as_numpy(boxes).astype(np.float64).reshape(-1, 4)
     s = as_numpy(scores).astype(np.float64).reshape(-1)
     if not len(m) == len(b) == len(s) == len(class_names):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"got {len(m)} masks, {len(b)} boxes, {len(s)} scores and {len(class_names)} class names; "
             "expected equal counts"
         )
     shapes = {tuple(x.image_size) for x in m} if crops else ({m.shape[1:]} if len(m) else set())
     if shapes - {(height, width)}:
-        raise ValueError(f"masks are {sorted(shapes)[0]} but the image is {(height, width)} (H, W)")
+        raise InvalidMaskError(f"masks are {sorted(shapes)[0]} but the image is {(height, width)} (H, W)")
     anns = []
     for mask, rle, box, score, name in zip(m, masks_to_rle(m) if len(m) else [], b, s, class_names):
         x0, y0, x1, y1 = (float(v) for v in box)
@@ -175,7 +176,7 @@ class CocoBuilder:
             })
             for a in rec["annotations"]:
                 if a["class"] not in cat:
-                    raise ValueError(
+                    raise InvalidArgumentError(
                         f"annotation of class {a['class']!r} in {rec['file_name']!r} is not one of "
                         f"the categories {list(class_names)}"
                     )
@@ -279,7 +280,7 @@ def yolo_lines(masks: Any, class_ids: Sequence[int], image_size: tuple[int, int]
     h, w = int(image_size[0]), int(image_size[1])
     m = _mask_list(masks)
     if len(m) != len(class_ids):
-        raise ValueError(f"got {len(m)} masks but {len(class_ids)} class ids")
+        raise InvalidArgumentError(f"got {len(m)} masks but {len(class_ids)} class ids")
     rows = []
     for mask, cid in zip(m, class_ids):
         poly = largest_polygon(mask)
@@ -318,7 +319,7 @@ def write_instance_masks(folder: str | os.PathLike, masks: Any, labels: Sequence
     folder = Path(folder)
     m = _mask_list(masks)
     if len(m) != len(labels):
-        raise ValueError(f"got {len(m)} masks but {len(labels)} labels")
+        raise InvalidArgumentError(f"got {len(m)} masks but {len(labels)} labels")
     out = []
     for mask, name in zip(m, instance_mask_names(labels)):
         path = folder / name

@@ -43,12 +43,13 @@ import numpy as np
 
 from lang_sam.errors import (
     ImageNotFoundError,
+    InvalidArgumentError,
     InvalidImageError,
     InvalidPromptError,
     InvalidRunError,
+    InvalidThresholdError,
     OutputCollisionError,
     RunStoppedError,
-    InvalidThresholdError,
     name_params,
 )
 from lang_sam.labeling import formats as fmt
@@ -877,7 +878,7 @@ class LabelRun:
         self._claim(planned)
         if "overlay" in self.formats:
             if labels.overlay_png is None:
-                raise ValueError(f"{item.rel}: the overlay was not rendered (label_image without 'overlay')")
+                raise InvalidArgumentError(f"{item.rel}: the overlay was not rendered (label_image without 'overlay')")
             outputs["overlay"].append(layout.rel(atomic_write_bytes(layout.overlay(item.key), labels.overlay_png)))
         if "masks" in self.formats:
             if folder.is_dir():  # an earlier run's masks of this image (maybe more of them): ours only

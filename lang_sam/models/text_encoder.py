@@ -20,6 +20,8 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from lang_sam.errors import InvalidArgumentError
+
 __all__ = ["BERT_DIR", "BertTextEncoder", "load_tokenizer", "build_bert"]
 
 #: Folder holding bert-base-uncased's ``config.json``, ``vocab.txt`` and ``tokenizer_config.json``.
@@ -82,7 +84,7 @@ class BertTextEncoder(nn.Module):
         elif attention_mask.dim() == 2:
             extended = attention_mask[:, None, None, :]
         else:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"attention_mask must be (B, L) or (B, L, L), got shape {tuple(attention_mask.shape)}"
             )
         extended = (1.0 - extended.to(dtype)) * torch.finfo(dtype).min

@@ -28,6 +28,7 @@ from lang_sam.errors import (
     ChecksumMismatchError,
     DownloadError,
     ImageTooLargeError,
+    InvalidArgumentError,
     InvalidImageError,
     LangSAMError,
     ModelLoadError,
@@ -324,7 +325,7 @@ def read_upload(data: bytes, max_pixels: int | None):
 
 def _check_mask_format(masks: str, allowed: tuple[str, ...]) -> None:
     if masks not in allowed:
-        raise ValueError(f"masks must be one of {allowed}, got {masks!r}")
+        raise InvalidArgumentError(f"masks must be one of {allowed}, got {masks!r}")
 
 
 @dataclass
@@ -358,7 +359,7 @@ class ModelService:
         check_device(self.device)
         if isinstance(self.max_detections, bool) or not isinstance(self.max_detections, int) \
                 or self.max_detections < 1:
-            raise ValueError(f"max_detections must be an int >= 1, got {self.max_detections!r}")
+            raise InvalidArgumentError(f"max_detections must be an int >= 1, got {self.max_detections!r}")
         self._default = (self.sam_type, self.gdino_type)
 
     def _ckpt(self, family: str, name: str) -> str | None:
