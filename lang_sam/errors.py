@@ -27,6 +27,8 @@ __all__ = [
     "UnknownClassError",
     "InvalidMaskError",
     "InvalidArgumentError",
+    "NoImageError",
+    "InvalidPromptTypeError",
     "InvalidSettingError",
     "InvalidRunError",
     "OutputLockedError",
@@ -178,6 +180,14 @@ class InvalidMaskError(LangSAMError, ValueError):
 class InvalidArgumentError(LangSAMError, ValueError):
     """Any other argument value that cannot be used (a count below its minimum, lists of
     different lengths, a family that does not exist); the message names the parameter."""
+
+
+class NoImageError(LangSAMError, RuntimeError):
+    """A call that works on the image given to ``set_image`` before any was given."""
+
+
+class InvalidPromptTypeError(LangSAMError, TypeError):
+    """A prompt argument of the wrong type (a string where a list of prompts is expected)."""
 
 
 class InvalidSettingError(LangSAMError, ValueError):

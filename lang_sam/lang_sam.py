@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Callable, NamedTuple, Sequence
 
@@ -20,6 +19,7 @@ import torch
 from PIL import Image
 
 from lang_sam.cache import EncodingCache, image_key
+from lang_sam.errors import InvalidArgumentError, InvalidPromptError, InvalidPromptTypeError, NoImageError
 from lang_sam.hub import (
     DEFAULT_GDINO,
     DEFAULT_SAM,
@@ -290,7 +290,7 @@ class LangSAM:
         """SAM alone: ``(N, 1, H, W)`` bool masks for ``(N, 4)`` xyxy pixel boxes."""
         boxes = torch.as_tensor(boxes, dtype=torch.float32)
         if boxes.ndim != 2 or boxes.shape[1] != 4:
-            raise ValueError(f"boxes must have shape (N, 4), got {tuple(boxes.shape)}")
+            raise InvalidPromptError(f"boxes must have shape (N, 4), got {tuple(boxes.shape)}")
         enc = self.encode(image_pil)
         if len(boxes) == 0:
             H, W = enc.pixels.shape[:2]
@@ -377,7 +377,7 @@ class LangSAM:
         else:
             prompts = _prompt_list(text_prompts)
             if len(prompts) != len(images):
-                raise ValueError(f"got {len(images)} images but {len(prompts)} prompts")
+                raise InvalidArgumentError(f"got {len(images)} images but {len(prompts)} prompts")
         return [self.predict(img, p, box_threshold, text_threshold) for img, p in zip(images, prompts)]
 
     # ----------------------------------------------------------------------------------------
@@ -443,7 +443,7 @@ class LangSAM:
         tile = TileSpec() if tile is None else tile
         boxes = torch.as_tensor(boxes, dtype=torch.float32)
         if boxes.ndim != 2 or boxes.shape[1] != 4:
-            raise ValueError(f"boxes must have shape (N, 4), got {tuple(boxes.shape)}")
+            raise InvalidPromptError(f"boxes must have shape (N, 4), got {tuple(boxes.shape)}")
         pil = self._rgb(image)
         W, H = pil.size
         tiles = tile.grid(W, H)
@@ -520,7 +520,7 @@ class LangSAM:
     ) -> Prediction:
         """Like :meth:`predict`, on the image given to :meth:`set_image` (no image work at all)."""
         if self._pinned is None:
-            raise RuntimeError("call set_image(image) before predict_prompt(text_prompt)")
+            raise NoImageError("call set_image(image) before predict_prompt(text_prompt)")
         return self._predict_encoded(self._pinned, text_prompt, box_threshold, text_threshold)
 
 
@@ -565,8 +565,9 @@ def _is_type_name(text: str) -> bool:
 
 def _prompt_list(text_prompts) -> list[str]:
     if isinstance(text_prompts, str):
-        raise TypeError("text_prompts must be a list of prompts; for one prompt use predict()")
+        raise InvalidPromptTypeError(
+            f"text_prompts must be a list of prompts, got the string {text_prompts!r}; for one prompt use predict()")
     prompts = list(text_prompts)
     if not prompts:
-        raise ValueError("text_prompts is empty")
+        raise InvalidPromptError("text_prompts is empty: expected a list of one or more prompts")
     return prompts

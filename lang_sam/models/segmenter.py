@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from lang_sam.cache import EncodingCache
+from lang_sam.errors import InvalidArgumentError, InvalidPromptError
 from lang_sam.hub import ModelSpec, SamArch, load_checkpoint, resolve_checkpoint
 from lang_sam.models.checkpoints import check_architecture, count_blocks, load_into, state_dict_from
 from lang_sam.patches import empty_parameters, quiet_third_party, use_fast_attention
@@ -141,7 +142,7 @@ class SamSegmenter:
         self.predictor = SamPredictor(self.model)
         self.cache = EncodingCache(cache_size)
         if chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+            raise InvalidArgumentError(f"chunk_size must be >= 1, got {chunk_size}")
         self.chunk_size = chunk_size
         self.chunk_bytes = chunk_bytes
 
@@ -238,9 +239,9 @@ class SamSegmenter:
         H, W = p.original_size
         sizes = [len(t) for t in (boxes, points, mask_input) if t is not None]
         if not sizes:
-            raise ValueError("give at least one of boxes, points or mask_input")
+            raise InvalidPromptError("give at least one of boxes, points or mask_input")
         if len(set(sizes)) != 1:
-            raise ValueError(f"boxes, points and mask_input must have the same batch size, got {sizes}")
+            raise InvalidPromptError(f"boxes, points and mask_input must have the same batch size, got {sizes}")
         n = sizes[0]
         c = 3 if multimask_output else 1
         masks = torch.empty((n, c, H, W), dtype=torch.bool)
