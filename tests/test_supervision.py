@@ -27,8 +27,9 @@ from lang_sam.labeling.formats import CocoBuilder, coco_image_record, rle_to_mas
 if os.environ.get("CI"):
     import supervision as sv  # the README's test command installs it: never skipped in CI
 else:
-    sv = pytest.importorskip("supervision", minversion="0.28",
-                             reason='needs supervision>=0.28: pip install "supervision>=0.28"')
+    # 0.30: the first whose as_coco writes mask areas (the conversion itself works from 0.28)
+    sv = pytest.importorskip("supervision", minversion="0.30",
+                             reason='needs supervision>=0.30: pip install "supervision>=0.30"')
 
 ROOT = Path(__file__).resolve().parents[1]
 H, W = 30, 40
@@ -107,7 +108,7 @@ def test_compact_masks_keep_each_crop_where_it_is():
     is stored as supervision stores one (1x1, all False)."""
     pred = crafted("crops")
     cm = pred.to_supervision().mask
-    assert cm.image_shape == (H, W)
+    assert cm.shape == (len(pred.masks), H, W)
     for i, crop in enumerate(pred.masks):
         if crop.area == 0:
             assert not cm.crop(i).any() and cm.crop(i).shape == (1, 1)
