@@ -39,6 +39,8 @@ __all__ = [
     "InvalidTileError",
     "RayNotInstalledError",
     "RayJobError",
+    "SupervisionNotInstalledError",
+    "InvalidClassesError",
     "RunStoppedError",
     "ModelSwitchError",
     "ModelLoadError",
@@ -247,6 +249,27 @@ class InvalidTileError(LangSAMError, ValueError):
 class RayNotInstalledError(InvalidRunError, ImportError):
     """A Ray run (``lang-sam predict --ray``, :func:`lang_sam.labeling.distributed.label_dataset`) without Ray
     Data installed; the message gives the install command (``pip install 'lang-sam[ray]'``)."""
+
+
+class SupervisionNotInstalledError(LangSAMError, ImportError):
+    """``to_supervision()`` without a usable ``supervision`` (not installed, or older than the
+    first release with ``sv.CompactMask``, such as the 0.6.0 that groundingdino-py 0.4.0 pins).
+    Attributes: ``found`` (the installed version, or None), ``required`` (``"supervision>=0.28"``);
+    the message gives the install command."""
+
+    def __init__(self, message: str, *, found: str | None = None, required: str = ""):
+        super().__init__(message)
+        self.found, self.required = found, required
+
+
+class InvalidClassesError(LangSAMError, ValueError):
+    """A ``classes=`` list that cannot name the detections given to ``to_supervision()``: not a
+    list of distinct strings, or missing phrases the detections carry. Attributes: ``classes``
+    (as given), ``unknown`` (the detections' phrases it lacks, in order of first appearance)."""
+
+    def __init__(self, message: str, *, classes=None, unknown: list[str] | None = None):
+        super().__init__(message)
+        self.classes, self.unknown = classes, list(unknown or [])
 
 
 class RayJobError(LangSAMError, RuntimeError):

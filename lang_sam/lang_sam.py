@@ -83,6 +83,23 @@ class Prediction(_PredictionFields):
         self.mask_scores = mask_scores
         return self
 
+    def to_supervision(self, classes: Sequence[str] | None = None, *, compact: bool | None = None):
+        """These detections as a ``supervision.Detections`` (``pip install "supervision>=0.28"``).
+
+        ``xyxy`` float32 boxes, ``mask`` ``(N, H, W)`` bool (``compact=True``: an
+        ``sv.CompactMask``), ``confidence`` the ``logits``, ``class_id`` each phrase's index among
+        the distinct phrases in order of first appearance, or in ``classes`` (a list of class
+        names; a phrase not in it raises :class:`~lang_sam.errors.InvalidClassesError`),
+        ``data["class_name"]`` the phrases, ``data["mask_score"]`` the ``mask_scores`` when set.
+        See :func:`lang_sam.interop.to_supervision`.
+        """
+        from lang_sam.interop import to_supervision
+
+        return to_supervision(
+            self.masks, self.boxes, self.phrases, self.logits, image_size=tuple(self.masks.shape[-2:]),
+            mask_scores=self.mask_scores, classes=classes, compact=compact,
+        )
+
     def __repr__(self) -> str:
         """One line, whatever N: the count, image size, the first phrases and scores, shapes."""
         n = len(self.phrases)

@@ -291,6 +291,18 @@ class TiledPrediction:
         """``(N, H, W)`` bool masks (``N * H * W`` bytes: ask only when that fits)."""
         return torch.from_numpy(stack_dense(self.masks, self.image_size))
 
+    def to_supervision(self, classes: Sequence[str] | None = None, *, compact: bool | None = None):
+        """These detections as a ``supervision.Detections`` (``pip install "supervision>=0.28"``),
+        their masks as an ``sv.CompactMask`` made from the crops, never a full-size array
+        (``compact=False``: ``(N, H, W)`` bool). Other fields as
+        :meth:`lang_sam.Prediction.to_supervision`; see :func:`lang_sam.interop.to_supervision`."""
+        from lang_sam.interop import to_supervision
+
+        return to_supervision(
+            self.masks, self.boxes, self.phrases, self.logits, image_size=self.image_size,
+            mask_scores=self.mask_scores, classes=classes, compact=compact,
+        )
+
     def __repr__(self) -> str:
         H, W = self.image_size
         n = len(self)

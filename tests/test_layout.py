@@ -19,7 +19,8 @@ PKG = ROOT / "lang_sam"
 #: Lowest first. Names are relative to ``lang_sam``; ``hub.*`` is every module of lang_sam/hub/.
 LAYERS: list[set[str]] = [
     {"settings", "errors", "patches", "validation", "cache", "precision", "reprs"},
-    {"masks", "tiling"},  # results as crops, and the tile grid and merge: numpy only, no models
+    {"masks", "tiling", "interop"},  # results as crops, the tile grid and merge, results as
+    # other libraries' types (supervision, imported lazily): numpy only, no models
     {"hub.*"},
     {"models.*"},
     {"lang_sam", "utils", "testing"},  # "lang_sam" is lang_sam/lang_sam.py, the facade
@@ -31,7 +32,7 @@ LAYERS: list[set[str]] = [
 #: themselves. No other module may only re-export (test_no_module_only_reexports).
 COMPAT_ALIASES: set[str] = set()
 #: What ``import lang_sam`` must never import: optional extras and the heavy model libraries.
-NOT_AT_IMPORT = ("ray", "gradio", "fastapi", "uvicorn", "groundingdino", "segment_anything")
+NOT_AT_IMPORT = ("ray", "gradio", "fastapi", "uvicorn", "supervision", "groundingdino", "segment_anything")
 
 
 def module_names() -> dict[str, Path]:
