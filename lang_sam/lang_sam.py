@@ -26,7 +26,7 @@ from lang_sam.hub import (
     GDINO_MODELS,
     SAM_MODELS,
     get_spec,
-    resolve_checkpoint,
+    resolve_checkpoints,
 )
 from lang_sam.models.detector import GroundingDINODetector, ImageFeatures
 from lang_sam.models.segmenter import MaskPrediction, SamSegmenter
@@ -142,9 +142,8 @@ class LangSAM:
         self.fast_attention = bool(fast_attention)
         self._cache_size = EncodingCache(cache_size).maxsize  # validates
         self._pinned: EncodedImage | None = None
-        # Find both files first, so a missing SAM file is reported before GroundingDINO is loaded.
-        gdino_path = resolve_checkpoint(gdino_spec, gdino_ckpt_path)
-        sam_path = resolve_checkpoint(sam_spec, ckpt_path)
+        # Find (or fetch) both files before loading either: one MissingWeightsError lists all missing.
+        gdino_path, sam_path = resolve_checkpoints([(gdino_spec, gdino_ckpt_path), (sam_spec, ckpt_path)])
         self.build_groundingdino(ckpt_path=gdino_path)
         self.build_sam(sam_path)
 
