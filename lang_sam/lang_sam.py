@@ -112,7 +112,9 @@ class LangSAM:
             on a recent image skips both image encoders. 0 turns the cache off.
         fast_attention: SAM's image encoder attention through ``scaled_dot_product_attention``
             (faster; masks agree with the plain computation on >= 99.99 % of pixels). ``False``
-            reproduces the original's masks bit for bit.
+            reproduces the original's masks bit for bit when the boxes fit in one decoding chunk
+            (:class:`~lang_sam.models.segmenter.SamSegmenter`: 16 boxes); more boxes are decoded in
+            chunks, which may differ from one batch by float32 rounding.
 
     Encodings are recognised by image content, not object identity. Not thread-safe: SAM's
     predictor holds per-image state; use one ``LangSAM`` per thread.
