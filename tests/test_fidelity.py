@@ -97,6 +97,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("h,w,prompt,box_threshold,text_threshold", CASES)
 def test_predict_equals_original(exact_model, reference, h, w, prompt, box_threshold, text_threshold):
     image = Image.fromarray(make_image(h, w, seed=h))
@@ -113,6 +114,7 @@ def test_predict_equals_original(exact_model, reference, h, w, prompt, box_thres
     assert not any(SPECIAL.search(p) for p in phrases)
 
 
+@pytest.mark.slow
 def test_return_prompts_equals_remove_combined(model, reference, image):
     prompt = "a cat. a remote control. dog"
     model.return_prompts = True

@@ -30,6 +30,7 @@ def uncached(sam_ckpt, gdino_ckpt, tiny_specs):
     return load_tiny(sam_ckpt, gdino_ckpt, tiny_specs, fast_attention=False, cache_size=0)
 
 
+@pytest.mark.slow
 def test_second_prompt_reuses_both_encodings_and_matches_uncached(counted, uncached):
     img = make_image(200, 260, seed=11)
     counted.clear_cache()
@@ -61,6 +62,7 @@ def test_cache_is_bounded_and_clearable(counted):
     counted.cache_size = 2
 
 
+@pytest.mark.slow
 def test_predict_prompts_and_set_image(counted, uncached, sam_ckpt):
     img = Image.fromarray(make_image(180, 240, seed=4))
     counted.clear_cache()
@@ -82,6 +84,7 @@ def test_predict_prompts_and_set_image(counted, uncached, sam_ckpt):
         counted.predict_prompt("cat")
 
 
+@pytest.mark.slow
 def test_predict_batch(model):
     imgs = [make_image(100, 120, seed=s) for s in (1, 2)]
     out = model.predict_batch(imgs, "cat")
@@ -143,6 +146,7 @@ def test_chunk_size_bounds_the_logits_held_at_once(model):
     assert seg.boxes_per_chunk(20000, 20000) == 1
 
 
+@pytest.mark.slow
 def test_fast_attention_agrees_with_exact(model, exact_model):
     img = make_image(300, 400, seed=7)
     fast = model.predict(img, "a cat. a remote control")
@@ -152,6 +156,7 @@ def test_fast_attention_agrees_with_exact(model, exact_model):
     assert agreement >= 0.9999, agreement
 
 
+@pytest.mark.slow
 def test_bf16_is_scoped_and_returns_float32(sam_ckpt, gdino_ckpt, tiny_specs):
     m = load_tiny(sam_ckpt, gdino_ckpt, tiny_specs, precision="bf16")
     img = make_image(120, 160, seed=2)
