@@ -5,6 +5,9 @@
 The first run downloads the default checkpoints (SAM vit_h, 2.4 GiB; GroundingDINO Swin-B, 0.9 GiB)
 into the torch hub cache, with a progress bar; later runs load them from disk. Pass --sam-ckpt /
 --gdino-ckpt to use local files, or set LANG_SAM_OFFLINE=1 to forbid any download.
+
+Exit status: 0 done; 3 the checkpoints are missing and could not be fetched (the message lists every
+missing file and the ways to provide them; no traceback); 2 bad arguments.
 """
 
 from __future__ import annotations
@@ -19,9 +22,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lang_sam import SAM_MODELS, GDINO_MODELS, LangSAM
+from lang_sam import SAM_MODELS, GDINO_MODELS, LangSAM, MissingWeightsError
 from lang_sam.labeling import detection_labels
 from lang_sam.utils import draw_image, load_image
+
+
+#: Exit status when the weights are missing (as ``lang-sam predict`` exits when models are unavailable).
+EXIT_NO_WEIGHTS = 3
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -66,4 +73,8 @@ def main(argv=None) -> Path:
 
 
 if __name__ == "__main__":
-    sys.exit(0 if main() else 1)
+    try:
+        main()
+    except MissingWeightsError as exc:
+        print(f"{Path(sys.argv[0]).name}: {exc}", file=sys.stderr)
+        sys.exit(EXIT_NO_WEIGHTS)

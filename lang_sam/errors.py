@@ -7,6 +7,8 @@ exception a caller would naturally catch (``ValueError``, ``FileNotFoundError``,
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 __all__ = [
     "LangSAMError",
     "UnknownModelError",
@@ -17,6 +19,8 @@ __all__ = [
     "ChecksumMismatchError",
     "WeightsNotFoundError",
     "DownloadError",
+    "MissingWeightsError",
+    "MissingWeight",
     "InvalidImageError",
     "ImageTooLargeError",
     "ImageNotFoundError",
@@ -122,9 +126,47 @@ class ChecksumMismatchError(LangSAMError, ValueError):
 class WeightsNotFoundError(LangSAMError, FileNotFoundError):
     """A checkpoint that is not on disk and may not (offline mode) or could not be fetched."""
 
+    #: Why, in one line and without the advice (set by :mod:`lang_sam.hub`; None if unset).
+    reason: str | None = None
+
 
 class DownloadError(LangSAMError, ConnectionError):
     """Every source of a checkpoint failed to deliver it."""
+
+    #: Each source's failure, in one line and without the advice (set by :mod:`lang_sam.hub`).
+    reason: str | None = None
+
+
+class MissingWeight(NamedTuple):
+    """One checkpoint a :class:`MissingWeightsError` reports: ``family`` (``"sam"``/``"gdino"``),
+    type ``name``, canonical ``filename``, and ``reason`` it is missing (one line)."""
+
+    family: str
+    name: str
+    filename: str
+    reason: str
+
+
+class MissingWeightsError(WeightsNotFoundError, DownloadError):
+    """Checkpoints that a model needs and that are neither on disk nor could be fetched.
+
+    ``missing`` holds a :class:`MissingWeight` for every one of them (SAM's and GroundingDINO's
+    both, not only the first found missing); the message lists them and the ways to provide them.
+    It is a :class:`WeightsNotFoundError` (``FileNotFoundError``) and a :class:`DownloadError`
+    (``ConnectionError``), so code that catches either keeps working.
+    """
+
+    def __init__(self, message: str, missing=()):
+        super().__init__(message)
+        self.missing: tuple[MissingWeight, ...] = tuple(missing)
+
+    def __reduce__(self):  # picklable (Ray sends errors between processes)
+        return (type(self), (str(self), self.missing))
+
+    @property
+    def filenames(self) -> list[str]:
+        """The missing files' canonical names, in the order the model loads them."""
+        return [m.filename for m in self.missing]
 
 
 class InvalidImageError(LangSAMError, ValueError):

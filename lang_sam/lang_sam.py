@@ -26,7 +26,7 @@ from lang_sam.hub import (
     GDINO_MODELS,
     SAM_MODELS,
     get_spec,
-    resolve_checkpoint,
+    resolve_checkpoints,
 )
 from lang_sam.models.detector import GroundingDINODetector, ImageFeatures
 from lang_sam.models.segmenter import MaskPrediction, SamSegmenter
@@ -129,7 +129,9 @@ class LangSAM:
             on a recent image skips both image encoders. 0 turns the cache off.
         fast_attention: SAM's image encoder attention through ``scaled_dot_product_attention``
             (faster; masks agree with the plain computation on >= 99.99 % of pixels). ``False``
-            reproduces the original's masks bit for bit.
+            reproduces the original's masks bit for bit when the boxes fit in one decoding chunk
+            (:class:`~lang_sam.models.segmenter.SamSegmenter`: 16 boxes); more boxes are decoded in
+            chunks, which may differ from one batch by float32 rounding.
 
     Encodings are recognised by image content, not object identity. Not thread-safe: SAM's
     predictor holds per-image state; use one ``LangSAM`` per thread.
@@ -159,9 +161,8 @@ class LangSAM:
         self.fast_attention = bool(fast_attention)
         self._cache_size = EncodingCache(cache_size).maxsize  # validates
         self._pinned: EncodedImage | None = None
-        # Find both files first, so a missing SAM file is reported before GroundingDINO is loaded.
-        gdino_path = resolve_checkpoint(gdino_spec, gdino_ckpt_path)
-        sam_path = resolve_checkpoint(sam_spec, ckpt_path)
+        # Find (or fetch) both files before loading either: one MissingWeightsError lists all missing.
+        gdino_path, sam_path = resolve_checkpoints([(gdino_spec, gdino_ckpt_path), (sam_spec, ckpt_path)])
         self.build_groundingdino(ckpt_path=gdino_path)
         self.build_sam(sam_path)
 

@@ -79,6 +79,7 @@ def check_coco(out: Path, expected_files: set[str], class_names: list[str] | Non
 # End to end
 # ------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_predict_folder_every_format(tmp_path, model_args, capsys, bomb_png):
     imgs = tmp_path / "imgs"
     (imgs / "sub").mkdir(parents=True)
@@ -161,6 +162,7 @@ def test_predict_folder_every_format(tmp_path, model_args, capsys, bomb_png):
     assert rc == 2 and "other settings" in err and "classes" in err
 
 
+@pytest.mark.slow
 def test_resume_after_interrupt(tmp_path, model_args, tiny_specs, capsys):
     imgs = tmp_path / "imgs"
     imgs.mkdir()

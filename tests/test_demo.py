@@ -199,6 +199,7 @@ def displayed_point(page, selector: str, x: float, y: float) -> tuple[float, flo
         }""", [selector, float(x), float(y)])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not CHROMIUM and not os.environ.get("CI"), reason="needs Debian's chromium (CI installs it)")
 def test_demo_in_headless_chromium(sam_ckpt, gdino_ckpt, tiny_specs, tmp_path):
     """Load the page, upload an image, type a prompt, press Segment: the picture and the table

@@ -141,6 +141,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backbone,h,w,prompt,box_threshold,text_threshold", CASES)
 def test_predict_equals_original(request, backbone, h, w, prompt, box_threshold, text_threshold):
     exact_model, reference = models_for(request, backbone)
@@ -158,6 +159,7 @@ def test_predict_equals_original(request, backbone, h, w, prompt, box_threshold,
     assert not any(SPECIAL.search(p) for p in phrases)
 
 
+@pytest.mark.slow
 def test_return_prompts_equals_remove_combined(model, reference, image):
     prompt = "a cat. a remote control. dog"
     model.return_prompts = True

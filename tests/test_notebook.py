@@ -30,6 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "examples" / "quickstart.ipynb"
 IMAGE = ROOT / "assets" / "coffee.jpg"
 
+pytestmark = pytest.mark.slow  # full-size checkpoints and a Jupyter kernel
+
 
 def parameters_cell(nb) -> nbformat.NotebookNode:
     cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]

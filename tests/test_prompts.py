@@ -139,6 +139,7 @@ def test_mask_input_round_trip(exact_model, reference, img):
                                             multimask_output=False))
 
 
+@pytest.mark.slow
 def test_nothing_is_encoded_twice(sam_ckpt, gdino_ckpt, tiny_specs):
     m = load_tiny(sam_ckpt, gdino_ckpt, tiny_specs, fast_attention=False)
     runs = {"gdino": 0, "sam": 0}
@@ -178,6 +179,7 @@ def test_nothing_is_encoded_twice(sam_ckpt, gdino_ckpt, tiny_specs):
     assert runs == {"gdino": 3, "sam": 3}
 
 
+@pytest.mark.slow
 def test_predict_is_unchanged_and_carries_sams_scores(exact_model, reference, img):
     result = exact_model.predict(img, "cat. remote control")
     assert isinstance(result, Prediction) and isinstance(result, tuple) and len(result) == 4

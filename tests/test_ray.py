@@ -32,6 +32,8 @@ SETTINGS = ["--prompt", "car. wheel", "--nms", "0.9", "--format", ALL_FORMATS]
 GOOD = ["a.png", "b.jpg", "sub/a.PNG"]
 RAY = ["--ray", "--workers", "2", "--cpus-per-worker", "1"]
 
+pytestmark = pytest.mark.slow  # a Ray instance and whole labelling runs: minutes per test
+
 
 def files(root: Path) -> dict[str, bytes]:
     """Every file under ``root`` by relative path, with its bytes."""

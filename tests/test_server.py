@@ -576,7 +576,7 @@ def test_mounted_demo_asks_for_the_key(sam_ckpt, gdino_ckpt, tiny_specs):
     ("serve", ["--max-detections", "0"], 2, "max_detections must be an int >= 1, got 0"),
     ("app", ["--max-detections", "-5"], 2, "max_detections must be an int >= 1, got -5"),
     ("serve", ["--sam-type", "vit_b", "--gdino-type", "swint"], 3,
-     "GroundingDINO 'swint' is not available on this server"),  # the first file looked for
+     "GroundingDINO 'swint' / SAM 'vit_b' are not available on this server"),  # both missing files
 ])
 def test_bad_start_up_settings_exit_with_one_line(command, args, status, message, tmp_path, monkeypatch, capsys):
     """The leftover of issue 8: ``lang-sam serve/app`` with an unavailable device, a bad limit or

@@ -21,11 +21,12 @@ from lang_sam.errors import (
     CheckpointMismatchError,
     ChecksumMismatchError,
     DownloadError,
+    MissingWeightsError,
     UnknownModelError,
     UnsafeCheckpointError,
     WeightsNotFoundError,
 )
-from lang_sam.testing import TINY_SAM, tiny_sam_spec, write_sam_checkpoint
+from lang_sam.testing import TINY_SAM, tiny_gdino_spec, tiny_sam_spec, write_sam_checkpoint
 from lang_sam.hub import (
     GDINO_MODELS,
     SAM_MODELS,
@@ -549,3 +550,125 @@ def test_switching_source_never_splices_bytes(server, tmp_path, online):
                   progress=False, retries=3)
     assert dest.read_bytes() == PAYLOAD
     assert server.requests[-1] == ("/w/model.pth", None)
+
+
+# ------------------------------------------------------------------------------------------
+# Missing weights: one message for every missing file, and the ways out (issue 19, item 3)
+# ------------------------------------------------------------------------------------------
+
+def _refused_url(path: str) -> str:
+    """A URL on a local port where nothing listens (the connection is refused)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}{path}"
+
+
+@pytest.mark.parametrize("how", ["offline", "http-404", "refused"])
+def test_langsam_lists_every_missing_file_and_the_ways_to_provide_them(server, monkeypatch, how):
+    """Issue 19: the error named only GroundingDINO's file (SAM's would fail next), never said how
+    to get the files, and left a .lock in the torch hub cache."""
+    if how == "offline":
+        monkeypatch.setenv("LANG_SAM_OFFLINE", "1")
+    else:
+        monkeypatch.delenv("LANG_SAM_OFFLINE", raising=False)
+    url = _refused_url if how == "refused" else lambda path: server.url + path
+    sam = register_model(tiny_sam_spec("gone_sam", urls=(url("/sam/gone_sam.pth"),)))
+    gdino = register_model(tiny_gdino_spec("gone_gdino", urls=(url("/gd/gone_gdino.pth"),)))
+    try:
+        with pytest.raises(MissingWeightsError) as err:
+            LangSAM("gone_sam", gdino_type="gone_gdino", device="cpu")
+    finally:
+        unregister_model("sam", sam.name)
+        unregister_model("gdino", gdino.name)
+    e = err.value
+    assert isinstance(e, WeightsNotFoundError) and isinstance(e, DownloadError)  # old excepts still catch it
+    assert e.filenames == ["gone_gdino.pth", "gone_sam.pth"]
+    assert [(m.family, m.name) for m in e.missing] == [("gdino", "gone_gdino"), ("sam", "gone_sam")]
+    why = {"offline": "offline mode is on", "http-404": "HTTP 404", "refused": "refused"}[how]
+    assert all(why in m.reason for m in e.missing), e.missing
+    msg = str(e)
+    assert "gone_gdino.pth" in msg and "gone_sam.pth" in msg
+    assert "lang-sam download --gdino-type gone_gdino --sam-type gone_sam --to DIR" in msg
+    assert "LANG_SAM_WEIGHTS_DIR=DIR" in msg and "LANG_SAM_OFFLINE=1" in msg
+    assert "ckpt_path=" in msg and "gdino_ckpt_path=" in msg
+    hub = Path(os.environ["TORCH_HOME"])
+    assert [p.name for p in hub.rglob("*") if p.is_file()] == [], "no .lock or .incomplete is left"
+    tried = sorted(p for p, _ in server.requests)
+    assert tried == ([] if how != "http-404" else ["/gd/gone_gdino.pth", "/sam/gone_sam.pth"])
+
+
+def test_a_found_file_is_not_listed_as_missing(monkeypatch, sam_ckpt, tiny_specs):
+    """With SAM's file on disk, only GroundingDINO's is reported (and only its type is downloaded)."""
+    gdino = register_model(tiny_gdino_spec("gone_gdino2"))
+    try:
+        with pytest.raises(MissingWeightsError) as err:
+            LangSAM(tiny_specs[0].name, sam_ckpt, gdino_type="gone_gdino2", device="cpu")
+    finally:
+        unregister_model("gdino", gdino.name)
+    assert err.value.filenames == ["gone_gdino2.pth"]
+    assert "lang-sam download --gdino-type gone_gdino2 --to DIR" in str(err.value)
+    assert tiny_specs[0].filename not in str(err.value)
+
+
+@pytest.mark.parametrize("status", [200, 404])
+def test_downloads_leave_no_lock_file(server, tmp_path, online, status):
+    dest = tmp_path / "model.pth"
+    if status == 200:
+        download_file([f"{server.url}/w/model.pth"], dest, sha256=SHA, progress=False)
+    else:
+        with pytest.raises(DownloadError):
+            download_file([f"{server.url}/nothing.pth"], dest, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["model.pth"] if status == 200 else [])
+
+
+def test_segment_example_without_weights_prints_the_message_and_exits_3(tmp_path):
+    """The README's main command with no weights (offline): the message, no traceback, exit 3."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run(
+        [sys.executable, str(root / "examples" / "segment.py"), str(root / "assets" / "cat.jpg"), "cat",
+         "--output", str(tmp_path / "o.png")],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "LANG_SAM_OFFLINE": "1"},
+    )
+    assert proc.returncode == 3, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for name in ("groundingdino_swinb_cogcoor.pth", "sam_vit_h_4b8939.pth", "lang-sam download",
+                 "LANG_SAM_WEIGHTS_DIR", "LANG_SAM_OFFLINE"):
+        assert name in proc.stderr
+    assert not (tmp_path / "o.png").exists()
+    assert [p for p in Path(os.environ["TORCH_HOME"]).rglob("*") if p.is_file()] == []
+
+
+def test_the_download_lock_excludes_and_leaves_no_file(tmp_path):
+    """The lock is deleted on release; holders never overlap, also while the file comes and goes."""
+    import threading
+    import time
+
+    from lang_sam.hub.download import _file_lock
+
+    lock = tmp_path / "m.pth.lock"
+    holders, most, errors = [], [0], []
+
+    def work():
+        try:
+            for _ in range(25):
+                with _file_lock(lock):
+                    holders.append(1)
+                    most[0] = max(most[0], len(holders))
+                    time.sleep(0.001)
+                    holders.pop()
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors and most[0] == 1
+    assert list(tmp_path.iterdir()) == []

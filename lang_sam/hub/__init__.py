@@ -28,7 +28,7 @@ from lang_sam.hub.registry import (
     registered_specs,
     unregister_model,
 )
-from lang_sam.hub.resolve import candidate_paths, download_dir, resolve_checkpoint
+from lang_sam.hub.resolve import candidate_paths, download_dir, resolve_checkpoint, resolve_checkpoints
 from lang_sam.settings import (
     ENV_OFFLINE,
     ENV_TRUST,
@@ -41,6 +41,6 @@ __all__ = [
     "SamArch", "GDinoArch", "ModelSpec", "FAMILIES", "SAM_MODELS", "GDINO_MODELS", "DEFAULT_SAM",
     "DEFAULT_GDINO", "get_spec", "model_names", "register_model", "unregister_model",
     "registered_specs", "official_hashes", "is_offline", "weights_dir", "download_dir",
-    "candidate_paths", "resolve_checkpoint", "download_file", "copy_atomic", "sha256sum",
+    "candidate_paths", "resolve_checkpoint", "resolve_checkpoints", "download_file", "copy_atomic", "sha256sum",
     "load_checkpoint", "ENV_WEIGHTS_DIR", "ENV_OFFLINE", "ENV_TRUST",
 ]

@@ -1,16 +1,22 @@
 """Downloading a checkpoint: to ``<file>.incomplete`` under ``<file>.lock``, resumed after a cut-off,
-verified (sha256 where known), then renamed (the huggingface_hub way). Nothing here runs at import."""
+verified (sha256 where known), then renamed (the huggingface_hub way). Nothing here runs at import.
+
+The lock file exists only while a download holds it: it is deleted on release, whether the download
+succeeded or failed (see :func:`_file_lock`), so no ``.lock`` is left beside the checkpoints.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import logging
 import os
+import re
 import shutil
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 from lang_sam.errors import ChecksumMismatchError, DownloadError, WeightsNotFoundError
@@ -30,6 +36,49 @@ def sha256sum(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: f.read(_CHUNK), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+@contextmanager
+def _file_lock(path: Path):
+    """Hold an exclusive inter-process lock named by ``path``; delete ``path`` on release.
+
+    POSIX: ``flock`` on ``path``, which is unlinked while still locked on release. A waiter that
+    then gets the lock on the unlinked file sees that ``path`` no longer names the file it locked
+    and starts again on the current one, so two processes never both hold it. A process killed
+    while holding it leaves a file that holds no lock (``flock`` dies with the process); the next
+    download takes it and removes it. Elsewhere, :class:`filelock.FileLock` (it removes its file on
+    release on Windows).
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        from filelock import FileLock
+
+        with FileLock(str(path)):
+            yield
+        return
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            held = os.fstat(fd)
+            try:
+                now = os.stat(path)
+            except FileNotFoundError:
+                now = None
+        except BaseException:
+            os.close(fd)
+            raise
+        if now is not None and (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
+            break
+        os.close(fd)  # the previous holder removed this file: lock the current one
+    try:
+        yield
+    finally:
+        try:
+            path.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
 
 
 def _fetch(url: str, tmp: Path, *, progress: bool, timeout: float) -> None:
@@ -105,17 +154,17 @@ def download_file(
     ``sha256`` is deleted and the next source tried. Raises :class:`ChecksumMismatchError` if a
     source delivered a wrong file and none a right one, else :class:`DownloadError`.
     """
-    from filelock import FileLock
-
     if is_offline():
-        raise WeightsNotFoundError(f"offline mode is on: not downloading {Path(dest).name}")
+        err = WeightsNotFoundError(f"offline mode is on: not downloading {Path(dest).name}")
+        err.reason = "offline mode is on: not downloaded"
+        raise err
     urls = [urls] if isinstance(urls, str) else list(urls)
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + ".incomplete")
     failures: list[str] = []
     mismatch: str | None = None
-    with FileLock(str(dest.with_name(dest.name + ".lock"))):
+    with _file_lock(dest.with_name(dest.name + ".lock")):
         if dest.is_file():  # another process finished it while we waited
             return dest
         for i, url in enumerate(urls):
@@ -146,10 +195,21 @@ def download_file(
         f" Hugging Face downloads can go through a mirror: set HF_ENDPOINT (now {hf_endpoint()})."
         if hub else ""
     )
-    raise DownloadError(
+    err = DownloadError(
         f"could not download {dest.name}: {detail}. Check the network or proxy, or download it by "
         f"hand from {' or '.join(urls)} into {dest.parent} (or ${ENV_WEIGHTS_DIR}).{mirror}"
     )
+    err.reason = f"could not download it: {_summary(failures)}.{mirror}"
+    raise err
+
+
+def _summary(failures: list[str]) -> str:
+    """``failures`` with the retries of one source folded: ``url: error (3 tries)``."""
+    folded: dict[str, int] = {}
+    for text in failures:
+        key = re.sub(r" \(try \d+/\d+\)", "", text)
+        folded[key] = folded.get(key, 0) + 1
+    return "; ".join(k + (f" ({n} tries)" if n > 1 else "") for k, n in folded.items())
 
 
 def _on_hugging_face(url: str) -> bool:

@@ -10,6 +10,10 @@
    (``LANG_SAM_OFFLINE=1`` or ``HF_HUB_OFFLINE=1``). Downloads go to ``$LANG_SAM_WEIGHTS_DIR`` if
    set, else the torch hub checkpoints folder.
 
+A model that needs several files (``LangSAM``: GroundingDINO and SAM) resolves them with
+:func:`resolve_checkpoints`, which tries every one before failing and then raises one
+:class:`~lang_sam.errors.MissingWeightsError` listing every missing file and the ways to provide it.
+
 Nothing here touches the network at import time.
 """
 
@@ -18,10 +22,11 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Iterable
 
-from lang_sam.errors import WeightsNotFoundError
+from lang_sam.errors import DownloadError, MissingWeight, MissingWeightsError, WeightsNotFoundError
 from lang_sam.hub.download import download_file
-from lang_sam.hub.registry import ModelSpec
+from lang_sam.hub.registry import FAMILIES, ModelSpec
 from lang_sam.settings import (
     ENV_OFFLINE,
     ENV_WEIGHTS_DIR,
@@ -33,7 +38,7 @@ from lang_sam.settings import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["download_dir", "candidate_paths", "resolve_checkpoint"]
+__all__ = ["download_dir", "candidate_paths", "resolve_checkpoint", "resolve_checkpoints"]
 
 
 def download_dir() -> Path:
@@ -85,10 +90,12 @@ def resolve_checkpoint(
         if p.is_dir():
             p = p / spec.filename
         if not p.is_file():
-            raise WeightsNotFoundError(
+            err = WeightsNotFoundError(
                 f"checkpoint file not found: {str(p)!r} (expected the {spec.family} "
                 f"{spec.name!r} checkpoint, canonically named {spec.filename!r})"
             )
+            err.reason = f"no file at {str(p)!r}, the path given"
+            raise err
         return p
     target = Path(download_to).expanduser() if download_to is not None else download_dir()
     looked = candidate_paths(spec)
@@ -100,15 +107,76 @@ def resolve_checkpoint(
             return p
     where = ", ".join(str(p.parent) for p in looked)
     if is_offline():
-        raise WeightsNotFoundError(
+        err = WeightsNotFoundError(
             f"{spec.filename} ({spec.family} {spec.name!r}) is not on disk and offline mode is on "
             f"({ENV_OFFLINE} / HF_HUB_OFFLINE). Looked in: {where}. Copy the file into "
             f"${ENV_WEIGHTS_DIR} or {torch_hub_checkpoints()}, or pass its path explicitly."
         )
+        err.reason = "not on disk; offline mode is on, so it was not downloaded"
+        raise err
     sources = spec.sources()
     if not sources:
-        raise WeightsNotFoundError(
+        err = WeightsNotFoundError(
             f"{spec.filename} ({spec.family} {spec.name!r}) is not on disk (looked in: {where}) and "
             "the registry names no source to download it from; pass its path explicitly."
         )
+        err.reason = "not on disk, and the registry names no source to download it from"
+        raise err
     return download_file(sources, target / spec.filename, sha256=spec.sha256, progress=progress)
+
+
+_LABELS = {"sam": "SAM", "gdino": "GroundingDINO"}
+
+
+def resolve_checkpoints(
+    wanted: Iterable[tuple[ModelSpec, str | os.PathLike | None]], *, progress: bool = True
+) -> list[Path]:
+    """:func:`resolve_checkpoint` for each ``(spec, path)``, in order; the paths, in that order.
+
+    Every file is tried (found, or downloaded) before anything fails, so that one
+    :class:`~lang_sam.errors.MissingWeightsError` lists *every* file still missing (not only the
+    first), why, and the ways to provide them. A downloaded file with a wrong sha256
+    (:class:`~lang_sam.errors.ChecksumMismatchError`) is raised at once, as it is.
+    """
+    wanted = list(wanted)
+    paths: list[Path] = []
+    missing: list[tuple[ModelSpec, MissingWeight]] = []
+    for spec, path in wanted:
+        try:
+            paths.append(resolve_checkpoint(spec, path, progress=progress))
+        except (WeightsNotFoundError, DownloadError) as exc:
+            reason = getattr(exc, "reason", None) or str(exc)
+            missing.append((spec, MissingWeight(spec.family, spec.name, spec.filename, reason)))
+    if missing:
+        raise MissingWeightsError(_missing_message([s for s, _ in missing], [m for _, m in missing]),
+                                  [m for _, m in missing])
+    return paths
+
+
+def _missing_message(specs: list[ModelSpec], missing: list[MissingWeight]) -> str:
+    """The whole story of missing checkpoints: which, why, where looked, and every way out."""
+    n = len(missing)
+    them = "them" if n > 1 else "it"
+    lines = [f"{n} checkpoint file{'s are' if n > 1 else ' is'} missing "
+             f"({', '.join(m.filename for m in missing)}):"]
+    for spec, m in zip(specs, missing):
+        lines.append(f"  - {m.filename} ({_LABELS.get(m.family, m.family)} {m.name!r}): {m.reason}")
+        if spec.sources() and not all(url in m.reason for url in spec.sources()):
+            lines.append(f"      sources: {' or '.join(spec.sources())}")
+    looked = list(dict.fromkeys(str(p.parent) for spec in specs for p in candidate_paths(spec)))
+    lines.append(f"Looked in: {', '.join(looked)}.")
+    types = " ".join(f"--{FAMILIES[s.family].replace('_', '-')} {s.name}" for s in specs
+                     if s.family in FAMILIES)
+    lines += [
+        f"To provide {them}, any one of:",
+        f"  - download and verify {them} (here, or on a machine with internet access, then copy the "
+        f"folder over): lang-sam download {types} --to DIR",
+        f"  - put the files in a folder and set {ENV_WEIGHTS_DIR}=DIR (add {ENV_OFFLINE}=1 to never "
+        "touch the network);",
+        "  - pass each file's path: LangSAM(ckpt_path=..., gdino_ckpt_path=...) "
+        "(examples/segment.py: --sam-ckpt, --gdino-ckpt).",
+    ]
+    if is_offline():
+        lines.append(f"Offline mode is on ({ENV_OFFLINE} / HF_HUB_OFFLINE): nothing was downloaded; "
+                     f"unset it to let lang-sam download {them} into {download_dir()}.")
+    return "\n".join(lines)

@@ -147,4 +147,3 @@ def load_into(
     left_meta = [n for n, p in model.named_parameters() if p.device.type == "meta"]
     if leftover or left_meta:  # pragma: no cover - guarded by the check above
         raise CheckpointError(f"{path}: parameters left unloaded: {(leftover + left_meta)[:5]}")
-    model.requires_grad_(False)

@@ -116,6 +116,14 @@ class SamSegmenter:
     (at least one box per chunk), so the transient buffer stays under about
     ``max(chunk_bytes, 4 * H * W) * 1.25`` bytes whatever N is. A 4000x3000 photo with 100 boxes:
     1.2 GB of masks plus about 0.3 GB transient (the original: 4.8 GB of float32 logits at once).
+
+    Chunks change float32 rounding, nothing else. How many prompts the mask decoder takes at once
+    can change the order in which its matrix products add (batch-size-dependent BLAS kernels, e.g.
+    AVX2; a batch of one prompt also gets another memory layout in ``output_upscaling``, where
+    GELU rounds differently), so logits move by about 1e-7 and a pixel whose logit is that close to
+    0 (SAM's ``mask_threshold``) may flip. Prompts that fit in one chunk are decoded exactly as one
+    ``SamPredictor.predict_torch`` call (bit for bit); more are not one call, as the original's
+    were. ``tests/test_performance.py`` bounds the difference (1e-5 on logits and scores).
     """
 
     @quiet_third_party()

@@ -31,6 +31,7 @@ from lang_sam.errors import (
     InvalidArgumentError,
     InvalidImageError,
     LangSAMError,
+    MissingWeightsError,
     ModelLoadError,
     ModelSwitchError,
     PortUnavailableError,
@@ -389,12 +390,16 @@ class ModelService:
         except UnknownModelError:
             raise
         except Exception as exc:
-            named = [(f, n) for f, n in models if f"{f} {n!r}" in str(exc)] or models
+            if isinstance(exc, MissingWeightsError):  # it lists every missing file
+                named = [(m.family, m.name) for m in exc.missing]
+            else:
+                named = [(f, n) for f, n in models if f"{f} {n!r}" in str(exc)] or models
             what = " / ".join(f"{'SAM' if f == 'sam' else 'GroundingDINO'} {n!r}" for f, n in named)
             if isinstance(exc, (WeightsNotFoundError, DownloadError, ChecksumMismatchError)):
                 logger.error("cannot load %s: %s", what, exc)
-                raise ModelLoadError(f"{what} is not available on this server (its weights could "
-                                     "not be found or fetched)", missing=True) from exc
+                verb = "are" if len(named) > 1 else "is"
+                raise ModelLoadError(f"{what} {verb} not available on this server (the weights "
+                                     "could not be found or fetched)", missing=True) from exc
             # a broken file, a wrong architecture, out of memory...
             logger.exception("cannot load %s", what)
             raise ModelLoadError(f"{what} could not be loaded on this server", missing=False) from exc
