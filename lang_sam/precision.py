@@ -80,8 +80,8 @@ def check_precision(precision, device: torch.device) -> str:
         _warned.add("cpu")
         warnings.warn(
             "precision='bf16' on a CPU without native bfloat16 (no AVX-512-BF16 or AMX): oneDNN "
-            "emulates it, and a predict is several times slower than float32 (4.5x measured with "
-            "vit_b + Swin-T on an AVX2-only CPU; benchmarks/README.md). Use precision='fp32', or "
+            "emulates it, and a predict is several times slower than float32 (4.5x to 6.8x measured "
+            "with vit_b + Swin-T on AVX2 kernels; benchmarks/README.md). Use precision='fp32', or "
             "'auto' to get bf16 only where it is native.",
             SlowPrecisionWarning, stacklevel=2)
     return name
