@@ -672,3 +672,22 @@ def test_the_download_lock_excludes_and_leaves_no_file(tmp_path):
         t.join(60)
     assert not errors and most[0] == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_broken_hugging_face_cache_is_said_not_skipped_silently(monkeypatch, caplog, tmp_path):
+    """Issue 14 item 8: a cache that could not be read turned silently into a re-download."""
+    import logging
+
+    import huggingface_hub
+
+    from lang_sam.hub.resolve import _hf_cached
+
+    def broken(**kwargs):
+        raise OSError("refs/main is not a file")
+
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", broken)
+    with caplog.at_level(logging.WARNING, logger="lang_sam"):
+        assert _hf_cached("ShilongLiu/GroundingDINO", "groundingdino_swint_ogc.pth") is None
+    [record] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    text = record.getMessage()
+    assert "Hugging Face cache" in text and "groundingdino_swint_ogc.pth" in text and "refs/main" in text

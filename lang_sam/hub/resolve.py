@@ -53,8 +53,10 @@ def _hf_cached(repo: str, filename: str) -> Path | None:
         return None
     try:
         found = try_to_load_from_cache(repo_id=repo, filename=filename, cache_dir=hf_cache_dir())
-    except Exception as exc:  # a malformed cache must not stop a local load
-        logger.debug("Hugging Face cache lookup failed: %s", exc)
+    except Exception as exc:  # a malformed cache must not stop a local load, nor pass unseen
+        logger.warning("cannot read the Hugging Face cache at %s for %s/%s (%s: %s); the file is looked "
+                       "for elsewhere (downloaded again only where downloads are allowed)",
+                       hf_cache_dir(), repo, filename, type(exc).__name__, exc)
         return None
     return Path(found) if isinstance(found, str) else None
 
