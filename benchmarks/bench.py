@@ -139,6 +139,18 @@ def run_side(side: str, sam_type: str, gdino_type: str, weights: Path, image_pat
     out.write_text(json.dumps(res))
 
 
+def write_weights(weights: Path, sam: str, gdino: str, boxes: int, image: str) -> None:
+    """Full-size random ``sam`` + ``gdino`` checkpoints under their canonical names in ``weights``,
+    GroundingDINO's with ``few_boxes`` so that ``boxes`` queries pass 0.3 on ``image``."""
+    from lang_sam.hub import get_spec
+    from lang_sam.testing import write_gdino_checkpoint, write_sam_checkpoint
+
+    print(f"writing random {sam} + {gdino} checkpoints to {weights} ...", flush=True)
+    write_sam_checkpoint(weights / get_spec("sam", sam).filename, sam)
+    write_gdino_checkpoint(weights / get_spec("gdino", gdino).filename, gdino,
+                           few_boxes=True, target_boxes=boxes, calibration_image=image)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description="lang-sam vs the original algorithm")
     p.add_argument("--sam", default="vit_b")
@@ -168,13 +180,7 @@ def main(argv=None) -> None:
     print(f"outputs in {tmp} (python benchmarks/bench.py --report {tmp} re-prints this run)")
     weights = Path(args.weights) if args.weights else tmp / "weights"
     if not args.weights:
-        from lang_sam.testing import write_gdino_checkpoint, write_sam_checkpoint
-        from lang_sam.hub import get_spec
-
-        print(f"writing random {args.sam} + {args.gdino} checkpoints to {weights} ...", flush=True)
-        write_sam_checkpoint(weights / get_spec("sam", args.sam).filename, args.sam)
-        write_gdino_checkpoint(weights / get_spec("gdino", args.gdino).filename, args.gdino,
-                               few_boxes=True, target_boxes=args.boxes, calibration_image=args.image)
+        write_weights(weights, args.sam, args.gdino, args.boxes, args.image)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, image {args.image}, "
           f"SAM {args.sam} + GroundingDINO {args.gdino}", flush=True)
     results = {}

@@ -61,13 +61,9 @@ def main(argv=None) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="lang-sam-precision-"))
     weights = Path(args.weights) if args.weights else tmp / "weights"
     if not args.weights:
-        from lang_sam.hub import get_spec
-        from lang_sam.testing import write_gdino_checkpoint, write_sam_checkpoint
+        from bench import write_weights  # benchmarks/bench.py, beside this script
 
-        print(f"writing random {args.sam} + {args.gdino} checkpoints to {weights} ...", flush=True)
-        write_sam_checkpoint(weights / get_spec("sam", args.sam).filename, args.sam)
-        write_gdino_checkpoint(weights / get_spec("gdino", args.gdino).filename, args.gdino,
-                               few_boxes=True, target_boxes=args.boxes, calibration_image=args.image)
+        write_weights(weights, args.sam, args.gdino, args.boxes, args.image)
     results: dict[tuple[str, str], dict] = {}
     for isa, env in ISAS.items():
         for precision in ("fp32", "bf16"):
@@ -79,7 +75,7 @@ def main(argv=None) -> None:
             print(f"  {isa:6} {precision}: first predict {r['first']:.1f} s, second prompt "
                   f"{r['second']:.1f} s, {r['boxes']} boxes (ATen {r['capability']}, native bf16 "
                   f"{r['native_bf16']})", flush=True)
-    print(f"\n| ISA | fp32 first predict, s | bf16 first predict, s | bf16 / fp32 |")
+    print("\n| ISA | fp32 first predict, s | bf16 first predict, s | bf16 / fp32 |")
     print("| --- | --- | --- | --- |")
     for isa in ISAS:
         f, b = results[isa, "fp32"]["first"], results[isa, "bf16"]["first"]
