@@ -843,13 +843,12 @@ class LabelRun:
         earlier run's files, and records this run's settings (``.lang-sam/run.json``)."""
         items = list(items)
         self._check_collisions(items)  # before anything is deleted or written
-        if self.overwrite and self.ours:
-            self._sweep(self.layout.root / rel for rel in self.ours)
-            removed = self._remove_earlier()
-            logger.info("overwrite: removed %d file(s) of the earlier run from %s", removed, self.layout.root)
         # Temporary files of the files earlier runs wrote or this one will (a killed run's): only those.
         self._sweep([self.layout.root / rel for rel in self.ours] + self._run_wide()
                     + [p for item in items for p in self._planned(item)])
+        if self.overwrite and self.ours:
+            removed = self._remove_earlier()
+            logger.info("overwrite: removed %d file(s) of the earlier run from %s", removed, self.layout.root)
         self._save_state()
         self.items = items
         self.summary.images = len(self.items)
