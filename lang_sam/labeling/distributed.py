@@ -22,7 +22,7 @@ assumes actors are always restarted). Only the driver writes, so a dead actor le
 half-written file, and a result that arrives twice is written once. A batch whose worker died on
 it ``1 + TASK_RETRIES`` times is dropped by Ray Data (``max_errored_blocks``) and its images are
 listed as failed, so one image that always kills its worker fails alone instead of retrying
-forever; past ``max_dead_batches`` dropped batches the run stops (:class:`RayJobError`). The
+forever (each actor holds one batch at a time, so no other batch dies with it); past ``max_dead_batches`` dropped batches the run stops (:class:`RayJobError`). The
 models are loaded by an actor's first batch, not its constructor, so that a worker that dies while
 loading them falls under these task retries (a constructor would be restarted forever). The
 driver killed mid-run leaves a folder that ``resume=True`` completes.
@@ -481,8 +481,10 @@ def _results(ray, todo: Sequence[ImageItem], job: LabelJob, plan: _Plan, batch_s
     ):
         if hasattr(ctx, name):
             setattr(ctx, name, value)
-    # No more actors than batches (each loads the models); one batch running and one queued each.
-    strategy = ray.data.ActorPoolStrategy(size=min(plan.workers, blocks), max_tasks_in_flight_per_actor=2)
+    # No more actors than batches (each loads the models), and one batch at a time on each: a
+    # batch queued behind one that kills its actor would die with it and be counted against its
+    # own retries, so an image sharing a worker with a poison image could fail (seen in CI).
+    strategy = ray.data.ActorPoolStrategy(size=min(plan.workers, blocks), max_tasks_in_flight_per_actor=1)
     env = environment()
     with warnings.catch_warnings():
         # Ray 2.60 deprecates passing max_restarts / max_task_retries as remote args, and offers
