@@ -56,7 +56,9 @@ from lang_sam.labeling import formats as fmt
 from lang_sam.labeling.atomic import atomic_write_bytes, atomic_write_text, sweep_temp_files, write_json
 from lang_sam.labeling.classes import ClassMap, class_nms
 from lang_sam.labeling.lock import OutputLock
-from lang_sam.tiling import TileSpec, merge_detections
+from lang_sam.masks import CropMask
+from lang_sam.results import Detections
+from lang_sam.tiling import TileSpec
 from lang_sam.validation import check_prompt, check_threshold
 
 logger = logging.getLogger(__name__)
@@ -438,9 +440,9 @@ class LabelSettings:
 class ImageLabels:
     """One image's labels from :func:`label_image`: computed, not yet written, picklable.
 
-    ``boxes`` ``(N, 4)`` float32 xyxy in image pixels; ``masks`` ``(N, H, W)`` bool, or with tiling
-    a list of ``N`` :class:`~lang_sam.masks.CropMask` (each mask's crop and offset; every writer
-    takes either); ``scores`` ``(N,)`` float32 (GroundingDINO's), ``names`` the ``N`` class names,
+    ``boxes`` ``(N, 4)`` float32 xyxy in image pixels; ``masks`` ``N``
+    :class:`~lang_sam.masks.CropMask` (each mask's crop and offset, tiled or not: the one form
+    the writers read); ``scores`` ``(N,)`` float32 (the detector's), ``names`` the ``N`` class names,
     ``dropped`` how many detections matched no class, ``overlay_png`` the overlay's PNG bytes when
     it was asked for.
     """
@@ -451,7 +453,7 @@ class ImageLabels:
     boxes: np.ndarray
     scores: np.ndarray
     names: list[str]
-    masks: Any
+    masks: list[CropMask]
     dropped: int = 0
     overlay_png: bytes | None = None
 
@@ -464,14 +466,12 @@ def label_image(
     classmap: ClassMap | None = None,
     on_progress: Callable[[str, int, int], None] | None = None,
 ) -> ImageLabels:
-    """Label one image: detect, map phrases to classes (dropping those of no class), per-class
-    NMS if asked, then SAM masks for the kept boxes, on one encoding of the image.
-
-    With ``settings.tile``, detection runs on each tile at full resolution
-    (:meth:`LangSAM.predict_dino_tiled`), duplicates of one class found by two tiles are merged
-    (:func:`lang_sam.tiling.merge_detections`), each kept box is segmented on a tile-sized window
-    (:meth:`LangSAM.predict_sam_tiled`) and masks are kept as crops; the overlay of an image over
-    :data:`TILED_OVERLAY_MAX_PIXELS` is drawn on a downscaled copy.
+    """Label one image: :func:`lang_sam.pipeline.run` with labelling's select steps: map phrases
+    to classes (dropping those of no class), with ``settings.tile`` merge what two tiles found
+    twice (:func:`lang_sam.pipeline.merge_tiles`, by class), per-class NMS if asked; then masks
+    for the kept boxes, always as crops (:class:`~lang_sam.masks.CropMask`, the one form every
+    writer reads). With tiling the overlay of an image over :data:`TILED_OVERLAY_MAX_PIXELS` is
+    drawn on a downscaled copy.
 
     ``model`` is a :class:`~lang_sam.LangSAM`. ``classmap`` (default: ``settings.classmap()``)
     only names classes here; ids are given by :meth:`LabelRun.write`. Writes nothing.
@@ -479,57 +479,49 @@ def label_image(
     without tiling), then ``"segment"`` in boxes. Over :data:`MANY_BOXES` boxes to segment, a
     warning is logged saying why the image is slow and what to change.
     """
-    import torch
-
+    from lang_sam import pipeline
     from lang_sam.utils import load_image
 
     classmap = classmap if classmap is not None else settings.classmap()
     image = load_image(item.path)
-    width, height = image.size
+    dropped = [0]  # detections that matched no class
+
+    def to_classes(det: Detections) -> Detections:
+        names = [classmap.match(p) for p in det.phrases]
+        keep = [i for i, n in enumerate(names) if n is not None]
+        dropped[0] = len(det) - len(keep)
+        return det.take(keep).replace(phrases=[names[i] for i in keep])
+
+    def nms(det: Detections) -> Detections:
+        if not len(det):
+            return det
+        local = {n: i for i, n in enumerate(dict.fromkeys(det.phrases))}
+        return det.take(class_nms(det.boxes, det.scores, [local[n] for n in det.phrases], settings.nms))
+
+    def warn_many(det: Detections) -> Detections:
+        if len(det) > MANY_BOXES:
+            _warn_many_boxes(item, len(det), settings)
+        return det
+
     tile = settings.tile
-    report = on_progress if on_progress is not None else (lambda stage, done, total: None)
-    if tile is None:
-        report("detect", 0, 1)
-        enc = model.encode(image)
-        boxes, logits, phrases = model.predict_dino(
-            enc, settings.prompt, settings.box_threshold, settings.text_threshold
-        )
-        report("detect", 1, 1)
-    else:
-        det = model.predict_dino_tiled(
-            image, settings.prompt, settings.box_threshold, settings.text_threshold, tile=tile,
-            progress=on_progress,
-        )
-        boxes, logits, phrases = det.boxes, det.logits, det.phrases
-    names = [classmap.match(p) for p in phrases]
-    keep = [i for i, n in enumerate(names) if n is not None]
-    dropped = len(names) - len(keep)
-    boxes, logits, names = boxes[keep], logits[keep], [names[i] for i in keep]
-    if tile is not None and names:  # one object found by two tiles: once
-        k, boxes = merge_detections(boxes, logits, names, det.tile_index[keep], tile)
-        logits, names = logits[torch.from_numpy(k)], [names[i] for i in k.tolist()]
-    if settings.nms is not None and names:
-        local = {n: i for i, n in enumerate(dict.fromkeys(names))}
-        k = class_nms(boxes, logits, [local[n] for n in names], settings.nms)
-        boxes, logits, names = boxes[k], logits[k], [names[i] for i in k.tolist()]
-    if len(names) > MANY_BOXES:
-        _warn_many_boxes(item, len(names), settings)
-    if tile is None:
-        report("segment", 0, len(names))
-        masks = model.predict_sam(enc, boxes)[:, 0].numpy()
-        report("segment", len(names), len(names))
-    else:
-        masks, _ = model.predict_sam_tiled(image, boxes, tile=tile, progress=on_progress)
+    steps = [to_classes, pipeline.merge_tiles(tile) if tile is not None else None,
+             nms if settings.nms is not None else None, warn_many]
+    out = pipeline.run(
+        model, image, settings.prompt, settings.box_threshold, settings.text_threshold,
+        select=[s for s in steps if s is not None], tile=tile, collect=pipeline.CropMasks,
+        progress=on_progress,
+    )
+    det = out.detections
     labels = ImageLabels(
-        item=item, width=width, height=height,
-        boxes=torch.as_tensor(boxes).numpy().astype(np.float32).reshape(-1, 4),
-        scores=torch.as_tensor(logits).numpy().astype(np.float32).reshape(-1),
-        names=names, masks=masks, dropped=dropped,
+        item=item, width=image.width, height=image.height,
+        boxes=det.boxes.numpy().astype(np.float32).reshape(-1, 4),
+        scores=det.scores.numpy().astype(np.float32).reshape(-1),
+        names=det.phrases, masks=out.masks, dropped=dropped[0],
     )
     if "overlay" in formats:
         overlay = fmt.render_overlay(
-            enc.pixels if tile is None else image, masks, labels.boxes,
-            fmt.detection_labels(names, labels.scores),
+            out.encoded.pixels if out.encoded is not None else image, out.masks, labels.boxes,
+            fmt.detection_labels(det.phrases, labels.scores),
             max_pixels=None if tile is None else TILED_OVERLAY_MAX_PIXELS,
         )
         labels.overlay_png = _png_bytes(overlay)

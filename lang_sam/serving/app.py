@@ -368,7 +368,7 @@ def click(service: ModelService, state: DemoState | None, x: float, y: float, ba
     except (LangSAMError, ValueError, OSError) as exc:
         return render(state), table_rows(state), _error(exc), state
     new = replace(d, mask=masks_to_rle(out.masks[:, 0])[0], points=points,
-                  low_res=out.low_res_logits[0, 0].numpy(), sam_score=float(out.scores[0, 0]))
+                  low_res=out.low_res_logits[0, 0].numpy(), sam_score=float(out.iou_scores[0, 0]))
     state = replace(state, detections=[new if j == i else o for j, o in enumerate(state.detections)])
     fg = sum(1 for p in points if p[2] == 1)
     name = f" (`{d.phrase}`)" if d.phrase else ""

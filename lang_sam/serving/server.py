@@ -363,7 +363,7 @@ def create_app(
             "width": result.width,
             "height": result.height,
             "masks": result.masks,
-            "scores": result.scores.tolist(),
+            "iou_scores": result.iou_scores.tolist(),
             "multimask": multimask,
             "sam_type": result.sam_type,
         }

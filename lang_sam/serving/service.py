@@ -18,6 +18,7 @@ import ipaddress
 import logging
 import threading
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any, Callable
 
 import torch
@@ -254,14 +255,14 @@ class ServedSegmentation:
 
     - ``masks``: ``"dense"``: ``(B, C, H, W)`` bool tensor; ``"rle"``: ``B`` lists of ``C`` COCO RLE
       dicts; ``C`` is 3 with ``multimask_output``, else 1;
-    - ``scores``: ``(B, C)`` float32, SAM's predicted IoU of each mask;
+    - ``iou_scores``: ``(B, C)`` float32, SAM's predicted IoU of each mask;
     - ``low_res_logits``: ``(B, C, 256, 256)`` float32 (feed one back as ``mask_input``), with
       ``"dense"`` only (None with ``"rle"``, to keep answers small);
     - ``width``, ``height``, ``sam_type`` as in :class:`ServedPrediction`.
     """
 
     masks: Any
-    scores: torch.Tensor
+    iou_scores: torch.Tensor
     low_res_logits: torch.Tensor | None
     width: int
     height: int
@@ -480,30 +481,34 @@ class ModelService:
         ``image``: anything :meth:`LangSAM.encode` takes (PIL, ``HxWx3`` uint8 array, path, or an
         :class:`~lang_sam.EncodedImage`). GroundingDINO runs first; when it finds more than
         ``max_detections`` boxes, the highest-scoring are kept (in their original order) before SAM
-        runs. SAM then runs on the kept boxes in the chunks the library decodes together, each
+        runs (:func:`lang_sam.pipeline.run` with :func:`~lang_sam.pipeline.top_k` as its select
+        step). SAM then runs on the kept boxes in the chunks the library decodes together, each
         chunk turned into ``masks`` ("dense", "rle" or "overlay", see :class:`ServedPrediction`) before
         the next, so the masks of kept boxes equal those of ``LangSAM.predict``.
         """
+        from lang_sam import pipeline
+
         _check_mask_format(masks, _MASK_FORMATS)
+        found = [0]
+
+        def count(det):
+            found[0] = len(det)
+            return det
+
+        def collect(n: int, image_size: tuple[int, int]):
+            progress(0.7, "segmenting")
+            add, result = self._collect(masks, (n, *image_size))
+            return SimpleNamespace(add=add, result=result)
+
         with self._lock:
             model = self._ensure(sam_type, gdino_type, progress)
             progress(0.5, "detecting")
-            enc = model.encode(image)
-            boxes, logits, phrases = model.predict_dino(enc, text_prompt, box_threshold, text_threshold)
-            found = len(phrases)
-            if found > self.max_detections:
-                order = torch.argsort(logits, descending=True, stable=True)[: self.max_detections]
-                keep = order.sort().values
-                boxes, logits = boxes[keep], logits[keep]
-                phrases = [phrases[i] for i in keep.tolist()]
-            progress(0.7, "segmenting")
-            H, W = enc.pixels.shape[:2]
-            add, result = self._collect(masks, (len(boxes), H, W))
-            step = model.segmenter.boxes_per_chunk(H, W)
-            for start in range(0, len(boxes), step):
-                add(model.predict_sam(enc, boxes[start:start + step])[:, 0])
-            return ServedPrediction(result(), boxes, phrases, logits, found, W, H, model.sam_type,
-                                    model.gdino_type)
+            out = pipeline.run(model, image, text_prompt, box_threshold, text_threshold,
+                               select=[count, pipeline.top_k(self.max_detections)], collect=collect)
+            det = out.detections
+            H, W = det.image_size
+            return ServedPrediction(out.masks, det.boxes, det.phrases, det.scores, found[0], W, H,
+                                    model.sam_type, model.gdino_type)
 
     def segment(
         self,
@@ -547,7 +552,7 @@ class ModelService:
                 part = {k: (v[start:start + step] if v is not None else None) for k, v in prompts.items()}
                 out = model.segment(enc, **part, multimask_output=bool(multimask_output))
                 add(out.masks)
-                scores.append(out.scores)
+                scores.append(out.iou_scores)
                 if masks == "dense":
                     low_res.append(out.low_res_logits)
             return ServedSegmentation(result(), torch.cat(scores),
