@@ -11,9 +11,10 @@ It runs the labelling pipeline of :mod:`lang_sam.labeling.run`, split where that
   single-process command calls. An image that fails (unreadable, too large) comes back as a failure
   row; it never kills the actor;
 - the driver streams the results back in input order (``preserve_order``, ``iter_rows``; never
-  ``take_all``) and writes each image with :meth:`LabelRun.write` / :meth:`LabelRun.fail`, then
-  the run-wide files with :meth:`LabelRun.finish`. Files, records and class ids are therefore those
-  of ``lang-sam predict`` without ``--ray`` on the same folder and settings.
+  ``take_all``) and settles each image with :meth:`LabelRun.settle` (write it, fail it, or stop
+  the run: the failure policy of one process), then writes the run-wide files with
+  :meth:`LabelRun.finish`. Files, records, class ids and failures are therefore those of
+  ``lang-sam predict`` without ``--ray`` on the same folder and settings.
 
 Faults: Ray restarts an actor that dies (killed, out of memory) and retries its tasks
 (``max_restarts=-1``, ``max_task_retries=`` :data:`TASK_RETRIES`, set explicitly below; Ray
@@ -49,14 +50,14 @@ from lang_sam.errors import InvalidRunError, RayJobError, RayNotInstalledError, 
 from lang_sam.hub import DEFAULT_GDINO, DEFAULT_SAM, ModelSpec, get_spec, register_model
 from lang_sam.labeling.run import (
     DEFAULT_FORMATS,
-    IMAGE_ERRORS,
-    RUN_ERRORS,
+    ImageFailure,
     ImageItem,
     ImageLabels,
     LabelRun,
     LabelSettings,
     RunSummary,
     collect_images,
+    failure_kind,
     failure_reason,
     label_image,
     local_path,
@@ -181,9 +182,11 @@ class ImageLabeller:
 
     ``__call__`` takes a numpy batch ``{"index": (B,) int64, "path": (B,) str, "rel": (B,) str}``
     and returns ``{"index": (B,) int64, "result": (B,) object}``, each result the pickled
-    ``(kind, value)`` of one image: ``("done", packed ImageLabels)``, ``("failed", exception)`` or
-    ``("fatal", exception)`` for what fails every image alike (the models could not be loaded, a
-    prompt phrase over GroundingDINO's 256 tokens), which the driver raises.
+    ``(kind, value)`` of one image: ``("done", packed ImageLabels)``, ``("failed",``
+    :class:`ImageFailure` ``)`` (an image's own fault, or an error that stops the run, by
+    :func:`failure_kind`), which the driver settles as one process would, or ``("fatal",
+    exception)`` for what fails every image alike (the models could not be loaded, a prompt phrase
+    over GroundingDINO's 256 tokens), which the driver raises.
 
     The models are loaded by the first call (:meth:`load_model`), not by ``__init__``: Ray Data
     restarts its actors without limit, so a process that died while loading (out of memory) in
@@ -231,13 +234,15 @@ class ImageLabeller:
             return pickle.dumps(("fatal", self.error))
         try:
             labels = label_image(self.model, item, self.job.settings, self.job.formats, self.classmap)
-        except RUN_ERRORS as exc:
-            return pickle.dumps(("fatal", _portable(exc)))
-        except IMAGE_ERRORS as exc:
-            logger.debug("failure on %s", item.path, exc_info=True)
-            return pickle.dumps(("failed", _portable(exc)))
-        except Exception as exc:  # out of memory, a bug: not this image's fault; the driver stops the run
-            return pickle.dumps(("stop", (failure_reason(exc), traceback.format_exc())))
+        except Exception as exc:  # classified here, where the exception and its traceback are
+            kind = failure_kind(exc)
+            if kind == "run":
+                return pickle.dumps(("fatal", _portable(exc)))
+            if kind == "image":
+                logger.debug("failure on %s", item.path, exc_info=True)
+                return pickle.dumps(("failed", ImageFailure(kind, _portable(exc))))
+            # Out of memory, a bug: not this image's fault; the driver stops the run and logs this.
+            return pickle.dumps(("failed", ImageFailure(kind, failure_reason(exc), traceback.format_exc())))
         return pickle.dumps(("done", _pack(labels)))
 
 
@@ -506,31 +511,11 @@ def _results(ray, todo: Sequence[ImageItem], job: LabelJob, plan: _Plan, batch_s
 
 
 def _drain(run: LabelRun, arrivals: _Arrivals, progress, on_failure) -> None:
-    """Write each arrived result; list the images whose result never came."""
+    """Settle each arrived result (:meth:`LabelRun.settle`); fail the images whose result never came."""
     for item in (progress(arrivals) if progress is not None else arrivals):
         kind, value = pickle.loads(arrivals.result)
-        if kind == "fatal":
+        if kind == "fatal":  # what failed every worker alike: the run's error
             raise value if isinstance(value, BaseException) else RayJobError(value)
-        if kind == "stop":  # the worker's unexpected error, with its traceback
-            cause, trace = value
-            logger.error("labelling %s failed on a Ray worker; the run stops\n%s", item.rel, trace.rstrip())
-            raise run.stopped(item, cause)
-        if kind == "done":
-            try:
-                run.write(_unpack(value, item))
-                continue
-            except RUN_ERRORS:
-                raise
-            except IMAGE_ERRORS as exc:
-                value = exc
-            except Exception as exc:  # writing failed: a full disk, say
-                logger.error("writing %s failed; the run stops", item.rel, exc_info=exc)
-                raise run.stopped(item, exc) from exc
-        run.fail(item, value)
-        if on_failure is not None:
-            on_failure(item, value)
+        run.settle(item, _unpack(value, item) if kind == "done" else value, on_failure)
     for item in arrivals.missing():
-        why = NO_RESULT.format(n=1 + TASK_RETRIES)
-        run.fail(item, why)
-        if on_failure is not None:
-            on_failure(item, why)
+        run.settle(item, ImageFailure("image", NO_RESULT.format(n=1 + TASK_RETRIES)), on_failure)
