@@ -387,13 +387,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
         from lang_sam.labeling.distributed import label_dataset
 
         summary = label_dataset(
-            args.inputs, args.output, prompt=args.prompt, classes=args.classes, formats=formats,
-            box_threshold=args.box_threshold, text_threshold=args.text_threshold, nms=args.nms,
-            sam_type=args.sam_type, gdino_type=args.gdino_type, sam_ckpt=args.sam_ckpt,
+            args.inputs, args.output, settings, formats, sam_ckpt=args.sam_ckpt,
             gdino_ckpt=args.gdino_ckpt, device=args.device, precision=args.precision,
-            cache_size=args.cache_size, workers=args.workers, gpus_per_worker=args.gpus_per_worker,
+            cache_size=args.cache_size, resume=args.resume, overwrite=args.overwrite,
+            workers=args.workers, gpus_per_worker=args.gpus_per_worker,
             cpus_per_worker=args.cpus_per_worker, batch_size=args.batch_size or 1,
-            resume=args.resume, overwrite=args.overwrite, tile=settings.tile,
             ray_address=args.ray_address, progress=progress, on_failure=on_failure,
         )
     else:

@@ -40,7 +40,7 @@ import pickle
 import time
 import traceback
 import warnings
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
@@ -65,7 +65,6 @@ from lang_sam.labeling.run import (
 )
 from lang_sam.masks import CropMask, is_crop_list
 from lang_sam.settings import environment
-from lang_sam.tiling import TileSpec
 
 logger = logging.getLogger(__name__)
 
@@ -339,40 +338,37 @@ def _check_count(name: str, value, *, minimum: float, integer: bool = False) -> 
 def label_dataset(
     inputs: Sequence[str | os.PathLike],
     output: str | os.PathLike,
-    *,
-    prompt: str | None = None,
-    classes: Sequence[str] | str | None = None,
+    settings: LabelSettings,
     formats: Sequence[str] | str = DEFAULT_FORMATS,
-    box_threshold: float = 0.3,
-    text_threshold: float = 0.25,
-    nms: float | None = None,
-    sam_type: str = DEFAULT_SAM,
-    gdino_type: str = DEFAULT_GDINO,
+    *,
     sam_ckpt: str | os.PathLike | None = None,
     gdino_ckpt: str | os.PathLike | None = None,
     device: str | None = None,
     precision: str = "fp32",
     cache_size: int = 2,
+    resume: bool = False,
+    overwrite: bool = False,
     workers: int | None = None,
     gpus_per_worker: float | None = None,
     cpus_per_worker: float | None = None,
     batch_size: int = 1,
-    resume: bool = False,
-    overwrite: bool = False,
-    tile: TileSpec | None = None,
-    ray_address: str | None = None,
+    max_dead_batches: int = MAX_DEAD_BATCHES,
     progress: Callable[[Iterable[ImageItem]], Iterable[ImageItem]] | None = None,
     on_failure: Callable[[ImageItem, BaseException | str], None] | None = None,
-    max_dead_batches: int = MAX_DEAD_BATCHES,
     labeller: type = ImageLabeller,
+    ray_address: str | None = None,
 ) -> RunSummary:
     """Label every image of ``inputs`` into ``output`` on Ray; return a :class:`RunSummary`.
 
-    Inputs, settings, output layout, resume, overwrite and summary are those of
-    :func:`lang_sam.labeling.run.label_folder` (``prompt`` / ``classes`` / thresholds / ``nms`` /
-    ``tile`` (sliced inference on each worker) as in :meth:`LabelSettings.create`; model arguments as in :class:`~lang_sam.LangSAM`). Paths,
-    checkpoints included, must be readable under the same names on every Ray node (a shared
-    filesystem), and ``output`` writable by this process (only the driver writes).
+    Inputs, ``settings`` (a :class:`LabelSettings`: prompt or classes, thresholds, ``nms``,
+    ``tile`` (sliced inference on each worker), and the model types), ``formats``, output layout,
+    ``resume``, ``overwrite``, the failure policy (:meth:`LabelRun.settle`) and the summary are
+    those of :func:`lang_sam.labeling.run.label_folder`. The models are ``settings.sam_type`` /
+    ``settings.gdino_type`` (None: the defaults, then named in the run's record), loaded on each
+    worker with ``sam_ckpt`` / ``gdino_ckpt`` / ``device`` / ``precision`` / ``cache_size`` as in
+    :class:`~lang_sam.LangSAM` (``ckpt_path``, ``gdino_ckpt_path``, ...). Paths, checkpoints
+    included, must be readable under the same names on every Ray node (a shared filesystem), and
+    ``output`` writable by this process (only the driver writes).
 
     Ray: ``ray_address=None`` starts a local Ray instance for the run (all this machine's CPUs and
     GPUs) unless this process is already connected or a Ray instance runs on this machine;
@@ -401,10 +397,11 @@ def label_dataset(
     :class:`RayJobError` when Ray could not carry on.
     """
     started = time.perf_counter()
-    settings = LabelSettings.create(
-        prompt, classes, box_threshold=box_threshold, text_threshold=text_threshold, nms=nms,
-        sam_type=sam_type, gdino_type=gdino_type, tile=tile,
-    )
+    if not isinstance(settings, LabelSettings):
+        raise InvalidRunError(f"settings must be a LabelSettings (LabelSettings.create(prompt, ...)), "
+                              f"got {type(settings).__name__}")
+    sam_type, gdino_type = settings.sam_type or DEFAULT_SAM, settings.gdino_type or DEFAULT_GDINO
+    settings = replace(settings, sam_type=sam_type, gdino_type=gdino_type)  # the record names the models
     formats = parse_formats(formats)
     _check_count("workers", workers, minimum=1, integer=True)
     _check_count("gpus_per_worker", gpus_per_worker, minimum=0)
