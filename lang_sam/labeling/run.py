@@ -84,6 +84,8 @@ __all__ = [
     "MANY_BOXES",
     "RUN_ERRORS",
     "failure_reason",
+    "failure_kind",
+    "ImageFailure",
 ]
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
@@ -114,6 +116,34 @@ RUN_ERRORS = (InvalidPromptError, InvalidThresholdError)
 def failure_reason(exc: BaseException) -> str:
     """How a failed image's reason is listed: ``"<exception type>: <message>"``."""
     return f"{type(exc).__name__}: {exc}"
+
+
+def failure_kind(exc: BaseException) -> str:
+    """What an error raised while labelling or writing one image means for the run:
+    ``"run"`` (:data:`RUN_ERRORS`: it would be the same for every image; the run raises it),
+    ``"image"`` (:data:`IMAGE_ERRORS`: the image's own fault; it fails, the run goes on) or
+    ``"stop"`` (anything else: out of memory, a full disk, a bug; the run stops). Applied by
+    :meth:`LabelRun.settle`, and on Ray workers before an error is sent to the driver."""
+    if isinstance(exc, RUN_ERRORS):  # first: they are ValueErrors, as InvalidImageError is
+        return "run"
+    return "image" if isinstance(exc, IMAGE_ERRORS) else "stop"
+
+
+@dataclass(frozen=True)
+class ImageFailure:
+    """One image's error met in another process (a Ray worker), as :meth:`LabelRun.settle` takes
+    it: ``kind`` its :func:`failure_kind` there (``"image"`` or ``"stop"``; a ``"run"`` error is
+    the run's, raised as itself); ``error`` the exception, or its text where it is not sent
+    (it does not survive pickling, or the run stops on it); ``trace`` the traceback text, logged
+    by the process that writes when the run stops."""
+
+    kind: str
+    error: BaseException | str
+    trace: str | None = None
+
+    def __post_init__(self):
+        if self.kind not in ("image", "stop"):
+            raise InvalidArgumentError(f"ImageFailure.kind must be 'image' or 'stop', got {self.kind!r}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -627,8 +657,8 @@ class LabelRun:
     A folder without a run record, or whose run wrote no output yet (it stopped before its first
     image), needs neither. Files that lang-sam did not write are never deleted or written over:
     :meth:`start` raises :class:`~lang_sam.errors.OutputCollisionError` naming those that an
-    output of this run would replace. Then, for each image, :meth:`write` (or :meth:`fail`), and
-    :meth:`finish` (or :meth:`close`) at the end.
+    output of this run would replace. Then, for each image, :meth:`settle` (which calls
+    :meth:`write` or :meth:`fail`, or stops the run), and :meth:`finish` (or :meth:`close`) at the end.
     """
 
     def __init__(
@@ -926,6 +956,51 @@ class LabelRun:
         self.summary.failed.append((item, why))
         self.layout.record(item.key).unlink(missing_ok=True)
 
+    def settle(
+        self,
+        item: ImageItem,
+        outcome: ImageLabels | BaseException | ImageFailure,
+        on_failure: Callable[[ImageItem, BaseException | str], None] | None = None,
+    ) -> dict | None:
+        """Settle one image under the run's failure policy, the one of :func:`label_folder` and of
+        :func:`~lang_sam.labeling.distributed.label_dataset`: ``outcome`` is the image's
+        :class:`ImageLabels` (written by :meth:`write`; an error while writing counts as one while
+        labelling), the exception labelling it raised, or an :class:`ImageFailure` from another
+        process. By :func:`failure_kind`:
+
+        - ``"run"``: raised as it is (the run's error, not this image's);
+        - ``"image"``: the image fails (:meth:`fail`, an INFO log line, ``on_failure(item, error)``)
+          and None is returned: the run goes on;
+        - ``"stop"``: logged at ERROR with its traceback, then the run stops: :meth:`stopped` is
+          raised (chained to the exception).
+
+        Returns the image's record when it was written.
+        """
+        stage = "labelling"
+        if isinstance(outcome, ImageLabels):
+            try:
+                return self.write(outcome)
+            except Exception as exc:  # a full disk, say
+                stage, outcome = "writing", exc
+        if isinstance(outcome, ImageFailure):
+            kind, error, trace = outcome.kind, outcome.error, outcome.trace
+        else:
+            kind, error, trace = failure_kind(outcome), outcome, None
+        if kind == "run":
+            raise error
+        if kind == "image":
+            self.fail(item, error)
+            logger.info("%s failed: %s", item.rel, error)
+            if on_failure is not None:
+                on_failure(item, error)
+            return None
+        cause = error if isinstance(error, BaseException) else None
+        if trace is not None:
+            logger.error("%s %s failed; the run stops\n%s", stage, item.rel, trace.rstrip())
+        else:
+            logger.error("%s %s failed; the run stops", stage, item.rel, exc_info=cause)
+        raise self.stopped(item, error) from cause
+
     def finish(self) -> RunSummary:
         """Write the run-wide files (COCO, YOLO ``data.yaml``) from the records of the images done,
         and count the whole run's detections and what each format left out."""
@@ -996,7 +1071,8 @@ def label_folder(
     boxes segmented: see :func:`label_image`), which with tiling can take minutes.
     ``resume`` / ``overwrite``: what to do with an earlier run's outputs in ``output`` (see
     :class:`LabelRun`; with neither, such a folder raises :class:`InvalidRunError`).
-    A failed image (unreadable, too large, ...) is listed in the summary and the run goes on.
+    A failed image (unreadable, too large, ...) is listed in the summary and the run goes on;
+    an error that is no image's fault stops the run (:meth:`LabelRun.settle`).
     Ctrl-C stops the run cleanly: the run-wide files are written for the images done, and the
     summary says ``interrupted``; run again with ``resume=True`` to finish.
     """
@@ -1016,21 +1092,13 @@ def label_folder(
     classmap = settings.classmap()
     try:
         for item in (progress(todo) if progress is not None and todo else todo):  # no bar for nothing
+            step = None if on_progress is None else (
+                lambda stage, done, total, item=item: on_progress(item, stage, done, total))
             try:
-                step = None if on_progress is None else (
-                    lambda stage, done, total, item=item: on_progress(item, stage, done, total))
-                labels = label_image(model, item, settings, run.formats, classmap, step)
-                run.write(labels)
-            except RUN_ERRORS:
-                raise  # the same for every image: not one image's failure
-            except IMAGE_ERRORS as exc:
-                run.fail(item, exc)
-                logger.info("%s failed: %s", item.rel, exc)
-                if on_failure is not None:
-                    on_failure(item, exc)
-            except Exception as exc:  # out of memory, a full disk, a bug: not this image's fault
-                logger.error("labelling %s failed; the run stops", item.rel, exc_info=exc)
-                raise run.stopped(item, exc) from exc
+                outcome = label_image(model, item, settings, run.formats, classmap, step)
+            except Exception as exc:  # judged by run.settle: the image fails, or the run stops
+                outcome = exc
+            run.settle(item, outcome, on_failure)
     except KeyboardInterrupt:
         run.summary.interrupted = True
     finally:

@@ -13,7 +13,6 @@ a library call does not:
 
 from __future__ import annotations
 
-import argparse
 import ipaddress
 import logging
 import threading
@@ -24,7 +23,6 @@ from typing import Any, Callable
 import torch
 
 from lang_sam.errors import (
-    MODEL_ERRORS,
     CheckpointError,
     ChecksumMismatchError,
     DownloadError,
@@ -40,14 +38,12 @@ from lang_sam.errors import (
     UnknownModelError,
     WeightsNotFoundError,
 )
-from lang_sam.hub import DEFAULT_GDINO, DEFAULT_SAM, get_spec, model_names
+from lang_sam.hub import DEFAULT_GDINO, DEFAULT_SAM, get_spec
 from lang_sam.validation import check_device
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "report_startup_error",
-    "EXIT_EPILOG",
     "check_port",
     "ModelService",
     "ServedPrediction",
@@ -62,13 +58,8 @@ __all__ = [
     "MAX_PROMPT_CHARS",
     "MAX_JSON_DEPTH",
     "json_depth",
-    "add_model_arguments",
-    "add_serving_arguments",
-    "api_key_from",
     "check_exposure",
     "is_loopback",
-    "model_kwargs",
-    "service_from_args",
 ]
 
 #: Detections kept per text request (the highest-scoring), and SAM prompts accepted per request.
@@ -138,41 +129,6 @@ def scrub(message: str) -> str:
     return re.sub(r"\b0x[0-9a-fA-F]{6,}\b", "0x...", message)
 
 
-def add_model_arguments(p: argparse.ArgumentParser) -> None:
-    """The model flags shared by ``lang-sam predict``, ``serve`` and ``app``. The type choices are
-    read from the registry now (types registered before the parser is built are offered)."""
-    p.add_argument("--sam-type", default=DEFAULT_SAM, choices=model_names("sam"),
-                   help="SAM model (default: %(default)s)")
-    p.add_argument("--sam-ckpt", default=None, help="local SAM checkpoint file")
-    p.add_argument("--gdino-type", default=DEFAULT_GDINO, choices=model_names("gdino"),
-                   help="GroundingDINO model (default: %(default)s)")
-    p.add_argument("--gdino-ckpt", default=None, help="local GroundingDINO checkpoint file")
-    p.add_argument("--device", default=None, help="cuda, cuda:1, mps or cpu (default: the best available)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16", "auto"],
-                   help="compute precision (default: %(default)s); bf16 pays off where the device "
-                        "computes it natively (CUDA, CPUs with AVX-512-BF16/AMX), auto picks it only there")
-    p.add_argument("--cache-size", type=int, default=2,
-                   help="images whose encodings are kept (default: %(default)s)")
-
-
-def add_serving_arguments(p: argparse.ArgumentParser) -> None:
-    """The flags shared by ``lang-sam serve`` and ``lang-sam app`` (besides the model flags)."""
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to bind (default 127.0.0.1; 0.0.0.0 for every interface)")
-    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
-                   help=f"largest image accepted, width x height (default {DEFAULT_MAX_PIXELS:,})")
-    p.add_argument("--max-detections", type=int, default=DEFAULT_MAX_DETECTIONS,
-                   help="detections kept per text request, the highest-scoring, and SAM prompts "
-                        f"accepted per request (default {DEFAULT_MAX_DETECTIONS})")
-    p.add_argument("--max-body-mb", type=float, default=DEFAULT_MAX_BODY_MB,
-                   help=f"largest request body / upload in MiB (default {DEFAULT_MAX_BODY_MB})")
-    p.add_argument("--allow-model-switch", action="store_true",
-                   help="let clients pick another registered SAM / GroundingDINO type per request "
-                        "(loads it on the server; off by default)")
-    p.add_argument("--api-key", default=None,
-                   help="require this key (default: $LANG_SAM_API_KEY, if set); /health stays open")
-
-
 def is_loopback(host: str) -> bool:
     """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1): nothing else can connect."""
     if host.strip().lower() == "localhost":
@@ -192,32 +148,6 @@ def check_exposure(host: str, api_key: str | None) -> bool:
         "listening on %s without an API key: anyone who can reach this address can run the model "
         "(set --api-key or LANG_SAM_API_KEY)", host)
     return True
-
-
-def api_key_from(args: argparse.Namespace) -> str | None:
-    """``--api-key``, else ``LANG_SAM_API_KEY`` (:func:`lang_sam.settings.api_key`), else None."""
-    from lang_sam.settings import api_key
-
-    return args.api_key or api_key()
-
-
-def model_kwargs(args: argparse.Namespace) -> dict:
-    """``LangSAM`` keyword arguments from the flags of :func:`add_model_arguments`."""
-    return dict(sam_type=args.sam_type, ckpt_path=args.sam_ckpt, gdino_type=args.gdino_type,
-                gdino_ckpt_path=args.gdino_ckpt, device=args.device, precision=args.precision,
-                cache_size=args.cache_size)
-
-
-def service_from_args(args: argparse.Namespace) -> "ModelService":
-    """A :class:`ModelService` from the flags of :func:`add_model_arguments` and, when present,
-    :func:`add_serving_arguments`."""
-    return ModelService(
-        sam_type=args.sam_type, gdino_type=args.gdino_type, sam_ckpt=args.sam_ckpt,
-        gdino_ckpt=args.gdino_ckpt, device=args.device, precision=args.precision,
-        cache_size=args.cache_size,
-        max_detections=getattr(args, "max_detections", DEFAULT_MAX_DETECTIONS),
-        allow_model_switch=getattr(args, "allow_model_switch", False),
-    )
 
 
 @dataclass
@@ -572,26 +502,6 @@ class ModelService:
             "max_detections": self.max_detections,
             "model_switch": self.allow_model_switch,
         }
-
-
-#: The exit statuses of ``lang-sam serve`` / ``lang-sam app`` (those of ``lang-sam``), for ``--help``.
-EXIT_EPILOG = ("exit status: 0 stopped normally; 2 usage error: bad flags or settings, or the port is "
-               "in use; 3 models or weights unavailable: missing and not downloadable, corrupt, or "
-               "of another architecture")
-
-
-def report_startup_error(prog: str, exc: BaseException) -> int:
-    """For the ``lang-sam serve`` / ``lang-sam app`` commands: write ``exc`` as one line to stderr
-    (no traceback) and return the exit status of ``lang-sam`` (:data:`lang_sam.cli.EXIT_CODES`):
-    3 for models or weights that cannot be had or loaded (:data:`~lang_sam.errors.MODEL_ERRORS`),
-    2 for a setting that is wrong (an unavailable device, an unknown model type, a bad limit, a
-    port in use), 1 otherwise."""
-    import sys
-
-    sys.stderr.write(f"{prog}: error: {exc}\n")
-    if isinstance(exc, (*MODEL_ERRORS, ModelLoadError)):
-        return 3
-    return 2 if isinstance(exc, (ValueError, PortUnavailableError)) else 1
 
 
 def check_port(host: str, port: int) -> None:
