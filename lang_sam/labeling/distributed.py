@@ -209,7 +209,8 @@ class ImageLabeller:
 
         _register(self.job.specs)
         model = LangSAM(**self.job.model)
-        model.detector.split_prompt(self.job.settings.prompt)  # a phrase over 256 tokens fails here
+        s = self.job.settings
+        model.detector.prepare(s.prompt, s.box_threshold, s.text_threshold)  # a bad prompt fails here, once
         return model
 
     def __call__(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -1085,7 +1085,8 @@ def label_folder(
         if todo and callable(model) and not hasattr(model, "predict"):
             model = model()
         if todo:
-            model.detector.split_prompt(settings.prompt)  # a phrase over 256 tokens: say so before any image
+            # A bad prompt (a phrase over 256 tokens, ...) is said before any image, not once per image.
+            model.detector.prepare(settings.prompt, settings.box_threshold, settings.text_threshold)
     except BaseException:
         run.release()  # no image was written: the run-wide files are left as they were
         raise
