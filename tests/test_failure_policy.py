@@ -40,16 +40,16 @@ def photos(tmp_path) -> Path:
 
 def _out_of_memory_on(model, height: int, calls: list):
     """Make ``model``'s detector run out of memory on images ``height`` pixels high."""
-    real = model.predict_dino
+    real = model.detector.detect
 
-    def predict_dino(image, *args, **kwargs):
-        h = image.pixels.shape[0] if hasattr(image, "pixels") else image.size[1]
+    def detect(features, *args, **kwargs):
+        h = features.image_size[0]
         calls.append(h)
         if h == height:
             raise RuntimeError(OOM)
-        return real(image, *args, **kwargs)
+        return real(features, *args, **kwargs)
 
-    model.predict_dino = predict_dino
+    model.detector.detect = detect
     return model
 
 
@@ -62,7 +62,7 @@ def test_out_of_memory_stops_the_run_at_once_and_resume_finishes_it(photos, tmp_
         with caplog.at_level(logging.INFO, logger="lang_sam"), pytest.raises(RunStoppedError) as err:
             label_folder(model, [photos], out, settings, ["coco"])
     finally:
-        del model.predict_dino  # the session's model is shared
+        del model.detector.detect  # the session's model is shared
     e = err.value
     assert isinstance(e, RuntimeError)
     assert (e.image, e.labelled, e.output) == ("b.png", 1, str(out))  # a.png, then b.png stopped it
