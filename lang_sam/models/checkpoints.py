@@ -147,3 +147,27 @@ def load_into(
     left_meta = [n for n, p in model.named_parameters() if p.device.type == "meta"]
     if leftover or left_meta:  # pragma: no cover - guarded by the check above
         raise CheckpointError(f"{path}: parameters left unloaded: {(leftover + left_meta)[:5]}")
+
+
+def load_network(
+    spec: ModelSpec,
+    ckpt_path: str | None,
+    build: Callable[[ModelSpec], nn.Module],
+    fingerprint: Callable[[Any], tuple | None],
+    *,
+    progress: bool = True,
+    **load_kwargs: Any,
+) -> tuple[nn.Module, Any]:
+    """Every engine's loading, in one place: resolve ``spec``'s checkpoint (explicit path, caches,
+    download: :func:`lang_sam.hub.resolve_checkpoint`), read it safely, check it fits ``spec.arch``
+    (:func:`check_architecture`), build the network with ``build(spec)`` (on the meta device, no
+    init) and :func:`load_into` it (``load_kwargs``: ``allowed_unexpected``, ``optional``).
+    Returns ``(network, path)``."""
+    from lang_sam.hub import load_checkpoint, resolve_checkpoint
+
+    path = resolve_checkpoint(spec, ckpt_path, progress=progress)
+    state = state_dict_from(load_checkpoint(path), str(path), wrapper_key="model")
+    check_architecture(spec, state, str(path), fingerprint)
+    model = build(spec)
+    load_into(model, state, spec, str(path), fingerprint, **load_kwargs)
+    return model, path

@@ -23,9 +23,9 @@ from PIL import Image
 
 from lang_sam.cache import EncodingCache
 from lang_sam.errors import PromptTooLongError
-from lang_sam.hub import GDinoArch, ModelSpec, load_checkpoint, resolve_checkpoint
+from lang_sam.hub import GDinoArch, ModelSpec
 from lang_sam.models.base import Detector
-from lang_sam.models.checkpoints import check_architecture, count_blocks, load_into, state_dict_from
+from lang_sam.models.checkpoints import count_blocks, load_network
 from lang_sam.models.text_encoder import BERT_DIR, BertTextEncoder, build_bert, load_tokenizer
 from lang_sam.patches import bundled_text_encoder, empty_parameters, quiet_third_party, swin_backbone
 from lang_sam.precision import autocast, check_precision
@@ -176,13 +176,9 @@ class GroundingDINODetector(Detector):
         **kwargs,
     ) -> "GroundingDINODetector":
         """Resolve, load and check ``spec``'s checkpoint (see :mod:`lang_sam.hub`)."""
-        path = resolve_checkpoint(spec, ckpt_path, progress=progress)
-        state = state_dict_from(load_checkpoint(path), str(path), wrapper_key="model")
-        check_architecture(spec, state, str(path), gdino_fingerprint)
-        model = build_groundingdino_model(spec, empty=True)
-        load_into(
-            model, state, spec, str(path), gdino_fingerprint,
-            allowed_unexpected=ALLOWED_UNEXPECTED, optional=OPTIONAL_KEYS,
+        model, path = load_network(
+            spec, ckpt_path, lambda s: build_groundingdino_model(s, empty=True), gdino_fingerprint,
+            progress=progress, allowed_unexpected=ALLOWED_UNEXPECTED, optional=OPTIONAL_KEYS,
         )
         logger.info("loaded GroundingDINO %s from %s", spec.name, path)
         return cls(model, device, **kwargs)

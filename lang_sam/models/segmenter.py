@@ -16,9 +16,9 @@ import torch
 
 from lang_sam.cache import EncodingCache
 from lang_sam.errors import InvalidArgumentError, InvalidPromptError
-from lang_sam.hub import ModelSpec, SamArch, load_checkpoint, resolve_checkpoint
+from lang_sam.hub import ModelSpec, SamArch
 from lang_sam.models.base import Segmenter
-from lang_sam.models.checkpoints import check_architecture, count_blocks, load_into, state_dict_from
+from lang_sam.models.checkpoints import count_blocks, load_network
 from lang_sam.patches import empty_parameters, quiet_third_party, use_fast_attention
 from lang_sam.precision import autocast, check_precision
 from lang_sam.results import MaskPrediction
@@ -171,11 +171,8 @@ class SamSegmenter(Segmenter):
         **kwargs,
     ) -> "SamSegmenter":
         """Resolve, load and check ``spec``'s checkpoint (see :mod:`lang_sam.hub`)."""
-        path = resolve_checkpoint(spec, ckpt_path, progress=progress)
-        state = state_dict_from(load_checkpoint(path), str(path), wrapper_key="model")
-        check_architecture(spec, state, str(path), sam_fingerprint)
-        model = build_sam_model(spec, empty=True)
-        load_into(model, state, spec, str(path), sam_fingerprint)
+        model, path = load_network(spec, ckpt_path, lambda s: build_sam_model(s, empty=True),
+                                   sam_fingerprint, progress=progress)
         logger.info("loaded SAM %s from %s", spec.name, path)
         return cls(model, device, spec.name, **kwargs)
 
