@@ -263,6 +263,7 @@ _KNOWN_NOISE = (
 )
 
 
+@pytest.mark.slow
 def test_known_third_party_warnings_are_silenced_only_inside_the_library(sam_ckpt, gdino_ckpt, tiny_specs):
     """Issue 8: timm, torch.meshgrid and torch.cuda.amp warnings were printed on every run. In a
     fresh process (so import-time warnings fire) with every warning shown (-W always), building,
