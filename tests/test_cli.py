@@ -221,6 +221,7 @@ def test_resume_after_interrupt(tmp_path, model_args, tiny_specs, capsys):
     assert f"nc: {len(names)}" in yaml and all(f'{i}: "{n}"' in yaml for i, n in enumerate(names))
 
 
+@pytest.mark.slow
 def test_resumed_run_summary_counts_the_whole_output(tmp_path, model_args, capsys):
     """Issue 19, item 6: a resumed run printed this call's 7 detections while the files held 14; a
     class "car wheel" was printed as "classes: car wheel" (two?); a resume with nothing left drew

@@ -19,6 +19,7 @@ def load(name):
     return module
 
 
+@pytest.mark.slow
 def test_label_folder_example(tmp_path, sam_ckpt, gdino_ckpt, tiny_specs):
     from pycocotools.coco import COCO
 

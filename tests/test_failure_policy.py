@@ -50,6 +50,7 @@ def _out_of_memory_on(model, height: int, calls: list):
     return model
 
 
+@pytest.mark.slow
 def test_out_of_memory_stops_the_run_at_once_and_resume_finishes_it(photos, tmp_path, model, caplog):
     out = tmp_path / "out"
     calls: list = []
