@@ -22,6 +22,8 @@ from lang_sam.labeling.run import LabelSettings, label_folder
 
 OOM = "DefaultCPUAllocator: can't allocate memory: you tried to allocate 123456789 bytes"
 
+pytestmark = pytest.mark.slow  # every test is a whole labelling run on the tiny models (18-47 s each under load)
+
 
 @pytest.fixture
 def photos(tmp_path) -> Path:
@@ -50,7 +52,6 @@ def _out_of_memory_on(model, height: int, calls: list):
     return model
 
 
-@pytest.mark.slow
 def test_out_of_memory_stops_the_run_at_once_and_resume_finishes_it(photos, tmp_path, model, caplog):
     out = tmp_path / "out"
     calls: list = []
