@@ -12,6 +12,8 @@ from conftest import make_image
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
+pytestmark = pytest.mark.slow  # each test runs an example script end to end on the tiny models (6-19 s each under load)
+
 
 def load(name):
     spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
@@ -20,7 +22,6 @@ def load(name):
     return module
 
 
-@pytest.mark.slow
 def test_label_folder_example(tmp_path, sam_ckpt, gdino_ckpt, tiny_specs):
     from pycocotools.coco import COCO
 
