@@ -91,6 +91,7 @@ def test_predict_dino_and_predict_sam(model, image):
         model.predict_sam(image, torch.zeros(3))
 
 
+@pytest.mark.slow
 def test_image_inputs_agree(model, tmp_path):
     arr = make_image(120, 160, seed=5)
     pil = Image.fromarray(arr)
@@ -151,6 +152,7 @@ def test_empty_or_non_string_prompt(model, image, prompt):
         model.predict(image, prompt)
 
 
+@pytest.mark.slow
 def test_prompt_over_256_tokens_is_split_never_truncated(model, image):
     """A long class list runs in several passes at '.' boundaries; classes at its end are reached."""
     classes = [f"thing{i}" for i in range(100)] + ["a remote control"]
