@@ -482,6 +482,7 @@ def test_download_to_folder(tmp_path, monkeypatch, capsys, sam_ckpt):
             unregister_model("sam", "tiny_dl")
 
 
+@pytest.mark.slow
 def test_python_dash_m_and_console_script():
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
