@@ -35,13 +35,13 @@ def _tiny_specs(queries: int):
 
 def serve(argv: list[str]) -> int:
     """In the server process: register the tiny types, then run ``lang-sam serve``."""
+    from lang_sam.cli import main
     from lang_sam.hub import register_model
-    from lang_sam.serving.server import main
 
     queries = int(os.environ["MEM_QUERIES"])
     for spec in _tiny_specs(queries):
         register_model(spec)
-    return main(argv + ["--sam-type", "mem_sam", "--gdino-type", "mem_gdino", "--device", "cpu"])
+    return main(["serve", *argv, "--sam-type", "mem_sam", "--gdino-type", "mem_gdino", "--device", "cpu"])
 
 
 def status_kib(pid: int, field: str) -> int:

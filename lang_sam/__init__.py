@@ -9,14 +9,15 @@ Importing this package builds no model, probes no device and touches no network.
 from lang_sam import errors as _errors
 from lang_sam.errors import *  # noqa: F401,F403 - the typed errors, listed in errors.__all__
 from lang_sam.hub import GDINO_MODELS, SAM_MODELS
-from lang_sam.lang_sam import EncodedImage, LangSAM, MaskPrediction, Prediction
+from lang_sam.lang_sam import EncodedImage, LangSAM
 from lang_sam.masks import CropMask
-from lang_sam.tiling import TiledPrediction, TileSpec
+from lang_sam.results import Detections, MaskPrediction, Prediction, TiledPrediction
+from lang_sam.tiling import TileSpec
 
 __version__ = "0.1.0"
 
 __all__ = [
     "LangSAM", "Prediction", "EncodedImage", "MaskPrediction", "TileSpec", "TiledPrediction",
-    "CropMask", "SAM_MODELS", "GDINO_MODELS",
+    "Detections", "CropMask", "SAM_MODELS", "GDINO_MODELS",
     "__version__", *_errors.__all__,
 ]

@@ -6,9 +6,11 @@
     lang-sam predict photos/ --prompt "car. wheel" --output labels/ --ray [--ray-address auto]
     lang-sam info
     lang-sam download --sam-type vit_h --gdino-type swinb --to /data/weights
-    lang-sam serve | app           (lang_sam.serving.server / lang_sam.serving.app)
+    lang-sam serve | app           (lang_sam.serving.server.serve / lang_sam.serving.app.launch)
 
-``predict`` runs :func:`lang_sam.labeling.run.label_folder` (see there for the output layout), or
+Every flag is parsed here; the library is called with plain arguments, so an offline ``predict``
+never imports :mod:`lang_sam.serving` (nor FastAPI or Gradio). ``predict`` runs
+:func:`lang_sam.labeling.run.label_folder` (see there for the output layout), or
 with ``--ray`` :func:`lang_sam.labeling.distributed.label_dataset` (the same pipeline on Ray Data).
 ``main(argv)`` returns the exit status instead of exiting, so it can be called in-process
 (:data:`EXIT_CODES`): 0 success, 1 some images failed, 2 usage error (bad flags or input),
@@ -27,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["main", "build_parser", "print_summary", "cli_message", "EXIT_CODES"]
+__all__ = ["main", "build_parser", "build_serve_parser", "print_summary", "cli_message", "EXIT_CODES"]
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +131,6 @@ def build_parser() -> argparse.ArgumentParser:
     from lang_sam import __version__
     from lang_sam.hub import model_names
     from lang_sam.labeling.run import DEFAULT_FORMATS, FORMATS
-    from lang_sam.serving.service import add_model_arguments
 
     parser = argparse.ArgumentParser(
         prog="lang-sam",
@@ -169,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-threshold", type=_unit_float, default=0.25, metavar="T",
                    help="a box's phrase is its tokens scoring over T, in [0, 1] (default: %(default)s)")
     _add_tile_arguments(p)
-    add_model_arguments(p)
+    _add_model_arguments(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     r = p.add_argument_group(
         "Ray", "label on a Ray cluster (pip install 'lang-sam[ray]'); the same outputs as without --ray")
@@ -203,6 +204,32 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--to", default=None, metavar="DIR",
                    help="put the files in DIR (then run with LANG_SAM_WEIGHTS_DIR=DIR)")
     return parser
+
+
+def _add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """The model flags shared by ``lang-sam predict``, ``serve`` and ``app``. The type choices are
+    read from the registry now (types registered before the parser is built are offered)."""
+    from lang_sam.hub import DEFAULT_GDINO, DEFAULT_SAM, model_names
+
+    p.add_argument("--sam-type", default=DEFAULT_SAM, choices=model_names("sam"),
+                   help="SAM model (default: %(default)s)")
+    p.add_argument("--sam-ckpt", default=None, help="local SAM checkpoint file")
+    p.add_argument("--gdino-type", default=DEFAULT_GDINO, choices=model_names("gdino"),
+                   help="GroundingDINO model (default: %(default)s)")
+    p.add_argument("--gdino-ckpt", default=None, help="local GroundingDINO checkpoint file")
+    p.add_argument("--device", default=None, help="cuda, cuda:1, mps or cpu (default: the best available)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16", "auto"],
+                   help="compute precision (default: %(default)s); bf16 pays off where the device "
+                        "computes it natively (CUDA, CPUs with AVX-512-BF16/AMX), auto picks it only there")
+    p.add_argument("--cache-size", type=int, default=2,
+                   help="images whose encodings are kept (default: %(default)s)")
+
+
+def _model_kwargs(args: argparse.Namespace) -> dict:
+    """``LangSAM`` keyword arguments from the flags of :func:`_add_model_arguments`."""
+    return dict(sam_type=args.sam_type, ckpt_path=args.sam_ckpt, gdino_type=args.gdino_type,
+                gdino_ckpt_path=args.gdino_ckpt, device=args.device, precision=args.precision,
+                cache_size=args.cache_size)
 
 
 def _add_tile_arguments(p: argparse.ArgumentParser) -> None:
@@ -295,7 +322,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     from lang_sam.errors import InvalidRunError
     from lang_sam.labeling.run import LabelSettings, label_folder, parse_formats
-    from lang_sam.serving.service import model_kwargs
     from lang_sam.settings import max_image_pixels
     from lang_sam.validation import check_device
 
@@ -330,7 +356,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         from lang_sam import LangSAM
 
         print("lang-sam: loading models ...", file=sys.stderr)
-        return LangSAM(**model_kwargs(args))
+        return LangSAM(**_model_kwargs(args))
 
     bars: list = []  # the bar of progress(), for on_progress
     shown = [0.0]
@@ -361,13 +387,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
         from lang_sam.labeling.distributed import label_dataset
 
         summary = label_dataset(
-            args.inputs, args.output, prompt=args.prompt, classes=args.classes, formats=formats,
-            box_threshold=args.box_threshold, text_threshold=args.text_threshold, nms=args.nms,
-            sam_type=args.sam_type, gdino_type=args.gdino_type, sam_ckpt=args.sam_ckpt,
+            args.inputs, args.output, settings, formats, sam_ckpt=args.sam_ckpt,
             gdino_ckpt=args.gdino_ckpt, device=args.device, precision=args.precision,
-            cache_size=args.cache_size, workers=args.workers, gpus_per_worker=args.gpus_per_worker,
+            cache_size=args.cache_size, resume=args.resume, overwrite=args.overwrite,
+            workers=args.workers, gpus_per_worker=args.gpus_per_worker,
             cpus_per_worker=args.cpus_per_worker, batch_size=args.batch_size or 1,
-            resume=args.resume, overwrite=args.overwrite, tile=settings.tile,
             ray_address=args.ray_address, progress=progress, on_failure=on_failure,
         )
     else:
@@ -463,18 +487,103 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# serve, app
+# --------------------------------------------------------------------------------------------
+
+#: The exit statuses of ``lang-sam serve`` / ``lang-sam app`` (those of ``lang-sam``), for ``--help``.
+SERVE_EPILOG = ("exit status: 0 stopped normally; 2 usage error: bad flags or settings, or the port is "
+                "in use; 3 models or weights unavailable: missing and not downloadable, corrupt, or "
+                "of another architecture")
+
+
+def build_serve_parser(command: str) -> argparse.ArgumentParser:
+    """The parser of ``lang-sam serve`` (the HTTP server) or ``lang-sam app`` (the web demo alone),
+    which own their flags: ``lang-sam serve --help``."""
+    from lang_sam.serving.service import DEFAULT_MAX_BODY_MB, DEFAULT_MAX_DETECTIONS, DEFAULT_MAX_PIXELS
+
+    what = {"serve": "lang-sam HTTP server", "app": "lang-sam web demo"}[command]
+    p = argparse.ArgumentParser(prog=f"lang-sam {command}", description=what, epilog=SERVE_EPILOG)
+    _add_model_arguments(p)
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1; 0.0.0.0 for every interface)")
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                   help=f"largest image accepted, width x height (default {DEFAULT_MAX_PIXELS:,})")
+    p.add_argument("--max-detections", type=int, default=DEFAULT_MAX_DETECTIONS,
+                   help="detections kept per text request, the highest-scoring, and SAM prompts "
+                        f"accepted per request (default {DEFAULT_MAX_DETECTIONS})")
+    p.add_argument("--max-body-mb", type=float, default=DEFAULT_MAX_BODY_MB,
+                   help=f"largest request body / upload in MiB (default {DEFAULT_MAX_BODY_MB})")
+    p.add_argument("--allow-model-switch", action="store_true",
+                   help="let clients pick another registered SAM / GroundingDINO type per request "
+                        "(loads it on the server; off by default)")
+    p.add_argument("--api-key", default=None,
+                   help="require this key (default: $LANG_SAM_API_KEY, if set); /health stays open")
+    port = {"serve": 8000, "app": 7860}[command]
+    p.add_argument("--port", type=int, default=port, help="port to listen on (default: %(default)s)")
+    if command == "serve":
+        p.add_argument("--no-demo", action="store_true", help="do not mount the Gradio demo at /gradio")
+    return p
+
+
+def _startup_error(prog: str, exc: BaseException) -> int:
+    """``exc`` as one line on stderr (no traceback); the exit status: 3 for models or weights that
+    cannot be had or loaded, 2 for a setting that is wrong (an unavailable device, an unknown model
+    type, a bad limit, a port in use), 1 otherwise."""
+    from lang_sam.errors import MODEL_ERRORS, ModelLoadError, PortUnavailableError
+
+    print(f"{prog}: error: {exc}", file=sys.stderr)
+    if isinstance(exc, (*MODEL_ERRORS, ModelLoadError)):
+        return EXIT_MODELS
+    return EXIT_USAGE if isinstance(exc, (ValueError, PortUnavailableError)) else EXIT_FAILED
+
+
+def cmd_serve(command: str, args: argparse.Namespace) -> int:
+    """``lang-sam serve`` / ``lang-sam app`` with the flags of :func:`build_serve_parser`: settings
+    checked, the port tried and (``serve``) the models loaded before anything listens."""
+    from lang_sam.errors import LangSAMError
+    from lang_sam.serving.service import ModelService, check_exposure, check_port
+    from lang_sam.settings import api_key
+
+    if command == "serve":
+        import uvicorn  # noqa: F401  (the [server] extra: missing, say so before any model loads)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    key = args.api_key or api_key()
+    check_exposure(args.host, key)
+    try:
+        check_port(args.host, args.port)  # a port in use: say so before minutes of model loading
+        service = ModelService(
+            sam_type=args.sam_type, gdino_type=args.gdino_type, sam_ckpt=args.sam_ckpt,
+            gdino_ckpt=args.gdino_ckpt, device=args.device, precision=args.precision,
+            cache_size=args.cache_size, max_detections=args.max_detections,
+            allow_model_switch=args.allow_model_switch,
+        )
+        if command == "serve":
+            service.load()  # fail before listening if the weights are missing
+    except (LangSAMError, ValueError) as exc:
+        return _startup_error(f"lang-sam {command}", exc)
+    # 0 on the command line: no limit
+    limits = dict(host=args.host, port=args.port, max_pixels=args.max_pixels or None,
+                  max_body_mb=args.max_body_mb or None, api_key=key)
+    if command == "serve":
+        from lang_sam.serving.server import serve
+
+        serve(service, **limits, mount_demo=not args.no_demo)
+    else:
+        from lang_sam.serving.app import launch
+
+        launch(service, **limits)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------------------------
 # Entry point
 # --------------------------------------------------------------------------------------------
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``lang-sam`` with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in ("serve", "app"):  # they own their flags (lang_sam.serving.server / .app)
-        if argv[0] == "serve":
-            from lang_sam.serving.server import main as run
-        else:
-            from lang_sam.serving.app import main as run
-        return run(argv[1:])
+    if argv and argv[0] in ("serve", "app"):  # they own their flags (build_serve_parser)
+        return cmd_serve(argv[0], build_serve_parser(argv[0]).parse_args(argv[1:]))
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -31,6 +31,7 @@ __all__ = [
     "UnknownClassError",
     "InvalidMaskError",
     "InvalidArgumentError",
+    "InvalidResultError",
     "NoImageError",
     "InvalidPromptTypeError",
     "InvalidSettingError",
@@ -224,6 +225,16 @@ class InvalidMaskError(LangSAMError, ValueError):
 class InvalidArgumentError(LangSAMError, ValueError):
     """Any other argument value that cannot be used (a count below its minimum, lists of
     different lengths, a family that does not exist); the message names the parameter."""
+
+
+class InvalidResultError(LangSAMError, ValueError):
+    """A result (:class:`~lang_sam.results.Detections`, :class:`~lang_sam.Prediction`, ...) built
+    from fields that do not fit together. Attributes: ``result`` (the type's name), ``field`` (the
+    field at fault), ``expected`` and ``got`` (what it should be and what it was, as text)."""
+
+    def __init__(self, message: str, *, result: str, field: str, expected: str, got: str):
+        super().__init__(message)
+        self.result, self.field, self.expected, self.got = result, field, expected, got
 
 
 class NoImageError(LangSAMError, RuntimeError):

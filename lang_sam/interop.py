@@ -131,7 +131,7 @@ def to_supervision(
     scores: Any,
     *,
     image_size: tuple[int, int],
-    mask_scores: Any = None,
+    iou_scores: Any = None,
     classes: Sequence[str] | None = None,
     compact: bool | None = None,
 ):
@@ -139,7 +139,7 @@ def to_supervision(
 
     ``masks`` ``(N, H, W)`` bool (torch or numpy) or ``N`` :class:`~lang_sam.masks.CropMask` of an
     ``image_size`` ``(H, W)`` image, ``boxes`` ``(N, 4)`` xyxy image pixels, ``phrases`` ``N``
-    strings, ``scores`` ``(N,)`` GroundingDINO's box scores, ``mask_scores`` ``(N,)`` SAM's
+    strings, ``scores`` ``(N,)`` GroundingDINO's box scores, ``iou_scores`` ``(N,)`` SAM's
     predicted IoU or None. The result has:
 
     - ``xyxy`` ``(N, 4)`` float32, the boxes as they are (continuous pixel coordinates);
@@ -149,8 +149,8 @@ def to_supervision(
       dense, crops become a ``CompactMask``;
     - ``confidence`` ``(N,)`` float32: ``scores``;
     - ``class_id`` ``(N,)`` int64: see :func:`class_ids` (``classes``);
-    - ``data["class_name"]`` ``(N,)`` str array: the phrases; ``data["mask_score"]`` ``(N,)``
-      float32: ``mask_scores``, when given.
+    - ``data["class_name"]`` ``(N,)`` str array: the phrases; ``data["iou_score"]`` ``(N,)``
+      float32: ``iou_scores``, when given.
     """
     sv = import_supervision()
     H, W = (int(v) for v in image_size)
@@ -167,8 +167,8 @@ def to_supervision(
         dense = dense if dense.dtype == np.bool_ else dense > 0
         mask = compact_mask(sv, [CropMask.from_dense(m) for m in dense], (H, W)) if compact else dense
     data = {"class_name": np.array([str(p) for p in phrases], dtype=str)}
-    if mask_scores is not None:
-        data["mask_score"] = as_numpy(mask_scores).astype(np.float32).reshape(-1)
+    if iou_scores is not None:
+        data["iou_score"] = as_numpy(iou_scores).astype(np.float32).reshape(-1)
     return sv.Detections(
         xyxy=as_numpy(boxes).astype(np.float32).reshape(-1, 4),
         mask=mask,

@@ -1,23 +1,27 @@
-"""The :class:`LangSAM` facade: GroundingDINO turns a text prompt into boxes, SAM each box into a mask.
+"""The :class:`LangSAM` facade: a detector turns a text prompt into boxes, a segmenter each box into a
+mask (GroundingDINO and SAM by default).
 
-It only wires :class:`~lang_sam.models.detector.GroundingDINODetector` and
-:class:`~lang_sam.models.segmenter.SamSegmenter`; the API is that of the 2023
-``lang-segment-anything``, plus :meth:`LangSAM.encode` / :meth:`LangSAM.segment` for SAM's other
+It only wires the engines the registry names for ``gdino_type`` and ``sam_type``
+(:mod:`lang_sam.models.base`: a :class:`~lang_sam.models.base.Detector` and a
+:class:`~lang_sam.models.base.Segmenter`) and runs :func:`lang_sam.pipeline.run`; the API is that
+of the 2023 ``lang-segment-anything``, plus :meth:`LangSAM.encode` / :meth:`LangSAM.segment` for SAM's other
 prompts (boxes, points, masks) on an image encoded once, and :meth:`LangSAM.predict_tiled` for
 large images (sliced inference, :mod:`lang_sam.tiling`; masks kept as crops, :mod:`lang_sam.masks`).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Callable, NamedTuple, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 
+from lang_sam import pipeline
 from lang_sam.cache import EncodingCache, image_key
 from lang_sam.errors import InvalidArgumentError, InvalidPromptError, InvalidPromptTypeError, NoImageError
 from lang_sam.hub import (
@@ -28,14 +32,11 @@ from lang_sam.hub import (
     get_spec,
     resolve_checkpoints,
 )
-from lang_sam.models.detector import GroundingDINODetector, ImageFeatures
-from lang_sam.models.segmenter import MaskPrediction, SamSegmenter
 from lang_sam.masks import CropMask
+from lang_sam.models.base import Detector, Segmenter, engine_for
 from lang_sam.precision import check_precision
-from lang_sam.reprs import count_text, detections_text, image_size_text, shape_text
-from lang_sam.tiling import (
-    TiledDetections, TiledPrediction, TileSpec, merge_detections, sam_window, to_image_pixels,
-)
+from lang_sam.results import Detections, MaskPrediction, Prediction, TiledPrediction
+from lang_sam.tiling import TileSpec
 from lang_sam.validation import (
     ImageInput,
     check_device,
@@ -48,66 +49,25 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "LangSAM", "Prediction", "EncodedImage", "MaskPrediction", "TileSpec", "TiledPrediction",
-    "TiledDetections", "CropMask", "SAM_MODELS", "GDINO_MODELS", "default_device",
+    "Detections", "CropMask", "SAM_MODELS", "GDINO_MODELS", "default_device",
 ]
 
-#: :meth:`LangSAM.predict_sam_tiled` holds about this many bytes of one window's bool masks at once
-#: (whole decoding chunks of boxes, at least one), before cutting them to crops.
-TILE_MASK_BYTES = 64 * 2**20
 
+def _takes_image_pil(method: Callable) -> Callable:
+    """Let a method whose image parameter is ``image`` also take the 2023 keyword ``image_pil=``
+    (``model.predict(image_pil=img, text_prompt="car")`` keeps working)."""
 
-class _PredictionFields(NamedTuple):
-    masks: torch.Tensor
-    boxes: torch.Tensor
-    phrases: list[str]
-    logits: torch.Tensor
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        if "image_pil" in kwargs:
+            if args or "image" in kwargs:
+                raise InvalidArgumentError(
+                    f"{method.__name__}() got the image twice: pass it once, as image (or the 2023 "
+                    "keyword image_pil)")
+            kwargs["image"] = kwargs.pop("image_pil")
+        return method(self, *args, **kwargs)
 
-
-class Prediction(_PredictionFields):
-    """What :meth:`LangSAM.predict` returns; unpacks as ``masks, boxes, phrases, logits``.
-
-    - ``masks``: ``(N, H, W)`` bool tensor, one mask per box, in input-image pixels;
-    - ``boxes``: ``(N, 4)`` float32 tensor, xyxy in input-image pixels;
-    - ``phrases``: ``N`` strings, the prompt words each box answers;
-    - ``logits``: ``(N,)`` float32 tensor, each box's best token score (sigmoid, in [0, 1]).
-
-    Not part of the tuple (so the original's 4-way unpacking keeps working):
-
-    - ``mask_scores``: ``(N,)`` float32 tensor, SAM's predicted IoU of each mask, or None.
-    """
-
-    mask_scores: torch.Tensor | None
-
-    def __new__(cls, masks, boxes, phrases, logits, mask_scores=None):
-        self = super().__new__(cls, masks, boxes, phrases, logits)
-        self.mask_scores = mask_scores
-        return self
-
-    def to_supervision(self, classes: Sequence[str] | None = None, *, compact: bool | None = None):
-        """These detections as a ``supervision.Detections`` (``pip install "supervision>=0.28"``).
-
-        ``xyxy`` float32 boxes, ``mask`` ``(N, H, W)`` bool (``compact=True``: an
-        ``sv.CompactMask``), ``confidence`` the ``logits``, ``class_id`` each phrase's index among
-        the distinct phrases in order of first appearance, or in ``classes`` (a list of class
-        names; a phrase not in it raises :class:`~lang_sam.errors.InvalidClassesError`),
-        ``data["class_name"]`` the phrases, ``data["mask_score"]`` the ``mask_scores`` when set.
-        See :func:`lang_sam.interop.to_supervision`.
-        """
-        from lang_sam.interop import to_supervision
-
-        return to_supervision(
-            self.masks, self.boxes, self.phrases, self.logits, image_size=tuple(self.masks.shape[-2:]),
-            mask_scores=self.mask_scores, classes=classes, compact=compact,
-        )
-
-    def __repr__(self) -> str:
-        """One line, whatever N: the count, image size, the first phrases and scores, shapes."""
-        n = len(self.phrases)
-        return (
-            f"Prediction({count_text(n, 'detection')} on a {image_size_text(self.masks)} image"
-            f"{': ' + detections_text(self.phrases, self.logits) if n else ''}; masks {shape_text(self.masks)}, "
-            f"boxes {shape_text(self.boxes)} xyxy px)"
-        )
+    return wrapper
 
 
 class LangSAM:
@@ -192,25 +152,25 @@ class LangSAM:
         if isinstance(ckpt_path, str) and sam_type is None and _is_type_name(ckpt_path):
             sam_type, ckpt_path = ckpt_path, None
         spec = get_spec("sam", sam_type if sam_type is not None else self.sam_type)
-        self.segmenter = SamSegmenter.from_spec(
+        self.segmenter: Segmenter = engine_for(spec).from_spec(
             spec, ckpt_path, self.device, precision=self.precision,
             fast_attention=self.fast_attention, cache_size=self._cache_size,
         )
         self._pinned = None
         self.sam_type = spec.name
-        self.sam = self.segmenter.predictor  # the original's attribute: a SamPredictor
+        self.sam = getattr(self.segmenter, "predictor", None)  # the original's attribute: a SamPredictor
 
     def build_groundingdino(
         self, *, gdino_type: str | None = None, ckpt_path: str | os.PathLike | None = None
     ) -> None:
         """(Re)load GroundingDINO, of ``gdino_type`` (default: the current one)."""
         spec = get_spec("gdino", gdino_type if gdino_type is not None else self.gdino_type)
-        self.detector = GroundingDINODetector.from_spec(
+        self.detector: Detector = engine_for(spec).from_spec(
             spec, ckpt_path, self.device, precision=self.precision, cache_size=self._cache_size
         )
         self._pinned = None
         self.gdino_type = spec.name
-        self.groundingdino = self.detector.model  # the original's attribute
+        self.groundingdino = self.detector.model  # the original's attribute (the network)
 
     # ----------------------------------------------------------------------------------------
     # Caching
@@ -245,76 +205,56 @@ class LangSAM:
             pixels = np.asarray(pil)
             enc = EncodedImage(pil, pixels, image_key(pixels) if self._cache_size else None)
         if eager:
-            self._features(enc)
-            self._sam_encoding(enc)
+            self.features(enc)
+            self.sam_encoding(enc)
         return enc
 
-    def _features(self, enc: "EncodedImage") -> ImageFeatures:
+    def features(self, enc: "EncodedImage"):
+        """The detector's encoding of ``enc`` (computed once per detector, kept on the handle)."""
         if enc.features is None or enc.features_of is not self.detector:
             enc.features = self.detector.encode_image(enc.image, enc.key)
             enc.features_of = self.detector
         return enc.features
 
-    def _sam_encoding(self, enc: "EncodedImage") -> tuple:
+    def sam_encoding(self, enc: "EncodedImage"):
+        """The segmenter's encoding of ``enc`` (computed once per segmenter, kept on the handle)."""
         if enc.sam is None or enc.sam_of is not self.segmenter:
             enc.sam = self.segmenter.encode(enc.pixels, enc.key)
             enc.sam_of = self.segmenter
         return enc.sam
 
-    def _detect(self, enc: "EncodedImage", text_prompt: str, box_threshold: float, text_threshold: float):
-        # Validate the prompt and thresholds before any image work is spent on the request.
-        prepared = self.detector.prepare(text_prompt, box_threshold, text_threshold)
-        return self._detect_prepared(enc, prepared)
-
-    def _detect_prepared(self, enc: "EncodedImage", prepared: tuple):
-        passes, box_threshold, text_threshold = prepared
-        return self.detector.detect_passes(
-            self._features(enc), passes, box_threshold, text_threshold,
-            return_prompts=self.return_prompts,
-        )
-
-    def _segment_boxes(self, enc: "EncodedImage", boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """SAM masks ``(N, H, W)`` bool and scores ``(N,)`` for ``(N, 4)`` float32 boxes in ``enc``'s
-        pixels: the original's computation (``apply_boxes_torch`` + ``predict_torch``)."""
-        if len(boxes) == 0:
-            H, W = enc.pixels.shape[:2]
-            return torch.zeros((0, H, W), dtype=torch.bool), torch.zeros((0,), dtype=torch.float32)
-        self.segmenter.use(self._sam_encoding(enc))
-        out = self.segmenter.predict(boxes=boxes)
-        return out.masks.squeeze(1), out.scores.squeeze(1)
-
-    def _predict_encoded(
-        self, enc: "EncodedImage", text_prompt: str, box_threshold: float, text_threshold: float
-    ) -> Prediction:
-        det = self._detect(enc, text_prompt, box_threshold, text_threshold)
-        masks, scores = self._segment_boxes(enc, det.boxes)
-        return Prediction(masks, det.boxes, det.phrases, det.logits, mask_scores=scores)
-
     # ----------------------------------------------------------------------------------------
-    # Predicting
+    # Predicting: every text-prompted method runs lang_sam.pipeline.run
     # ----------------------------------------------------------------------------------------
+    @staticmethod
+    def _prediction(out: "pipeline.Segmented") -> Prediction:
+        det = out.detections
+        return Prediction(out.masks, det.boxes, det.phrases, det.scores, iou_scores=out.iou_scores)
+
+    @_takes_image_pil
     def predict_dino(
         self,
-        image_pil: ImageInput,
+        image: ImageInput,
         text_prompt: str,
         box_threshold: float,
         text_threshold: float,
     ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-        """GroundingDINO alone: ``(boxes (N, 4) float32 xyxy pixels, logits (N,), phrases)``."""
-        det = self._detect(self.encode(image_pil), text_prompt, box_threshold, text_threshold)
-        return det.boxes, det.logits, det.phrases
+        """GroundingDINO alone: ``(boxes (N, 4) float32 xyxy pixels, logits (N,), phrases)``,
+        the 2023 order (``logits`` are the detector's scores, probabilities in [0, 1])."""
+        prepared = self.detector.prepare(text_prompt, box_threshold, text_threshold)
+        det, _ = pipeline.detect(self, image, prepared)
+        return det.boxes, det.scores, det.phrases
 
-    def predict_sam(self, image_pil: ImageInput, boxes: torch.Tensor) -> torch.Tensor:
+    @_takes_image_pil
+    def predict_sam(self, image: ImageInput, boxes: torch.Tensor) -> torch.Tensor:
         """SAM alone: ``(N, 1, H, W)`` bool masks for ``(N, 4)`` xyxy pixel boxes."""
         boxes = torch.as_tensor(boxes, dtype=torch.float32)
         if boxes.ndim != 2 or boxes.shape[1] != 4:
             raise InvalidPromptError(f"boxes must have shape (N, 4), got {tuple(boxes.shape)}")
-        enc = self.encode(image_pil)
-        if len(boxes) == 0:
-            H, W = enc.pixels.shape[:2]
-            return torch.zeros((0, 1, H, W), dtype=torch.bool)
-        self.segmenter.use(self._sam_encoding(enc))
-        return self.segmenter.predict_boxes(boxes)
+        enc = self.encode(image)
+        det = Detections(boxes, torch.zeros((len(boxes),)), [""] * len(boxes), enc.pixels.shape[:2])
+        masks, _ = pipeline.segment(self, enc, det)
+        return masks[:, None]
 
     def segment(
         self,
@@ -337,8 +277,8 @@ class LangSAM:
         - ``mask_input``: ``(256, 256)``, ``(1, 256, 256)`` or ``(B, 1, 256, 256)`` low-resolution
           logits, e.g. a ``low_res_logits[i, j]`` of an earlier call, to refine that mask.
 
-        Returns a :class:`~lang_sam.models.segmenter.MaskPrediction`: ``masks`` ``(B, C, H, W)``
-        bool, ``scores`` ``(B, C)`` SAM's predicted IoU, ``low_res_logits`` ``(B, C, 256, 256)``;
+        Returns a :class:`~lang_sam.results.MaskPrediction`: ``masks`` ``(B, C, H, W)`` bool,
+        ``iou_scores`` ``(B, C)`` SAM's predicted IoU, ``low_res_logits`` ``(B, C, 256, 256)``;
         ``C`` = 3 with ``multimask_output`` (SAM's three candidates), else 1. For one prompt,
         ``[0]`` of each equals what ``SamPredictor.predict`` returns. Bad shapes, points outside
         the image or labels other than 0/1 raise :class:`~lang_sam.errors.InvalidPromptError`.
@@ -346,28 +286,31 @@ class LangSAM:
         enc = self.encode(image)
         H, W = enc.pixels.shape[:2]
         prompts = check_sam_prompts(boxes, points, point_labels, mask_input, image_size=(H, W))
-        self.segmenter.use(self._sam_encoding(enc))
+        self.segmenter.use(self.sam_encoding(enc))
         return self.segmenter.predict(**prompts, multimask_output=bool(multimask_output),
                                       return_low_res=True)
 
+    @_takes_image_pil
     def predict(
         self,
-        image_pil: ImageInput,
+        image: ImageInput,
         text_prompt: str,
         box_threshold: float = 0.3,
         text_threshold: float = 0.25,
     ) -> Prediction:
         """Segment what ``text_prompt`` names. Returns ``(masks, boxes, phrases, logits)``.
 
-        ``image_pil`` may be a PIL image (any mode), an ``HxWx3`` uint8 array or a path. See
-        :class:`Prediction` for shapes; nothing found gives ``(0, H, W)``, ``(0, 4)``, ``[]``, ``(0,)``.
-        A recent image (same pixels) reuses its encodings: only the prompt-dependent work runs.
+        ``image`` (the 2023 keyword ``image_pil=`` works too) may be a PIL image (any mode), an
+        ``HxWx3`` uint8 array, a path or an :meth:`encode` handle. See :class:`Prediction` for
+        shapes; nothing found gives ``(0, H, W)``, ``(0, 4)``, ``[]``, ``(0,)``. A recent image
+        (same pixels) reuses its encodings: only the prompt-dependent work runs.
         """
-        return self._predict_encoded(self.encode(image_pil), text_prompt, box_threshold, text_threshold)
+        return self._prediction(pipeline.run(self, image, text_prompt, box_threshold, text_threshold))
 
+    @_takes_image_pil
     def predict_prompts(
         self,
-        image_pil: ImageInput,
+        image: ImageInput,
         text_prompts: Sequence[str],
         box_threshold: float = 0.3,
         text_threshold: float = 0.25,
@@ -377,8 +320,8 @@ class LangSAM:
         Each prompt gets its own GroundingDINO pass, so phrases never merge across prompts.
         """
         prompts = _prompt_list(text_prompts)
-        enc = self.encode(image_pil)
-        return [self._predict_encoded(enc, p, box_threshold, text_threshold) for p in prompts]
+        enc = self.encode(image)
+        return [self.predict(enc, p, box_threshold, text_threshold) for p in prompts]
 
     def predict_batch(
         self,
@@ -401,15 +344,6 @@ class LangSAM:
     # ----------------------------------------------------------------------------------------
     # Large images: sliced inference
     # ----------------------------------------------------------------------------------------
-    @staticmethod
-    def _rgb(image: ImageInput) -> Image.Image:
-        return image.image if isinstance(image, EncodedImage) else to_rgb_pil(image)
-
-    def _window(self, image: Image.Image, box: tuple[int, int, int, int]) -> "EncodedImage":
-        """An :meth:`encode` handle of the window ``box`` (x0, y0, x1, y1) of ``image``."""
-        whole = box == (0, 0, *image.size)
-        return self.encode(image if whole else image.crop(box))
-
     def predict_dino_tiled(
         self,
         image: ImageInput,
@@ -419,33 +353,17 @@ class LangSAM:
         *,
         tile: TileSpec | None = None,
         progress: Callable[[str, int, int], None] | None = None,
-    ) -> TiledDetections:
+    ) -> Detections:
         """GroundingDINO on every tile of ``tile.grid`` at full resolution; boxes mapped to image
         pixels and cut at the tile's inner borders (a tile sees nothing past them; the image's own
         edges are left as :meth:`predict` leaves them), not merged (see
-        :func:`lang_sam.tiling.merge_detections`). One tile's work is held at a time.
+        :func:`lang_sam.pipeline.merge_tiles`): :class:`~lang_sam.results.Detections` with
+        ``tile_index`` and ``tiles``. One tile's work is held at a time.
         ``progress("detect", tiles_done, tiles)`` is called after each tile (and once with 0 first)."""
         tile = TileSpec() if tile is None else tile
         prepared = self.detector.prepare(text_prompt, box_threshold, text_threshold)
-        pil = self._rgb(image)
-        W, H = pil.size
-        tiles = tile.grid(W, H)
-        boxes, logits, phrases, index = [], [], [], []
-        if progress is not None:
-            progress("detect", 0, len(tiles))
-        for i, t in enumerate(tiles):
-            det = self._detect_prepared(self._window(pil, t), prepared)
-            b = to_image_pixels(det.boxes, t, (H, W))
-            boxes.append(b)
-            logits.append(det.logits)
-            phrases.extend(det.phrases)
-            index.append(torch.full((len(b),), i, dtype=torch.int64))
-            if progress is not None:
-                progress("detect", i + 1, len(tiles))
-        return TiledDetections(
-            boxes=torch.cat(boxes).reshape(-1, 4).to(torch.float32), logits=torch.cat(logits).to(torch.float32),
-            phrases=phrases, tile_index=torch.cat(index), tiles=tiles, image_size=(H, W),
-        )
+        det, _ = pipeline.detect(self, image, prepared, tile=tile, progress=progress)
+        return det
 
     def predict_sam_tiled(
         self, image: ImageInput, boxes, *, tile: TileSpec | None = None,
@@ -454,47 +372,17 @@ class LangSAM:
         """SAM masks for ``(N, 4)`` xyxy image-pixel boxes, each segmented at full resolution on a
         window of the image (:func:`lang_sam.tiling.sam_window`: the grid tile that holds the box
         and is most centred on it, else a tile-sized window around it, which later boxes it holds
-        share). Each window is encoded once. Returns ``(masks, scores)``: ``N`` :class:`CropMask` trimmed to their True pixels
-        and SAM's predicted IoU ``(N,)`` float32, in the boxes' order.
-        ``progress("segment", boxes_done, N)`` is called after each chunk of boxes (and once with 0
-        first)."""
+        share). Each window is encoded once. Returns ``(masks, iou_scores)``: ``N``
+        :class:`CropMask` trimmed to their True pixels and SAM's predicted IoU ``(N,)`` float32, in
+        the boxes' order. ``progress("segment", boxes_done, N)`` is called after each chunk of
+        boxes (and once with 0 first)."""
         tile = TileSpec() if tile is None else tile
         boxes = torch.as_tensor(boxes, dtype=torch.float32)
         if boxes.ndim != 2 or boxes.shape[1] != 4:
             raise InvalidPromptError(f"boxes must have shape (N, 4), got {tuple(boxes.shape)}")
-        pil = self._rgb(image)
-        W, H = pil.size
-        tiles = tile.grid(W, H)
-        groups: dict[tuple, list[int]] = {}
-        windows = list(tiles)  # a window made for a box no tile holds is offered to later boxes too
-        for i, box in enumerate(boxes.tolist()):
-            window = sam_window(box, windows, (H, W), tile.size)
-            if window not in groups and window not in tiles:
-                windows.append(window)
-            groups.setdefault(window, []).append(i)
-        masks: list[CropMask | None] = [None] * len(boxes)
-        scores = torch.zeros((len(boxes),), dtype=torch.float32)
-        done = 0
-        if progress is not None:
-            progress("segment", 0, len(boxes))
-        for window, idx in groups.items():
-            enc = self._window(pil, window)
-            local = boxes[idx]
-            if window[:2] != (0, 0):
-                local = local - torch.tensor([window[0], window[1], window[0], window[1]], dtype=local.dtype)
-            h, w = window[3] - window[1], window[2] - window[0]
-            step = self.segmenter.boxes_per_chunk(h, w)
-            # Whole decoding chunks (the same decoding as predict), about TILE_MASK_BYTES of masks.
-            group = step * max(1, TILE_MASK_BYTES // (h * w * step))
-            for start in range(0, len(idx), group):
-                m, s = self._segment_boxes(enc, local[start:start + group])
-                for j, k in enumerate(idx[start:start + group]):
-                    masks[k] = CropMask.from_window(m[j].numpy(), window[0], window[1], (H, W))
-                    scores[k] = s[j]
-                done += len(idx[start:start + group])
-                if progress is not None:
-                    progress("segment", done, len(boxes))
-        return masks, scores
+        pil = pipeline.rgb(self, image)
+        det = Detections(boxes, torch.zeros((len(boxes),)), [""] * len(boxes), (pil.height, pil.width))
+        return pipeline.segment(self, pil, det, tile=tile, progress=progress)
 
     def predict_tiled(
         self,
@@ -511,27 +399,24 @@ class LangSAM:
         GroundingDINO runs on each tile of ``tile`` (default :class:`TileSpec`: 1024-px tiles, 20 %
         overlap) at full resolution; boxes are mapped to image pixels; detections of the same
         phrase that two tiles found are merged (``tile.merge``); SAM segments each kept box on a
-        tile-sized window around it. Returns a :class:`~lang_sam.tiling.TiledPrediction` whose
-        masks are crops with offsets (``.dense()`` gives ``(N, H, W)`` on request). A tile at least
-        as large as the image gives exactly :meth:`predict`'s result. ``progress(stage, done,
-        total)``, if given, hears of each tile detected (``"detect"``) and boxes segmented
-        (``"segment"``): an image of many tiles takes minutes on a CPU.
+        tile-sized window around it. Returns a :class:`~lang_sam.results.TiledPrediction`, which
+        unpacks as :meth:`predict`'s result does, its masks crops with offsets (``.dense()`` gives
+        ``(N, H, W)`` on request). A tile at least as large as the image gives exactly
+        :meth:`predict`'s result. ``progress(stage, done, total)``, if given, hears of each tile
+        detected (``"detect"``) and boxes segmented (``"segment"``): an image of many tiles takes
+        minutes on a CPU.
         """
         tile = TileSpec() if tile is None else tile
-        pil = self._rgb(image)
-        det = self.predict_dino_tiled(pil, text_prompt, box_threshold, text_threshold, tile=tile,
-                                      progress=progress)
-        keep, boxes = merge_detections(det.boxes, det.logits, det.phrases, det.tile_index, tile)
-        masks, scores = self.predict_sam_tiled(pil, boxes, tile=tile, progress=progress)
-        return TiledPrediction(
-            boxes=boxes, phrases=[det.phrases[i] for i in keep.tolist()],
-            logits=det.logits[torch.from_numpy(keep)],
-            mask_scores=scores, masks=masks, image_size=det.image_size, tiles=det.tiles,
-        )
+        out = pipeline.run(self, pipeline.rgb(self, image), text_prompt, box_threshold, text_threshold,
+                           select=[pipeline.merge_tiles(tile)], tile=tile, progress=progress)
+        det = out.detections
+        return TiledPrediction(out.masks, det.boxes, det.phrases, det.scores, iou_scores=out.iou_scores,
+                               image_size=det.image_size, tiles=det.tiles)
 
-    def set_image(self, image_pil: ImageInput) -> None:
+    @_takes_image_pil
+    def set_image(self, image: ImageInput) -> None:
         """Encode an image with both networks now and keep it for :meth:`predict_prompt`."""
-        self._pinned = self.encode(image_pil, eager=True)
+        self._pinned = self.encode(image, eager=True)
 
     def predict_prompt(
         self, text_prompt: str, box_threshold: float = 0.3, text_threshold: float = 0.25
@@ -539,7 +424,7 @@ class LangSAM:
         """Like :meth:`predict`, on the image given to :meth:`set_image` (no image work at all)."""
         if self._pinned is None:
             raise NoImageError("call set_image(image) before predict_prompt(text_prompt)")
-        return self._predict_encoded(self._pinned, text_prompt, box_threshold, text_threshold)
+        return self.predict(self._pinned, text_prompt, box_threshold, text_threshold)
 
 
 @dataclass(repr=False, eq=False)
@@ -554,15 +439,15 @@ class EncodedImage:
     image: Image.Image
     pixels: np.ndarray
     key: str | None
-    features: ImageFeatures | None = None
+    features: object = None
     sam: tuple | None = None
     features_of: object = field(default=None, compare=False)
     sam_of: object = field(default=None, compare=False)
 
     @property
-    def size(self) -> tuple[int, int]:
-        """``(W, H)``, as PIL gives it."""
-        return self.image.size
+    def image_size(self) -> tuple[int, int]:
+        """``(H, W)``."""
+        return self.image.height, self.image.width
 
     def __repr__(self) -> str:
         done = [n for n, v in (("GroundingDINO", self.features), ("SAM", self.sam)) if v is not None]

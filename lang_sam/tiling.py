@@ -1,5 +1,5 @@
 """Sliced inference for large images: the tile grid, merging what overlapping tiles found twice,
-and the results of :meth:`lang_sam.LangSAM.predict_tiled`.
+and the windows SAM segments on (the pipeline's tiled path, :mod:`lang_sam.pipeline`, uses them).
 
 GroundingDINO resizes every image to 800 px on its short side, so a 30-pixel object of a 6000x4000
 photo shrinks to 6 pixels. Detecting on overlapping tiles at full resolution finds it; boxes are
@@ -16,7 +16,7 @@ dependency (see the README, "Large images").
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from numbers import Integral, Real
 from typing import Any, Hashable, Sequence
 
@@ -24,17 +24,15 @@ import numpy as np
 import torch
 
 from lang_sam.errors import InvalidArgumentError, InvalidTileError
-from lang_sam.masks import CropMask, stack_dense
-from lang_sam.reprs import count_text, detections_text
 from lang_sam.validation import as_numpy
 
 __all__ = [
     "TileSpec", "Tile", "MERGE_METHODS", "MATCH_METRICS", "box_overlaps", "merge_detections",
-    "to_image_pixels", "sam_window", "TiledDetections", "TiledPrediction",
+    "to_image_pixels", "sam_window",
 ]
 
 #: ``(x0, y0, x1, y1)`` of a tile in image pixels, ``x1``/``y1`` exclusive.
-Tile = tuple[int, int, int, int]
+Tile = tuple[int, int, int, int]  # the same alias as lang_sam.results.Tile
 
 MERGE_METHODS = ("nms", "greedy")
 MATCH_METRICS = ("ios", "iou")
@@ -238,75 +236,3 @@ def sam_window(box: Any, tiles: Sequence[Tile], image_size: tuple[int, int], til
     wx0, wx1 = span(x0, x1, W)
     wy0, wy1 = span(y0, y1, H)
     return wx0, wy0, wx1, wy1
-
-
-@dataclass(repr=False)
-class TiledDetections:
-    """GroundingDINO's detections on every tile, mapped to the image and not merged yet.
-
-    ``boxes`` ``(N, 4)`` float32 xyxy image pixels, ``logits`` ``(N,)`` float32, ``phrases`` ``N``
-    strings, ``tile_index`` ``(N,)`` int64 (into ``tiles``), ``tiles`` the grid, ``image_size``
-    ``(H, W)``.
-    """
-
-    boxes: torch.Tensor
-    logits: torch.Tensor
-    phrases: list[str]
-    tile_index: torch.Tensor
-    tiles: list[Tile]
-    image_size: tuple[int, int]
-
-    def __len__(self) -> int:
-        return len(self.phrases)
-
-    def __repr__(self) -> str:
-        H, W = self.image_size
-        return f"TiledDetections({len(self)} boxes from {len(self.tiles)} tiles of a {W}x{H} image)"
-
-
-@dataclass(repr=False)
-class TiledPrediction:
-    """What :meth:`LangSAM.predict_tiled` returns: one entry per object, in full-image pixels.
-
-    - ``boxes``: ``(N, 4)`` float32 tensor, xyxy image pixels;
-    - ``phrases``: ``N`` strings; ``logits``: ``(N,)`` float32, GroundingDINO's box scores;
-    - ``mask_scores``: ``(N,)`` float32, SAM's predicted IoU of each mask;
-    - ``masks``: ``N`` :class:`~lang_sam.masks.CropMask` (a crop and its offset: memory is the
-      objects' size, not ``N x H x W``); :meth:`dense` gives the ``(N, H, W)`` bool tensor;
-    - ``image_size``: ``(H, W)``; ``tiles``: the grid detected on, ``(x0, y0, x1, y1)`` each.
-    """
-
-    boxes: torch.Tensor
-    phrases: list[str]
-    logits: torch.Tensor
-    mask_scores: torch.Tensor
-    masks: list[CropMask]
-    image_size: tuple[int, int]
-    tiles: list[Tile] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.phrases)
-
-    def dense(self) -> torch.Tensor:
-        """``(N, H, W)`` bool masks (``N * H * W`` bytes: ask only when that fits)."""
-        return torch.from_numpy(stack_dense(self.masks, self.image_size))
-
-    def to_supervision(self, classes: Sequence[str] | None = None, *, compact: bool | None = None):
-        """These detections as a ``supervision.Detections`` (``pip install "supervision>=0.28"``),
-        their masks as an ``sv.CompactMask`` made from the crops, never a full-size array
-        (``compact=False``: ``(N, H, W)`` bool). Other fields as
-        :meth:`lang_sam.Prediction.to_supervision`; see :func:`lang_sam.interop.to_supervision`."""
-        from lang_sam.interop import to_supervision
-
-        return to_supervision(
-            self.masks, self.boxes, self.phrases, self.logits, image_size=self.image_size,
-            mask_scores=self.mask_scores, classes=classes, compact=compact,
-        )
-
-    def __repr__(self) -> str:
-        H, W = self.image_size
-        n = len(self)
-        crop_mb = sum(m.nbytes for m in self.masks) / 2**20
-        return (f"TiledPrediction({count_text(n, 'detection')} on a {W}x{H} image from "
-                f"{count_text(len(self.tiles), 'tile')}"
-                f"{': ' + detections_text(self.phrases, self.logits) if n else ''}; masks as crops, {crop_mb:.1f} MiB)")

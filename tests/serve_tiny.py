@@ -21,8 +21,6 @@ if __name__ == "__main__":
         register_model(tiny_sam_spec(name))
     which, argv = sys.argv[1], sys.argv[2:] + ["--sam-type", "tiny_sam", "--gdino-type", "tiny_gdino",
                                                "--device", "cpu"]
-    if which == "server":
-        from lang_sam.serving.server import main
-    else:
-        from lang_sam.serving.app import main
-    sys.exit(main(argv))
+    from lang_sam.cli import main
+
+    sys.exit(main(["serve" if which == "server" else "app", *argv]))

@@ -17,6 +17,7 @@ import lang_sam
 from conftest import make_image
 from lang_sam import LangSAM, Prediction
 from lang_sam.errors import (
+    InvalidArgumentError,
     ImageNotFoundError,
     InvalidImageError,
     InvalidPromptError,
@@ -35,8 +36,10 @@ def test_signatures_match_the_original():
         "gdino_type": "swinb", "gdino_ckpt_path": None, "device": None, "precision": "fp32",
         "cache_size": 2, "fast_attention": True}
     pred = inspect.signature(LangSAM.predict).parameters
+    # One image parameter name everywhere ("image"); the 2023 keyword image_pil= still works
+    # (test_the_2023_image_pil_keyword_still_works).
     assert [(n, p.default) for n, p in pred.items()][1:] == [
-        ("image_pil", inspect.Parameter.empty), ("text_prompt", inspect.Parameter.empty),
+        ("image", inspect.Parameter.empty), ("text_prompt", inspect.Parameter.empty),
         ("box_threshold", 0.3), ("text_threshold", 0.25)]
     assert set(lang_sam.SAM_MODELS) >= {"vit_h", "vit_l", "vit_b"}
     for name in lang_sam.__all__:
@@ -44,6 +47,19 @@ def test_signatures_match_the_original():
     from lang_sam import utils
     for name in ("load_image", "draw_image", "get_contours", "contour_to_points", "generate_labelme_json"):
         assert callable(getattr(utils, name))
+
+
+def test_the_2023_image_pil_keyword_still_works(model, image):
+    """2023 code called predict(image_pil=..., text_prompt=...); the parameter is now ``image``."""
+    positional = model.predict(image, "car", 0.0, 0.0)
+    by_2023_name = model.predict(image_pil=image, text_prompt="car", box_threshold=0.0, text_threshold=0.0)
+    assert torch.equal(positional.masks, by_2023_name.masks) and positional.phrases == by_2023_name.phrases
+    boxes, logits, phrases = model.predict_dino(image_pil=image, text_prompt="car", box_threshold=0.0,
+                                                text_threshold=0.0)
+    assert torch.equal(boxes, positional.boxes) and torch.equal(logits, positional.logits)
+    assert torch.equal(model.predict_sam(image_pil=image, boxes=boxes)[:, 0], positional.masks)
+    with pytest.raises(InvalidArgumentError, match="got the image twice"):
+        model.predict(image, image_pil=image, text_prompt="car")
 
 
 def test_import_is_light_and_silent():
@@ -367,14 +383,14 @@ def test_mask_prediction_repr_is_short(model, image, every_query):
     many = model.segment(image, boxes=every_query.boxes[:7], multimask_output=True)
     r = repr(many)
     assert len(r) < 400 and "\n" not in r and "tensor(" not in r, r
-    first = ", ".join(f"{s:.2f}" for s in many.scores[0].tolist())
-    assert r.startswith(f"MaskPrediction(7 prompts x 3 masks on a 320x240 image; scores [{first}], ")
+    first = ", ".join(f"{s:.2f}" for s in many.iou_scores[0].tolist())
+    assert r.startswith(f"MaskPrediction(7 prompts x 3 masks on a 320x240 image; iou_scores [{first}], ")
     assert "(+2 more)" in r
     assert r.endswith("masks (7, 3, 240, 320) bool, low_res_logits (7, 3, 256, 256) float32)")
     assert pretty(many) == r
     click = model.segment(image, points=[[10, 20]])
     assert repr(click).startswith(
-        f"MaskPrediction(1 prompt x 1 mask on a 320x240 image; scores {click.scores[0, 0]:.2f}; ")
+        f"MaskPrediction(1 prompt x 1 mask on a 320x240 image; iou_scores {click.iou_scores[0, 0]:.2f}; ")
 
 
 def test_encoded_image_repr_says_what_is_encoded(model, image, every_query):

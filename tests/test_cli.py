@@ -496,6 +496,27 @@ def test_python_dash_m_and_console_script():
     assert scripts == {"lang-sam": "lang_sam.cli:main"}
 
 
+#: What an offline ``lang-sam predict`` has no use for: the serving layer and its web libraries.
+SERVING = ("lang_sam.serving", "gradio", "fastapi", "uvicorn", "starlette")
+
+
+def test_offline_predict_imports_nothing_of_serving(tmp_path, model_args):
+    """Issue 14 item 3: the model flags of ``lang-sam predict`` were built by
+    ``lang_sam.serving.service``, so every offline run imported the serving package. The command
+    now owns its flags; ``-X importtime`` lists every module the run imported, lazy ones included."""
+    Image.fromarray(make_image(40, 50, 1)).save(tmp_path / "a.png")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    run = subprocess.run([sys.executable, "-X", "importtime", str(HELPER), "predict", str(tmp_path / "a.png"),
+                          "--prompt", "car", "--output", str(tmp_path / "out"), "-q", *model_args],
+                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    imported = {line.rsplit("|", 1)[1].strip() for line in run.stderr.splitlines()
+                if line.startswith("import time:") and "|" in line}
+    assert {"lang_sam.cli", "lang_sam.labeling.run", "torch"} <= imported  # the listing saw the run
+    assert (tmp_path / "out" / ".lang-sam" / "records" / "a.json").is_file()
+    assert sorted(m for m in imported if any(m == s or m.startswith(s + ".") for s in SERVING)) == []
+
+
 def test_a_hostile_checkpoint_is_one_line_not_a_traceback(tmp_path, capsys, tiny_specs, gdino_ckpt):
     """Issue 18: an 11-byte pickle declaring a huge string gave a 35-line MemoryError traceback."""
     import struct

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from conftest import make_image
 from lang_sam.cli import EXIT_STOPPED, main
-from lang_sam.errors import RunStoppedError
-from lang_sam.labeling.run import LabelSettings, label_folder
+from lang_sam.errors import InvalidImageError, InvalidPromptError, RunStoppedError
+from lang_sam.labeling.run import (
+    ImageFailure, ImageItem, ImageLabels, LabelRun, LabelSettings, label_folder,
+)
 
 OOM = "DefaultCPUAllocator: can't allocate memory: you tried to allocate 123456789 bytes"
 
@@ -111,3 +114,77 @@ def test_an_images_own_fault_fails_that_image_only(photos, tmp_path, model):
     summary = label_folder(model, [photos], tmp_path / "out", LabelSettings.create("car"), ["coco"])
     assert summary.labelled == 4
     assert sorted(i.rel.as_posix() for i, _ in summary.failed) == ["bad.jpg", "empty.png"]
+
+
+# ------------------------------------------------------------------------------------------
+# One policy for both executors (issue 14 item 3)
+# ------------------------------------------------------------------------------------------
+
+BAD = "cannot identify image file"
+TRACE = f"Traceback (most recent call last):\n  File \"worker.py\", line 1, in label\nRuntimeError: {OOM}\n"
+
+
+@pytest.mark.parametrize("outcome, expect", [
+    ("labels", "written"),
+    ("labels, record path taken", "stop: writing"),
+    (InvalidImageError(BAD), "image"),
+    (ImageFailure("image", f"InvalidImageError: {BAD}"), "image"),  # as a Ray worker sends it
+    (InvalidPromptError("the prompt is empty"), "run"),
+    (RuntimeError(OOM), "stop: labelling"),
+    (ImageFailure("stop", f"RuntimeError: {OOM}", TRACE), "stop: labelling"),
+], ids=["labels", "write-fails", "image-error", "image-error-from-worker", "run-error", "oom",
+        "oom-from-worker"])
+def test_one_failure_policy_for_one_process_and_ray_workers(tmp_path, caplog, outcome, expect):
+    """label_folder's loop and the Ray driver each wrote the policy out (raise / fail / stop);
+    both now call LabelRun.settle, so an error has the same effect raised here or sent by a worker."""
+    item = ImageItem(tmp_path / "a.png", PurePosixPath("a.png"))
+    heard: list = []
+    run = LabelRun(tmp_path / "out", LabelSettings.create("car"), ["coco"])
+    try:
+        run.start([item])
+        if isinstance(outcome, str):  # an image with nothing found
+            if outcome.endswith("taken"):  # its record cannot be written: a folder is in the way
+                (tmp_path / "out" / ".lang-sam" / "records" / "a.json").mkdir(parents=True)
+            outcome = ImageLabels(item, 8, 6, np.zeros((0, 4), np.float32), np.zeros(0, np.float32), [],
+                                  np.zeros((0, 6, 8), bool))
+        with caplog.at_level(logging.INFO, logger="lang_sam"):
+            if expect == "written":
+                assert run.settle(item, outcome, lambda *a: heard.append(a))["file_name"] == "a.png"
+            elif expect == "image":
+                assert run.settle(item, outcome, lambda *a: heard.append(a)) is None
+            elif expect == "run":
+                with pytest.raises(InvalidPromptError) as raised:
+                    run.settle(item, outcome, lambda *a: heard.append(a))
+                assert raised.value is outcome  # the run's own error, as it was raised
+            else:
+                with pytest.raises(RunStoppedError) as stopped:
+                    run.settle(item, outcome, lambda *a: heard.append(a))
+    finally:
+        run.release()
+    summary = run.summary
+    assert summary.labelled == (expect == "written")
+    if expect == "image":
+        assert summary.failed == [(item, f"InvalidImageError: {BAD}")]
+        error = outcome.error if isinstance(outcome, ImageFailure) else outcome
+        assert heard == [(item, error)]
+        assert [r.getMessage() for r in caplog.records] == [f"a.png failed: {error}"]
+        return
+    assert summary.failed == [] and heard == []
+    if not expect.startswith("stop"):
+        assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+        return
+    e = stopped.value
+    assert (e.image, e.labelled) == ("a.png", 0) and "resume=True" in str(e)
+    [log] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert log.getMessage().startswith(f"{expect[6:]} a.png failed; the run stops")
+    if isinstance(outcome, ImageFailure):  # the worker's traceback, as text; nothing to chain
+        assert e.cause == f"RuntimeError: {OOM}" and e.__cause__ is None
+        assert log.getMessage().endswith(TRACE.rstrip()) and not log.exc_info
+    else:
+        assert isinstance(e.__cause__, (RuntimeError, OSError)) and log.exc_info[1] is e.__cause__
+        assert e.cause.startswith("RuntimeError: " if expect.endswith("labelling") else "IsADirectoryError: ")
+
+
+def test_a_worker_failure_is_image_or_stop_only():
+    with pytest.raises(ValueError, match="'image' or 'stop', got 'run'"):
+        ImageFailure("run", "InvalidPromptError: the prompt is empty")

@@ -19,11 +19,12 @@ PKG = ROOT / "lang_sam"
 #: Lowest first. Names are relative to ``lang_sam``; ``hub.*`` is every module of lang_sam/hub/.
 LAYERS: list[set[str]] = [
     {"settings", "errors", "patches", "validation", "cache", "precision", "reprs"},
-    {"masks", "tiling", "interop"},  # results as crops, the tile grid and merge, results as
-    # other libraries' types (supervision, imported lazily): numpy only, no models
+    {"masks", "tiling", "interop", "results"},  # results as crops, the tile grid and merge,
+    # results as other libraries' types (supervision, imported lazily), the result types: no models
     {"hub.*"},
     {"models.*"},
-    {"lang_sam", "utils", "testing"},  # "lang_sam" is lang_sam/lang_sam.py, the facade
+    {"lang_sam", "pipeline", "utils", "testing"},  # "lang_sam" is lang_sam/lang_sam.py, the facade;
+    # pipeline: detect -> select -> segment, which the facade, labelling and serving all run
     {"labeling.*"},  # labeling.distributed: the pipeline on Ray Data (the [ray] extra)
     {"serving.*"},
     {"cli", "__main__"},

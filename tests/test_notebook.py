@@ -124,7 +124,7 @@ def test_shows_short_reprs_of_the_model_and_results(executed):
     assert re.search(r"'spoon': Prediction\(\d+ detections? on a 600x400 image: 'spoon' ", several)
     assert several.rstrip().endswith("EncodedImage(600x400, encoded by: GroundingDINO, SAM)")
     clicked = shown(cell(nb, "model.segment("))
-    assert clicked.startswith("MaskPrediction(1 prompt x 3 masks on a 600x400 image; scores [")
+    assert clicked.startswith("MaskPrediction(1 prompt x 3 masks on a 600x400 image; iou_scores [")
     assert "masks (1, 3, 400, 600) bool" in clicked and "tensor(" not in clicked
 
 

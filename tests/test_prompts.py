@@ -1,5 +1,5 @@
 """SAM's own prompts: ``LangSAM.encode`` / ``segment`` against ``SamPredictor.predict`` called directly
-on the same weights, encodings reused, ``Prediction.mask_scores``, and bad prompts."""
+on the same weights, encodings reused, ``Prediction.iou_scores``, and bad prompts."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def meaningful(masks) -> bool:
 def assert_same(ours: MaskPrediction, index: int, theirs: tuple):
     masks, scores, low = theirs
     assert np.array_equal(ours.masks[index].numpy(), masks)
-    assert np.array_equal(ours.scores[index].numpy(), scores)
+    assert np.array_equal(ours.iou_scores[index].numpy(), scores)
     assert np.array_equal(ours.low_res_logits[index].numpy(), low)
 
 
@@ -52,7 +52,7 @@ def test_box_alone_equals_sam_predictor(exact_model, reference, img, multimask):
     out = exact_model.segment(img, boxes=BOX, multimask_output=multimask)
     c = 3 if multimask else 1
     assert out.masks.shape == (1, c, H, W) and out.masks.dtype == torch.bool
-    assert out.scores.shape == (1, c) and out.scores.dtype == torch.float32
+    assert out.iou_scores.shape == (1, c) and out.iou_scores.dtype == torch.float32
     assert out.low_res_logits.shape == (1, c, 256, 256)
     theirs = reference.predict(box=BOX, multimask_output=multimask)
     assert meaningful(theirs[0])
@@ -99,7 +99,7 @@ def batched_reference(reference, boxes, points=None, labels=None, multimask=Fals
 def test_several_boxes_at_once(exact_model, reference, img):
     boxes = np.array([BOX, [0.0, 0.0, 80.0, 60.0], [100.0, 90.0, 239.0, 179.0]])
     out = exact_model.segment(img, boxes=boxes, multimask_output=True)
-    assert out.masks.shape == (3, 3, H, W) and out.scores.shape == (3, 3)
+    assert out.masks.shape == (3, 3, H, W) and out.iou_scores.shape == (3, 3)
     # Bit for bit SAM's own batched call ...
     bm, bs, blow = batched_reference(reference, boxes, multimask=True)
     for i in range(3):
@@ -110,7 +110,7 @@ def test_several_boxes_at_once(exact_model, reference, img):
         masks, scores, low = reference.predict(box=box, multimask_output=True)
         assert meaningful(masks)
         assert np.array_equal(out.masks[i].numpy(), masks)
-        np.testing.assert_allclose(out.scores[i].numpy(), scores, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(out.iou_scores[i].numpy(), scores, rtol=0, atol=1e-5)
         np.testing.assert_allclose(out.low_res_logits[i].numpy(), low, rtol=0, atol=1e-4)
     # One point set for every box, and one set per box, give the same batched call.
     shared = exact_model.segment(img, boxes=boxes, points=POINTS, point_labels=LABELS)
@@ -124,7 +124,7 @@ def test_several_boxes_at_once(exact_model, reference, img):
 
 def test_mask_input_round_trip(exact_model, reference, img):
     first = exact_model.segment(img, points=POINTS[:1], multimask_output=True)
-    best = int(first.scores[0].argmax())
+    best = int(first.iou_scores[0].argmax())
     logits = first.low_res_logits[0, best]                       # (256, 256)
     again = exact_model.segment(img, points=POINTS, point_labels=LABELS, mask_input=logits)
     theirs_first = reference.predict(point_coords=POINTS[:1], point_labels=np.array([1]),
@@ -186,8 +186,8 @@ def test_predict_is_unchanged_and_carries_sams_scores(exact_model, reference, im
     masks, boxes, phrases, logits = result                 # the original's 4-tuple
     n = len(boxes)
     assert n > 0 and masks.shape == (n, H, W)
-    assert result.mask_scores.shape == (n,) and result.mask_scores.dtype == torch.float32
-    # mask_scores are SAM's predicted IoU for exactly those boxes, computed as the original
+    assert result.iou_scores.shape == (n,) and result.iou_scores.dtype == torch.float32
+    # iou_scores are SAM's predicted IoU for exactly those boxes, computed as the original
     # computed the masks (apply_boxes_torch + predict_torch, in chunks of boxes_per_chunk).
     step = exact_model.segmenter.boxes_per_chunk(H, W)
     assert step < n, "several chunks are compared"
@@ -196,12 +196,12 @@ def test_predict_is_unchanged_and_carries_sams_scores(exact_model, reference, im
         with torch.no_grad():
             m, s, _ = reference.predict_torch(None, None, mapped[start:start + step],
                                               multimask_output=False)
-        assert torch.equal(result.mask_scores[start:start + step], s[:, 0])
+        assert torch.equal(result.iou_scores[start:start + step], s[:, 0])
         assert torch.equal(masks[start:start + step], m[:, 0])
     assert meaningful(masks)
     assert torch.equal(exact_model.predict_sam(img, boxes)[:, 0], masks)
     empty = exact_model.predict(img, "cat", box_threshold=1.0)
-    assert empty.mask_scores.shape == (0,)
+    assert empty.iou_scores.shape == (0,)
     # Tuple behaviour is untouched by the attribute.
     assert result[:2] == (masks, boxes) and tuple(result)[3] is logits
 
@@ -245,7 +245,7 @@ def test_bad_prompts_raise_invalid_prompt_error(exact_model, img, kwargs, match)
 
 def test_boxes_reaching_past_the_image_by_its_size_are_allowed(exact_model, img):
     out = exact_model.segment(img, boxes=[[-W, -H, 2 * W, 2 * H], [-0.5, 3, W + 7, H]])
-    assert torch.isfinite(out.scores).all() and out.masks.shape[0] == 2
+    assert torch.isfinite(out.iou_scores).all() and out.masks.shape[0] == 2
 
 
 def test_points_on_the_far_edge_are_allowed(exact_model, reference, img):

@@ -24,6 +24,7 @@ from PIL import Image
 
 from conftest import make_image
 from lang_sam.cli import main
+from lang_sam.labeling.run import LabelSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 HELPER = Path(__file__).with_name("cli_tiny.py")
@@ -33,6 +34,11 @@ GOOD = ["a.png", "b.jpg", "sub/a.PNG"]
 RAY = ["--ray", "--workers", "2", "--cpus-per-worker", "1"]
 
 pytestmark = pytest.mark.slow  # a Ray instance and whole labelling runs: minutes per test
+
+
+def car(tiny_specs) -> LabelSettings:
+    """The settings of the Ray runs called from Python: prompt "car", the tiny models."""
+    return LabelSettings.create("car", sam_type=tiny_specs[0].name, gdino_type=tiny_specs[1].name)
 
 
 def files(root: Path) -> dict[str, bytes]:
@@ -160,10 +166,11 @@ def test_killed_actor_is_replaced_and_its_image_redone(ray_address, work, refere
             return super().label(item)
 
     out = work / "killed"
+    settings = LabelSettings.create("car. wheel", nms=0.9, sam_type=tiny_specs[0].name,
+                                    gdino_type=tiny_specs[1].name)
     summary = label_dataset(
-        [work / "imgs"], out, prompt="car. wheel", nms=0.9, formats=ALL_FORMATS.split(","),
-        sam_type=tiny_specs[0].name, sam_ckpt=sam_ckpt, gdino_type=tiny_specs[1].name,
-        gdino_ckpt=gdino_ckpt, workers=2, cpus_per_worker=1, labeller=DyingLabeller,
+        [work / "imgs"], out, settings, ALL_FORMATS.split(","), sam_ckpt=sam_ckpt, gdino_ckpt=gdino_ckpt,
+        workers=2, cpus_per_worker=1, labeller=DyingLabeller,
     )
     assert marker.exists()  # an actor did die
     assert int(marker.read_text()) != os.getpid()
@@ -193,9 +200,8 @@ def test_image_that_always_kills_its_actor_fails_alone(ray_address, work, tiny_s
     out = work / f"poison-{poison}"
     failures = []
     summary = distributed.label_dataset(
-        [work / "imgs" / "a.png", work / "imgs" / "b.jpg"], out, prompt="car", formats="coco",
-        sam_type=tiny_specs[0].name, sam_ckpt=sam_ckpt, gdino_type=tiny_specs[1].name,
-        gdino_ckpt=gdino_ckpt, workers=1, cpus_per_worker=1, labeller=PoisonLabeller,
+        [work / "imgs" / "a.png", work / "imgs" / "b.jpg"], out, car(tiny_specs), "coco",
+        sam_ckpt=sam_ckpt, gdino_ckpt=gdino_ckpt, workers=1, cpus_per_worker=1, labeller=PoisonLabeller,
         on_failure=lambda item, why: failures.append((item.rel.as_posix(), why)),
     )
     assert (summary.labelled, [i.rel.as_posix() for i, _ in summary.failed]) == (1, [poison])
@@ -217,8 +223,7 @@ def test_workers_dying_while_loading_the_models_stop_the_run(ray_address, work, 
     monkeypatch.setattr(distributed, "TASK_RETRIES", 1)
     with pytest.raises(RayJobError, match="the Ray run stopped"):
         distributed.label_dataset(
-            [work / "imgs" / "a.png"], work / "oom", prompt="car", formats="coco",
-            sam_type=tiny_specs[0].name, sam_ckpt=sam_ckpt, gdino_type=tiny_specs[1].name,
+            [work / "imgs" / "a.png"], work / "oom", car(tiny_specs), "coco", sam_ckpt=sam_ckpt,
             gdino_ckpt=gdino_ckpt, workers=1, cpus_per_worker=1, max_dead_batches=0,
             labeller=OutOfMemoryLoader,
         )
@@ -260,9 +265,8 @@ def test_an_unexpected_worker_error_stops_the_run(ray_address, work, tiny_specs,
     out = work / "stopped"
     with caplog.at_level(logging.ERROR, logger="lang_sam"), pytest.raises(RunStoppedError) as err:
         distributed.label_dataset(
-            [work / "imgs" / "a.png", work / "imgs" / "b.jpg"], out,
-            prompt="car", formats="coco", sam_type=tiny_specs[0].name, sam_ckpt=sam_ckpt,
-            gdino_type=tiny_specs[1].name, gdino_ckpt=gdino_ckpt, workers=1, cpus_per_worker=1,
+            [work / "imgs" / "a.png", work / "imgs" / "b.jpg"], out, car(tiny_specs), "coco",
+            sam_ckpt=sam_ckpt, gdino_ckpt=gdino_ckpt, workers=1, cpus_per_worker=1,
             labeller=OutOfMemoryOnB,
         )
     assert (err.value.image, err.value.labelled) == ("b.jpg", 1)
@@ -363,6 +367,19 @@ def test_object_storage_urls_are_refused_clearly(tmp_path, where, capsys, monkey
     err = capsys.readouterr().err
     assert rc == 2 and "is a URL; object storage (s3://, gs://) is not supported yet" in err
     assert not (tmp_path / "gs:").exists() and not (tmp_path / "o").exists()
+
+
+def test_label_dataset_takes_label_folders_settings(tmp_path):
+    """Issue 14 item 3: label_dataset took ~27 flat parameters where label_folder takes a
+    LabelSettings; the flat form is gone (never released), and a prompt in its place is refused."""
+    from lang_sam.errors import InvalidRunError
+    from lang_sam.labeling.distributed import label_dataset
+
+    with pytest.raises(InvalidRunError, match="settings must be a LabelSettings .*got str"):
+        label_dataset([tmp_path], tmp_path / "o", "car")
+    with pytest.raises(TypeError):
+        label_dataset([tmp_path], tmp_path / "o", prompt="car")  # the old, flat form
+    assert not (tmp_path / "o").exists()
 
 
 def test_import_lang_sam_never_imports_ray():

@@ -471,7 +471,7 @@ def test_segment_equals_langsam_segment(server, model):
     assert len(body["masks"]) == 2 and all(len(m) == 3 for m in body["masks"])
     got = torch.stack([decode(per_prompt) for per_prompt in body["masks"]])
     assert torch.equal(got, expected.masks)
-    assert np.allclose(body["scores"], expected.scores.numpy(), atol=1e-6)
+    assert np.allclose(body["iou_scores"], expected.iou_scores.numpy(), atol=1e-6)
     # points alone, one mask each
     r = post(server, png(arr), None, path="/segment", points="[[20, 30], [60, 50]]")
     assert r.status_code == 200, r.text

@@ -57,8 +57,9 @@ IOU = torch.tensor([0.9, 0.8, 0.1, 0.77])
 def crafted(kind: str):
     m = crafted_masks()
     if kind == "dense":
-        return Prediction(torch.from_numpy(m), BOXES, PHRASES, LOGITS, mask_scores=IOU)
-    return TiledPrediction(BOXES, PHRASES, LOGITS, IOU, [CropMask.from_dense(x) for x in m], (H, W))
+        return Prediction(torch.from_numpy(m), BOXES, PHRASES, LOGITS, iou_scores=IOU)
+    return TiledPrediction([CropMask.from_dense(x) for x in m], BOXES, PHRASES, LOGITS, iou_scores=IOU,
+                           image_size=(H, W))
 
 
 def check_fields(det, pred, dense: np.ndarray) -> None:
@@ -75,8 +76,8 @@ def check_fields(det, pred, dense: np.ndarray) -> None:
             firsts.append(p)
     assert det.class_id.tolist() == [firsts.index(p) for p in pred.phrases]
     assert list(det.data["class_name"]) == pred.phrases
-    assert np.array_equal(det.data["mask_score"], pred.mask_scores.numpy())
-    assert det.data["mask_score"].dtype == np.float32
+    assert np.array_equal(det.data["iou_score"], pred.iou_scores.numpy())
+    assert det.data["iou_score"].dtype == np.float32
     assert det.mask.shape == (n, *dense.shape[1:]) and det.mask.dtype == np.bool_
     assert np.array_equal(np.asarray(det.mask), dense)
     assert np.array_equal(det.mask.area if isinstance(det.mask, sv.CompactMask) else det.mask.sum((1, 2)),
@@ -126,7 +127,8 @@ def test_empty_results(kind):
     if kind == "dense":
         pred = Prediction(torch.zeros((0, H, W), dtype=torch.bool), torch.zeros((0, 4)), [], torch.zeros(0))
     else:
-        pred = TiledPrediction(torch.zeros((0, 4)), [], torch.zeros(0), torch.zeros(0), [], (H, W))
+        pred = TiledPrediction([], torch.zeros((0, 4)), [], torch.zeros(0), iou_scores=torch.zeros(0),
+                               image_size=(H, W))
     det = pred.to_supervision()
     assert len(det) == 0 and det.is_empty()
     assert det.xyxy.shape == (0, 4) and det.xyxy.dtype == np.float32
@@ -188,7 +190,7 @@ PROMPT = "cat. remote control"
 def predictions(model):
     plain = model.predict(SMALL, PROMPT)
     tiled = model.predict_tiled(SMALL, PROMPT, tile=TILE)
-    assert len(plain.phrases) > 1 and len(tiled) > 1, "the tiny models found too little to test"
+    assert len(plain.phrases) > 1 and len(tiled.phrases) > 1, "the tiny models found too little to test"
     return {"dense": plain, "crops": tiled}
 
 

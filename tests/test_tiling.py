@@ -317,7 +317,7 @@ PROMPT = "cat. remote control"
 
 def same_as_predict(tiled: TiledPrediction, plain) -> bool:
     return (torch.equal(tiled.boxes, plain.boxes) and torch.equal(tiled.logits, plain.logits)
-            and tiled.phrases == plain.phrases and torch.equal(tiled.mask_scores, plain.mask_scores)
+            and tiled.phrases == plain.phrases and torch.equal(tiled.iou_scores, plain.iou_scores)
             and torch.equal(tiled.dense(), plain.masks))
 
 
@@ -337,8 +337,8 @@ def test_a_tile_as_large_as_the_image_gives_exactly_predict(model):
 def test_tiled_prediction_repr_is_one_short_line_whatever_n():
     long = "a very long phrase that goes on and on and on"
     crop = CropMask(np.ones((2, 2), bool), 0, 0, (10, 10))
-    many = TiledPrediction(torch.zeros(700, 4), [long] * 700, torch.rand(700), torch.rand(700),
-                           [crop] * 700, (10, 10), [(0, 0, 10, 10)])
+    many = TiledPrediction([crop] * 700, torch.zeros(700, 4), [long] * 700, torch.rand(700),
+                           iou_scores=torch.rand(700), image_size=(10, 10), tiles=[(0, 0, 10, 10)])
     r = repr(many)
     assert r.startswith("TiledPrediction(700 detections on a 10x10 image from 1 tile: ")
     assert long not in r and repr(long[:23] + "\u2026") in r and "(+695 more)" in r and len(r) < 400
@@ -346,7 +346,7 @@ def test_tiled_prediction_repr_is_one_short_line_whatever_n():
 @pytest.mark.slow
 def test_tiles_are_detected_at_full_resolution_in_image_pixels(model):
     det = model.predict_dino_tiled(SMALL, "cat", 0.3, 0.25, tile=TILE)
-    assert det.tiles == [(0, 0, 96, 90), (54, 0, 150, 90)]
+    assert list(det.tiles) == [(0, 0, 96, 90), (54, 0, 150, 90)]
     assert det.image_size == (90, 150)
     pil = Image.fromarray(SMALL)
     inf = float("inf")
@@ -359,7 +359,7 @@ def test_tiles_are_detected_at_full_resolution_in_image_pixels(model):
         hi = torch.tensor([x1 if x1 < 150 else inf, y1 if y1 < 90 else inf] * 2)
         expected = torch.minimum(torch.maximum(boxes + torch.tensor([x0, y0, x0, y0]), lo), hi)
         assert torch.equal(det.boxes[mine], expected)
-        assert torch.equal(det.logits[mine], logits)
+        assert torch.equal(det.scores[mine], logits)
         assert [p for p, k in zip(det.phrases, mine.tolist()) if k] == phrases
 
 
@@ -378,7 +378,7 @@ def test_each_box_is_segmented_on_its_window_at_full_resolution(model):
         want = np.zeros((90, 150), bool)
         want[w[1]:w[3], w[0]:w[2]] = model.predict_sam(pil.crop(w), local[None])[0, 0].numpy()
         assert mask.image_size == (90, 150) and np.array_equal(mask.to_dense(), want)
-        assert abs(float(score) - float(expected.scores[0, 0])) < 1e-4
+        assert abs(float(score) - float(expected.iou_scores[0, 0])) < 1e-4
     with pytest.raises(ValueError, match=r"\(N, 4\)"):
         model.predict_sam_tiled(SMALL, torch.zeros(4), tile=TILE)
 
@@ -387,26 +387,26 @@ def test_each_box_is_segmented_on_its_window_at_full_resolution(model):
 def test_predict_tiled_merges_duplicates_across_tiles(model):
     det = model.predict_dino_tiled(SMALL, "cat", tile=TILE)
     out = model.predict_tiled(SMALL, "cat", tile=TILE)
-    keep, boxes = merge_detections(det.boxes, det.logits, det.phrases, det.tile_index, TILE)
-    assert 0 < len(out) < len(det), "the overlap found objects twice; the merge removed some"
+    keep, boxes = merge_detections(det.boxes, det.scores, det.phrases, det.tile_index, TILE)
+    assert 0 < len(out.phrases) < len(det), "the overlap found objects twice; the merge removed some"
     assert torch.equal(out.boxes, boxes) and out.phrases == [det.phrases[i] for i in keep]
-    assert torch.equal(out.logits, det.logits[torch.from_numpy(keep)])
+    assert torch.equal(out.logits, det.scores[torch.from_numpy(keep)])
     masks, scores = model.predict_sam_tiled(SMALL, boxes, tile=TILE)
-    assert torch.equal(out.mask_scores, scores)
+    assert torch.equal(out.iou_scores, scores)
     assert all(np.array_equal(a.mask, b.mask) and a.bbox == b.bbox for a, b in zip(out.masks, masks))
     # What is left has no cross-tile duplicate of one phrase.
     tiles = det.tile_index[torch.from_numpy(keep)].numpy()
     o = box_overlaps(out.boxes, out.boxes, "ios")
-    dup = [(i, j) for i in range(len(out)) for j in range(i + 1, len(out))
+    dup = [(i, j) for i in range(len(out.phrases)) for j in range(i + 1, len(out.phrases))
            if o[i, j] > TILE.iou and tiles[i] != tiles[j] and out.phrases[i] == out.phrases[j]]
     assert dup == []
     dense = out.dense()
-    assert dense.shape == (len(out), 90, 150) and dense.dtype == torch.bool
+    assert dense.shape == (len(out.phrases), 90, 150) and dense.dtype == torch.bool
     assert all(m.image_size == (90, 150) for m in out.masks)
     # Greedy merging keeps the same detections, with boxes grown to the union of those merged.
     greedy = TileSpec(96, 0.25, merge="greedy")
     out = model.predict_tiled(SMALL, "cat", tile=greedy)
-    keep_g, boxes_g = merge_detections(det.boxes, det.logits, det.phrases, det.tile_index, greedy)
+    keep_g, boxes_g = merge_detections(det.boxes, det.scores, det.phrases, det.tile_index, greedy)
     assert np.array_equal(keep_g, keep) and torch.equal(out.boxes, boxes_g)
     assert not torch.equal(boxes_g, boxes) and bool((boxes_g[:, :2] <= boxes[:, :2]).all())
     assert bool((boxes_g[:, 2:] >= boxes[:, 2:]).all()) and len(out.masks) == len(keep)
@@ -424,9 +424,10 @@ def test_label_image_tiled(model, tmp_path, monkeypatch):
     formats = ["overlay", "coco"]
     plain = label_image(model, item, LabelSettings.create("cat. remote control"), formats)
     whole = label_image(model, item, LabelSettings.create("cat. remote control", tile=TileSpec(256)), formats)
-    assert isinstance(plain.masks, np.ndarray) and all(isinstance(m, CropMask) for m in whole.masks)
+    # One mask form in labelling, tiled or not: crops.
+    assert all(isinstance(m, CropMask) for m in plain.masks + whole.masks)
     assert np.array_equal(plain.boxes, whole.boxes) and plain.names == whole.names
-    assert np.array_equal(stack_dense(whole.masks), plain.masks)
+    assert np.array_equal(stack_dense(whole.masks), stack_dense(plain.masks, (90, 150)))
     assert whole.overlay_png == plain.overlay_png
 
     import lang_sam.labeling.run as run

@@ -18,6 +18,7 @@ __all__ = [
     "GDinoArch",
     "ModelSpec",
     "FAMILIES",
+    "DEFAULT_ENGINES",
     "SAM_MODELS",
     "GDINO_MODELS",
     "DEFAULT_SAM",
@@ -71,17 +72,38 @@ class GDinoArch:
     swin: Mapping[str, Any] = field(default_factory=dict)
 
 
+#: family -> the engine class (``"module:Class"``) its entries use unless they name another.
+DEFAULT_ENGINES = {
+    "sam": "lang_sam.models.segmenter:SamSegmenter",
+    "gdino": "lang_sam.models.detector:GroundingDINODetector",
+}
+
+
 @dataclass(frozen=True)
 class ModelSpec:
-    """One registry entry: where a checkpoint comes from and what network it fits."""
+    """One registry entry: where a checkpoint comes from, what network it fits, what runs it.
+
+    ``family`` is the slot the model fills and the argument users name it by (:data:`FAMILIES`):
+    ``"sam"`` for segmenters (``sam_type``), ``"gdino"`` for detectors (``gdino_type``).
+    ``arch`` is whatever the engine builds its network from (:class:`SamArch`, :class:`GDinoArch`,
+    or a new family's own). ``engine`` names the class that loads and runs it,
+    ``"package.module:Class"``, implementing :class:`lang_sam.models.base.Segmenter` or
+    ``Detector`` (default: :data:`DEFAULT_ENGINES` of the family); it is imported only when the
+    model is loaded.
+    """
 
     family: str  # "sam" or "gdino"
     name: str
     filename: str
-    arch: SamArch | GDinoArch
+    arch: Any
     urls: tuple[str, ...] = ()
     sha256: str | None = None
     hf_repo: str | None = None
+    engine: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.engine and self.family in DEFAULT_ENGINES:
+            object.__setattr__(self, "engine", DEFAULT_ENGINES[self.family])
 
     def sources(self) -> list[str]:
         """Download URLs in the order they are tried: a URL the user wrote into ``SAM_MODELS`` /

@@ -11,9 +11,10 @@ It runs the labelling pipeline of :mod:`lang_sam.labeling.run`, split where that
   single-process command calls. An image that fails (unreadable, too large) comes back as a failure
   row; it never kills the actor;
 - the driver streams the results back in input order (``preserve_order``, ``iter_rows``; never
-  ``take_all``) and writes each image with :meth:`LabelRun.write` / :meth:`LabelRun.fail`, then
-  the run-wide files with :meth:`LabelRun.finish`. Files, records and class ids are therefore those
-  of ``lang-sam predict`` without ``--ray`` on the same folder and settings.
+  ``take_all``) and settles each image with :meth:`LabelRun.settle` (write it, fail it, or stop
+  the run: the failure policy of one process), then writes the run-wide files with
+  :meth:`LabelRun.finish`. Files, records, class ids and failures are therefore those of
+  ``lang-sam predict`` without ``--ray`` on the same folder and settings.
 
 Faults: Ray restarts an actor that dies (killed, out of memory) and retries its tasks
 (``max_restarts=-1``, ``max_task_retries=`` :data:`TASK_RETRIES`, set explicitly below; Ray
@@ -39,7 +40,7 @@ import pickle
 import time
 import traceback
 import warnings
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
@@ -49,14 +50,14 @@ from lang_sam.errors import InvalidRunError, RayJobError, RayNotInstalledError, 
 from lang_sam.hub import DEFAULT_GDINO, DEFAULT_SAM, ModelSpec, get_spec, register_model
 from lang_sam.labeling.run import (
     DEFAULT_FORMATS,
-    IMAGE_ERRORS,
-    RUN_ERRORS,
+    ImageFailure,
     ImageItem,
     ImageLabels,
     LabelRun,
     LabelSettings,
     RunSummary,
     collect_images,
+    failure_kind,
     failure_reason,
     label_image,
     local_path,
@@ -64,7 +65,6 @@ from lang_sam.labeling.run import (
 )
 from lang_sam.masks import CropMask, is_crop_list
 from lang_sam.settings import environment
-from lang_sam.tiling import TileSpec
 
 logger = logging.getLogger(__name__)
 
@@ -181,9 +181,11 @@ class ImageLabeller:
 
     ``__call__`` takes a numpy batch ``{"index": (B,) int64, "path": (B,) str, "rel": (B,) str}``
     and returns ``{"index": (B,) int64, "result": (B,) object}``, each result the pickled
-    ``(kind, value)`` of one image: ``("done", packed ImageLabels)``, ``("failed", exception)`` or
-    ``("fatal", exception)`` for what fails every image alike (the models could not be loaded, a
-    prompt phrase over GroundingDINO's 256 tokens), which the driver raises.
+    ``(kind, value)`` of one image: ``("done", packed ImageLabels)``, ``("failed",``
+    :class:`ImageFailure` ``)`` (an image's own fault, or an error that stops the run, by
+    :func:`failure_kind`), which the driver settles as one process would, or ``("fatal",
+    exception)`` for what fails every image alike (the models could not be loaded, a prompt phrase
+    over GroundingDINO's 256 tokens), which the driver raises.
 
     The models are loaded by the first call (:meth:`load_model`), not by ``__init__``: Ray Data
     restarts its actors without limit, so a process that died while loading (out of memory) in
@@ -207,7 +209,8 @@ class ImageLabeller:
 
         _register(self.job.specs)
         model = LangSAM(**self.job.model)
-        model.detector.split_prompt(self.job.settings.prompt)  # a phrase over 256 tokens fails here
+        s = self.job.settings
+        model.detector.prepare(s.prompt, s.box_threshold, s.text_threshold)  # a bad prompt fails here, once
         return model
 
     def __call__(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -231,13 +234,15 @@ class ImageLabeller:
             return pickle.dumps(("fatal", self.error))
         try:
             labels = label_image(self.model, item, self.job.settings, self.job.formats, self.classmap)
-        except RUN_ERRORS as exc:
-            return pickle.dumps(("fatal", _portable(exc)))
-        except IMAGE_ERRORS as exc:
-            logger.debug("failure on %s", item.path, exc_info=True)
-            return pickle.dumps(("failed", _portable(exc)))
-        except Exception as exc:  # out of memory, a bug: not this image's fault; the driver stops the run
-            return pickle.dumps(("stop", (failure_reason(exc), traceback.format_exc())))
+        except Exception as exc:  # classified here, where the exception and its traceback are
+            kind = failure_kind(exc)
+            if kind == "run":
+                return pickle.dumps(("fatal", _portable(exc)))
+            if kind == "image":
+                logger.debug("failure on %s", item.path, exc_info=True)
+                return pickle.dumps(("failed", ImageFailure(kind, _portable(exc))))
+            # Out of memory, a bug: not this image's fault; the driver stops the run and logs this.
+            return pickle.dumps(("failed", ImageFailure(kind, failure_reason(exc), traceback.format_exc())))
         return pickle.dumps(("done", _pack(labels)))
 
 
@@ -334,40 +339,37 @@ def _check_count(name: str, value, *, minimum: float, integer: bool = False) -> 
 def label_dataset(
     inputs: Sequence[str | os.PathLike],
     output: str | os.PathLike,
-    *,
-    prompt: str | None = None,
-    classes: Sequence[str] | str | None = None,
+    settings: LabelSettings,
     formats: Sequence[str] | str = DEFAULT_FORMATS,
-    box_threshold: float = 0.3,
-    text_threshold: float = 0.25,
-    nms: float | None = None,
-    sam_type: str = DEFAULT_SAM,
-    gdino_type: str = DEFAULT_GDINO,
+    *,
     sam_ckpt: str | os.PathLike | None = None,
     gdino_ckpt: str | os.PathLike | None = None,
     device: str | None = None,
     precision: str = "fp32",
     cache_size: int = 2,
+    resume: bool = False,
+    overwrite: bool = False,
     workers: int | None = None,
     gpus_per_worker: float | None = None,
     cpus_per_worker: float | None = None,
     batch_size: int = 1,
-    resume: bool = False,
-    overwrite: bool = False,
-    tile: TileSpec | None = None,
-    ray_address: str | None = None,
+    max_dead_batches: int = MAX_DEAD_BATCHES,
     progress: Callable[[Iterable[ImageItem]], Iterable[ImageItem]] | None = None,
     on_failure: Callable[[ImageItem, BaseException | str], None] | None = None,
-    max_dead_batches: int = MAX_DEAD_BATCHES,
     labeller: type = ImageLabeller,
+    ray_address: str | None = None,
 ) -> RunSummary:
     """Label every image of ``inputs`` into ``output`` on Ray; return a :class:`RunSummary`.
 
-    Inputs, settings, output layout, resume, overwrite and summary are those of
-    :func:`lang_sam.labeling.run.label_folder` (``prompt`` / ``classes`` / thresholds / ``nms`` /
-    ``tile`` (sliced inference on each worker) as in :meth:`LabelSettings.create`; model arguments as in :class:`~lang_sam.LangSAM`). Paths,
-    checkpoints included, must be readable under the same names on every Ray node (a shared
-    filesystem), and ``output`` writable by this process (only the driver writes).
+    Inputs, ``settings`` (a :class:`LabelSettings`: prompt or classes, thresholds, ``nms``,
+    ``tile`` (sliced inference on each worker), and the model types), ``formats``, output layout,
+    ``resume``, ``overwrite``, the failure policy (:meth:`LabelRun.settle`) and the summary are
+    those of :func:`lang_sam.labeling.run.label_folder`. The models are ``settings.sam_type`` /
+    ``settings.gdino_type`` (None: the defaults, then named in the run's record), loaded on each
+    worker with ``sam_ckpt`` / ``gdino_ckpt`` / ``device`` / ``precision`` / ``cache_size`` as in
+    :class:`~lang_sam.LangSAM` (``ckpt_path``, ``gdino_ckpt_path``, ...). Paths, checkpoints
+    included, must be readable under the same names on every Ray node (a shared filesystem), and
+    ``output`` writable by this process (only the driver writes).
 
     Ray: ``ray_address=None`` starts a local Ray instance for the run (all this machine's CPUs and
     GPUs) unless this process is already connected or a Ray instance runs on this machine;
@@ -396,10 +398,11 @@ def label_dataset(
     :class:`RayJobError` when Ray could not carry on.
     """
     started = time.perf_counter()
-    settings = LabelSettings.create(
-        prompt, classes, box_threshold=box_threshold, text_threshold=text_threshold, nms=nms,
-        sam_type=sam_type, gdino_type=gdino_type, tile=tile,
-    )
+    if not isinstance(settings, LabelSettings):
+        raise InvalidRunError(f"settings must be a LabelSettings (LabelSettings.create(prompt, ...)), "
+                              f"got {type(settings).__name__}")
+    sam_type, gdino_type = settings.sam_type or DEFAULT_SAM, settings.gdino_type or DEFAULT_GDINO
+    settings = replace(settings, sam_type=sam_type, gdino_type=gdino_type)  # the record names the models
     formats = parse_formats(formats)
     _check_count("workers", workers, minimum=1, integer=True)
     _check_count("gpus_per_worker", gpus_per_worker, minimum=0)
@@ -506,31 +509,11 @@ def _results(ray, todo: Sequence[ImageItem], job: LabelJob, plan: _Plan, batch_s
 
 
 def _drain(run: LabelRun, arrivals: _Arrivals, progress, on_failure) -> None:
-    """Write each arrived result; list the images whose result never came."""
+    """Settle each arrived result (:meth:`LabelRun.settle`); fail the images whose result never came."""
     for item in (progress(arrivals) if progress is not None else arrivals):
         kind, value = pickle.loads(arrivals.result)
-        if kind == "fatal":
+        if kind == "fatal":  # what failed every worker alike: the run's error
             raise value if isinstance(value, BaseException) else RayJobError(value)
-        if kind == "stop":  # the worker's unexpected error, with its traceback
-            cause, trace = value
-            logger.error("labelling %s failed on a Ray worker; the run stops\n%s", item.rel, trace.rstrip())
-            raise run.stopped(item, cause)
-        if kind == "done":
-            try:
-                run.write(_unpack(value, item))
-                continue
-            except RUN_ERRORS:
-                raise
-            except IMAGE_ERRORS as exc:
-                value = exc
-            except Exception as exc:  # writing failed: a full disk, say
-                logger.error("writing %s failed; the run stops", item.rel, exc_info=exc)
-                raise run.stopped(item, exc) from exc
-        run.fail(item, value)
-        if on_failure is not None:
-            on_failure(item, value)
+        run.settle(item, _unpack(value, item) if kind == "done" else value, on_failure)
     for item in arrivals.missing():
-        why = NO_RESULT.format(n=1 + TASK_RETRIES)
-        run.fail(item, why)
-        if on_failure is not None:
-            on_failure(item, why)
+        run.settle(item, ImageFailure("image", NO_RESULT.format(n=1 + TASK_RETRIES)), on_failure)

@@ -56,7 +56,9 @@ from lang_sam.labeling import formats as fmt
 from lang_sam.labeling.atomic import atomic_write_bytes, atomic_write_text, sweep_temp_files, write_json
 from lang_sam.labeling.classes import ClassMap, class_nms
 from lang_sam.labeling.lock import OutputLock
-from lang_sam.tiling import TileSpec, merge_detections
+from lang_sam.masks import CropMask
+from lang_sam.results import Detections
+from lang_sam.tiling import TileSpec
 from lang_sam.validation import check_prompt, check_threshold
 
 logger = logging.getLogger(__name__)
@@ -82,6 +84,8 @@ __all__ = [
     "MANY_BOXES",
     "RUN_ERRORS",
     "failure_reason",
+    "failure_kind",
+    "ImageFailure",
 ]
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
@@ -112,6 +116,34 @@ RUN_ERRORS = (InvalidPromptError, InvalidThresholdError)
 def failure_reason(exc: BaseException) -> str:
     """How a failed image's reason is listed: ``"<exception type>: <message>"``."""
     return f"{type(exc).__name__}: {exc}"
+
+
+def failure_kind(exc: BaseException) -> str:
+    """What an error raised while labelling or writing one image means for the run:
+    ``"run"`` (:data:`RUN_ERRORS`: it would be the same for every image; the run raises it),
+    ``"image"`` (:data:`IMAGE_ERRORS`: the image's own fault; it fails, the run goes on) or
+    ``"stop"`` (anything else: out of memory, a full disk, a bug; the run stops). Applied by
+    :meth:`LabelRun.settle`, and on Ray workers before an error is sent to the driver."""
+    if isinstance(exc, RUN_ERRORS):  # first: they are ValueErrors, as InvalidImageError is
+        return "run"
+    return "image" if isinstance(exc, IMAGE_ERRORS) else "stop"
+
+
+@dataclass(frozen=True)
+class ImageFailure:
+    """One image's error met in another process (a Ray worker), as :meth:`LabelRun.settle` takes
+    it: ``kind`` its :func:`failure_kind` there (``"image"`` or ``"stop"``; a ``"run"`` error is
+    the run's, raised as itself); ``error`` the exception, or its text where it is not sent
+    (it does not survive pickling, or the run stops on it); ``trace`` the traceback text, logged
+    by the process that writes when the run stops."""
+
+    kind: str
+    error: BaseException | str
+    trace: str | None = None
+
+    def __post_init__(self):
+        if self.kind not in ("image", "stop"):
+            raise InvalidArgumentError(f"ImageFailure.kind must be 'image' or 'stop', got {self.kind!r}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -438,9 +470,9 @@ class LabelSettings:
 class ImageLabels:
     """One image's labels from :func:`label_image`: computed, not yet written, picklable.
 
-    ``boxes`` ``(N, 4)`` float32 xyxy in image pixels; ``masks`` ``(N, H, W)`` bool, or with tiling
-    a list of ``N`` :class:`~lang_sam.masks.CropMask` (each mask's crop and offset; every writer
-    takes either); ``scores`` ``(N,)`` float32 (GroundingDINO's), ``names`` the ``N`` class names,
+    ``boxes`` ``(N, 4)`` float32 xyxy in image pixels; ``masks`` ``N``
+    :class:`~lang_sam.masks.CropMask` (each mask's crop and offset, tiled or not: the one form
+    the writers read); ``scores`` ``(N,)`` float32 (the detector's), ``names`` the ``N`` class names,
     ``dropped`` how many detections matched no class, ``overlay_png`` the overlay's PNG bytes when
     it was asked for.
     """
@@ -451,7 +483,7 @@ class ImageLabels:
     boxes: np.ndarray
     scores: np.ndarray
     names: list[str]
-    masks: Any
+    masks: list[CropMask]
     dropped: int = 0
     overlay_png: bytes | None = None
 
@@ -464,14 +496,12 @@ def label_image(
     classmap: ClassMap | None = None,
     on_progress: Callable[[str, int, int], None] | None = None,
 ) -> ImageLabels:
-    """Label one image: detect, map phrases to classes (dropping those of no class), per-class
-    NMS if asked, then SAM masks for the kept boxes, on one encoding of the image.
-
-    With ``settings.tile``, detection runs on each tile at full resolution
-    (:meth:`LangSAM.predict_dino_tiled`), duplicates of one class found by two tiles are merged
-    (:func:`lang_sam.tiling.merge_detections`), each kept box is segmented on a tile-sized window
-    (:meth:`LangSAM.predict_sam_tiled`) and masks are kept as crops; the overlay of an image over
-    :data:`TILED_OVERLAY_MAX_PIXELS` is drawn on a downscaled copy.
+    """Label one image: :func:`lang_sam.pipeline.run` with labelling's select steps: map phrases
+    to classes (dropping those of no class), with ``settings.tile`` merge what two tiles found
+    twice (:func:`lang_sam.pipeline.merge_tiles`, by class), per-class NMS if asked; then masks
+    for the kept boxes, always as crops (:class:`~lang_sam.masks.CropMask`, the one form every
+    writer reads). With tiling the overlay of an image over :data:`TILED_OVERLAY_MAX_PIXELS` is
+    drawn on a downscaled copy.
 
     ``model`` is a :class:`~lang_sam.LangSAM`. ``classmap`` (default: ``settings.classmap()``)
     only names classes here; ids are given by :meth:`LabelRun.write`. Writes nothing.
@@ -479,57 +509,49 @@ def label_image(
     without tiling), then ``"segment"`` in boxes. Over :data:`MANY_BOXES` boxes to segment, a
     warning is logged saying why the image is slow and what to change.
     """
-    import torch
-
+    from lang_sam import pipeline
     from lang_sam.utils import load_image
 
     classmap = classmap if classmap is not None else settings.classmap()
     image = load_image(item.path)
-    width, height = image.size
+    dropped = [0]  # detections that matched no class
+
+    def to_classes(det: Detections) -> Detections:
+        names = [classmap.match(p) for p in det.phrases]
+        keep = [i for i, n in enumerate(names) if n is not None]
+        dropped[0] = len(det) - len(keep)
+        return det.take(keep).replace(phrases=[names[i] for i in keep])
+
+    def nms(det: Detections) -> Detections:
+        if not len(det):
+            return det
+        local = {n: i for i, n in enumerate(dict.fromkeys(det.phrases))}
+        return det.take(class_nms(det.boxes, det.scores, [local[n] for n in det.phrases], settings.nms))
+
+    def warn_many(det: Detections) -> Detections:
+        if len(det) > MANY_BOXES:
+            _warn_many_boxes(item, len(det), settings)
+        return det
+
     tile = settings.tile
-    report = on_progress if on_progress is not None else (lambda stage, done, total: None)
-    if tile is None:
-        report("detect", 0, 1)
-        enc = model.encode(image)
-        boxes, logits, phrases = model.predict_dino(
-            enc, settings.prompt, settings.box_threshold, settings.text_threshold
-        )
-        report("detect", 1, 1)
-    else:
-        det = model.predict_dino_tiled(
-            image, settings.prompt, settings.box_threshold, settings.text_threshold, tile=tile,
-            progress=on_progress,
-        )
-        boxes, logits, phrases = det.boxes, det.logits, det.phrases
-    names = [classmap.match(p) for p in phrases]
-    keep = [i for i, n in enumerate(names) if n is not None]
-    dropped = len(names) - len(keep)
-    boxes, logits, names = boxes[keep], logits[keep], [names[i] for i in keep]
-    if tile is not None and names:  # one object found by two tiles: once
-        k, boxes = merge_detections(boxes, logits, names, det.tile_index[keep], tile)
-        logits, names = logits[torch.from_numpy(k)], [names[i] for i in k.tolist()]
-    if settings.nms is not None and names:
-        local = {n: i for i, n in enumerate(dict.fromkeys(names))}
-        k = class_nms(boxes, logits, [local[n] for n in names], settings.nms)
-        boxes, logits, names = boxes[k], logits[k], [names[i] for i in k.tolist()]
-    if len(names) > MANY_BOXES:
-        _warn_many_boxes(item, len(names), settings)
-    if tile is None:
-        report("segment", 0, len(names))
-        masks = model.predict_sam(enc, boxes)[:, 0].numpy()
-        report("segment", len(names), len(names))
-    else:
-        masks, _ = model.predict_sam_tiled(image, boxes, tile=tile, progress=on_progress)
+    steps = [to_classes, pipeline.merge_tiles(tile) if tile is not None else None,
+             nms if settings.nms is not None else None, warn_many]
+    out = pipeline.run(
+        model, image, settings.prompt, settings.box_threshold, settings.text_threshold,
+        select=[s for s in steps if s is not None], tile=tile, collect=pipeline.CropMasks,
+        progress=on_progress,
+    )
+    det = out.detections
     labels = ImageLabels(
-        item=item, width=width, height=height,
-        boxes=torch.as_tensor(boxes).numpy().astype(np.float32).reshape(-1, 4),
-        scores=torch.as_tensor(logits).numpy().astype(np.float32).reshape(-1),
-        names=names, masks=masks, dropped=dropped,
+        item=item, width=image.width, height=image.height,
+        boxes=det.boxes.numpy().astype(np.float32).reshape(-1, 4),
+        scores=det.scores.numpy().astype(np.float32).reshape(-1),
+        names=det.phrases, masks=out.masks, dropped=dropped[0],
     )
     if "overlay" in formats:
         overlay = fmt.render_overlay(
-            enc.pixels if tile is None else image, masks, labels.boxes,
-            fmt.detection_labels(names, labels.scores),
+            out.encoded.pixels if out.encoded is not None else image, out.masks, labels.boxes,
+            fmt.detection_labels(det.phrases, labels.scores),
             max_pixels=None if tile is None else TILED_OVERLAY_MAX_PIXELS,
         )
         labels.overlay_png = _png_bytes(overlay)
@@ -635,8 +657,8 @@ class LabelRun:
     A folder without a run record, or whose run wrote no output yet (it stopped before its first
     image), needs neither. Files that lang-sam did not write are never deleted or written over:
     :meth:`start` raises :class:`~lang_sam.errors.OutputCollisionError` naming those that an
-    output of this run would replace. Then, for each image, :meth:`write` (or :meth:`fail`), and
-    :meth:`finish` (or :meth:`close`) at the end.
+    output of this run would replace. Then, for each image, :meth:`settle` (which calls
+    :meth:`write` or :meth:`fail`, or stops the run), and :meth:`finish` (or :meth:`close`) at the end.
     """
 
     def __init__(
@@ -934,6 +956,51 @@ class LabelRun:
         self.summary.failed.append((item, why))
         self.layout.record(item.key).unlink(missing_ok=True)
 
+    def settle(
+        self,
+        item: ImageItem,
+        outcome: ImageLabels | BaseException | ImageFailure,
+        on_failure: Callable[[ImageItem, BaseException | str], None] | None = None,
+    ) -> dict | None:
+        """Settle one image under the run's failure policy, the one of :func:`label_folder` and of
+        :func:`~lang_sam.labeling.distributed.label_dataset`: ``outcome`` is the image's
+        :class:`ImageLabels` (written by :meth:`write`; an error while writing counts as one while
+        labelling), the exception labelling it raised, or an :class:`ImageFailure` from another
+        process. By :func:`failure_kind`:
+
+        - ``"run"``: raised as it is (the run's error, not this image's);
+        - ``"image"``: the image fails (:meth:`fail`, an INFO log line, ``on_failure(item, error)``)
+          and None is returned: the run goes on;
+        - ``"stop"``: logged at ERROR with its traceback, then the run stops: :meth:`stopped` is
+          raised (chained to the exception).
+
+        Returns the image's record when it was written.
+        """
+        stage = "labelling"
+        if isinstance(outcome, ImageLabels):
+            try:
+                return self.write(outcome)
+            except Exception as exc:  # a full disk, say
+                stage, outcome = "writing", exc
+        if isinstance(outcome, ImageFailure):
+            kind, error, trace = outcome.kind, outcome.error, outcome.trace
+        else:
+            kind, error, trace = failure_kind(outcome), outcome, None
+        if kind == "run":
+            raise error
+        if kind == "image":
+            self.fail(item, error)
+            logger.info("%s failed: %s", item.rel, error)
+            if on_failure is not None:
+                on_failure(item, error)
+            return None
+        cause = error if isinstance(error, BaseException) else None
+        if trace is not None:
+            logger.error("%s %s failed; the run stops\n%s", stage, item.rel, trace.rstrip())
+        else:
+            logger.error("%s %s failed; the run stops", stage, item.rel, exc_info=cause)
+        raise self.stopped(item, error) from cause
+
     def finish(self) -> RunSummary:
         """Write the run-wide files (COCO, YOLO ``data.yaml``) from the records of the images done,
         and count the whole run's detections and what each format left out."""
@@ -1004,7 +1071,8 @@ def label_folder(
     boxes segmented: see :func:`label_image`), which with tiling can take minutes.
     ``resume`` / ``overwrite``: what to do with an earlier run's outputs in ``output`` (see
     :class:`LabelRun`; with neither, such a folder raises :class:`InvalidRunError`).
-    A failed image (unreadable, too large, ...) is listed in the summary and the run goes on.
+    A failed image (unreadable, too large, ...) is listed in the summary and the run goes on;
+    an error that is no image's fault stops the run (:meth:`LabelRun.settle`).
     Ctrl-C stops the run cleanly: the run-wide files are written for the images done, and the
     summary says ``interrupted``; run again with ``resume=True`` to finish.
     """
@@ -1017,28 +1085,21 @@ def label_folder(
         if todo and callable(model) and not hasattr(model, "predict"):
             model = model()
         if todo:
-            model.detector.split_prompt(settings.prompt)  # a phrase over 256 tokens: say so before any image
+            # A bad prompt (a phrase over 256 tokens, ...) is said before any image, not once per image.
+            model.detector.prepare(settings.prompt, settings.box_threshold, settings.text_threshold)
     except BaseException:
         run.release()  # no image was written: the run-wide files are left as they were
         raise
     classmap = settings.classmap()
     try:
         for item in (progress(todo) if progress is not None and todo else todo):  # no bar for nothing
+            step = None if on_progress is None else (
+                lambda stage, done, total, item=item: on_progress(item, stage, done, total))
             try:
-                step = None if on_progress is None else (
-                    lambda stage, done, total, item=item: on_progress(item, stage, done, total))
-                labels = label_image(model, item, settings, run.formats, classmap, step)
-                run.write(labels)
-            except RUN_ERRORS:
-                raise  # the same for every image: not one image's failure
-            except IMAGE_ERRORS as exc:
-                run.fail(item, exc)
-                logger.info("%s failed: %s", item.rel, exc)
-                if on_failure is not None:
-                    on_failure(item, exc)
-            except Exception as exc:  # out of memory, a full disk, a bug: not this image's fault
-                logger.error("labelling %s failed; the run stops", item.rel, exc_info=exc)
-                raise run.stopped(item, exc) from exc
+                outcome = label_image(model, item, settings, run.formats, classmap, step)
+            except Exception as exc:  # judged by run.settle: the image fails, or the run stops
+                outcome = exc
+            run.settle(item, outcome, on_failure)
     except KeyboardInterrupt:
         run.summary.interrupted = True
     finally:

@@ -24,16 +24,18 @@ from PIL import Image
 from lang_sam.cache import EncodingCache
 from lang_sam.errors import PromptTooLongError
 from lang_sam.hub import GDinoArch, ModelSpec, load_checkpoint, resolve_checkpoint
+from lang_sam.models.base import Detector
 from lang_sam.models.checkpoints import check_architecture, count_blocks, load_into, state_dict_from
 from lang_sam.models.text_encoder import BERT_DIR, BertTextEncoder, build_bert, load_tokenizer
 from lang_sam.patches import bundled_text_encoder, empty_parameters, quiet_third_party, swin_backbone
 from lang_sam.precision import autocast, check_precision
+from lang_sam.results import Detections
 from lang_sam.validation import check_prompt, check_threshold
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "Detections", "ImageFeatures", "GroundingDINODetector", "build_groundingdino_model",
+    "ImageFeatures", "GroundingDINODetector", "build_groundingdino_model",
     "preprocess_caption",
 ]
 
@@ -123,40 +125,30 @@ def gdino_fingerprint(source) -> tuple | None:
 
 
 @dataclass
-class Detections:
-    """GroundingDINO's output for one image and prompt.
-
-    ``boxes``: ``(N, 4)`` float32 xyxy in input-image pixels; ``logits``: ``(N,)`` float32, the best
-    token score of each box; ``phrases``: ``N`` strings.
-    """
-
-    boxes: torch.Tensor
-    logits: torch.Tensor
-    phrases: list[str]
-
-
-@dataclass
 class ImageFeatures:
     """GroundingDINO's text-independent work for one image: the backbone's multi-scale features
     after the input projections (``srcs``, each ``(1, 256, h_l, w_l)``), their padding ``masks`` and
-    position embeddings ``poss``, and the image's PIL ``size`` ``(W, H)``."""
+    position embeddings ``poss``, and the image's ``image_size`` ``(H, W)``."""
 
     srcs: tuple[torch.Tensor, ...]
     masks: tuple[torch.Tensor, ...]
     poss: tuple[torch.Tensor, ...]
-    size: tuple[int, int]
+    image_size: tuple[int, int]
 
     @property
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in (*self.srcs, *self.masks, *self.poss))
 
 
-class GroundingDINODetector:
-    """A loaded GroundingDINO network on a device.
+class GroundingDINODetector(Detector):
+    """A loaded GroundingDINO network on a device: the :class:`~lang_sam.models.base.Detector` of
+    the ``gdino`` family.
 
     :meth:`encode_image` runs the text-independent part (Swin backbone and input projections) once
-    per image; :meth:`detect` runs the text encoder, the fusion transformer and the heads for a
-    prompt on those features. Together they compute exactly what the network's ``forward`` does.
+    per image; :meth:`forward_text` runs the text encoder, the fusion transformer and the heads for
+    a caption on those features. Together they compute exactly what the network's ``forward`` does.
+    :meth:`prepare` checks a prompt and thresholds; :meth:`detect` turns them into
+    :class:`~lang_sam.results.Detections`.
     """
 
     def __init__(
@@ -284,10 +276,10 @@ class GroundingDINODetector:
                 poss.append(m.backbone[1](NestedTensor(src, mask)).to(src.dtype))
                 srcs.append(src)
                 masks.append(mask)
-        return ImageFeatures(tuple(srcs), tuple(masks), tuple(poss), image.size)
+        return ImageFeatures(tuple(srcs), tuple(masks), tuple(poss), (image.height, image.width))
 
     @quiet_third_party()
-    def detect(self, features: ImageFeatures, caption: str) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_text(self, features: ImageFeatures, caption: str) -> tuple[torch.Tensor, torch.Tensor]:
         """The text-dependent part for a preprocessed ``caption``.
 
         Returns the last decoder layer's token scores ``(num_queries, 256)`` (sigmoid) and boxes
@@ -343,64 +335,50 @@ class GroundingDINODetector:
         return_prompts: bool = False,
         features: ImageFeatures | None = None,
     ) -> Detections:
-        """Detect ``text_prompt`` in an RGB PIL image. See :class:`Detections` for the output.
-
-        ``features`` (from :meth:`encode_image` of the same image) skips the backbone. A prompt
-        over GroundingDINO's 256-token window is never truncated: it is split at ``.`` into
-        several passes (:meth:`split_prompt`) over the same image features, and their detections
-        are concatenated in prompt order.
-        """
-        passes, box_threshold, text_threshold = self.prepare(text_prompt, box_threshold, text_threshold)
+        """Detect ``text_prompt`` in an RGB PIL image: :meth:`prepare`, :meth:`encode_image` (unless
+        ``features`` of the same image are given), :meth:`detect`."""
+        prepared = self.prepare(text_prompt, box_threshold, text_threshold)
         if features is None:
             features = self.encode_image(image)
-        return self.detect_passes(features, passes, box_threshold, text_threshold,
-                                  return_prompts=return_prompts)
+        return self.detect(features, prepared, return_prompts=return_prompts)
 
     def prepare(
         self, text_prompt: str, box_threshold: float, text_threshold: float
     ) -> tuple[list[str], float, float]:
-        """Validate a request before any image work: ``(passes, box_threshold, text_threshold)``."""
+        """Validate a request before any image work: ``(passes, box_threshold, text_threshold)``.
+        A prompt over GroundingDINO's 256-token window is never truncated: it is split at ``.``
+        into several passes (:meth:`split_prompt`)."""
         box_threshold = check_threshold("box_threshold", box_threshold)
         text_threshold = check_threshold("text_threshold", text_threshold)
         return self.split_prompt(text_prompt), box_threshold, text_threshold
 
-    def detect_passes(
-        self,
-        features: ImageFeatures,
-        passes: list[str],
-        box_threshold: float,
-        text_threshold: float,
-        *,
+    def detect(
+        self, features: ImageFeatures, prepared: tuple[list[str], float, float], *,
         return_prompts: bool = False,
     ) -> Detections:
-        """Run the prompt passes from :meth:`prepare` on ``features``; concatenate their detections."""
-        results = [self._predict_one(features, p, box_threshold, text_threshold, return_prompts)
-                   for p in passes]
-        if len(results) == 1:
-            return results[0]
-        return Detections(
-            boxes=torch.cat([r.boxes for r in results]),
-            logits=torch.cat([r.logits for r in results]),
-            phrases=[phrase for r in results for phrase in r.phrases],
-        )
+        """The detections of ``prepared`` (from :meth:`prepare`) on ``features``: each pass over the
+        same image features, their detections concatenated in prompt order."""
+        passes, box_threshold, text_threshold = prepared
+        return Detections.concat(
+            [self._detect_one(features, p, box_threshold, text_threshold, return_prompts) for p in passes],
+            features.image_size)
 
-    def _predict_one(self, features, text_prompt, box_threshold, text_threshold, return_prompts):
+    def _detect_one(self, features, text_prompt, box_threshold, text_threshold, return_prompts) -> Detections:
         caption = preprocess_caption(self.check_prompt(text_prompt))
-        scores, boxes = self.detect(features, caption)
+        scores, boxes = self.forward_text(features, caption)
         keep = scores.max(dim=1)[0] > box_threshold
         scores, boxes = scores[keep], boxes[keep]
         phrases = self.phrases(scores, caption, text_threshold, return_prompts=return_prompts)
-        return Detections(
-            boxes=self.to_pixels(boxes, features.size), logits=scores.max(dim=1)[0], phrases=phrases
-        )
+        return Detections(self.to_pixels(boxes, features.image_size), scores.max(dim=1)[0], phrases,
+                          features.image_size)
 
     @staticmethod
     @quiet_third_party()
-    def to_pixels(boxes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        """Normalised cxcywh ``(N, 4)`` -> xyxy in pixels of an image of PIL ``size`` ``(W, H)``."""
+    def to_pixels(boxes: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
+        """Normalised cxcywh ``(N, 4)`` -> xyxy in pixels of an image of ``image_size`` ``(H, W)``."""
         from groundingdino.util import box_ops
 
-        W, H = size
+        H, W = image_size
         return box_ops.box_cxcywh_to_xyxy(boxes) * torch.Tensor([W, H, W, H])
 
     def phrases(

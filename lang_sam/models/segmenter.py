@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from contextlib import nullcontext
 from functools import partial
-from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -18,14 +17,15 @@ import torch
 from lang_sam.cache import EncodingCache
 from lang_sam.errors import InvalidArgumentError, InvalidPromptError
 from lang_sam.hub import ModelSpec, SamArch, load_checkpoint, resolve_checkpoint
+from lang_sam.models.base import Segmenter
 from lang_sam.models.checkpoints import check_architecture, count_blocks, load_into, state_dict_from
 from lang_sam.patches import empty_parameters, quiet_third_party, use_fast_attention
 from lang_sam.precision import autocast, check_precision
-from lang_sam.reprs import SHOWN, count_text, image_size_text, numbers_text, shape_text
+from lang_sam.results import MaskPrediction
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SamSegmenter", "MaskPrediction", "build_sam_model", "sam_fingerprint"]
+__all__ = ["SamSegmenter", "build_sam_model", "sam_fingerprint"]
 
 
 @quiet_third_party()
@@ -101,8 +101,9 @@ def sam_fingerprint(source) -> tuple | None:
     return (width, count_blocks(source, "image_encoder.blocks."), grid)
 
 
-class SamSegmenter:
-    """A loaded SAM network and its ``SamPredictor`` on a device.
+class SamSegmenter(Segmenter):
+    """A loaded SAM network and its ``SamPredictor`` on a device: the
+    :class:`~lang_sam.models.base.Segmenter` of the ``sam`` family.
 
     :meth:`set_image` encodes an image once (and keeps up to ``cache_size`` encodings, keyed by
     image content: about 4 MiB each); :meth:`predict_boxes` answers boxes cheaply.
@@ -239,8 +240,8 @@ class SamSegmenter:
         in float64 with ``apply_coords`` / ``apply_boxes``, as ``SamPredictor.predict`` does, so
         that both give bit-identical results to their upstream counterparts.
 
-        Returns a :class:`MaskPrediction`: masks ``(B, C, H, W)`` bool, scores ``(B, C)`` (SAM's
-        predicted IoU) and, with ``return_low_res``, low_res_logits ``(B, C, 256, 256)``; ``C`` is
+        Returns a :class:`~lang_sam.results.MaskPrediction`: masks ``(B, C, H, W)`` bool,
+        iou_scores ``(B, C)`` (SAM's predicted IoU) and, with ``return_low_res``, low_res_logits ``(B, C, 256, 256)``; ``C`` is
         3 with ``multimask_output`` else 1. Prompts are decoded in chunks (see the class), on the CPU.
         """
         p = self.predictor
@@ -288,31 +289,3 @@ def _to_input_frame(coords, numpy_fn, torch_fn, original_size) -> torch.Tensor |
     if isinstance(coords, torch.Tensor):
         return torch_fn(coords, original_size)
     return torch.as_tensor(numpy_fn(np.asarray(coords), original_size), dtype=torch.float)
-
-
-class MaskPrediction(NamedTuple):
-    """SAM's answer to ``B`` prompts: ``masks`` ``(B, C, H, W)`` bool in input-image pixels,
-    ``scores`` ``(B, C)`` float32 (SAM's predicted IoU of each mask), ``low_res_logits``
-    ``(B, C, 256, 256)`` float32 mask logits in SAM's padded 256x256 frame (feed one back as
-    ``mask_input``), or None when not asked for."""
-
-    masks: torch.Tensor
-    scores: torch.Tensor
-    low_res_logits: torch.Tensor | None
-
-    def __repr__(self) -> str:
-        """One line, whatever B: prompts x masks, image size, the first prompts' scores, shapes."""
-        shape = tuple(self.masks.shape)
-        b, c = (shape[0], shape[1]) if len(shape) == 4 else (len(self.scores), 1)
-        rows = self.scores.reshape(b, -1)[:SHOWN].tolist() if b else []
-        if c == 1:
-            scores = numbers_text([r[0] for r in rows])
-        else:
-            scores = ", ".join(f"[{numbers_text(r)}]" for r in rows)
-        more = f", ... (+{b - SHOWN} more)" if b > SHOWN else ""
-        low = "None" if self.low_res_logits is None else shape_text(self.low_res_logits)
-        return (
-            f"MaskPrediction({count_text(b, 'prompt')} x {count_text(c, 'mask')} "
-            f"on a {image_size_text(self.masks)} image; scores {scores or '-'}{more}; "
-            f"masks {shape_text(self.masks)}, low_res_logits {low})"
-        )

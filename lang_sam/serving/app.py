@@ -1,6 +1,6 @@
 """The web demo (Gradio): the original's controls plus the GroundingDINO type, and click refinement.
 
-    python -m lang_sam.serving.app --port 7860        # or: lang-sam app
+    lang-sam app --port 7860        # or: python -m lang_sam app --port 7860
 
 Install with ``pip install "lang-sam[app]"``. Also mounted at ``/gradio`` by the HTTP server.
 
@@ -14,7 +14,6 @@ encoding is reused, found by content). "Reset clicks" restores the text result. 
 
 # No "from __future__ import annotations": Gradio finds the click handler's gr.SelectData
 # parameter by its annotation at run time.
-import argparse
 import hmac
 import json
 import logging
@@ -28,29 +27,21 @@ from typing import Any, Callable
 import numpy as np
 
 from lang_sam.serving.service import (
-    EXIT_EPILOG,
-    check_port,
-    report_startup_error,
     DEFAULT_MAX_BODY_MB,
     DEFAULT_MAX_PIXELS,
     MAX_JSON_DEPTH,
     MAX_PROMPT_CHARS,
     MaskCoverage,
     ModelService,
-    add_model_arguments,
-    add_serving_arguments,
-    api_key_from,
-    check_exposure,
     json_depth,
     public_error,
     read_upload,
-    service_from_args,
 )
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["build_demo", "segment", "click", "reset", "render", "table_rows", "demo_auth", "DemoState", "Detection",
-           "HEADERS", "UploadOnlyGuard", "demo_options", "main"]
+           "HEADERS", "UploadOnlyGuard", "demo_options", "launch"]
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 EXAMPLES = [("cat.jpg", "cat"), ("coffee.jpg", "cup. spoon"), ("astronaut.jpg", "person. flag. helmet")]
@@ -368,7 +359,7 @@ def click(service: ModelService, state: DemoState | None, x: float, y: float, ba
     except (LangSAMError, ValueError, OSError) as exc:
         return render(state), table_rows(state), _error(exc), state
     new = replace(d, mask=masks_to_rle(out.masks[:, 0])[0], points=points,
-                  low_res=out.low_res_logits[0, 0].numpy(), sam_score=float(out.scores[0, 0]))
+                  low_res=out.low_res_logits[0, 0].numpy(), sam_score=float(out.iou_scores[0, 0]))
     state = replace(state, detections=[new if j == i else o for j, o in enumerate(state.detections)])
     fg = sum(1 for p in points if p[2] == 1)
     name = f" (`{d.phrase}`)" if d.phrase else ""
@@ -447,33 +438,23 @@ def build_demo(service: ModelService, *, max_pixels: int | None = DEFAULT_MAX_PI
     return demo
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="lang-sam app", description="lang-sam web demo",
-                                epilog=EXIT_EPILOG)
-    add_model_arguments(p)
-    add_serving_arguments(p)
-    p.add_argument("--port", type=int, default=7860, help="port to listen on (default: %(default)s)")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    key = api_key_from(args)
-    check_exposure(args.host, key)
-    from lang_sam.errors import LangSAMError
-
-    try:
-        check_port(args.host, args.port)  # a port in use: say so before minutes of model loading
-        service = service_from_args(args)
-    except (LangSAMError, ValueError) as exc:
-        return report_startup_error("lang-sam app", exc)
+def launch(
+    service: ModelService,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    max_body_mb: float | None = DEFAULT_MAX_BODY_MB,
+    api_key: str | None = None,
+) -> None:
+    """Serve the demo of ``service`` alone on ``host:port`` until stopped (``lang-sam app``):
+    images over ``max_pixels`` (width x height) are refused, uploads over ``max_body_mb`` MiB too
+    (None: no limit), and ``api_key`` (None: none) is the login password (:func:`demo_auth`)."""
     from starlette.middleware import Middleware
 
-    demo = build_demo(service, max_pixels=args.max_pixels or None)
-    max_bytes = int(args.max_body_mb * 2**20) if args.max_body_mb else None
+    demo = build_demo(service, max_pixels=max_pixels)
+    max_bytes = int(max_body_mb * 2**20) if max_body_mb else None
     guard = Middleware(UploadOnlyGuard, prefix="", max_body_bytes=max_bytes)
-    demo.queue().launch(server_name=args.host, server_port=args.port, share=False,
-                        auth=demo_auth(key), max_file_size=max_bytes,
+    demo.queue().launch(server_name=host, server_port=port, share=False,
+                        auth=demo_auth(api_key), max_file_size=max_bytes,
                         app_kwargs={"middleware": [guard]}, **demo_options())
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,7 +1,9 @@
 """HTTP server: ``POST /predict`` (text prompt), ``POST /segment`` (SAM boxes / points) and
 ``GET /health``; the web demo at ``/gradio``.
 
-    python -m lang_sam.serving.server --port 8000            # or: lang-sam serve --port 8000
+    lang-sam serve --port 8000            # or: python -m lang_sam serve --port 8000
+
+:mod:`lang_sam.cli` parses the command's flags and calls :func:`serve`.
 
 Install with ``pip install "lang-sam[server]"`` (FastAPI, uvicorn, python-multipart; add ``[app]`` for
 the demo at ``/gradio``).
@@ -27,7 +29,6 @@ FastAPI.
 """
 
 # No "from __future__ import annotations": FastAPI reads the endpoints' annotations at run time.
-import argparse
 import hmac
 import io
 import json
@@ -39,30 +40,22 @@ import numpy as np
 from lang_sam.errors import InvalidImageError, InvalidPromptError, InvalidThresholdError, LangSAMError
 from lang_sam.labeling.formats import detection_labels, masks_to_rle
 from lang_sam.serving.service import (
-    EXIT_EPILOG,
-    report_startup_error,
     DEFAULT_MAX_BODY_MB,
     DEFAULT_MAX_DETECTIONS,
     DEFAULT_MAX_PIXELS,
     MAX_JSON_DEPTH,
     MAX_PROMPT_CHARS,
     ModelService,
-    add_model_arguments,
-    add_serving_arguments,
-    api_key_from,
-    check_exposure,
-    check_port,
     json_depth,
     public_error,
     read_upload,
-    service_from_args,
 )
 from lang_sam.validation import check_prompt, check_threshold
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "create_app", "main", "masks_to_rle", "DEFAULT_MAX_PIXELS", "DEFAULT_MAX_BODY_MB",
+    "create_app", "serve", "masks_to_rle", "DEFAULT_MAX_PIXELS", "DEFAULT_MAX_BODY_MB",
     "DEFAULT_MAX_DETECTIONS", "MAX_PROMPT_CHARS",
 ]
 
@@ -363,7 +356,7 @@ def create_app(
             "width": result.width,
             "height": result.height,
             "masks": result.masks,
-            "scores": result.scores.tolist(),
+            "iou_scores": result.iou_scores.tolist(),
             "multimask": multimask,
             "sam_type": result.sam_type,
         }
@@ -404,30 +397,20 @@ def _overlay_png(image, result) -> bytes:
     return buf.getvalue()
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="lang-sam serve", description="lang-sam HTTP server",
-                                epilog=EXIT_EPILOG)
-    add_model_arguments(p)
-    add_serving_arguments(p)
-    p.add_argument("--port", type=int, default=8000, help="port to listen on (default: %(default)s)")
-    p.add_argument("--no-demo", action="store_true", help="do not mount the Gradio demo at /gradio")
-    args = p.parse_args(argv)
+def serve(
+    service: ModelService,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    max_body_mb: float | None = DEFAULT_MAX_BODY_MB,
+    api_key: str | None = None,
+    mount_demo: bool = True,
+) -> None:
+    """Serve :func:`create_app` around ``service`` on ``host:port`` with uvicorn until stopped
+    (``lang-sam serve``); the other arguments are those of :func:`create_app`."""
     import uvicorn
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    key = api_key_from(args)
-    check_exposure(args.host, key)
-    try:
-        check_port(args.host, args.port)  # a port in use: say so before minutes of model loading
-        service = service_from_args(args)
-        service.load()  # fail before listening if the weights are missing
-    except (LangSAMError, ValueError) as exc:
-        return report_startup_error("lang-sam serve", exc)
-    app = create_app(service, max_pixels=args.max_pixels or None, max_body_mb=args.max_body_mb or None,
-                     api_key=key, mount_demo=not args.no_demo)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    app = create_app(service, max_pixels=max_pixels, max_body_mb=max_body_mb, api_key=api_key,
+                     mount_demo=mount_demo)
+    uvicorn.run(app, host=host, port=port, log_level="info")

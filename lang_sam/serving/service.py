@@ -13,17 +13,16 @@ a library call does not:
 
 from __future__ import annotations
 
-import argparse
 import ipaddress
 import logging
 import threading
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any, Callable
 
 import torch
 
 from lang_sam.errors import (
-    MODEL_ERRORS,
     CheckpointError,
     ChecksumMismatchError,
     DownloadError,
@@ -39,14 +38,12 @@ from lang_sam.errors import (
     UnknownModelError,
     WeightsNotFoundError,
 )
-from lang_sam.hub import DEFAULT_GDINO, DEFAULT_SAM, get_spec, model_names
+from lang_sam.hub import DEFAULT_GDINO, DEFAULT_SAM, get_spec
 from lang_sam.validation import check_device
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "report_startup_error",
-    "EXIT_EPILOG",
     "check_port",
     "ModelService",
     "ServedPrediction",
@@ -61,13 +58,8 @@ __all__ = [
     "MAX_PROMPT_CHARS",
     "MAX_JSON_DEPTH",
     "json_depth",
-    "add_model_arguments",
-    "add_serving_arguments",
-    "api_key_from",
     "check_exposure",
     "is_loopback",
-    "model_kwargs",
-    "service_from_args",
 ]
 
 #: Detections kept per text request (the highest-scoring), and SAM prompts accepted per request.
@@ -137,41 +129,6 @@ def scrub(message: str) -> str:
     return re.sub(r"\b0x[0-9a-fA-F]{6,}\b", "0x...", message)
 
 
-def add_model_arguments(p: argparse.ArgumentParser) -> None:
-    """The model flags shared by ``lang-sam predict``, ``serve`` and ``app``. The type choices are
-    read from the registry now (types registered before the parser is built are offered)."""
-    p.add_argument("--sam-type", default=DEFAULT_SAM, choices=model_names("sam"),
-                   help="SAM model (default: %(default)s)")
-    p.add_argument("--sam-ckpt", default=None, help="local SAM checkpoint file")
-    p.add_argument("--gdino-type", default=DEFAULT_GDINO, choices=model_names("gdino"),
-                   help="GroundingDINO model (default: %(default)s)")
-    p.add_argument("--gdino-ckpt", default=None, help="local GroundingDINO checkpoint file")
-    p.add_argument("--device", default=None, help="cuda, cuda:1, mps or cpu (default: the best available)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16", "auto"],
-                   help="compute precision (default: %(default)s); bf16 pays off where the device "
-                        "computes it natively (CUDA, CPUs with AVX-512-BF16/AMX), auto picks it only there")
-    p.add_argument("--cache-size", type=int, default=2,
-                   help="images whose encodings are kept (default: %(default)s)")
-
-
-def add_serving_arguments(p: argparse.ArgumentParser) -> None:
-    """The flags shared by ``lang-sam serve`` and ``lang-sam app`` (besides the model flags)."""
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to bind (default 127.0.0.1; 0.0.0.0 for every interface)")
-    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
-                   help=f"largest image accepted, width x height (default {DEFAULT_MAX_PIXELS:,})")
-    p.add_argument("--max-detections", type=int, default=DEFAULT_MAX_DETECTIONS,
-                   help="detections kept per text request, the highest-scoring, and SAM prompts "
-                        f"accepted per request (default {DEFAULT_MAX_DETECTIONS})")
-    p.add_argument("--max-body-mb", type=float, default=DEFAULT_MAX_BODY_MB,
-                   help=f"largest request body / upload in MiB (default {DEFAULT_MAX_BODY_MB})")
-    p.add_argument("--allow-model-switch", action="store_true",
-                   help="let clients pick another registered SAM / GroundingDINO type per request "
-                        "(loads it on the server; off by default)")
-    p.add_argument("--api-key", default=None,
-                   help="require this key (default: $LANG_SAM_API_KEY, if set); /health stays open")
-
-
 def is_loopback(host: str) -> bool:
     """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1): nothing else can connect."""
     if host.strip().lower() == "localhost":
@@ -191,32 +148,6 @@ def check_exposure(host: str, api_key: str | None) -> bool:
         "listening on %s without an API key: anyone who can reach this address can run the model "
         "(set --api-key or LANG_SAM_API_KEY)", host)
     return True
-
-
-def api_key_from(args: argparse.Namespace) -> str | None:
-    """``--api-key``, else ``LANG_SAM_API_KEY`` (:func:`lang_sam.settings.api_key`), else None."""
-    from lang_sam.settings import api_key
-
-    return args.api_key or api_key()
-
-
-def model_kwargs(args: argparse.Namespace) -> dict:
-    """``LangSAM`` keyword arguments from the flags of :func:`add_model_arguments`."""
-    return dict(sam_type=args.sam_type, ckpt_path=args.sam_ckpt, gdino_type=args.gdino_type,
-                gdino_ckpt_path=args.gdino_ckpt, device=args.device, precision=args.precision,
-                cache_size=args.cache_size)
-
-
-def service_from_args(args: argparse.Namespace) -> "ModelService":
-    """A :class:`ModelService` from the flags of :func:`add_model_arguments` and, when present,
-    :func:`add_serving_arguments`."""
-    return ModelService(
-        sam_type=args.sam_type, gdino_type=args.gdino_type, sam_ckpt=args.sam_ckpt,
-        gdino_ckpt=args.gdino_ckpt, device=args.device, precision=args.precision,
-        cache_size=args.cache_size,
-        max_detections=getattr(args, "max_detections", DEFAULT_MAX_DETECTIONS),
-        allow_model_switch=getattr(args, "allow_model_switch", False),
-    )
 
 
 @dataclass
@@ -254,14 +185,14 @@ class ServedSegmentation:
 
     - ``masks``: ``"dense"``: ``(B, C, H, W)`` bool tensor; ``"rle"``: ``B`` lists of ``C`` COCO RLE
       dicts; ``C`` is 3 with ``multimask_output``, else 1;
-    - ``scores``: ``(B, C)`` float32, SAM's predicted IoU of each mask;
+    - ``iou_scores``: ``(B, C)`` float32, SAM's predicted IoU of each mask;
     - ``low_res_logits``: ``(B, C, 256, 256)`` float32 (feed one back as ``mask_input``), with
       ``"dense"`` only (None with ``"rle"``, to keep answers small);
     - ``width``, ``height``, ``sam_type`` as in :class:`ServedPrediction`.
     """
 
     masks: Any
-    scores: torch.Tensor
+    iou_scores: torch.Tensor
     low_res_logits: torch.Tensor | None
     width: int
     height: int
@@ -480,30 +411,34 @@ class ModelService:
         ``image``: anything :meth:`LangSAM.encode` takes (PIL, ``HxWx3`` uint8 array, path, or an
         :class:`~lang_sam.EncodedImage`). GroundingDINO runs first; when it finds more than
         ``max_detections`` boxes, the highest-scoring are kept (in their original order) before SAM
-        runs. SAM then runs on the kept boxes in the chunks the library decodes together, each
+        runs (:func:`lang_sam.pipeline.run` with :func:`~lang_sam.pipeline.top_k` as its select
+        step). SAM then runs on the kept boxes in the chunks the library decodes together, each
         chunk turned into ``masks`` ("dense", "rle" or "overlay", see :class:`ServedPrediction`) before
         the next, so the masks of kept boxes equal those of ``LangSAM.predict``.
         """
+        from lang_sam import pipeline
+
         _check_mask_format(masks, _MASK_FORMATS)
+        found = [0]
+
+        def count(det):
+            found[0] = len(det)
+            return det
+
+        def collect(n: int, image_size: tuple[int, int]):
+            progress(0.7, "segmenting")
+            add, result = self._collect(masks, (n, *image_size))
+            return SimpleNamespace(add=add, result=result)
+
         with self._lock:
             model = self._ensure(sam_type, gdino_type, progress)
             progress(0.5, "detecting")
-            enc = model.encode(image)
-            boxes, logits, phrases = model.predict_dino(enc, text_prompt, box_threshold, text_threshold)
-            found = len(phrases)
-            if found > self.max_detections:
-                order = torch.argsort(logits, descending=True, stable=True)[: self.max_detections]
-                keep = order.sort().values
-                boxes, logits = boxes[keep], logits[keep]
-                phrases = [phrases[i] for i in keep.tolist()]
-            progress(0.7, "segmenting")
-            H, W = enc.pixels.shape[:2]
-            add, result = self._collect(masks, (len(boxes), H, W))
-            step = model.segmenter.boxes_per_chunk(H, W)
-            for start in range(0, len(boxes), step):
-                add(model.predict_sam(enc, boxes[start:start + step])[:, 0])
-            return ServedPrediction(result(), boxes, phrases, logits, found, W, H, model.sam_type,
-                                    model.gdino_type)
+            out = pipeline.run(model, image, text_prompt, box_threshold, text_threshold,
+                               select=[count, pipeline.top_k(self.max_detections)], collect=collect)
+            det = out.detections
+            H, W = det.image_size
+            return ServedPrediction(out.masks, det.boxes, det.phrases, det.scores, found[0], W, H,
+                                    model.sam_type, model.gdino_type)
 
     def segment(
         self,
@@ -547,7 +482,7 @@ class ModelService:
                 part = {k: (v[start:start + step] if v is not None else None) for k, v in prompts.items()}
                 out = model.segment(enc, **part, multimask_output=bool(multimask_output))
                 add(out.masks)
-                scores.append(out.scores)
+                scores.append(out.iou_scores)
                 if masks == "dense":
                     low_res.append(out.low_res_logits)
             return ServedSegmentation(result(), torch.cat(scores),
@@ -567,26 +502,6 @@ class ModelService:
             "max_detections": self.max_detections,
             "model_switch": self.allow_model_switch,
         }
-
-
-#: The exit statuses of ``lang-sam serve`` / ``lang-sam app`` (those of ``lang-sam``), for ``--help``.
-EXIT_EPILOG = ("exit status: 0 stopped normally; 2 usage error: bad flags or settings, or the port is "
-               "in use; 3 models or weights unavailable: missing and not downloadable, corrupt, or "
-               "of another architecture")
-
-
-def report_startup_error(prog: str, exc: BaseException) -> int:
-    """For the ``lang-sam serve`` / ``lang-sam app`` commands: write ``exc`` as one line to stderr
-    (no traceback) and return the exit status of ``lang-sam`` (:data:`lang_sam.cli.EXIT_CODES`):
-    3 for models or weights that cannot be had or loaded (:data:`~lang_sam.errors.MODEL_ERRORS`),
-    2 for a setting that is wrong (an unavailable device, an unknown model type, a bad limit, a
-    port in use), 1 otherwise."""
-    import sys
-
-    sys.stderr.write(f"{prog}: error: {exc}\n")
-    if isinstance(exc, (*MODEL_ERRORS, ModelLoadError)):
-        return 3
-    return 2 if isinstance(exc, (ValueError, PortUnavailableError)) else 1
 
 
 def check_port(host: str, port: int) -> None:

@@ -1,0 +1,144 @@
+"""The engine seam: what a detector, a segmenter and a text segmenter must do.
+
+:class:`~lang_sam.LangSAM` and the pipeline (:mod:`lang_sam.pipeline`) speak only these interfaces;
+the registry entry of a model type (:class:`lang_sam.hub.ModelSpec`) names the class that
+implements its family (``engine="lang_sam.models.segmenter:SamSegmenter"``), and
+:func:`engine_for` imports it when the model is loaded. So a new model family is one module under
+``lang_sam/models/`` implementing one of these classes, plus its registry entries and tests: the
+pipeline, the CLI, Ray, tiling and the server are not edited (see the README, "Add a model family").
+
+All three follow ``SamPredictor``'s split: encode an image once (cached by content key), then
+answer prompts on that encoding cheaply. Coordinates are input-image pixels, boxes xyxy, sizes
+``(H, W)`` (:mod:`lang_sam.results` has the vocabulary).
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from lang_sam.errors import InvalidArgumentError
+from lang_sam.hub.registry import ModelSpec
+from lang_sam.results import Detections, MaskPrediction
+
+__all__ = ["Engine", "Detector", "Segmenter", "TextSegmenter", "ROLES", "engine_for"]
+
+
+class Engine(ABC):
+    """What every engine has: built from a registry entry, on a device, with an encoding cache.
+
+    Attributes an implementation sets: ``device`` (``torch.device``), ``precision`` (``"fp32"``,
+    ``"bf16"`` or ``"fp16"``), ``cache`` (:class:`~lang_sam.cache.EncodingCache` of image
+    encodings), ``model`` (the ``torch.nn.Module``).
+    """
+
+    device: torch.device
+    precision: str
+    model: torch.nn.Module
+
+    @classmethod
+    @abstractmethod
+    def from_spec(cls, spec: ModelSpec, ckpt_path: str | None = None, device: torch.device | str = "cpu",
+                  *, progress: bool = True, precision: str = "fp32", cache_size: int = 2,
+                  **options: Any) -> "Engine":
+        """Resolve ``spec``'s checkpoint (explicit path, cache, download: :mod:`lang_sam.hub`),
+        check it fits ``spec.arch`` and load it. ``options`` an engine does not know are errors."""
+
+
+class Detector(Engine):
+    """Text -> boxes (GroundingDINO: :class:`~lang_sam.models.detector.GroundingDINODetector`)."""
+
+    @abstractmethod
+    def prepare(self, text_prompt: str, box_threshold: float, text_threshold: float) -> Any:
+        """Check a request before any image work and return it ready for :meth:`detect`
+        (:class:`~lang_sam.errors.InvalidPromptError`, ``InvalidThresholdError``, ...)."""
+
+    @abstractmethod
+    def encode_image(self, image: Image.Image, key: str | None = None) -> Any:
+        """The prompt-independent work on an RGB PIL image (cached under the content ``key``)."""
+
+    @abstractmethod
+    def detect(self, features: Any, prepared: Any, *, return_prompts: bool = False) -> Detections:
+        """The boxes ``prepared`` (from :meth:`prepare`) names in the image of ``features``."""
+
+
+class Segmenter(Engine):
+    """Boxes / points / masks -> masks (SAM: :class:`~lang_sam.models.segmenter.SamSegmenter`)."""
+
+    @abstractmethod
+    def encode(self, image: np.ndarray, key: str | None = None) -> Any:
+        """The image encoding of an ``HxWx3`` uint8 RGB array (cached under the content ``key``)."""
+
+    @abstractmethod
+    def use(self, encoding: Any) -> None:
+        """Make ``encoding`` (from :meth:`encode`) the image :meth:`predict` answers for."""
+
+    @abstractmethod
+    def predict(self, *, boxes: Any = None, points: Any = None, point_labels: Any = None,
+                mask_input: Any = None, multimask_output: bool = False,
+                return_low_res: bool = False) -> MaskPrediction:
+        """Masks for ``B`` checked, batched prompts (``(B, 4)`` boxes, ``(B, K, 2)`` points with
+        ``(B, K)`` labels, ``(B, 1, 256, 256)`` mask logits) on the image given to :meth:`use`."""
+
+    @abstractmethod
+    def boxes_per_chunk(self, height: int, width: int, masks_per_prompt: int = 1) -> int:
+        """How many prompts are decoded together on a ``height x width`` image (the pipeline
+        hands masks on chunk by chunk, so this bounds its memory)."""
+
+    def segment_boxes(self, encoding: Any, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(N, H, W)`` bool masks and ``(N,)`` float32 IoU scores for ``(N, 4)`` float32 xyxy
+        boxes (``N`` may be 0) on the image of ``encoding``: one mask per box."""
+        self.use(encoding)
+        out = self.predict(boxes=boxes)
+        return out.masks[:, 0], out.iou_scores[:, 0]
+
+
+class TextSegmenter(Engine):
+    """Text -> masks in one network (the kind SAM 3 is): it plays detector and segmenter at once.
+    No family implements it yet; the pipeline's detect and segment steps map onto
+    :meth:`detect` (boxes, scores, phrases) and :meth:`masks_for` (the masks of those detections)."""
+
+    @abstractmethod
+    def prepare(self, text_prompt: str, box_threshold: float, text_threshold: float) -> Any:
+        """As :meth:`Detector.prepare`."""
+
+    @abstractmethod
+    def encode_image(self, image: Image.Image, key: str | None = None) -> Any:
+        """As :meth:`Detector.encode_image`."""
+
+    @abstractmethod
+    def detect(self, features: Any, prepared: Any, *, return_prompts: bool = False) -> Detections:
+        """The objects the prompt names, as boxes (their masks are kept for :meth:`masks_for`)."""
+
+    @abstractmethod
+    def masks_for(self, features: Any, detections: Detections) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(N, H, W)`` bool masks and ``(N,)`` scores of ``detections`` (a subset of what
+        :meth:`detect` returned for ``features``)."""
+
+
+#: Registry family -> the interface its engines implement.
+ROLES: dict[str, type[Engine]] = {"sam": Segmenter, "gdino": Detector}
+
+
+def engine_for(spec: ModelSpec) -> type[Engine]:
+    """The engine class named by ``spec.engine`` (``"package.module:Class"``), imported now;
+    raises :class:`~lang_sam.errors.InvalidArgumentError` if it cannot be imported or does not
+    implement its family's interface (:data:`ROLES`)."""
+    module_name, _, class_name = spec.engine.partition(":")
+    role = ROLES.get(spec.family, Engine)
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:
+        raise InvalidArgumentError(
+            f"{spec.family} model {spec.name!r}: its engine {spec.engine!r} cannot be imported "
+            f"({type(exc).__name__}: {exc}); expected 'package.module:Class'") from exc
+    if not (isinstance(cls, type) and issubclass(cls, role)):
+        raise InvalidArgumentError(
+            f"{spec.family} model {spec.name!r}: its engine {spec.engine!r} is not a "
+            f"{role.__module__}.{role.__name__}")
+    return cls

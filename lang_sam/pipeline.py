@@ -1,0 +1,280 @@
+"""detect -> select -> segment, written once.
+
+Every text-prompted entry point runs :func:`run`: :meth:`LangSAM.predict` (and ``predict_prompt``,
+``predict_prompts``, ``predict_batch``), :meth:`LangSAM.predict_tiled`, the labelling pipeline
+(:func:`lang_sam.labeling.run.label_image`, so ``label_folder`` and ``label_dataset``) and the
+server (:meth:`lang_sam.serving.service.ModelService.predict`). What differs between them is
+passed in, never copied:
+
+- ``select``: steps from :class:`~lang_sam.results.Detections` to the detections kept (nothing
+  for ``predict``; :func:`merge_tiles` for tiles; class mapping and per-class NMS for labelling;
+  :func:`top_k` for the server);
+- ``tile``: detection on tiles at full resolution and SAM on tile-sized windows
+  (:mod:`lang_sam.tiling`), masks as crops;
+- ``collect``: the form masks take as each decoding chunk arrives (:class:`DenseMasks`, the
+  default; :class:`CropMasks`; the server's RLE or overlay), so no consumer holds more than it
+  keeps.
+
+``model`` is a :class:`~lang_sam.LangSAM` (its ``detector`` a
+:class:`~lang_sam.models.base.Detector`, its ``segmenter`` a :class:`~lang_sam.models.base.Segmenter`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Protocol, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from lang_sam.masks import CropMask
+from lang_sam.results import Detections, Tile
+from lang_sam.tiling import TileSpec, merge_detections, sam_window, to_image_pixels
+
+__all__ = [
+    "run", "detect", "segment", "Segmented", "Select", "MaskSink", "DenseMasks", "CropMasks",
+    "merge_tiles", "top_k", "TILE_MASK_BYTES",
+]
+
+#: A select step: the detections kept of those found (any subset, in any order; may rename phrases).
+Select = Callable[[Detections], Detections]
+#: ``progress(stage, done, total)``: ``"detect"`` in tiles (1 without tiling), ``"segment"`` in boxes.
+Progress = Callable[[str, int, int], None]
+#: The tiled path holds about this many bytes of one window's bool masks at once (whole decoding
+#: chunks of boxes, at least one), before cutting them to crops.
+TILE_MASK_BYTES = 64 * 2**20
+
+
+class MaskSink(Protocol):
+    """Where the pipeline hands masks, chunk by chunk, in box order."""
+
+    def add(self, masks: torch.Tensor) -> None:
+        """``(n, H, W)`` bool masks of the next ``n`` boxes."""
+
+    def result(self) -> Any:
+        """The masks of every box, in the sink's form."""
+
+
+class DenseMasks:
+    """Masks as one ``(N, H, W)`` bool tensor (what :meth:`LangSAM.predict` returns)."""
+
+    def __init__(self, n: int, image_size: tuple[int, int]):
+        self.masks = torch.zeros((n, *image_size), dtype=torch.bool)
+        self.done = 0
+
+    def add(self, masks: torch.Tensor) -> None:
+        self.masks[self.done:self.done + len(masks)] = masks
+        self.done += len(masks)
+
+    def result(self) -> torch.Tensor:
+        return self.masks
+
+
+class CropMasks:
+    """Masks as ``N`` :class:`~lang_sam.masks.CropMask` trimmed to their True pixels (the
+    labelling pipeline's one form, tiled or not)."""
+
+    def __init__(self, n: int, image_size: tuple[int, int]):
+        self.masks: list[CropMask] = []
+
+    def add(self, masks: torch.Tensor) -> None:
+        self.masks.extend(CropMask.from_dense(m) for m in masks.numpy())
+
+    def result(self) -> list[CropMask]:
+        return self.masks
+
+
+@dataclass
+class Segmented:
+    """What :func:`run` returns: the kept ``detections``, their ``masks`` in the ``collect`` form
+    (crops with ``tile``), SAM's ``iou_scores`` ``(N,)`` float32, and the ``encoded`` image handle
+    (None with ``tile``), for a caller that draws on its pixels."""
+
+    detections: Detections
+    masks: Any
+    iou_scores: torch.Tensor
+    encoded: Any = None
+
+
+def run(
+    model: Any,
+    image: Any,
+    text_prompt: str,
+    box_threshold: float = 0.3,
+    text_threshold: float = 0.25,
+    *,
+    select: Sequence[Select] = (),
+    tile: TileSpec | None = None,
+    collect: Callable[[int, tuple[int, int]], MaskSink] = DenseMasks,
+    progress: Progress | None = None,
+) -> Segmented:
+    """Detect what ``text_prompt`` names in ``image``, keep what ``select`` keeps (steps applied
+    in order), segment each kept box.
+
+    ``image``: anything :meth:`LangSAM.encode` takes (an :class:`~lang_sam.EncodedImage` reuses its
+    encodings). With ``tile``, ``select`` must merge what neighbouring tiles found twice (include
+    :func:`merge_tiles`, after any step that renames phrases); masks are then crops whatever
+    ``collect`` is. The prompt and thresholds are checked before any image work.
+    """
+    prepared = model.detector.prepare(text_prompt, box_threshold, text_threshold)
+    det, enc = detect(model, image, prepared, tile=tile, progress=progress)
+    for step in select:
+        det = step(det)
+    masks, iou = segment(model, image if enc is None else enc, det, tile=tile, collect=collect,
+                         progress=progress)
+    return Segmented(det, masks, iou, enc)
+
+
+def _report(progress: Progress | None) -> Progress:
+    return progress if progress is not None else (lambda stage, done, total: None)
+
+
+def rgb(model: Any, image: Any) -> Image.Image:
+    """The RGB PIL image of anything :meth:`LangSAM.encode` takes (an encoded handle's own)."""
+    from lang_sam.validation import to_rgb_pil
+
+    held = getattr(image, "image", None)
+    return held if isinstance(held, Image.Image) and hasattr(image, "pixels") else to_rgb_pil(image)
+
+
+def _window(model: Any, image: Image.Image, box: Tile) -> Any:
+    """An encode handle of the window ``box`` (x0, y0, x1, y1) of ``image``."""
+    whole = tuple(box) == (0, 0, *image.size)
+    return model.encode(image if whole else image.crop(box))
+
+
+def detect(model: Any, image: Any, prepared: Any, *, tile: TileSpec | None = None,
+           progress: Progress | None = None) -> tuple[Detections, Any]:
+    """The detector's boxes for ``prepared`` (from ``model.detector.prepare``) and the encode
+    handle of ``image`` (None with ``tile``). With ``tile``, GroundingDINO runs on each tile of
+    ``tile.grid`` at full resolution, one tile's work held at a time; boxes are mapped to image
+    pixels and cut at the tile's inner borders, not merged (``tile_index`` says which tile)."""
+    report = _report(progress)
+    if tile is None:
+        report("detect", 0, 1)
+        enc = model.encode(image)
+        det = model.detector.detect(model.features(enc), prepared, return_prompts=model.return_prompts)
+        report("detect", 1, 1)
+        return det, enc
+    pil = rgb(model, image)
+    H, W = pil.height, pil.width
+    tiles = tile.grid(W, H)
+    parts = []
+    report("detect", 0, len(tiles))
+    for i, t in enumerate(tiles):
+        enc = _window(model, pil, t)
+        d = model.detector.detect(model.features(enc), prepared, return_prompts=model.return_prompts)
+        parts.append(Detections(to_image_pixels(d.boxes, t, (H, W)), d.scores, d.phrases, (H, W),
+                                tile_index=torch.full((len(d),), i, dtype=torch.int64)))
+        report("detect", i + 1, len(tiles))
+    return Detections.concat(parts, (H, W), tiles=tiles), None
+
+
+def segment(model: Any, image: Any, det: Detections, *, tile: TileSpec | None = None,
+            collect: Callable[[int, tuple[int, int]], MaskSink] = DenseMasks,
+            progress: Progress | None = None) -> tuple[Any, torch.Tensor]:
+    """SAM masks for ``det``'s boxes: ``(masks, iou_scores (N,) float32)``. Without ``tile``, on the
+    whole image (``image`` an encode handle or anything ``encode`` takes), in the segmenter's
+    decoding chunks, each handed to ``collect(N, (H, W))``; no box, no SAM work. With ``tile``,
+    each box on a window (:func:`lang_sam.tiling.sam_window`), masks as ``N`` crops."""
+    if tile is not None:
+        return _segment_tiled(model, rgb(model, image), det.boxes, tile, progress)
+    report = _report(progress)
+    enc = model.encode(image)
+    H, W = enc.pixels.shape[:2]
+    n = len(det)
+    sink = collect(n, (H, W))
+    iou = torch.zeros((n,), dtype=torch.float32)
+    report("segment", 0, n)
+    if n:
+        encoding = model.sam_encoding(enc)
+        step = model.segmenter.boxes_per_chunk(H, W)
+        for start in range(0, n, step):
+            m, s = model.segmenter.segment_boxes(encoding, det.boxes[start:start + step])
+            sink.add(m)
+            iou[start:start + len(m)] = s
+            report("segment", start + len(m), n)
+    return sink.result(), iou
+
+
+def _segment_tiled(model: Any, pil: Image.Image, boxes: torch.Tensor, tile: TileSpec,
+                   progress: Progress | None) -> tuple[list[CropMask], torch.Tensor]:
+    report = _report(progress)
+    W, H = pil.size
+    tiles = tile.grid(W, H)
+    groups: dict[tuple, list[int]] = {}
+    windows = list(tiles)  # a window made for a box no tile holds is offered to later boxes too
+    for i, box in enumerate(boxes.tolist()):
+        window = sam_window(box, windows, (H, W), tile.size)
+        if window not in groups and window not in tiles:
+            windows.append(window)
+        groups.setdefault(window, []).append(i)
+    masks: list[CropMask | None] = [None] * len(boxes)
+    iou = torch.zeros((len(boxes),), dtype=torch.float32)
+    done = 0
+    report("segment", 0, len(boxes))
+    for window, idx in groups.items():
+        enc = _window(model, pil, window)
+        local = boxes[idx]
+        if window[:2] != (0, 0):
+            local = local - torch.tensor([window[0], window[1], window[0], window[1]], dtype=local.dtype)
+        h, w = window[3] - window[1], window[2] - window[0]
+        step = model.segmenter.boxes_per_chunk(h, w)
+        # Whole decoding chunks (the same decoding as predict), about TILE_MASK_BYTES of masks.
+        group = step * max(1, TILE_MASK_BYTES // (h * w * step))
+        encoding = model.sam_encoding(enc)
+        for start in range(0, len(idx), group):
+            part = idx[start:start + group]
+            m, s = _segment_chunks(model, encoding, local[start:start + group], step)
+            for j, k in enumerate(part):
+                masks[k] = CropMask.from_window(m[j].numpy(), window[0], window[1], (H, W))
+                iou[k] = s[j]
+            done += len(part)
+            report("segment", done, len(boxes))
+    return masks, iou
+
+
+def _segment_chunks(model: Any, encoding: Any, boxes: torch.Tensor, step: int):
+    """``segment_boxes`` in the segmenter's decoding chunks (each chunk one decoder call)."""
+    parts = [model.segmenter.segment_boxes(encoding, boxes[s:s + step]) for s in range(0, len(boxes), step)]
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+
+# --------------------------------------------------------------------------------------------
+# Select steps
+# --------------------------------------------------------------------------------------------
+
+def merge_tiles(tile: TileSpec) -> Select:
+    """Detections of the same phrase that two tiles found, merged into one
+    (:func:`lang_sam.tiling.merge_detections` with ``tile.merge`` / ``metric`` / ``iou``)."""
+
+    def step(det: Detections) -> Detections:
+        if not len(det):
+            return det
+        keep, boxes = merge_detections(det.boxes, det.scores, det.phrases, det.tile_index, tile)
+        return det.take(keep).replace(boxes=boxes)
+
+    return step
+
+
+def top_k(k: int) -> Select:
+    """At most ``k`` detections: the highest-scoring (ties: the earlier), in their original order."""
+
+    def step(det: Detections) -> Detections:
+        if len(det) <= k:
+            return det
+        order = torch.argsort(det.scores, descending=True, stable=True)[:k]
+        return det.take(order.sort().values)
+
+    return step
+
+
+def chain(steps: Iterable[Select | None]) -> list[Select]:
+    """The given steps without the ``None`` ones (a step a setting turned off)."""
+    return [s for s in steps if s is not None]
+
+
+def as_numpy_boxes(det: Detections) -> np.ndarray:
+    """``det.boxes`` as an ``(N, 4)`` float32 numpy array."""
+    return det.boxes.numpy().astype(np.float32).reshape(-1, 4)

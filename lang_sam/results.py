@@ -1,0 +1,350 @@
+"""The result types, one family: what a detector finds (:class:`Detections`), what a segmenter
+gives for SAM's own prompts (:class:`MaskPrediction`) and what the pipeline returns
+(:class:`Prediction`, :class:`TiledPrediction`). Each checks its fields when built (lengths,
+shapes, dtypes) and raises :class:`~lang_sam.errors.InvalidResultError` naming the field, what was
+expected and what arrived, so no consumer re-checks them.
+
+The vocabulary, written once (the README's "Vocabulary" section says the same):
+
+- ``image_size``: ``(H, W)`` ints, the order of numpy and torch shapes, never PIL's ``(W, H)``;
+  ``width`` / ``height`` where one of them is meant.
+- ``image``: the image parameter's name everywhere (the 2023 methods also take ``image_pil=``).
+- ``boxes``: ``(N, 4)`` float32 torch tensor, xyxy in input-image pixels.
+- ``phrases``: ``N`` strings, the prompt words each box answers.
+- ``scores``: ``(N,)`` float32 in [0, 1], the detector's confidence in each box (GroundingDINO: the
+  sigmoid of the box's best token logit). :class:`Prediction` keeps the 2023 name ``logits`` for
+  them: despite the name they are probabilities, not logits; ``Prediction.scores`` is the same
+  tensor.
+- ``iou_scores``: SAM's predicted IoU of each mask, float32.
+- ``masks``: ``(N, H, W)`` bool torch tensor in image pixels (dense), or in a
+  :class:`TiledPrediction` ``N`` :class:`~lang_sam.masks.CropMask` (crops with offsets).
+
+:class:`Prediction` and :class:`TiledPrediction` unpack alike, as the 2023 4-tuple
+``masks, boxes, phrases, logits``; their other fields are attributes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, NamedTuple, Sequence
+
+import numpy as np
+import torch
+
+from lang_sam.errors import InvalidResultError
+from lang_sam.masks import CropMask, stack_dense
+from lang_sam.reprs import SHOWN, count_text, detections_text, numbers_text, shape_text
+
+__all__ = ["Detections", "Prediction", "TiledPrediction", "MaskPrediction", "Tile"]
+
+#: ``(x0, y0, x1, y1)`` of a tile or window in image pixels, ``x1``/``y1`` exclusive.
+Tile = tuple[int, int, int, int]
+
+
+def _fail(result: str, name: str, expected: str, got: str):
+    raise InvalidResultError(f"{result}.{name}: expected {expected}, got {got}",
+                             result=result, field=name, expected=expected, got=got)
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a {shape_text(value)} tensor"
+    if isinstance(value, np.ndarray):
+        return f"a {shape_text(value)} numpy array"
+    return f"a {type(value).__name__}"
+
+
+def _tensor(result: str, name: str, value: Any, n: int | None, *, trailing: tuple = (),
+            kind: str = "float") -> int:
+    """Check a torch tensor of shape ``(n, *trailing)`` (``n`` None: any) and dtype ``kind``
+    ("float", "bool", "int"); return its first dimension."""
+    want = f"({'N' if n is None else n}{''.join(', ' + str(t) for t in trailing)}) {kind} torch tensor"
+    if not isinstance(value, torch.Tensor):
+        _fail(result, name, want, _describe(value))
+    ok_dtype = {"float": value.is_floating_point(), "bool": value.dtype == torch.bool,
+                "int": not value.is_floating_point() and value.dtype != torch.bool}[kind]
+    shape = tuple(value.shape)
+    ok_shape = len(shape) == 1 + len(trailing) and (n is None or shape[0] == n) and all(
+        t is None or s == t for s, t in zip(shape[1:], trailing))
+    if not (ok_dtype and ok_shape):
+        _fail(result, name, want, _describe(value))
+    return shape[0]
+
+
+def _phrases(result: str, value: Any, n: int) -> list[str]:
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        _fail(result, "phrases", f"a list of {n} strings", _describe(value))
+    value = list(value)
+    if len(value) != n or not all(isinstance(p, str) for p in value):
+        kinds = sorted({type(p).__name__ for p in value})
+        _fail(result, "phrases", f"a list of {n} strings", f"{len(value)} items of {kinds}")
+    return value
+
+
+def _image_size(result: str, value: Any) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in value)
+        if (h, w) != tuple(value) or h < 0 or w < 0:
+            raise ValueError
+    except (TypeError, ValueError):
+        _fail(result, "image_size", "(H, W) non-negative ints", repr(value))
+    return h, w
+
+
+@dataclass(frozen=True, repr=False, eq=False)
+class Detections:
+    """What a detector found in one image for one prompt: ``N`` boxes, not segmented yet.
+
+    - ``boxes``: ``(N, 4)`` float32 tensor, xyxy in input-image pixels;
+    - ``scores``: ``(N,)`` float32 tensor in [0, 1], the detector's confidence in each box;
+    - ``phrases``: ``N`` strings (after a class mapping, the class names);
+    - ``image_size``: ``(H, W)`` of the image the boxes are in;
+    - ``tile_index``: with sliced inference, ``(N,)`` int64, the tile (in ``tiles``) each box came
+      from; ``tiles``: that grid, ``(x0, y0, x1, y1)`` each. ``None`` / ``()`` otherwise.
+    """
+
+    boxes: torch.Tensor
+    scores: torch.Tensor
+    phrases: list[str]
+    image_size: tuple[int, int]
+    tile_index: torch.Tensor | None = None
+    tiles: tuple[Tile, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        n = _tensor("Detections", "boxes", self.boxes, None, trailing=(4,))
+        _tensor("Detections", "scores", self.scores, n)
+        object.__setattr__(self, "phrases", _phrases("Detections", self.phrases, n))
+        object.__setattr__(self, "image_size", _image_size("Detections", self.image_size))
+        if self.tile_index is not None:
+            _tensor("Detections", "tile_index", self.tile_index, n, kind="int")
+        object.__setattr__(self, "tiles", tuple(tuple(int(v) for v in t) for t in self.tiles))
+
+    @classmethod
+    def empty(cls, image_size: tuple[int, int]) -> "Detections":
+        """No detection in an image of ``image_size`` ``(H, W)``."""
+        return cls(torch.zeros((0, 4), dtype=torch.float32), torch.zeros((0,), dtype=torch.float32),
+                   [], image_size)
+
+    @classmethod
+    def concat(cls, parts: Sequence["Detections"], image_size: tuple[int, int], *,
+               tiles: Sequence[Tile] = ()) -> "Detections":
+        """``parts`` one after another (each part's ``tile_index`` kept, if all have one)."""
+        if not parts:
+            return replace(cls.empty(image_size), tiles=tuple(tiles),
+                           tile_index=torch.zeros((0,), dtype=torch.int64) if tiles else None)
+        index = [p.tile_index for p in parts]
+        return cls(
+            torch.cat([p.boxes for p in parts]).to(torch.float32),
+            torch.cat([p.scores for p in parts]).to(torch.float32),
+            [phrase for p in parts for phrase in p.phrases], image_size,
+            tile_index=torch.cat(index) if all(i is not None for i in index) else None,
+            tiles=tuple(tiles),
+        )
+
+    def __len__(self) -> int:
+        return len(self.phrases)
+
+    def take(self, index: Any) -> "Detections":
+        """The detections at ``index`` (ints, in the order given: a list, numpy or torch array)."""
+        idx = torch.as_tensor(np.asarray(index, dtype=np.int64).reshape(-1))
+        return replace(
+            self, boxes=self.boxes[idx].reshape(-1, 4), scores=self.scores[idx].reshape(-1),
+            phrases=[self.phrases[i] for i in idx.tolist()],
+            tile_index=None if self.tile_index is None else self.tile_index[idx].reshape(-1),
+        )
+
+    def replace(self, **changes: Any) -> "Detections":
+        """A copy with ``changes`` (checked like any new result)."""
+        return replace(self, **changes)
+
+    def __repr__(self) -> str:
+        H, W = self.image_size
+        tiles = f" from {count_text(len(self.tiles), 'tile')}" if self.tiles else ""
+        found = ": " + detections_text(self.phrases, self.scores) if len(self) else ""
+        return f"Detections({count_text(len(self), 'box')} in a {W}x{H} image{tiles}{found})"
+
+
+class _MaskedFields(NamedTuple):
+    masks: Any
+    boxes: torch.Tensor
+    phrases: list[str]
+    logits: torch.Tensor
+
+
+def _check_masked(self: _MaskedFields, result: str, iou_scores: Any) -> int:
+    n = _tensor(result, "boxes", self.boxes, None, trailing=(4,))
+    _phrases(result, self.phrases, n)
+    _tensor(result, "logits", self.logits, n)
+    if iou_scores is not None:
+        _tensor(result, "iou_scores", iou_scores, n)
+    return n
+
+
+class Prediction(_MaskedFields):
+    """What :meth:`LangSAM.predict` returns; unpacks as the 2023 ``masks, boxes, phrases, logits``.
+
+    - ``masks``: ``(N, H, W)`` bool tensor, one mask per box, in input-image pixels;
+    - ``boxes``: ``(N, 4)`` float32 tensor, xyxy in input-image pixels;
+    - ``phrases``: ``N`` strings, the prompt words each box answers;
+    - ``logits``: ``(N,)`` float32 tensor, the detector's score of each box: the 2023 name, but
+      probabilities in [0, 1] (each box's best token sigmoid), not logits. ``scores`` is the same.
+
+    Not part of the tuple (so the 2023 4-way unpacking keeps working):
+
+    - ``iou_scores``: ``(N,)`` float32 tensor, SAM's predicted IoU of each mask, or None.
+    """
+
+    iou_scores: torch.Tensor | None
+
+    def __new__(cls, masks, boxes, phrases, logits, iou_scores=None):
+        self = super().__new__(cls, masks, boxes, list(phrases) if not isinstance(phrases, str) else phrases,
+                               logits)
+        n = _check_masked(self, "Prediction", iou_scores)
+        _tensor("Prediction", "masks", masks, n, trailing=(None, None), kind="bool")
+        self.iou_scores = iou_scores
+        return self
+
+    @property
+    def scores(self) -> torch.Tensor:
+        """The detector's scores: ``logits`` under the name the rest of the library uses."""
+        return self.logits
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """``(H, W)``."""
+        return tuple(int(d) for d in self.masks.shape[-2:])
+
+    def to_supervision(self, classes: Sequence[str] | None = None, *, compact: bool | None = None):
+        """These detections as a ``supervision.Detections`` (``pip install "supervision>=0.28"``).
+
+        ``xyxy`` float32 boxes, ``mask`` ``(N, H, W)`` bool (``compact=True``: an
+        ``sv.CompactMask``), ``confidence`` the ``logits``, ``class_id`` each phrase's index among
+        the distinct phrases in order of first appearance, or in ``classes`` (a list of class
+        names; a phrase not in it raises :class:`~lang_sam.errors.InvalidClassesError`),
+        ``data["class_name"]`` the phrases, ``data["iou_score"]`` the ``iou_scores`` when set.
+        See :func:`lang_sam.interop.to_supervision`.
+        """
+        from lang_sam.interop import to_supervision
+
+        return to_supervision(
+            self.masks, self.boxes, self.phrases, self.logits, image_size=self.image_size,
+            iou_scores=self.iou_scores, classes=classes, compact=compact,
+        )
+
+    def __repr__(self) -> str:
+        """One line, whatever N: the count, image size, the first phrases and scores, shapes."""
+        n = len(self.phrases)
+        H, W = self.image_size
+        return (
+            f"Prediction({count_text(n, 'detection')} on a {W}x{H} image"
+            f"{': ' + detections_text(self.phrases, self.logits) if n else ''}; masks {shape_text(self.masks)}, "
+            f"boxes {shape_text(self.boxes)} xyxy px)"
+        )
+
+
+class TiledPrediction(_MaskedFields):
+    """What :meth:`LangSAM.predict_tiled` returns; unpacks as ``masks, boxes, phrases, logits``,
+    as :class:`Prediction` does, in full-image pixels.
+
+    - ``masks``: ``N`` :class:`~lang_sam.masks.CropMask` (a crop and its offset: memory is the
+      objects' size, not ``N x H x W``); :meth:`dense` gives the ``(N, H, W)`` bool tensor;
+    - ``boxes``, ``phrases``, ``logits`` (the detector's scores, also ``scores``), ``iou_scores``:
+      as in :class:`Prediction`;
+    - ``image_size``: ``(H, W)``; ``tiles``: the grid detected on, ``(x0, y0, x1, y1)`` each.
+    """
+
+    iou_scores: torch.Tensor | None
+    image_size: tuple[int, int]
+    tiles: list[Tile]
+
+    def __new__(cls, masks, boxes, phrases, logits, *, image_size, iou_scores=None, tiles=()):
+        self = super().__new__(cls, list(masks) if isinstance(masks, (list, tuple)) else masks, boxes,
+                               list(phrases) if not isinstance(phrases, str) else phrases, logits)
+        n = _check_masked(self, "TiledPrediction", iou_scores)
+        size = _image_size("TiledPrediction", image_size)
+        if not isinstance(self.masks, list) or len(self.masks) != n:
+            _fail("TiledPrediction", "masks", f"a list of {n} CropMask", _describe(self.masks))
+        wrong = [i for i, m in enumerate(self.masks) if not isinstance(m, CropMask) or m.image_size != size]
+        if wrong:
+            m = self.masks[wrong[0]]
+            got = (f"a CropMask of a {m.image_size} image" if isinstance(m, CropMask) else _describe(m))
+            _fail("TiledPrediction", f"masks[{wrong[0]}]", f"a CropMask of a {size} image", got)
+        self.iou_scores, self.image_size = iou_scores, size
+        self.tiles = [tuple(int(v) for v in t) for t in tiles]
+        return self
+
+    @property
+    def scores(self) -> torch.Tensor:
+        """The detector's scores: ``logits`` under the name the rest of the library uses."""
+        return self.logits
+
+    def dense(self) -> torch.Tensor:
+        """``(N, H, W)`` bool masks (``N * H * W`` bytes: ask only when that fits)."""
+        return torch.from_numpy(stack_dense(self.masks, self.image_size))
+
+    def to_supervision(self, classes: Sequence[str] | None = None, *, compact: bool | None = None):
+        """These detections as a ``supervision.Detections`` (``pip install "supervision>=0.28"``),
+        their masks as an ``sv.CompactMask`` made from the crops, never a full-size array
+        (``compact=False``: ``(N, H, W)`` bool). Other fields as
+        :meth:`lang_sam.Prediction.to_supervision`; see :func:`lang_sam.interop.to_supervision`."""
+        from lang_sam.interop import to_supervision
+
+        return to_supervision(
+            self.masks, self.boxes, self.phrases, self.logits, image_size=self.image_size,
+            iou_scores=self.iou_scores, classes=classes, compact=compact,
+        )
+
+    def __repr__(self) -> str:
+        H, W = self.image_size
+        n = len(self.phrases)
+        crop_mb = sum(m.nbytes for m in self.masks) / 2**20
+        return (f"TiledPrediction({count_text(n, 'detection')} on a {W}x{H} image from "
+                f"{count_text(len(self.tiles), 'tile')}"
+                f"{': ' + detections_text(self.phrases, self.logits) if n else ''}; masks as crops, {crop_mb:.1f} MiB)")
+
+
+class _MaskFields(NamedTuple):
+    masks: torch.Tensor
+    iou_scores: torch.Tensor
+    low_res_logits: torch.Tensor | None
+
+
+class MaskPrediction(_MaskFields):
+    """What :meth:`LangSAM.segment` returns for SAM's own prompts (``B`` prompts, ``C`` masks each).
+
+    - ``masks``: ``(B, C, H, W)`` bool tensor in input-image pixels;
+    - ``iou_scores``: ``(B, C)`` float32, SAM's predicted IoU of each mask;
+    - ``low_res_logits``: ``(B, C, 256, 256)`` float32 mask logits (to refine a mask: pass one back
+      as ``mask_input``), or None.
+    """
+
+    def __new__(cls, masks, iou_scores, low_res_logits=None):
+        self = super().__new__(cls, masks, iou_scores, low_res_logits)
+        b = _tensor("MaskPrediction", "masks", masks, None, trailing=(None, None, None), kind="bool")
+        c = int(masks.shape[1])
+        _tensor("MaskPrediction", "iou_scores", iou_scores, b, trailing=(c,))
+        if low_res_logits is not None:
+            _tensor("MaskPrediction", "low_res_logits", low_res_logits, b, trailing=(c, None, None))
+        return self
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """``(H, W)``."""
+        return tuple(int(d) for d in self.masks.shape[-2:])
+
+    def __repr__(self) -> str:
+        """One line, whatever B: prompts x masks, image size, the first prompts' scores, shapes."""
+        b, c = (int(d) for d in self.masks.shape[:2])
+        rows = self.iou_scores.reshape(b, -1)[:SHOWN].tolist() if b else []
+        if c == 1:
+            scores = numbers_text([r[0] for r in rows])
+        else:
+            scores = ", ".join(f"[{numbers_text(r)}]" for r in rows)
+        more = f", ... (+{b - SHOWN} more)" if b > SHOWN else ""
+        low = "None" if self.low_res_logits is None else shape_text(self.low_res_logits)
+        H, W = self.image_size
+        return (
+            f"MaskPrediction({count_text(b, 'prompt')} x {count_text(c, 'mask')} "
+            f"on a {W}x{H} image; iou_scores {scores or '-'}{more}; "
+            f"masks {shape_text(self.masks)}, low_res_logits {low})"
+        )

@@ -1,0 +1,187 @@
+"""Issue 14, items 1, 2 and 4: one pipeline that every entry point runs, an engine seam a new model
+family plugs into without editing lang_sam, and result types that check themselves."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lang_sam import Detections, LangSAM, MaskPrediction, Prediction, TiledPrediction, TileSpec, pipeline
+from lang_sam.errors import InvalidArgumentError, InvalidResultError
+from lang_sam.hub import ModelSpec, register_model, unregister_model
+from lang_sam.labeling.run import LabelSettings, label_folder
+from lang_sam.masks import CropMask
+from lang_sam.serving.service import ModelService
+from plugin_engines import BoxFill, BoxFillArch, expected_mask
+
+
+@pytest.fixture
+def runs(monkeypatch):
+    """Every call of lang_sam.pipeline.run, as (select steps, tiled) pairs."""
+    calls = []
+    real = pipeline.run
+
+    def spy(*args, **kwargs):
+        calls.append((len(kwargs.get("select", ())), kwargs.get("tile") is not None))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "run", spy)
+    return calls
+
+
+def test_every_text_entry_point_runs_the_one_pipeline(runs, model, image, tiny_specs, sam_ckpt,
+                                                       gdino_ckpt, tmp_path):
+    """predict (and its variants), predict_tiled, label_folder (tiled or not) and the server all go
+    through lang_sam.pipeline.run; label_dataset's workers call label_image, tested in test_ray."""
+    model.predict(image, "car", 0.0, 0.0)
+    model.predict_prompts(image, ["car", "wheel"], 0.0, 0.0)
+    model.set_image(image)
+    model.predict_prompt("car", 0.0, 0.0)
+    model.predict_batch([image], "car", 0.0, 0.0)
+    assert runs == [(0, False)] * 5
+    runs.clear()
+    model.predict_tiled(image, "car", 0.0, 0.0, tile=TileSpec(160))
+    assert runs == [(1, True)]  # merge_tiles
+    runs.clear()
+    Image.fromarray(np.asarray(image)).save(tmp_path / "a.png")
+    for tile in (None, TileSpec(160)):
+        settings = LabelSettings.create("car", box_threshold=0.0, text_threshold=0.0, tile=tile, nms=0.5)
+        label_folder(model, [tmp_path / "a.png"], tmp_path / f"out-{tile is None}", settings, ["coco"])
+    assert runs == [(3, False), (4, True)]  # classes, NMS, the many-boxes warning (+ merge_tiles)
+    runs.clear()
+    service = ModelService(sam_type=tiny_specs[0].name, gdino_type=tiny_specs[1].name,
+                           sam_ckpt=str(sam_ckpt), gdino_ckpt=str(gdino_ckpt), device="cpu", max_detections=3)
+    served = service.predict(image, "car", 0.0, 0.0)
+    assert runs == [(2, False)] and len(served.phrases) <= 3  # the count, top_k
+
+
+def test_the_servers_top_k_is_a_select_step(model, image):
+    full = model.predict(image, "car", 0.0, 0.0)
+    assert len(full.phrases) > 3, "the tiny models found too little to test"
+    out = pipeline.run(model, image, "car", 0.0, 0.0, select=[pipeline.top_k(3)])
+    keep = torch.argsort(full.logits, descending=True, stable=True)[:3].sort().values
+    assert torch.equal(out.detections.boxes, full.boxes[keep]) and torch.equal(out.masks, full.masks[keep])
+    assert out.detections.phrases == [full.phrases[i] for i in keep.tolist()]
+
+
+def test_crop_masks_equal_dense_masks(model, image):
+    dense = pipeline.run(model, image, "car", 0.0, 0.0)
+    crops = pipeline.run(model, image, "car", 0.0, 0.0, collect=pipeline.CropMasks)
+    assert all(isinstance(m, CropMask) for m in crops.masks) and len(crops.masks) == len(dense.masks)
+    assert all(np.array_equal(c.to_dense(), d.numpy()) for c, d in zip(crops.masks, dense.masks))
+    assert torch.equal(crops.iou_scores, dense.iou_scores)
+
+
+# ------------------------------------------------------------------------------------------
+# The engine seam: a family lang_sam does not know, added as one module plus a registry entry
+# ------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def box_fill(tmp_path):
+    spec = register_model(ModelSpec("sam", "box_fill", "box_fill.pth", BoxFillArch(),
+                                    engine="plugin_engines:BoxFill"))
+    path = tmp_path / "box_fill.pth"
+    torch.save({"inset": torch.tensor(2)}, path)
+    yield spec, path
+    unregister_model("sam", spec.name)
+
+
+def test_a_new_segmenter_family_runs_everywhere_without_editing_lang_sam(box_fill, tiny_specs, gdino_ckpt,
+                                                                         image, tmp_path):
+    spec, path = box_fill
+    m = LangSAM(spec.name, str(path), gdino_type=tiny_specs[1].name, gdino_ckpt_path=str(gdino_ckpt),
+                device="cpu")
+    assert isinstance(m.segmenter, BoxFill) and m.segmenter.arch == BoxFillArch(inset=2)
+    masks, boxes, phrases, logits = m.predict(image, "car", 0.0, 0.0)
+    assert len(phrases) > 3, "the tiny detector found too little to test"
+    H, W = masks.shape[1:]
+    assert all(np.array_equal(mask.numpy(), expected_mask(b, (H, W), 2)) for mask, b in zip(masks, boxes))
+    tiled = m.predict_tiled(image, "car", 0.0, 0.0, tile=TileSpec(160))
+    assert all(np.array_equal(c.to_dense(), expected_mask(b, (H, W), 2)) for c, b in zip(tiled.masks, tiled.boxes))
+    # Labelling writes the family's masks: COCO areas are those of the filled boxes.
+    Image.fromarray(np.asarray(image)).save(tmp_path / "a.png")
+    settings = LabelSettings.create("car", box_threshold=0.0, text_threshold=0.0, sam_type=spec.name,
+                                    gdino_type=tiny_specs[1].name)
+    label_folder(m, [tmp_path / "a.png"], tmp_path / "out", settings, ["coco"])
+    coco = json.loads((tmp_path / "out" / "coco" / "annotations.json").read_text())
+    areas = sorted(a["area"] for a in coco["annotations"])
+    assert areas == sorted(int(expected_mask(b, (H, W), 2).sum()) for b in boxes)
+
+
+@pytest.mark.parametrize("engine, problem", [
+    ("plugin_engines:Nowhere", "cannot be imported"),
+    ("no_such_module:BoxFill", "cannot be imported"),
+    ("plugin_engines:BoxFillArch", "is not a lang_sam.models.base.Segmenter"),
+    ("lang_sam.models.detector:GroundingDINODetector", "is not a lang_sam.models.base.Segmenter"),
+])
+def test_a_registry_entry_naming_a_wrong_engine_is_a_clear_error(engine, problem, tmp_path, tiny_specs,
+                                                                gdino_ckpt):
+    spec = register_model(ModelSpec("sam", "wrong_engine", "w.pth", BoxFillArch(), engine=engine))
+    try:
+        torch.save({"inset": torch.tensor(0)}, tmp_path / "w.pth")
+        with pytest.raises(InvalidArgumentError, match=problem) as e:
+            LangSAM("wrong_engine", str(tmp_path / "w.pth"), gdino_type=tiny_specs[1].name,
+                    gdino_ckpt_path=str(gdino_ckpt), device="cpu")
+        assert engine in str(e.value)
+    finally:
+        unregister_model("sam", spec.name)
+
+
+def test_registry_entries_name_their_engines():
+    from lang_sam.hub import get_spec
+    from lang_sam.models import GroundingDINODetector, SamSegmenter, engine_for
+
+    assert engine_for(get_spec("sam", "vit_b")) is SamSegmenter
+    assert engine_for(get_spec("gdino", "swint")) is GroundingDINODetector
+
+
+# ------------------------------------------------------------------------------------------
+# Results check themselves
+# ------------------------------------------------------------------------------------------
+
+B2 = torch.zeros((2, 4))
+M2 = torch.zeros((2, 5, 6), dtype=torch.bool)
+S2 = torch.zeros(2)
+CROP = CropMask(np.ones((1, 1), bool), 0, 0, (5, 6))
+
+
+@pytest.mark.parametrize("build, field", [
+    (lambda: Prediction(M2, B2, ["a"], S2), "phrases"),
+    (lambda: Prediction(M2, torch.zeros((2, 5)), ["a", "b"], S2), "boxes"),
+    (lambda: Prediction(M2, B2, ["a", "b"], torch.zeros(3)), "logits"),
+    (lambda: Prediction(M2.float(), B2, ["a", "b"], S2), "masks"),
+    (lambda: Prediction(M2[:1], B2, ["a", "b"], S2), "masks"),
+    (lambda: Prediction(M2, B2, ["a", "b"], S2, iou_scores=torch.zeros(1)), "iou_scores"),
+    (lambda: Prediction(M2, B2.numpy(), ["a", "b"], S2), "boxes"),
+    (lambda: Prediction(M2, B2, ["a", 2], S2), "phrases"),
+    (lambda: Prediction(M2, B2, "ab", S2), "phrases"),
+    (lambda: TiledPrediction([CROP], B2, ["a", "b"], S2, image_size=(5, 6)), "masks"),
+    (lambda: TiledPrediction([CROP, CROP], B2, ["a", "b"], S2, image_size=(6, 5)), "masks[0]"),
+    (lambda: TiledPrediction([CROP, M2[0]], B2, ["a", "b"], S2, image_size=(5, 6)), "masks[1]"),
+    (lambda: TiledPrediction([CROP, CROP], B2, ["a", "b"], S2, image_size=(5, -6)), "image_size"),
+    (lambda: Detections(B2, torch.zeros(1), ["a", "b"], (5, 6)), "scores"),
+    (lambda: Detections(B2, S2, ["a", "b"], (5, 6), tile_index=S2), "tile_index"),
+    (lambda: Detections(B2, S2, ["a", "b"], "5x6"), "image_size"),
+    (lambda: MaskPrediction(M2[:, None], torch.zeros((2, 3))), "iou_scores"),
+    (lambda: MaskPrediction(M2, torch.zeros((2, 1))), "masks"),
+    (lambda: MaskPrediction(M2[:, None], torch.zeros((2, 1)), torch.zeros((2, 3, 256, 256))), "low_res_logits"),
+])
+def test_results_check_their_fields_when_built(build, field):
+    with pytest.raises(InvalidResultError) as e:
+        build()
+    assert e.value.field == field and isinstance(e.value, ValueError)
+    assert e.value.expected in str(e.value) and e.value.got in str(e.value)
+
+
+def test_both_predictions_unpack_as_the_2023_four_tuple(model, image):
+    plain = model.predict(image, "car", 0.0, 0.0)
+    tiled = model.predict_tiled(image, "car", 0.0, 0.0, tile=TileSpec(10_000))
+    for result in (plain, tiled):
+        masks, boxes, phrases, logits = result
+        assert (boxes, phrases, logits) == (result.boxes, result.phrases, result.logits)
+        assert result.scores is result.logits and result.image_size == tuple(plain.masks.shape[1:])
+    assert torch.equal(tiled.boxes, plain.boxes) and torch.equal(tiled.dense(), plain.masks)
