@@ -33,6 +33,7 @@ def runs(monkeypatch):
     return calls
 
 
+@pytest.mark.slow
 def test_every_text_entry_point_runs_the_one_pipeline(runs, model, image, tiny_specs, sam_ckpt,
                                                        gdino_ckpt, tmp_path):
     """predict (and its variants), predict_tiled, label_folder (tiled or not) and the server all go
@@ -90,6 +91,7 @@ def box_fill(tmp_path):
     unregister_model("sam", spec.name)
 
 
+@pytest.mark.slow
 def test_a_new_segmenter_family_runs_everywhere_without_editing_lang_sam(box_fill, tiny_specs, gdino_ckpt,
                                                                          image, tmp_path):
     spec, path = box_fill
