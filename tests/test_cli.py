@@ -500,6 +500,7 @@ def test_python_dash_m_and_console_script():
 SERVING = ("lang_sam.serving", "gradio", "fastapi", "uvicorn", "starlette")
 
 
+@pytest.mark.slow
 def test_offline_predict_imports_nothing_of_serving(tmp_path, model_args):
     """Issue 14 item 3: the model flags of ``lang-sam predict`` were built by
     ``lang_sam.serving.service``, so every offline run imported the serving package. The command
