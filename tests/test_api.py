@@ -49,6 +49,7 @@ def test_signatures_match_the_original():
         assert callable(getattr(utils, name))
 
 
+@pytest.mark.slow
 def test_the_2023_image_pil_keyword_still_works(model, image):
     """2023 code called predict(image_pil=..., text_prompt=...); the parameter is now ``image``."""
     positional = model.predict(image, "car", 0.0, 0.0)
