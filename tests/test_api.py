@@ -49,6 +49,7 @@ def test_signatures_match_the_original():
         assert callable(getattr(utils, name))
 
 
+@pytest.mark.slow
 def test_the_2023_image_pil_keyword_still_works(model, image):
     """2023 code called predict(image_pil=..., text_prompt=...); the parameter is now ``image``."""
     positional = model.predict(image, "car", 0.0, 0.0)
@@ -107,6 +108,7 @@ def test_predict_dino_and_predict_sam(model, image):
         model.predict_sam(image, torch.zeros(3))
 
 
+@pytest.mark.slow
 def test_image_inputs_agree(model, tmp_path):
     arr = make_image(120, 160, seed=5)
     pil = Image.fromarray(arr)
@@ -167,6 +169,7 @@ def test_empty_or_non_string_prompt(model, image, prompt):
         model.predict(image, prompt)
 
 
+@pytest.mark.slow
 def test_prompt_over_256_tokens_is_split_never_truncated(model, image):
     """A long class list runs in several passes at '.' boundaries; classes at its end are reached."""
     classes = [f"thing{i}" for i in range(100)] + ["a remote control"]
@@ -279,6 +282,7 @@ _KNOWN_NOISE = (
 )
 
 
+@pytest.mark.slow
 def test_known_third_party_warnings_are_silenced_only_inside_the_library(sam_ckpt, gdino_ckpt, tiny_specs):
     """Issue 8: timm, torch.meshgrid and torch.cuda.amp warnings were printed on every run. In a
     fresh process (so import-time warnings fire) with every warning shown (-W always), building,

@@ -221,6 +221,7 @@ def test_resume_after_interrupt(tmp_path, model_args, tiny_specs, capsys):
     assert f"nc: {len(names)}" in yaml and all(f'{i}: "{n}"' in yaml for i, n in enumerate(names))
 
 
+@pytest.mark.slow
 def test_resumed_run_summary_counts_the_whole_output(tmp_path, model_args, capsys):
     """Issue 19, item 6: a resumed run printed this call's 7 detections while the files held 14; a
     class "car wheel" was printed as "classes: car wheel" (two?); a resume with nothing left drew
@@ -481,6 +482,7 @@ def test_download_to_folder(tmp_path, monkeypatch, capsys, sam_ckpt):
             unregister_model("sam", "tiny_dl")
 
 
+@pytest.mark.slow
 def test_python_dash_m_and_console_script():
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
@@ -498,6 +500,7 @@ def test_python_dash_m_and_console_script():
 SERVING = ("lang_sam.serving", "gradio", "fastapi", "uvicorn", "starlette")
 
 
+@pytest.mark.slow
 def test_offline_predict_imports_nothing_of_serving(tmp_path, model_args):
     """Issue 14 item 3: the model flags of ``lang-sam predict`` were built by
     ``lang_sam.serving.service``, so every offline run imported the serving package. The command

@@ -25,6 +25,7 @@ def tiny_service(sam_ckpt, gdino_ckpt, tiny_specs, **kwargs) -> ModelService:
                         sam_ckpt=str(sam_ckpt), gdino_ckpt=str(gdino_ckpt), device="cpu", **kwargs)
 
 
+@pytest.mark.slow
 def test_service_switches_sam_type(tmp_path, monkeypatch, sam_ckpt, gdino_ckpt, tiny_specs):
     """The original demo crashed when the SAM dropdown changed; here it reloads SAM when allowed."""
     from lang_sam.errors import ModelSwitchError
@@ -53,6 +54,7 @@ def test_service_switches_sam_type(tmp_path, monkeypatch, sam_ckpt, gdino_ckpt, 
         unregister_model("sam", "tiny_sam_other")
 
 
+@pytest.mark.slow
 def test_demo_messages_instead_of_stack_traces(sam_ckpt, gdino_ckpt, tiny_specs, tmp_path):
     from lang_sam.serving.app import segment
 
@@ -72,6 +74,7 @@ def test_demo_messages_instead_of_stack_traces(sam_ckpt, gdino_ckpt, tiny_specs,
     assert len(state.detections) == len(rows)
 
 
+@pytest.mark.slow
 def test_demo_enforces_the_servers_prompt_cap(sam_ckpt, gdino_ckpt, tiny_specs):
     """Issue 18: the server refuses prompts over MAX_PROMPT_CHARS (2000); the demo ran them. One
     2001-character word is a single token, so the token limit did not catch it either."""
@@ -105,6 +108,7 @@ def test_demo_error_messages_name_no_path_or_exception(sam_ckpt, gdino_ckpt, tin
         assert not re.search(r"\b[A-Z][A-Za-z]*(Error|Exception)\b", msg), msg
 
 
+@pytest.mark.slow
 def test_demo_refuses_images_over_max_pixels(sam_ckpt, gdino_ckpt, tiny_specs, tmp_path):
     """The page hands the upload over as a file; over --max-pixels it is refused before decoding,
     and the message does not say where the upload was stored."""
@@ -122,6 +126,7 @@ def test_demo_refuses_images_over_max_pixels(sam_ckpt, gdino_ckpt, tiny_specs, t
                                      max_pixels=60_000)[2]
 
 
+@pytest.mark.slow
 def test_clicks_refine_the_mask_under_them_and_reset_restores(sam_ckpt, gdino_ckpt, tiny_specs, model):
     """A click picks the detection under it, adds a point (foreground, then background) and re-runs
     SAM with the box, all points and the previous low-res logits, equal to LangSAM.segment; the

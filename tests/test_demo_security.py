@@ -32,6 +32,8 @@ pytest.importorskip("uvicorn")
 
 from test_server import start, stop  # noqa: E402  (after the importorskips)
 
+pytestmark = pytest.mark.slow  # every test talks to a uvicorn subprocess (two of them, one per variant)
+
 MARKER = f"lang-sam-secret-{uuid.uuid4().hex}".encode()
 PASSWD = b"root:x:0:0:"
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from conftest import make_image
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+pytestmark = pytest.mark.slow  # each test runs an example script end to end on the tiny models (6-19 s each under load)
 
 
 def load(name):

@@ -25,6 +25,8 @@ from lang_sam.labeling.run import (
 
 OOM = "DefaultCPUAllocator: can't allocate memory: you tried to allocate 123456789 bytes"
 
+pytestmark = pytest.mark.slow  # every test is a whole labelling run on the tiny models (18-47 s each under load)
+
 
 @pytest.fixture
 def photos(tmp_path) -> Path:

@@ -47,6 +47,7 @@ def tiled_image(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_label_image_reports_tiles_then_boxes(tiled_image, model, caplog):
     """A 3000x2000 image sat at ``0/1`` for an hour: nothing said how far it was. ``label_image``
     now reports each tile detected and the boxes segmented, ending at the totals."""
@@ -78,6 +79,7 @@ def test_label_image_reports_tiles_then_boxes(tiled_image, model, caplog):
                      ("segment", len(labels), len(labels))]
 
 
+@pytest.mark.slow
 def test_cli_bar_shows_tiles_and_boxes_of_the_image(tiled_image, tmp_path, model_args, capsys):
     rc = main(["predict", str(tiled_image), "--prompt", "car. wheel", "--output", str(tmp_path / "out"),
                "--tile", "64", "--format", "coco", *model_args])
@@ -87,6 +89,7 @@ def test_cli_bar_shows_tiles_and_boxes_of_the_image(tiled_image, tmp_path, model
     assert re.search(r"wide\.png: segment (\d+)/\1 box\(es\)", err), err
 
 
+@pytest.mark.slow
 def test_many_boxes_warn_why_and_what_to_change(tmp_path, model_args, model, monkeypatch, capsys, caplog):
     """531 boxes from random weights made a folder take 17 min, with nothing saying why. Over
     MANY_BOXES boxes, a warning names the cause and the settings to change: Python's names from

@@ -181,6 +181,7 @@ def test_return_prompts_equals_remove_combined(model, reference, image):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backbone", list(BACKBONES))
 def test_every_query_score_equals_original(request, backbone):
     """All queries' token scores and boxes, before any threshold, bit for bit: a score within float

@@ -47,6 +47,7 @@ def test_second_prompt_reuses_both_encodings_and_matches_uncached(counted, uncac
     assert counted.runs["gdino"] == 2, "one changed pixel is another image"
 
 
+@pytest.mark.slow
 def test_cache_is_bounded_and_clearable(counted):
     counted.clear_cache()
     assert counted.cache_size == 2
@@ -103,6 +104,7 @@ def test_predict_batch(model):
 ROUNDING = 1e-5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("chunk", [1, 3, 16, 64])
 def test_chunked_mask_decoding_differs_only_by_float_rounding(model, image, chunk):
     """Masks decoded ``chunk`` boxes at a time against SAM's own ``predict_torch`` on all the boxes in
@@ -190,6 +192,7 @@ def test_weights_are_loaded_without_a_second_copy(model):
         assert any(flags.values())
 
 
+@pytest.mark.slow
 def test_bad_requests_fail_before_any_image_work(counted):
     from lang_sam.errors import InvalidPromptError, InvalidThresholdError, PromptTooLongError
 

@@ -33,6 +33,7 @@ def runs(monkeypatch):
     return calls
 
 
+@pytest.mark.slow
 def test_every_text_entry_point_runs_the_one_pipeline(runs, model, image, tiny_specs, sam_ckpt,
                                                        gdino_ckpt, tmp_path):
     """predict (and its variants), predict_tiled, label_folder (tiled or not) and the server all go
@@ -59,6 +60,7 @@ def test_every_text_entry_point_runs_the_one_pipeline(runs, model, image, tiny_s
     assert runs == [(2, False)] and len(served.phrases) <= 3  # the count, top_k
 
 
+@pytest.mark.slow
 def test_the_servers_top_k_is_a_select_step(model, image):
     full = model.predict(image, "car", 0.0, 0.0)
     assert len(full.phrases) > 3, "the tiny models found too little to test"
@@ -68,6 +70,7 @@ def test_the_servers_top_k_is_a_select_step(model, image):
     assert out.detections.phrases == [full.phrases[i] for i in keep.tolist()]
 
 
+@pytest.mark.slow
 def test_crop_masks_equal_dense_masks(model, image):
     dense = pipeline.run(model, image, "car", 0.0, 0.0)
     crops = pipeline.run(model, image, "car", 0.0, 0.0, collect=pipeline.CropMasks)
@@ -90,6 +93,7 @@ def box_fill(tmp_path):
     unregister_model("sam", spec.name)
 
 
+@pytest.mark.slow
 def test_a_new_segmenter_family_runs_everywhere_without_editing_lang_sam(box_fill, tiny_specs, gdino_ckpt,
                                                                          image, tmp_path):
     spec, path = box_fill
@@ -177,6 +181,7 @@ def test_results_check_their_fields_when_built(build, field):
     assert e.value.expected in str(e.value) and e.value.got in str(e.value)
 
 
+@pytest.mark.slow
 def test_both_predictions_unpack_as_the_2023_four_tuple(model, image):
     plain = model.predict(image, "car", 0.0, 0.0)
     tiled = model.predict_tiled(image, "car", 0.0, 0.0, tile=TileSpec(10_000))

@@ -164,12 +164,14 @@ def assert_error(r, status: int, match: str, *paths) -> str:
     return body["error"]
 
 
+@pytest.mark.slow
 def test_health(server):
     body = httpx.get(server + "/health").json()
     assert body["status"] == "ok" and body["sam_type"] == "tiny_sam" and body["loaded"] is True
     assert body["max_detections"] == 100 and body["model_switch"] is False
 
 
+@pytest.mark.slow
 def test_predict_json(server, model):
     arr = make_image(120, 160, seed=21)
     r = post(server, png(arr), "a cat. a remote control", box_threshold=0.3, text_threshold=0.25)
@@ -183,6 +185,7 @@ def test_predict_json(server, model):
     check_against(body, model.predict(arr, "a cat. a remote control", 0.3, 0.25))
 
 
+@pytest.mark.slow
 def test_predict_png_equals_draw_image(server, model):
     from lang_sam.labeling.formats import detection_labels
     from lang_sam.utils import draw_image
@@ -198,6 +201,7 @@ def test_predict_png_equals_draw_image(server, model):
     assert np.array_equal(np.asarray(out), expected)
 
 
+@pytest.mark.slow
 def test_exif_orientation_is_honoured(server, model):
     """The library turns an image by its EXIF orientation; the server reads uploads the same way."""
     from lang_sam.validation import open_image
@@ -227,6 +231,7 @@ def bomb_png(width: int, height: int) -> bytes:
 TOO_LONG = " ".join(f"thing{i}" for i in range(150))  # one phrase over 256 tokens
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case,status,match", [
     ("missing image", 400, "missing 'image'"),
     ("empty image", 400, "empty"),
@@ -336,6 +341,7 @@ LONG_INT = "1" + "0" * 5000  # over Python's 4300-digit limit: json.loads raised
 SMALL_PNG = png(make_image(40, 50))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case,path,fields,status,match", [
     # numbers that are finite in float64 but not in float32 (SAM's dtype), or not finite at all
     ("box coordinate 1e39", "/segment", {"boxes": "[[0, 0, 1e39, 10]]"}, 400, "finite float32"),
@@ -422,6 +428,7 @@ def raw_request(url: str, head: bytes, chunks=(), pause: float = 0.05) -> tuple[
     return int(head_part.split()[1]), json.loads(body)
 
 
+@pytest.mark.slow
 def test_body_over_the_limit_by_content_length(server):
     """Content-Length over --max-body-mb (1 MiB here): 413 at once, before any of the body is sent."""
     head = (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
@@ -431,6 +438,7 @@ def test_body_over_the_limit_by_content_length(server):
     assert status == 413 and "1 MiB" in body["error"] and time.time() - t0 < 30
 
 
+@pytest.mark.slow
 def test_chunked_body_over_the_limit(server):
     """No Content-Length (chunked): the body is counted as it arrives and stopped past the limit."""
     head = (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
@@ -443,11 +451,13 @@ def test_chunked_body_over_the_limit(server):
     assert httpx.get(server + "/health").status_code == 200
 
 
+@pytest.mark.slow
 def test_warns_when_exposed_without_a_key(server_proc):
     proc, _ = server_proc
     assert "without an API key" in proc.log_path.read_text()
 
 
+@pytest.mark.slow
 def test_segment_equals_langsam_segment(server, model):
     arr = make_image(100, 140, seed=8)
     boxes = [[10, 12, 90, 80], [40, 30, 130, 95]]
@@ -469,6 +479,7 @@ def test_segment_equals_langsam_segment(server, model):
     assert torch.equal(decode(r.json()["masks"][0])[None], expected.masks)
 
 
+@pytest.mark.slow
 def test_api_key(guarded_proc):
     _, url = guarded_proc
     small = png(make_image(40, 50))
@@ -483,6 +494,7 @@ def test_api_key(guarded_proc):
         assert post(url, small, "cat", headers=headers).status_code == 200
 
 
+@pytest.mark.slow
 def test_model_switching_when_allowed(guarded_proc, weights_dir, model):
     proc, url = guarded_proc
     auth = {"X-API-Key": KEY}
@@ -506,6 +518,7 @@ def test_model_switching_when_allowed(guarded_proc, weights_dir, model):
     assert "without an API key" not in log
 
 
+@pytest.mark.slow
 def test_detections_are_capped_before_sam(guarded_proc, model):
     """box_threshold=0 keeps every query (60 in the tiny GroundingDINO): the 20 best are kept."""
     _, url = guarded_proc
@@ -522,6 +535,7 @@ def test_detections_are_capped_before_sam(guarded_proc, model):
                                    [full.phrases[i] for i in keep], full.logits[keep]))
 
 
+@pytest.mark.slow
 def test_concurrent_requests_never_mix(server, model):
     """4 clients x 10 requests over 4 images and 2 prompts, interleaved; every answer equals a
     direct predict. (Each client's requests cycle through the images, so consecutive requests

@@ -194,6 +194,7 @@ def predictions(model):
     return {"dense": plain, "crops": tiled}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["dense", "crops"])
 def test_model_results(predictions, kind):
     pred = predictions[kind]
@@ -203,6 +204,7 @@ def test_model_results(predictions, kind):
     check_fields(det, pred, dense)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source", ["model dense", "model crops", "crafted dense", "crafted crops"])
 def test_supervision_coco_export_matches_ours(predictions, source, tmp_path):
     """supervision's DetectionDataset.as_coco on our detections writes the boxes, mask areas and
@@ -249,6 +251,7 @@ def test_supervision_coco_export_matches_ours(predictions, source, tmp_path):
                               rle_to_mask(y["segmentation"]))
 
 
+@pytest.mark.slow
 def test_readme_annotator_example_runs(model, tmp_path, monkeypatch):
     """The README's supervision example, as written, with the tiny models for ``LangSAM()`` and a
     small image for ``assets/cat.jpg``."""

@@ -321,6 +321,7 @@ def same_as_predict(tiled: TiledPrediction, plain) -> bool:
             and torch.equal(tiled.dense(), plain.masks))
 
 
+@pytest.mark.slow
 def test_a_tile_as_large_as_the_image_gives_exactly_predict(model):
     plain = model.predict(SMALL, "cat. remote control")
     assert len(plain.boxes) > 0
@@ -342,6 +343,7 @@ def test_tiled_prediction_repr_is_one_short_line_whatever_n():
     assert r.startswith("TiledPrediction(700 detections on a 10x10 image from 1 tile: ")
     assert long not in r and repr(long[:23] + "\u2026") in r and "(+695 more)" in r and len(r) < 400
 
+@pytest.mark.slow
 def test_tiles_are_detected_at_full_resolution_in_image_pixels(model):
     det = model.predict_dino_tiled(SMALL, "cat", 0.3, 0.25, tile=TILE)
     assert list(det.tiles) == [(0, 0, 96, 90), (54, 0, 150, 90)]
@@ -381,6 +383,7 @@ def test_each_box_is_segmented_on_its_window_at_full_resolution(model):
         model.predict_sam_tiled(SMALL, torch.zeros(4), tile=TILE)
 
 
+@pytest.mark.slow
 def test_predict_tiled_merges_duplicates_across_tiles(model):
     det = model.predict_dino_tiled(SMALL, "cat", tile=TILE)
     out = model.predict_tiled(SMALL, "cat", tile=TILE)
@@ -413,6 +416,7 @@ def test_predict_tiled_merges_duplicates_across_tiles(model):
 # The pipeline and the CLI
 # ------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_label_image_tiled(model, tmp_path, monkeypatch):
     path = tmp_path / "a.png"
     Image.fromarray(SMALL).save(path)
@@ -435,6 +439,7 @@ def test_label_image_tiled(model, tmp_path, monkeypatch):
     assert overlay.shape == (45, 75, 3)  # drawn on a downscaled copy
 
 
+@pytest.mark.slow
 def test_cli_predict_with_tiles(tmp_path, tiny_specs, sam_ckpt, gdino_ckpt, capsys, model):
     from lang_sam.cli import main
     from pycocotools.coco import COCO

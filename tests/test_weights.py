@@ -624,6 +624,7 @@ def test_downloads_leave_no_lock_file(server, tmp_path, online, status):
     assert sorted(p.name for p in tmp_path.iterdir()) == (["model.pth"] if status == 200 else [])
 
 
+@pytest.mark.slow
 def test_segment_example_without_weights_prints_the_message_and_exits_3(tmp_path):
     """The README's main command with no weights (offline): the message, no traceback, exit 3."""
     import subprocess
