@@ -195,6 +195,8 @@ def segment(model: Any, image: Any, det: Detections, *, tile: TileSpec | None = 
             sink.add(m)
             iou[start:start + len(m)] = s
             report("segment", start + len(m), n)
+    else:
+        report("segment", 0, 0)  # the stage ends at its total, even an empty one
     return sink.result(), iou
 
 
