@@ -175,7 +175,7 @@ def random_gdino_state_dict(
             from lang_sam.utils import load_image
 
             image = load_image(image)
-        scores, _ = detector.detect(detector.encode_image(image), preprocess_caption(calibration_prompt))
+        scores, _ = detector.forward_text(detector.encode_image(image), preprocess_caption(calibration_prompt))
         logits = torch.logit(scores[:, 1].double())  # every token scores the same now
         wanted = max(wanted, logits.topk(target_boxes).values[-1].item())
     k = wanted - torch.logit(torch.tensor(0.3, dtype=torch.float64)).item() + 1e-3

@@ -190,7 +190,7 @@ def test_every_query_score_equals_original(request, backbone):
     image = Image.fromarray(make_image(500, 741, seed=500))
     caption = preprocess_caption("person")
     detector = exact_model.detector
-    scores, boxes = detector.detect(detector.encode_image(image), caption)
+    scores, boxes = detector.forward_text(detector.encode_image(image), caption)
     with torch.no_grad():
         out = gd(detector.transform(image)[None], captions=[caption])
     ref_scores, ref_boxes = out["pred_logits"].sigmoid()[0], out["pred_boxes"][0]
