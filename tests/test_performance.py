@@ -129,14 +129,14 @@ def test_chunked_mask_decoding_differs_only_by_float_rounding(model, image, chun
         seg.chunk_size = 16
     assert torch.equal(masks, ours.masks)
     torch.testing.assert_close(ours.low_res_logits, low_res, rtol=0, atol=ROUNDING)
-    torch.testing.assert_close(ours.scores, scores, rtol=0, atol=ROUNDING)
+    torch.testing.assert_close(ours.iou_scores, scores, rtol=0, atol=ROUNDING)
     theirs = logits > p.model.mask_threshold
     assert 0 < theirs.sum() < theirs.numel(), "neither all-empty nor all-full masks"
     differ = ours.masks != theirs
     assert not (differ & ((logits - p.model.mask_threshold).abs() > ROUNDING)).any(), (
         f"{int(differ.sum())} pixels differ, some with a logit far from the threshold")
     if chunk >= n:
-        assert torch.equal(ours.masks, theirs) and torch.equal(ours.scores, scores)
+        assert torch.equal(ours.masks, theirs) and torch.equal(ours.iou_scores, scores)
         assert torch.equal(ours.low_res_logits, low_res)
 
 
