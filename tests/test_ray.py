@@ -245,22 +245,25 @@ def test_what_fails_every_worker_is_the_runs_error(ray_address, work, model_args
 def test_an_unexpected_worker_error_stops_the_run(ray_address, work, tiny_specs, sam_ckpt, gdino_ckpt,
                                                   caplog):
     """Issue 14 item 7: an out-of-memory RuntimeError on a worker failed one image after another;
-    now the driver stops the run at that image, with the worker's traceback in its log."""
+    now the driver stops the run at that image, with the worker's traceback in its log. The error
+    is raised by lang_sam.pipeline.run, patched on the worker: label_dataset's workers run the one
+    pipeline (item 2; tests/test_pipeline.py checks the other entry points)."""
     from lang_sam.labeling import distributed
     from lang_sam.errors import RunStoppedError
 
     class OutOfMemoryOnB(distributed.ImageLabeller):
         def load_model(self):
-            model = super().load_model()
-            real = model.predict_dino
+            from lang_sam import pipeline
 
-            def predict_dino(image, *args, **kwargs):
-                if image.pixels.shape[0] == 50:  # b.jpg
-                    raise RuntimeError("DefaultCPUAllocator: can't allocate memory")
-                return real(image, *args, **kwargs)
+            real = pipeline.run
 
-            model.predict_dino = predict_dino
-            return model
+            def run(model, image, *args, **kwargs):
+                if image.height == 50:  # b.jpg
+                    raise RuntimeError("DefaultCPUAllocator: can't allocate memory (in pipeline.run)")
+                return real(model, image, *args, **kwargs)
+
+            pipeline.run = run  # this worker process only
+            return super().load_model()
 
     out = work / "stopped"
     with caplog.at_level(logging.ERROR, logger="lang_sam"), pytest.raises(RunStoppedError) as err:
@@ -270,7 +273,7 @@ def test_an_unexpected_worker_error_stops_the_run(ray_address, work, tiny_specs,
             labeller=OutOfMemoryOnB,
         )
     assert (err.value.image, err.value.labelled) == ("b.jpg", 1)
-    assert "can't allocate memory" in err.value.cause and "resume=True" in str(err.value)
+    assert "can't allocate memory (in pipeline.run)" in err.value.cause and "resume=True" in str(err.value)
     assert any("Traceback" in r.getMessage() and "b.jpg" in r.getMessage() for r in caplog.records)
     coco = json.loads((out / "coco" / "annotations.json").read_text())
     assert [im["file_name"] for im in coco["images"]] == ["a.png"]
