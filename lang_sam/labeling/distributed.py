@@ -63,7 +63,7 @@ from lang_sam.labeling.run import (
     local_path,
     parse_formats,
 )
-from lang_sam.masks import CropMask, is_crop_list
+from lang_sam.masks import CropMask
 from lang_sam.settings import environment
 
 logger = logging.getLogger(__name__)
@@ -142,22 +142,13 @@ def _portable(exc: BaseException) -> BaseException | str:
 
 
 def _pack(labels: ImageLabels) -> dict:
-    """An :class:`ImageLabels` for the trip to the driver: masks bit-packed (8x smaller, exact).
-
-    Dense ``(N, H, W)`` masks are packed as one array; the crops of a tiled run
-    (:class:`~lang_sam.masks.CropMask`) each as its own packed crop with its offset, never as a
-    full-size array.
-    """
+    """An :class:`ImageLabels` for the trip to the driver: each mask (a
+    :class:`~lang_sam.masks.CropMask`, labelling's one form) as its bit-packed crop (8x smaller,
+    exact) with its offset, never as a full-size array."""
     state = {f.name: getattr(labels, f.name) for f in fields(labels) if f.name != "item"}
-    masks = state.pop("masks")
-    if is_crop_list(masks) or (isinstance(masks, (list, tuple)) and not masks):
-        state["mask_crops"] = [
-            (np.packbits(m.mask, axis=None), m.mask.shape, m.x0, m.y0, m.image_size) for m in masks
-        ]
-        return state
-    masks = np.asarray(masks, dtype=bool)
-    state["masks_shape"] = masks.shape
-    state["masks_bits"] = np.packbits(masks, axis=None)
+    state["masks"] = [
+        (np.packbits(m.mask, axis=None), m.mask.shape, m.x0, m.y0, m.image_size) for m in state["masks"]
+    ]
     return state
 
 
@@ -168,12 +159,9 @@ def _unbits(bits: np.ndarray, shape: Sequence[int]) -> np.ndarray:
 
 def _unpack(state: dict, item: ImageItem) -> ImageLabels:
     state = dict(state)
-    if "mask_crops" in state:
-        masks = [CropMask(_unbits(bits, shape), x0, y0, tuple(size))
-                 for bits, shape, x0, y0, size in state.pop("mask_crops")]
-        return ImageLabels(item=item, masks=masks, **state)
-    shape = tuple(state.pop("masks_shape"))
-    return ImageLabels(item=item, masks=_unbits(state.pop("masks_bits"), shape), **state)
+    state["masks"] = [CropMask(_unbits(bits, shape), x0, y0, tuple(size))
+                      for bits, shape, x0, y0, size in state["masks"]]
+    return ImageLabels(item=item, **state)
 
 
 class ImageLabeller:
