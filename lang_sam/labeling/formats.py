@@ -6,10 +6,12 @@
   :func:`write_overlay` / :func:`render_overlay`, :func:`detection_labels` (the one label text
   drawn on overlays).
 
-Masks are ``(N, H, W)`` arrays (numpy or torch) or, from sliced inference, a list of ``N``
-:class:`~lang_sam.masks.CropMask`. Every writer reads crops directly and gives the same output as
-for their dense masks, without a full-size array per mask (RLE and polygons are made from the
-crop and its offset; instance PNGs are streamed row by row).
+Masks take one form here: a list of ``N`` :class:`~lang_sam.masks.CropMask`, what the labelling
+pipeline hands every writer (tiled or not). A caller with ``(N, H, W)`` arrays (numpy or torch) may
+pass them: :func:`as_crops`, at each public function's entry and nowhere else, turns them into
+crops, so the writers' logic reads one form and gives the same output for both. Nothing is made
+full-size per mask (RLE and polygons come from the crop and its offset; instance PNGs are
+streamed row by row).
 
 Every file is written atomically (:mod:`lang_sam.labeling.atomic`). ``cv2``, ``pycocotools`` and
 ``torchvision`` are imported by the functions that need them. Nothing here prints.
@@ -50,6 +52,7 @@ __all__ = [
     "render_overlay",
     "detection_labels",
     "safe_name",
+    "as_crops",
 ]
 
 
@@ -65,37 +68,37 @@ def detection_labels(names: Sequence[str], scores: Any) -> list[str]:
     return [f"{n} {s:.2f}" for n, s in zip(names, as_numpy(scores).reshape(-1).tolist())]
 
 
-def _mask_list(masks: Any):
-    """Crops as they are; anything else as a numpy array (``(N, H, W)`` expected)."""
-    return masks if is_crop_list(masks) else as_numpy(masks)
+def as_crops(masks: Any) -> list[CropMask]:
+    """The one form the writers read: ``N`` crops as they are, ``(N, H, W)`` masks (numpy or
+    torch, any dtype: non-zero is True) each as a tight :class:`~lang_sam.masks.CropMask`."""
+    if is_crop_list(masks) or (isinstance(masks, (list, tuple)) and not masks):
+        return list(masks)
+    arr = as_numpy(masks)
+    if arr.ndim != 3:
+        raise InvalidMaskError(f"masks must be N CropMask or (N, H, W), got shape {arr.shape}")
+    return [CropMask.from_dense(m > 0) for m in arr]
+
+
+def _as_crop(mask: Any) -> CropMask:
+    """One mask, ``(H, W)`` or a crop, as a crop."""
+    if isinstance(mask, CropMask):
+        return mask
+    arr = as_numpy(mask)
+    if arr.ndim != 2:
+        raise InvalidMaskError(f"mask must be 2-D (H, W) or a CropMask, got shape {arr.shape}")
+    return CropMask.from_dense(arr > 0)
 
 
 def masks_to_rle(masks: Any) -> list[dict]:
     """``(N, H, W)`` binary masks (torch or numpy) or ``N`` crops -> COCO compressed RLE dicts
     ``{"size": [H, W], "counts": str}``, one per mask (an empty list for ``N = 0``)."""
-    from pycocotools import mask as mask_util
-
-    if is_crop_list(masks):
-        return [m.to_rle() for m in masks]
-    arr = as_numpy(masks)
-    if arr.ndim != 3:
-        raise InvalidMaskError(f"masks must be 3-D (N, H, W), got shape {arr.shape}")
-    if len(arr) == 0:
-        return []
-    rles = mask_util.encode(np.asfortranarray((arr > 0).transpose(1, 2, 0), dtype=np.uint8))
-    return [{"size": [int(r["size"][0]), int(r["size"][1])], "counts": r["counts"].decode("ascii")}
-            for r in rles]
+    return [m.to_rle() for m in as_crops(masks)]
 
 
 def mask_to_rle(mask: Any) -> dict:
     """A binary ``(H, W)`` mask (or a :class:`CropMask`) -> COCO compressed RLE
     ``{"size": [H, W], "counts": str}``."""
-    if isinstance(mask, CropMask):
-        return mask.to_rle()
-    arr = as_numpy(mask)
-    if arr.ndim != 2:
-        raise InvalidMaskError(f"mask must be 2-D (H, W), got shape {arr.shape}")
-    return masks_to_rle(arr[None])[0]
+    return _as_crop(mask).to_rle()
 
 
 def rle_to_mask(rle: dict) -> np.ndarray:
@@ -123,8 +126,7 @@ def coco_image_record(
     JSON-able, so a run can keep one record per image on disk and rebuild ``annotations.json``
     from them.
     """
-    crops = is_crop_list(masks)
-    m = masks if crops else as_numpy(masks).astype(bool)
+    m = as_crops(masks)
     b = as_numpy(boxes).astype(np.float64).reshape(-1, 4)
     s = as_numpy(scores).astype(np.float64).reshape(-1)
     if not len(m) == len(b) == len(s) == len(class_names):
@@ -132,7 +134,7 @@ def coco_image_record(
             f"got {len(m)} masks, {len(b)} boxes, {len(s)} scores and {len(class_names)} class names; "
             "expected equal counts"
         )
-    shapes = {tuple(x.image_size) for x in m} if crops else ({m.shape[1:]} if len(m) else set())
+    shapes = {tuple(x.image_size) for x in m}
     if shapes - {(height, width)}:
         raise InvalidMaskError(f"masks are {sorted(shapes)[0]} but the image is {(height, width)} (H, W)")
     anns = []
@@ -141,7 +143,7 @@ def coco_image_record(
         anns.append({
             "class": str(name),
             "segmentation": rle,
-            "area": mask.area if crops else int(mask.sum()),
+            "area": mask.area,
             "bbox": [round(x0, 3), round(y0, 3), round(x1 - x0, 3), round(y1 - y0, 3)],
             "score": round(float(score), 6),
         })
@@ -246,8 +248,8 @@ def polygon_loss(mask: Any) -> str | None:
     from lang_sam.masks import MIN_AREA
     from lang_sam.utils import get_contours
 
-    empty = mask.area == 0 if isinstance(mask, CropMask) else not as_numpy(mask).any()
-    if empty:
+    mask = _as_crop(mask)
+    if mask.area == 0:
         return "empty mask"
     return None if get_contours(mask) else f"outline <= {MIN_AREA} px"
 
@@ -260,7 +262,7 @@ def export_losses(masks: Any, formats: Sequence[str]) -> dict[str, dict[str, int
     out: dict[str, dict[str, int]] = {f: {} for f in formats if f != "overlay"}
     polygon = [f for f in out if f in POLYGON_FORMATS]
     if polygon:
-        m = _mask_list(masks)
+        m = as_crops(masks)
         for i in range(len(m)):
             why = polygon_loss(m[i])
             if why is not None:
@@ -278,7 +280,7 @@ def yolo_lines(masks: Any, class_ids: Sequence[int], image_size: tuple[int, int]
     ``(height, width)``.
     """
     h, w = int(image_size[0]), int(image_size[1])
-    m = _mask_list(masks)
+    m = as_crops(masks)
     if len(m) != len(class_ids):
         raise InvalidArgumentError(f"got {len(m)} masks but {len(class_ids)} class ids")
     rows = []
@@ -317,17 +319,10 @@ def write_instance_masks(folder: str | os.PathLike, masks: Any, labels: Sequence
     Crops are written by :func:`write_mask_png` (streamed: no full-size array).
     """
     folder = Path(folder)
-    m = _mask_list(masks)
+    m = as_crops(masks)
     if len(m) != len(labels):
         raise InvalidArgumentError(f"got {len(m)} masks but {len(labels)} labels")
-    out = []
-    for mask, name in zip(m, instance_mask_names(labels)):
-        path = folder / name
-        if isinstance(mask, CropMask):
-            out.append(write_mask_png(path, mask))
-        else:
-            out.append(write_png(path, (mask > 0).astype(np.uint8) * 255))
-    return out
+    return [write_mask_png(folder / name, mask) for mask, name in zip(m, instance_mask_names(labels))]
 
 
 #: Rows of zeros compressed once and repeated by :func:`write_mask_png` (about 1 MB of pixels).
@@ -438,21 +433,14 @@ def render_overlay(image: Any, masks: Any, boxes: Any, labels: Sequence[str], *,
         pixels = np.asarray(pil) if pil is not None else image
     ys, xs = _nearest(h, H), _nearest(w, W)
     b = as_numpy(boxes).astype(np.float32).reshape(-1, 4) * np.array([w / W, h / H, w / W, h / H], np.float32)
-    if is_crop_list(masks):
-        count = np.zeros((h, w), dtype=np.uint8)
-        for m in masks:
-            x0, y0, x1, y1 = m.bbox
-            r = np.flatnonzero((ys >= y0) & (ys < y1))
-            c = np.flatnonzero((xs >= x0) & (xs < x1))
-            if len(r) and len(c):
-                hit = m.mask[np.ix_(ys[r] - y0, xs[c] - x0)]
-                window = count[r[0]:r[-1] + 1, c[0]:c[-1] + 1]
-                window += (hit & (window < 2)).astype(np.uint8)
-        drawn = np.stack([count >= 1, count >= 2])
-    else:
-        drawn = as_numpy(masks)
-        if drawn.ndim == 4 and drawn.shape[1] == 1:
-            drawn = drawn[:, 0]
-        if (w, h) != (W, H) and drawn.size:
-            drawn = drawn[:, ys][:, :, xs]
+    count = np.zeros((h, w), dtype=np.uint8)
+    for m in as_crops(masks):
+        x0, y0, x1, y1 = m.bbox
+        r = np.flatnonzero((ys >= y0) & (ys < y1))
+        c = np.flatnonzero((xs >= x0) & (xs < x1))
+        if len(r) and len(c):
+            hit = m.mask[np.ix_(ys[r] - y0, xs[c] - x0)]
+            window = count[r[0]:r[-1] + 1, c[0]:c[-1] + 1]
+            window += (hit & (window < 2)).astype(np.uint8)
+    drawn = np.stack([count >= 1, count >= 2])
     return draw_image(pixels, drawn, b if (w, h) != (W, H) else boxes, labels)
