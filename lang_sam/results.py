@@ -204,6 +204,9 @@ class Prediction(_MaskedFields):
         self.iou_scores = iou_scores
         return self
 
+    def __getnewargs_ex__(self):  # pickle and copy rebuild (and re-check) it with every field
+        return tuple(self), {"iou_scores": self.iou_scores}
+
     @property
     def scores(self) -> torch.Tensor:
         """The detector's scores: ``logits`` under the name the rest of the library uses."""
@@ -272,6 +275,9 @@ class TiledPrediction(_MaskedFields):
         self.iou_scores, self.image_size = iou_scores, size
         self.tiles = [tuple(int(v) for v in t) for t in tiles]
         return self
+
+    def __getnewargs_ex__(self):  # pickle and copy rebuild (and re-check) it with every field
+        return tuple(self), {"iou_scores": self.iou_scores, "image_size": self.image_size, "tiles": self.tiles}
 
     @property
     def scores(self) -> torch.Tensor:

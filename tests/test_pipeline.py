@@ -190,3 +190,23 @@ def test_both_predictions_unpack_as_the_2023_four_tuple(model, image):
         assert (boxes, phrases, logits) == (result.boxes, result.phrases, result.logits)
         assert result.scores is result.logits and result.image_size == tuple(plain.masks.shape[1:])
     assert torch.equal(tiled.boxes, plain.boxes) and torch.equal(tiled.dense(), plain.masks)
+
+
+def test_results_survive_pickle_and_copy():
+    import copy
+    import pickle
+
+    crop = CropMask(np.ones((1, 1), bool), 0, 0, (5, 6))
+    results = [
+        Prediction(M2, B2, ["a", "b"], S2, iou_scores=torch.ones(2)),
+        TiledPrediction([crop, crop], B2, ["a", "b"], S2, iou_scores=torch.ones(2), image_size=(5, 6),
+                        tiles=[(0, 0, 6, 5)]),
+        Detections(B2, S2, ["a", "b"], (5, 6), tile_index=torch.zeros(2, dtype=torch.int64), tiles=[(0, 0, 6, 5)]),
+        MaskPrediction(M2[:, None], torch.zeros((2, 1))),
+    ]
+    for r in results:
+        for twin in (pickle.loads(pickle.dumps(r)), copy.deepcopy(r)):
+            assert type(twin) is type(r) and repr(twin) == repr(r)
+            for name in ("iou_scores", "image_size", "tiles", "tile_index"):
+                a, b = getattr(r, name, None), getattr(twin, name, None)
+                assert (torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b), name
