@@ -251,9 +251,7 @@ class LangSAM:
         boxes = torch.as_tensor(boxes, dtype=torch.float32)
         if boxes.ndim != 2 or boxes.shape[1] != 4:
             raise InvalidPromptError(f"boxes must have shape (N, 4), got {tuple(boxes.shape)}")
-        enc = self.encode(image)
-        det = Detections(boxes, torch.zeros((len(boxes),)), [""] * len(boxes), enc.pixels.shape[:2])
-        masks, _ = pipeline.segment(self, enc, det)
+        masks, _ = pipeline.segment(self, image, boxes)
         return masks[:, None]
 
     def segment(
@@ -380,9 +378,7 @@ class LangSAM:
         boxes = torch.as_tensor(boxes, dtype=torch.float32)
         if boxes.ndim != 2 or boxes.shape[1] != 4:
             raise InvalidPromptError(f"boxes must have shape (N, 4), got {tuple(boxes.shape)}")
-        pil = pipeline.rgb(self, image)
-        det = Detections(boxes, torch.zeros((len(boxes),)), [""] * len(boxes), (pil.height, pil.width))
-        return pipeline.segment(self, pil, det, tile=tile, progress=progress)
+        return pipeline.segment(self, pipeline.rgb(image), boxes, tile=tile, progress=progress)
 
     def predict_tiled(
         self,
@@ -407,7 +403,7 @@ class LangSAM:
         minutes on a CPU.
         """
         tile = TileSpec() if tile is None else tile
-        out = pipeline.run(self, pipeline.rgb(self, image), text_prompt, box_threshold, text_threshold,
+        out = pipeline.run(self, pipeline.rgb(image), text_prompt, box_threshold, text_threshold,
                            select=[pipeline.merge_tiles(tile)], tile=tile, progress=progress)
         det = out.detections
         return TiledPrediction(out.masks, det.boxes, det.phrases, det.scores, iou_scores=out.iou_scores,

@@ -22,18 +22,18 @@ passed in, never copied:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
-import numpy as np
 import torch
 from PIL import Image
 
 from lang_sam.masks import CropMask
 from lang_sam.results import Detections, Tile
 from lang_sam.tiling import TileSpec, merge_detections, sam_window, to_image_pixels
+from lang_sam.validation import to_rgb_pil
 
 __all__ = [
-    "run", "detect", "segment", "Segmented", "Select", "MaskSink", "DenseMasks", "CropMasks",
+    "run", "detect", "segment", "rgb", "Segmented", "Select", "MaskSink", "DenseMasks", "CropMasks",
     "merge_tiles", "top_k", "TILE_MASK_BYTES",
 ]
 
@@ -121,7 +121,7 @@ def run(
     det, enc = detect(model, image, prepared, tile=tile, progress=progress)
     for step in select:
         det = step(det)
-    masks, iou = segment(model, image if enc is None else enc, det, tile=tile, collect=collect,
+    masks, iou = segment(model, image if enc is None else enc, det.boxes, tile=tile, collect=collect,
                          progress=progress)
     return Segmented(det, masks, iou, enc)
 
@@ -130,10 +130,8 @@ def _report(progress: Progress | None) -> Progress:
     return progress if progress is not None else (lambda stage, done, total: None)
 
 
-def rgb(model: Any, image: Any) -> Image.Image:
+def rgb(image: Any) -> Image.Image:
     """The RGB PIL image of anything :meth:`LangSAM.encode` takes (an encoded handle's own)."""
-    from lang_sam.validation import to_rgb_pil
-
     held = getattr(image, "image", None)
     return held if isinstance(held, Image.Image) and hasattr(image, "pixels") else to_rgb_pil(image)
 
@@ -157,7 +155,7 @@ def detect(model: Any, image: Any, prepared: Any, *, tile: TileSpec | None = Non
         det = model.detector.detect(model.features(enc), prepared, return_prompts=model.return_prompts)
         report("detect", 1, 1)
         return det, enc
-    pil = rgb(model, image)
+    pil = rgb(image)
     H, W = pil.height, pil.width
     tiles = tile.grid(W, H)
     parts = []
@@ -171,19 +169,19 @@ def detect(model: Any, image: Any, prepared: Any, *, tile: TileSpec | None = Non
     return Detections.concat(parts, (H, W), tiles=tiles), None
 
 
-def segment(model: Any, image: Any, det: Detections, *, tile: TileSpec | None = None,
+def segment(model: Any, image: Any, boxes: torch.Tensor, *, tile: TileSpec | None = None,
             collect: Callable[[int, tuple[int, int]], MaskSink] = DenseMasks,
             progress: Progress | None = None) -> tuple[Any, torch.Tensor]:
-    """SAM masks for ``det``'s boxes: ``(masks, iou_scores (N,) float32)``. Without ``tile``, on the
+    """SAM masks for ``(N, 4)`` float32 xyxy image-pixel ``boxes``: ``(masks, iou_scores (N,) float32)``. Without ``tile``, on the
     whole image (``image`` an encode handle or anything ``encode`` takes), in the segmenter's
     decoding chunks, each handed to ``collect(N, (H, W))``; no box, no SAM work. With ``tile``,
     each box on a window (:func:`lang_sam.tiling.sam_window`), masks as ``N`` crops."""
     if tile is not None:
-        return _segment_tiled(model, rgb(model, image), det.boxes, tile, progress)
+        return _segment_tiled(model, rgb(image), boxes, tile, progress)
     report = _report(progress)
     enc = model.encode(image)
     H, W = enc.pixels.shape[:2]
-    n = len(det)
+    n = len(boxes)
     sink = collect(n, (H, W))
     iou = torch.zeros((n,), dtype=torch.float32)
     report("segment", 0, n)
@@ -191,7 +189,7 @@ def segment(model: Any, image: Any, det: Detections, *, tile: TileSpec | None = 
         encoding = model.sam_encoding(enc)
         step = model.segmenter.boxes_per_chunk(H, W)
         for start in range(0, n, step):
-            m, s = model.segmenter.segment_boxes(encoding, det.boxes[start:start + step])
+            m, s = model.segmenter.segment_boxes(encoding, boxes[start:start + step])
             sink.add(m)
             iou[start:start + len(m)] = s
             report("segment", start + len(m), n)
@@ -270,13 +268,3 @@ def top_k(k: int) -> Select:
         return det.take(order.sort().values)
 
     return step
-
-
-def chain(steps: Iterable[Select | None]) -> list[Select]:
-    """The given steps without the ``None`` ones (a step a setting turned off)."""
-    return [s for s in steps if s is not None]
-
-
-def as_numpy_boxes(det: Detections) -> np.ndarray:
-    """``det.boxes`` as an ``(N, 4)`` float32 numpy array."""
-    return det.boxes.numpy().astype(np.float32).reshape(-1, 4)
