@@ -35,7 +35,7 @@ from lang_sam.errors import InvalidResultError
 from lang_sam.masks import CropMask, stack_dense
 from lang_sam.reprs import SHOWN, count_text, detections_text, numbers_text, shape_text
 
-__all__ = ["Detections", "Prediction", "TiledPrediction", "MaskPrediction", "Tile"]
+__all__ = ["Detections", "Prediction", "TiledPrediction", "MaskPrediction", "TrackedFrame", "Tile"]
 
 #: ``(x0, y0, x1, y1)`` of a tile or window in image pixels, ``x1``/``y1`` exclusive.
 Tile = tuple[int, int, int, int]
@@ -354,3 +354,43 @@ class MaskPrediction(_MaskFields):
             f"on a {W}x{H} image; iou_scores {scores or '-'}{more}; "
             f"masks {shape_text(self.masks)}, low_res_logits {low})"
         )
+
+
+class TrackedFrame(NamedTuple):
+    """One frame of :meth:`LangSAM.predict_video`: the objects tracked on it (``N`` of them).
+
+    - ``frame_index``: int, 0-based position in the video;
+    - ``masks``: ``(N, H, W)`` bool tensor in frame pixels;
+    - ``boxes``: ``(N, 4)`` float32 tensor, xyxy frame pixels, each mask's bounding box;
+    - ``track_ids``: ``(N,)`` int64 tensor, stable across frames, from 1, never reused in a video;
+    - ``scores``: ``(N,)`` float32, the detector's score of the detection that started each track
+      (the text segmenter's own score for engines that detect on every frame);
+    - ``phrases``: ``N`` strings, the prompt words each track answers;
+    - ``image_size``: ``(H, W)`` of the frame.
+    """
+
+    frame_index: int
+    masks: torch.Tensor
+    boxes: torch.Tensor
+    track_ids: torch.Tensor
+    scores: torch.Tensor
+    phrases: list
+    image_size: tuple
+
+    @classmethod
+    def checked(cls, frame_index, masks, boxes, track_ids, scores, phrases, image_size) -> "TrackedFrame":
+        """Build one, checking every field (:class:`~lang_sam.errors.InvalidResultError`)."""
+        size = _image_size("TrackedFrame", image_size)
+        n = _tensor("TrackedFrame", "masks", masks, None, trailing=size, kind="bool")
+        _tensor("TrackedFrame", "boxes", boxes, n, trailing=(4,))
+        _tensor("TrackedFrame", "track_ids", track_ids, n, kind="int")
+        _tensor("TrackedFrame", "scores", scores, n)
+        return cls(int(frame_index), masks, boxes, track_ids, scores,
+                   _phrases("TrackedFrame", phrases, n), size)
+
+    def __repr__(self) -> str:
+        H, W = self.image_size
+        ids = ", ".join(str(int(i)) for i in self.track_ids[:SHOWN])
+        more = ", ..." if len(self.track_ids) > SHOWN else ""
+        return (f"TrackedFrame(frame {self.frame_index}, {count_text(len(self.phrases), 'track')} on a "
+                f"{W}x{H} frame{': ids ' + ids + more if len(self.phrases) else ''})")

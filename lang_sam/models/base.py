@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ from lang_sam.errors import InvalidArgumentError
 from lang_sam.hub.registry import ModelSpec
 from lang_sam.results import Detections, MaskPrediction
 
-__all__ = ["Engine", "Detector", "Segmenter", "TextSegmenter", "ROLES", "engine_for"]
+__all__ = ["Engine", "Detector", "Segmenter", "TextSegmenter", "VideoSegmenter", "TrackStep", "ROLES", "engine_for"]
 
 
 class Engine(ABC):
@@ -119,6 +119,43 @@ class TextSegmenter(Engine):
     def masks_for(self, features: Any, detections: Detections) -> tuple[torch.Tensor, torch.Tensor]:
         """``(N, H, W)`` bool masks and ``(N,)`` scores of ``detections`` (a subset of what
         :meth:`detect` returned for ``features``)."""
+
+
+class TrackStep(NamedTuple):
+    """What :meth:`VideoSegmenter.track` returns for one frame: the objects it follows there.
+
+    ``object_ids``: ``(N,)`` int64 tensor (the ids given to :meth:`VideoSegmenter.track`);
+    ``masks``: ``(N, H, W)`` bool tensor in frame pixels; ``iou_scores``: ``(N,)`` float32 (the
+    segmenter's confidence in each mask; an object it lost on this frame has an empty mask).
+    """
+
+    object_ids: torch.Tensor
+    masks: torch.Tensor
+    iou_scores: torch.Tensor
+
+
+class VideoSegmenter(ABC):
+    """A segmenter that can follow objects through a video (SAM 2.1's memory): a mixin that a
+    :class:`Segmenter` engine also implements. The video pipeline (``LangSAM.predict_video``)
+    feeds frames one by one, in order, so a session must keep memory flat with video length
+    (only the frames its memory attends to; the rest offloaded or dropped).
+    """
+
+    @abstractmethod
+    def start_video(self, *, offload: bool = True) -> Any:
+        """A new, empty tracking session (``offload``: keep per-frame state on the CPU)."""
+
+    @abstractmethod
+    def track(self, session: Any, frame: np.ndarray, *, new_ids: Sequence[int] = (),
+              new_boxes: torch.Tensor | None = None) -> TrackStep:
+        """Feed the next ``HxWx3`` uint8 RGB ``frame`` (frame ``i`` of the session after ``i``
+        calls) and return the masks of every live object on it. ``new_ids`` / ``new_boxes``
+        (``(K, 4)`` float32 xyxy frame pixels) start following ``K`` new objects from this frame,
+        prompted by their boxes, before the frame is segmented."""
+
+    @abstractmethod
+    def drop(self, session: Any, object_ids: Sequence[int]) -> None:
+        """Stop following ``object_ids`` (their memory is freed)."""
 
 
 #: Registry family -> the interface its engines implement.
