@@ -4,6 +4,7 @@
     lang-sam predict photos/ --classes "car=car. automobile" --classes wheel --output labels/ --resume
     lang-sam predict drone/ --prompt car --tile 1024 --tile-overlap 0.2 --output labels/
     lang-sam predict photos/ --prompt "car. wheel" --output labels/ --ray [--ray-address auto]
+    lang-sam track clips/ --prompt "car" --output tracks/ --format mot,coco,overlay,masks
     lang-sam info
     lang-sam download --sam-type vit_h --gdino-type swinb --to /data/weights
     lang-sam serve | app           (lang_sam.serving.server.serve / lang_sam.serving.app.launch)
@@ -139,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"lang-sam {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log messages (-vv: debug)")
-    sub = parser.add_subparsers(dest="command", metavar="{predict,info,download,serve,app}")
+    sub = parser.add_subparsers(dest="command", metavar="{predict,track,info,download,serve,app}")
 
     p = sub.add_parser(
         "predict", help="label images, folders or .txt lists of images",
@@ -187,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CPUs per actor, also its torch threads (default: the CPUs shared among the workers)")
     r.add_argument("--batch-size", type=_positive_int, default=None, metavar="B",
                    help="images per call of a worker (default: 1)")
+
+    _add_track_parser(sub)
 
     sub.add_parser("info", help="where each checkpoint resolves, and the device that would be used")
 
@@ -402,6 +405,163 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# track
+# --------------------------------------------------------------------------------------------
+
+_TRACK_WRITTEN = {"mot": "mot/", "coco": "coco/annotations.json", "overlay": "overlays/", "masks": "masks/"}
+
+
+def _track_usage_errors() -> tuple[type, ...]:
+    """The errors that make ``lang-sam track`` a usage error (2) besides ``predict``'s: a SAM type
+    that cannot track (``--sam-type``)."""
+    from lang_sam.errors import TrackingNotSupportedError
+
+    return (TrackingNotSupportedError,)
+
+
+def _add_track_parser(sub) -> None:
+    """``lang-sam track``: its flags (the model flags are ``predict``'s)."""
+    from lang_sam.labeling.video_formats import DEFAULT_VIDEO_FORMATS, VIDEO_FORMATS
+
+    t = sub.add_parser(
+        "track", help="track objects through videos, folders of videos or .txt lists of videos",
+        description="Track what the prompt names through each video: GroundingDINO detects on key "
+                    "frames, a video segmenter (SAM 2.1) follows the objects in between, each with a "
+                    "stable id; the tracks are written in the chosen formats under --output, "
+                    "mirroring the inputs' relative paths (pip install 'lang-sam[video]').",
+        epilog=_epilog(),
+    )
+    t.add_argument("inputs", nargs="+", metavar="VIDEO",
+                   help="video files, folders (searched recursively) or .txt files listing video paths")
+    t.add_argument("--prompt", required=True, help='what to track, classes separated by ".": "car. person"')
+    t.add_argument("--output", "-o", required=True, help="output folder")
+    t.add_argument("--format", action="append", metavar="FMT",
+                   help=f"output formats, repeatable or comma-separated: {','.join(VIDEO_FORMATS)} "
+                        f"(default: {','.join(DEFAULT_VIDEO_FORMATS)})")
+    t.add_argument("--detect-every", type=_positive_int, default=10, metavar="N",
+                   help="run the detector on the first frame with detections and every N frames after "
+                        "it; new objects are found on those frames (default: %(default)s)")
+    t.add_argument("--resume", action="store_true",
+                   help="finish the run in --output: keep and skip videos whose outputs are complete, "
+                        "redo unfinished ones (same settings required)")
+    t.add_argument("--box-threshold", type=_unit_float, default=0.3, metavar="T",
+                   help="keep boxes whose best token scores over T, in [0, 1] (default: %(default)s)")
+    t.add_argument("--text-threshold", type=_unit_float, default=0.25, metavar="T",
+                   help="a box's phrase is its tokens scoring over T, in [0, 1] (default: %(default)s)")
+    _add_model_arguments(t)
+    t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    r = t.add_argument_group("Ray", "one video per task on a Ray cluster (pip install 'lang-sam[ray]'); "
+                                    "the same outputs as without --ray")
+    r.add_argument("--ray", action="store_true",
+                   help="run on Ray: a local Ray instance, or the cluster of --ray-address")
+    r.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="join a running cluster from one of its nodes: auto, or the head's HOST:6379")
+    r.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+                   help="model actors (default: one per GPU, or one per node without GPUs)")
+    r.add_argument("--gpus-per-worker", type=_non_negative, default=None, metavar="G",
+                   help="GPUs per actor (default: 1 if the cluster has GPUs, else 0)")
+    r.add_argument("--cpus-per-worker", type=_positive, default=None, metavar="C",
+                   help="CPUs per actor, also its torch threads (default: the CPUs shared among the workers)")
+
+
+def print_track_summary(summary) -> int:
+    """Print a :class:`~lang_sam.labeling.video_run.TrackSummary`; return the exit status it calls for."""
+    print(f"lang-sam track: {summary.videos} video(s): {summary.tracked} tracked, {summary.skipped} "
+          f"skipped (already complete), {len(summary.failed)} failed"
+          + (", interrupted" if summary.interrupted else ""))
+    print(f"outputs in {summary.output}: {', '.join(_TRACK_WRITTEN[f] for f in summary.formats)}")
+    if summary.tracked:
+        print(f"{summary.frames} frame(s), {summary.tracks} track(s), {summary.detections} tracked "
+              f"object(s) over all frames in the {summary.tracked} video(s) tracked now; "
+              f"{summary.seconds:.1f} s, {summary.frames_per_second:.2f} frames/s")
+    if summary.failed:
+        print("failed videos:")
+        for item, why in summary.failed:
+            print(f"  {item.path}: {why}")
+    if summary.interrupted:
+        print(f"interrupted: re-run the same command with --resume to finish ({summary.left} video(s) left)")
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if summary.failed else EXIT_OK
+
+
+def cmd_track(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from lang_sam.errors import InvalidRunError
+    from lang_sam.labeling.video_run import TrackSettings, parse_video_formats, probe_video, track_folder
+    from lang_sam.validation import check_device
+
+    try:
+        formats = parse_video_formats(args.format)
+    except InvalidRunError as exc:
+        raise InvalidRunError(f"--format: {exc}") from None
+    try:
+        import av  # noqa: F401  (the [video] extra: say so before any model loads)
+    except ImportError:
+        raise InvalidRunError("lang-sam track reads videos with PyAV, which is not installed: "
+                              "pip install 'lang-sam[video]'") from None
+    check_device(args.device)
+    ray_only = [flag for flag, value in (
+        ("--ray-address", args.ray_address), ("--workers", args.workers),
+        ("--gpus-per-worker", args.gpus_per_worker), ("--cpus-per-worker", args.cpus_per_worker))
+        if value is not None]
+    if ray_only and not args.ray:
+        raise InvalidRunError(f"{', '.join(ray_only)}: only with --ray")
+    settings = TrackSettings.create(
+        args.prompt, box_threshold=args.box_threshold, text_threshold=args.text_threshold,
+        detect_every=args.detect_every, sam_type=args.sam_type, gdino_type=args.gdino_type)
+
+    def on_failure(item, exc):
+        tqdm.write(f"lang-sam: skipped {item.path}: {exc}", file=sys.stderr)
+
+    if args.ray:
+        from lang_sam.labeling.distributed import track_dataset
+
+        def progress(todo):
+            yield from tqdm(todo, desc="tracking", unit="video", file=sys.stderr, disable=args.quiet,
+                            dynamic_ncols=True)
+
+        summary = track_dataset(
+            args.inputs, args.output, settings, formats, sam_ckpt=args.sam_ckpt,
+            gdino_ckpt=args.gdino_ckpt, device=args.device, precision=args.precision,
+            cache_size=args.cache_size, resume=args.resume, workers=args.workers,
+            gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker,
+            ray_address=args.ray_address, progress=progress, on_failure=on_failure,
+        )
+        return print_track_summary(summary)
+
+    def load_model():
+        from lang_sam import LangSAM
+
+        print("lang-sam: loading models ...", file=sys.stderr)
+        return LangSAM(**_model_kwargs(args))
+
+    bars: list = []
+
+    def on_start(todo):
+        if todo:  # one bar over every frame to track (totals from the containers' headers)
+            counts = [probe_video(item.path)[0] for item in todo]
+            total = None if any(c is None for c in counts) else sum(counts)
+            bars.append(tqdm(total=total, desc="tracking", unit="frame", file=sys.stderr,
+                             disable=args.quiet, dynamic_ncols=True))
+
+    def on_frame(item, done, total):
+        if bars:
+            bars[-1].update(1)
+            if done == 1 or done == total:
+                bars[-1].set_postfix_str(item.rel.as_posix(), refresh=False)
+
+    try:
+        summary = track_folder(load_model, args.inputs, args.output, settings, formats,
+                               resume=args.resume, on_start=on_start, on_frame=on_frame,
+                               on_failure=on_failure)
+    finally:
+        for bar in bars:
+            bar.close()
+    return print_track_summary(summary)
+
+
+# --------------------------------------------------------------------------------------------
 # info, download
 # --------------------------------------------------------------------------------------------
 
@@ -603,11 +763,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     old_level = pkg_logger.level
     pkg_logger.addHandler(handler)
     pkg_logger.setLevel(logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else logging.WARNING)
-    command = {"predict": cmd_predict, "info": cmd_info, "download": cmd_download}[args.command]
+    command = {"predict": cmd_predict, "track": cmd_track, "info": cmd_info,
+               "download": cmd_download}[args.command]
     try:
         return command(args)
     except (InvalidRunError, InvalidClassMapError, InvalidPromptError, InvalidThresholdError,
-            DeviceError, InvalidTileError, UnknownModelError) as exc:
+            DeviceError, InvalidTileError, UnknownModelError, *_track_usage_errors()) as exc:
         print(f"lang-sam {args.command}: error: {cli_message(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except MODEL_ERRORS as exc:

@@ -70,7 +70,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "RAY_INSTALL", "TASK_RETRIES", "MAX_DEAD_BATCHES", "LabelJob", "ImageLabeller", "label_dataset",
-    "import_ray",
+    "import_ray", "TrackJob", "VideoTracker", "track_dataset",
 ]
 
 #: The command that installs what a Ray run needs.
@@ -505,3 +505,209 @@ def _drain(run: LabelRun, arrivals: _Arrivals, progress, on_failure) -> None:
         run.settle(item, _unpack(value, item) if kind == "done" else value, on_failure)
     for item in arrivals.missing():
         run.settle(item, ImageFailure("image", NO_RESULT.format(n=1 + TASK_RETRIES)), on_failure)
+
+
+# --------------------------------------------------------------------------------------------
+# Videos: one video per task (lang-sam track --ray)
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TrackJob:
+    """What every video actor needs (picklable): the run's :class:`TrackSettings`, formats and
+    output folder, and the model as in :class:`LabelJob`."""
+
+    settings: Any
+    formats: tuple[str, ...]
+    output: str
+    model: Mapping[str, Any]
+    specs: tuple[ModelSpec, ...] = ()
+    threads: int | None = None
+
+
+class VideoTracker:
+    """The Ray actor of ``lang-sam track --ray``: loads :class:`~lang_sam.LangSAM` on its first
+    video and runs :func:`lang_sam.labeling.video_run.track_video` (the single-process command's
+    one-video function) on each video it is given, writing that video's files and record into
+    the shared output folder. :meth:`track` returns the pickled ``(kind, value)`` of one video:
+    ``("done", record without its COCO frames)``, ``("failed", (kind, reason, traceback))`` (a
+    ``"video"`` or ``"stop"`` failure, by :func:`~lang_sam.labeling.video_run.video_failure_kind`)
+    or ``("fatal", exception)`` for what fails every video alike (the models, the prompt)."""
+
+    def __init__(self, job: TrackJob):
+        import torch
+
+        self.job, self.model, self.error = job, None, None
+        if job.threads:
+            torch.set_num_threads(job.threads)
+
+    def track(self, path: str, rel: str) -> bytes:
+        from lang_sam.labeling.video_run import VideoItem, track_video, video_failure_kind
+
+        if self.model is None and self.error is None:
+            try:
+                from lang_sam import LangSAM
+
+                _register(self.job.specs)
+                model = LangSAM(**self.job.model)
+                s = self.job.settings
+                model.detector.prepare(s.prompt, s.box_threshold, s.text_threshold)
+                self.model = model
+            except Exception as exc:  # the run's error, raised by the driver
+                logger.debug("worker could not load the models", exc_info=True)
+                self.error = _portable(exc)
+        if self.error is not None:
+            return pickle.dumps(("fatal", self.error))
+        item = VideoItem(Path(path), PurePosixPath(rel))
+        try:
+            record = track_video(self.model, item, self.job.settings, self.job.output, self.job.formats)
+        except Exception as exc:
+            kind = video_failure_kind(exc)
+            if kind == "run":
+                return pickle.dumps(("fatal", _portable(exc)))
+            trace = traceback.format_exc() if kind == "stop" else None
+            return pickle.dumps(("failed", (kind, failure_reason(exc), trace)))
+        return pickle.dumps(("done", {k: v for k, v in record.items() if k != "coco"}))
+
+
+def track_dataset(
+    inputs: Sequence[str | os.PathLike],
+    output: str | os.PathLike,
+    settings: Any,
+    formats: Sequence[str] | str | None = None,
+    *,
+    sam_ckpt: str | os.PathLike | None = None,
+    gdino_ckpt: str | os.PathLike | None = None,
+    device: str | None = None,
+    precision: str = "fp32",
+    cache_size: int = 2,
+    resume: bool = False,
+    workers: int | None = None,
+    gpus_per_worker: float | None = None,
+    cpus_per_worker: float | None = None,
+    progress: Callable[[Iterable[Any]], Iterable[Any]] | None = None,
+    on_failure: Callable[[Any, BaseException | str], None] | None = None,
+    ray_address: str | None = None,
+):
+    """Track every video of ``inputs`` into ``output`` on Ray, one video per task; return a
+    :class:`~lang_sam.labeling.video_run.TrackSummary`.
+
+    The driver (this process) finds the videos and opens the output folder
+    (:class:`~lang_sam.labeling.video_run.TrackRun`: lock, settings, resume); a pool of
+    ``workers`` :class:`VideoTracker` actors (sized as in :func:`label_dataset`) each run
+    :func:`~lang_sam.labeling.video_run.track_video`, the function of the single-process
+    command, on one video at a time and write its files (``output`` must be on a filesystem the
+    workers share); the driver settles each video under the same failure policy and writes
+    ``coco/annotations.json`` at the end. So the outputs equal those of ``lang-sam track``
+    without ``--ray``. ``progress`` wraps the iterable of videos as they finish (it has a
+    length); ``on_failure`` hears of each failed video. A worker that dies mid-video leaves that
+    video without a record (its files are redone on resume); the video is listed as failed.
+    """
+    from lang_sam.labeling.video_run import (
+        TrackRun, TrackSettings, collect_videos, parse_video_formats,
+    )
+
+    started = time.perf_counter()
+    if not isinstance(settings, TrackSettings):
+        raise InvalidRunError(f"settings must be a TrackSettings (TrackSettings.create(prompt, ...)), "
+                              f"got {type(settings).__name__}")
+    sam_type, gdino_type = settings.sam_type or DEFAULT_SAM, settings.gdino_type or DEFAULT_GDINO
+    settings = replace(settings, sam_type=sam_type, gdino_type=gdino_type)
+    formats = parse_video_formats(formats)
+    _check_count("workers", workers, minimum=1, integer=True)
+    _check_count("gpus_per_worker", gpus_per_worker, minimum=0)
+    _check_count("cpus_per_worker", cpus_per_worker, minimum=0.01)
+    specs = (get_spec("sam", sam_type), get_spec("gdino", gdino_type))
+    ray = import_ray()
+
+    out = local_path(output, "output")
+    items = collect_videos(inputs, exclude=out)
+    run = TrackRun(out, settings, formats, resume=resume)
+    try:
+        todo = run.start(items)
+    except BaseException:
+        run.release()
+        raise
+    if not todo:
+        return run.close(started)
+
+    started_ray = False
+    try:
+        started_ray = _connect(ray, ray_address)
+        plan = _plan(ray, workers, gpus_per_worker, cpus_per_worker,
+                     local=started_ray and ray_address is None)
+        model = dict(
+            sam_type=sam_type, ckpt_path=_abspath(sam_ckpt), gdino_type=gdino_type,
+            gdino_ckpt_path=_abspath(gdino_ckpt),
+            device=device if device is not None else (None if plan.gpus > 0 else "cpu"),
+            precision=precision, cache_size=cache_size,
+        )
+        job = TrackJob(settings=settings, formats=tuple(run.formats), output=os.path.abspath(out),
+                       model=model, specs=specs, threads=max(1, int(plan.cpus)))
+        env = environment()
+        actor = ray.remote(max_restarts=-1)(VideoTracker).options(
+            num_cpus=plan.cpus, num_gpus=plan.gpus or None,
+            runtime_env={"env_vars": env} if env else None)
+        pool = [actor.remote(job) for _ in range(min(plan.workers, len(todo)))]
+        logger.info("Ray: %d worker(s) x (%g CPU, %g GPU), %d video(s) to track",
+                    len(pool), plan.cpus, plan.gpus, len(todo))
+        arrivals = _VideoArrivals(ray, pool, todo)
+        for item in (progress(arrivals) if progress is not None else arrivals):
+            kind, value = arrivals.result
+            if kind == "fatal":
+                raise value if isinstance(value, BaseException) else RayJobError(value)
+            run.settle(item, value if kind == "done" else tuple(value), on_failure)
+    except KeyboardInterrupt:
+        run.summary.interrupted = True
+    except ray.exceptions.RayError as exc:
+        raise RayJobError(f"the Ray run stopped: {exc}") from exc
+    finally:
+        try:
+            run.close(started)
+        finally:
+            if started_ray:
+                ray.shutdown()
+                run.summary.seconds = time.perf_counter() - started
+    return run.summary
+
+
+class _VideoArrivals:
+    """The videos as their tasks finish (one video in flight per actor), for the ``progress``
+    wrapper (it has a length); ``self.result`` is the current video's unpickled result. A video
+    whose actor died gets a ``"video"`` failure result."""
+
+    def __init__(self, ray, pool: list, todo: Sequence[Any]):
+        self.ray, self.pool, self.todo = ray, pool, todo
+        self.result: tuple | None = None
+
+    def __len__(self) -> int:
+        return len(self.todo)
+
+    def __iter__(self):
+        ray, queue = self.ray, list(enumerate(self.todo))
+        running: dict[Any, tuple[int, Any]] = {}
+        idle = list(self.pool)
+        try:
+            while queue or running:
+                while queue and idle:
+                    actor = idle.pop()
+                    i, item = queue.pop(0)
+                    ref = actor.track.remote(os.path.abspath(item.path), item.rel.as_posix())
+                    running[ref] = (i, actor)
+                done, _ = ray.wait(list(running), num_returns=1)
+                ref = done[0]
+                i, actor = running.pop(ref)
+                try:
+                    self.result = pickle.loads(ray.get(ref))
+                    idle.append(actor)
+                except ray.exceptions.RayActorError as exc:  # the worker died mid-video
+                    self.result = ("failed", ("video", NO_VIDEO_RESULT.format(exc=exc), None))
+                    idle.append(actor)  # Ray restarts it (max_restarts) or the next call fails too
+                yield self.todo[i]
+        finally:
+            for ref in running:
+                ray.cancel(ref, force=True)
+
+
+#: The failure listed for a video whose worker died while tracking it.
+NO_VIDEO_RESULT = ("no result from the Ray worker tracking it (killed, out of memory or crashed: "
+                   "{exc}); run again with resume to retry it")

@@ -1,0 +1,348 @@
+"""The formats ``lang-sam track`` writes for a tracked video (:class:`~lang_sam.results.TrackedFrame` s).
+
+Each writer is fed one frame at a time (:meth:`VideoSink.add`), holds at most one frame's
+pixels, and makes its files appear atomically: nothing is visible under a final name until it is
+whole (:mod:`lang_sam.labeling.atomic`). ``<key>`` is the video's path relative to its input
+folder, without its suffix; frame numbers are 0-based in file names and 1-based in MOT lines.
+
+- :class:`MotWriter` (``mot``): ``mot/<key>.txt``, MOTChallenge lines
+  ``frame,id,x,y,w,h,score,-1,-1,-1`` (``frame`` from 1; ``x, y`` the box's top-left corner, ``w, h``
+  its size, in frame pixels; ``score`` the detector's score of the detection that started the
+  track), written when the video ends;
+- :class:`CocoVideoRecord` (``coco``): one COCO image record per frame (``file_name``
+  ``<key>/<frame:06d>.jpg``, ``video``, ``frame_index``) with RLE annotations carrying
+  ``track_id``; :func:`coco_dataset` numbers the records of many videos into one
+  ``coco/annotations.json``;
+- :class:`OverlayWriter` (``overlay``): ``overlays/<key>.mp4``, masks, boxes and ``#<id> <phrase>``
+  drawn on each frame, each track in its own colour (:func:`render_tracks`), H.264 via PyAV;
+- :class:`TrackPngWriter` (``masks``): ``masks/<key>/<frame:06d>.png``, one 16-bit greyscale PNG per
+  frame whose pixel values are track ids (0: background). Where masks overlap, the smaller mask's
+  id is kept (it is drawn last: a small object in front of a large one stays visible).
+
+``av`` (the ``[video]`` extra) is imported by :class:`OverlayWriter` only. Nothing here prints.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import io
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from lang_sam.errors import InvalidArgumentError
+from lang_sam.labeling.atomic import atomic_write_bytes, atomic_write_text
+from lang_sam.labeling.classes import normalize_phrase
+from lang_sam.validation import as_numpy
+
+__all__ = [
+    "VIDEO_FORMATS",
+    "DEFAULT_VIDEO_FORMATS",
+    "MAX_TRACK_ID",
+    "VideoLayout",
+    "VideoSink",
+    "MotWriter",
+    "mot_lines",
+    "CocoVideoRecord",
+    "coco_dataset",
+    "track_class",
+    "TrackPngWriter",
+    "track_id_image",
+    "OverlayWriter",
+    "render_tracks",
+    "track_colour",
+    "open_sinks",
+]
+
+#: The formats of ``lang-sam track``, and those written when none is named.
+VIDEO_FORMATS = ("mot", "coco", "overlay", "masks")
+DEFAULT_VIDEO_FORMATS = ("mot", "overlay")
+#: The largest track id a 16-bit PNG of :class:`TrackPngWriter` can hold.
+MAX_TRACK_ID = 65535
+
+
+class VideoLayout:
+    """Where each output of a tracking run goes (see the module doc); ``key`` is a video's
+    relative path without its suffix."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    def mot(self, key: str) -> Path:
+        return self.root / "mot" / f"{key}.txt"
+
+    def overlay(self, key: str) -> Path:
+        return self.root / "overlays" / f"{key}.mp4"
+
+    def masks(self, key: str) -> Path:
+        return self.root / "masks" / key
+
+    def mask(self, key: str, frame_index: int) -> Path:
+        return self.masks(key) / f"{frame_index:06d}.png"
+
+    @property
+    def coco(self) -> Path:
+        return self.root / "coco" / "annotations.json"
+
+    def rel(self, p: Path) -> str:
+        return p.relative_to(self.root).as_posix()
+
+
+def _frame_arrays(frame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """A :class:`~lang_sam.results.TrackedFrame`'s fields as numpy: masks ``(N, H, W)`` bool, boxes
+    ``(N, 4)`` float64 xyxy, ids ``(N,)`` int64, scores ``(N,)`` float64, phrases."""
+    masks = as_numpy(frame.masks).astype(bool).reshape(-1, *frame.image_size)
+    boxes = as_numpy(frame.boxes).astype(np.float64).reshape(-1, 4)
+    ids = as_numpy(frame.track_ids).astype(np.int64).reshape(-1)
+    scores = as_numpy(frame.scores).astype(np.float64).reshape(-1)
+    return masks, boxes, ids, scores, list(frame.phrases)
+
+
+class VideoSink:
+    """One format's writer for one video: :meth:`add` each frame in order, then :meth:`close`
+    (returns the files written, relative to the output folder) or, if the video is not finished,
+    :meth:`abort` (removes what would be half-written; finished per-frame files stay and are
+    written over when the video is done again)."""
+
+    def add(self, frame, pixels: np.ndarray | None = None) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def close(self) -> list[str]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        """Drop the unfinished output (default: nothing was written yet)."""
+
+
+# --------------------------------------------------------------------------------------------
+# MOT
+# --------------------------------------------------------------------------------------------
+
+def mot_lines(frame) -> list[str]:
+    """A frame's MOTChallenge lines ``frame,id,x,y,w,h,score,-1,-1,-1``: ``frame`` is
+    ``frame_index + 1``, ``x, y, w, h`` the box (top-left corner and size, frame pixels, 2
+    decimals), ``score`` 4 decimals. One line per track, in the frame's order."""
+    _, boxes, ids, scores, _ = _frame_arrays(frame)
+    out = []
+    for (x0, y0, x1, y1), tid, score in zip(boxes.tolist(), ids.tolist(), scores.tolist()):
+        out.append(f"{frame.frame_index + 1},{tid},{x0:.2f},{y0:.2f},{x1 - x0:.2f},{y1 - y0:.2f},"
+                   f"{score:.4f},-1,-1,-1")
+    return out
+
+
+class MotWriter(VideoSink):
+    """``mot/<key>.txt`` (:func:`mot_lines` of every frame), written atomically by :meth:`close`."""
+
+    def __init__(self, path: str | os.PathLike, root: str | os.PathLike):
+        self.path, self.root = Path(path), Path(root)
+        self.lines: list[str] = []
+
+    def add(self, frame, pixels=None) -> None:
+        self.lines.extend(mot_lines(frame))
+
+    def close(self) -> list[str]:
+        atomic_write_text(self.path, "".join(line + "\n" for line in self.lines))
+        return [self.path.relative_to(self.root).as_posix()]
+
+
+# --------------------------------------------------------------------------------------------
+# COCO
+# --------------------------------------------------------------------------------------------
+
+def track_class(phrase: str) -> str:
+    """A track's COCO category name: its phrase normalised (:func:`normalize_phrase`), or
+    ``"object"`` for an empty phrase."""
+    return normalize_phrase(phrase) or "object"
+
+
+class CocoVideoRecord(VideoSink):
+    """The COCO content of one video: a JSON-able list of per-frame records, one per frame (frames
+    without tracks too), each ``{"file_name": "<key>/<frame:06d>.jpg", "width", "height",
+    "video": <the video's relative path>, "frame_index", "annotations": [{"class", "track_id",
+    "segmentation" (RLE), "area", "bbox" (xywh), "score"}]}``. It writes no file itself: the run
+    keeps it in the video's record, and :func:`coco_dataset` numbers all videos' records."""
+
+    def __init__(self, key: str, video: str):
+        self.key, self.video = key, video
+        self.frames: list[dict] = []
+
+    def add(self, frame, pixels=None) -> None:
+        from lang_sam.labeling.formats import coco_image_record
+
+        masks, boxes, ids, scores, phrases = _frame_arrays(frame)
+        H, W = frame.image_size
+        rec = coco_image_record(f"{self.key}/{frame.frame_index:06d}.jpg", W, H, masks, boxes, scores,
+                                [track_class(p) for p in phrases])
+        for ann, tid in zip(rec["annotations"], ids.tolist()):
+            ann["track_id"] = int(tid)
+        rec["video"], rec["frame_index"] = self.video, int(frame.frame_index)
+        self.frames.append(rec)
+
+    def close(self) -> list[str]:
+        return []
+
+
+def coco_dataset(videos: Iterable[Sequence[dict]]) -> dict:
+    """One COCO ``annotations.json`` dict from :class:`CocoVideoRecord` frame lists (one list per
+    video, in input order). Image ids are 1, 2, ... over every frame of every video, annotation
+    ids 1, 2, ...; categories are the tracks' classes in order of first appearance (``category_id``
+    from 1). Images carry ``video`` and ``frame_index``, annotations ``track_id`` (unique within
+    a video) and ``score``."""
+    cats: dict[str, int] = {}
+    images, annotations = [], []
+    for frames in videos:
+        for rec in frames:
+            image_id = len(images) + 1
+            images.append({"id": image_id, "file_name": rec["file_name"], "width": rec["width"],
+                           "height": rec["height"], "video": rec["video"],
+                           "frame_index": rec["frame_index"]})
+            for a in rec["annotations"]:
+                cid = cats.setdefault(a["class"], len(cats) + 1)
+                annotations.append({
+                    "id": len(annotations) + 1, "image_id": image_id, "category_id": cid,
+                    "track_id": a["track_id"], "segmentation": a["segmentation"], "area": a["area"],
+                    "bbox": a["bbox"], "score": a["score"], "iscrowd": 0,
+                })
+    return {
+        "info": {"description": "lang-sam video tracks"},
+        "images": images,
+        "categories": [{"id": i, "name": n, "supercategory": ""} for n, i in cats.items()],
+        "annotations": annotations,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# 16-bit track-id PNGs
+# --------------------------------------------------------------------------------------------
+
+def track_id_image(frame) -> np.ndarray:
+    """The ``(H, W)`` uint16 image of a frame's track ids (0 where no mask is). Masks are painted
+    largest first, so where they overlap the smaller mask's id is kept. Raises
+    :class:`~lang_sam.errors.InvalidArgumentError` for an id over :data:`MAX_TRACK_ID`."""
+    masks, _, ids, _, _ = _frame_arrays(frame)
+    out = np.zeros(frame.image_size, dtype=np.uint16)
+    if len(ids) and (ids.max() > MAX_TRACK_ID or ids.min() < 1):
+        raise InvalidArgumentError(
+            f"frame {frame.frame_index}: track ids must be in [1, {MAX_TRACK_ID}] to be written as "
+            f"16-bit PNG pixels, got {int(ids.min())}..{int(ids.max())}")
+    areas = masks.sum((1, 2))
+    for i in np.argsort(-areas, kind="stable"):
+        out[masks[i]] = ids[i]
+    return out
+
+
+def _png16(array: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(array, dtype=np.uint16)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+class TrackPngWriter(VideoSink):
+    """``masks/<key>/<frame:06d>.png``: :func:`track_id_image` of each frame, each PNG written
+    atomically as its frame arrives (16-bit greyscale: read with
+    ``np.asarray(PIL.Image.open(p))``, dtype uint16 or int32 by Pillow version, values = ids)."""
+
+    def __init__(self, folder: str | os.PathLike, root: str | os.PathLike):
+        self.folder, self.root = Path(folder), Path(root)
+        self.written: list[str] = []
+
+    def add(self, frame, pixels=None) -> None:
+        path = self.folder / f"{frame.frame_index:06d}.png"
+        atomic_write_bytes(path, _png16(track_id_image(frame)))
+        self.written.append(path.relative_to(self.root).as_posix())
+
+    def close(self) -> list[str]:
+        return list(self.written)
+
+
+# --------------------------------------------------------------------------------------------
+# Overlay mp4
+# --------------------------------------------------------------------------------------------
+
+def track_colour(track_id: int) -> tuple[int, int, int]:
+    """A track's RGB colour, the same in every frame and video: hues by the golden ratio."""
+    h = (int(track_id) * 0.618033988749895) % 1.0
+    r, g, b = colorsys.hsv_to_rgb(h, 0.85, 1.0)
+    return int(r * 255), int(g * 255), int(b * 255)
+
+
+def render_tracks(pixels: np.ndarray, frame, *, alpha: float = 0.5) -> np.ndarray:
+    """A frame's overlay: ``pixels`` (``HxWx3`` uint8 RGB) with each track's mask blended in its
+    :func:`track_colour`, its box outlined and ``#<id> <phrase>`` written above it. Returns a new
+    ``HxWx3`` uint8 array."""
+    import cv2
+
+    masks, boxes, ids, _, phrases = _frame_arrays(frame)
+    img = np.asarray(pixels)
+    if img.shape[:2] != tuple(frame.image_size) or img.ndim != 3 or img.shape[2] != 3:
+        raise InvalidArgumentError(
+            f"frame {frame.frame_index}: pixels must be {frame.image_size[0]}x{frame.image_size[1]}x3, "
+            f"got shape {img.shape}")
+    out = img.astype(np.float32)
+    for m, tid in zip(masks, ids.tolist()):
+        out[m] = out[m] * (1 - alpha) + np.array(track_colour(tid), np.float32) * alpha
+    out = np.ascontiguousarray(out.round().clip(0, 255).astype(np.uint8))
+    for (x0, y0, x1, y1), tid, phrase in zip(boxes.tolist(), ids.tolist(), phrases):
+        colour = track_colour(tid)
+        cv2.rectangle(out, (int(round(x0)), int(round(y0))), (int(round(x1)), int(round(y1))), colour, 2)
+        text = f"#{tid} {phrase}".strip()
+        cv2.putText(out, text, (int(round(x0)), max(int(round(y0)) - 4, 10)),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1, cv2.LINE_AA)
+    return out
+
+
+class OverlayWriter(VideoSink):
+    """``overlays/<key>.mp4``: :func:`render_tracks` of every frame, encoded as it arrives by
+    :class:`lang_sam.video_io.VideoWriter` (H.264, ``yuv420p``, at ``fps``; odd sizes padded by
+    one black pixel) into ``.<name>.<pid>.tmp`` beside the final path, renamed by :meth:`close`;
+    :meth:`abort` deletes the temporary file. Needs PyAV (``pip install 'lang-sam[video]'``)."""
+
+    def __init__(self, path: str | os.PathLike, root: str | os.PathLike, fps: float = 25.0):
+        self.path, self.root = Path(path), Path(root)
+        self.fps = fps if fps and fps > 0 else 25.0
+        self._writer = None
+
+    def add(self, frame, pixels=None) -> None:
+        if pixels is None:
+            raise InvalidArgumentError(f"frame {frame.frame_index}: the overlay needs the frame's pixels")
+        drawn = render_tracks(pixels, frame)
+        if self._writer is None:
+            from lang_sam.video_io import VideoWriter
+
+            self._writer = VideoWriter(self.path, fps=self.fps)
+        self._writer.write(drawn)
+
+    def close(self) -> list[str]:
+        if self._writer is None:
+            raise InvalidArgumentError(f"{self.path}: no frame was written; a video has at least one")
+        self._writer.close()
+        self._writer = None
+        return [self.path.relative_to(self.root).as_posix()]
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.abort()
+            self._writer = None
+
+
+def open_sinks(layout: VideoLayout, key: str, video: str, formats: Sequence[str],
+               fps: float = 25.0) -> dict[str, VideoSink]:
+    """The writers of ``formats`` for one video (``key`` its outputs' stem, ``video`` its relative
+    path), by format name."""
+    sinks: dict[str, VideoSink] = {}
+    for f in formats:
+        if f == "mot":
+            sinks[f] = MotWriter(layout.mot(key), layout.root)
+        elif f == "coco":
+            sinks[f] = CocoVideoRecord(key, video)
+        elif f == "overlay":
+            sinks[f] = OverlayWriter(layout.overlay(key), layout.root, fps)
+        elif f == "masks":
+            sinks[f] = TrackPngWriter(layout.masks(key), layout.root)
+        else:
+            raise InvalidArgumentError(f"unknown video format {f!r}: expected some of {', '.join(VIDEO_FORMATS)}")
+    return sinks
