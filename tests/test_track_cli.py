@@ -1,0 +1,249 @@
+"""``lang-sam track`` (lang_sam.cli, lang_sam.labeling.video_run) end to end on generated mp4 clips
+with the video test engines (tests/track_helpers.py): every format parsed back with its own
+reader and checked against the clip's truth and against ``predict_video`` called directly;
+resume after Ctrl-C; failed videos; usage errors and exit codes as ``lang-sam predict``'s."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lang_sam.cli import main
+from lang_sam.labeling import video_formats as vf
+from lang_sam.labeling.video_run import TrackSettings, collect_videos, track_folder
+from lang_sam.video_io import iter_frames
+from track_helpers import (
+    CLIPS, PROMPT, VideoEngines, files, read_mot, temp_files, truth_box, write_clip, write_clips,
+)
+
+av = pytest.importorskip("av")  # the [video] extra
+
+ALL = ["--format", "mot,coco", "--format", "overlay", "--format", "masks"]
+
+
+@pytest.fixture(scope="module")
+def engines(tmp_path_factory):
+    e = VideoEngines(tmp_path_factory.mktemp("engines"))
+    yield e
+    e.close()
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    return write_clips(tmp_path_factory.mktemp("clips") / "clips")
+
+
+def track(engines, *args) -> int:
+    return main(["track", *map(str, args), *engines.flags()])
+
+
+@pytest.fixture(scope="module")
+def reference(engines, clips, tmp_path_factory):
+    """One run of every format over both clips: the output folder."""
+    out = tmp_path_factory.mktemp("ref") / "out"
+    assert track(engines, clips, "--prompt", PROMPT, "--output", out, "--detect-every", 3, *ALL) == 0
+    return out
+
+
+def direct(engines, path, every=3):
+    model = engines.model()
+    return list(model.predict_video(iter_frames(path), PROMPT, detect_every=every))
+
+
+def test_every_format_is_written_at_its_path(reference):
+    got = sorted(files(reference))
+    want = ["coco/annotations.json", "mot/a.txt", "mot/sub/b.txt", "overlays/a.mp4", "overlays/sub/b.mp4"]
+    want += [f"masks/a/{i:06d}.png" for i in range(12)] + [f"masks/sub/b/{i:06d}.png" for i in range(8)]
+    assert [p for p in got if not p.startswith(".lang-sam/")] == sorted(want)
+    assert temp_files(reference) == []
+
+
+def test_mot_follows_the_objects(reference, engines, clips):
+    for rel, (objects, n) in CLIPS.items():
+        rows = read_mot(reference / "mot" / rel.replace(".mp4", ".txt"))
+        # The same lines as the frames of predict_video called directly on the same file.
+        want = [line for f in direct(engines, clips / rel) for line in vf.mot_lines(f)]
+        assert (reference / "mot" / rel.replace(".mp4", ".txt")).read_text().splitlines() == want
+        by_id: dict[int, dict[int, list[float]]] = {}
+        for frame, tid, xywh, score in rows:
+            by_id.setdefault(tid, {})[frame] = xywh
+            assert score == pytest.approx(0.9)
+        assert sorted(by_id) == list(range(1, len(objects) + 1))
+        for tid, obj in zip(sorted(by_id), objects):  # ids in order of first appearance
+            first = obj[1]
+            assert min(by_id[tid]) == first + 1 and max(by_id[tid]) == n  # MOT frames count from 1
+            for frame, (x, y, w, h) in by_id[tid].items():
+                assert np.allclose([x, y, x + w, y + h], truth_box(obj, frame - 1), atol=2)
+
+
+def test_coco_has_one_image_per_frame_with_track_ids(reference):
+    from pycocotools.coco import COCO
+
+    coco = COCO(str(reference / "coco" / "annotations.json"))
+    images = [coco.imgs[i] for i in sorted(coco.imgs)]
+    assert [im["file_name"] for im in images] == \
+        [f"a/{i:06d}.jpg" for i in range(12)] + [f"sub/b/{i:06d}.jpg" for i in range(8)]
+    assert [(im["video"], im["frame_index"]) for im in images] == \
+        [("a.mp4", i) for i in range(12)] + [("sub/b.mp4", i) for i in range(8)]
+    assert all((im["width"], im["height"]) == (128, 96) for im in images)
+    assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == ["red", "blue", "green"]
+    mot = read_mot(reference / "mot" / "a.txt")
+    anns = [a for im in images[:12] for a in coco.loadAnns(coco.getAnnIds(imgIds=[im["id"]]))]
+    assert [(coco.imgs[a["image_id"]]["frame_index"] + 1, a["track_id"]) for a in anns] == \
+        [(f, t) for f, t, _, _ in mot]
+    for a, (_, _, xywh, score) in zip(anns, mot):
+        assert np.allclose(a["bbox"], xywh, atol=0.01) and a["score"] == pytest.approx(score, abs=1e-4)
+        m = coco.annToMask(a).astype(bool)
+        ys, xs = np.nonzero(m)
+        assert a["area"] == m.sum() > 0
+        assert np.allclose([xs.min(), ys.min(), xs.max() + 1 - xs.min(), ys.max() + 1 - ys.min()], xywh)
+
+
+def test_masks_pngs_hold_the_track_ids(reference):
+    mot = read_mot(reference / "mot" / "a.txt")
+    for frame, tid, (x, y, w, h), _ in mot:
+        with Image.open(reference / "masks" / "a" / f"{frame - 1:06d}.png") as im:
+            ids = np.asarray(im).astype(np.int64)
+        assert ids.shape == (96, 128)
+        inside = ids[int(y):int(y + h), int(x):int(x + w)]
+        assert (inside == tid).mean() > 0.9  # solid rectangles: the box is the mask
+        assert set(np.unique(ids)) <= {0, 1, 2}
+
+
+def test_overlay_mp4_has_every_frame(reference, clips):
+    for rel, (objects, n) in CLIPS.items():
+        with av.open(str(reference / "overlays" / rel)) as c:
+            stream = c.streams.video[0]
+            frames = [f.to_ndarray(format="rgb24") for f in c.decode(stream)]
+            assert float(stream.average_rate) == pytest.approx(10)
+        assert len(frames) == n and frames[0].shape == (96, 128, 3)
+        source = list(iter_frames(clips / rel))
+        x0, y0, x1, y1 = truth_box(objects[0], n - 1).astype(int)
+        # Inside the tracked object the overlay is tinted; the background is the clip's.
+        assert np.abs(frames[-1][y0 + 3:y1 - 3, x0 + 3:x1 - 3].astype(int)
+                      - source[-1][y0 + 3:y1 - 3, x0 + 3:x1 - 3]).mean() > 20
+        assert np.abs(frames[-1][:, -4:].astype(int) - source[-1][:, -4:]).mean() < 6
+
+
+def test_resume_after_ctrl_c_keeps_finished_videos_and_redoes_the_unfinished(
+        engines, clips, reference, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+    add = vf.TrackPngWriter.add
+
+    def interrupted(self, frame, pixels=None):
+        if "sub" in self.folder.as_posix() and frame.frame_index == 4:
+            raise KeyboardInterrupt
+        add(self, frame, pixels)
+
+    monkeypatch.setattr(vf.TrackPngWriter, "add", interrupted)
+    assert track(engines, clips, "--prompt", PROMPT, "--output", out, "--detect-every", 3, *ALL) == 130
+    printed = capsys.readouterr().out
+    assert "1 tracked" in printed and "interrupted" in printed and "--resume" in printed
+    monkeypatch.undo()
+    written = files(out)
+    assert temp_files(out) == []
+    assert "mot/a.txt" in written and "overlays/a.mp4" in written
+    assert "mot/sub/b.txt" not in written and "overlays/sub/b.mp4" not in written  # nothing half-written
+    assert ".lang-sam/videos/sub/b.json" not in written
+    # Without --resume the folder is refused; with it, a is kept as it was and b is done.
+    assert track(engines, clips, "--prompt", PROMPT, "--output", out, "--detect-every", 3, *ALL) == 2
+    assert "--resume" in capsys.readouterr().err
+    before = (out / "overlays" / "a.mp4").stat().st_mtime_ns
+    assert track(engines, clips, "--prompt", PROMPT, "--output", out, "--detect-every", 3, *ALL,
+                 "--resume") == 0
+    assert "1 tracked, 1 skipped" in capsys.readouterr().out
+    assert (out / "overlays" / "a.mp4").stat().st_mtime_ns == before
+    got, want = files(out), files(reference)
+    for name in want:
+        if not name.startswith(".lang-sam/") and not name.startswith("overlays/"):
+            assert got[name] == want[name], name
+
+
+@pytest.mark.parametrize("change, flag", [(["--detect-every", "4"], "--detect-every"),
+                                          (["--box-threshold", "0.5"], "--box-threshold"),
+                                          (["--format", "mot"], "--format")])
+def test_resume_with_other_settings_is_refused(engines, clips, tmp_path, capsys, change, flag):
+    out = tmp_path / "out"
+    assert track(engines, clips / "a.mp4", "--prompt", "red", "--output", out, "--format", "mot,masks") == 0
+    args = ["--prompt", "red", "--output", out, "--format", "mot,masks", "--resume"]
+    i = args.index(change[0]) if change[0] in args else None
+    if i is not None:
+        args[i + 1] = change[1]
+    else:
+        args += change
+    assert track(engines, clips / "a.mp4", *args) == 2
+    err = capsys.readouterr().err
+    assert "other settings" in err and flag in err
+
+
+def test_a_broken_video_fails_alone(engines, clips, tmp_path, capsys):
+    folder = tmp_path / "in"
+    write_clip(folder / "good.mp4", *CLIPS["a.mp4"])
+    (folder / "broken.mp4").write_bytes(b"not a video at all")
+    out = tmp_path / "out"
+    assert track(engines, folder, "--prompt", PROMPT, "--output", out, "--format", "mot,coco") == 1
+    printed = capsys.readouterr().out
+    assert "1 tracked" in printed and "1 failed" in printed and "broken.mp4" in printed
+    assert "InvalidVideoError" in printed
+    assert sorted(p for p in files(out) if not p.startswith(".lang-sam")) == ["coco/annotations.json", "mot/good.txt"]
+    data = json.loads((out / "coco" / "annotations.json").read_text())
+    assert {im["video"] for im in data["images"]} == {"good.mp4"}
+
+
+def test_progress_bar_counts_frames(engines, clips, tmp_path, capsys):
+    assert track(engines, clips, "--prompt", "red", "--output", tmp_path / "o", "--format", "mot") == 0
+    err = capsys.readouterr().err
+    assert "tracking" in err and "20/20" in err and "frame" in err
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--format", "yolo"], "--format: unknown format 'yolo'"),
+    (["--workers", "2"], "--workers: only with --ray"),
+    (["--prompt", " . "], "prompt"),
+    (["--box-threshold", "2"], "expected a number in [0, 1]"),
+    (["--detect-every", "0"], "expected a whole number >= 1"),
+])
+def test_usage_errors_exit_2(engines, clips, tmp_path, capsys, args, needle):
+    base = ["--prompt", "red", "--output", str(tmp_path / "o")]
+    for k in range(0, len(args), 2):
+        if args[k] in base:
+            base[base.index(args[k]) + 1] = args[k + 1]
+        else:
+            base += args[k:k + 2]
+    assert track(engines, clips, *base) == 2
+    assert needle in capsys.readouterr().err
+    assert not (tmp_path / "o" / "mot").exists()
+
+
+def test_missing_input_exits_2(engines, tmp_path, capsys):
+    assert track(engines, tmp_path / "nope.mp4", "--prompt", "red", "--output", tmp_path / "o") == 2
+    assert "input not found" in capsys.readouterr().err
+
+
+def test_a_segmenter_that_cannot_track_is_a_usage_error(clips, tmp_path, capsys, sam_ckpt, gdino_ckpt,
+                                                       tiny_specs):
+    sam, gdino = tiny_specs  # SAM v1: no video memory
+    code = main(["track", str(clips / "a.mp4"), "--prompt", "red", "--output", str(tmp_path / "o"),
+                 "--sam-type", sam.name, "--sam-ckpt", str(sam_ckpt), "--gdino-type", gdino.name,
+                 "--gdino-ckpt", str(gdino_ckpt), "--device", "cpu"])
+    assert code == 2
+    assert "cannot follow objects through a video" in capsys.readouterr().err
+    assert temp_files(tmp_path) == [] and not (tmp_path / "o" / "mot").exists()
+
+
+def test_collect_videos_finds_files_folders_and_lists(clips, tmp_path):
+    (tmp_path / "list.txt").write_text(f"# clips\n{clips / 'a.mp4'}\nclips/sub/b.mp4\n")
+    (tmp_path / "clips").symlink_to(clips)
+    assert [i.rel.as_posix() for i in collect_videos([clips])] == ["a.mp4", "sub/b.mp4"]
+    assert [i.key for i in collect_videos([clips / "sub" / "b.mp4"])] == ["b"]
+    assert len(collect_videos([tmp_path / "list.txt"])) == 2
+
+
+def test_track_folder_from_python(engines, clips, tmp_path):
+    settings = TrackSettings.create("green", detect_every=2, sam_type="box_fill_video", gdino_type="color_detector")
+    summary = track_folder(engines.model, [clips / "sub"], tmp_path / "o", settings, ["mot"])
+    assert (summary.videos, summary.tracked, summary.frames, summary.tracks) == (1, 1, 8, 1)
+    assert [r[:2] for r in read_mot(tmp_path / "o" / "mot" / "b.txt")] == [(f, 1) for f in range(1, 9)]
