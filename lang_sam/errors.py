@@ -51,6 +51,10 @@ __all__ = [
     "ModelLoadError",
     "TooManyPromptsError",
     "PortUnavailableError",
+    "VideoNotFoundError",
+    "InvalidVideoError",
+    "VideoNotInstalledError",
+    "TrackingNotSupportedError",
     "MODEL_ERRORS",
     "name_params",
 ]
@@ -372,3 +376,37 @@ class ModelLoadError(LangSAMError, RuntimeError):
 
 class TooManyPromptsError(LangSAMError, ValueError):
     """More SAM prompts in one request than the service's ``max_detections``."""
+
+
+class VideoNotFoundError(LangSAMError, FileNotFoundError):
+    """A video file or frame folder that does not exist. Attribute: ``source`` (the path)."""
+
+    def __init__(self, message: str, *, source: str):
+        super().__init__(message)
+        self.source = source
+
+
+class InvalidVideoError(LangSAMError, ValueError):
+    """A video that cannot be read: a file that does not decode or has no video stream, a folder
+    with no frame images, a frame that is not an ``HxWx3`` image or differs in size from the first.
+    Attributes: ``source`` (the path, or ``"frames"`` for an iterable), ``frame_index`` (0-based,
+    None when no frame is at fault), ``expected`` and ``got`` (text)."""
+
+    def __init__(self, message: str, *, source: str, frame_index: int | None = None,
+                 expected: str = "", got: str = ""):
+        super().__init__(message)
+        self.source, self.frame_index, self.expected, self.got = source, frame_index, expected, got
+
+
+class VideoNotInstalledError(LangSAMError, ImportError):
+    """Reading or writing a video file needs PyAV: ``pip install "lang-sam[video]"``."""
+
+
+class TrackingNotSupportedError(LangSAMError, TypeError):
+    """``predict_video`` with a segmenter that cannot follow objects through a video (not a
+    :class:`~lang_sam.models.base.VideoSegmenter`, e.g. SAM v1's ``vit_*``). Attributes:
+    ``sam_type`` (the loaded one) and ``video_types`` (the registered types that can track)."""
+
+    def __init__(self, message: str, *, sam_type: str, video_types: list[str]):
+        super().__init__(message)
+        self.sam_type, self.video_types = sam_type, list(video_types)

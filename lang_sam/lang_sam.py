@@ -15,7 +15,7 @@ import functools
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -35,7 +35,7 @@ from lang_sam.hub import (
 from lang_sam.masks import CropMask
 from lang_sam.models.base import Detector, Segmenter, engine_for
 from lang_sam.precision import check_precision
-from lang_sam.results import Detections, MaskPrediction, Prediction, TiledPrediction
+from lang_sam.results import Detections, MaskPrediction, Prediction, TiledPrediction, TrackedFrame
 from lang_sam.tiling import TileSpec
 from lang_sam.validation import (
     ImageInput,
@@ -408,6 +408,40 @@ class LangSAM:
         det = out.detections
         return TiledPrediction(out.masks, det.boxes, det.phrases, det.scores, iou_scores=out.iou_scores,
                                image_size=det.image_size, tiles=det.tiles)
+
+    # ----------------------------------------------------------------------------------------
+    # Video
+    # ----------------------------------------------------------------------------------------
+    def predict_video(
+        self,
+        video,
+        text_prompt: str,
+        *,
+        detect_every: int = 10,
+        box_threshold: float = 0.3,
+        text_threshold: float = 0.25,
+        iou_threshold: float = 0.5,
+        lost_after: int = 10,
+        offload: bool = True,
+        progress: Callable[[str, int, int | None], None] | None = None,
+    ) -> Iterator[TrackedFrame]:
+        """Track what ``text_prompt`` names through a video: yields one
+        :class:`~lang_sam.results.TrackedFrame` per frame (masks, boxes, stable ``track_ids``),
+        as each frame is done; frames are never all held in memory.
+
+        ``video``: a video file (``pip install "lang-sam[video]"``), a folder of frame images, or
+        any iterable of frames (PIL images or ``HxWx3`` uint8 arrays). The detector runs on the
+        first frame with detections and every ``detect_every``-th frame after it; the segmenter
+        (a video segmenter: SAM 2.1) follows objects in between; detections overlapping a track by
+        ``iou_threshold`` (mask IoU) are that track, others start new tracks; a track empty for
+        ``lost_after`` frames ends. See :func:`lang_sam.video.predict_video`. A segmenter that
+        cannot track (SAM v1 ``vit_*``) raises :class:`~lang_sam.errors.TrackingNotSupportedError`.
+        """
+        from lang_sam.video import predict_video
+
+        return predict_video(self, video, text_prompt, detect_every=detect_every, box_threshold=box_threshold,
+                             text_threshold=text_threshold, iou_threshold=iou_threshold, lost_after=lost_after,
+                             offload=offload, progress=progress)
 
     @_takes_image_pil
     def set_image(self, image: ImageInput) -> None:

@@ -1,0 +1,183 @@
+"""Text-prompted video: detect on key frames, follow objects between them, keep ids stable.
+
+:func:`predict_video` (and :meth:`LangSAM.predict_video`, which runs it) reads a video one frame at
+a time (:mod:`lang_sam.video_io`) and yields one :class:`~lang_sam.results.TrackedFrame` per frame:
+
+1. **Key frames.** The detector (GroundingDINO, through :func:`lang_sam.pipeline.detect`, so the
+   prompt and thresholds are checked as :meth:`LangSAM.predict` checks them, before any frame is
+   read) runs on every frame until one has detections (an empty start is fine), then on every
+   ``detect_every``-th frame after that one.
+2. **Propagation.** The segmenter is a :class:`~lang_sam.models.base.VideoSegmenter` (SAM 2.1's
+   video predictor): fed every frame in order, it returns the mask of every object it follows.
+3. **New objects.** On a key frame with detections, every detected box is given to the video
+   segmenter as a candidate object on that very frame, so its mask comes from the same pass as the
+   tracks' masks. :class:`~lang_sam.tracking.TrackTable` then matches candidates to live tracks by
+   mask IoU (greedy, ``iou_threshold``, default 0.5): a candidate overlapping a live track (or a
+   better-scored candidate) by that much is the same object and is dropped from the session at
+   once; the others become new tracks, ids from 1, never reused. So objects appearing mid-video
+   are tracked from the first key frame that sees them.
+4. **Ending.** A track whose mask is empty on ``lost_after`` consecutive frames ends (it is dropped
+   from the segmenter's session, freeing its memory).
+
+Memory is flat with video length: frames are decoded one at a time and not kept (the yielded
+result holds the masks of one frame), the track table holds a few numbers per live track, and the
+video segmenter keeps only the frames its memory attends to (its own contract).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Iterator
+
+import torch
+
+from lang_sam import pipeline
+from lang_sam.errors import InvalidArgumentError, InvalidResultError, LangSAMError, TrackingNotSupportedError
+from lang_sam.hub import registered_specs
+from lang_sam.models.base import VideoSegmenter, engine_for
+from lang_sam.results import TrackedFrame
+from lang_sam.tracking import IOU_THRESHOLD, LOST_AFTER, TrackTable, mask_boxes
+from lang_sam.video_io import open_video
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["predict_video", "video_types", "DETECT_EVERY"]
+
+#: Default key-frame interval: detect on every 10th frame after the first with detections.
+DETECT_EVERY = 10
+#: ``progress("track", frames_done, frame_count)``; ``frame_count`` None when not known in advance.
+VideoProgress = Callable[[str, int, "int | None"], None]
+
+
+def video_types() -> list[str]:
+    """The registered ``sam_type`` names whose engine is a
+    :class:`~lang_sam.models.base.VideoSegmenter` (each engine module is imported to tell)."""
+    out = []
+    for spec in registered_specs("sam"):
+        try:
+            cls = engine_for(spec)
+        except LangSAMError:
+            continue  # an engine that cannot be imported here cannot track here either
+        if issubclass(cls, VideoSegmenter):
+            out.append(spec.name)
+    return out
+
+
+def _check_tracker(model: Any) -> VideoSegmenter:
+    seg = model.segmenter
+    if isinstance(seg, VideoSegmenter):
+        return seg
+    types = video_types()
+    can = ", ".join(types) if types else "none is registered"
+    raise TrackingNotSupportedError(
+        f"sam_type {model.sam_type!r} ({type(seg).__name__}) cannot follow objects through a video: "
+        f"expected a video segmenter (sam_type one of: {can})", sam_type=model.sam_type, video_types=types)
+
+
+def predict_video(
+    model: Any,
+    video: Any,
+    text_prompt: str,
+    *,
+    detect_every: int = DETECT_EVERY,
+    box_threshold: float = 0.3,
+    text_threshold: float = 0.25,
+    iou_threshold: float = IOU_THRESHOLD,
+    lost_after: int = LOST_AFTER,
+    offload: bool = True,
+    progress: VideoProgress | None = None,
+) -> Iterator[TrackedFrame]:
+    """Track what ``text_prompt`` names through ``video``: one
+    :class:`~lang_sam.results.TrackedFrame` per frame, in order, as each frame is processed.
+
+    Args:
+        model: a :class:`~lang_sam.LangSAM` whose segmenter is a video segmenter (SAM 2.1).
+        video: a video file, a folder of frame images, or any iterable of frames (PIL images or
+            ``HxWx3`` uint8 RGB arrays): see :func:`lang_sam.video_io.open_video`.
+        text_prompt, box_threshold, text_threshold: as in :meth:`LangSAM.predict`.
+        detect_every: detect on every ``detect_every``-th frame counted from the first frame with
+            detections (before it: on every frame). 1 detects on every frame.
+        iou_threshold: mask IoU in (0, 1] at or above which a detection is an object already
+            tracked (:mod:`lang_sam.tracking`).
+        lost_after: a track ends after this many consecutive frames with an empty mask.
+        offload: let the video segmenter keep its per-frame state on the CPU.
+        progress: ``progress("track", frames_done, frame_count)`` after each frame
+            (``frame_count`` None when the source does not say).
+
+    Everything that can be checked before reading frames is checked now (the segmenter can track,
+    the prompt, thresholds, arguments, the video path); frame errors
+    (:class:`~lang_sam.errors.InvalidVideoError`) arrive while iterating. Each frame's masks are
+    ``(N, H, W)`` bool in frame pixels, boxes their bounding boxes (:func:`lang_sam.tracking.mask_boxes`),
+    ``track_ids`` ascending; ``scores`` and ``phrases`` those of the detection that started each
+    track. A frame where nothing is tracked has ``N = 0``.
+    """
+    segmenter = _check_tracker(model)
+    if isinstance(detect_every, bool) or not isinstance(detect_every, int) or detect_every < 1:
+        raise InvalidArgumentError(f"detect_every must be an int >= 1, got {detect_every!r}")
+    prepared = model.detector.prepare(text_prompt, box_threshold, text_threshold)
+    table = TrackTable(iou_threshold, lost_after)
+    source = open_video(video)
+    return _run(model, segmenter, source, prepared, table, detect_every, bool(offload), progress)
+
+
+def _run(model, segmenter: VideoSegmenter, source, prepared, table: TrackTable, detect_every: int,
+         offload: bool, progress) -> Iterator[TrackedFrame]:
+    session = segmenter.start_video(offload=offload)
+    obj_of: dict[int, int] = {}  # track id -> the segmenter session's object id
+    track_of: dict[int, int] = {}  # session object id -> track id
+    next_obj = 1  # session ids are not track ids: rejected candidates use some up
+    first_key: int | None = None
+    for i, frame in enumerate(source):
+        det = None
+        if first_key is None or (i - first_key) % detect_every == 0:
+            det, _ = pipeline.detect(model, frame, prepared)
+            if len(det) and first_key is None:
+                first_key = i
+            det = det if len(det) else None
+        if det is not None:
+            candidates = list(range(next_obj, next_obj + len(det)))
+            next_obj += len(det)
+            step = segmenter.track(session, frame, new_ids=candidates, new_boxes=det.boxes)
+        else:
+            step = segmenter.track(session, frame)
+        ids = [int(o) for o in step.object_ids]
+        row = {o: k for k, o in enumerate(ids)}
+        if det is not None:
+            missing = [c for c in candidates if c not in row]
+            if missing:
+                raise InvalidResultError(
+                    f"TrackStep.object_ids from {type(segmenter).__name__}.track: expected the new objects "
+                    f"{candidates} among them, got {ids}", result="TrackStep", field="object_ids",
+                    expected=f"ids including {candidates}", got=str(ids))
+            live = [o for o in ids if o in track_of]
+            assoc = table.associate([track_of[o] for o in live], step.masks[[row[o] for o in live]],
+                                    step.masks[[row[c] for c in candidates]], det.scores, det.phrases, i)
+            for d, tid in zip(assoc.new, assoc.new_ids):
+                obj_of[tid], track_of[candidates[d]] = candidates[d], tid
+            rejected = [c for c in candidates if c not in track_of]
+            if rejected:
+                segmenter.drop(session, rejected)
+            logger.debug("frame %d: %d detections, %d matched, %d new tracks %s", i, len(det),
+                         len(assoc.matched), len(assoc.new), assoc.new_ids)
+        live = [o for o in ids if o in track_of]
+        masks = step.masks[[row[o] for o in live]]
+        tids = [track_of[o] for o in live]
+        ended = table.observe(tids, masks)
+        if ended:
+            segmenter.drop(session, [obj_of[t] for t in ended])
+            for t in ended:
+                del track_of[obj_of.pop(t)]
+        yield _frame(i, tids, masks, table, frame.shape[:2])
+        if progress is not None:
+            progress("track", i + 1, source.frame_count)
+
+
+def _frame(index: int, tids: list[int], masks: torch.Tensor, table: TrackTable, size) -> TrackedFrame:
+    keep = [k for k, t in enumerate(tids) if t in table.live and bool(masks[k].any())]
+    keep.sort(key=lambda k: tids[k])
+    masks = masks[keep].to(torch.bool)
+    tracks = [table.live[tids[k]] for k in keep]
+    return TrackedFrame.checked(
+        index, masks, mask_boxes(masks), torch.tensor([t.track_id for t in tracks], dtype=torch.int64),
+        torch.tensor([t.score for t in tracks], dtype=torch.float32), [t.phrase for t in tracks],
+        (int(size[0]), int(size[1])))

@@ -1,0 +1,386 @@
+"""Text-prompted video (issue 15, item 3): reading and writing videos (lang_sam.video_io) and the
+whole predict_video path (lang_sam.video) on engines lang_sam does not know: a detector of
+coloured shapes and a box-fill segmenter that follows them by colour (tests/plugin_engines.py),
+over generated clips whose truth is known. The model-free id logic is tests/test_tracking.py."""
+
+from __future__ import annotations
+
+import weakref
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lang_sam import LangSAM
+from lang_sam.errors import (
+    InvalidArgumentError,
+    InvalidPromptError,
+    InvalidThresholdError,
+    InvalidVideoError,
+    LangSAMError,
+    TrackingNotSupportedError,
+    VideoNotFoundError,
+)
+from lang_sam.hub import ModelSpec, register_model, unregister_model
+from lang_sam.results import TrackedFrame
+from lang_sam.video_io import VideoWriter, iter_frames, natural_key, open_video
+from plugin_engines import COLORS, BoxFillArch, BoxFillVideo, ColorDetector, moving_clip
+
+av = pytest.importorskip("av")  # the [video] extra; installed in CI with the test extra
+
+
+# ------------------------------------------------------------------------------------------
+# Engines and clips
+# ------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def video_model(tmp_path_factory):
+    d = tmp_path_factory.mktemp("video_engines")
+    sam = register_model(ModelSpec("sam", "box_fill_video", "bfv.pth", BoxFillArch(),
+                                   engine="plugin_engines:BoxFillVideo"))
+    det = register_model(ModelSpec("gdino", "color_detector", "colors.pth", None,
+                                   engine="plugin_engines:ColorDetector"))
+    torch.save({"inset": torch.tensor(0)}, d / "bfv.pth")
+    torch.save({}, d / "colors.pth")
+    try:
+        yield LangSAM(sam.name, str(d / "bfv.pth"), gdino_type=det.name,
+                      gdino_ckpt_path=str(d / "colors.pth"), device="cpu")
+    finally:
+        unregister_model("sam", sam.name)
+        unregister_model("gdino", det.name)
+
+
+def boxes_of(frames: list[TrackedFrame]) -> dict[int, dict[int, list[float]]]:
+    """track id -> {frame index: box}."""
+    out: dict[int, dict[int, list[float]]] = {}
+    for f in frames:
+        for tid, box in zip(f.track_ids.tolist(), f.boxes.tolist()):
+            out.setdefault(tid, {})[f.frame_index] = box
+    return out
+
+
+def truth_box(obj, i):
+    """Where ``moving_clip`` draws ``obj`` on frame ``i`` (xyxy, exclusive), or None."""
+    name, first, last, (x, y), (dx, dy), (w, h) = obj
+    if not first <= i <= last:
+        return None
+    x0, y0 = int(round(x + dx * (i - first))), int(round(y + dy * (i - first)))
+    return [float(x0), float(y0), float(x0 + w), float(y0 + h)]
+
+
+RED = ("red", 0, 99, (10, 10), (2, 1), (16, 12))
+BLUE_LATE = ("blue", 9, 99, (90, 60), (-1, 0), (14, 14))
+# Two objects crossing: red moves right, green moves left on the same row band, green on top.
+RED_X = ("red", 0, 99, (4, 40), (3, 0), (18, 16))
+GREEN_X = ("green", 0, 99, (106, 44), (-3, 0), (18, 10))
+
+#: id -> (objects, frames, detect_every, prompt, expected tracks: track id -> (object index, first frame, last frame))
+SCENARIOS = {
+    "one object from frame 0": ([RED], 12, 4, "red", {1: (0, 0, 11)}),
+    "an object appearing mid-video": ([RED, BLUE_LATE], 20, 4, "red. blue", {1: (0, 0, 19), 2: (1, 12, 19)}),
+    "an empty start": ([("red", 5, 99, (10, 10), (2, 1), (16, 12))], 12, 4, "red", {1: (0, 5, 11)}),
+    "nothing at all": ([], 6, 3, "red", {}),
+    "an object vanishing": ([("red", 0, 6, (10, 10), (2, 1), (16, 12))], 14, 4, "red", {1: (0, 0, 6)}),
+    "two objects crossing": ([RED_X, GREEN_X], 30, 5, "red. green", {1: (0, 0, 29), 2: (1, 0, 29)}),
+    "detect on every frame": ([RED, BLUE_LATE], 14, 1, "red. blue", {1: (0, 0, 13), 2: (1, 9, 13)}),
+}
+
+
+@pytest.mark.parametrize("objects, n, every, prompt, expected", SCENARIOS.values(), ids=SCENARIOS.keys())
+def test_tracks_follow_the_objects_with_stable_ids(video_model, objects, n, every, prompt, expected):
+    frames = list(video_model.predict_video(moving_clip(n, objects=objects), prompt, detect_every=every))
+    assert [f.frame_index for f in frames] == list(range(n))
+    assert all(isinstance(f, TrackedFrame) and f.image_size == (96, 128) for f in frames)
+    tracks = boxes_of(frames)
+    assert sorted(tracks) == sorted(expected)
+    for tid, (k, first, last) in expected.items():
+        seen = tracks[tid]
+        assert min(seen) == first and max(seen) == last, (tid, sorted(seen))
+        obj = objects[k]
+        for i, box in seen.items():
+            want = truth_box(obj, i)
+            # Under another object (crossing), the visible part is smaller than the drawn box.
+            assert want is not None and box[0] >= want[0] and box[1] >= want[1] and box[2] <= want[2] \
+                and box[3] <= want[3], (tid, i, box, want)
+        # The phrase and score are the detection's that started the track.
+        f = next(f for f in frames if tid in f.track_ids.tolist())
+        j = f.track_ids.tolist().index(tid)
+        assert f.phrases[j] == obj[0] and abs(float(f.scores[j]) - 0.9) < 1e-6
+
+
+def test_masks_boxes_and_order_agree(video_model):
+    frames = list(video_model.predict_video(moving_clip(10, objects=[RED, BLUE_LATE]), "blue. red",
+                                            detect_every=3))
+    f = frames[-1]
+    assert f.track_ids.tolist() == sorted(f.track_ids.tolist()) and len(f.track_ids) == 2
+    assert f.masks.dtype == torch.bool and f.masks.shape == (2, 96, 128)
+    for mask, box, phrase in zip(f.masks, f.boxes.tolist(), f.phrases):
+        assert mask.sum() > 0
+        ys, xs = np.nonzero(mask.numpy())
+        assert box == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+        frame = list(moving_clip(10, objects=[RED, BLUE_LATE]))[-1]
+        assert (frame[mask.numpy()] == COLORS[phrase]).all()
+
+
+def test_key_frames_are_the_first_detection_then_every_n(video_model):
+    ColorDetector.detections = 0
+    late = ("red", 3, 99, (10, 10), (1, 1), (16, 12))
+    list(video_model.predict_video(moving_clip(20, objects=[late]), "red", detect_every=5))
+    # frames 0, 1, 2 (nothing yet), 3 (first detection), then 8, 13, 18
+    assert ColorDetector.detections == 3 + 4
+
+
+def test_a_redetected_object_is_not_a_new_track_and_candidates_are_dropped(video_model, monkeypatch):
+    sessions = []
+    start = BoxFillVideo.start_video
+    monkeypatch.setattr(BoxFillVideo, "start_video", lambda self, **kw: sessions.append(start(self, **kw))
+                        or sessions[-1])
+    frames = list(video_model.predict_video(moving_clip(21, objects=[RED]), "red", detect_every=5))
+    assert {t for f in frames for t in f.track_ids.tolist()} == {1}
+    (session,) = sessions
+    # Key frames 0, 5, 10, 15, 20 each prompted a candidate; the four re-detections were dropped.
+    assert [p[0] for p in session.prompted] == [0, 5, 10, 15, 20]
+    assert session.dropped == [2, 3, 4, 5] and sorted(session.objects) == [1]
+
+
+def test_a_vanished_track_ends_and_is_dropped(video_model, monkeypatch):
+    sessions = []
+    start = BoxFillVideo.start_video
+    monkeypatch.setattr(BoxFillVideo, "start_video", lambda self, **kw: sessions.append(start(self, **kw))
+                        or sessions[-1])
+    short = ("red", 0, 4, (10, 10), (2, 1), (16, 12))
+    back = ("red", 20, 99, (10, 10), (2, 1), (16, 12))  # the same colour again, after the track ended
+    frames = list(video_model.predict_video(moving_clip(24, objects=[short, back]), "red", detect_every=20,
+                                            lost_after=3))
+    tracks = boxes_of(frames)
+    assert sorted(tracks) == [1, 2] and max(tracks[1]) == 4 and min(tracks[2]) == 20
+    assert sessions[0].dropped == [1]  # ended at frame 7 (3 empty frames), before the return
+
+
+def test_an_iterable_a_folder_and_a_file_give_the_same_tracks(video_model, tmp_path):
+    objects = [RED, BLUE_LATE]
+    clip = list(moving_clip(14, objects=objects))
+    for i, frame in enumerate(clip):
+        Image.fromarray(frame).save(tmp_path / f"f{i}.png")  # f10 sorts after f9
+    with VideoWriter(tmp_path / "clip.mp4", fps=10, crf=0) as w:
+        for frame in clip:
+            w.write(frame)
+    runs = {
+        "list": clip, "generator": (f for f in clip), "PIL images": [Image.fromarray(f) for f in clip],
+        "folder": tmp_path, "file": tmp_path / "clip.mp4", "str path": str(tmp_path / "clip.mp4"),
+    }
+    results = {k: boxes_of(list(video_model.predict_video(v, "red. blue", detect_every=4))) for k, v in runs.items()}
+    assert sorted(results["list"]) == [1, 2]
+    for name, got in results.items():
+        assert sorted(got) == [1, 2], name
+        for tid in (1, 2):
+            assert sorted(got[tid]) == sorted(results["list"][tid]), name
+            # H.264 (crf 0 in yuv420p) blurs the colour edges by a pixel at most
+            tol = 2 if name in ("file", "str path") else 0
+            assert all(np.allclose(got[tid][i], results["list"][tid][i], atol=tol) for i in got[tid]), name
+
+
+def test_memory_is_flat_with_video_length(video_model, monkeypatch):
+    """Frames are not held: after frame i is yielded, earlier frames are freed; the session's
+    state and the Python heap stay the same size whether 30 or 90 frames went through."""
+    import tracemalloc
+
+    sessions, alive = [], []
+    start = BoxFillVideo.start_video
+    monkeypatch.setattr(BoxFillVideo, "start_video", lambda self, **kw: sessions.append(start(self, **kw))
+                        or sessions[-1])
+
+    def frames(n):
+        for f in moving_clip(n, objects=[RED_X, GREEN_X]):
+            arr = f.view(np.ndarray)
+            alive.append(weakref.ref(arr))
+            yield arr
+
+    def run(n):
+        alive.clear()
+        sizes, held = [], []
+        tracemalloc.start()
+        try:
+            it = video_model.predict_video(frames(n), "red. green", detect_every=5)
+            for f in it:
+                held.append(sum(r() is not None for r in alive))
+                sizes.append(sessions[-1].size())
+                if f.frame_index == 10:
+                    tracemalloc.reset_peak()
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        return sizes, held, peak
+
+    sizes30, held30, peak30 = run(30)
+    sizes90, held90, peak90 = run(90)
+    assert max(held30) <= 2 and max(held90) <= 2  # the frame being processed (and at most one more)
+    assert max(sizes90) == max(sizes30)  # the session's state does not grow with length
+    assert peak90 <= 1.15 * peak30, (peak30, peak90)
+
+
+def test_progress_counts_frames(video_model, tmp_path):
+    calls = []
+    list(video_model.predict_video(moving_clip(5, objects=[RED]), "red", progress=lambda *a: calls.append(a)))
+    assert calls == [("track", i, None) for i in range(1, 6)]
+    calls.clear()
+    list(video_model.predict_video(list(moving_clip(3, objects=[RED])), "red", progress=lambda *a: calls.append(a)))
+    assert calls == [("track", i, 3) for i in range(1, 4)]
+
+
+def test_breaking_early_reads_no_further(video_model):
+    read = []
+
+    def frames():
+        for i, f in enumerate(moving_clip(50, objects=[RED])):
+            read.append(i)
+            yield f
+
+    for f in video_model.predict_video(frames(), "red"):
+        if f.frame_index == 4:
+            break
+    assert read == [0, 1, 2, 3, 4]
+
+
+# ------------------------------------------------------------------------------------------
+# Errors: everything checkable is checked before the first frame is read
+# ------------------------------------------------------------------------------------------
+
+def _untouched():
+    raise AssertionError("a frame was read before the arguments were checked")
+    yield  # pragma: no cover
+
+
+#: id -> (keyword arguments, error, the built-in it also is, words of the message)
+BAD_CALLS = {
+    "empty prompt": (dict(text_prompt=""), InvalidPromptError, ValueError, "prompt"),
+    "box threshold": (dict(box_threshold=1.5), InvalidThresholdError, ValueError, "1.5"),
+    "iou threshold 0": (dict(iou_threshold=0), InvalidThresholdError, ValueError, "(0, 1]"),
+    "detect_every 0": (dict(detect_every=0), InvalidArgumentError, ValueError, "detect_every"),
+    "detect_every float": (dict(detect_every=2.5), InvalidArgumentError, ValueError, "2.5"),
+    "lost_after 0": (dict(lost_after=0), InvalidArgumentError, ValueError, "lost_after"),
+}
+
+
+@pytest.mark.parametrize("kwargs, error, builtin, words", BAD_CALLS.values(), ids=BAD_CALLS.keys())
+def test_bad_arguments_fail_before_any_frame_is_read(video_model, kwargs, error, builtin, words):
+    kwargs = {"text_prompt": "red", **kwargs}
+    with pytest.raises(error) as e:
+        video_model.predict_video(_untouched(), **kwargs)
+    assert isinstance(e.value, builtin) and isinstance(e.value, LangSAMError) and words in str(e.value)
+
+
+def test_a_segmenter_that_cannot_track_names_those_that_can(model, video_model):
+    with pytest.raises(TrackingNotSupportedError) as e:
+        model.predict_video(_untouched(), "car")
+    err = e.value
+    assert isinstance(err, TypeError) and err.sam_type == model.sam_type
+    assert "box_fill_video" in err.video_types and "box_fill_video" in str(err)
+    assert not any(t.startswith("vit_") for t in err.video_types)
+
+
+def _frames(*items):
+    yield from items
+
+
+GOOD = np.zeros((8, 10, 3), np.uint8)
+#: id -> (video, error, the built-in, words, the bad frame's index)
+BAD_VIDEOS = {
+    "missing file": (lambda t: t / "nope.mp4", VideoNotFoundError, FileNotFoundError, "nope.mp4", None),
+    "not a video": (lambda t: (t / "x.mp4").write_bytes(b"not a video at all" * 50) and t / "x.mp4",
+                    InvalidVideoError, ValueError, "x.mp4", None),
+    "empty folder": (lambda t: (t / "empty").mkdir() or t / "empty", InvalidVideoError, ValueError,
+                     "frame images", None),
+    "one image": (lambda t: GOOD, InvalidVideoError, ValueError, "one image", None),
+    "a number": (lambda t: 3, InvalidVideoError, ValueError, "got a int", None),
+}
+BAD_FRAMES = {
+    "a string frame": (_frames(GOOD, "frame.png"), "got a str", 1),
+    "a 2x2x5 array": (_frames(GOOD, GOOD, np.zeros((2, 2, 5), np.uint8)), "(2, 2, 5)", 2),
+    "a different size": (_frames(GOOD, np.zeros((9, 10, 3), np.uint8)), "expected a 10x8 frame", 1),
+    "a float frame out of range": (_frames(np.full((8, 10, 3), 7.0)), "[0, 1]", 0),
+}
+
+
+@pytest.mark.parametrize("make, error, builtin, words, index", BAD_VIDEOS.values(), ids=BAD_VIDEOS.keys())
+def test_a_bad_video_is_a_typed_error_before_tracking(video_model, tmp_path, make, error, builtin, words, index):
+    with pytest.raises(error) as e:
+        video_model.predict_video(make(tmp_path), "red")
+    assert isinstance(e.value, builtin) and words in str(e.value)
+
+
+@pytest.mark.parametrize("frames, words, index", BAD_FRAMES.values(), ids=BAD_FRAMES.keys())
+def test_a_bad_frame_names_its_index_and_what_was_expected(video_model, frames, words, index):
+    it = video_model.predict_video(frames, "red")
+    with pytest.raises(InvalidVideoError) as e:
+        list(it)
+    assert e.value.frame_index == index and f"frame {index}" in str(e.value) and words in str(e.value)
+    assert e.value.expected and e.value.got
+
+
+def test_an_undecodable_frame_in_a_folder(video_model, tmp_path):
+    Image.fromarray(GOOD).save(tmp_path / "1.png")
+    (tmp_path / "2.png").write_bytes(b"garbage")
+    with pytest.raises(InvalidVideoError) as e:
+        list(video_model.predict_video(tmp_path, "red"))
+    assert e.value.frame_index == 1 and "2.png" in str(e.value)
+
+
+# ------------------------------------------------------------------------------------------
+# video_io
+# ------------------------------------------------------------------------------------------
+
+def test_natural_order():
+    names = ["f10.png", "f2.png", "F1.png", "f1b.png", "f100.png"]
+    assert sorted(names, key=natural_key) == ["F1.png", "f1b.png", "f2.png", "f10.png", "f100.png"]
+
+
+@pytest.mark.parametrize("size", [(48, 64), (37, 51)], ids=["even", "odd (padded)"])
+def test_writer_round_trip_and_metadata(tmp_path, size):
+    H, W = size
+    clip = list(moving_clip(12, size=size, objects=[("red", 0, 99, (2, 2), (2, 1), (10, 8))]))
+    path = tmp_path / "sub" / "out.mp4"
+    with VideoWriter(path, fps=12.5, crf=0) as w:
+        for f in clip:
+            w.write(f)
+    assert path.is_file() and not [p for p in path.parent.iterdir() if p != path]
+    src = open_video(path)
+    assert src.kind == "file" and src.fps == 12.5 and src.frame_count == 12
+    assert src.image_size == (H + H % 2, W + W % 2)
+    back = list(src)
+    assert len(back) == 12 and all(b.dtype == np.uint8 and b.flags.c_contiguous for b in back)
+    err = [np.abs(b[:H, :W].astype(int) - f.astype(int)).mean() for b, f in zip(back, clip)]
+    assert max(err) < 3, err  # near-lossless (yuv420p chroma)
+    assert [b.shape for b in back] == [(H + H % 2, W + W % 2, 3)] * 12
+
+
+def test_a_failed_write_leaves_nothing(tmp_path):
+    path = tmp_path / "out.mp4"
+    path.write_bytes(b"old")
+    with pytest.raises(RuntimeError):
+        with VideoWriter(path, fps=5) as w:
+            w.write(GOOD)
+            raise RuntimeError("interrupted")
+    assert path.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]
+    with pytest.raises(InvalidVideoError, match="expected a 10x8 frame"):
+        with VideoWriter(tmp_path / "b.mp4", fps=5) as w:
+            w.write(GOOD)
+            w.write(np.zeros((4, 4, 3), np.uint8))
+    with pytest.raises(InvalidVideoError, match="at least one frame"):
+        VideoWriter(tmp_path / "c.mp4").close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]
+
+
+def test_folder_and_iterable_metadata(tmp_path):
+    for i in (3, 1, 2):
+        Image.fromarray(np.full((6, 7, 3), i, np.uint8)).save(tmp_path / f"{i}.jpg")
+    (tmp_path / "notes.txt").write_text("not a frame")
+    src = open_video(tmp_path)
+    assert (src.kind, src.frame_count, src.image_size, src.fps) == ("folder", 3, (6, 7), None)
+    assert [int(f[0, 0, 0]) for f in src] == [1, 2, 3]
+    gen = open_video(f for f in [GOOD])
+    assert (gen.kind, gen.frame_count, gen.image_size) == ("frames", None, None)
+    assert len(list(gen)) == 1 and gen.image_size == (8, 10)
+    gray = list(iter_frames([np.zeros((4, 5), np.uint8), Image.new("L", (5, 4))]))
+    assert [g.shape for g in gray] == [(4, 5, 3)] * 2
