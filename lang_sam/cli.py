@@ -53,7 +53,7 @@ CLI_NAMES = {
     "resume": "--resume", "overwrite": "--overwrite", "prompt": "--prompt", "classes": "--classes",
     "box_threshold": "--box-threshold", "text_threshold": "--text-threshold", "nms": "--nms",
     "sam_type": "--sam-type", "gdino_type": "--gdino-type", "tile": "--tile (and its options)",
-    "nms_on": "--nms 0.5",
+    "nms_on": "--nms 0.5", "detect_every": "--detect-every", "formats": "--format",
 }
 
 
