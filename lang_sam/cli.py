@@ -659,7 +659,9 @@ SERVE_EPILOG = ("exit status: 0 stopped normally; 2 usage error: bad flags or se
 def build_serve_parser(command: str) -> argparse.ArgumentParser:
     """The parser of ``lang-sam serve`` (the HTTP server) or ``lang-sam app`` (the web demo alone),
     which own their flags: ``lang-sam serve --help``."""
-    from lang_sam.serving.service import DEFAULT_MAX_BODY_MB, DEFAULT_MAX_DETECTIONS, DEFAULT_MAX_PIXELS
+    from lang_sam.serving.service import (
+        DEFAULT_MAX_BODY_MB, DEFAULT_MAX_DETECTIONS, DEFAULT_MAX_FRAMES, DEFAULT_MAX_PIXELS,
+    )
 
     what = {"serve": "lang-sam HTTP server", "app": "lang-sam web demo"}[command]
     p = argparse.ArgumentParser(prog=f"lang-sam {command}", description=what, epilog=SERVE_EPILOG)
@@ -671,6 +673,9 @@ def build_serve_parser(command: str) -> argparse.ArgumentParser:
     p.add_argument("--max-detections", type=int, default=DEFAULT_MAX_DETECTIONS,
                    help="detections kept per text request, the highest-scoring, and SAM prompts "
                         f"accepted per request (default {DEFAULT_MAX_DETECTIONS})")
+    p.add_argument("--max-frames", type=int, default=DEFAULT_MAX_FRAMES,
+                   help=f"most frames of a video to track (POST /track, the demo's video tab; "
+                        f"default {DEFAULT_MAX_FRAMES})")
     p.add_argument("--max-body-mb", type=float, default=DEFAULT_MAX_BODY_MB,
                    help=f"largest request body / upload in MiB (default {DEFAULT_MAX_BODY_MB})")
     p.add_argument("--allow-model-switch", action="store_true",
@@ -723,7 +728,7 @@ def cmd_serve(command: str, args: argparse.Namespace) -> int:
         return _startup_error(f"lang-sam {command}", exc)
     # 0 on the command line: no limit
     limits = dict(host=args.host, port=args.port, max_pixels=args.max_pixels or None,
-                  max_body_mb=args.max_body_mb or None, api_key=key)
+                  max_body_mb=args.max_body_mb or None, api_key=key, max_frames=args.max_frames or None)
     if command == "serve":
         from lang_sam.serving.server import serve
 

@@ -55,6 +55,7 @@ __all__ = [
     "InvalidVideoError",
     "VideoNotInstalledError",
     "TrackingNotSupportedError",
+    "VideoTooLargeError",
     "MODEL_ERRORS",
     "name_params",
 ]
@@ -396,6 +397,17 @@ class InvalidVideoError(LangSAMError, ValueError):
                  expected: str = "", got: str = ""):
         super().__init__(message)
         self.source, self.frame_index, self.expected, self.got = source, frame_index, expected, got
+
+
+class VideoTooLargeError(InvalidVideoError):
+    """A video over a service's limits (the server's ``POST /track``, the demo's video tab): more
+    frames than ``--max-frames`` or frames of more pixels than ``--max-pixels``. Attributes (besides
+    :class:`InvalidVideoError`'s): ``limit`` (the limit) and ``what`` (``"frames"`` or ``"pixels"``)."""
+
+    def __init__(self, message: str, *, source: str, limit: int, what: str, frame_index: int | None = None,
+                 expected: str = "", got: str = ""):
+        super().__init__(message, source=source, frame_index=frame_index, expected=expected, got=got)
+        self.limit, self.what = limit, what
 
 
 class VideoNotInstalledError(LangSAMError, ImportError):

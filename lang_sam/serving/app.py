@@ -1,4 +1,5 @@
-"""The web demo (Gradio): the original's controls plus the GroundingDINO type, and click refinement.
+"""The web demo (Gradio): the original's controls plus the GroundingDINO type, click refinement,
+and a video tab (upload a short clip and a prompt, watch the tracked overlay: :func:`track_clip`).
 
     lang-sam app --port 7860        # or: python -m lang_sam app --port 7860
 
@@ -19,6 +20,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -28,6 +30,7 @@ import numpy as np
 
 from lang_sam.serving.service import (
     DEFAULT_MAX_BODY_MB,
+    DEFAULT_MAX_FRAMES,
     DEFAULT_MAX_PIXELS,
     MAX_JSON_DEPTH,
     MAX_PROMPT_CHARS,
@@ -41,7 +44,7 @@ from lang_sam.serving.service import (
 logger = logging.getLogger(__name__)
 
 __all__ = ["build_demo", "segment", "click", "reset", "render", "table_rows", "demo_auth", "DemoState", "Detection",
-           "HEADERS", "UploadOnlyGuard", "demo_options", "launch"]
+           "HEADERS", "UploadOnlyGuard", "demo_options", "launch", "track_clip", "TRACK_HEADERS"]
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 EXAMPLES = [("cat.jpg", "cat"), ("coffee.jpg", "cup. spoon"), ("astronaut.jpg", "person. flag. helmet")]
@@ -378,9 +381,97 @@ def reset(state: DemoState | None):
                                        f"for `{state.prompt}`.", state
 
 
-def build_demo(service: ModelService, *, max_pixels: int | None = DEFAULT_MAX_PIXELS):
-    """The Gradio Blocks of the demo, bound to ``service``; images over ``max_pixels`` (width x
-    height) are refused with a message."""
+#: The columns of the video tab's track table.
+TRACK_HEADERS = ["track", "phrase", "score", "first frame", "last frame", "frames"]
+
+
+def track_clip(service: ModelService, video, text_prompt, box_threshold=0.3, text_threshold=0.25,
+               detect_every=10, progress=None, *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+               max_frames: int | None = DEFAULT_MAX_FRAMES):
+    """Track ``text_prompt`` through the clip at the path ``video`` (the page's upload) with
+    :meth:`ModelService.track` (its frame and pixel limits) and draw the tracks; returns
+    ``(overlay mp4 path or None, rows of TRACK_HEADERS, message)``. The overlay is written to a
+    new temporary folder (Gradio serves it from there). Errors become a readable message that
+    names neither the upload's path nor an exception."""
+    from lang_sam.errors import InvalidPromptError, LangSAMError
+    from lang_sam.validation import check_prompt
+
+    def report(fraction, text):
+        if progress is not None:
+            progress(fraction, desc=text)
+
+    if not video:
+        return None, [], "**Error:** upload a video first."
+    try:
+        check_prompt(text_prompt)
+    except InvalidPromptError as exc:
+        return None, [], f"**Error:** {exc}"
+    if len(text_prompt) > MAX_PROMPT_CHARS:
+        return None, [], (f"**Error:** the text prompt is {len(text_prompt)} characters; at most "
+                          f"{MAX_PROMPT_CHARS}.")
+    out = Path(tempfile.mkdtemp(prefix="lang-sam-track-")) / "tracked.mp4"
+    try:
+        result = service.track(str(video), text_prompt, box_threshold, text_threshold,
+                               detect_every=int(detect_every), max_frames=max_frames,
+                               max_pixels=max_pixels, masks=False, overlay=out, progress=report)
+    except (LangSAMError, ValueError, OSError) as exc:
+        shutil.rmtree(out.parent, ignore_errors=True)
+        return None, [], _error(exc).replace(str(video), "the uploaded video")
+    rows = [[t["track_id"], t["phrase"], round(t["score"], 2), t["first_frame"], t["last_frame"], t["frames"]]
+            for t in result.tracks]
+    message = (f"{len(result.tracks)} track(s) for `{text_prompt}` over {len(result.frames)} frame(s) "
+               f"({result.width}x{result.height}).")
+    return str(out), rows, message
+
+
+def _video_tab(service: ModelService, max_pixels: int | None, max_frames: int | None) -> None:
+    """The video tab's components and events, inside the demo's Blocks."""
+    import gradio as gr
+
+    def run(video, text_prompt, box_threshold, text_threshold, detect_every, progress=gr.Progress()):
+        return track_clip(service, video, text_prompt, box_threshold, text_threshold, detect_every,
+                          progress, max_pixels=max_pixels, max_frames=max_frames)
+
+    limit = f" (at most {max_frames:,} frames)" if max_frames else ""
+    gr.Markdown("Track objects through a short clip: GroundingDINO finds them on key frames, the "
+                "video segmenter (SAM 2.1) follows them in between, each with a stable id.")
+    with gr.Row():
+        with gr.Column():
+            video = gr.Video(label=f"Video{limit}", elem_id="input-video", sources=["upload"])
+            prompt = gr.Textbox(label="Text prompt", placeholder="car. person", elem_id="video-prompt")
+            box_threshold = gr.Slider(0, 1, value=0.3, step=0.01, label="Box threshold",
+                                      elem_id="video-box-threshold")
+            text_threshold = gr.Slider(0, 1, value=0.25, step=0.01, label="Text threshold",
+                                       elem_id="video-text-threshold")
+            detect_every = gr.Slider(1, 60, value=10, step=1, label="Detect every N frames",
+                                     elem_id="detect-every")
+            button = gr.Button("Track", variant="primary", elem_id="run-track")
+        with gr.Column():
+            output = gr.Video(label="Tracked overlay", elem_id="output-video", interactive=False)
+            status = gr.Markdown(elem_id="track-status")
+            table = gr.Dataframe(headers=TRACK_HEADERS, label="Tracks", elem_id="tracks", interactive=False)
+    button.click(run, inputs=[video, prompt, box_threshold, text_threshold, detect_every],
+                 outputs=[output, table, status])
+
+
+def build_demo(service: ModelService, *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+               max_frames: int | None = DEFAULT_MAX_FRAMES):
+    """The Gradio Blocks of the demo, bound to ``service``: an image tab and a video tab
+    (:func:`track_clip`); images and frames over ``max_pixels`` (width x height) and videos over
+    ``max_frames`` frames are refused with a message."""
+    import gradio as gr
+
+    images = _image_demo(service, max_pixels=max_pixels)
+    with gr.Blocks(title="lang-sam video", analytics_enabled=False) as videos:
+        _video_tab(service, max_pixels, max_frames)
+    demo = gr.TabbedInterface([images, videos], ["Image", "Video"], analytics_enabled=False)
+    demo.title = "lang-sam"  # the page's title, as the image demo's alone
+    return demo
+
+
+def _image_demo(service: ModelService, *, max_pixels: int | None = DEFAULT_MAX_PIXELS):
+    """The image tab's Blocks (the text prompt, click refinement); images over ``max_pixels``
+    (width x height) are refused with a message."""
     import gradio as gr
 
     from lang_sam.hub import GDINO_MODELS, SAM_MODELS
@@ -446,13 +537,14 @@ def launch(
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     max_body_mb: float | None = DEFAULT_MAX_BODY_MB,
     api_key: str | None = None,
+    max_frames: int | None = DEFAULT_MAX_FRAMES,
 ) -> None:
     """Serve the demo of ``service`` alone on ``host:port`` until stopped (``lang-sam app``):
     images over ``max_pixels`` (width x height) are refused, uploads over ``max_body_mb`` MiB too
     (None: no limit), and ``api_key`` (None: none) is the login password (:func:`demo_auth`)."""
     from starlette.middleware import Middleware
 
-    demo = build_demo(service, max_pixels=max_pixels)
+    demo = build_demo(service, max_pixels=max_pixels, max_frames=max_frames)
     max_bytes = int(max_body_mb * 2**20) if max_body_mb else None
     guard = Middleware(UploadOnlyGuard, prefix="", max_body_bytes=max_bytes)
     demo.queue().launch(server_name=host, server_port=port, share=False,

@@ -1,5 +1,5 @@
-"""HTTP server: ``POST /predict`` (text prompt), ``POST /segment`` (SAM boxes / points) and
-``GET /health``; the web demo at ``/gradio``.
+"""HTTP server: ``POST /predict`` (text prompt), ``POST /segment`` (SAM boxes / points),
+``POST /track`` (text-prompted video tracking) and ``GET /health``; the web demo at ``/gradio``.
 
     lang-sam serve --port 8000            # or: python -m lang_sam serve --port 8000
 
@@ -10,7 +10,8 @@ the demo at ``/gradio``).
 
 Limits, each a flag with a documented default: request body size (``--max-body-mb``, checked from
 ``Content-Length`` and while the body streams in, chunked bodies included), image size
-(``--max-pixels``, from the image header, before decoding), detections per text request and prompts
+(``--max-pixels``, from the image header, before decoding; for ``/track`` each frame's, from the
+container's header), frames per ``/track`` video (``--max-frames``), detections per text request and prompts
 per SAM request (``--max-detections``: the highest-scoring boxes are kept before SAM runs, the
 answer says how many were dropped, and masks are RLE-encoded chunk by chunk). Clients may not switch
 the served model types unless ``--allow-model-switch``. ``--api-key`` (or ``LANG_SAM_API_KEY``)
@@ -42,6 +43,7 @@ from lang_sam.labeling.formats import detection_labels, masks_to_rle
 from lang_sam.serving.service import (
     DEFAULT_MAX_BODY_MB,
     DEFAULT_MAX_DETECTIONS,
+    DEFAULT_MAX_FRAMES,
     DEFAULT_MAX_PIXELS,
     MAX_JSON_DEPTH,
     MAX_PROMPT_CHARS,
@@ -56,7 +58,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "create_app", "serve", "masks_to_rle", "DEFAULT_MAX_PIXELS", "DEFAULT_MAX_BODY_MB",
-    "DEFAULT_MAX_DETECTIONS", "MAX_PROMPT_CHARS",
+    "DEFAULT_MAX_DETECTIONS", "DEFAULT_MAX_FRAMES", "MAX_PROMPT_CHARS",
 ]
 
 _OPEN_PATHS = ("/health",)
@@ -227,11 +229,13 @@ def create_app(
     max_body_mb: float | None = DEFAULT_MAX_BODY_MB,
     api_key: str | None = None,
     mount_demo: bool = True,
+    max_frames: int | None = DEFAULT_MAX_FRAMES,
 ):
     """The FastAPI app around ``service``.
 
     ``max_pixels``: the largest image (width x height) decoded, checked from the header (413 over
-    it); ``max_body_mb``: the largest request body in MiB (413 over it); ``api_key``: required on
+    it; for ``/track`` each frame's); ``max_frames``: the most frames of a ``/track`` video (413
+    over it); ``max_body_mb``: the largest request body in MiB (413 over it); ``api_key``: required on
     every path but ``/health`` (the demo at ``/gradio`` then asks for it as its login password).
     ``None`` turns a limit off.
     """
@@ -361,6 +365,10 @@ def create_app(
             "sam_type": result.sam_type,
         }
 
+    @app.post("/track")
+    async def track(request: Request):
+        return await _track(request, service, max_pixels=max_pixels, max_frames=max_frames)
+
     if mount_demo:
         try:
             import gradio as gr
@@ -371,7 +379,7 @@ def create_app(
 
             max_bytes = int(max_body_mb * 2**20) if max_body_mb is not None else None
             app = gr.mount_gradio_app(
-                app, build_demo(service, max_pixels=max_pixels), path="/gradio",
+                app, build_demo(service, max_pixels=max_pixels, max_frames=max_frames), path="/gradio",
                 auth=demo_auth(api_key), max_file_size=max_bytes, **demo_options(),
             )
             # Gradio's own check of file arguments is off in a mounted demo (issue 18).
@@ -381,6 +389,86 @@ def create_app(
     if api_key:
         app.add_middleware(_ApiKeyMiddleware, key=api_key, exempt_prefix="/gradio" if mount_demo else None)
     return app
+
+
+#: ``/track``'s upload suffixes kept for the temporary file (FFmpeg probes content; the suffix helps).
+_VIDEO_SUFFIX = r"^\.[A-Za-z0-9]{1,5}$"
+
+
+async def _track(request, service: ModelService, *, max_pixels, max_frames):
+    """``POST /track``: a multipart ``video`` file, ``text_prompt``, optional ``box_threshold``,
+    ``text_threshold``, ``detect_every`` (default 10), ``masks`` (true/false, default true: RLE per
+    track per frame), ``format`` (``json``, default, or ``mot``: MOTChallenge text) and
+    ``sam_type``. The upload is written to a temporary file (PyAV reads files), tracked within the
+    server's limits (body size by the middleware; frames and pixels by
+    :meth:`ModelService.track`, 413) and deleted; no message names the temporary file."""
+    import os
+    import re
+    import tempfile
+
+    from fastapi.responses import PlainTextResponse
+    from starlette.concurrency import run_in_threadpool
+    from starlette.datastructures import UploadFile
+
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise RequestError(415, "send multipart/form-data with a 'video' file and a 'text_prompt'")
+    form = await request.form()
+    upload = form.get("video")
+    if not isinstance(upload, UploadFile):
+        raise RequestError(400, "missing 'video' file field")
+    prompt = _text(form, "text_prompt")
+    if prompt is None:
+        raise RequestError(400, "missing 'text_prompt' field (e.g. 'car. person')")
+    try:
+        check_prompt(prompt)
+    except InvalidPromptError as exc:
+        raise RequestError(400, f"'text_prompt': {exc}") from None
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise RequestError(400, f"'text_prompt' is {len(prompt)} characters; at most {MAX_PROMPT_CHARS}")
+    box_threshold = _threshold("box_threshold", _text(form, "box_threshold"), 0.3)
+    text_threshold = _threshold("text_threshold", _text(form, "text_threshold"), 0.25)
+    raw = _text(form, "detect_every")
+    try:
+        detect_every = 10 if raw in (None, "") else int(raw)
+    except ValueError:
+        detect_every = 0
+    if detect_every < 1:
+        raise RequestError(400, f"detect_every must be a whole number >= 1, got {raw!r:.40}")
+    masks = _flag("masks", _text(form, "masks")) if _text(form, "masks") not in (None, "") else True
+    fmt = _text(form, "format") or "json"
+    if fmt not in ("json", "mot"):
+        raise RequestError(400, f"format must be 'json' or 'mot', got {fmt!r:.40}")
+    sam_type = _text(form, "sam_type") or None
+    suffix = os.path.splitext(upload.filename or "")[1]
+    suffix = suffix if re.match(_VIDEO_SUFFIX, suffix) else ".mp4"
+    fd, tmp = tempfile.mkstemp(prefix="lang-sam-track-", suffix=suffix)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            size = 0
+            while chunk := await upload.read(1 << 20):
+                f.write(chunk)
+                size += len(chunk)
+        if not size:
+            raise RequestError(400, "the 'video' file is empty")
+        try:
+            result = await run_in_threadpool(
+                service.track, tmp, prompt, box_threshold, text_threshold, detect_every=detect_every,
+                max_frames=max_frames, max_pixels=max_pixels, sam_type=sam_type, masks=masks)
+        except LangSAMError as exc:  # the message may name the temporary file: the client's name instead
+            status, message = public_error(exc)
+            if status >= 500:
+                raise
+            raise RequestError(status, message.replace(tmp, "the uploaded video")) from None
+    finally:
+        os.unlink(tmp)
+    if fmt == "mot":
+        return PlainTextResponse(result.mot, headers={"X-Frames": str(len(result.frames)),
+                                                      "X-Tracks": str(len(result.tracks))})
+    return {
+        "width": result.width, "height": result.height, "fps": result.fps,
+        "frame_count": len(result.frames), "tracks": result.tracks, "frames": result.frames,
+        "sam_type": result.sam_type, "gdino_type": result.gdino_type,
+    }
 
 
 def _overlay_png(image, result) -> bytes:
@@ -406,11 +494,12 @@ def serve(
     max_body_mb: float | None = DEFAULT_MAX_BODY_MB,
     api_key: str | None = None,
     mount_demo: bool = True,
+    max_frames: int | None = DEFAULT_MAX_FRAMES,
 ) -> None:
     """Serve :func:`create_app` around ``service`` on ``host:port`` with uvicorn until stopped
     (``lang-sam serve``); the other arguments are those of :func:`create_app`."""
     import uvicorn
 
     app = create_app(service, max_pixels=max_pixels, max_body_mb=max_body_mb, api_key=api_key,
-                     mount_demo=mount_demo)
+                     mount_demo=mount_demo, max_frames=max_frames)
     uvicorn.run(app, host=host, port=port, log_level="info")

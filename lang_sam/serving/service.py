@@ -36,6 +36,7 @@ from lang_sam.errors import (
     PortUnavailableError,
     TooManyPromptsError,
     UnknownModelError,
+    VideoTooLargeError,
     WeightsNotFoundError,
 )
 from lang_sam.hub import DEFAULT_GDINO, DEFAULT_SAM, get_spec
@@ -55,6 +56,8 @@ __all__ = [
     "DEFAULT_MAX_DETECTIONS",
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_MAX_BODY_MB",
+    "DEFAULT_MAX_FRAMES",
+    "ServedTracks",
     "MAX_PROMPT_CHARS",
     "MAX_JSON_DEPTH",
     "json_depth",
@@ -69,6 +72,10 @@ DEFAULT_MAX_PIXELS = 40_000_000
 #: The largest request body (the server) or upload (the demo) in MiB: a 40-megapixel JPEG is
 #: typically 10-25 MiB.
 DEFAULT_MAX_BODY_MB = 50
+
+#: The most frames a video may have on the server (``POST /track``) and the demo's video tab: a
+#: 10 s clip at 30 fps. Tracking costs a segmenter pass per frame (seconds each on a CPU).
+DEFAULT_MAX_FRAMES = 300
 
 #: The longest text prompt (in characters) the server and the demo accept.
 MAX_PROMPT_CHARS = 2000
@@ -110,7 +117,7 @@ def public_error(exc: BaseException) -> tuple[int, str]:
         return (503 if exc.missing else 500), scrub(str(exc))
     if isinstance(exc, ModelSwitchError):
         return 403, scrub(str(exc))
-    if isinstance(exc, ImageTooLargeError):
+    if isinstance(exc, (ImageTooLargeError, VideoTooLargeError)):
         return 413, scrub(str(exc))
     if isinstance(exc, (WeightsNotFoundError, DownloadError, ChecksumMismatchError, CheckpointError)):
         return 503, "a model could not be loaded on this server (details are in the server log)"
@@ -197,6 +204,31 @@ class ServedSegmentation:
     width: int
     height: int
     sam_type: str
+
+
+@dataclass
+class ServedTracks:
+    """A video tracked by :meth:`ModelService.track`.
+
+    - ``frames``: one dict per frame, in order: ``{"frame_index", "track_ids": [int], "boxes":
+      [[x0, y0, x1, y1]] (frame pixels, 2 decimals), "scores", "phrases", "masks": [COCO RLE]}``
+      (``masks`` only when asked for);
+    - ``tracks``: one dict per track id: ``{"track_id", "phrase", "score", "first_frame",
+      "last_frame", "frames"}`` (frames it was seen on);
+    - ``mot``: the MOTChallenge text of :func:`lang_sam.labeling.video_formats.mot_lines`;
+    - ``overlay``: the overlay mp4's path when one was asked for, else None;
+    - ``width``, ``height``, ``fps`` (None when unknown), ``sam_type``, ``gdino_type``.
+    """
+
+    frames: list[dict]
+    tracks: list[dict]
+    mot: str
+    overlay: Any
+    width: int
+    height: int
+    fps: float | None
+    sam_type: str
+    gdino_type: str
 
 
 class MaskCoverage:
@@ -488,6 +520,109 @@ class ModelService:
             return ServedSegmentation(result(), torch.cat(scores),
                                       torch.cat(low_res) if masks == "dense" else None, W, H,
                                       model.sam_type)
+
+    def track(
+        self,
+        video,
+        text_prompt: str,
+        box_threshold: float = 0.3,
+        text_threshold: float = 0.25,
+        *,
+        detect_every: int = 10,
+        max_frames: int | None = DEFAULT_MAX_FRAMES,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        sam_type: str | None = None,
+        masks: bool = True,
+        overlay=None,
+        progress: Callable[[float, str], None] = lambda *a: None,
+    ) -> ServedTracks:
+        """:meth:`LangSAM.predict_video` of ``video`` (a video file's path) under the lock, within
+        limits: over ``max_pixels`` per frame or ``max_frames`` frames (each None: no limit) raises
+        :class:`~lang_sam.errors.VideoTooLargeError`, from the container's header before any frame
+        is decoded, and again while decoding (a header may understate). Frames are decoded one at a
+        time; per frame only the tracks' numbers and (``masks``) their RLE are kept. ``overlay``:
+        a path to write the tracked overlay mp4 to
+        (:class:`lang_sam.labeling.video_formats.OverlayWriter`). ``progress(fraction, text)``
+        hears of each frame when the frame count is known."""
+        from pathlib import Path
+
+        from lang_sam.labeling import video_formats as vf
+        from lang_sam.labeling.video_run import _FrameTap
+        from lang_sam.errors import InvalidVideoError
+        from lang_sam.video_io import open_video
+
+        source = open_video(video)
+        name = source.source
+
+        def too_large(what: str, limit: int, got: str, index=None) -> VideoTooLargeError:
+            flag = "--max-frames" if what == "frames" else "--max-pixels"
+            return VideoTooLargeError(
+                f"the video has {got}; this server accepts at most {limit:,} {what} "
+                f"({'per frame, width x height, ' if what == 'pixels' else ''}{flag})",
+                source=name, limit=limit, what=what, frame_index=index, expected=f"<= {limit}", got=got)
+
+        def check_pixels(size, index=None):
+            if max_pixels is not None and size is not None and size[0] * size[1] > max_pixels:
+                raise too_large("pixels", max_pixels, f"{size[1]}x{size[0]} = {size[0] * size[1]:,} "
+                                                      "pixels per frame", index)
+
+        check_pixels(source.image_size)
+        if max_frames is not None and source.frame_count is not None and source.frame_count > max_frames:
+            raise too_large("frames", max_frames, f"{source.frame_count:,} frames")
+
+        def frames():
+            for i, frame in enumerate(source):
+                if i == 0:
+                    check_pixels(frame.shape[:2], 0)
+                if max_frames is not None and i >= max_frames:
+                    raise too_large("frames", max_frames, f"more than {max_frames:,} frames", i)
+                yield frame
+
+        total = source.frame_count
+        with self._lock:
+            model = self._ensure(sam_type, None, progress)
+            tap = _FrameTap(frames())
+            writer = vf.OverlayWriter(Path(overlay), Path(overlay).parent, source.fps or 25.0) \
+                if overlay is not None else None
+            out, tracks, mot = [], {}, []
+            size = (0, 0)
+            try:
+                for f in model.predict_video(tap, text_prompt, detect_every=detect_every,
+                                             box_threshold=box_threshold, text_threshold=text_threshold):
+                    pixels = tap.take(f.frame_index)
+                    size = f.image_size
+                    ids = [int(t) for t in f.track_ids.tolist()]
+                    row = {"frame_index": f.frame_index, "track_ids": ids,
+                           "boxes": [[round(float(v), 2) for v in b] for b in f.boxes.tolist()],
+                           "scores": [round(float(v), 4) for v in f.scores.tolist()],
+                           "phrases": list(f.phrases)}
+                    if masks:
+                        from lang_sam.labeling.formats import masks_to_rle
+
+                        row["masks"] = masks_to_rle(f.masks)
+                    out.append(row)
+                    mot.extend(vf.mot_lines(f))
+                    for tid, phrase, score in zip(ids, f.phrases, row["scores"]):
+                        t = tracks.setdefault(tid, {"track_id": tid, "phrase": phrase, "score": score,
+                                                    "first_frame": f.frame_index, "frames": 0})
+                        t["last_frame"] = f.frame_index
+                        t["frames"] += 1
+                    if writer is not None:
+                        writer.add(f, pixels)
+                    if total:
+                        progress(min(1.0, (f.frame_index + 1) / total), f"frame {f.frame_index + 1}/{total}")
+                if not out:
+                    raise InvalidVideoError(f"{name}: expected at least one frame, got none", source=name,
+                                            expected="one frame or more", got="0 frames")
+                if writer is not None:
+                    writer.close()
+            except BaseException:
+                if writer is not None:
+                    writer.abort()
+                raise
+            return ServedTracks(out, [tracks[k] for k in sorted(tracks)], "".join(x + "\n" for x in mot),
+                                overlay if writer is not None else None, size[1], size[0], source.fps,
+                                model.sam_type, model.gdino_type)
 
     def info(self) -> dict:
         """What ``/health`` reports: the served types, whether they are loaded, device, precision

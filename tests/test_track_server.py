@@ -1,0 +1,205 @@
+"""Video tracking in the server (``POST /track``, FastAPI's TestClient in process) and in the demo's
+video tab (:func:`lang_sam.serving.app.track_clip`, and the tab in the Blocks), with the video test
+engines (tests/track_helpers.py): answers equal ``predict_video`` called directly on the same file;
+the limits (body size, frames, pixels) answer 413; bad requests 400 / 415 with messages that never
+name the server's temporary file; the uploads are deleted."""
+
+from __future__ import annotations
+
+import glob
+import os
+import tempfile
+
+import numpy as np
+import pytest
+
+from lang_sam.labeling import video_formats as vf
+from lang_sam.labeling.formats import rle_to_mask
+from lang_sam.serving.service import ModelService, public_error
+from lang_sam.video_io import iter_frames
+from track_helpers import CLIPS, GDINO_TYPE, PROMPT, SAM_TYPE, VideoEngines, write_clip
+
+av = pytest.importorskip("av")
+pytest.importorskip("fastapi")
+pytest.importorskip("httpx")
+
+
+@pytest.fixture(scope="module")
+def engines(tmp_path_factory):
+    e = VideoEngines(tmp_path_factory.mktemp("engines"))
+    yield e
+    e.close()
+
+
+@pytest.fixture(scope="module")
+def service(engines):
+    return ModelService(sam_type=SAM_TYPE, gdino_type=GDINO_TYPE, sam_ckpt=str(engines.sam_ckpt),
+                        gdino_ckpt=str(engines.det_ckpt), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    return write_clip(tmp_path_factory.mktemp("clip") / "a.mp4", *CLIPS["a.mp4"])
+
+
+def client(service, **limits):
+    from fastapi.testclient import TestClient
+
+    from lang_sam.serving.server import create_app
+
+    return TestClient(create_app(service, mount_demo=False, **limits))
+
+
+def post(c, clip, **fields):
+    data = {"text_prompt": PROMPT, "detect_every": "3", **fields}
+    with open(clip, "rb") as f:
+        return c.post("/track", data=data, files={"video": ("clip.mp4", f, "video/mp4")})
+
+
+def leftovers() -> list[str]:
+    return glob.glob(os.path.join(tempfile.gettempdir(), "lang-sam-track-*"))
+
+
+def test_track_json_equals_predict_video(service, engines, clip):
+    before = leftovers()
+    r = post(client(service), clip)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    direct = list(engines.model().predict_video(iter_frames(clip), PROMPT, detect_every=3))
+    assert (body["width"], body["height"], body["frame_count"]) == (128, 96, len(direct)) == (128, 96, 12)
+    assert body["fps"] == pytest.approx(10) and body["sam_type"] == SAM_TYPE
+    for got, want in zip(body["frames"], direct):
+        assert got["frame_index"] == want.frame_index
+        assert got["track_ids"] == want.track_ids.tolist() and got["phrases"] == want.phrases
+        assert np.allclose(got["boxes"], want.boxes.numpy().reshape(-1, 4), atol=0.01)
+        assert [rle_to_mask(m).tolist() for m in got["masks"]] == want.masks.numpy().tolist()
+    assert [(t["track_id"], t["phrase"], t["first_frame"], t["last_frame"], t["frames"])
+            for t in body["tracks"]] == [(1, "red", 0, 11, 12), (2, "blue", 6, 11, 6)]
+    assert leftovers() == before  # the upload's temporary file is gone
+
+
+def test_track_mot_text_and_no_masks(service, engines, clip):
+    c = client(service)
+    r = post(c, clip, format="mot")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    direct = list(engines.model().predict_video(iter_frames(clip), PROMPT, detect_every=3))
+    assert r.text.splitlines() == [line for f in direct for line in vf.mot_lines(f)]
+    assert (r.headers["x-frames"], r.headers["x-tracks"]) == ("12", "2")
+    r = post(c, clip, masks="false")
+    assert r.status_code == 200 and all("masks" not in f for f in r.json()["frames"])
+
+
+@pytest.mark.parametrize("limits, needle", [
+    ({"max_frames": 5}, "at most 5 frames (--max-frames)"),
+    ({"max_pixels": 128 * 96 - 1}, "(per frame, width x height, --max-pixels)"),
+    ({"max_body_mb": 1e-4}, "--max-body-mb"),
+])
+def test_limits_answer_413(service, clip, limits, needle):
+    before = leftovers()
+    r = post(client(service, **limits), clip)
+    assert r.status_code == 413 and needle in r.json()["error"]
+    assert leftovers() == before
+
+
+def test_a_header_that_understates_the_frames_is_caught_while_decoding(service, clip, monkeypatch):
+    from lang_sam import video_io
+
+    real = video_io.open_video
+
+    def no_count(video):
+        source = real(video)
+        source.frame_count = None  # as a container without a frame count in its header
+        return source
+
+    monkeypatch.setattr(video_io, "open_video", no_count)
+    r = post(client(service, max_frames=5), clip)
+    assert r.status_code == 413 and "more than 5 frames" in r.json()["error"]
+
+
+@pytest.mark.parametrize("files, data, status, needle", [
+    (None, {"text_prompt": "red"}, 400, "missing 'video'"),
+    ("clip", {}, 400, "missing 'text_prompt'"),
+    ("clip", {"text_prompt": " . "}, 400, "text_prompt"),
+    ("clip", {"text_prompt": "red", "detect_every": "0"}, 400, "detect_every"),
+    ("clip", {"text_prompt": "red", "box_threshold": "1.5"}, 400, "box_threshold"),
+    ("clip", {"text_prompt": "red", "format": "xml"}, 400, "format must be 'json' or 'mot'"),
+    ("clip", {"text_prompt": "red", "sam_type": "vit_h"}, 403, "switching is off"),
+    ("garbage", {"text_prompt": "red"}, 400, "expected a video file FFmpeg can decode"),
+    ("empty", {"text_prompt": "red"}, 400, "the 'video' file is empty"),
+])
+def test_bad_requests(service, clip, files, data, status, needle):
+    before = leftovers()
+    payload = {"clip": clip.read_bytes(), "garbage": b"not a video", "empty": b""}.get(files)
+    r = client(service).post("/track", data=data,
+                             files={"video": ("v.mp4", payload, "video/mp4")} if files else {"x": ("x", b"1")})
+    assert r.status_code == status, r.text
+    error = r.json()["error"]
+    assert needle in error
+    assert tempfile.gettempdir() not in error and "lang-sam-track-" not in error
+    assert leftovers() == before
+
+
+def test_not_multipart_is_415(service):
+    r = client(service).post("/track", json={"text_prompt": "red"})
+    assert r.status_code == 415
+
+
+def test_a_segmenter_that_cannot_track_is_400(clip, sam_ckpt, gdino_ckpt, tiny_specs):
+    s = ModelService(sam_type=tiny_specs[0].name, gdino_type=tiny_specs[1].name, sam_ckpt=str(sam_ckpt),
+                     gdino_ckpt=str(gdino_ckpt), device="cpu")
+    r = post(client(s), clip, text_prompt="red")
+    assert r.status_code == 400 and "cannot follow objects through a video" in r.json()["error"]
+
+
+def test_video_too_large_is_413():
+    from lang_sam.errors import VideoTooLargeError
+
+    exc = VideoTooLargeError("too long", source="x", limit=3, what="frames")
+    assert isinstance(exc, ValueError) and public_error(exc) == (413, "too long")
+
+
+# --------------------------------------------------------------------------------------------
+# The demo's video tab
+# --------------------------------------------------------------------------------------------
+
+def test_demo_track_clip_writes_the_overlay(service, clip):
+    from lang_sam.serving.app import TRACK_HEADERS, track_clip
+
+    steps = []
+    path, rows, message = track_clip(service, str(clip), PROMPT, 0.3, 0.25, 3,
+                                     lambda f, desc: steps.append((f, desc)))
+    assert message.startswith("2 track(s)") and "12 frame(s)" in message
+    assert len(TRACK_HEADERS) == len(rows[0]) and [r[:2] for r in rows] == [[1, "red"], [2, "blue"]]
+    with av.open(path) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(c.streams.video[0])]
+    assert len(frames) == 12 and frames[0].shape == (96, 128, 3)
+    assert steps[-1] == (1.0, "frame 12/12")
+
+
+@pytest.mark.parametrize("video, prompt, limits, needle", [
+    (None, "red", {}, "upload a video first"),
+    ("clip", "", {}, "prompt"),
+    ("clip", "red", {"max_frames": 4}, "at most 4 frames"),
+    ("garbage", "red", {}, "FFmpeg can decode"),
+])
+def test_demo_track_clip_messages(service, clip, tmp_path, video, prompt, limits, needle):
+    from lang_sam.serving.app import track_clip
+
+    garbage = tmp_path / "upload.mp4"
+    garbage.write_bytes(b"not a video")
+    path = {"clip": str(clip), "garbage": str(garbage)}.get(video)
+    out, rows, message = track_clip(service, path, prompt, **limits)
+    assert out is None and rows == [] and message.startswith("**Error:**") and needle in message
+    assert str(tmp_path) not in message and "Error:" in message and "Traceback" not in message
+
+
+def test_demo_has_a_video_tab(service):
+    pytest.importorskip("gradio")
+    from lang_sam.serving.app import build_demo
+
+    demo = build_demo(service, max_frames=42)
+    ids = {c.get("props", {}).get("elem_id") for c in demo.config["components"]}
+    assert {"input-video", "video-prompt", "run-track", "output-video", "tracks"} <= ids
+    assert {"input-image", "prompt", "run"} <= ids  # the image tab is still there
+    labels = [c.get("props", {}).get("label") for c in demo.config["components"]]
+    assert "Video (at most 42 frames)" in labels
