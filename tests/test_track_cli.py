@@ -247,3 +247,14 @@ def test_track_folder_from_python(engines, clips, tmp_path):
     summary = track_folder(engines.model, [clips / "sub"], tmp_path / "o", settings, ["mot"])
     assert (summary.videos, summary.tracked, summary.frames, summary.tracks) == (1, 1, 8, 1)
     assert [r[:2] for r in read_mot(tmp_path / "o" / "mot" / "b.txt")] == [(f, 1) for f in range(1, 9)]
+
+
+def test_files_lang_sam_did_not_write_are_never_written_over(engines, clips, tmp_path, capsys):
+    out = tmp_path / "out"
+    (out / "mot").mkdir(parents=True)
+    (out / "mot" / "a.txt").write_text("my own notes\n")
+    assert track(engines, clips, "--prompt", "red", "--output", out, "--format", "mot") == 2
+    err = capsys.readouterr().err
+    assert "did not write" in err and "(mot/a.txt)" in err
+    assert (out / "mot" / "a.txt").read_text() == "my own notes\n"
+    assert not (out / "mot" / "sub").exists()

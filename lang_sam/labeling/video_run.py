@@ -224,6 +224,23 @@ def planned_outputs(layout: vf.VideoLayout, key: str, formats: Sequence[str]) ->
     return out
 
 
+def written_file(root: Path) -> Path:
+    """``.lang-sam/written``: every output a tracking run writes, listed (relative path a line; a
+    folder of per-frame PNGs as ``masks/<key>/``) before it is written, so that files of a video
+    stopped before its record are still known as this run's."""
+    return Path(root) / STATE_DIR / "written"
+
+
+def claim(root: Path, rels: Sequence[str]) -> None:
+    """Append ``rels`` to :func:`written_file` (one short ``O_APPEND`` write: Ray workers sharing
+    the folder do not interleave within a line)."""
+    if rels:
+        path = written_file(root)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write("".join(r + "\n" for r in rels))
+
+
 class _FrameTap:
     """The frames of a video handed to ``predict_video``, kept by index until their
     :class:`TrackedFrame` arrives (the overlay needs the pixels); at most the frames that
@@ -286,6 +303,8 @@ def track_video(
     record_file = record_path(root, item.key)
     record_file.unlink(missing_ok=True)  # a stale record must not outlive a redone video
     sweep_temp_files(planned_outputs(layout, item.key, formats) + [record_file])
+    planned = [layout.rel(p) for p in planned_outputs(layout, item.key, formats)]
+    claim(root, planned + ([layout.rel(layout.masks(item.key)) + "/"] if "masks" in formats else []))
     total, fps = probe_video(item.path)
     sinks = vf.open_sinks(layout, item.key, item.rel.as_posix(), formats, fps or 25.0)
     tap = _FrameTap(iter_frames(item.path))
@@ -432,8 +451,12 @@ class TrackRun:
         return rec
 
     def _ours(self) -> set[str]:
-        """Files the earlier runs here recorded (their videos' records list them)."""
-        ours: set[str] = set()
+        """Files (and ``folder/`` prefixes) the earlier runs here wrote: those listed in
+        :func:`written_file` and in the videos' records."""
+        try:
+            ours = set(filter(None, written_file(self.root).read_text(encoding="utf-8").splitlines()))
+        except OSError:
+            ours = set()
         folder = self.root / STATE_DIR / "videos"
         if folder.is_dir():
             for path in folder.rglob("*.json"):
@@ -445,19 +468,20 @@ class TrackRun:
     def start(self, items: Sequence[VideoItem]) -> list[VideoItem]:
         """Take the run's videos; return those still to track (see the class doc)."""
         items = list(items)
-        ours = self._ours()
-        known_run = self.resumed  # this folder's own masks / coco from an unfinished earlier call
-        foreign = []
-        for item in items:
-            for path in planned_outputs(self.layout, item.key, self.formats):
-                if path.exists() and self.layout.rel(path) not in ours:
-                    foreign.append(self.layout.rel(path))
-            folder = self.layout.masks(item.key)
-            if "masks" in self.formats and folder.is_dir() and not known_run:
-                foreign.extend(self.layout.rel(p) for p in sorted(folder.iterdir())
-                               if self.layout.rel(p) not in ours)
-        if "coco" in self.formats and self.layout.coco.exists() and not known_run:
-            foreign.append(self.layout.rel(self.layout.coco))
+        ours = self._ours() if self.run_file.is_file() else set()
+        folders = tuple(r for r in ours if r.endswith("/"))
+
+        def foreign_file(path: Path) -> bool:
+            rel = self.layout.rel(path)
+            return (path.exists() or path.is_symlink()) and rel not in ours and not rel.startswith(folders)
+
+        paths = [p for item in items for p in planned_outputs(self.layout, item.key, self.formats)]
+        if "masks" in self.formats:
+            paths += [p for item in items if self.layout.masks(item.key).is_dir()
+                      for p in sorted(self.layout.masks(item.key).iterdir())]
+        if "coco" in self.formats:
+            paths.append(self.layout.coco)
+        foreign = [self.layout.rel(p) for p in paths if foreign_file(p)]
         if foreign:
             shown = ", ".join(foreign[:5]) + (f" (+{len(foreign) - 5} more)" if len(foreign) > 5 else "")
             raise OutputCollisionError(
@@ -523,6 +547,8 @@ class TrackRun:
             return self.summary
         done = [item for item in self.items if item.key in self.done]
         if "coco" in self.formats:
+            claim(self.root, [self.layout.rel(self.layout.coco)])
+
             def frames(item: VideoItem) -> list[dict]:
                 rec = _read_json(record_path(self.root, item.key))
                 return rec.get("coco", []) if isinstance(rec, dict) else []
