@@ -10,8 +10,8 @@ object between them. This module decides, from masks alone:
   overlap, a detection can reach it with one track at most, so greedy and optimal (Hungarian)
   assignment agree; greedy is kept for being simple and deterministic (ties: lower index first).
 - **new tracks** (:meth:`TrackTable.associate`): a detection starts a new track only if its mask
-  overlaps no live track's mask **and** no detection accepted before it on the same frame (in
-  score order) by ``iou_threshold`` or more; so an object detected again, or twice on one frame
+  is not empty and overlaps no live track's mask **and** no detection accepted before it on the
+  same frame (in score order) by ``iou_threshold`` or more; so an object detected again, or twice on one frame
   (two phrases, two boxes), is never a second track. Ids count from 1 and are never reused
   within a :class:`TrackTable` (one video).
 - **ending** (:meth:`TrackTable.observe`): a track whose mask is empty on ``lost_after``
@@ -112,14 +112,17 @@ class Association:
 
     - ``matched``: ``(track_id, detection index)`` pairs (greedy one-to-one, IoU >= threshold);
     - ``new``: the detection indices that start tracks, in score order, with ``new_ids`` their ids;
-    - ``duplicates``: the other detections (they overlap a live track or an accepted new detection
-      but were not matched one-to-one), which start nothing.
+    - ``duplicates``: detections that overlap a live track or an accepted new detection but were
+      not matched one-to-one; they start nothing;
+    - ``empty``: detections whose mask is empty (the segmenter found nothing in the box); they start
+      nothing either.
     """
 
     matched: list[tuple[int, int]] = field(default_factory=list)
     new: list[int] = field(default_factory=list)
     new_ids: list[int] = field(default_factory=list)
     duplicates: list[int] = field(default_factory=list)
+    empty: list[int] = field(default_factory=list)
 
 
 class TrackTable:
@@ -165,8 +168,12 @@ class TrackTable:
         covered = (iou >= self.iou_threshold).any(0) if len(track_ids) else torch.zeros(len(det_masks), dtype=torch.bool)
         order = torch.argsort(torch.as_tensor(det_scores, dtype=torch.float32), descending=True, stable=True).tolist()
         accepted: list[int] = []
+        has_pixels = det_masks.flatten(1).any(1).tolist()
         for d in order:
             if d in taken:
+                continue
+            if not has_pixels[d]:
+                out.empty.append(d)
                 continue
             if bool(covered[d]) or (accepted and bool(
                     (mask_iou(det_masks[d:d + 1], det_masks[accepted]) >= self.iou_threshold).any())):
@@ -179,6 +186,7 @@ class TrackTable:
             out.new.append(d)
             out.new_ids.append(tid)
         out.duplicates.sort()
+        out.empty.sort()
         return out
 
     def observe(self, track_ids: Sequence[int], masks: torch.Tensor) -> list[int]:

@@ -93,7 +93,7 @@ def run(script, *, iou_threshold=IOU_THRESHOLD, lost_after=LOST_AFTER):
             dm = rects(*[d for d, _ in dets])
             a = table.associate(live, masks, dm, torch.tensor([s for _, s in dets]), ["obj"] * len(dets), i)
             new = a.new_ids
-            assert sorted(a.new + a.duplicates + [d for _, d in a.matched]) == list(range(len(dets)))
+            assert sorted(a.new + a.duplicates + a.empty + [d for _, d in a.matched]) == list(range(len(dets)))
             # The new tracks' masks on this frame are their detections'.
             live = live + a.new_ids
             masks = torch.cat([masks, dm[a.new]])
@@ -166,12 +166,11 @@ def test_crossing_objects_match_their_own_tracks():
 
 def test_new_tracks_keep_the_starting_detection():
     table = TrackTable()
-    out = table.associate([], rects(), rects(A, B, None), torch.tensor([0.4, 0.8, 0.9]), ["cat", "dog", "x"], 7)
-    # in score order; an empty detection mask overlaps nothing, so it is a track too (its mask is
-    # empty, so the pipeline reports it on no frame until it has pixels, and it ends when lost)
-    assert out.new == [2, 1, 0] and out.new_ids == [1, 2, 3]
+    out = table.associate([], rects(), rects(A, None, B), torch.tensor([0.4, 0.95, 0.8]), ["cat", "x", "dog"], 7)
+    # in score order; a detection whose mask is empty (the segmenter found nothing) starts nothing
+    assert out.new == [2, 0] and out.new_ids == [1, 2] and out.empty == [1] and out.duplicates == []
     assert [(t.track_id, t.score, t.phrase, t.first_frame) for t in table.live.values()] == [
-        (1, pytest.approx(0.9), "x", 7), (2, pytest.approx(0.8), "dog", 7), (3, pytest.approx(0.4), "cat", 7)]
+        (1, pytest.approx(0.8), "dog", 7), (2, pytest.approx(0.4), "cat", 7)]
 
 
 #: id -> (keyword arguments, error, words)

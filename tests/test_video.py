@@ -384,3 +384,114 @@ def test_folder_and_iterable_metadata(tmp_path):
     assert len(list(gen)) == 1 and gen.image_size == (8, 10)
     gray = list(iter_frames([np.zeros((4, 5), np.uint8), Image.new("L", (5, 4))]))
     assert [g.shape for g in gray] == [(4, 5, 3)] * 2
+
+
+# ------------------------------------------------------------------------------------------
+# The whole path on SAM 2.1 (a tiny random config of the real architecture), and on GroundingDINO
+# ------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def sam2_model(tmp_path_factory, video_model):
+    """Tiny SAM 2.1 (from a Meta-layout .pt) with the colour detector: a controlled number of boxes
+    (GroundingDINO's random weights give 60 boxes of score 1.0, each a SAM 2.1 object to follow)."""
+    from lang_sam.hub import Sam2Arch
+    from lang_sam.models.sam2 import build_sam2_model, transformers_to_meta
+
+    # Hiera with one block per stage (two in stage 3, whose second is global), one memory-attention
+    # layer; the rest (1024-px input, 256-wide decoder and memory) is SAM 2.1's own.
+    arch = Sam2Arch(8, 1, (1, 1, 2, 1), (3,), window_spec=(8, 4, 4, 2), memory_attention_layers=1)
+    d = tmp_path_factory.mktemp("sam2")
+    torch.manual_seed(0)
+    torch.save({"model": transformers_to_meta(build_sam2_model(arch).state_dict())}, d / "tiny_sam2.1.pt")
+    torch.save({}, d / "colors.pth")
+    spec = register_model(ModelSpec("sam", "tiny_sam2.1", "tiny_sam2.1.pt", arch,
+                                    engine="lang_sam.models.sam2:Sam2Segmenter"))
+    try:
+        yield LangSAM(spec.name, str(d / "tiny_sam2.1.pt"), gdino_type="color_detector",
+                      gdino_ckpt_path=str(d / "colors.pth"), device="cpu")
+    finally:
+        unregister_model("sam", spec.name)
+
+
+def _spy(monkeypatch, cls):
+    """Record what the pipeline asks of a video segmenter class: the new ids of each track call,
+    (call index, ids) of each drop, and the sessions started."""
+    calls, drops, sessions = [], [], []
+    track, drop, start = cls.track, cls.drop, cls.start_video
+    monkeypatch.setattr(cls, "track", lambda self, session, frame, **kw: calls.append(
+        [int(i) for i in kw.get("new_ids", ())]) or track(self, session, frame, **kw))
+    monkeypatch.setattr(cls, "drop", lambda self, session, ids: drops.append(
+        (len(calls) - 1, [int(i) for i in ids])) or drop(self, session, ids))
+    monkeypatch.setattr(cls, "start_video", lambda self, **kw: sessions.append(start(self, **kw)) or sessions[-1])
+    return calls, drops, sessions
+
+
+def _check_frames(out, n, size):
+    """Structure every run must have; returns track id -> (phrase, score)."""
+    assert [f.frame_index for f in out] == list(range(n)) and all(f.image_size == size for f in out)
+    started = {}
+    for f in out:
+        ids = f.track_ids.tolist()
+        assert ids == sorted(ids) and f.masks.shape == (len(ids), *size)
+        for tid, mask, box, phrase, score in zip(ids, f.masks, f.boxes.tolist(), f.phrases, f.scores.tolist()):
+            ys, xs = np.nonzero(mask.numpy())
+            assert len(ys) and box == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+            assert started.setdefault(tid, (phrase, score)) == (phrase, score)
+    assert sorted(started) == list(range(1, len(started) + 1))  # ids from 1, no gaps
+    return started
+
+
+@pytest.mark.slow
+def test_sam2_follows_objects_of_a_generated_mp4(sam2_model, tmp_path, monkeypatch):
+    from lang_sam.models.sam2 import Sam2Segmenter
+
+    white = ("white", 0, 99, (20, 20), (6, 3), (30, 24))
+    blue = ("blue", 3, 99, (90, 60), (-2, 0), (20, 20))  # appears on frame 3, detected on key frame 4
+    path = tmp_path / "clip.mp4"
+    with VideoWriter(path, fps=5) as w:
+        for frame in moving_clip(6, size=(96, 128), objects=[white, blue]):
+            w.write(frame)
+    calls, drops, sessions = _spy(monkeypatch, Sam2Segmenter)
+    out = list(sam2_model.predict_video(path, "white. blue", detect_every=2, lost_after=2))
+    started = _check_frames(out, 6, (96, 128))
+    assert calls == [[1], [], [2], [], [3, 4], []]  # every frame fed once; candidates on key frames
+    assert 1 in started and started[1][0] == "white"
+    # Bookkeeping on the real session: candidates that did not become tracks were dropped on their
+    # own frame, tracks empty for 2 frames were dropped later; the session follows exactly the rest.
+    candidates = {c for cs in calls for c in cs}
+    dropped = {i for _, ids in drops for i in ids}
+    assert set(sessions[0].object_ids) == candidates - dropped
+    rejected = {i for k, ids in drops for i in ids if i in calls[k]}
+    assert len(started) == len(candidates - rejected)  # every kept candidate is a track, shown
+    assert sessions[0].stored_frames() < 40  # SAM 2.1's pruned window, not the video
+
+
+@pytest.mark.slow
+def test_groundingdino_key_frames_never_track_one_object_twice(tmp_path, monkeypatch, gdino_ckpt, tiny_specs):
+    """Tiny GroundingDINO (random: 60 boxes, most overlapping) through predict_video with the
+    box-fill video segmenter: of each key frame's candidates, those kept as tracks overlap no other
+    track by the IoU threshold, and every other candidate overlaps one."""
+    from lang_sam.tracking import mask_iou
+
+    spec = register_model(ModelSpec("sam", "box_fill_video_g", "bfv.pth", BoxFillArch(),
+                                    engine="plugin_engines:BoxFillVideo"))
+    torch.save({"inset": torch.tensor(0)}, tmp_path / "bfv.pth")
+    try:
+        m = LangSAM(spec.name, str(tmp_path / "bfv.pth"), gdino_type=tiny_specs[1].name,
+                    gdino_ckpt_path=str(gdino_ckpt), device="cpu")
+        frames = list(moving_clip(3, size=(96, 128), objects=[RED, BLUE_LATE]))
+        frames = [np.ascontiguousarray((f.astype(np.int16) + np.arange(128)[None, :, None] // 8).clip(0, 255)
+                                       .astype(np.uint8)) for f in frames]  # a gradient: many colours
+        out = list(m.predict_video(frames, "square", box_threshold=0.0, text_threshold=0.0, detect_every=2))
+        started = _check_frames(out, 3, (96, 128))
+        # The candidates of frame 0, as the segmenter sees them.
+        boxes, _, _ = m.predict_dino(frames[0], "square", 0.0, 0.0)
+        assert len(boxes) > len(started) > 1
+        cand = m.segmenter.track(m.segmenter.start_video(), frames[0], new_ids=list(range(len(boxes))),
+                                 new_boxes=boxes).masks
+        kept = out[0].masks
+        assert (mask_iou(kept, kept) - torch.eye(len(kept)) < 0.5).all()
+        best = mask_iou(cand, kept).max(1).values
+        assert ((best >= 0.5) | (cand.sum((1, 2)) == 0)).all()
+    finally:
+        unregister_model("sam", spec.name)
