@@ -258,3 +258,59 @@ def test_files_lang_sam_did_not_write_are_never_written_over(engines, clips, tmp
     assert "did not write" in err and "(mot/a.txt)" in err
     assert (out / "mot" / "a.txt").read_text() == "my own notes\n"
     assert not (out / "mot" / "sub").exists()
+
+
+@pytest.fixture(scope="module")
+def sam2_ckpt(tmp_path_factory):
+    """Tiny SAM 2.1 (the real architecture, random weights) as a Meta-layout .pt, registered."""
+    import torch
+
+    from lang_sam.hub import ModelSpec, Sam2Arch, register_model, unregister_model
+    from lang_sam.models.sam2 import build_sam2_model, transformers_to_meta
+
+    arch = Sam2Arch(8, 1, (1, 1, 2, 1), (3,), window_spec=(8, 4, 4, 2), memory_attention_layers=1)
+    path = tmp_path_factory.mktemp("sam2") / "tiny_sam2.1_track.pt"
+    torch.manual_seed(0)
+    torch.save({"model": transformers_to_meta(build_sam2_model(arch).state_dict())}, path)
+    spec = register_model(ModelSpec("sam", "tiny_sam2.1_track", path.name, arch,
+                                    engine="lang_sam.models.sam2:Sam2Segmenter"))
+    yield spec.name, path
+    unregister_model("sam", spec.name)
+
+
+@pytest.mark.slow
+def test_track_on_tiny_sam2(engines, sam2_ckpt, tmp_path):
+    """The whole command on tiny SAM 2.1 (with the colour detector: a controlled number of boxes):
+    every format agrees with predict_video on the same file and with the others."""
+    from pycocotools.coco import COCO
+
+    from lang_sam import LangSAM
+    from plugin_engines import moving_clip
+
+    name, ckpt = sam2_ckpt
+    white = ("white", 0, 99, (20, 20), (6, 3), (30, 24))
+    blue = ("blue", 1, 99, (90, 60), (-2, 0), (20, 20))  # found on key frame 2
+    clip = tmp_path / "in" / "clip.mp4"
+    write_clip(clip, [white, blue], 4, fps=5)
+    out = tmp_path / "out"
+    flags = ["--sam-type", name, "--sam-ckpt", str(ckpt), "--gdino-type", engines.det.name,
+             "--gdino-ckpt", str(engines.det_ckpt), "--device", "cpu"]
+    assert main(["track", str(clip.parent), "--prompt", "white. blue", "--output", str(out),
+                 "--detect-every", "2", *ALL, *flags]) == 0
+    model = LangSAM(name, str(ckpt), gdino_type=engines.det.name, gdino_ckpt_path=str(engines.det_ckpt),
+                    device="cpu")
+    direct = list(model.predict_video(iter_frames(clip), "white. blue", detect_every=2))
+    assert (out / "mot" / "clip.txt").read_text().splitlines() == \
+        [line for f in direct for line in vf.mot_lines(f)]
+    assert any(len(f.track_ids) for f in direct)
+    coco = COCO(str(out / "coco" / "annotations.json"))
+    assert len(coco.imgs) == 4
+    for f in direct:
+        anns = coco.loadAnns(coco.getAnnIds(imgIds=[f.frame_index + 1]))
+        assert [a["track_id"] for a in anns] == f.track_ids.tolist()
+        for a, m in zip(anns, f.masks.numpy()):
+            assert np.array_equal(coco.annToMask(a).astype(bool), m)
+        with Image.open(out / "masks" / "clip" / f"{f.frame_index:06d}.png") as im:
+            assert np.array_equal(np.asarray(im).astype(np.int64), vf.track_id_image(f).astype(np.int64))
+    with av.open(str(out / "overlays" / "clip.mp4")) as c:
+        assert sum(1 for _ in c.decode(c.streams.video[0])) == 4
