@@ -603,14 +603,14 @@ def track_dataset(
     video without a record (its files are redone on resume); the video is listed as failed.
     """
     from lang_sam.labeling.video_run import (
-        TrackRun, TrackSettings, collect_videos, parse_video_formats,
+        DEFAULT_TRACK_SAM, TrackRun, TrackSettings, collect_videos, parse_video_formats,
     )
 
     started = time.perf_counter()
     if not isinstance(settings, TrackSettings):
         raise InvalidRunError(f"settings must be a TrackSettings (TrackSettings.create(prompt, ...)), "
                               f"got {type(settings).__name__}")
-    sam_type, gdino_type = settings.sam_type or DEFAULT_SAM, settings.gdino_type or DEFAULT_GDINO
+    sam_type, gdino_type = settings.sam_type or DEFAULT_TRACK_SAM, settings.gdino_type or DEFAULT_GDINO
     settings = replace(settings, sam_type=sam_type, gdino_type=gdino_type)
     formats = parse_video_formats(formats)
     _check_count("workers", workers, minimum=1, integer=True)
