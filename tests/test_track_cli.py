@@ -314,3 +314,45 @@ def test_track_on_tiny_sam2(engines, sam2_ckpt, tmp_path):
             assert np.array_equal(np.asarray(im).astype(np.int64), vf.track_id_image(f).astype(np.int64))
     with av.open(str(out / "overlays" / "clip.mp4")) as c:
         assert sum(1 for _ in c.decode(c.streams.video[0])) == 4
+
+
+@pytest.mark.slow
+def test_sigint_mid_video_exits_130_and_leaves_nothing_half_written(tmp_path):
+    """A real Ctrl-C (SIGINT to the process) while a long video is being tracked: exit 130, the
+    first video's files whole, the second's absent (no temporary file anywhere); --resume finishes."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from track_helpers import RED
+
+    folder = tmp_path / "in"
+    write_clip(folder / "a.mp4", [RED], 6)
+    write_clip(folder / "b.mp4", [("green", 0, 9999, (60, 20), (0, 0), (18, 10))], 600)  # stays in view
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(Path(__file__).with_name("track_tiny.py")), str(tmp_path / "engines"),
+           str(folder), "--prompt", "red. green", "--output", str(out), "--format", "mot,masks,overlay,coco"]
+    (tmp_path / "engines").mkdir()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 180
+    while time.time() < deadline and proc.poll() is None:
+        pngs = out / "masks" / "b"
+        if pngs.is_dir() and len(list(pngs.glob("*.png"))) >= 20:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stdout and "--resume" in stdout
+    names = files(out)
+    assert temp_files(out) == [] and "mot/a.txt" in names and "overlays/a.mp4" in names
+    assert "mot/b.txt" not in names and "overlays/b.mp4" not in names
+    assert ".lang-sam/videos/b.json" not in names
+    assert len(read_mot(out / "mot" / "a.txt")) == 6
+    proc = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "1 tracked, 1 skipped" in proc.stdout
+    assert len(read_mot(out / "mot" / "b.txt")) == 600
