@@ -332,7 +332,7 @@ def test_sigint_mid_video_exits_130_and_leaves_nothing_half_written(tmp_path):
     write_clip(folder / "a.mp4", [RED], 6)
     write_clip(folder / "b.mp4", [("green", 0, 9999, (60, 20), (0, 0), (18, 10))], 600)  # stays in view
     out = tmp_path / "out"
-    cmd = [sys.executable, str(Path(__file__).with_name("track_tiny.py")), str(tmp_path / "engines"),
+    cmd = [sys.executable, str(Path(__file__).with_name("track_tiny.py")), "track", str(tmp_path / "engines"),
            str(folder), "--prompt", "red. green", "--output", str(out), "--format", "mot,masks,overlay,coco"]
     (tmp_path / "engines").mkdir()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -203,3 +203,79 @@ def test_demo_has_a_video_tab(service):
     assert {"input-image", "prompt", "run"} <= ids  # the image tab is still there
     labels = [c.get("props", {}).get("label") for c in demo.config["components"]]
     assert "Video (at most 42 frames)" in labels
+
+
+@pytest.mark.slow
+def test_video_tab_in_headless_chromium(clip, tmp_path):
+    """The demo's page in Chromium: open the Video tab, upload a clip, type a prompt, press Track:
+    the tracked overlay plays and the table lists the tracks; a clip over --max-frames is refused
+    with a message."""
+    import shutil
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import httpx
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium:
+        pytest.skip("needs Debian's chromium (CI installs it)")
+    pytest.importorskip("gradio")
+    from playwright.sync_api import sync_playwright
+
+    long_clip = write_clip(tmp_path / "long.mp4", *CLIPS["a.mp4"][:1], 30)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (tmp_path / "engines").mkdir()
+    log = open(tmp_path / "app.log", "w")
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("track_tiny.py")), "app",
+                             str(tmp_path / "engines"), "--port", str(port), "--max-frames", "20"],
+                            stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "LANG_SAM_OFFLINE": "1"})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            assert proc.poll() is None, (tmp_path / "app.log").read_text()
+            try:
+                if httpx.get(url, timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=[
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            page = browser.new_page(viewport={"width": 1400, "height": 1200})
+            page.goto(url, wait_until="load", timeout=120000)
+            page.get_by_role("tab", name="Video").click()
+            page.wait_for_selector("#run-track", timeout=60000)
+
+            def status_has(text):
+                page.wait_for_function(
+                    f"document.querySelector('#track-status').innerText.includes({text!r})", timeout=120000)
+
+            page.set_input_files("#input-video input[type=file]", str(clip))
+            page.fill("#video-prompt textarea", PROMPT)
+            page.click("#run-track")
+            status_has("2 track(s)")
+            assert "12 frame(s)" in page.inner_text("#track-status")
+            page.wait_for_selector("#output-video video", timeout=60000)
+            assert page.get_attribute("#output-video video", "src")
+            rows = page.inner_text("#tracks")
+            assert "red" in rows and "blue" in rows
+            page.goto(url, wait_until="load", timeout=120000)  # a fresh page: the upload area again
+            page.get_by_role("tab", name="Video").click()
+            page.set_input_files("#input-video input[type=file]", str(long_clip))
+            page.fill("#video-prompt textarea", PROMPT)
+            page.click("#run-track")
+            status_has("at most 20 frames")
+            assert str(tmp_path) not in page.inner_text("#track-status")
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
