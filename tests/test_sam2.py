@@ -333,3 +333,64 @@ def test_session_memory_is_flat_with_video_length(video_segmenter):
     assert sizes[30] == sizes[90]
     # what is kept: the current frame, the memory window and the prompted frame of each object
     assert sizes[90][0] <= 2 * (seg.memory_frames + 1 + seg.max_cond_frames) * 3 + 2
+
+
+# --- the rest of the library, unchanged ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def few_boxes_gdino(tmp_path_factory, tiny_specs, image):
+    """The tiny GroundingDINO calibrated to find 3 boxes on ``image`` (random weights find all 60
+    queries, and 60 SAM 2.1 decodes per call would only make these tests slow)."""
+    from lang_sam.testing import write_gdino_checkpoint
+
+    return write_gdino_checkpoint(tmp_path_factory.mktemp("few") / "few.pth", tiny_specs[1], seed=0,
+                                  few_boxes=True, target_boxes=3, calibration_image=image,
+                                  calibration_prompt="car.")
+
+
+@pytest.mark.slow
+def test_predict_tiling_labelling_and_the_server_run_sam2_unchanged(sam2_specs, sam2_ckpts, few_boxes_gdino,
+                                                                    tiny_specs, image, tmp_path):
+    """LangSAM.predict, predict_tiled, label_folder and the server's ModelService give SAM 2.1's
+    masks for the detector's boxes, through code that knows nothing of SAM 2.1."""
+    import json
+
+    from PIL import Image
+
+    from lang_sam.labeling.run import LabelSettings, label_folder
+    from lang_sam.serving.service import ModelService
+    from lang_sam.tiling import TileSpec
+
+    sam, gdino = sam2_specs[0].name, tiny_specs[1].name
+    m = LangSAM(sam, str(sam2_ckpts[0]), gdino_type=gdino, gdino_ckpt_path=str(few_boxes_gdino), device="cpu")
+    masks, boxes, phrases, logits = m.predict(image, "car")
+    assert 1 <= len(boxes) <= 6 and masks.shape == (len(boxes), image.height, image.width)
+    assert masks.flatten(1).any(1).all(), "empty masks: nothing is compared"
+    assert torch.equal(masks, m.segment(image, boxes=boxes).masks[:, 0])  # the engine's masks
+    tiled = m.predict_tiled(image, "car", tile=TileSpec(10_000))  # one tile: predict's result
+    assert torch.equal(tiled.dense(), masks)
+    Image.fromarray(np.asarray(image)).save(tmp_path / "a.png")
+    settings = LabelSettings.create("car", sam_type=sam, gdino_type=gdino)
+    label_folder(m, [tmp_path / "a.png"], tmp_path / "out", settings, ["coco"])
+    coco = json.loads((tmp_path / "out" / "coco" / "annotations.json").read_text())
+    assert sorted(a["area"] for a in coco["annotations"]) == sorted(int(x.sum()) for x in masks)
+    service = ModelService(sam_type=sam, gdino_type=gdino, sam_ckpt=str(sam2_ckpts[0]),
+                           gdino_ckpt=str(few_boxes_gdino), device="cpu")
+    served = service.predict(image, "car")
+    assert served.sam_type == sam and torch.equal(served.masks, masks)
+
+
+def test_info_and_offline_errors_know_the_sam2_files(tmp_path, monkeypatch, capsys):
+    from lang_sam.cli import main
+    from lang_sam.errors import WeightsNotFoundError
+
+    (tmp_path / "sam2.1_hiera_small.pt").write_bytes(b"")
+    monkeypatch.setenv("LANG_SAM_WEIGHTS_DIR", str(tmp_path))
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert f"sam2.1_hiera_small: sam2.1_hiera_small.pt: found: {tmp_path / 'sam2.1_hiera_small.pt'}" in out
+    for name in ("sam2.1_hiera_tiny", "sam2.1_hiera_base_plus", "sam2.1_hiera_large"):
+        assert f"{name}: {name}.pt: missing; offline mode is on" in out
+    with pytest.raises(WeightsNotFoundError, match="sam2.1_hiera_large.pt"):
+        Sam2Segmenter.from_spec(get_spec("sam", "sam2.1_hiera_large"))
