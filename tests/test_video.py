@@ -394,18 +394,13 @@ def test_folder_and_iterable_metadata(tmp_path):
 def sam2_model(tmp_path_factory, video_model):
     """Tiny SAM 2.1 (from a Meta-layout .pt) with the colour detector: a controlled number of boxes
     (GroundingDINO's random weights give 60 boxes of score 1.0, each a SAM 2.1 object to follow)."""
-    from lang_sam.hub import Sam2Arch
-    from lang_sam.models.sam2 import build_sam2_model, transformers_to_meta
+    from lang_sam.testing import TINY_SAM2_VIDEO, tiny_sam2_spec, write_sam2_checkpoint
 
-    # Hiera with one block per stage (two in stage 3, whose second is global), one memory-attention
-    # layer; the rest (1024-px input, 256-wide decoder and memory) is SAM 2.1's own.
-    arch = Sam2Arch(8, 1, (1, 1, 2, 1), (3,), window_spec=(8, 4, 4, 2), memory_attention_layers=1)
+    # SAM 2.1's real structure with a tiny Hiera, one memory-attention layer, 256-px input.
     d = tmp_path_factory.mktemp("sam2")
-    torch.manual_seed(0)
-    torch.save({"model": transformers_to_meta(build_sam2_model(arch).state_dict())}, d / "tiny_sam2.1.pt")
+    write_sam2_checkpoint(d / "tiny_sam2.1.pt", TINY_SAM2_VIDEO)  # Meta's layout
     torch.save({}, d / "colors.pth")
-    spec = register_model(ModelSpec("sam", "tiny_sam2.1", "tiny_sam2.1.pt", arch,
-                                    engine="lang_sam.models.sam2:Sam2Segmenter"))
+    spec = register_model(tiny_sam2_spec("tiny_sam2.1_video", TINY_SAM2_VIDEO, filename="tiny_sam2.1.pt"))
     try:
         yield LangSAM(spec.name, str(d / "tiny_sam2.1.pt"), gdino_type="color_detector",
                       gdino_ckpt_path=str(d / "colors.pth"), device="cpu")
