@@ -262,18 +262,13 @@ def test_files_lang_sam_did_not_write_are_never_written_over(engines, clips, tmp
 
 @pytest.fixture(scope="module")
 def sam2_ckpt(tmp_path_factory):
-    """Tiny SAM 2.1 (the real architecture, random weights) as a Meta-layout .pt, registered."""
-    import torch
+    """Tiny SAM 2.1 (the real architecture at 256 px, random weights; lang_sam.testing) as a
+    Meta-layout .pt, registered."""
+    from lang_sam.hub import register_model, unregister_model
+    from lang_sam.testing import TINY_SAM2_VIDEO, tiny_sam2_spec, write_sam2_checkpoint
 
-    from lang_sam.hub import ModelSpec, Sam2Arch, register_model, unregister_model
-    from lang_sam.models.sam2 import build_sam2_model, transformers_to_meta
-
-    arch = Sam2Arch(8, 1, (1, 1, 2, 1), (3,), window_spec=(8, 4, 4, 2), memory_attention_layers=1)
-    path = tmp_path_factory.mktemp("sam2") / "tiny_sam2.1_track.pt"
-    torch.manual_seed(0)
-    torch.save({"model": transformers_to_meta(build_sam2_model(arch).state_dict())}, path)
-    spec = register_model(ModelSpec("sam", "tiny_sam2.1_track", path.name, arch,
-                                    engine="lang_sam.models.sam2:Sam2Segmenter"))
+    spec = register_model(tiny_sam2_spec("tiny_sam2.1_track", TINY_SAM2_VIDEO))
+    path = write_sam2_checkpoint(tmp_path_factory.mktemp("sam2") / spec.filename, TINY_SAM2_VIDEO, seed=0)
     yield spec.name, path
     unregister_model("sam", spec.name)
 
