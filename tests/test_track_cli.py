@@ -351,3 +351,26 @@ def test_sigint_mid_video_exits_130_and_leaves_nothing_half_written(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "1 tracked, 1 skipped" in proc.stdout
     assert len(read_mot(out / "mot" / "b.txt")) == 600
+
+
+def test_a_killed_runs_temporary_pngs_are_swept_on_resume(engines, clips, tmp_path):
+    out = tmp_path / "out"
+    assert track(engines, clips / "a.mp4", "--prompt", "red", "--output", out, "--format", "masks") == 0
+    (out / ".lang-sam" / "videos" / "a.json").unlink()  # as if killed before the record
+    stale = out / "masks" / "a" / ".000003.png.99999.tmp"
+    stale.write_bytes(b"half a png")
+    mine = out / "masks" / "a" / "notes.txt"  # not a frame's name: never written, never in the way
+    mine.write_text("mine")
+    assert track(engines, clips / "a.mp4", "--prompt", "red", "--output", out, "--format", "masks",
+                 "--resume") == 0
+    assert not stale.exists() and mine.read_text() == "mine"
+    assert len(list((out / "masks" / "a").glob("*.png"))) == 12
+
+
+def test_a_frame_png_lang_sam_did_not_write_is_refused(engines, clips, tmp_path, capsys):
+    out = tmp_path / "out"
+    (out / "masks" / "a").mkdir(parents=True)
+    (out / "masks" / "a" / "000003.png").write_bytes(b"someone's file")
+    assert track(engines, clips / "a.mp4", "--prompt", "red", "--output", out, "--format", "masks") == 2
+    assert "(masks/a/000003.png)" in capsys.readouterr().err
+    assert (out / "masks" / "a" / "000003.png").read_bytes() == b"someone's file"

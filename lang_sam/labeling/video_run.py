@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -265,6 +266,19 @@ class _FrameTap:
         return self.held.pop(index, None)
 
 
+_FRAME_PNG = re.compile(r"^\d{6}\.png$")
+_FRAME_PNG_TMP = re.compile(r"^\.\d{6}\.png\.\d+\.tmp$")
+
+
+def _sweep_frame_pngs(folder: Path) -> None:
+    """Remove the temporary per-frame PNGs (``.<frame:06d>.png.<pid>.tmp``) a killed run left in
+    ``folder``; nothing else there is touched."""
+    if folder.is_dir():
+        for p in folder.iterdir():
+            if _FRAME_PNG_TMP.match(p.name) and p.is_file():
+                p.unlink(missing_ok=True)
+
+
 def probe_video(path: str | os.PathLike) -> tuple[int | None, float | None]:
     """``(frames, fps)`` of a video file from its container header (either None when unknown or
     unreadable): for progress bars and the overlay's frame rate."""
@@ -307,6 +321,7 @@ def track_video(
     record_file = record_path(root, item.key)
     record_file.unlink(missing_ok=True)  # a stale record must not outlive a redone video
     sweep_temp_files(planned_outputs(layout, item.key, formats) + [record_file])
+    _sweep_frame_pngs(layout.masks(item.key))
     planned = [layout.rel(p) for p in planned_outputs(layout, item.key, formats)]
     claim(root, planned + ([layout.rel(layout.masks(item.key)) + "/"] if "masks" in formats else []))
     total, fps = probe_video(item.path)
@@ -482,7 +497,7 @@ class TrackRun:
         paths = [p for item in items for p in planned_outputs(self.layout, item.key, self.formats)]
         if "masks" in self.formats:
             paths += [p for item in items if self.layout.masks(item.key).is_dir()
-                      for p in sorted(self.layout.masks(item.key).iterdir())]
+                      for p in sorted(self.layout.masks(item.key).iterdir()) if _FRAME_PNG.match(p.name)]
         if "coco" in self.formats:
             paths.append(self.layout.coco)
         foreign = [self.layout.rel(p) for p in paths if foreign_file(p)]
