@@ -152,6 +152,17 @@ def test_metas_loader_reads_our_random_files_strictly(sam2_ckpts):
     assert all(torch.equal(v, saved[k]) for k, v in model.state_dict().items())
 
 
+def test_the_testing_cli_writes_sam2_files_in_metas_format(sam2_specs, tmp_path):
+    """``python -m lang_sam.testing --sam <sam2 type>`` writes Meta's format under the type's name."""
+    from lang_sam.testing import main
+
+    main(["--to", str(tmp_path), "--sam", sam2_specs[0].name])
+    path = tmp_path / sam2_specs[0].filename
+    saved = torch.load(path, weights_only=True)
+    assert list(saved) == ["model"] and "image_encoder.trunk.patch_embed.proj.weight" in saved["model"]
+    meta_model(TINY_SAM2, path)  # Meta's strict loader accepts it
+
+
 @pytest.mark.parametrize("make, problem", [
     (lambda d, s: write_sam_checkpoint(d / "v1.pth", TINY_SAM), "keys are not SAM 2.1"),
     (lambda d, s: write_sam2_checkpoint(d / "other.pt", Sam2Arch(16, 1, (1, 1, 2, 1), (3,),
