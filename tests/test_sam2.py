@@ -24,6 +24,7 @@ import torch
 from lang_sam import LangSAM
 from lang_sam.errors import CheckpointMismatchError, InvalidArgumentError, LangSAMError
 from lang_sam.hub import Sam2Arch, get_spec, model_names, register_model, unregister_model
+from lang_sam.models.base import engine_for
 from lang_sam.models.sam2 import (
     Sam2Segmenter,
     Sam2UnavailableError,
@@ -111,7 +112,7 @@ def test_the_four_released_names_are_registered_with_metas_files():
     assert names == sorted(META_CONFIGS)
     for name in names:
         spec = get_spec("sam", name)
-        assert spec.engine == "lang_sam.models.sam2:Sam2Segmenter"
+        assert spec.engine == "lang_sam.models.sam2:Sam2Segmenter" and engine_for(spec) is Sam2Segmenter
         assert spec.filename == f"{name}.pt"
         assert spec.urls == (f"https://dl.fbaipublicfiles.com/segment_anything_2/092824/{name}.pt",)
         assert spec.arch.meta_config == META_CONFIGS[name]
@@ -149,6 +150,17 @@ def test_metas_loader_reads_our_random_files_strictly(sam2_ckpts):
     model = meta_model(TINY_SAM2, sam2_ckpts[0])
     saved = torch.load(sam2_ckpts[0], weights_only=True)["model"]
     assert all(torch.equal(v, saved[k]) for k, v in model.state_dict().items())
+
+
+def test_the_testing_cli_writes_sam2_files_in_metas_format(sam2_specs, tmp_path):
+    """``python -m lang_sam.testing --sam <sam2 type>`` writes Meta's format under the type's name."""
+    from lang_sam.testing import main
+
+    main(["--to", str(tmp_path), "--sam", sam2_specs[0].name])
+    path = tmp_path / sam2_specs[0].filename
+    saved = torch.load(path, weights_only=True)
+    assert list(saved) == ["model"] and "image_encoder.trunk.patch_embed.proj.weight" in saved["model"]
+    meta_model(TINY_SAM2, path)  # Meta's strict loader accepts it
 
 
 @pytest.mark.parametrize("make, problem", [
@@ -287,15 +299,17 @@ def test_tracking_equals_metas_video_predictor(video_segmenter, sam2_ckpts, tmp_
         state["images"] = torch.cat([video_segmenter._pixels(f) for f in frames])
         for obj_id, box in zip((7, 9), VIDEO_BOXES):
             predictor.add_new_points_or_box(state, frame_idx=0, obj_id=obj_id, box=box.numpy())
-        ref = {i: (list(ids), logits[:, 0] > 0) for i, ids, logits in predictor.propagate_in_video(state)}
+        ref = {i: (list(ids), logits[:, 0]) for i, ids, logits in predictor.propagate_in_video(state)}
     session = video_segmenter.start_video()
     nonempty = 0
     for i, f in enumerate(frames):
         step = (video_segmenter.track(session, f, new_ids=[7, 9], new_boxes=VIDEO_BOXES) if i == 0
                 else video_segmenter.track(session, f))
-        ids, masks = ref[i]
+        ids, logits = ref[i]
         assert step.object_ids.tolist() == ids == [7, 9]
-        assert torch.equal(step.masks, masks), f"frame {i}"
+        differ = step.masks != (logits > 0)
+        assert not (differ & (logits.abs() > 1e-3)).any(), f"frame {i}"
+        assert differ.float().mean() <= 0.005, f"frame {i}"
         nonempty += int(step.masks.flatten(1).any(1).sum())
     assert nonempty >= 6, "the tiny model lost the objects: nothing is compared"
 
