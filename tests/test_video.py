@@ -220,6 +220,18 @@ def test_memory_is_flat_with_video_length(video_model, monkeypatch):
     assert peak90 <= 1.15 * peak30, (peak30, peak90)
 
 
+def test_the_facade_passes_the_pipeline_defaults():
+    import inspect
+
+    from lang_sam.video import predict_video
+
+    facade = inspect.signature(LangSAM.predict_video).parameters
+    pipeline = inspect.signature(predict_video).parameters
+    shared = [n for n in pipeline if n not in ("model", "video", "text_prompt")]
+    assert [n for n in facade if n not in ("self", "video", "text_prompt")] == shared
+    assert all(facade[n].default == pipeline[n].default for n in shared)
+
+
 def test_progress_counts_frames(video_model, tmp_path):
     calls = []
     list(video_model.predict_video(moving_clip(5, objects=[RED]), "red", progress=lambda *a: calls.append(a)))
