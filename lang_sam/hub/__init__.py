@@ -19,6 +19,7 @@ from lang_sam.hub.registry import (
     GDINO_MODELS,
     SAM_MODELS,
     GDinoArch,
+    Sam2Arch,
     ModelSpec,
     SamArch,
     get_spec,
@@ -38,7 +39,7 @@ from lang_sam.settings import (
 )
 
 __all__ = [
-    "SamArch", "GDinoArch", "ModelSpec", "FAMILIES", "SAM_MODELS", "GDINO_MODELS", "DEFAULT_SAM",
+    "SamArch", "Sam2Arch", "GDinoArch", "ModelSpec", "FAMILIES", "SAM_MODELS", "GDINO_MODELS", "DEFAULT_SAM",
     "DEFAULT_GDINO", "get_spec", "model_names", "register_model", "unregister_model",
     "registered_specs", "official_hashes", "is_offline", "weights_dir", "download_dir",
     "candidate_paths", "resolve_checkpoint", "resolve_checkpoints", "download_file", "copy_atomic", "sha256sum",

@@ -15,6 +15,7 @@ from lang_sam.settings import hf_endpoint
 
 __all__ = [
     "SamArch",
+    "Sam2Arch",
     "GDinoArch",
     "ModelSpec",
     "FAMILIES",
@@ -55,6 +56,25 @@ class SamArch:
     decoder_mlp_dim: int = 2048
     decoder_num_heads: int = 8
     iou_head_hidden_dim: int = 256
+
+
+@dataclass(frozen=True)
+class Sam2Arch:
+    """Shape of a SAM 2.1 network: the Hiera image encoder of Meta's
+    ``configs/sam2.1/sam2.1_hiera_{t,s,b+,l}.yaml`` (``image_encoder.trunk``) and the number of
+    memory-attention layers. Everything else (1024-px input, 256-wide decoder and neck, 64-wide
+    memory, 7 memories) is the same for the four released sizes. Stage ``i`` has
+    ``embed_dim * 2**i`` channels and ``num_heads * 2**i`` heads (Hiera's ``dim_mul`` and
+    ``head_mul``)."""
+
+    embed_dim: int
+    num_heads: int
+    stages: tuple[int, ...]
+    global_att_blocks: tuple[int, ...]
+    window_spec: tuple[int, ...] = (8, 4, 14, 7)
+    window_pos_embed_bkg_spatial_size: tuple[int, int] = (7, 7)
+    memory_attention_layers: int = 4
+    meta_config: str = ""  # Meta's config file, for reference (its sam2 package's name for it)
 
 
 @dataclass(frozen=True)
@@ -228,6 +248,24 @@ for _name, _arch, _file, _sha in (
      "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912"),
 ):
     register_model(ModelSpec("sam", _name, _file, _arch, urls=(f"{_SAM_BASE}/{_file}",), sha256=_sha))
+
+# SAM 2.1 (Meta, 2024-09-28 release, Apache-2.0): ``{"model": state_dict}`` files in Meta's layout,
+# converted to transformers' Sam2 layout at load time (lang_sam.models.sam2). Meta publishes no
+# sha256 for these files (not in the sam2 repository, its download script or release notes; none
+# found on the web either), so, like swinb, they are size-checked by HTTP only.
+_SAM2_BASE = "https://dl.fbaipublicfiles.com/segment_anything_2/092824"
+_SAM2_ENGINE = "lang_sam.models.sam2:Sam2Segmenter"
+for _name, _arch in (
+    ("sam2.1_hiera_tiny", Sam2Arch(96, 1, (1, 2, 7, 2), (5, 7, 9), meta_config="sam2.1_hiera_t.yaml")),
+    ("sam2.1_hiera_small", Sam2Arch(96, 1, (1, 2, 11, 2), (7, 10, 13), meta_config="sam2.1_hiera_s.yaml")),
+    ("sam2.1_hiera_base_plus", Sam2Arch(112, 2, (2, 3, 16, 3), (12, 16, 20),
+                                        window_pos_embed_bkg_spatial_size=(14, 14),
+                                        meta_config="sam2.1_hiera_b+.yaml")),
+    ("sam2.1_hiera_large", Sam2Arch(144, 2, (2, 6, 36, 4), (23, 33, 43), window_spec=(8, 4, 16, 8),
+                                    meta_config="sam2.1_hiera_l.yaml")),
+):
+    register_model(ModelSpec("sam", _name, f"{_name}.pt", _arch, urls=(f"{_SAM2_BASE}/{_name}.pt",),
+                             sha256=None, engine=_SAM2_ENGINE))
 
 register_model(ModelSpec(
     "gdino", "swinb", "groundingdino_swinb_cogcoor.pth", GDinoArch(_SWINB),
