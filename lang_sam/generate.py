@@ -22,7 +22,8 @@ What differs between the families comes from the engine: its defaults
 (:attr:`Segmenter.generate_defaults`: SAM v1 keeps predicted IoU over 0.88, SAM 2 over 0.8) and
 its logits (:meth:`Segmenter.predict_logits`). Kept masks are held as crops
 (:class:`~lang_sam.masks.CropMask`) until the end, so memory is the objects' size plus one batch
-of ``points_per_batch x C`` float32 logits of a crop's size (the generators' own peak).
+of ``points_per_batch x C`` float32 logits of a crop's size (the generators' own peak), at most
+:data:`LOGITS_BYTES`.
 """
 
 from __future__ import annotations
@@ -44,6 +45,12 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["GenerateSettings", "generate", "point_grid", "layer_point_grids", "crop_boxes",
            "stability_scores", "masks_to_boxes", "remove_small_regions"]
+
+#: At most this many bytes of float32 full-size logits are decoded at once: a batch of
+#: ``points_per_batch`` points whose ``points_per_batch x 3`` logits of a crop's size would be
+#: larger is decoded in smaller steps (a 4000x3000 photo: 7 points a step instead of 64, 1 GiB
+#: instead of 9 GiB). Segment Anything's generator has no such bound.
+LOGITS_BYTES = 1 << 30
 
 #: ``progress(stage, done, total)``: ``"generate"`` in grid points decoded (all crops together).
 Progress = Callable[[str, int, int], None]
@@ -341,9 +348,11 @@ def generate(
         crop = image[y0:y1, x0:x1, :]
         segmenter.use(encode(crop, tuple(box)))
         points = grids[layer] * np.array(crop.shape[:2])[None, ::-1]
+        per_point = 4 * (3 if settings.multimask_output else 1) * crop.shape[0] * crop.shape[1]
+        step = max(1, min(settings.points_per_batch, LOGITS_BYTES // per_point))
         found = []
-        for start in range(0, len(points), settings.points_per_batch):
-            batch = points[start:start + settings.points_per_batch]
+        for start in range(0, len(points), step):
+            batch = points[start:start + step]
             found.append(_batch(segmenter, batch, box, (H, W), settings))
             done += len(batch)
             report("generate", done, total)

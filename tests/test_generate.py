@@ -200,3 +200,19 @@ def test_generated_masks_are_checked():
     with pytest.raises(InvalidResultError, match="masks"):
         GeneratedMasks(torch.zeros((1, 4, 6), dtype=torch.bool), *(getattr(ok, f) for f in (
             "boxes", "areas", "iou_scores", "stability_scores", "point_coords", "crop_boxes")), (4, 5))
+
+
+def test_large_crops_decode_fewer_points_at_once(exact_model, monkeypatch):
+    """Over LOGITS_BYTES of logits per batch, points are decoded in smaller steps: the same masks
+    (up to the decoder's batch-size rounding), reported step by step."""
+    import lang_sam.generate as gen
+
+    image = make_image()
+    whole = exact_model.generate(image, points_per_side=2, **KEEP_ALL)
+    monkeypatch.setattr(gen, "LOGITS_BYTES", 2 * 3 * 4 * 240 * 320)  # two points' logits
+    steps = []
+    capped = exact_model.generate(image, points_per_side=2, **KEEP_ALL, progress=lambda s, d, t: steps.append(d))
+    assert steps == [0, 2, 4]
+    assert len(capped) == len(whole) == 12
+    assert torch.allclose(capped.iou_scores, whole.iou_scores, atol=1e-5)
+    assert (capped.masks != whole.masks).float().mean() < 1e-3
