@@ -8,6 +8,7 @@ through the same path as the official checkpoints:
 >>> from lang_sam.testing import TINY_SAM, TINY_GDINO, write_sam_checkpoint, write_gdino_checkpoint
 >>> write_sam_checkpoint("sam.pth", "vit_b")            # full-size vit_b, random # doctest: +SKIP
 >>> write_sam_checkpoint("tiny.pth", TINY_SAM)           # a few MB, for unit tests # doctest: +SKIP
+>>> write_sam2_checkpoint("sam2.1_hiera_tiny.pt", "sam2.1_hiera_tiny")  # Meta's format # doctest: +SKIP
 
 Files are written to a temporary name and renamed.
 """
@@ -19,13 +20,18 @@ from pathlib import Path
 
 import torch
 
-from lang_sam.hub import GDinoArch, ModelSpec, SamArch, get_spec
+from lang_sam.hub import GDinoArch, ModelSpec, Sam2Arch, SamArch, get_spec
 
 __all__ = [
     "TINY_SAM",
     "TINY_GDINO",
     "TINY_GDINO_SWINB",
+    "TINY_SAM2",
+    "TINY_SAM2_VIDEO",
     "tiny_sam_spec",
+    "tiny_sam2_spec",
+    "random_sam2_state_dict",
+    "write_sam2_checkpoint",
     "tiny_gdino_spec",
     "random_sam_state_dict",
     "random_gdino_state_dict",
@@ -72,6 +78,23 @@ TINY_GDINO_SWINB = GDinoArch(
 )
 
 
+#: A SAM 2.1 with the real structure (four Hiera stages, one global-attention block, the FPN neck,
+#: the released prompt encoder and mask decoder, one memory-attention layer) and a tiny Hiera
+#: (8 channels). 1024-px input, as Meta's ``SAM2ImagePredictor`` requires.
+TINY_SAM2 = Sam2Arch(embed_dim=8, num_heads=1, stages=(1, 1, 2, 1), global_att_blocks=(3,),
+                     memory_attention_layers=1)
+#: :data:`TINY_SAM2` on 256-px input (16x16 memory tokens instead of 64x64): video tests, where
+#: the memory attention over 7 frames dominates the time.
+TINY_SAM2_VIDEO = Sam2Arch(embed_dim=8, num_heads=1, stages=(1, 1, 2, 1), global_att_blocks=(3,),
+                           memory_attention_layers=1, image_size=256)
+
+
+def tiny_sam2_spec(name: str = "tiny_sam2", arch: Sam2Arch = TINY_SAM2, **kw) -> ModelSpec:
+    """A registry entry for ``arch`` (:data:`TINY_SAM2` by default) run by the SAM 2.1 engine."""
+    return ModelSpec("sam", name, kw.pop("filename", f"{name}.pt"), arch,
+                     engine="lang_sam.models.sam2:Sam2Segmenter", **kw)
+
+
 def tiny_sam_spec(name: str = "tiny_sam", **kw) -> ModelSpec:
     """A registry entry for :data:`TINY_SAM` (pass it to ``lang_sam.hub.register_model``)."""
     return ModelSpec("sam", name, kw.pop("filename", f"{name}.pth"), TINY_SAM, **kw)
@@ -82,8 +105,8 @@ def tiny_gdino_spec(name: str = "tiny_gdino", arch: GDinoArch = TINY_GDINO, **kw
     return ModelSpec("gdino", name, kw.pop("filename", f"{name}.pth"), arch, **kw)
 
 
-def _arch(family: str, model) -> SamArch | GDinoArch:
-    if isinstance(model, (SamArch, GDinoArch)):
+def _arch(family: str, model) -> SamArch | Sam2Arch | GDinoArch:
+    if isinstance(model, (SamArch, Sam2Arch, GDinoArch)):
         return model
     if isinstance(model, ModelSpec):
         return model.arch
@@ -106,6 +129,28 @@ def random_sam_state_dict(model="vit_b", seed: int = 0) -> dict[str, torch.Tenso
     net = build_sam_model(_arch("sam", model))
     _perturb(net, torch.Generator().manual_seed(seed))
     return net.state_dict()
+
+
+def random_sam2_state_dict(model="sam2.1_hiera_tiny", seed: int = 0, *,
+                           object_score: float = 4.0) -> dict[str, torch.Tensor]:
+    """A SAM 2.1 state dict with random weights **in Meta's names** (what the released
+    ``sam2.1_hiera_*.pt`` files hold under ``"model"``), for ``model`` (a type name, spec or
+    :class:`~lang_sam.hub.Sam2Arch`).
+
+    Built with transformers' ``Sam2VideoModel`` and renamed with
+    :func:`lang_sam.models.sam2.transformers_to_meta`. Random weights make SAM 2.1's object-score
+    head say "no object" about half the time, and then every mask is empty; the head's output bias
+    is set to ``object_score`` (a logit) so that masks are not trivially empty.
+    """
+    from lang_sam.models.sam2 import build_sam2_model, transformers_to_meta
+
+    torch.manual_seed(seed)
+    net = build_sam2_model(_arch("sam", model))
+    generator = torch.Generator().manual_seed(seed)
+    _perturb(net, generator)
+    with torch.no_grad():
+        net.mask_decoder.pred_obj_score_head.proj_out.bias.fill_(object_score)
+    return transformers_to_meta(net.state_dict())
 
 
 def _calibration_image():
@@ -209,6 +254,12 @@ def write_gdino_checkpoint(
     return _save({"model": state}, path)
 
 
+def write_sam2_checkpoint(path: str | os.PathLike, model="sam2.1_hiera_tiny", seed: int = 0, **kwargs) -> Path:
+    """Save a random SAM 2.1 checkpoint in Meta's released format (``{"model": state_dict}``,
+    Meta's names). ``kwargs`` go to :func:`random_sam2_state_dict`."""
+    return _save({"model": random_sam2_state_dict(model, seed, **kwargs)}, path)
+
+
 def main(argv=None) -> None:
     """``python -m lang_sam.testing --to DIR [--sam vit_b ...] [--gdino swint ...] [--few-boxes]``:
     write full-size random checkpoints under their canonical names (for benchmarks and smoke runs)."""
@@ -218,7 +269,7 @@ def main(argv=None) -> None:
 
     p = argparse.ArgumentParser(prog="python -m lang_sam.testing", description=main.__doc__)
     p.add_argument("--to", required=True, help="folder to write to (use it as LANG_SAM_WEIGHTS_DIR)")
-    p.add_argument("--sam", nargs="*", default=[], help="SAM types, e.g. vit_b vit_h")
+    p.add_argument("--sam", nargs="*", default=[], help="SAM types, e.g. vit_b vit_h sam2.1_hiera_tiny")
     p.add_argument("--gdino", nargs="*", default=[], help="GroundingDINO types, e.g. swint swinb")
     p.add_argument("--few-boxes", action="store_true", help="see random_gdino_state_dict")
     p.add_argument("--boxes", type=int, default=8, help="with --few-boxes: boxes on the image")
@@ -239,7 +290,9 @@ def main(argv=None) -> None:
         print(f"[{i}/{len(jobs)}] {what} {name}: building random weights{calibrated} ...",
               file=sys.stderr, flush=True)
         started = time.perf_counter()
-        if family == "sam":
+        if family == "sam" and isinstance(get_spec(family, name).arch, Sam2Arch):
+            write_sam2_checkpoint(path, name, args.seed)
+        elif family == "sam":
             write_sam_checkpoint(path, name, args.seed)
         else:
             write_gdino_checkpoint(path, name, args.seed, few_boxes=args.few_boxes, target_boxes=args.boxes,

@@ -62,8 +62,8 @@ class SamArch:
 class Sam2Arch:
     """Shape of a SAM 2.1 network: the Hiera image encoder of Meta's
     ``configs/sam2.1/sam2.1_hiera_{t,s,b+,l}.yaml`` (``image_encoder.trunk``) and the number of
-    memory-attention layers. Everything else (1024-px input, 256-wide decoder and neck, 64-wide
-    memory, 7 memories) is the same for the four released sizes. Stage ``i`` has
+    memory-attention layers (and the input size, 1024 in every release). Everything else (256-wide
+    decoder and neck, 64-wide memory, 7 memories) is the same for the four released sizes. Stage ``i`` has
     ``embed_dim * 2**i`` channels and ``num_heads * 2**i`` heads (Hiera's ``dim_mul`` and
     ``head_mul``)."""
 
@@ -74,6 +74,7 @@ class Sam2Arch:
     window_spec: tuple[int, ...] = (8, 4, 14, 7)
     window_pos_embed_bkg_spatial_size: tuple[int, int] = (7, 7)
     memory_attention_layers: int = 4
+    image_size: int = 1024  # tiny test models use less (Meta's SAM2ImagePredictor needs 1024)
     meta_config: str = ""  # Meta's config file, for reference (its sam2 package's name for it)
 
 

@@ -4,6 +4,8 @@
   :class:`TextSegmenter`) and :func:`engine_for`, which loads the class a registry entry names;
 - :mod:`lang_sam.models.detector`: :class:`GroundingDINODetector` (text -> boxes);
 - :mod:`lang_sam.models.segmenter`: :class:`SamSegmenter` (boxes, points, masks -> masks);
+- :mod:`lang_sam.models.sam2`: ``Sam2Segmenter``, SAM 2.1 on transformers' ``Sam2VideoModel``
+  (images and video; imported only when a ``sam2.1_hiera_*`` model is loaded);
 - :mod:`lang_sam.models.text_encoder`: the bundled BERT tokenizer and wrapper;
 - :mod:`lang_sam.models.checkpoints`: matching a state dict to a network.
 

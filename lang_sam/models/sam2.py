@@ -44,11 +44,9 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "Sam2Segmenter", "Sam2Session", "Sam2UnavailableError", "build_sam2_model", "sam2_config",
-    "sam2_fingerprint", "meta_to_transformers", "transformers_to_meta", "IMAGE_SIZE",
+    "sam2_fingerprint", "meta_to_transformers", "transformers_to_meta", "load_sam2_state",
 ]
 
-#: The input side of every released SAM 2.1 (Meta's ``image_size``): images are resized to a square.
-IMAGE_SIZE = 1024
 #: Meta's ``SAM2Transforms`` normalisation (ImageNet mean / std, on 0..1 values).
 _MEAN = (0.485, 0.456, 0.406)
 _STD = (0.229, 0.224, 0.225)
@@ -76,8 +74,9 @@ def _transformers_sam2():
             f"SAM 2.1 needs transformers >= 4.56 (its Sam2VideoModel); transformers cannot be imported: {exc}"
         ) from exc
     try:
-        from transformers import Sam2HieraDetConfig, Sam2VideoConfig, Sam2VideoModel, Sam2VisionConfig
-        from transformers.models.sam2_video.modeling_sam2_video import Sam2VideoInferenceSession
+        from transformers.models.sam2.configuration_sam2 import Sam2HieraDetConfig, Sam2VisionConfig
+        from transformers.models.sam2_video.configuration_sam2_video import Sam2VideoConfig
+        from transformers.models.sam2_video.modeling_sam2_video import Sam2VideoInferenceSession, Sam2VideoModel
     except ImportError as exc:
         raise Sam2UnavailableError(
             f"SAM 2.1 needs transformers >= 4.56 (its Sam2VideoModel); transformers "
@@ -106,9 +105,14 @@ def sam2_config(spec_or_arch: ModelSpec | Sam2Arch):
         embed_dim_per_stage=[e, 2 * e, 4 * e, 8 * e], num_attention_heads_per_stage=[h, 2 * h, 4 * h, 8 * h],
         window_size_per_stage=list(a.window_spec), global_attention_blocks=list(a.global_att_blocks),
         window_positional_embedding_background_size=list(a.window_pos_embed_bkg_spatial_size),
+        image_size=[a.image_size, a.image_size],
     )
-    vision = vision_cfg(backbone_config=backbone, backbone_channel_list=[8 * e, 4 * e, 2 * e, e])
-    return video_cfg(vision_config=vision, memory_attention_num_layers=a.memory_attention_layers)
+    s = a.image_size
+    vision = vision_cfg(backbone_config=backbone, backbone_channel_list=[8 * e, 4 * e, 2 * e, e],
+                        backbone_feature_sizes=[[s // 4, s // 4], [s // 8, s // 8], [s // 16, s // 16]])
+    return video_cfg(vision_config=vision, memory_attention_num_layers=a.memory_attention_layers,
+                     image_size=s, prompt_encoder_config={"image_size": s},
+                     memory_attention_rope_feat_sizes=[s // 16, s // 16])
 
 
 @quiet_third_party()
@@ -421,15 +425,18 @@ class Sam2Segmenter(Segmenter, VideoSegmenter):
 
     @classmethod
     def from_spec(cls, spec: ModelSpec, ckpt_path: str | None = None, device: torch.device | str = "cpu", *,
-                  progress: bool = True, **kwargs) -> "Sam2Segmenter":
+                  progress: bool = True, precision: str = "fp32", cache_size: int = 2,
+                  fast_attention: bool = True, **options) -> "Sam2Segmenter":
         """Resolve ``spec``'s checkpoint (explicit path, weights dir, cache, download:
         :mod:`lang_sam.hub`), check it is a SAM 2.1 of ``spec.arch``'s shape, convert Meta's
-        names and load it. ``kwargs``: ``precision``, ``cache_size``, ``chunk_size``,
-        ``chunk_bytes``, ``max_cond_frames``; others are :class:`InvalidArgumentError`."""
+        names and load it. ``fast_attention`` is accepted for the facade's sake and changes
+        nothing (transformers' SAM 2 always uses ``scaled_dot_product_attention``, as Meta's
+        does). ``options``: ``chunk_size``, ``chunk_bytes``, ``max_cond_frames``; others raise
+        :class:`~lang_sam.errors.InvalidArgumentError`."""
         from lang_sam.hub import load_checkpoint, resolve_checkpoint
 
-        known = {"precision", "cache_size", "chunk_size", "chunk_bytes", "max_cond_frames"}
-        unknown = sorted(set(kwargs) - known)
+        known = {"chunk_size", "chunk_bytes", "max_cond_frames"}
+        unknown = sorted(set(options) - known)
         if unknown:
             raise InvalidArgumentError(
                 f"SAM 2.1 model {spec.name!r} does not take {unknown}: expected some of {sorted(known)}")
@@ -439,7 +446,7 @@ class Sam2Segmenter(Segmenter, VideoSegmenter):
         check_architecture(spec, state, str(path), sam2_fingerprint)
         model = load_sam2_state(spec, state, str(path))
         logger.info("loaded SAM 2.1 %s from %s", spec.name, path)
-        return cls(model, device, spec.name, **kwargs)
+        return cls(model, device, spec.name, precision=precision, cache_size=cache_size, **options)
 
     # -- images --
 
@@ -451,7 +458,7 @@ class Sam2Segmenter(Segmenter, VideoSegmenter):
     def _pixels(self, image: np.ndarray) -> torch.Tensor:
         """Meta's ``SAM2Transforms``: ``(1, 3, S, S)`` float32, resized (bilinear, antialiased,
         aspect not kept) and normalised; from an ``HxWx3`` uint8 RGB array."""
-        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous().float().div(255)
+        x = torch.tensor(image).permute(2, 0, 1).contiguous().float().div(255)
         x = F.interpolate(x[None], size=(self.image_size, self.image_size), mode="bilinear",
                           align_corners=False, antialias=True)
         mean = torch.tensor(_MEAN).view(1, 3, 1, 1)
@@ -526,7 +533,8 @@ class Sam2Segmenter(Segmenter, VideoSegmenter):
         c = 3 if multimask_output else 1
         masks = torch.empty((n, c, H, W), dtype=torch.bool)
         scores = torch.empty((n, c), dtype=torch.float32)
-        low_res = torch.empty((n, c, 256, 256), dtype=torch.float32) if return_low_res else None
+        side = 4 * self.image_size // 16
+        low_res = torch.empty((n, c, side, side), dtype=torch.float32) if return_low_res else None
         # Meta's order: box corners (labels 2, 3) first, then the clicked points.
         coords = labels = None
         if boxes is not None:
