@@ -1,6 +1,6 @@
-"""Segment everything with SAM 2.1: :func:`lang_sam.generate.generate` on the SAM 2.1 engine
-(:class:`~lang_sam.models.sam2.Sam2Segmenter`, transformers' network) against Meta's
-``SAM2AutomaticMaskGenerator`` on Meta's network holding the same random weights (needs Meta's
+"""Segment everything with SAM 2.1: ``LangSAM.generate`` on the SAM 2.1 engine
+(:class:`~lang_sam.models.sam2.Sam2Segmenter`, transformers' network, loading a Meta-format .pt)
+against Meta's ``SAM2AutomaticMaskGenerator`` on Meta's network loading the same file (needs Meta's
 ``sam2`` package, a test-only reference: ``SAM2_BUILD_CUDA=0 pip install --no-build-isolation sam2==1.1.0``).
 
 The two networks are two implementations (transformers' and Meta's), so logits agree to float32
@@ -13,49 +13,27 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from conftest import make_image
-from lang_sam.generate import GenerateSettings, generate
 
 pytestmark = pytest.mark.slow  # a 1024-px SAM 2.1 image encoder twice per test
 
 
-def _meta_overrides(arch, image_size: int = 1024) -> list[str]:
-    """Hydra overrides that make Meta's sam2.1_hiera_t config into ``arch``."""
-    e, s = arch.embed_dim, image_size
-    fmt = lambda xs: "[" + ",".join(str(x) for x in xs) + "]"  # noqa: E731
-    return [
-        f"++model.image_encoder.trunk.embed_dim={e}",
-        f"++model.image_encoder.trunk.num_heads={arch.num_heads}",
-        f"++model.image_encoder.trunk.stages={fmt(arch.stages)}",
-        f"++model.image_encoder.trunk.global_att_blocks={fmt(arch.global_att_blocks)}",
-        f"++model.image_encoder.trunk.window_spec={fmt(arch.window_spec)}",
-        f"++model.image_encoder.trunk.window_pos_embed_bkg_spatial_size={fmt(arch.window_pos_embed_bkg_spatial_size)}",
-        f"++model.image_encoder.neck.backbone_channel_list={fmt([8 * e, 4 * e, 2 * e, e])}",
-        f"++model.memory_attention.num_layers={arch.memory_attention_layers}",
-        f"++model.image_size={s}",
-        f"++model.memory_attention.layer.self_attention.feat_sizes={fmt([s // 16, s // 16])}",
-        f"++model.memory_attention.layer.cross_attention.feat_sizes={fmt([s // 16, s // 16])}",
-    ]
-
-
 @pytest.fixture(scope="module")
-def pair():
-    """(our Sam2Segmenter, Meta's SAM2Base) with the same random weights (tiny Hiera, 1024 px)."""
-    from sam2.build_sam import build_sam2
+def pair(tmp_path_factory, gdino_ckpt, tiny_specs):
+    """(LangSAM with the tiny SAM 2.1 from a Meta-format .pt, Meta's SAM2Base loading that file)."""
+    from test_sam2 import meta_model
 
-    from lang_sam.hub.registry import Sam2Arch
-    from lang_sam.models.sam2 import Sam2Segmenter, build_sam2_model, transformers_to_meta
+    from lang_sam import LangSAM
+    from lang_sam.hub import register_model, unregister_model
+    from lang_sam.testing import TINY_SAM2, tiny_sam2_spec, write_sam2_checkpoint
 
-    arch = Sam2Arch(embed_dim=8, num_heads=1, stages=(1, 1, 2, 1), global_att_blocks=(3,),
-                    memory_attention_layers=1)
-    torch.manual_seed(1)
-    ours = build_sam2_model(arch)
-    meta = build_sam2("configs/sam2.1/sam2.1_hiera_t.yaml", None, device="cpu",
-                      hydra_overrides_extra=_meta_overrides(arch))
-    meta.load_state_dict(transformers_to_meta(ours.state_dict()), strict=True)
-    return Sam2Segmenter(ours), meta.eval()
+    spec = register_model(tiny_sam2_spec("tiny_sam2_generate", TINY_SAM2))
+    ckpt = write_sam2_checkpoint(tmp_path_factory.mktemp("sam2gen") / spec.filename, spec, seed=1)
+    model = LangSAM(spec.name, str(ckpt), gdino_type=tiny_specs[1].name, gdino_ckpt_path=str(gdino_ckpt),
+                    device="cpu")
+    yield model, meta_model(TINY_SAM2, ckpt).eval()
+    unregister_model("sam", spec.name)
 
 
 def _match(ours: list[dict], ref: list[dict], *, score_tol: float, min_iou: float) -> None:
@@ -96,10 +74,10 @@ def _match(ours: list[dict], ref: list[dict], *, score_tol: float, min_iou: floa
 def test_generate_matches_metas_sam2_automatic_mask_generator(pair, settings):
     from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
 
-    seg, meta = pair
+    model, meta = pair
     image = make_image()
     ref = SAM2AutomaticMaskGenerator(meta, **settings).generate(image)
-    out = generate(seg, image, GenerateSettings.for_engine(seg, **settings))
+    out = model.generate(image, **settings)
     assert len(out) > 0
     if settings["pred_iou_thresh"] > 0:  # the filter dropped some masks here, and the same ones
         assert len(out) < settings["points_per_side"] ** 2 * 3
