@@ -11,13 +11,16 @@ from lang_sam.errors import *  # noqa: F401,F403 - the typed errors, listed in e
 from lang_sam.hub import GDINO_MODELS, SAM_MODELS
 from lang_sam.lang_sam import EncodedImage, LangSAM
 from lang_sam.masks import CropMask
-from lang_sam.results import Detections, MaskPrediction, Prediction, TiledPrediction, TrackedFrame
+from lang_sam.generate import GenerateSettings
+from lang_sam.results import (
+    Detections, GeneratedMasks, MaskPrediction, Prediction, TiledPrediction, TrackedFrame,
+)
 from lang_sam.tiling import TileSpec
 
 __version__ = "0.1.0"
 
 __all__ = [
     "LangSAM", "Prediction", "EncodedImage", "MaskPrediction", "TileSpec", "TiledPrediction",
-    "Detections", "CropMask", "TrackedFrame", "SAM_MODELS", "GDINO_MODELS",
+    "Detections", "CropMask", "TrackedFrame", "SAM_MODELS", "GDINO_MODELS", "GeneratedMasks", "GenerateSettings",
     "__version__", *_errors.__all__,
 ]

@@ -5,6 +5,7 @@
     lang-sam predict drone/ --prompt car --tile 1024 --tile-overlap 0.2 --output labels/
     lang-sam predict photos/ --prompt "car. wheel" --output labels/ --ray [--ray-address auto]
     lang-sam track clips/ --prompt "car" --output tracks/ --format mot,coco,overlay,masks
+    lang-sam predict photos/ --everything --points-per-side 32 --output masks/ --format coco,masks
     lang-sam info
     lang-sam download --sam-type vit_h --gdino-type swinb --to /data/weights
     lang-sam serve | app           (lang_sam.serving.server.serve / lang_sam.serving.app.launch)
@@ -54,6 +55,7 @@ CLI_NAMES = {
     "box_threshold": "--box-threshold", "text_threshold": "--text-threshold", "nms": "--nms",
     "sam_type": "--sam-type", "gdino_type": "--gdino-type", "tile": "--tile (and its options)",
     "nms_on": "--nms 0.5", "detect_every": "--detect-every", "formats": "--format",
+    "everything": "--everything",
 }
 
 
@@ -171,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-threshold", type=_unit_float, default=0.25, metavar="T",
                    help="a box's phrase is its tokens scoring over T, in [0, 1] (default: %(default)s)")
     _add_tile_arguments(p)
+    _add_everything_arguments(p)
     _add_model_arguments(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     r = p.add_argument_group(
@@ -245,6 +248,49 @@ def _add_tile_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tile-merge", choices=("nms", "greedy"), default=None,
                    help="duplicates across tiles: keep the best box (nms, default) or merge the boxes "
                         "into their union (greedy)")
+
+
+#: ``--everything``'s options: flag -> (LangSAM.generate setting, argparse type, help).
+_EVERYTHING_OPTIONS = {
+    "--points-per-side": ("points_per_side", "int", "grid points per image side (default 32)"),
+    "--points-per-batch": ("points_per_batch", "int", "points decoded together (default 64)"),
+    "--pred-iou-thresh": ("pred_iou_thresh", "unit",
+                          "keep masks whose predicted IoU is over this (default: SAM v1 0.88, SAM 2 0.8)"),
+    "--stability-score-thresh": ("stability_score_thresh", "unit", "keep masks at least this stable (default 0.95)"),
+    "--box-nms-thresh": ("box_nms_thresh", "unit", "box IoU over which duplicate masks go (default 0.7)"),
+    "--crop-n-layers": ("crop_n_layers", "count", "segment crops too: layer i has 2**i x 2**i crops (default 0)"),
+    "--min-mask-region-area": ("min_mask_region_area", "count",
+                               "remove holes and islands under this many pixels (default 0: off)"),
+}
+
+
+def _add_everything_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "segment everything", "--everything labels every mask SAM's automatic mask generator finds, "
+        'class "object", scored by SAM\'s predicted IoU (no --prompt; GroundingDINO is not used)')
+    g.add_argument("--everything", action="store_true",
+                   help="every mask of each image instead of what a prompt names (LangSAM.generate)")
+    kinds = {"int": _positive_int, "unit": _unit_float, "count": lambda t: int(_number(t, int, 0, "a whole number >= 0"))}
+    for flag, (_, kind, text) in _EVERYTHING_OPTIONS.items():
+        g.add_argument(flag, type=kinds[kind], default=None, metavar="N" if kind != "unit" else "T", help=text)
+
+
+def everything_settings(args: argparse.Namespace) -> dict | None:
+    """The :meth:`LangSAM.generate` settings of ``--everything`` and its options (only those
+    given: the SAM family's defaults for the rest), or None without ``--everything``."""
+    from lang_sam.errors import InvalidRunError
+
+    given = {flag: getattr(args, name) for flag, (name, _, _) in _EVERYTHING_OPTIONS.items()
+             if getattr(args, name, None) is not None}
+    if not args.everything:
+        if given:
+            raise InvalidRunError(f"{', '.join(given)}: only with --everything")
+        return None
+    clash = [flag for flag, value in (("--prompt", args.prompt), ("--classes", args.classes), ("--nms", args.nms),
+                                      ("--tile", args.tile)) if value is not None]
+    if clash:
+        raise InvalidRunError(f"--everything labels every mask, with no prompt: give it without {', '.join(clash)}")
+    return {_EVERYTHING_OPTIONS[flag][0]: value for flag, value in given.items()}
 
 
 def tile_spec(args: argparse.Namespace):
@@ -332,11 +378,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
         formats = parse_formats(args.format)
     except InvalidRunError as exc:
         raise InvalidRunError(f"--format: {exc}") from None
+    everything = everything_settings(args)
     if args.classes and args.prompt:
         raise InvalidRunError("give --prompt or --classes, not both (with --classes the prompt is "
                               "built from the classes' phrases)")
-    if not args.classes and not args.prompt:
-        raise InvalidRunError('name what to find: --prompt "car. wheel" or --classes "car=car. automobile"')
+    if not args.classes and not args.prompt and everything is None:
+        raise InvalidRunError('name what to find: --prompt "car. wheel" or --classes "car=car. automobile", '
+                              "or label every mask with --everything")
     # Settings that are wrong for every image are usage errors, found before the output folder is made.
     check_device(args.device)
     try:
@@ -352,7 +400,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     settings = LabelSettings.create(
         args.prompt, args.classes, box_threshold=args.box_threshold,
         text_threshold=args.text_threshold, nms=args.nms, sam_type=args.sam_type,
-        gdino_type=args.gdino_type, tile=tile_spec(args),
+        gdino_type=args.gdino_type, tile=tile_spec(args), everything=everything,
     )
 
     def load_model():
@@ -380,7 +428,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if done not in (0, total) and now - shown[0] < 0.5:
             return
         shown[0] = now
-        what = f"detect {done}/{total} tile(s)" if stage == "detect" else f"segment {done}/{total} box(es)"
+        what = {"detect": f"detect {done}/{total} tile(s)", "generate": f"generate {done}/{total} point(s)"}.get(
+            stage, f"segment {done}/{total} box(es)")
         bars[-1].set_postfix_str(f"{item.rel.as_posix()}: {what}")
 
     def on_failure(item, exc):

@@ -35,7 +35,10 @@ from lang_sam.hub import (
 from lang_sam.masks import CropMask
 from lang_sam.models.base import Detector, Segmenter, engine_for
 from lang_sam.precision import check_precision
-from lang_sam.results import Detections, MaskPrediction, Prediction, TiledPrediction, TrackedFrame
+from lang_sam.generate import GenerateSettings, generate
+from lang_sam.results import (
+    Detections, GeneratedMasks, MaskPrediction, Prediction, TiledPrediction, TrackedFrame,
+)
 from lang_sam.tiling import TileSpec
 from lang_sam.validation import (
     ImageInput,
@@ -287,6 +290,43 @@ class LangSAM:
         self.segmenter.use(self.sam_encoding(enc))
         return self.segmenter.predict(**prompts, multimask_output=bool(multimask_output),
                                       return_low_res=True)
+
+    def generate(
+        self,
+        image: ImageInput,
+        *,
+        progress: Callable[[str, int, int], None] | None = None,
+        **settings,
+    ) -> GeneratedMasks:
+        """Segment everything: every mask of ``image`` that SAM's automatic mask generator keeps
+        (``SamAutomaticMaskGenerator`` for SAM v1, ``SAM2AutomaticMaskGenerator`` for SAM 2),
+        with no prompt; GroundingDINO is not used.
+
+        ``settings`` are the generator's parameters, by SAM's names (``points_per_side=32``,
+        ``points_per_batch=64``, ``pred_iou_thresh``, ``stability_score_thresh=0.95``,
+        ``stability_score_offset=1.0``, ``box_nms_thresh=0.7``, ``crop_n_layers=0``,
+        ``crop_nms_thresh=0.7``, ``crop_overlap_ratio``, ``crop_n_points_downscale_factor``,
+        ``point_grids``, ``min_mask_region_area=0``, ``mask_threshold``, ``multimask_output``,
+        ``use_m2m``), defaults the SAM family's own (:class:`~lang_sam.generate.GenerateSettings`;
+        ``pred_iou_thresh`` 0.88 for SAM v1, 0.8 for SAM 2); an unknown name raises
+        :class:`~lang_sam.errors.InvalidArgumentError`. The whole image is encoded once (and
+        reuses a cached encoding); each crop of ``crop_n_layers`` is encoded once more.
+        ``progress("generate", points_done, points_total)`` hears of each batch of points.
+
+        Returns a :class:`~lang_sam.results.GeneratedMasks` (``masks`` ``(N, H, W)`` bool,
+        ``boxes``, ``areas``, ``iou_scores``, ``stability_scores``, ``point_coords``,
+        ``crop_boxes``); its ``records()`` is ``SamAutomaticMaskGenerator.generate``'s list of dicts.
+        """
+        config = GenerateSettings.for_engine(self.segmenter, **settings)
+        enc = self.encode(image)
+        H, W = enc.pixels.shape[:2]
+
+        def encode(pixels: np.ndarray, box: tuple[int, int, int, int]):
+            if tuple(box) == (0, 0, W, H):
+                return self.sam_encoding(enc)
+            return self.segmenter.encode(pixels)
+
+        return generate(self.segmenter, enc.pixels, config, encode=encode, progress=progress)
 
     @_takes_image_pil
     def predict(

@@ -35,7 +35,7 @@ from lang_sam.errors import InvalidResultError
 from lang_sam.masks import CropMask, stack_dense
 from lang_sam.reprs import SHOWN, count_text, detections_text, numbers_text, shape_text
 
-__all__ = ["Detections", "Prediction", "TiledPrediction", "MaskPrediction", "TrackedFrame", "Tile"]
+__all__ = ["Detections", "Prediction", "TiledPrediction", "MaskPrediction", "GeneratedMasks", "TrackedFrame", "Tile"]
 
 #: ``(x0, y0, x1, y1)`` of a tile or window in image pixels, ``x1``/``y1`` exclusive.
 Tile = tuple[int, int, int, int]
@@ -354,6 +354,102 @@ class MaskPrediction(_MaskFields):
             f"on a {W}x{H} image; iou_scores {scores or '-'}{more}; "
             f"masks {shape_text(self.masks)}, low_res_logits {low})"
         )
+
+
+@dataclass(frozen=True, repr=False, eq=False)
+class GeneratedMasks:
+    """What :meth:`LangSAM.generate` returns: every mask SAM's automatic mask generator kept in one
+    image ("segment everything"), ``N`` of them, in the generator's order.
+
+    - ``masks``: ``(N, H, W)`` bool tensor in image pixels;
+    - ``boxes``: ``(N, 4)`` float32 tensor, xyxy image pixels, each mask's bounding box as SAM's
+      generator (and ``torchvision.ops.masks_to_boxes``) gives it: ``x1``/``y1`` are the last
+      column/row of the mask (inclusive); an empty mask's box is ``(0, 0, 0, 0)``;
+    - ``areas``: ``(N,)`` int64, True pixels of each mask;
+    - ``iou_scores``: ``(N,)`` float32, SAM's predicted IoU of each mask;
+    - ``stability_scores``: ``(N,)`` float32, the IoU of the mask thresholded at
+      ``mask_threshold + offset`` and at ``mask_threshold - offset``;
+    - ``point_coords``: ``(N, 2)`` float32 xy image pixels, the grid point that prompted the mask;
+    - ``crop_boxes``: ``(N, 4)`` float32 xyxy image pixels (``x1``/``y1`` exclusive), the crop of
+      the image the mask was found on (the whole image, or one of ``crop_n_layers``' crops);
+    - ``image_size``: ``(H, W)``.
+
+    :meth:`records` gives SAM's own output, the list of dicts of
+    ``SamAutomaticMaskGenerator.generate``.
+    """
+
+    masks: torch.Tensor
+    boxes: torch.Tensor
+    areas: torch.Tensor
+    iou_scores: torch.Tensor
+    stability_scores: torch.Tensor
+    point_coords: torch.Tensor
+    crop_boxes: torch.Tensor
+    image_size: tuple[int, int]
+
+    def __post_init__(self) -> None:
+        size = _image_size("GeneratedMasks", self.image_size)
+        object.__setattr__(self, "image_size", size)
+        n = _tensor("GeneratedMasks", "masks", self.masks, None, trailing=size, kind="bool")
+        _tensor("GeneratedMasks", "boxes", self.boxes, n, trailing=(4,))
+        _tensor("GeneratedMasks", "areas", self.areas, n, kind="int")
+        _tensor("GeneratedMasks", "iou_scores", self.iou_scores, n)
+        _tensor("GeneratedMasks", "stability_scores", self.stability_scores, n)
+        _tensor("GeneratedMasks", "point_coords", self.point_coords, n, trailing=(2,))
+        _tensor("GeneratedMasks", "crop_boxes", self.crop_boxes, n, trailing=(4,))
+
+    @classmethod
+    def empty(cls, image_size: tuple[int, int]) -> "GeneratedMasks":
+        """No mask in an image of ``image_size`` ``(H, W)``."""
+        f = torch.zeros
+        return cls(f((0, *image_size), dtype=torch.bool), f((0, 4)), f((0,), dtype=torch.int64), f((0,)),
+                   f((0,)), f((0, 2)), f((0, 4)), image_size)
+
+    def __len__(self) -> int:
+        return int(self.masks.shape[0])
+
+    def crops(self) -> list[CropMask]:
+        """The masks as :class:`~lang_sam.masks.CropMask` trimmed to their True pixels (the form
+        the labelling writers read)."""
+        return [CropMask.from_dense(m) for m in self.masks.numpy()]
+
+    def records(self, output_mode: str = "binary_mask") -> list[dict]:
+        """``SamAutomaticMaskGenerator.generate``'s output: one dict per mask, with
+        ``segmentation`` (``(H, W)`` bool numpy array; ``output_mode="coco_rle"``: a COCO RLE dict
+        with ``str`` counts), ``area`` (int), ``bbox`` (``[x, y, w, h]`` floats: the box's
+        ``x0, y0, x1 - x0, y1 - y0``), ``predicted_iou``, ``point_coords`` (``[[x, y]]``),
+        ``stability_score`` and ``crop_box`` (``[x, y, w, h]``)."""
+        if output_mode not in ("binary_mask", "coco_rle"):
+            _fail("GeneratedMasks", "records(output_mode)", "'binary_mask' or 'coco_rle'", repr(output_mode))
+
+        def xywh(b: list[float]) -> list[float]:
+            return [b[0], b[1], b[2] - b[0], b[3] - b[1]]
+
+        out = []
+        for i in range(len(self)):
+            mask = self.masks[i].numpy()
+            if output_mode == "coco_rle":
+                segmentation = CropMask.from_dense(mask).to_rle()
+            else:
+                segmentation = mask
+            out.append({
+                "segmentation": segmentation,
+                "area": int(self.areas[i]),
+                "bbox": xywh(self.boxes[i].tolist()),
+                "predicted_iou": float(self.iou_scores[i]),
+                "point_coords": [self.point_coords[i].tolist()],
+                "stability_score": float(self.stability_scores[i]),
+                "crop_box": xywh(self.crop_boxes[i].tolist()),
+            })
+        return out
+
+    def __repr__(self) -> str:
+        H, W = self.image_size
+        n = len(self)
+        scores = f": iou_scores {numbers_text(self.iou_scores[:SHOWN].tolist())}" if n else ""
+        more = f", ... (+{n - SHOWN} more)" if n > SHOWN else ""
+        return (f"GeneratedMasks({count_text(n, 'mask')} on a {W}x{H} image{scores}{more}; "
+                f"masks {shape_text(self.masks)}, boxes {shape_text(self.boxes)} xyxy px)")
 
 
 class TrackedFrame(NamedTuple):

@@ -198,7 +198,7 @@ class ImageLabeller:
         _register(self.job.specs)
         model = LangSAM(**self.job.model)
         s = self.job.settings
-        model.detector.prepare(s.prompt, s.box_threshold, s.text_threshold)  # a bad prompt fails here, once
+        s.check(model)  # a bad prompt fails here, once
         return model
 
     def __call__(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -82,6 +82,7 @@ __all__ = [
     "OUTPUT_DIRS",
     "TILED_OVERLAY_MAX_PIXELS",
     "MANY_BOXES",
+    "EVERYTHING_CLASS",
     "RUN_ERRORS",
     "failure_reason",
     "failure_kind",
@@ -100,6 +101,9 @@ OUTPUT_DIRS = ("overlays", "masks", "labelme", "yolo", "coco", STATE_DIR)
 #: An image with more boxes to segment than this gets a warning from :func:`label_image` (SAM's
 #: time grows with the boxes: 531 boxes from random weights made one image take minutes).
 MANY_BOXES = 300
+
+#: The class name of every mask a run with ``everything`` (SAM's automatic mask generator) writes.
+EVERYTHING_CLASS = "object"
 
 #: With tiling, overlays of larger images are drawn on a copy downscaled to this many pixels.
 TILED_OVERLAY_MAX_PIXELS = 16_000_000
@@ -394,6 +398,12 @@ class LabelSettings:
     ``nms`` is the per-class NMS IoU (None: off). ``tile`` turns on sliced inference for large
     images (:class:`~lang_sam.tiling.TileSpec`; None: off). ``sam_type`` / ``gdino_type`` name the
     models in the run's record, so that resuming with other models is refused.
+
+    ``everything`` (a dict of :meth:`LangSAM.generate` settings, ``{}`` for the SAM family's
+    defaults) labels every mask SAM's
+    automatic mask generator finds instead (:meth:`LangSAM.generate`; no prompt, no
+    GroundingDINO): each is of the class :data:`EVERYTHING_CLASS` (``"object"``) and scored by
+    SAM's predicted IoU; ``prompt`` is then ``""`` and ``classes``, ``nms`` and ``tile`` unset.
     """
 
     prompt: str
@@ -404,6 +414,7 @@ class LabelSettings:
     sam_type: str | None = None
     gdino_type: str | None = None
     tile: TileSpec | None = None
+    everything: Any = None
 
     @classmethod
     def create(
@@ -417,9 +428,14 @@ class LabelSettings:
         sam_type: str | None = None,
         gdino_type: str | None = None,
         tile: TileSpec | None = None,
+        everything: Any = None,
     ) -> "LabelSettings":
         """Checked settings; raises :class:`InvalidRunError`, :class:`InvalidPromptError`,
-        :class:`InvalidClassMapError` or :class:`InvalidThresholdError` naming what is wrong."""
+        :class:`InvalidClassMapError` or :class:`InvalidThresholdError` naming what is wrong.
+        ``everything``: a dict of :meth:`LangSAM.generate` settings (``{}``: the SAM family's
+        defaults), checked now."""
+        if everything is not None:
+            return cls._everything(everything, prompt, classes, nms, tile, sam_type, gdino_type)
         if tile is not None and not isinstance(tile, TileSpec):
             raise InvalidRunError(f"tile must be a TileSpec or None, got {type(tile).__name__}")
         if classes is not None and prompt is not None:
@@ -448,6 +464,33 @@ class LabelSettings:
             tile=tile,
         )
 
+    @classmethod
+    def _everything(cls, everything, prompt, classes, nms, tile, sam_type, gdino_type) -> "LabelSettings":
+        from lang_sam.generate import GenerateSettings
+
+        given = [name for name, v in (("prompt", prompt), ("classes", classes), ("nms", nms), ("tile", tile))
+                 if v is not None]
+        if given:
+            raise InvalidRunError.naming(
+                "everything labels every mask SAM's generator finds, with no prompt: give it without "
+                + ", ".join(f"{{{g}}}" for g in given), **{g: g for g in given})
+        if not isinstance(everything, dict):
+            raise InvalidRunError(
+                f"everything must be a dict of LangSAM.generate settings ({{}}: the SAM family's "
+                f"defaults), got {type(everything).__name__}")
+        try:  # names and values checked now, not per image
+            GenerateSettings.for_engine(None, **everything)
+        except InvalidArgumentError as exc:
+            raise InvalidRunError(f"everything: {exc}") from None
+        everything = {k: (_grids_json(v) if k == "point_grids" else v) for k, v in sorted(everything.items())}
+        return cls(prompt="", sam_type=sam_type, gdino_type=gdino_type, everything=everything)
+
+    def check(self, model: Any) -> None:
+        """Check the settings against a loaded model before any image (a bad prompt fails once,
+        not once per image): the detector's ``prepare``; nothing for ``everything``."""
+        if self.everything is None:
+            model.detector.prepare(self.prompt, self.box_threshold, self.text_threshold)
+
     def classmap(self) -> ClassMap:
         """A new :class:`ClassMap`: the fixed classes, or an empty open map."""
         return ClassMap.parse(self.classes) if self.classes else ClassMap()
@@ -463,6 +506,7 @@ class LabelSettings:
             "sam_type": self.sam_type,
             "gdino_type": self.gdino_type,
             "tile": self.tile.to_dict() if self.tile is not None else None,
+            **({"everything": self.everything} if self.everything is not None else {}),
         }
 
 
@@ -514,6 +558,8 @@ def label_image(
 
     classmap = classmap if classmap is not None else settings.classmap()
     image = load_image(item.path)
+    if settings.everything is not None:
+        return _label_everything(model, item, image, settings, formats, on_progress)
     dropped = [0]  # detections that matched no class
 
     def to_classes(det: Detections) -> Detections:
@@ -554,6 +600,30 @@ def label_image(
             fmt.detection_labels(det.phrases, labels.scores),
             max_pixels=None if tile is None else TILED_OVERLAY_MAX_PIXELS,
         )
+        labels.overlay_png = _png_bytes(overlay)
+    return labels
+
+
+def _grids_json(grids: Any) -> Any:
+    """``point_grids`` as JSON-able nested lists (the run's record holds the settings)."""
+    return None if grids is None else [np.asarray(g, dtype=np.float64).tolist() for g in grids]
+
+
+def _label_everything(model, item: ImageItem, image, settings: LabelSettings, formats: Sequence[str],
+                      on_progress: Callable[[str, int, int], None] | None) -> ImageLabels:
+    """:func:`label_image` for ``settings.everything``: every mask of :meth:`LangSAM.generate`,
+    class :data:`EVERYTHING_CLASS`, scored by SAM's predicted IoU; boxes as SAM's generator gives
+    them (``x1``/``y1`` the last column/row of the mask)."""
+    out = model.generate(image, progress=on_progress, **settings.everything)
+    names = [EVERYTHING_CLASS] * len(out)
+    labels = ImageLabels(
+        item=item, width=image.width, height=image.height,
+        boxes=out.boxes.numpy().astype(np.float32).reshape(-1, 4),
+        scores=out.iou_scores.numpy().astype(np.float32).reshape(-1),
+        names=names, masks=out.crops(),
+    )
+    if "overlay" in formats:
+        overlay = fmt.render_overlay(image, labels.masks, labels.boxes, fmt.detection_labels(names, labels.scores))
         labels.overlay_png = _png_bytes(overlay)
     return labels
 
@@ -1086,7 +1156,7 @@ def label_folder(
             model = model()
         if todo:
             # A bad prompt (a phrase over 256 tokens, ...) is said before any image, not once per image.
-            model.detector.prepare(settings.prompt, settings.box_threshold, settings.text_threshold)
+            settings.check(model)
     except BaseException:
         run.release()  # no image was written: the run-wide files are left as they were
         raise

@@ -26,7 +26,8 @@ from lang_sam.errors import InvalidArgumentError
 from lang_sam.hub.registry import ModelSpec
 from lang_sam.results import Detections, MaskPrediction
 
-__all__ = ["Engine", "Detector", "Segmenter", "TextSegmenter", "VideoSegmenter", "TrackStep", "ROLES", "engine_for"]
+__all__ = ["Engine", "Detector", "Segmenter", "MaskLogits", "TextSegmenter", "VideoSegmenter", "TrackStep", "ROLES",
+           "engine_for"]
 
 
 class Engine(ABC):
@@ -67,8 +68,25 @@ class Detector(Engine):
         """The boxes ``prepared`` (from :meth:`prepare`) names in the image of ``features``."""
 
 
+class MaskLogits(NamedTuple):
+    """What :meth:`Segmenter.predict_logits` returns for ``B`` prompts, ``C`` masks each.
+
+    ``logits``: ``(B, C, H, W)`` float32 mask logits in image pixels (a mask is ``logits >
+    mask_threshold``, 0.0 for SAM); ``iou_scores``: ``(B, C)`` float32, the predicted IoU;
+    ``low_res_logits``: ``(B, C, 256, 256)`` float32, what ``mask_input`` takes back.
+    """
+
+    logits: torch.Tensor
+    iou_scores: torch.Tensor
+    low_res_logits: torch.Tensor
+
+
 class Segmenter(Engine):
     """Boxes / points / masks -> masks (SAM: :class:`~lang_sam.models.segmenter.SamSegmenter`)."""
+
+    #: The automatic mask generator's settings that differ from SAM v1's
+    #: (:class:`lang_sam.generate.GenerateSettings`), e.g. ``{"pred_iou_thresh": 0.8}`` for SAM 2.
+    generate_defaults: dict[str, Any] = {}
 
     @abstractmethod
     def encode(self, image: np.ndarray, key: str | None = None) -> Any:
@@ -89,6 +107,25 @@ class Segmenter(Engine):
     def boxes_per_chunk(self, height: int, width: int, masks_per_prompt: int = 1) -> int:
         """How many prompts are decoded together on a ``height x width`` image (the pipeline
         hands masks on chunk by chunk, so this bounds its memory)."""
+
+    def predict_logits(self, *, points: Any, point_labels: Any, mask_input: Any = None,
+                       multimask_output: bool = True) -> MaskLogits:
+        """Mask logits (not thresholded) for ``B`` point prompts, as the family's automatic mask
+        generator reads them (:mod:`lang_sam.generate`): ``points`` ``(B, K, 2)`` xy pixels of the
+        image given to :meth:`use` (numpy float64 or torch), ``point_labels`` ``(B, K)``,
+        ``mask_input`` ``(B, 1, 256, 256)`` or None. All ``B`` prompts may be decoded at once (the
+        caller bounds ``B``: ``points_per_batch``).
+
+        This default calls :meth:`predict` and upsamples its ``low_res_logits`` bilinearly to the
+        image size (``align_corners=False``): SAM 2's post-processing (Meta's
+        ``SAM2Transforms.postprocess_masks`` without hole filling, and transformers'). An engine
+        whose masks are made otherwise (SAM v1 pads to 1024 px first), or whose low-resolution
+        logits are clamped, overrides it so that its logits are those of its own predictor."""
+        out = self.predict(points=points, point_labels=point_labels, mask_input=mask_input,
+                           multimask_output=multimask_output, return_low_res=True)
+        low = out.low_res_logits.float()
+        logits = torch.nn.functional.interpolate(low, out.image_size, mode="bilinear", align_corners=False)
+        return MaskLogits(logits, out.iou_scores.float(), low)
 
     def segment_boxes(self, encoding: Any, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(N, H, W)`` bool masks and ``(N,)`` float32 IoU scores for ``(N, 4)`` float32 xyxy

@@ -17,7 +17,7 @@ import torch
 from lang_sam.cache import EncodingCache
 from lang_sam.errors import InvalidArgumentError, InvalidPromptError
 from lang_sam.hub import ModelSpec, SamArch
-from lang_sam.models.base import Segmenter
+from lang_sam.models.base import MaskLogits, Segmenter
 from lang_sam.models.checkpoints import count_blocks, load_network
 from lang_sam.patches import empty_parameters, quiet_third_party, use_fast_attention
 from lang_sam.precision import autocast, check_precision
@@ -278,6 +278,27 @@ class SamSegmenter(Segmenter):
                 if low_res is not None:
                     low_res[part] = low.float().cpu()
         return MaskPrediction(masks, scores, low_res)
+
+
+    @quiet_third_party()
+    def predict_logits(self, *, points, point_labels, mask_input=None,
+                       multimask_output: bool = True) -> MaskLogits:
+        """Mask logits for ``B`` point prompts in one ``predict_torch(return_logits=True)`` call,
+        as ``SamAutomaticMaskGenerator`` decodes its batches (see
+        :meth:`lang_sam.models.base.Segmenter.predict_logits`): numpy points are mapped with
+        ``apply_coords`` in their own dtype (the generator's float64 grid stays float64), so the
+        logits are bit for bit the generator's. Returns CPU float32 tensors."""
+        p = self.predictor
+        if isinstance(points, torch.Tensor):
+            coords = p.transform.apply_coords_torch(points, p.original_size)
+        else:
+            coords = torch.as_tensor(p.transform.apply_coords(np.asarray(points), p.original_size))
+        labels = torch.as_tensor(point_labels, dtype=torch.int)
+        masks_in = None if mask_input is None else torch.as_tensor(mask_input, dtype=torch.float).to(p.device)
+        with torch.no_grad(), autocast(self.device, self.precision):
+            logits, iou, low = p.predict_torch(coords.to(p.device), labels.to(p.device), mask_input=masks_in,
+                                               multimask_output=multimask_output, return_logits=True)
+        return MaskLogits(logits.float().cpu(), iou.float().cpu(), low.float().cpu())
 
 
 def _to_input_frame(coords, numpy_fn, torch_fn, original_size) -> torch.Tensor | None:
