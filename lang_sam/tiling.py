@@ -140,9 +140,9 @@ def merge_detections(
     boxes: Any,
     scores: Any,
     classes: Sequence[Hashable],
-    tiles: Sequence[int],
+    tiles: Any,
     spec: TileSpec,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, torch.Tensor]:
     """Merge detections that neighbouring tiles found twice.
 
     ``boxes`` ``(N, 4)`` xyxy image pixels, ``scores`` ``(N,)``, ``classes`` ``N`` hashable class
