@@ -4,7 +4,7 @@ gives for SAM's own prompts (:class:`MaskPrediction`) and what the pipeline retu
 shapes, dtypes) and raises :class:`~lang_sam.errors.InvalidResultError` naming the field, what was
 expected and what arrived, so no consumer re-checks them.
 
-The vocabulary, written once (the README's "Vocabulary" section says the same):
+The vocabulary, written once (docs/reference/api.md, "Vocabulary", says the same):
 
 - ``image_size``: ``(H, W)`` ints, the order of numpy and torch shapes, never PIL's ``(W, H)``;
   ``width`` / ``height`` where one of them is meant.
