@@ -12,8 +12,11 @@ import argparse
 import contextlib
 import io
 import os
+import re
 
 MARKER = "<!-- cli-reference -->"
+#: A Sphinx role left in a docstring, as Markdown renders it: ``:class:`~x.Y``` -> ":class:<code>~x.Y</code>".
+SPHINX_ROLE = re.compile(r":(?:class|func|meth|data|attr|mod|exc|obj):<code>~?([^<]*)</code>")
 
 
 def _help(argv: list[str]) -> str:
@@ -70,3 +73,8 @@ def on_page_markdown(markdown: str, page, config, files) -> str:  # noqa: ARG001
     if MARKER in markdown:
         markdown = markdown.replace(MARKER, cli_reference())
     return markdown
+
+
+def on_page_content(html: str, page, config, files) -> str:  # noqa: ARG001 - MkDocs' signature
+    """The docstrings use Sphinx roles (``:class:`Foo```); show them as plain code, ``Foo``."""
+    return SPHINX_ROLE.sub(lambda m: f"<code>{m[1].rsplit('.', 1)[-1] if m[0].find('~') >= 0 else m[1]}</code>", html)
