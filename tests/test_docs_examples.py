@@ -186,7 +186,20 @@ def test_the_collector_finds_the_examples_and_few_are_skipped():
     assert len(marked) < len(RUNNABLE), [(b.id, b.skip) for b in marked]
 
 
-@pytest.mark.parametrize("block", RUNNABLE, ids=[b.id for b in RUNNABLE])
+def _param(block: Block):
+    """A shell block starts fresh interpreters (torch and the models imported again, 5-10 s each on
+    2 cores) and runs whole commands: slow. A Python block runs in this process on the shared
+    tiny models, in seconds, unless it is listed in SLOW_PYTHON."""
+    slow = block.lang not in ("python", "py") or any(word in block.code for word in SLOW_PYTHON)
+    return pytest.param(block, id=block.id, marks=[pytest.mark.slow] if slow else [])
+
+
+#: Python examples that cost over ~10 s on the tiny models (every tile of an image through both
+#: networks; many prompts and images in one block).
+SLOW_PYTHON = ("predict_tiled(", "predict_batch(")
+
+
+@pytest.mark.parametrize("block", [_param(b) for b in RUNNABLE])
 def test_docs_example_runs(block, workdir, docs_env):
     if block.lang in ("python", "py"):
         scope = {"__name__": "__docs_example__"}
