@@ -17,6 +17,10 @@ Not run:
   (``cpu:``);
 - blocks in another language (``text``, ``yaml``, ``json``, a layout drawing).
 
+Cost: 13 tests (12 blocks), 231 s of CPU time (user + sys, subprocesses included) on the 2-core
+machine, measured 2026-11-30 while it was shared (load average 8-15: 16 min of wall time). The
+shell blocks and the tiling / batch examples are marked slow; the quick loop keeps the Python ones.
+
 A new model family whose architecture record is not a ``SamArch`` / ``GDinoArch`` gets its tiny
 stand-in in :data:`TINY_FOR` (or its examples are marked ``docs:skip``).
 """
