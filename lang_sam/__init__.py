@@ -17,7 +17,12 @@ from lang_sam.results import (
 )
 from lang_sam.tiling import TileSpec
 
-__version__ = "0.1.0"
+try:  # the version is written once, in pyproject.toml; the installed metadata carries it
+    from importlib.metadata import PackageNotFoundError as _NotInstalled, version as _version
+
+    __version__: str = _version("lang-sam")
+except _NotInstalled:  # a source tree on sys.path that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "LangSAM", "Prediction", "EncodedImage", "MaskPrediction", "TileSpec", "TiledPrediction",

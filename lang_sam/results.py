@@ -4,7 +4,7 @@ gives for SAM's own prompts (:class:`MaskPrediction`) and what the pipeline retu
 shapes, dtypes) and raises :class:`~lang_sam.errors.InvalidResultError` naming the field, what was
 expected and what arrived, so no consumer re-checks them.
 
-The vocabulary, written once (the README's "Vocabulary" section says the same):
+The vocabulary, written once (docs/reference/api.md, "Vocabulary", says the same):
 
 - ``image_size``: ``(H, W)`` ints, the order of numpy and torch shapes, never PIL's ``(W, H)``;
   ``width`` / ``height`` where one of them is meant.
@@ -137,7 +137,7 @@ class Detections:
             torch.cat([p.boxes for p in parts]).to(torch.float32),
             torch.cat([p.scores for p in parts]).to(torch.float32),
             [phrase for p in parts for phrase in p.phrases], image_size,
-            tile_index=torch.cat(index) if all(i is not None for i in index) else None,
+            tile_index=torch.cat([i for i in index if i is not None]) if all(i is not None for i in index) else None,
             tiles=tuple(tiles),
         )
 
@@ -215,7 +215,8 @@ class Prediction(_MaskedFields):
     @property
     def image_size(self) -> tuple[int, int]:
         """``(H, W)``."""
-        return tuple(int(d) for d in self.masks.shape[-2:])
+        h, w = self.masks.shape[-2:]
+        return int(h), int(w)
 
     def to_supervision(self, classes: Sequence[str] | None = None, *, compact: bool | None = None):
         """These detections as a ``supervision.Detections`` (``pip install "supervision>=0.28"``).
@@ -336,7 +337,8 @@ class MaskPrediction(_MaskFields):
     @property
     def image_size(self) -> tuple[int, int]:
         """``(H, W)``."""
-        return tuple(int(d) for d in self.masks.shape[-2:])
+        h, w = self.masks.shape[-2:]
+        return int(h), int(w)
 
     def __repr__(self) -> str:
         """One line, whatever B: prompts x masks, image size, the first prompts' scores, shapes."""

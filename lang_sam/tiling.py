@@ -10,7 +10,7 @@ Everything here is plain maths on boxes (numpy, torch): no model. Coordinates ar
 pixels, boxes xyxy. The grid and the merge follow SAHI's (``sahi.slicing.get_slice_bboxes``,
 ``sahi.postprocess``: last tile aligned to the right and bottom edges, intersection over the
 smaller box as the default match metric), written here in a few lines rather than taken as a
-dependency (see the README, "Large images").
+dependency (see docs/guides/large-images.md).
 """
 
 from __future__ import annotations
@@ -140,9 +140,9 @@ def merge_detections(
     boxes: Any,
     scores: Any,
     classes: Sequence[Hashable],
-    tiles: Sequence[int],
+    tiles: Any,
     spec: TileSpec,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, torch.Tensor]:
     """Merge detections that neighbouring tiles found twice.
 
     ``boxes`` ``(N, 4)`` xyxy image pixels, ``scores`` ``(N,)``, ``classes`` ``N`` hashable class

@@ -122,7 +122,7 @@ def generate_labelme_json(
     masks = binary_masks if is_crop_list(binary_masks) else as_numpy(binary_masks)
     if len(masks) != len(labels):
         raise InvalidArgumentError(f"got {len(masks)} masks but {len(labels)} labels")
-    json_dict = {
+    json_dict: dict[str, Any] = {
         "version": "4.5.6",
         "imageHeight": int(image_size[0]),
         "imageWidth": int(image_size[1]),

@@ -372,6 +372,7 @@ def open_image(source: str | os.PathLike | bytes | BinaryIO, *, max_pixels: Any 
     from lang_sam.settings import ENV_MAX_PIXELS, max_image_pixels
 
     limit = max_image_pixels() if max_pixels is _DEFAULT else max_pixels
+    fp: Path | BinaryIO
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():

@@ -603,9 +603,9 @@ def test_help_shows_defaults_exit_statuses_and_one_meaning_of_ray_address(capsys
         serve_help = " ".join(capsys.readouterr().out.split())
         assert f"--port PORT port to listen on (default: {port})" in serve_help
         assert "3 models or weights unavailable" in serve_help and "port is in use" in serve_help
-    # --ray-address: help and README name the forms ray.init(address=...) takes, and the same ones
+    # --ray-address: help and the docs name the forms ray.init(address=...) takes, and the same ones
     ray_help = re.search(r"--ray-address ADDR (.*?) --workers", text).group(1)
-    readme = " ".join((ROOT / "README.md").read_text().split())
+    readme = " ".join(" ".join(p.read_text() for p in (ROOT / "docs" / "guides").glob("*.md")).split())
     for form in ("auto", "HOST:6379"):
         assert form in ray_help and f"`{form}`" in readme
     assert "ray://" not in ray_help  # Ray Client needs ray[client], which lang-sam[ray] does not install

@@ -253,9 +253,9 @@ def test_supervision_coco_export_matches_ours(predictions, source, tmp_path):
 
 @pytest.mark.slow
 def test_readme_annotator_example_runs(model, tmp_path, monkeypatch):
-    """The README's supervision example, as written, with the tiny models for ``LangSAM()`` and a
-    small image for ``assets/cat.jpg``."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    """The docs' supervision example (docs/guides/supervision.md), as written, with the tiny models
+    for ``LangSAM()`` and a small image for ``assets/cat.jpg``."""
+    text = (ROOT / "docs" / "guides" / "supervision.md").read_text(encoding="utf-8")
     block = text.split("<!-- example:supervision -->", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
     assert block.count("LangSAM()") == 1 and "assets/cat.jpg" in block
     from PIL import Image
@@ -264,7 +264,7 @@ def test_readme_annotator_example_runs(model, tmp_path, monkeypatch):
     code = block.replace("LangSAM()", "_tiny_model").replace("assets/cat.jpg", str(tmp_path / "cat.png"))
     scope = {"_tiny_model": model}
     monkeypatch.chdir(tmp_path)
-    exec(compile(code, "README.md (supervision example)", "exec"), scope)
+    exec(compile(code, "docs/guides/supervision.md (supervision example)", "exec"), scope)
     assert isinstance(scope["detections"], sv.Detections) and len(scope["detections"]) > 0
     annotated = scope["annotated"]
     assert isinstance(annotated, np.ndarray) and annotated.shape == SMALL.shape

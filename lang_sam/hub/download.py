@@ -115,8 +115,8 @@ def _fetch(url: str, tmp: Path, *, progress: bool, timeout: float) -> None:
                 bar.update(len(chunk))
         if length is not None and got != int(length):
             raise urllib.error.ContentTooShortError(
-                f"connection closed after {got} of {length} bytes", None
-            )
+                f"connection closed after {got} of {length} bytes", None  # type: ignore[arg-type]
+            )  # (typeshed wants the partial content; there is none to give)
 
 
 def _fetch_with_retries(
@@ -155,9 +155,9 @@ def download_file(
     source delivered a wrong file and none a right one, else :class:`DownloadError`.
     """
     if is_offline():
-        err = WeightsNotFoundError(f"offline mode is on: not downloading {Path(dest).name}")
-        err.reason = "offline mode is on: not downloaded"
-        raise err
+        offline = WeightsNotFoundError(f"offline mode is on: not downloading {Path(dest).name}")
+        offline.reason = "offline mode is on: not downloaded"
+        raise offline
     urls = [urls] if isinstance(urls, str) else list(urls)
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)

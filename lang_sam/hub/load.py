@@ -18,7 +18,7 @@ import pickletools
 import tarfile
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from lang_sam.errors import CheckpointError, UnsafeCheckpointError
 from lang_sam.hub.download import sha256sum
@@ -159,9 +159,9 @@ def _pickle_globals(stream) -> list[str]:
         if name in _STRING_OPS:
             recent.append(arg)
         elif name in ("BINGET", "LONG_BINGET", "GET"):
-            recent.append(memo.get(int(arg)))
+            recent.append(memo.get(int(cast(int, arg))))
         elif name in ("BINPUT", "LONG_BINPUT", "PUT"):
-            memo[int(arg)] = recent[-1] if recent else None
+            memo[int(cast(int, arg))] = recent[-1] if recent else None
         elif name == "MEMOIZE":
             memo[len(memo)] = recent[-1] if recent else None
         elif name in ("GLOBAL", "INST"):

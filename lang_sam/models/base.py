@@ -5,7 +5,7 @@ the registry entry of a model type (:class:`lang_sam.hub.ModelSpec`) names the c
 implements its family (``engine="lang_sam.models.segmenter:SamSegmenter"``), and
 :func:`engine_for` imports it when the model is loaded. So a new model family is one module under
 ``lang_sam/models/`` implementing one of these classes, plus its registry entries and tests: the
-pipeline, the CLI, Ray, tiling and the server are not edited (see the README, "Add a model family").
+pipeline, the CLI, Ray, tiling and the server are not edited (see docs/development.md, "Add a model family").
 
 All three follow ``SamPredictor``'s split: encode an image once (cached by content key), then
 answer prompts on that encoding cheaply. Coordinates are input-image pixels, boxes xyxy, sizes
