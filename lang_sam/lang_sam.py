@@ -315,7 +315,8 @@ class LangSAM:
         enc = self.encode(image)
         H, W = enc.pixels.shape[:2]
         prompts = check_sam_prompts(boxes, points, point_labels, mask_input, image_size=(H, W))
-        self.segmenter.use(self.sam_encoding(enc))
+        encoding = self.sam_encoding(enc)  # UnsupportedPromptError for a text segmenter
+        self.segmenter.use(encoding)
         return self.segmenter.predict(**prompts, multimask_output=bool(multimask_output),
                                       return_low_res=True)
 
