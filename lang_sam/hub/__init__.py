@@ -17,6 +17,7 @@ from lang_sam.hub.registry import (
     DEFAULT_SAM,
     FAMILIES,
     GDINO_MODELS,
+    SAM3_FILES,
     SAM_MODELS,
     GDinoArch,
     HubArch,
@@ -45,7 +46,7 @@ from lang_sam.settings import (
 )
 
 __all__ = [
-    "SamArch", "GDinoArch", "HubArch", "ModelSpec", "is_present", "FAMILIES", "SAM_MODELS", "GDINO_MODELS", "DEFAULT_SAM",
+    "SamArch", "GDinoArch", "HubArch", "SAM3_FILES", "ModelSpec", "is_present", "FAMILIES", "SAM_MODELS", "GDINO_MODELS", "DEFAULT_SAM",
     "DEFAULT_GDINO", "get_spec", "model_names", "register_model", "unregister_model",
     "registered_specs", "official_hashes", "is_offline", "weights_dir", "download_dir",
     "candidate_paths", "resolve_checkpoint", "resolve_checkpoints", "download_file", "copy_atomic", "sha256sum",
