@@ -507,13 +507,13 @@ def _check_folder_config(spec, path: Path) -> str:
 
     from lang_sam.errors import CheckpointMismatchError
 
-    want = getattr(spec.arch, "model_type", None)
+    want = getattr(spec.arch, "model_types", None)
     try:
         got = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type")
     except (OSError, ValueError, AttributeError) as exc:
         raise CheckpointMismatchError(f"{path / 'config.json'} cannot be read: {exc}") from exc
-    if want is not None and got != want:
-        raise CheckpointMismatchError(f"{path} holds a {got!r} model, expected {want!r}")
+    if want is not None and got not in want:
+        raise CheckpointMismatchError(f"{path} holds a {got!r} model, expected {' or '.join(map(repr, want))}")
     return f"{len(spec.files)} files, config.json model_type {got!r}"
 
 

@@ -78,9 +78,17 @@ class GDinoArch:
 class HubArch:
     """A network stored as a folder in the Hugging Face hub layout (``config.json``, weights in
     ``model.safetensors``, tokenizer and processor files), built by transformers from its
-    ``config.json``: ``model_type`` is what that file must say (``"sam3"``)."""
+    ``config.json``: ``model_type`` is what that file must say (``"sam3"``), or one of
+    ``compatible`` (``facebook/sam3`` holds the video model's config, ``"sam3_video"``, whose
+    detector part ``Sam3Model`` loads)."""
 
     model_type: str
+    compatible: tuple[str, ...] = ()
+
+    @property
+    def model_types(self) -> tuple[str, ...]:
+        """Every ``config.json`` ``model_type`` this network loads from."""
+        return (self.model_type, *self.compatible)
 
 
 #: The files of a SAM 3 folder (``facebook/sam3`` on the hub; what ``save_pretrained`` of
@@ -269,7 +277,7 @@ register_model(ModelSpec(
 ))
 
 register_model(ModelSpec(
-    "sam", "sam3", "sam3", HubArch("sam3"), hf_repo="facebook/sam3", files=SAM3_FILES, gated=True,
+    "sam", "sam3", "sam3", HubArch("sam3", ("sam3_video",)), hf_repo="facebook/sam3", files=SAM3_FILES, gated=True,
     engine="lang_sam.models.sam3:Sam3Segmenter",
     licence="SAM License (Meta; gated on the hub: request access)",
 ))

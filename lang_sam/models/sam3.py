@@ -324,9 +324,9 @@ def _check_folder(spec: ModelSpec, folder: Path) -> None:
         config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"cannot read {Path(folder) / 'config.json'}: {exc}") from exc
-    want = getattr(spec.arch, "model_type", "sam3")
+    want = getattr(spec.arch, "model_types", ("sam3",))
     got = config.get("model_type") if isinstance(config, dict) else None
-    if got != want:
+    if got not in want:
         raise CheckpointMismatchError(
-            f"{folder} holds a {got!r} model (config.json model_type), not the {want!r} that "
-            f"sam_type={spec.name!r} expects")
+            f"{folder} holds a {got!r} model (config.json model_type), not the "
+            f"{' or '.join(map(repr, want))} that sam_type={spec.name!r} expects")
