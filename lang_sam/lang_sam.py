@@ -139,8 +139,9 @@ class LangSAM:
 
     def __repr__(self) -> str:
         cached = len(self.segmenter.cache) if hasattr(self, "segmenter") else 0
+        detects = "None" if getattr(self, "detector", None) is getattr(self, "segmenter", 0) else repr(self.gdino_type)
         return (
-            f"LangSAM(sam_type={self.sam_type!r}, gdino_type={self.gdino_type!r}, "
+            f"LangSAM(sam_type={self.sam_type!r}, gdino_type={detects}, "
             f"device='{self.device}', precision={self.precision!r}, "
             f"cache={cached}/{self._cache_size} images, fast_attention={self.fast_attention}, "
             f"return_prompts={self.return_prompts})"

@@ -99,6 +99,7 @@ def test_langsam_sam3_loads_no_groundingdino(sam3_dir, monkeypatch):
     m = LangSAM(sam_type="sam3", ckpt_path=sam3_dir, device="cpu")
     assert m.groundingdino is None and m.detector is m.segmenter
     assert isinstance(m.segmenter, TextSegmenter)
+    assert repr(m).startswith("LangSAM(sam_type='sam3', gdino_type=None, ")
     m.build_groundingdino(gdino_type="swint")  # recorded only: SAM 3 detects itself
     assert m.gdino_type == "swint" and m.detector is m.segmenter
 

@@ -189,3 +189,42 @@ def test_server_predicts_with_sam3_and_refuses_box_prompts(sam3_dir):
                     data={"boxes": "[[1, 1, 20, 20]]"})
     assert r.status_code in (400, 422), r.text
     assert "no box, point or mask prompt" in r.text
+
+
+@pytest.mark.slow
+def test_ray_with_sam3_equals_one_process(sam3_dir, tmp_path, capsys, monkeypatch):
+    """``lang-sam predict --ray --sam-type sam3``: the workers load SAM 3 alone (no GroundingDINO
+    file exists here) and write the same files as one process."""
+    import logging
+
+    import torch
+
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray.data")
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    Image.fromarray(make_image(60, 80, 1)).save(imgs / "a.png")
+    Image.fromarray(make_image(50, 70, 3)).save(imgs / "b.jpg")
+    args = ["--prompt", "car. wheel", "--format", "overlay,masks,coco,labelme,yolo", "--box-threshold",
+            "0.25", "-q", "--sam-type", "sam3", "--sam-ckpt", str(sam3_dir)]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(["predict", str(imgs), "--output", str(tmp_path / "one"), "--device", "cpu", *args]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    try:
+        rc = main(["predict", str(imgs), "--output", str(tmp_path / "ray"), "--ray", "--workers", "2",
+                   "--cpus-per-worker", "1", *args])
+    finally:
+        ray.shutdown()
+    assert rc == 0, capsys.readouterr()
+
+    def tree(root):
+        return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
+                if p.is_file() and ".lang-sam" not in p.parts}
+
+    one, distributed = tree(tmp_path / "one"), tree(tmp_path / "ray")
+    assert sorted(one) == sorted(distributed) and any(k.startswith("coco/") for k in one)
+    assert [k for k in one if one[k] != distributed[k]] == []
