@@ -17,7 +17,7 @@ best queries of the first prompt; every SAM 3 side then uses it. Each side runs 
   again: nothing is cached);
 - ``swint+vit_b``, ``swinb+vit_h``: ``LangSAM(sam_type, gdino_type=...)``, the same calls.
 
-Prints one JSON line per side and the ratios; peak RSS is the process's ``ru_maxrss``.
+Prints one JSON line per side and the ratios; peak RSS is the process's ``VmHWM``.
 """
 
 from __future__ import annotations
@@ -37,7 +37,16 @@ FIRST, SECOND = "cat", "ear"
 
 
 def rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak resident memory: ``VmHWM`` (reset by ``exec``, unlike ``ru_maxrss``,
+    which a child started by a parent that wrote gigabytes of weights inherits)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: may be inherited
 
 
 def side_main(side: str, weights: Path, image_path: str, threshold: float, out: Path) -> None:
