@@ -249,3 +249,17 @@ def test_importing_lang_sam_does_not_import_sam3():
             "print(any(m.startswith(('transformers.models.sam3', 'lang_sam.models.sam3')) for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_testing_cli_writes_a_loadable_tiny_sam3_folder(tmp_path, capsys):
+    from lang_sam.hub import SAM3_FILES
+    from lang_sam.testing import main as testing_main
+
+    testing_main(["--to", str(tmp_path), "--sam3", "tiny"])
+    folder = tmp_path / "sam3"
+    assert sorted(p.name for p in folder.iterdir()) == sorted(SAM3_FILES)
+    assert "SAM 3 (tiny): wrote" in capsys.readouterr().err
+    tok = json.loads((folder / "tokenizer.json").read_text())
+    assert len(tok["model"]["vocab"]) == 49408  # CLIP's vocabulary, from open-clip-torch's BPE file
+    m = LangSAM(sam_type="sam3", ckpt_path=folder, device="cpu")
+    assert m.segmenter.processor.tokenizer("a photo of a cat")["input_ids"] == [49406, 320, 1125, 539, 320, 2368, 49407]
