@@ -209,6 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--gdino-type", action="append", choices=model_names("gdino"), help="repeatable")
     d.add_argument("--to", default=None, metavar="DIR",
                    help="put the files in DIR (then run with LANG_SAM_WEIGHTS_DIR=DIR)")
+    d.add_argument("--token", default=None, metavar="TOKEN",
+                   help="Hugging Face access token for gated models such as sam3 (default: $HF_TOKEN, "
+                        "or the one huggingface-cli login stored)")
     return parser
 
 
@@ -624,7 +627,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     from lang_sam import __version__
     from lang_sam.hub import (
-        DEFAULT_GDINO, DEFAULT_SAM, candidate_paths, download_dir, get_spec, model_names,
+        DEFAULT_GDINO, DEFAULT_SAM, candidate_paths, download_dir, get_spec, is_present, model_names,
     )
     from lang_sam.lang_sam import default_device
     from lang_sam.settings import ENV_WEIGHTS_DIR, is_offline, weights_dir
@@ -640,7 +643,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         for name in model_names(family):
             spec = get_spec(family, name)
             looked = candidate_paths(spec)
-            found = next((p for p in looked if p.is_file()), None)
+            found = next((p for p in looked if is_present(spec, p)), None)
             mark = " (default)" if name == default else ""
             if found is not None:
                 where = f"found: {found}"
@@ -650,7 +653,9 @@ def cmd_info(args: argparse.Namespace) -> int:
                 where = f"missing; would be downloaded to {download_dir() / spec.filename}"
             else:
                 where = "missing; no download source"
-            print(f"  {name}{mark}: {spec.filename}: {where}")
+            if spec.gated and found is None and not offline:
+                where += f" (gated: needs a token with access, {spec.licence or 'see the hub page'})"
+            print(f"  {name}{mark}: {spec.filename}{'/' if spec.files else ''}: {where}")
             if found is None:
                 print(f"      looked in: {', '.join(str(p.parent) for p in looked)}")
     return EXIT_OK
@@ -675,8 +680,17 @@ def cmd_download(args: argparse.Namespace) -> int:
         spec = get_spec(family, name)
         label = f"{family} {name} ({spec.filename})"
         try:
-            path = resolve_checkpoint(spec, download_to=to)
+            path = resolve_checkpoint(spec, download_to=to, token=args.token)
             note = ""
+            if spec.files:  # a folder model (SAM 3): a local copy under --to, checked by its config
+                if to is not None and path.resolve() != (to / spec.filename).resolve():
+                    dest = to / spec.filename
+                    dest.mkdir(parents=True, exist_ok=True)
+                    for f in spec.files:
+                        copy_atomic(path / f, dest / f)
+                    note, path = f" (copied from {path})", dest
+                print(f"{label}: {path}{note}: {_check_folder_config(spec, path)}")
+                continue
             if to is not None and path.resolve().parent != to:
                 dest = copy_atomic(path, to / spec.filename)
                 note, path = f" (copied from {path})", dest
@@ -698,6 +712,23 @@ def cmd_download(args: argparse.Namespace) -> int:
     if to is not None and not failures:
         print(f"use them with: {ENV_WEIGHTS_DIR}={to} LANG_SAM_OFFLINE=1 lang-sam predict ...")
     return EXIT_MODELS if failures else EXIT_OK
+
+
+def _check_folder_config(spec, path: Path) -> str:
+    """What ``lang-sam download`` can check of a folder model without loading it: every file is
+    there and ``config.json`` names the expected network."""
+    import json
+
+    from lang_sam.errors import CheckpointMismatchError
+
+    want = getattr(spec.arch, "model_types", None)
+    try:
+        got = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise CheckpointMismatchError(f"{path / 'config.json'} cannot be read: {exc}") from exc
+    if want is not None and got not in want:
+        raise CheckpointMismatchError(f"{path} holds a {got!r} model, expected {' or '.join(map(repr, want))}")
+    return f"{len(spec.files)} files, config.json model_type {got!r}"
 
 
 # --------------------------------------------------------------------------------------------

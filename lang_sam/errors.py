@@ -41,6 +41,7 @@ __all__ = [
     "DeviceError",
     "InvalidPrecisionError",
     "SlowPrecisionWarning",
+    "IgnoredArgumentWarning",
     "InvalidTileError",
     "RayNotInstalledError",
     "RayJobError",
@@ -56,6 +57,11 @@ __all__ = [
     "VideoNotInstalledError",
     "TrackingNotSupportedError",
     "VideoTooLargeError",
+    "AccessDeniedError",
+    "GatedModelError",
+    "MissingTokenError",
+    "EngineUnavailableError",
+    "UnsupportedPromptError",
     "MODEL_ERRORS",
     "name_params",
 ]
@@ -141,6 +147,68 @@ class DownloadError(LangSAMError, ConnectionError):
 
     #: Each source's failure, in one line and without the advice (set by :mod:`lang_sam.hub`).
     reason: str | None = None
+
+
+class AccessDeniedError(DownloadError, PermissionError):
+    """A download source answered HTTP 401 or 403: retrying will not help, credentials might.
+    ``url`` is the refused URL, ``status`` the HTTP status."""
+
+    def __init__(self, message: str, *, url: str = "", status: int = 0):
+        super().__init__(message)
+        self.url, self.status = url, status
+        self.reason = message
+
+    def __reduce__(self):
+        return (_rebuild_denied, (type(self), str(self), self.__dict__))
+
+
+def _rebuild_denied(cls, message, state):
+    err = cls.__new__(cls)
+    Exception.__init__(err, message)
+    err.__dict__.update(state)
+    return err
+
+
+class GatedModelError(AccessDeniedError):
+    """The hub refused a gated repository's file (HTTP 401/403) although a token was sent: the
+    account has not been granted access. ``repo`` (``"facebook/sam3"``), ``access_url`` (where to
+    request access), ``url``, ``status``."""
+
+    def __init__(self, message: str, *, repo: str = "", access_url: str = "", url: str = "",
+                 status: int = 0):
+        super().__init__(message, url=url, status=status)
+        self.repo, self.access_url = repo, access_url
+
+
+class MissingTokenError(GatedModelError):
+    """A gated repository's file was asked for without an access token (none passed, ``HF_TOKEN``
+    unset, no ``huggingface-cli login``), and the hub refused it (HTTP 401/403)."""
+
+
+class EngineUnavailableError(LangSAMError, ImportError):
+    """An engine whose library is missing or too old (SAM 3 needs ``transformers>=5``).
+    ``package`` names it, ``required`` the version needed, ``installed`` the one found (None:
+    not installed)."""
+
+    def __init__(self, message: str, *, package: str = "", required: str = "",
+                 installed: str | None = None):
+        super().__init__(message)
+        self.package, self.required, self.installed = package, required, installed
+
+    def __reduce__(self):
+        return (_rebuild_denied, (type(self), str(self), self.__dict__))
+
+
+class UnsupportedPromptError(LangSAMError, TypeError):
+    """A prompt kind the loaded engine does not take (box / point / mask prompts on a text-only
+    segmenter such as SAM 3). ``engine`` is the model type, ``prompt`` the kind refused."""
+
+    def __init__(self, message: str, *, engine: str = "", prompt: str = ""):
+        super().__init__(message)
+        self.engine, self.prompt = engine, prompt
+
+    def __reduce__(self):
+        return (_rebuild_denied, (type(self), str(self), self.__dict__))
 
 
 class MissingWeight(NamedTuple):
@@ -297,6 +365,10 @@ class InvalidPrecisionError(LangSAMError, ValueError):
 
 class SlowPrecisionWarning(UserWarning):
     """``precision="bf16"`` on a CPU that emulates bfloat16: slower than float32, not faster."""
+
+
+class IgnoredArgumentWarning(UserWarning):
+    """An argument the loaded engine has no use for (``text_threshold`` with SAM 3)."""
 
 
 class InvalidTileError(LangSAMError, ValueError):

@@ -23,7 +23,13 @@ from PIL import Image
 
 from lang_sam import pipeline
 from lang_sam.cache import EncodingCache, image_key
-from lang_sam.errors import InvalidArgumentError, InvalidPromptError, InvalidPromptTypeError, NoImageError
+from lang_sam.errors import (
+    InvalidArgumentError,
+    InvalidPromptError,
+    InvalidPromptTypeError,
+    NoImageError,
+    UnsupportedPromptError,
+)
 from lang_sam.hub import (
     DEFAULT_GDINO,
     DEFAULT_SAM,
@@ -33,7 +39,7 @@ from lang_sam.hub import (
     resolve_checkpoints,
 )
 from lang_sam.masks import CropMask
-from lang_sam.models.base import Detector, Segmenter, engine_for
+from lang_sam.models.base import Detector, Segmenter, TextSegmenter, engine_for
 from lang_sam.precision import check_precision
 from lang_sam.generate import GenerateSettings, generate
 from lang_sam.results import (
@@ -124,6 +130,11 @@ class LangSAM:
         self.fast_attention = bool(fast_attention)
         self._cache_size = EncodingCache(cache_size).maxsize  # validates
         self._pinned: EncodedImage | None = None
+        if issubclass(engine_for(sam_spec), TextSegmenter):
+            # Text straight to masks (SAM 3): it is its own detector, no GroundingDINO is loaded.
+            (sam_path,) = resolve_checkpoints([(sam_spec, ckpt_path)])
+            self.build_sam(sam_path)
+            return
         # Find (or fetch) both files before loading either: one MissingWeightsError lists all missing.
         gdino_path, sam_path = resolve_checkpoints([(gdino_spec, gdino_ckpt_path), (sam_spec, ckpt_path)])
         self.build_groundingdino(ckpt_path=gdino_path)
@@ -131,8 +142,9 @@ class LangSAM:
 
     def __repr__(self) -> str:
         cached = len(self.segmenter.cache) if hasattr(self, "segmenter") else 0
+        detects = "None" if getattr(self, "detector", None) is getattr(self, "segmenter", 0) else repr(self.gdino_type)
         return (
-            f"LangSAM(sam_type={self.sam_type!r}, gdino_type={self.gdino_type!r}, "
+            f"LangSAM(sam_type={self.sam_type!r}, gdino_type={detects}, "
             f"device='{self.device}', precision={self.precision!r}, "
             f"cache={cached}/{self._cache_size} images, fast_attention={self.fast_attention}, "
             f"return_prompts={self.return_prompts})"
@@ -155,19 +167,29 @@ class LangSAM:
         if isinstance(ckpt_path, str) and sam_type is None and _is_type_name(ckpt_path):
             sam_type, ckpt_path = ckpt_path, None
         spec = get_spec("sam", sam_type if sam_type is not None else self.sam_type)
-        self.segmenter: Segmenter = engine_for(spec).from_spec(
+        self.segmenter: Segmenter | TextSegmenter = engine_for(spec).from_spec(
             spec, ckpt_path, self.device, precision=self.precision,
             fast_attention=self.fast_attention, cache_size=self._cache_size,
         )
         self._pinned = None
         self.sam_type = spec.name
         self.sam = getattr(self.segmenter, "predictor", None)  # the original's attribute: a SamPredictor
+        if isinstance(self.segmenter, TextSegmenter):  # it detects too: no GroundingDINO
+            self.detector = self.segmenter
+            self.groundingdino = None
+        elif not isinstance(getattr(self, "detector", None), Detector):  # was a text segmenter
+            self.build_groundingdino()
 
     def build_groundingdino(
         self, *, gdino_type: str | None = None, ckpt_path: str | os.PathLike | None = None
     ) -> None:
-        """(Re)load GroundingDINO, of ``gdino_type`` (default: the current one)."""
+        """(Re)load GroundingDINO, of ``gdino_type`` (default: the current one). With a text
+        segmenter (``sam_type="sam3"``) only the type is recorded: it detects itself, and
+        GroundingDINO is loaded when a box segmenter replaces it (:meth:`build_sam`)."""
         spec = get_spec("gdino", gdino_type if gdino_type is not None else self.gdino_type)
+        if isinstance(getattr(self, "segmenter", None), TextSegmenter):
+            self.gdino_type = spec.name
+            return
         self.detector: Detector = engine_for(spec).from_spec(
             spec, ckpt_path, self.device, precision=self.precision, cache_size=self._cache_size
         )
@@ -209,7 +231,8 @@ class LangSAM:
             enc = EncodedImage(pil, pixels, image_key(pixels) if self._cache_size else None)
         if eager:
             self.features(enc)
-            self.sam_encoding(enc)
+            if isinstance(self.segmenter, Segmenter):
+                self.sam_encoding(enc)
         return enc
 
     def features(self, enc: "EncodedImage"):
@@ -220,7 +243,16 @@ class LangSAM:
         return enc.features
 
     def sam_encoding(self, enc: "EncodedImage"):
-        """The segmenter's encoding of ``enc`` (computed once per segmenter, kept on the handle)."""
+        """The segmenter's encoding of ``enc`` (computed once per segmenter, kept on the handle).
+        A text segmenter (SAM 3) has none: it takes no box, point or mask prompt, so this raises
+        :class:`~lang_sam.errors.UnsupportedPromptError` (for :meth:`segment`, :meth:`predict_sam`)."""
+        if not isinstance(self.segmenter, Segmenter):
+            raise UnsupportedPromptError(
+                f"sam_type={self.sam_type!r} segments what a text prompt names (predict, "
+                "predict_tiled, the labelling and the server's text requests); it takes no box, "
+                "point or mask prompt, so segment() / predict_sam() / box prompts need a box "
+                f"segmenter (sam_type one of {sorted(n for n in SAM_MODELS if n != self.sam_type)})",
+                engine=self.sam_type, prompt="boxes/points/masks")
         if enc.sam is None or enc.sam_of is not self.segmenter:
             enc.sam = self.segmenter.encode(enc.pixels, enc.key)
             enc.sam_of = self.segmenter
@@ -287,7 +319,8 @@ class LangSAM:
         enc = self.encode(image)
         H, W = enc.pixels.shape[:2]
         prompts = check_sam_prompts(boxes, points, point_labels, mask_input, image_size=(H, W))
-        self.segmenter.use(self.sam_encoding(enc))
+        encoding = self.sam_encoding(enc)  # UnsupportedPromptError for a text segmenter
+        self.segmenter.use(encoding)
         return self.segmenter.predict(**prompts, multimask_output=bool(multimask_output),
                                       return_low_res=True)
 

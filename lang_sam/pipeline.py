@@ -16,7 +16,9 @@ passed in, never copied:
   keeps.
 
 ``model`` is a :class:`~lang_sam.LangSAM` (its ``detector`` a
-:class:`~lang_sam.models.base.Detector`, its ``segmenter`` a :class:`~lang_sam.models.base.Segmenter`).
+:class:`~lang_sam.models.base.Detector`, its ``segmenter`` a :class:`~lang_sam.models.base.Segmenter`;
+or both one :class:`~lang_sam.models.base.TextSegmenter`, such as SAM 3, whose masks of the kept
+detections come from its ``masks_for`` instead of box prompts, on the same windows when tiled).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import torch
 from PIL import Image
 
 from lang_sam.masks import CropMask
+from lang_sam.models.base import TextSegmenter
 from lang_sam.results import Detections, Tile
 from lang_sam.tiling import TileSpec, merge_detections, sam_window, to_image_pixels
 from lang_sam.validation import to_rgb_pil
@@ -121,9 +124,45 @@ def run(
     det, enc = detect(model, image, prepared, tile=tile, progress=progress)
     for step in select:
         det = step(det)
-    masks, iou = segment(model, image if enc is None else enc, det.boxes, tile=tile, collect=collect,
-                         progress=progress)
+    if isinstance(model.segmenter, TextSegmenter):
+        masks, iou = _text_masks(model, image if enc is None else enc, det, prepared, tile=tile,
+                                 collect=collect, progress=progress)
+    else:
+        masks, iou = segment(model, image if enc is None else enc, det.boxes, tile=tile,
+                             collect=collect, progress=progress)
     return Segmented(det, masks, iou, enc)
+
+
+def _text_masks(model: Any, image: Any, det: Detections, prepared: Any, *, tile: TileSpec | None,
+                collect: Callable[[int, tuple[int, int]], MaskSink], progress: Progress | None):
+    """:func:`segment`'s step for a text segmenter: the masks of the kept detections ``det`` from
+    its ``masks_for`` (its scores as ``iou_scores``), in chunks; tiled, on the same windows as
+    SAM's (each box on the window that holds it, detected there again: features cached)."""
+    seg = model.segmenter
+    if tile is not None:
+        def decode(enc, local, idx, size):
+            part = Detections(local, det.scores[idx], [det.phrases[i] for i in idx], size)
+            return seg.masks_for(model.features(enc), part, prepared)
+
+        return _segment_tiled(model, rgb(image), det.boxes, tile, progress, decode=decode)
+    report = _report(progress)
+    enc = model.encode(image)
+    H, W = enc.pixels.shape[:2]
+    n = len(det)
+    sink = collect(n, (H, W))
+    iou = torch.zeros((n,), dtype=torch.float32)
+    report("segment", 0, n)
+    if n:
+        features = model.features(enc)
+        step = seg.boxes_per_chunk(H, W)
+        for start in range(0, n, step):
+            m, s = seg.masks_for(features, det.take(list(range(start, min(n, start + step)))), prepared)
+            sink.add(m)
+            iou[start:start + len(m)] = s
+            report("segment", start + len(m), n)
+    else:
+        report("segment", 0, 0)
+    return sink.result(), iou
 
 
 def _report(progress: Progress | None) -> Progress:
@@ -199,7 +238,10 @@ def segment(model: Any, image: Any, boxes: torch.Tensor, *, tile: TileSpec | Non
 
 
 def _segment_tiled(model: Any, pil: Image.Image, boxes: torch.Tensor, tile: TileSpec,
-                   progress: Progress | None) -> tuple[list[CropMask], torch.Tensor]:
+                   progress: Progress | None, decode: Callable | None = None
+                   ) -> tuple[list[CropMask], torch.Tensor]:
+    """Each box on its window; ``decode(window_enc, local_boxes, indices, (h, w))`` gives their
+    masks and scores (default: SAM's box prompts, in the segmenter's decoding chunks)."""
     report = _report(progress)
     W, H = pil.size
     tiles = tile.grid(W, H)
@@ -223,10 +265,13 @@ def _segment_tiled(model: Any, pil: Image.Image, boxes: torch.Tensor, tile: Tile
         step = model.segmenter.boxes_per_chunk(h, w)
         # Whole decoding chunks (the same decoding as predict), about TILE_MASK_BYTES of masks.
         group = step * max(1, TILE_MASK_BYTES // (h * w * step))
-        encoding = model.sam_encoding(enc)
+        encoding = model.sam_encoding(enc) if decode is None else None
         for start in range(0, len(idx), group):
             part = idx[start:start + group]
-            m, s = _segment_chunks(model, encoding, local[start:start + group], step)
+            if decode is None:
+                m, s = _segment_chunks(model, encoding, local[start:start + group], step)
+            else:
+                m, s = decode(enc, local[start:start + group], part, (h, w))
             for j, k in enumerate(part):
                 masks[k] = CropMask.from_window(m[j].numpy(), window[0], window[1], (H, W))
                 iou[k] = s[j]

@@ -7,7 +7,8 @@
 | ``LANG_SAM_TRUST_CHECKPOINTS`` | ``1``: allow checkpoints that need full unpickling |
 | ``LANG_SAM_MAX_IMAGE_PIXELS`` | the largest image (width x height) the library decodes |
 | ``LANG_SAM_API_KEY`` | the key the HTTP server and the demo require (``lang-sam serve --api-key``) |
-| ``HF_ENDPOINT`` | a Hugging Face mirror for GroundingDINO downloads |
+| ``HF_ENDPOINT`` | a Hugging Face mirror for GroundingDINO and SAM 3 downloads |
+| ``HF_TOKEN`` | a Hugging Face access token, sent for gated repositories (SAM 3) |
 | ``HF_HUB_CACHE`` / ``HF_HOME`` | where the Hugging Face cache is looked in |
 | ``TORCH_HOME`` | where the torch hub cache is (through ``torch.hub.get_dir``) |
 """
@@ -29,6 +30,7 @@ __all__ = [
     "weights_dir",
     "trust_checkpoints",
     "hf_endpoint",
+    "hf_token",
     "hf_cache_dir",
     "torch_hub_checkpoints",
     "max_image_pixels",
@@ -51,7 +53,7 @@ DEFAULT_MAX_IMAGE_PIXELS = 256_000_000
 #: Every environment variable lang-sam reads (the table above), for handing to worker processes.
 ENV_NAMES = (
     ENV_WEIGHTS_DIR, ENV_OFFLINE, ENV_TRUST, ENV_MAX_PIXELS, "HF_HUB_OFFLINE", "HF_ENDPOINT",
-    "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HOME", "TORCH_HOME",
+    "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HOME", "TORCH_HOME", "HF_TOKEN",
 )
 
 
@@ -87,6 +89,21 @@ def trust_checkpoints() -> bool:
 def hf_endpoint() -> str:
     """The Hugging Face endpoint (``HF_ENDPOINT``, default ``https://huggingface.co``)."""
     return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+
+
+def hf_token() -> str | None:
+    """A Hugging Face access token: ``HF_TOKEN`` (or the older ``HUGGING_FACE_HUB_TOKEN``), else
+    the one ``huggingface-cli login`` stored (read from its file, no network), else None."""
+    token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+    if token:
+        return token.strip() or None
+    home = os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface")
+    path = os.environ.get("HF_TOKEN_PATH") or os.path.join(os.path.expanduser(home), "token")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
 
 
 def hf_cache_dir() -> str | None:

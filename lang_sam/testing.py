@@ -37,6 +37,10 @@ __all__ = [
     "random_gdino_state_dict",
     "write_sam_checkpoint",
     "write_gdino_checkpoint",
+    "TINY_SAM3",
+    "clip_bpe_path",
+    "write_clip_tokenizer",
+    "write_sam3_folder",
 ]
 
 #: A SAM with the real structure and tiny widths (the image encoder still reads 1024x1024 inputs).
@@ -260,6 +264,119 @@ def write_sam2_checkpoint(path: str | os.PathLike, model="sam2.1_hiera_tiny", se
     return _save({"model": random_sam2_state_dict(model, seed, **kwargs)}, path)
 
 
+#: A SAM 3 (``Sam3Config``) with the real structure and tiny widths: 112-px input (8x8 patches of
+#: 14), 2-layer ViT and CLIP text encoder of width 32, 20 queries. ``"full"`` is ``Sam3Config()``'s
+#: defaults, the released model's shape (about 840 M parameters).
+TINY_SAM3 = {
+    "vision_config": {
+        "backbone_config": {"model_type": "sam3_vit_model", "hidden_size": 32, "intermediate_size": 64,
+                            "num_hidden_layers": 2, "num_attention_heads": 2, "image_size": 112,
+                            "patch_size": 14, "window_size": 4, "global_attn_indexes": [1],
+                            "pretrain_image_size": 112},
+        "fpn_hidden_size": 32, "backbone_feature_sizes": [[32, 32], [16, 16], [8, 8]],
+    },
+    "text_config": {"model_type": "clip_text_model", "vocab_size": 49408, "max_position_embeddings": 32,
+                    "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                    "num_attention_heads": 2, "projection_dim": 32},
+    "geometry_encoder_config": {"hidden_size": 32, "num_layers": 1, "num_attention_heads": 2,
+                                "intermediate_size": 64},
+    "detr_encoder_config": {"hidden_size": 32, "num_layers": 1, "num_attention_heads": 2,
+                            "intermediate_size": 64},
+    "detr_decoder_config": {"hidden_size": 32, "num_layers": 2, "num_attention_heads": 2,
+                            "intermediate_size": 64, "num_queries": 20},
+    "mask_decoder_config": {"hidden_size": 32, "num_attention_heads": 2},
+}
+
+
+def clip_bpe_path() -> Path:
+    """CLIP's BPE merges (``bpe_simple_vocab_16e6.txt.gz``, MIT licence) as the ``open-clip-torch``
+    package ships them (the ``test`` extra installs it), found without importing it; raises
+    :class:`~lang_sam.errors.EngineUnavailableError` if it is not installed. Never downloaded."""
+    import importlib.util
+
+    from lang_sam.errors import EngineUnavailableError
+
+    spec = importlib.util.find_spec("open_clip")
+    path = Path(next(iter(spec.submodule_search_locations or ()), "")) / "bpe_simple_vocab_16e6.txt.gz" \
+        if spec is not None else None
+    if path is None or not path.is_file():
+        raise EngineUnavailableError(
+            "writing a random SAM 3 folder needs CLIP's BPE vocabulary from open-clip-torch: "
+            "pip install open-clip-torch (or pip install 'lang-sam[test]')",
+            package="open-clip-torch", required=">=2", installed=None)
+    return path
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2 / CLIP's reversible map of the 256 bytes to printable characters."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
+        list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs)))
+
+
+def write_clip_tokenizer(folder: str | os.PathLike) -> Path:
+    """Write CLIP's tokenizer (``vocab.json``, ``merges.txt``: 49408 tokens, the vocabulary SAM 3's
+    text encoder reads) into ``folder``, built from :func:`clip_bpe_path` as open_clip builds it."""
+    import gzip
+    import json
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    merges = gzip.open(clip_bpe_path()).read().decode("utf-8").split("\n")[1:49152 - 256 - 2 + 1]
+    merges = [tuple(m.split()) for m in merges]
+    vocab = list(_bytes_to_unicode().values())
+    vocab = vocab + [v + "</w>" for v in vocab] + ["".join(m) for m in merges]
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    (folder / "vocab.json").write_text(json.dumps({v: i for i, v in enumerate(vocab)}), encoding="utf-8")
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n",
+                                       encoding="utf-8")
+    return folder
+
+
+def write_sam3_folder(path: str | os.PathLike, size: str | dict = "tiny", seed: int = 0) -> Path:
+    """Write a random-weight SAM 3 folder in the hub layout (``config.json``, ``model.safetensors``,
+    ``processor_config.json``, ``tokenizer.json``, ``tokenizer_config.json``: what
+    ``facebook/sam3`` holds, :data:`lang_sam.hub.SAM3_FILES`) at ``path``: ``size`` ``"tiny"``
+    (:data:`TINY_SAM3`, a few MB), ``"full"`` (the released shape, about 3.4 GB) or a
+    ``Sam3Config`` keyword dict. The tokenizer is CLIP's (:func:`write_clip_tokenizer`); the
+    image processor reads the config's image size. Written beside ``path`` and renamed."""
+    import shutil
+    import tempfile
+
+    from lang_sam.models.sam3 import require_sam3
+
+    Sam3Model, Sam3Processor = require_sam3()
+    from transformers import CLIPTokenizer, Sam3Config, Sam3ImageProcessor
+
+    config = Sam3Config(**({} if size == "full" else TINY_SAM3 if size == "tiny" else dict(size)))
+    torch.manual_seed(seed)
+    model = Sam3Model(config).eval()
+    side = config.vision_config.backbone_config.image_size
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        tokenizer = CLIPTokenizer(*(str(write_clip_tokenizer(tmp / "bpe") / f)
+                                    for f in ("vocab.json", "merges.txt")))
+        processor = Sam3Processor(Sam3ImageProcessor(size={"height": side, "width": side}), tokenizer)
+        out = tmp / "folder"
+        model.save_pretrained(out)
+        processor.save_pretrained(out)
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(out, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
 def main(argv=None) -> None:
     """``python -m lang_sam.testing --to DIR [--sam vit_b ...] [--gdino swint ...] [--few-boxes]``:
     write full-size random checkpoints under their canonical names (for benchmarks and smoke runs)."""
@@ -269,16 +386,28 @@ def main(argv=None) -> None:
 
     p = argparse.ArgumentParser(prog="python -m lang_sam.testing", description=main.__doc__)
     p.add_argument("--to", required=True, help="folder to write to (use it as LANG_SAM_WEIGHTS_DIR)")
-    p.add_argument("--sam", nargs="*", default=[], help="SAM types, e.g. vit_b vit_h sam2.1_hiera_tiny")
+    p.add_argument("--sam", nargs="*", default=[], help="SAM types, e.g. vit_b vit_h sam2.1_hiera_tiny (sam3: see --sam3)")
     p.add_argument("--gdino", nargs="*", default=[], help="GroundingDINO types, e.g. swint swinb")
     p.add_argument("--few-boxes", action="store_true", help="see random_gdino_state_dict")
     p.add_argument("--boxes", type=int, default=8, help="with --few-boxes: boxes on the image")
     p.add_argument("--calibrate", default=None, help="with --few-boxes: the image to calibrate on")
+    p.add_argument("--sam3", nargs="?", const="full", default=None, choices=("full", "tiny"),
+                   help="also write a random SAM 3 folder, DIR/sam3 (full size by default, or tiny)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     out = Path(args.to)
+    if "sam3" in args.sam:  # a folder model: --sam sam3 is --sam3 full
+        args.sam = [n for n in args.sam if n != "sam3"]
+        args.sam3 = args.sam3 or "full"
     jobs = [("sam", n) for n in args.sam] + [("gdino", n) for n in args.gdino]
-    if not jobs:
+    if args.sam3:
+        print(f"SAM 3 ({args.sam3}): building random weights ...", file=sys.stderr, flush=True)
+        started = time.perf_counter()
+        folder = write_sam3_folder(out / get_spec("sam", "sam3").filename, args.sam3, args.seed)
+        size = sum(f.stat().st_size for f in folder.iterdir()) / 2**20
+        print(f"SAM 3 ({args.sam3}): wrote {folder} ({size:.1f} MiB) in "
+              f"{time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
+    if not jobs and not args.sam3:
         print("python -m lang_sam.testing: nothing to write: name types with --sam and/or --gdino",
               file=sys.stderr)
     # A full-size network takes a minute or more to build and save on a small CPU: say what is

@@ -1,7 +1,10 @@
 """A real HTTP server on 127.0.0.1 standing in for the remote weight hosts.
 
 It serves files from a dict, honours ``Range`` requests, and can be told to cut a response off
-after some bytes, to answer with an error status, or to count requests.
+after some bytes, to answer with an error status, or to count requests. ``tokens`` makes a path
+gated as the Hugging Face hub does (no ``Authorization: Bearer`` header: 401; another token: 403);
+``redirects`` answers a path with a 302 to another URL; ``auth_seen`` records each request's
+``Authorization`` header.
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ class FileServer:
         self.cut_after: dict[str, list[int]] = {}  # path -> byte counts at which to drop, per request
         self.status: dict[str, int] = {}
         self.requests: list[tuple[str, str | None]] = []
+        self.tokens: dict[str, str] = {}
+        self.redirects: dict[str, str] = {}
+        self.auth_seen: list[tuple[str, str | None]] = []
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -25,6 +31,17 @@ class FileServer:
             def do_GET(self):
                 path = self.path
                 server.requests.append((path, self.headers.get("Range")))
+                auth = self.headers.get("Authorization")
+                server.auth_seen.append((path, auth))
+                if path in server.tokens and auth != f"Bearer {server.tokens[path]}":
+                    self.send_error(401 if auth is None else 403)
+                    return
+                if path in server.redirects:
+                    self.send_response(302)
+                    self.send_header("Location", server.redirects[path])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if path in server.status:
                     self.send_error(server.status[path])
                     return

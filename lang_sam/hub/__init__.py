@@ -17,9 +17,11 @@ from lang_sam.hub.registry import (
     DEFAULT_SAM,
     FAMILIES,
     GDINO_MODELS,
+    SAM3_FILES,
     SAM_MODELS,
     GDinoArch,
     Sam2Arch,
+    HubArch,
     ModelSpec,
     SamArch,
     get_spec,
@@ -29,7 +31,13 @@ from lang_sam.hub.registry import (
     registered_specs,
     unregister_model,
 )
-from lang_sam.hub.resolve import candidate_paths, download_dir, resolve_checkpoint, resolve_checkpoints
+from lang_sam.hub.resolve import (
+    candidate_paths,
+    download_dir,
+    is_present,
+    resolve_checkpoint,
+    resolve_checkpoints,
+)
 from lang_sam.settings import (
     ENV_OFFLINE,
     ENV_TRUST,
@@ -39,7 +47,7 @@ from lang_sam.settings import (
 )
 
 __all__ = [
-    "SamArch", "Sam2Arch", "GDinoArch", "ModelSpec", "FAMILIES", "SAM_MODELS", "GDINO_MODELS", "DEFAULT_SAM",
+    "SamArch", "Sam2Arch", "GDinoArch", "HubArch", "SAM3_FILES", "ModelSpec", "is_present", "FAMILIES", "SAM_MODELS", "GDINO_MODELS", "DEFAULT_SAM",
     "DEFAULT_GDINO", "get_spec", "model_names", "register_model", "unregister_model",
     "registered_specs", "official_hashes", "is_offline", "weights_dir", "download_dir",
     "candidate_paths", "resolve_checkpoint", "resolve_checkpoints", "download_file", "copy_atomic", "sha256sum",

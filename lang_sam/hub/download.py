@@ -19,7 +19,7 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
-from lang_sam.errors import ChecksumMismatchError, DownloadError, WeightsNotFoundError
+from lang_sam.errors import AccessDeniedError, ChecksumMismatchError, DownloadError, WeightsNotFoundError
 from lang_sam.settings import ENV_WEIGHTS_DIR, hf_endpoint, is_offline
 
 logger = logging.getLogger(__name__)
@@ -81,12 +81,16 @@ def _file_lock(path: Path):
             os.close(fd)
 
 
-def _fetch(url: str, tmp: Path, *, progress: bool, timeout: float) -> None:
-    """Stream ``url`` into ``tmp``, resuming from its current size when the server allows it."""
+def _fetch(url: str, tmp: Path, *, progress: bool, timeout: float, token: str | None = None) -> None:
+    """Stream ``url`` into ``tmp``, resuming from its current size when the server allows it.
+    ``token`` goes in an ``Authorization: Bearer`` header to ``url``'s host only (never to the
+    host a redirect leads to, e.g. the hub's file CDN)."""
     from tqdm.auto import tqdm
 
     have = tmp.stat().st_size if tmp.exists() else 0
     req = urllib.request.Request(url, headers={"User-Agent": "lang-sam"})
+    if token:
+        req.add_unredirected_header("Authorization", f"Bearer {token}")
     if have:
         req.add_header("Range", f"bytes={have}-")
     try:
@@ -120,15 +124,19 @@ def _fetch(url: str, tmp: Path, *, progress: bool, timeout: float) -> None:
 
 
 def _fetch_with_retries(
-    url: str, tmp: Path, failures: list[str], *, progress: bool, retries: int, timeout: float
+    url: str, tmp: Path, failures: list[str], *, progress: bool, retries: int, timeout: float,
+    token: str | None = None, denied: list[tuple[str, int]] | None = None,
 ) -> bool:
-    """Fetch ``url`` into ``tmp``, resuming after cut-offs; record each failure. True on success."""
+    """Fetch ``url`` into ``tmp``, resuming after cut-offs; record each failure (and each HTTP
+    401/403 in ``denied``). True on success."""
     for attempt in range(1, retries + 1):
         try:
-            _fetch(url, tmp, progress=progress, timeout=timeout)
+            _fetch(url, tmp, progress=progress, timeout=timeout, token=token)
             return True
         except urllib.error.HTTPError as exc:  # the server answered: retrying will not help
             failures.append(f"{url}: HTTP {exc.code} {exc.reason}")
+            if exc.code in (401, 403) and denied is not None:
+                denied.append((url, exc.code))
             tmp.unlink(missing_ok=True)
             return False
         except (urllib.error.URLError, OSError) as exc:
@@ -146,13 +154,16 @@ def download_file(
     progress: bool = True,
     retries: int = 3,
     timeout: float = 30.0,
+    token: str | None = None,
 ) -> Path:
     """Download the first source that delivers a good file to ``dest``; return ``dest``.
 
     The bytes go to ``dest.incomplete`` under ``dest.lock``; a cut-off connection is retried
     ``retries`` times per source, resuming where it stopped. A file whose sha256 differs from
     ``sha256`` is deleted and the next source tried. Raises :class:`ChecksumMismatchError` if a
-    source delivered a wrong file and none a right one, else :class:`DownloadError`.
+    source delivered a wrong file and none a right one, :class:`AccessDeniedError` (a
+    ``DownloadError`` and ``PermissionError``) if every source answered HTTP 401/403, else
+    :class:`DownloadError`. ``token`` is sent to each source as ``Authorization: Bearer``.
     """
     if is_offline():
         offline = WeightsNotFoundError(f"offline mode is on: not downloading {Path(dest).name}")
@@ -163,6 +174,7 @@ def download_file(
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + ".incomplete")
     failures: list[str] = []
+    denied: list[tuple[str, int]] = []
     mismatch: str | None = None
     with _file_lock(dest.with_name(dest.name + ".lock")):
         if dest.is_file():  # another process finished it while we waited
@@ -172,7 +184,7 @@ def download_file(
                 tmp.unlink(missing_ok=True)  # never splice bytes from two sources
             logger.info("downloading %s -> %s", url, dest)
             if not _fetch_with_retries(url, tmp, failures, progress=progress, retries=retries,
-                                       timeout=timeout):
+                                       timeout=timeout, token=token, denied=denied):
                 continue
             if sha256 is not None:
                 actual = sha256sum(tmp)
@@ -190,6 +202,10 @@ def download_file(
     detail = "; ".join(failures)
     if mismatch is not None:
         raise ChecksumMismatchError(f"{mismatch}. All sources: {detail}")
+    if denied and len(denied) == len(urls):
+        url, status = denied[0]
+        raise AccessDeniedError(f"could not download {dest.name}: access denied ({detail})",
+                                url=url, status=status)
     hub = [u for u in urls if _on_hugging_face(u)]
     mirror = (
         f" Hugging Face downloads can go through a mirror: set HF_ENDPOINT (now {hf_endpoint()})."

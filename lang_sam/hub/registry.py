@@ -17,6 +17,8 @@ __all__ = [
     "SamArch",
     "Sam2Arch",
     "GDinoArch",
+    "HubArch",
+    "SAM3_FILES",
     "ModelSpec",
     "FAMILIES",
     "DEFAULT_ENGINES",
@@ -93,6 +95,29 @@ class GDinoArch:
     swin: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class HubArch:
+    """A network stored as a folder in the Hugging Face hub layout (``config.json``, weights in
+    ``model.safetensors``, tokenizer and processor files), built by transformers from its
+    ``config.json``: ``model_type`` is what that file must say (``"sam3"``), or one of
+    ``compatible`` (``facebook/sam3`` holds the video model's config, ``"sam3_video"``, whose
+    detector part ``Sam3Model`` loads)."""
+
+    model_type: str
+    compatible: tuple[str, ...] = ()
+
+    @property
+    def model_types(self) -> tuple[str, ...]:
+        """Every ``config.json`` ``model_type`` this network loads from."""
+        return (self.model_type, *self.compatible)
+
+
+#: The files of a SAM 3 folder (``facebook/sam3`` on the hub; what ``save_pretrained`` of
+#: ``Sam3Model`` and ``Sam3Processor`` writes).
+SAM3_FILES = ("config.json", "model.safetensors", "processor_config.json", "tokenizer.json",
+              "tokenizer_config.json")
+
+
 #: family -> the engine class (``"module:Class"``) its entries use unless they name another.
 DEFAULT_ENGINES = {
     "sam": "lang_sam.models.segmenter:SamSegmenter",
@@ -121,6 +146,13 @@ class ModelSpec:
     sha256: str | None = None
     hf_repo: str | None = None
     engine: str = ""
+    #: A model stored as a folder (hub layout): the files it holds; ``filename`` is then the
+    #: folder's name, and each file is fetched from ``hf_repo``. Empty: one checkpoint file.
+    files: tuple[str, ...] = ()
+    #: The hub repository is gated (its licence must be accepted): downloads need an access token.
+    gated: bool = False
+    #: The licence of the weights, as users should see it (``lang-sam info``, the docs).
+    licence: str = ""
 
     def __post_init__(self) -> None:
         if not self.engine and self.family in DEFAULT_ENGINES:
@@ -134,8 +166,10 @@ class ModelSpec:
         override = _user_url(self)
         if override:
             out.append(override)
-        if self.hf_repo:
+        if self.hf_repo and not self.files:
             out.append(f"{hf_endpoint()}/{self.hf_repo}/resolve/main/{self.filename}")
+        elif self.hf_repo:
+            out.append(f"{hf_endpoint()}/{self.hf_repo}")
         out.extend(u for u in self.urls if u not in out)
         return out
 
@@ -279,4 +313,10 @@ register_model(ModelSpec(
     urls=(f"{_GITHUB_RELEASES}/v0.1.0-alpha/groundingdino_swint_ogc.pth",),
     sha256="3b3ca2563c77c69f651d7bd133e97139c186df06231157a64c507099c52bc799",
     hf_repo=HF_REPO,
+))
+
+register_model(ModelSpec(
+    "sam", "sam3", "sam3", HubArch("sam3", ("sam3_video",)), hf_repo="facebook/sam3", files=SAM3_FILES, gated=True,
+    engine="lang_sam.models.sam3:Sam3Segmenter",
+    licence="SAM License (Meta; gated on the hub: request access)",
 ))

@@ -21,16 +21,27 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Iterable
 
-from lang_sam.errors import DownloadError, MissingWeight, MissingWeightsError, WeightsNotFoundError
+from lang_sam.errors import (
+    AccessDeniedError,
+    DownloadError,
+    GatedModelError,
+    MissingTokenError,
+    MissingWeight,
+    MissingWeightsError,
+    WeightsNotFoundError,
+)
 from lang_sam.hub.download import download_file
 from lang_sam.hub.registry import FAMILIES, ModelSpec
 from lang_sam.settings import (
     ENV_OFFLINE,
     ENV_WEIGHTS_DIR,
     hf_cache_dir,
+    hf_endpoint,
+    hf_token,
     is_offline,
     torch_hub_checkpoints,
     weights_dir,
@@ -38,7 +49,7 @@ from lang_sam.settings import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["download_dir", "candidate_paths", "resolve_checkpoint", "resolve_checkpoints"]
+__all__ = ["download_dir", "candidate_paths", "is_present", "resolve_checkpoint", "resolve_checkpoints"]
 
 
 def download_dir() -> Path:
@@ -61,14 +72,35 @@ def _hf_cached(repo: str, filename: str) -> Path | None:
     return Path(found) if isinstance(found, str) else None
 
 
+def is_present(spec: ModelSpec, path: Path) -> bool:
+    """True if ``path`` holds ``spec``'s checkpoint: the file, or for a folder model
+    (``spec.files``) a folder holding every one of its files."""
+    if spec.files:
+        return path.is_dir() and all((path / f).is_file() for f in spec.files)
+    return path.is_file()
+
+
+def _hf_cached_folder(spec: ModelSpec) -> Path | None:
+    """The Hugging Face cache snapshot holding every file of a folder model, if any."""
+    found = [_hf_cached(spec.hf_repo, f) for f in spec.files]
+    if all(p is not None for p in found) and len({p.parent for p in found}) == 1:
+        return found[0].parent
+    return None
+
+
 def candidate_paths(spec: ModelSpec) -> list[Path]:
-    """Every place, in resolution order, where an existing copy of ``spec`` is looked for."""
+    """Every place, in resolution order, where an existing copy of ``spec`` is looked for (a
+    folder for a folder model, ``spec.files``)."""
     out = []
     wd = weights_dir()
     if wd is not None:
         out.append(wd / spec.filename)
     out.append(torch_hub_checkpoints() / spec.filename)
-    if spec.hf_repo:
+    if spec.hf_repo and spec.files:
+        hf = _hf_cached_folder(spec)
+        if hf is not None:
+            out.append(hf)
+    elif spec.hf_repo:
         hf = _hf_cached(spec.hf_repo, spec.filename)
         if hf is not None:
             out.append(hf)
@@ -81,12 +113,19 @@ def resolve_checkpoint(
     *,
     progress: bool = True,
     download_to: str | os.PathLike | None = None,
+    token: str | None = None,
 ) -> Path:
     """Find (or fetch) the checkpoint for ``spec`` following the module's resolution order.
 
     ``download_to`` names a folder looked in first and downloaded into, instead of
-    :func:`download_dir` (``lang-sam download --to``).
+    :func:`download_dir` (``lang-sam download --to``). A folder model (``spec.files``, e.g. SAM 3)
+    resolves to its folder; ``path`` may then also be a hub repository id (``"facebook/sam3"``),
+    fetched unless on disk. ``token`` (default: :func:`lang_sam.settings.hf_token`) is sent to the
+    hub for a gated repository; a refusal raises :class:`~lang_sam.errors.MissingTokenError`
+    (no token) or :class:`~lang_sam.errors.GatedModelError` (the token's account has no access).
     """
+    if spec.files:
+        return _resolve_folder(spec, path, progress=progress, download_to=download_to, token=token)
     if path is not None:
         p = Path(path).expanduser()
         if p.is_dir():
@@ -127,6 +166,79 @@ def resolve_checkpoint(
     return download_file(sources, target / spec.filename, sha256=spec.sha256, progress=progress)
 
 
+_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def _resolve_folder(spec: ModelSpec, path, *, progress: bool, download_to, token: str | None) -> Path:
+    """:func:`resolve_checkpoint` for a folder model: a local folder, else a hub repository's
+    files fetched one by one (each written to a temporary name and renamed), into
+    ``<download dir>/<spec.filename>``."""
+    repo = spec.hf_repo
+    if path is not None:
+        p = Path(path).expanduser()
+        if p.exists() or not (isinstance(path, str) and _REPO_ID.match(path)):
+            if is_present(spec, p):
+                return p
+            missing = [f for f in spec.files if not (p / f).is_file()]
+            err = WeightsNotFoundError(
+                f"{str(p)!r} is not a {spec.family} {spec.name!r} folder: expected a folder in the "
+                f"Hugging Face hub layout holding {', '.join(spec.files)}; missing: {', '.join(missing)}"
+            )
+            err.reason = f"no complete folder at {str(p)!r}, the path given (missing {', '.join(missing)})"
+            raise err
+        repo = path  # a hub repository id
+    target = Path(download_to).expanduser() if download_to is not None else download_dir()
+    folder = target / (spec.filename if repo == spec.hf_repo else repo.replace("/", "--"))
+    looked = [folder] + (candidate_paths(spec) if repo == spec.hf_repo else [])
+    for p in dict.fromkeys(looked):
+        if is_present(spec, p):
+            logger.debug("%s %s resolved to %s", spec.family, spec.name, p)
+            return p
+    where = ", ".join(str(p) for p in dict.fromkeys(looked))
+    if is_offline():
+        err = WeightsNotFoundError(
+            f"the {spec.name} folder ({', '.join(spec.files)}) is not on disk and offline mode is on "
+            f"({ENV_OFFLINE} / HF_HUB_OFFLINE). Looked in: {where}. Put the folder at "
+            f"${ENV_WEIGHTS_DIR}/{spec.filename}, or pass its path explicitly."
+        )
+        err.reason = "not on disk; offline mode is on, so it was not downloaded"
+        raise err
+    bases = spec.sources() if repo == spec.hf_repo else [f"{hf_endpoint()}/{repo}"]
+    if not bases:
+        err = WeightsNotFoundError(f"the {spec.name} folder is not on disk (looked in: {where}) and the "
+                                   "registry names no hub repository; pass its path explicitly.")
+        err.reason = "not on disk, and the registry names no source to download it from"
+        raise err
+    token = token if token is not None else hf_token()
+    for name in spec.files:
+        if (folder / name).is_file():
+            continue
+        try:
+            download_file([f"{b}/resolve/main/{name}" for b in bases], folder / name, progress=progress,
+                          token=token)
+        except AccessDeniedError as exc:
+            raise _gated(spec, repo, exc, token) from exc
+    return folder
+
+
+def _gated(spec: ModelSpec, repo: str, exc: AccessDeniedError, token: str | None) -> GatedModelError:
+    """The error for a hub refusal (HTTP 401/403) of ``repo``'s files."""
+    page = f"https://huggingface.co/{repo}"
+    licence = f" ({spec.licence})" if spec.licence else ""
+    if not token:
+        return MissingTokenError(
+            f"{repo} is gated on the Hugging Face hub{licence} and no access token was given (HTTP "
+            f"{exc.status} for {exc.url}): request access at {page}, then create a token at "
+            "https://huggingface.co/settings/tokens and set HF_TOKEN=... (or lang-sam download "
+            f"--sam-type {spec.name} --token ..., or huggingface-cli login); or copy a local {repo} "
+            f"folder to ${ENV_WEIGHTS_DIR}/{spec.filename}",
+            repo=repo, access_url=page, url=exc.url, status=exc.status)
+    return GatedModelError(
+        f"gated: request access at {page} (the hub refused the token given, HTTP {exc.status} for "
+        f"{exc.url}: its account has not been granted access to {repo}{licence}, or the token is "
+        "invalid)", repo=repo, access_url=page, url=exc.url, status=exc.status)
+
+
 _LABELS = {"sam": "SAM", "gdino": "GroundingDINO"}
 
 
@@ -146,6 +258,8 @@ def resolve_checkpoints(
     for spec, path in wanted:
         try:
             paths.append(resolve_checkpoint(spec, path, progress=progress))
+        except AccessDeniedError:
+            raise  # says what to do (request access, pass a token) better than a list would
         except (WeightsNotFoundError, DownloadError) as exc:
             reason = getattr(exc, "reason", None) or str(exc)
             missing.append((spec, MissingWeight(spec.family, spec.name, spec.filename, reason)))

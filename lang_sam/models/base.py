@@ -136,9 +136,13 @@ class Segmenter(Engine):
 
 
 class TextSegmenter(Engine):
-    """Text -> masks in one network (the kind SAM 3 is): it plays detector and segmenter at once.
-    No family implements it yet; the pipeline's detect and segment steps map onto
-    :meth:`detect` (boxes, scores, phrases) and :meth:`masks_for` (the masks of those detections)."""
+    """Text -> masks in one network (the kind SAM 3 is: :class:`~lang_sam.models.sam3.Sam3Segmenter`):
+    it plays detector and segmenter at once. A registry entry of the ``sam`` family may name one
+    (:data:`ROLES`); :class:`~lang_sam.LangSAM` then loads no detector (``model.detector`` is the
+    text segmenter itself), and :func:`lang_sam.pipeline.run` maps its detect and segment steps
+    onto :meth:`detect` (boxes, scores, phrases) and :meth:`masks_for` (the masks of the
+    detections kept). It takes no box / point / mask prompts (``LangSAM.segment`` raises
+    :class:`~lang_sam.errors.UnsupportedPromptError`)."""
 
     @abstractmethod
     def prepare(self, text_prompt: str, box_threshold: float, text_threshold: float) -> Any:
@@ -153,9 +157,14 @@ class TextSegmenter(Engine):
         """The objects the prompt names, as boxes (their masks are kept for :meth:`masks_for`)."""
 
     @abstractmethod
-    def masks_for(self, features: Any, detections: Detections) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(N, H, W)`` bool masks and ``(N,)`` scores of ``detections`` (a subset of what
-        :meth:`detect` returned for ``features``)."""
+    def masks_for(self, features: Any, detections: Detections,
+                  prepared: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(N, H, W)`` bool masks (pixels of the image of ``features``) and ``(N,)`` float32
+        scores of ``detections``: those :meth:`detect` returned for ``prepared`` on ``features``
+        (``None``: the last prompt detected there), any subset, in any order, phrases possibly
+        renamed. A detection not among them (a box merged across tiles, given in another
+        window's pixels) gets the mask of the one found there that its box overlaps most
+        (``prepared`` is then detected on ``features`` first), or an empty mask and score 0."""
 
 
 class TrackStep(NamedTuple):
@@ -195,8 +204,11 @@ class VideoSegmenter(ABC):
         """Stop following ``object_ids`` (their memory is freed)."""
 
 
-#: Registry family -> the interface its engines implement.
-ROLES: dict[str, type[Engine]] = {"sam": Segmenter, "gdino": Detector}
+#: Registry family -> the interface(s) its engines implement (a ``sam`` engine segments boxes, or
+#: text directly).
+ROLES: dict[str, type[Engine] | tuple[type[Engine], ...]] = {
+    "sam": (Segmenter, TextSegmenter), "gdino": Detector,
+}
 
 
 def engine_for(spec: ModelSpec) -> type[Engine]:
@@ -212,7 +224,8 @@ def engine_for(spec: ModelSpec) -> type[Engine]:
             f"{spec.family} model {spec.name!r}: its engine {spec.engine!r} cannot be imported "
             f"({type(exc).__name__}: {exc}); expected 'package.module:Class'") from exc
     if not (isinstance(cls, type) and issubclass(cls, role)):
+        roles = role if isinstance(role, tuple) else (role,)
         raise InvalidArgumentError(
             f"{spec.family} model {spec.name!r}: its engine {spec.engine!r} is not a "
-            f"{role.__module__}.{role.__name__}")
+            f"{' or a '.join(f'{r.__module__}.{r.__name__}' for r in roles)}")
     return cls

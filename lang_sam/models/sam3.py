@@ -1,0 +1,332 @@
+"""SAM 3 (Segment Anything with Concepts): text -> every instance mask, in one network.
+
+:class:`Sam3Segmenter` is the :class:`~lang_sam.models.base.TextSegmenter` of the ``sam`` family
+(``LangSAM(sam_type="sam3")``): it plays detector and segmenter at once, so no GroundingDINO is
+loaded. It runs transformers' implementation (``Sam3Model`` + ``Sam3Processor``, transformers >= 5)
+from a folder in the Hugging Face hub layout (``facebook/sam3``: ``config.json``,
+``model.safetensors``, tokenizer and processor files; :data:`lang_sam.hub.SAM3_FILES`).
+
+How the 2023 ``predict(image, text_prompt, box_threshold, text_threshold)`` maps onto it:
+
+- each ``.``-separated phrase of ``text_prompt`` is one concept query; the phrases are batched
+  through the text encoder and the detector / mask heads in one call (up to
+  ``phrases_per_call`` at a time) on the image's vision features;
+- ``phrases`` are the prompt's phrases (one per detection), ``logits`` SAM 3's scores (presence
+  probability x detection probability, as ``Sam3Processor.post_process_instance_segmentation``
+  computes them), ``box_threshold`` the score threshold (kept: score > threshold);
+- ``text_threshold`` has no meaning for SAM 3: it is ignored, with an
+  :class:`~lang_sam.errors.IgnoredArgumentWarning` (once per model) when it is given another value
+  than the default 0.25.
+
+Encode once, prompt many: the vision encoder's output (FPN features, about 240 MiB for the
+full-size model) is cached by image content (``cache_size`` images), so another prompt on a recent
+image runs only the text encoder and the heads. Masks are SAM 3's 288x288 mask logits, upsampled
+to the image size (bilinear) and thresholded at probability 0.5, exactly as transformers'
+post-processing does, chunk by chunk.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from PIL import Image
+
+from lang_sam.cache import EncodingCache
+from lang_sam.errors import (
+    CheckpointError,
+    CheckpointMismatchError,
+    EngineUnavailableError,
+    IgnoredArgumentWarning,
+    InvalidArgumentError,
+    PromptTooLongError,
+)
+from lang_sam.hub import ModelSpec, resolve_checkpoint
+from lang_sam.models.base import TextSegmenter
+from lang_sam.precision import autocast, check_precision
+from lang_sam.results import Detections
+from lang_sam.validation import check_prompt, check_threshold
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Sam3Segmenter", "Sam3Features", "Sam3Prepared", "split_phrases", "require_sam3",
+           "TEXT_THRESHOLD_DEFAULT", "MAX_PHRASE_TOKENS"]
+
+#: ``text_threshold``'s default in the 2023 API: a call that leaves it there is not warned.
+TEXT_THRESHOLD_DEFAULT = 0.25
+#: SAM 3's text encoder reads 32 tokens per phrase (start and end tokens included).
+MAX_PHRASE_TOKENS = 32
+_TRANSFORMERS_NEEDED = "5.0"
+
+
+def require_sam3() -> tuple[type, type]:
+    """``(Sam3Model, Sam3Processor)`` from transformers, or :class:`EngineUnavailableError` naming
+    the version needed (SAM 3 is in transformers 5; 4.x lacks it)."""
+    try:
+        import transformers
+    except ImportError as exc:  # pragma: no cover - transformers is a dependency
+        raise EngineUnavailableError(
+            f"SAM 3 needs transformers>={_TRANSFORMERS_NEEDED}, which is not installed: "
+            f"pip install 'transformers>={_TRANSFORMERS_NEEDED}'",
+            package="transformers", required=f">={_TRANSFORMERS_NEEDED}", installed=None) from exc
+    try:
+        from transformers import Sam3Model, Sam3Processor
+    except ImportError as exc:
+        version = getattr(transformers, "__version__", "unknown")
+        raise EngineUnavailableError(
+            f"SAM 3 needs transformers>={_TRANSFORMERS_NEEDED} (Sam3Model, Sam3Processor); "
+            f"transformers {version} is installed, which has no SAM 3: pip install "
+            f"'transformers>={_TRANSFORMERS_NEEDED},<6'",
+            package="transformers", required=f">={_TRANSFORMERS_NEEDED}", installed=version) from exc
+    return Sam3Model, Sam3Processor
+
+
+def split_phrases(text_prompt: str) -> tuple[str, ...]:
+    """The concept queries of ``text_prompt``: its ``.``-separated phrases, stripped, in order,
+    each once (``"wheel. car."`` -> ``("wheel", "car")``)."""
+    text_prompt = check_prompt(text_prompt)
+    return tuple(dict.fromkeys(p.strip() for p in text_prompt.split(".") if p.strip()))
+
+
+class Sam3Prepared(NamedTuple):
+    """A checked request: the phrases (one concept query each) and the score threshold."""
+
+    phrases: tuple[str, ...]
+    threshold: float
+
+
+@dataclass
+class _Found:
+    """What one prompt found on one image: ``boxes`` ``(N, 4)`` float32 xyxy px, ``scores``
+    ``(N,)`` float32, ``phrases``, and ``mask_logits`` ``(N, h, w)`` (SAM 3's low-resolution
+    masks, 288x288 for the full model) for :meth:`Sam3Segmenter.masks_for`."""
+
+    boxes: torch.Tensor
+    scores: torch.Tensor
+    phrases: list[str]
+    mask_logits: torch.Tensor
+
+
+@dataclass(eq=False)
+class Sam3Features:
+    """An image's SAM 3 vision encoding (``Sam3VisionEncoderOutput``: FPN features and position
+    encodings, batch 1) and its ``image_size`` ``(H, W)``; ``found`` keeps the last few prompts'
+    results on it (for :meth:`Sam3Segmenter.masks_for`)."""
+
+    vision: Any
+    image_size: tuple[int, int]
+    found: "OrderedDict[Sam3Prepared, _Found]" = field(default_factory=OrderedDict)
+
+
+class Sam3Segmenter(TextSegmenter):
+    """A loaded ``Sam3Model`` and its ``Sam3Processor`` on a device (see the module docstring).
+
+    ``phrases_per_call``: how many phrases go through the heads in one batched call (each costs
+    about ``200 x 288 x 288`` float32 of mask logits, 66 MiB, while the call runs).
+    ``chunk_size``: how many masks are upsampled to the image size at once by :meth:`masks_for`.
+    """
+
+    def __init__(self, model: torch.nn.Module, processor: Any, device: torch.device | str = "cpu",
+                 name: str = "sam3", *, precision: str = "fp32", cache_size: int = 2,
+                 phrases_per_call: int = 8, chunk_size: int = 16):
+        self.device = torch.device(device)
+        self.name = name
+        self.precision = check_precision(precision, self.device)
+        self.model = model.to(self.device).eval()
+        self.processor = processor
+        self.cache = EncodingCache(cache_size)
+        self.phrases_per_call = int(phrases_per_call)
+        self.chunk_size = int(chunk_size)
+        self._warned = False
+        #: Images run through the vision encoder by this engine (tests and benchmarks read it).
+        self.vision_runs = 0
+
+    @classmethod
+    def from_spec(cls, spec: ModelSpec, ckpt_path=None, device: torch.device | str = "cpu", *,
+                  progress: bool = True, precision: str = "fp32", cache_size: int = 2,
+                  fast_attention: bool = True, **options: Any) -> "Sam3Segmenter":
+        """Resolve ``spec``'s folder (a local folder in the hub layout, a hub repository id, or the
+        usual order: :func:`lang_sam.hub.resolve_checkpoint`) and load it with transformers, never
+        touching the network (``local_files_only``). ``fast_attention``: attention through
+        ``scaled_dot_product_attention`` (transformers' ``"sdpa"``, its default) or the plain
+        computation (``"eager"``)."""
+        if options:
+            raise InvalidArgumentError(
+                f"SAM 3 ({spec.name!r}) takes no option(s) {sorted(options)}; expected only "
+                "precision, cache_size, fast_attention")
+        Sam3Model, Sam3Processor = require_sam3()  # before any file work: says what to install
+        folder = resolve_checkpoint(spec, ckpt_path, progress=progress)
+        _check_folder(spec, folder)
+        attn = "sdpa" if fast_attention else "eager"
+        try:
+            model = Sam3Model.from_pretrained(folder, local_files_only=True, attn_implementation=attn)
+            processor = Sam3Processor.from_pretrained(folder, local_files_only=True)
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            raise CheckpointError(f"cannot load the SAM 3 folder {folder}: {type(exc).__name__}: "
+                                  f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
+        logger.info("loaded SAM 3 %s from %s", spec.name, folder)
+        return cls(model, processor, device, spec.name, precision=precision, cache_size=cache_size)
+
+    # ----------------------------------------------------------------------------------------
+    def prepare(self, text_prompt: str, box_threshold: float, text_threshold: float) -> Sam3Prepared:
+        """Check a request before any image work: the prompt's phrases (each at most
+        :data:`MAX_PHRASE_TOKENS` tokens, else :class:`~lang_sam.errors.PromptTooLongError`) and
+        ``box_threshold`` as the score threshold. ``text_threshold`` is checked, then ignored."""
+        threshold = check_threshold("box_threshold", box_threshold)
+        text_threshold = check_threshold("text_threshold", text_threshold)
+        if text_threshold != TEXT_THRESHOLD_DEFAULT and not self._warned:
+            self._warned = True
+            warnings.warn(
+                f"text_threshold={text_threshold} is ignored by SAM 3 ({self.name!r}): it scores whole "
+                "phrases (presence x detection), so only box_threshold (the score threshold) applies",
+                IgnoredArgumentWarning, stacklevel=5)
+        phrases = split_phrases(text_prompt)
+        for phrase in phrases:
+            n = len(self.processor.tokenizer(phrase)["input_ids"])
+            if n > MAX_PHRASE_TOKENS:
+                raise PromptTooLongError(
+                    f"the phrase {phrase!r} has {n} tokens; SAM 3 reads at most {MAX_PHRASE_TOKENS} "
+                    "per phrase (start and end included). Shorten it: a phrase is a short noun "
+                    "phrase such as 'red car'; separate concepts with '.'")
+        return Sam3Prepared(phrases, threshold)
+
+    @torch.inference_mode()
+    def encode_image(self, image: Image.Image, key: str | None = None) -> Sam3Features:
+        """The vision encoding of an RGB PIL image (cached under the content ``key``)."""
+        if key is not None:
+            hit = self.cache.get(key)
+            if hit is not None:
+                return hit
+        inputs = self.processor.image_processor(images=image, return_tensors="pt")
+        pixels = inputs["pixel_values"].to(self.device)
+        with autocast(self.device, self.precision):
+            vision = self.model.get_vision_features(pixel_values=pixels)
+        self.vision_runs += 1
+        vision.hidden_states = vision.attentions = None  # not needed by the heads
+        features = Sam3Features(vision, (image.height, image.width))
+        if key is not None:
+            self.cache.put(key, features)
+        return features
+
+    def detect(self, features: Sam3Features, prepared: Sam3Prepared, *,
+               return_prompts: bool = False) -> Detections:
+        """Every instance of each phrase on the image of ``features``: boxes ``(N, 4)`` float32
+        xyxy pixels, scores ``(N,)`` float32 (presence x detection), the phrase of each; phrase by
+        phrase in prompt order, SAM 3's query order within one. ``return_prompts`` changes
+        nothing (the phrases are the prompt's own)."""
+        found = self._found(features, prepared)
+        return Detections(found.boxes.clone(), found.scores.clone(), list(found.phrases),
+                          features.image_size)
+
+    def masks_for(self, features: Sam3Features, detections: Detections,
+                  prepared: Sam3Prepared | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(N, H, W)`` bool masks and ``(N,)`` float32 scores of ``detections`` on the image of
+        ``features`` (see :meth:`TextSegmenter.masks_for`)."""
+        found = self._found(features, prepared) if prepared is not None else self._last(features)
+        H, W = features.image_size
+        n = len(detections)
+        masks = torch.zeros((n, H, W), dtype=torch.bool)
+        scores = torch.zeros((n,), dtype=torch.float32)
+        if not n or found is None or not len(found.scores):
+            return masks, scores
+        index = _match(detections.boxes, detections.scores, found.boxes, found.scores)
+        hit = (index >= 0).nonzero().flatten()
+        for start in range(0, len(hit), self.chunk_size):
+            part = hit[start:start + self.chunk_size]
+            src = index[part]
+            masks[part] = _upsample(found.mask_logits[src], (H, W))
+            scores[part] = found.scores[src]
+        return masks, scores
+
+    def boxes_per_chunk(self, height: int, width: int, masks_per_prompt: int = 1) -> int:
+        """How many masks :meth:`masks_for` upsamples at once (callers that decode in chunks ask)."""
+        return self.chunk_size
+
+    # ----------------------------------------------------------------------------------------
+    def _last(self, features: Sam3Features) -> _Found | None:
+        return next(reversed(features.found.values())) if features.found else None
+
+    @torch.inference_mode()
+    def _found(self, features: Sam3Features, prepared: Sam3Prepared) -> _Found:
+        if prepared in features.found:
+            features.found.move_to_end(prepared)
+            return features.found[prepared]
+        parts = [self._run(features, prepared.phrases[i:i + self.phrases_per_call], prepared.threshold)
+                 for i in range(0, len(prepared.phrases), self.phrases_per_call)]
+        found = _Found(torch.cat([p.boxes for p in parts]), torch.cat([p.scores for p in parts]),
+                       [ph for p in parts for ph in p.phrases], torch.cat([p.mask_logits for p in parts]))
+        features.found[prepared] = found
+        while len(features.found) > 2:
+            features.found.popitem(last=False)
+        return found
+
+    def _run(self, features: Sam3Features, phrases: tuple[str, ...], threshold: float) -> _Found:
+        """One batched call of the text encoder and heads for ``phrases`` on cached features."""
+        text = self.processor(text=list(phrases), return_tensors="pt")
+        P = len(phrases)
+        vision = features.vision
+        batched = type(vision)(
+            last_hidden_state=vision.last_hidden_state.expand(P, *vision.last_hidden_state.shape[1:]),
+            fpn_hidden_states=tuple(t.expand(P, *t.shape[1:]) for t in vision.fpn_hidden_states),
+            fpn_position_encoding=tuple(t.expand(P, *t.shape[1:]) for t in vision.fpn_position_encoding),
+        )
+        with autocast(self.device, self.precision):
+            out = self.model(vision_embeds=batched, input_ids=text["input_ids"].to(self.device),
+                             attention_mask=text["attention_mask"].to(self.device))
+        # Sam3ImageProcessor.post_process_instance_segmentation's scores, boxes and threshold.
+        scores = out.pred_logits.float().sigmoid()
+        if out.presence_logits is not None:
+            scores = scores * out.presence_logits.float().sigmoid()
+        H, W = features.image_size
+        boxes = out.pred_boxes.float() * torch.tensor([W, H, W, H], dtype=torch.float32, device=scores.device)
+        keep = scores > threshold  # (P, Q)
+        which = keep.nonzero()
+        return _Found(
+            boxes[keep].cpu().to(torch.float32).reshape(-1, 4),
+            scores[keep].cpu().to(torch.float32),
+            [phrases[i] for i in which[:, 0].tolist()],
+            out.pred_masks[keep].float().cpu(),
+        )
+
+
+def _upsample(mask_logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``(n, h, w)`` mask logits -> ``(n, H, W)`` bool, as transformers' post-processing does
+    (sigmoid, bilinear to ``size``, > 0.5)."""
+    probs = mask_logits.sigmoid()
+    up = torch.nn.functional.interpolate(probs.unsqueeze(0), size=size, mode="bilinear",
+                                         align_corners=False).squeeze(0)
+    return up > 0.5
+
+
+def _match(boxes: torch.Tensor, scores: torch.Tensor, found_boxes: torch.Tensor,
+           found_scores: torch.Tensor) -> torch.Tensor:
+    """For each of ``boxes`` ``(N, 4)``, the index in ``found_boxes`` of the same detection: the
+    one with equal box and score, else the one its box overlaps most (IoU > 0; a box a select step
+    merged or moved to another window), else -1. ``(N,)`` int64."""
+    from torchvision.ops import box_iou
+
+    iou = box_iou(boxes.float(), found_boxes.float())  # (N, M)
+    same = (boxes[:, None, :] == found_boxes[None, :, :]).all(-1) & (scores[:, None] == found_scores[None, :])
+    iou = torch.where(same, torch.full_like(iou, 2.0), iou)
+    best, index = iou.max(dim=1)
+    return torch.where(best > 0, index, torch.full_like(index, -1))
+
+
+def _check_folder(spec: ModelSpec, folder: Path) -> None:
+    """``folder/config.json`` must describe the network ``spec.arch`` names (``model_type``)."""
+    try:
+        config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read {Path(folder) / 'config.json'}: {exc}") from exc
+    want = getattr(spec.arch, "model_types", ("sam3",))
+    got = config.get("model_type") if isinstance(config, dict) else None
+    if got not in want:
+        raise CheckpointMismatchError(
+            f"{folder} holds a {got!r} model (config.json model_type), not the "
+            f"{' or '.join(map(repr, want))} that sam_type={spec.name!r} expects")

@@ -1,0 +1,230 @@
+"""SAM 3's weights (a gated hub folder) and the CLI / server around it: resolution from the weights
+folder and offline, downloads from a real local HTTP server standing in for the hub (with a
+token; typed errors for a gated repository and a missing token), ``lang-sam download`` / ``info``,
+``lang-sam predict --sam-type sam3`` with every format, and the HTTP server."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import make_image
+from http_server import FileServer
+from lang_sam.cli import main
+from lang_sam.errors import (
+    AccessDeniedError,
+    DownloadError,
+    GatedModelError,
+    MissingTokenError,
+    WeightsNotFoundError,
+)
+from lang_sam.hub import SAM3_FILES, get_spec, resolve_checkpoint
+from lang_sam.testing import write_sam3_folder
+
+pytest.importorskip("transformers.models.sam3", reason="SAM 3 needs transformers>=5")
+
+SPEC = get_spec("sam", "sam3")
+TOKEN = "hf_test_token_0123"
+
+
+@pytest.fixture(scope="module")
+def sam3_dir(tmp_path_factory) -> Path:
+    return write_sam3_folder(tmp_path_factory.mktemp("sam3w") / "sam3", "tiny", seed=1)
+
+
+@pytest.fixture
+def hub(sam3_dir, monkeypatch):
+    """The local server as the hub: facebook/sam3's files, gated behind TOKEN."""
+    monkeypatch.delenv("LANG_SAM_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    with FileServer() as s:
+        for f in SAM3_FILES:
+            path = f"/facebook/sam3/resolve/main/{f}"
+            s.files[path] = (sam3_dir / f).read_bytes()
+            s.tokens[path] = TOKEN
+        monkeypatch.setenv("HF_ENDPOINT", s.url)
+        yield s
+
+
+@pytest.mark.parametrize("how", ["argument", "env"])
+def test_download_with_a_token_fetches_every_file(hub, tmp_path, monkeypatch, sam3_dir, how):
+    monkeypatch.setenv("LANG_SAM_WEIGHTS_DIR", str(tmp_path))
+    if how == "env":
+        monkeypatch.setenv("HF_TOKEN", TOKEN)
+    folder = resolve_checkpoint(SPEC, progress=False, token=TOKEN if how == "argument" else None)
+    assert folder == tmp_path / "sam3"
+    for f in SAM3_FILES:
+        assert (folder / f).read_bytes() == (sam3_dir / f).read_bytes()
+    assert {a for _, a in hub.auth_seen} == {f"Bearer {TOKEN}"}
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith((".incomplete", ".lock"))]
+    n = len(hub.requests)
+    assert resolve_checkpoint(SPEC, progress=False) == folder and len(hub.requests) == n  # on disk now
+
+
+@pytest.mark.parametrize("token, error, status, words", [
+    (None, MissingTokenError, 401, "no access token was given"),
+    ("hf_wrong", GatedModelError, 403, "gated: request access at https://huggingface.co/facebook/sam3"),
+])
+def test_gated_refusals_are_typed(hub, tmp_path, monkeypatch, token, error, status, words):
+    monkeypatch.setenv("LANG_SAM_WEIGHTS_DIR", str(tmp_path))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "no_login"))  # no stored token either
+    with pytest.raises(error) as info:
+        resolve_checkpoint(SPEC, progress=False, token=token)
+    err = info.value
+    assert type(err) is error and isinstance(err, (AccessDeniedError, DownloadError, PermissionError))
+    assert words in str(err) and err.status == status and err.repo == "facebook/sam3"
+    assert err.access_url == "https://huggingface.co/facebook/sam3"
+    assert not (tmp_path / "sam3" / "config.json").exists()
+
+
+def test_the_token_is_not_sent_to_the_host_a_redirect_leads_to(hub, tmp_path, monkeypatch, sam3_dir):
+    """The hub redirects large files to its CDN: the Authorization header stays behind."""
+    with FileServer() as cdn:
+        cdn.files["/blob"] = (sam3_dir / "model.safetensors").read_bytes()
+        hub.redirects["/facebook/sam3/resolve/main/model.safetensors"] = f"{cdn.url}/blob"
+        monkeypatch.setenv("LANG_SAM_WEIGHTS_DIR", str(tmp_path))
+        folder = resolve_checkpoint(SPEC, progress=False, token=TOKEN)
+        assert (folder / "model.safetensors").read_bytes() == cdn.files["/blob"]
+        assert cdn.auth_seen == [("/blob", None)]
+
+
+def test_weights_dir_and_offline_resolution(sam3_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("LANG_SAM_WEIGHTS_DIR", str(tmp_path))
+    with pytest.raises(WeightsNotFoundError, match="offline mode is on"):
+        resolve_checkpoint(SPEC, progress=False)
+    shutil.copytree(sam3_dir, tmp_path / "sam3")
+    assert resolve_checkpoint(SPEC, progress=False) == tmp_path / "sam3"
+    (tmp_path / "sam3" / "tokenizer.json").unlink()  # an incomplete folder is not a hit
+    with pytest.raises(WeightsNotFoundError):
+        resolve_checkpoint(SPEC, progress=False)
+    with pytest.raises(WeightsNotFoundError, match="missing: tokenizer.json"):
+        resolve_checkpoint(SPEC, tmp_path / "sam3", progress=False)
+
+
+def test_a_hub_repo_id_as_ckpt_path_is_fetched(hub, tmp_path, monkeypatch, sam3_dir):
+    for f in SAM3_FILES:
+        hub.files[f"/me/sam3-copy/resolve/main/{f}"] = (sam3_dir / f).read_bytes()
+    monkeypatch.setenv("LANG_SAM_WEIGHTS_DIR", str(tmp_path))
+    folder = resolve_checkpoint(SPEC, "me/sam3-copy", progress=False)
+    assert folder == tmp_path / "me--sam3-copy" and (folder / "config.json").is_file()
+
+
+def test_cli_download_and_info(hub, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("LANG_SAM_WEIGHTS_DIR", str(tmp_path / "w"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "no_login"))
+    assert main(["download", "--sam-type", "sam3", "--to", str(tmp_path / "d")]) == 3
+    err = capsys.readouterr().err
+    assert "no access token was given" in err and "https://huggingface.co/facebook/sam3" in err
+    assert main(["download", "--sam-type", "sam3", "--to", str(tmp_path / "d"), "--token", TOKEN]) == 0
+    out = capsys.readouterr().out
+    assert "config.json model_type 'sam3'" in out
+    assert sorted(p.name for p in (tmp_path / "d" / "sam3").iterdir()) == sorted(SAM3_FILES)
+    monkeypatch.setenv("LANG_SAM_WEIGHTS_DIR", str(tmp_path / "d"))
+    assert main(["info"]) == 0
+    info = capsys.readouterr().out
+    assert f"sam3: sam3/: found: {tmp_path / 'd' / 'sam3'}" in info
+
+
+def test_cli_predict_sam3_every_format(sam3_dir, tmp_path, capsys):
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    Image.fromarray(make_image(60, 80, 1)).save(imgs / "a.png")
+    Image.fromarray(make_image(50, 70, 3)).save(imgs / "b.jpg")
+    out = tmp_path / "out"
+    rc = main(["predict", str(imgs), "--classes", "car=car. automobile", "--classes", "wheel",
+               "--output", str(out), "--format", "overlay,masks,coco,labelme,yolo", "--nms", "0.9",
+               "--box-threshold", "0.25", "-q", "--sam-type", "sam3", "--sam-ckpt", str(sam3_dir),
+               "--device", "cpu"])
+    assert rc == 0, capsys.readouterr()
+    from pycocotools.coco import COCO
+
+    coco = COCO(str(out / "coco" / "annotations.json"))
+    assert {im["file_name"] for im in coco.dataset["images"]} == {"a.png", "b.jpg"}
+    anns = coco.dataset["annotations"]
+    assert anns and {c["name"] for c in coco.dataset["categories"]} <= {"car", "wheel"}
+    for a in anns:
+        im = coco.imgs[a["image_id"]]
+        mask = coco.annToMask(a).astype(bool)
+        assert mask.shape == (im["height"], im["width"]) and a["area"] == int(mask.sum())
+    for key in ("a", "b"):
+        d = json.loads((out / "labelme" / f"{key}.json").read_text())
+        assert all(s["label"] in ("car", "wheel") for s in d["shapes"])
+        pngs = sorted((out / "masks" / key).glob("*.png"))
+        assert len(pngs) == len([a for a in anns if coco.imgs[a["image_id"]]["file_name"].startswith(key)])
+        for row in (out / "yolo" / "labels" / f"{key}.txt").read_text().splitlines():
+            xy = np.array(row.split()[1:], dtype=float)
+            assert row.split()[0] in ("0", "1") and (xy >= 0).all() and (xy <= 1).all()
+        assert np.asarray(Image.open(out / "overlays" / f"{key}.png")).ndim == 3
+
+
+def test_server_predicts_with_sam3_and_refuses_box_prompts(sam3_dir):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from lang_sam import LangSAM
+    from lang_sam.serving.server import create_app
+    from lang_sam.serving.service import ModelService
+
+    service = ModelService(sam_type="sam3", sam_ckpt=str(sam3_dir), device="cpu")
+    client = TestClient(create_app(service, mount_demo=False), raise_server_exceptions=False)
+    img = Image.fromarray(make_image(40, 50, 2))
+    import io
+
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    r = client.post("/predict", files={"image": ("x.png", buf.getvalue(), "image/png")},
+                    data={"text_prompt": "cat", "box_threshold": "0.25"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    direct = LangSAM(sam_type="sam3", ckpt_path=sam3_dir, device="cpu").predict(img, "cat", 0.25)
+    assert body["sam_type"] == "sam3" and len(body["detections"] if "detections" in body else body["phrases"]) \
+        == min(len(direct.phrases), service.max_detections)
+    r = client.post("/segment", files={"image": ("x.png", buf.getvalue(), "image/png")},
+                    data={"boxes": "[[1, 1, 20, 20]]"})
+    assert r.status_code in (400, 422), r.text
+    assert "no box, point or mask prompt" in r.text
+
+
+@pytest.mark.slow
+def test_ray_with_sam3_equals_one_process(sam3_dir, tmp_path, capsys, monkeypatch):
+    """``lang-sam predict --ray --sam-type sam3``: the workers load SAM 3 alone (no GroundingDINO
+    file exists here) and write the same files as one process."""
+    import logging
+
+    import torch
+
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray.data")
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    Image.fromarray(make_image(60, 80, 1)).save(imgs / "a.png")
+    Image.fromarray(make_image(50, 70, 3)).save(imgs / "b.jpg")
+    args = ["--prompt", "car. wheel", "--format", "overlay,masks,coco,labelme,yolo", "--box-threshold",
+            "0.25", "-q", "--sam-type", "sam3", "--sam-ckpt", str(sam3_dir)]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(["predict", str(imgs), "--output", str(tmp_path / "one"), "--device", "cpu", *args]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    try:
+        rc = main(["predict", str(imgs), "--output", str(tmp_path / "ray"), "--ray", "--workers", "2",
+                   "--cpus-per-worker", "1", *args])
+    finally:
+        ray.shutdown()
+    assert rc == 0, capsys.readouterr()
+
+    def tree(root):
+        return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
+                if p.is_file() and ".lang-sam" not in p.parts}
+
+    one, distributed = tree(tmp_path / "one"), tree(tmp_path / "ray")
+    assert sorted(one) == sorted(distributed) and any(k.startswith("coco/") for k in one)
+    assert [k for k in one if one[k] != distributed[k]] == []
