@@ -336,17 +336,21 @@ def test_objects_join_late_and_leave(video_segmenter):
 
 @pytest.mark.slow
 def test_session_memory_is_flat_with_video_length(video_segmenter):
-    """Stored frames and tensor bytes after 30 and after 90 frames are the same."""
-    seg, frames = video_segmenter, clip(90)
+    """Once the memory window is full (7 memories + the prompted frame: from frame 9 on), stored
+    frames and tensor bytes stay the same frame after frame (checked up to frame 32: what is
+    kept does not depend on the frame count; benchmarks/bench_video.py measures RSS at 30 vs 90)."""
+    seg, frames = video_segmenter, clip(32)
+    window = seg.memory_frames + 1 + seg.max_cond_frames
     session = seg.start_video()
     sizes = {}
     for i, f in enumerate(frames):
         seg.track(session, f, new_ids=[1, 2] if i == 0 else (), new_boxes=VIDEO_BOXES if i == 0 else None)
-        if i + 1 in (30, 90):
-            sizes[i + 1] = (session.stored_frames(), session.stored_bytes())
-    assert sizes[30] == sizes[90]
+        sizes[i + 1] = (session.stored_frames(), session.stored_bytes())
+    steady = {n: v for n, v in sizes.items() if n > window + 2}
+    assert len(set(steady.values())) == 1, steady
+    assert sizes[32][1] > sizes[1][1]  # the window did fill: the count is of something real
     # what is kept: the current frame, the memory window and the prompted frame of each object
-    assert sizes[90][0] <= 2 * (seg.memory_frames + 1 + seg.max_cond_frames) * 3 + 2
+    assert sizes[32][0] <= 2 * (window) * 3 + 2
 
 
 # --- the rest of the library, unchanged ------------------------------------------------------------

@@ -400,6 +400,9 @@ class Sam2Segmenter(Segmenter, VideoSegmenter):
     and at most ``max_cond_frames`` prompted frames per object, the most recent).
     """
 
+    #: Meta's ``SAM2AutomaticMaskGenerator`` keeps masks whose predicted IoU is over 0.8 (SAM v1: 0.88).
+    generate_defaults = {"pred_iou_thresh": 0.8}
+
     def __init__(self, model: torch.nn.Module, device: torch.device | str = "cpu", name: str = "", *,
                  precision: str = "fp32", cache_size: int = 2, chunk_size: int = 16,
                  chunk_bytes: int = 256 * 2**20, max_cond_frames: int = 4):
