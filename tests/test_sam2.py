@@ -22,12 +22,11 @@ import pytest
 import torch
 
 from lang_sam import LangSAM
-from lang_sam.errors import CheckpointMismatchError, InvalidArgumentError, LangSAMError
+from lang_sam.errors import CheckpointMismatchError, EngineUnavailableError, InvalidArgumentError, LangSAMError
 from lang_sam.hub import Sam2Arch, get_spec, model_names, register_model, unregister_model
 from lang_sam.models.base import engine_for
 from lang_sam.models.sam2 import (
     Sam2Segmenter,
-    Sam2UnavailableError,
     build_sam2_model,
     meta_to_transformers,
     transformers_to_meta,
@@ -180,12 +179,19 @@ def test_unknown_options_are_refused(sam2_specs, sam2_ckpts):
         Sam2Segmenter.from_spec(sam2_specs[0], str(sam2_ckpts[0]), window=3)
 
 
-def test_a_transformers_without_sam2_is_a_typed_error(monkeypatch, sam2_specs, sam2_ckpts):
-    monkeypatch.setitem(sys.modules, "transformers.models.sam2_video.modeling_sam2_video", None)
-    with pytest.raises(Sam2UnavailableError, match=r"transformers >= 4.56") as err:
+@pytest.mark.parametrize("version, hide", [("5.24.0", True), ("4.57.6", False)])
+def test_a_transformers_without_sam2_is_a_typed_error(monkeypatch, sam2_specs, sam2_ckpts, version, hide):
+    """No SAM 2 module, or a 4.x transformers (whose SAM 2 returns other outputs): a typed error
+    naming the version needed and the one installed."""
+    import transformers
+
+    monkeypatch.setattr(transformers, "__version__", version)
+    if hide:
+        monkeypatch.setitem(sys.modules, "transformers.models.sam2_video.modeling_sam2_video", None)
+    with pytest.raises(EngineUnavailableError, match=r"transformers>=5.0") as err:
         Sam2Segmenter.from_spec(sam2_specs[0], str(sam2_ckpts[0]))
     assert isinstance(err.value, ImportError) and isinstance(err.value, LangSAMError)
-    assert err.value.installed is not None
+    assert (err.value.package, err.value.required, err.value.installed) == ("transformers", ">=5.0", version)
 
 
 # --- images: the same masks as Meta's SAM2ImagePredictor ------------------------------------------
