@@ -144,6 +144,17 @@ def test_a_redetected_object_is_not_a_new_track_and_candidates_are_dropped(video
     assert session.dropped == [2, 3, 4, 5] and sorted(session.objects) == [1]
 
 
+def test_a_key_frame_gives_at_most_max_candidates_the_best_scored(video_model, monkeypatch):
+    calls, _, _ = _spy(monkeypatch, BoxFillVideo)
+    # Five red squares, two of them under 50 pixels (the colour detector scores those 0.8, not 0.9).
+    squares = [("red", 0, 99, (4 + 24 * k, 10), (0, 0), (6, 6) if k in (1, 3) else (12, 12)) for k in range(5)]
+    out = list(video_model.predict_video(moving_clip(3, objects=squares), "red", detect_every=2, max_candidates=3))
+    assert [len(c) for c in calls] == [3, 0, 3]
+    first = out[0]
+    assert len(first.track_ids) == 3 and all(abs(s - 0.9) < 1e-6 for s in first.scores.tolist())
+    assert sorted(b[0] for b in first.boxes.tolist()) == [4, 52, 100]  # the three big ones
+
+
 def test_a_vanished_track_ends_and_is_dropped(video_model, monkeypatch):
     sessions = []
     start = BoxFillVideo.start_video
@@ -272,6 +283,7 @@ BAD_CALLS = {
     "detect_every 0": (dict(detect_every=0), InvalidArgumentError, ValueError, "detect_every"),
     "detect_every float": (dict(detect_every=2.5), InvalidArgumentError, ValueError, "2.5"),
     "lost_after 0": (dict(lost_after=0), InvalidArgumentError, ValueError, "lost_after"),
+    "max_candidates 0": (dict(max_candidates=0), InvalidArgumentError, ValueError, "max_candidates"),
 }
 
 
