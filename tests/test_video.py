@@ -501,7 +501,8 @@ def test_groundingdino_key_frames_never_track_one_object_twice(tmp_path, monkeyp
         frames = list(moving_clip(3, size=(96, 128), objects=[RED, BLUE_LATE]))
         frames = [np.ascontiguousarray((f.astype(np.int16) + np.arange(128)[None, :, None] // 8).clip(0, 255)
                                        .astype(np.uint8)) for f in frames]  # a gradient: many colours
-        out = list(m.predict_video(frames, "square", box_threshold=0.0, text_threshold=0.0, detect_every=2))
+        out = list(m.predict_video(frames, "square", box_threshold=0.0, text_threshold=0.0, detect_every=2,
+                                   max_candidates=100))
         started = _check_frames(out, 3, (96, 128))
         # The candidates of frame 0, as the segmenter sees them.
         boxes, _, _ = m.predict_dino(frames[0], "square", 0.0, 0.0)
