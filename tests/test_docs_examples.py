@@ -92,12 +92,12 @@ RUNNABLE = [b for b in BLOCKS if b.skip is None]
 
 
 def _tiny_stand_ins() -> dict[type, object]:
-    from lang_sam.hub import GDinoArch, SamArch
-    from lang_sam.testing import TINY_GDINO_SWINB, TINY_SAM
+    from lang_sam.hub import GDinoArch, Sam2Arch, SamArch
+    from lang_sam.testing import TINY_GDINO_SWINB, TINY_SAM, TINY_SAM2_VIDEO
 
     # TINY_GDINO_SWINB over TINY_GDINO: its Swin has tiny widths too (TINY_GDINO keeps a full Swin-T,
-    # the largest cost of a tiny predict)
-    return {SamArch: TINY_SAM, GDinoArch: TINY_GDINO_SWINB}
+    # the largest cost of a tiny predict); SAM 2.1's 256-px one, which the video examples need
+    return {SamArch: TINY_SAM, GDinoArch: TINY_GDINO_SWINB, Sam2Arch: TINY_SAM2_VIDEO}
 
 
 #: Architecture record type -> its tiny stand-in (filled on first use; a new family adds its own).
@@ -117,13 +117,15 @@ def install_tiny(weights: Path | None = None) -> list:
     name and file name), and write its random checkpoint into ``weights`` if given. Returns the
     original entries, for :func:`restore`."""
     from lang_sam.hub import register_model, registered_specs
-    from lang_sam.testing import write_gdino_checkpoint, write_sam_checkpoint
+    from lang_sam.hub import Sam2Arch
+    from lang_sam.testing import write_gdino_checkpoint, write_sam2_checkpoint, write_sam_checkpoint
 
     TINY_FOR.update({k: v for k, v in _tiny_stand_ins().items() if k not in TINY_FOR})
     # A few boxes per image, not the 60 queries random weights all score over 0.3: SAM decodes
     # one mask per box, and the examples only need some.
     photos = [str(ROOT / "assets" / name) for name in ("cat.jpg", "coffee.jpg")]
-    write = {"sam": lambda path, spec: write_sam_checkpoint(path, spec, seed=0),
+    write = {"sam": lambda path, spec: (write_sam2_checkpoint(path, spec, seed=0)
+                                        if isinstance(spec.arch, Sam2Arch) else write_sam_checkpoint(path, spec, seed=0)),
              "gdino": lambda path, spec: write_gdino_checkpoint(path, spec, seed=0, few_boxes=True,
                                                                 target_boxes=3, calibration_image=photos)}
     originals, written = [], {}
@@ -176,6 +178,9 @@ def docs_env(tmp_path_factory):
 def workdir(tmp_path, monkeypatch, docs_env):
     for name in ("assets", "examples"):
         (tmp_path / name).symlink_to(ROOT / name)
+    (tmp_path / "photos").mkdir()  # the examples' "a folder of your photos"
+    for name in ("cat.jpg", "coffee.jpg"):
+        (tmp_path / "photos" / name).symlink_to(ROOT / "assets" / name)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("LANG_SAM_WEIGHTS_DIR", str(docs_env["weights"]))
     monkeypatch.setenv("LANG_SAM_OFFLINE", "1")
