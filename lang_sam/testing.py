@@ -352,6 +352,7 @@ TINY_SAM3_TRACKER = {
     "memory_attention_feed_forward_hidden_size": 64, "memory_attention_rope_feat_sizes": [8, 8],
     "memory_encoder_hidden_size": 128, "memory_encoder_output_channels": 64,
     "mask_downsampler_embed_dim": 128, "memory_fuser_embed_dim": 128, "memory_fuser_intermediate_dim": 64, "memory_fuser_num_layers": 1,
+    "max_object_pointers_in_encoder": 3, "max_cond_frame_num": 2,
 }
 #: The tracker's memory attention reads 64-channel memories (hard-coded), and transformers 5.x
 #: handles object pointers only when the tracker is wider than its memories (it splits each
@@ -371,7 +372,7 @@ def tiny_sam3_video_detector() -> dict:
 
 
 #: ``Sam3VideoConfig`` settings of the tiny video folder (a random detector scores 0.24 to 0.26: a few queries pass).
-TINY_SAM3_VIDEO = {"score_threshold_detection": 0.255, "new_det_thresh": 0.255}
+TINY_SAM3_VIDEO = {"score_threshold_detection": 0.2575, "new_det_thresh": 0.2575, "max_num_objects": 3}
 
 
 def write_sam3_folder(path: str | os.PathLike, size: str | dict = "tiny", seed: int = 0, *,

@@ -425,7 +425,7 @@ class Sam3Segmenter(TextSegmenter, TextVideoSegmenter):
         closest ones are the most recent, the ones it selects) and per-frame bookkeeping."""
         tracker = model.tracker_model.config
         window = max(int(tracker.num_maskmem), int(tracker.max_object_pointers_in_encoder)) + 1
-        oldest = idx - window
+        oldest = idx + 1 - window  # keep the last `window` frames: the next one reads back max(...) frames
         max_cond = int(tracker.max_cond_frame_num)
         for f in [f for f in (s.processed_frames or {}) if f != idx]:
             del s.processed_frames[f]
