@@ -150,3 +150,61 @@ def test_transformers_without_sam3_video_gives_a_typed_error(sam3v_dir, monkeypa
         list(model.predict_video(iter(clip(1)), "cat"))
     err = info.value
     assert isinstance(err, ImportError) and err.installed == "4.57.6" and "transformers>=5.0" in str(err)
+
+
+@pytest.mark.slow  # the CLI run and predict_video on the same 5 frames
+def test_lang_sam_track_cli_runs_sam3_and_its_files_parse_back(sam3v, sam3v_dir, tmp_path):
+    pytest.importorskip("av")  # the [video] extra
+    from track_helpers import RED, read_mot, write_clip
+
+    from lang_sam.cli import main
+    from lang_sam.labeling import video_formats as vf
+    from lang_sam.video_io import iter_frames
+
+    video = write_clip(tmp_path / "in" / "a.mp4", [RED], 5)
+    out = tmp_path / "out"
+    assert main(["track", str(video), "--prompt", PROMPT, "--output", str(out), "--format", "mot,masks",
+                 "--sam-type", "sam3", "--sam-ckpt", str(sam3v_dir), "--device", "cpu"]) == 0
+    direct = list(sam3v.predict_video(iter_frames(video), PROMPT))
+    text = (out / "mot" / "a.txt").read_text()
+    assert text.splitlines() == [line for f in direct for line in vf.mot_lines(f)]
+    rows = read_mot(out / "mot" / "a.txt")
+    assert rows, "the tiny model's thresholds should give some objects"
+    assert sorted({t for _, t, _, _ in rows}) == list(range(1, len({t for _, t, _, _ in rows}) + 1))
+    for f in direct:  # the PNG of each frame holds each object's track id on its mask
+        with Image.open(out / "masks" / "a" / f"{f.frame_index:06d}.png") as im:
+            ids = np.asarray(im).astype(np.int64)
+        assert ids.shape == f.image_size
+        masks = f.masks.numpy()
+        assert (ids[~masks.any(0)] == 0).all()  # overlapping masks: a pixel holds one of its ids
+        for k, tid in enumerate(f.track_ids.tolist()):
+            assert masks[k][ids == tid].all() and (ids[masks[k]] != 0).all()
+        assert set(np.unique(ids)) <= {0, *f.track_ids.tolist()}
+
+
+def test_track_ids_map_engine_ids_from_1_never_reused():
+    """The id mapping of the text-video path, on a scripted engine: an engine id keeps its track id
+    when it comes back, new engine ids get the next id, ids are ascending in each frame."""
+    from lang_sam.models.base import TextTrackStep
+    from lang_sam.video import _run_text
+
+    script = [[7], [7, 3], [3], [], [9, 7]]
+
+    class Scripted(TextVideoSegmenter):
+        def start_video(self, prepared, *, offload=True):
+            return iter(script)
+
+        def track(self, session, frame):
+            ids = next(session)
+            masks = torch.zeros((len(ids), 4, 5), dtype=torch.bool)
+            for k, o in enumerate(ids):
+                masks[k, o % 4, o % 5] = True
+            return TextTrackStep(torch.tensor(ids, dtype=torch.int64), masks,
+                                 torch.full((len(ids),), 0.5), [f"p{o}" for o in ids])
+
+    from lang_sam.video_io import open_video
+
+    frames = [np.zeros((4, 5, 3), np.uint8)] * len(script)
+    got = list(_run_text(Scripted(), open_video(iter(frames)), None, True, None))
+    assert [f.track_ids.tolist() for f in got] == [[1], [1, 2], [2], [], [1, 3]]
+    assert [f.phrases for f in got] == [["p7"], ["p7", "p3"], ["p3"], [], ["p7", "p9"]]
