@@ -29,13 +29,13 @@ from __future__ import annotations
 
 import json
 import logging
-import numpy as np
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 from PIL import Image
 
