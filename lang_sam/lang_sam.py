@@ -495,6 +495,7 @@ class LangSAM:
         text_threshold: float = 0.25,
         iou_threshold: float = 0.5,
         lost_after: int = 10,
+        max_candidates: int = 20,
         offload: bool = True,
         progress: Callable[[str, int, int | None], None] | None = None,
     ) -> Iterator[TrackedFrame]:
@@ -507,14 +508,15 @@ class LangSAM:
         first frame with detections and every ``detect_every``-th frame after it; the segmenter
         (a video segmenter: SAM 2.1) follows objects in between; detections overlapping a track by
         ``iou_threshold`` (mask IoU) are that track, others start new tracks; a track empty for
-        ``lost_after`` frames ends. See :func:`lang_sam.video.predict_video`. A segmenter that
+        ``lost_after`` frames ends; a key frame gives at most ``max_candidates`` detections (the
+        highest-scoring) to the segmenter. See :func:`lang_sam.video.predict_video`. A segmenter that
         cannot track (SAM v1 ``vit_*``) raises :class:`~lang_sam.errors.TrackingNotSupportedError`.
         """
         from lang_sam.video import predict_video
 
         return predict_video(self, video, text_prompt, detect_every=detect_every, box_threshold=box_threshold,
                              text_threshold=text_threshold, iou_threshold=iou_threshold, lost_after=lost_after,
-                             offload=offload, progress=progress)
+                             max_candidates=max_candidates, offload=offload, progress=progress)
 
     @_takes_image_pil
     def set_image(self, image: ImageInput) -> None:

@@ -9,8 +9,8 @@ a time (:mod:`lang_sam.video_io`) and yields one :class:`~lang_sam.results.Track
    ``detect_every``-th frame after that one.
 2. **Propagation.** The segmenter is a :class:`~lang_sam.models.base.VideoSegmenter` (SAM 2.1's
    video predictor): fed every frame in order, it returns the mask of every object it follows.
-3. **New objects.** On a key frame with detections, every detected box is given to the video
-   segmenter as a candidate object on that very frame, so its mask comes from the same pass as the
+3. **New objects.** On a key frame with detections, each detected box (the ``max_candidates``
+   highest-scoring) is given to the video segmenter as a candidate object on that very frame, so its mask comes from the same pass as the
    tracks' masks. :class:`~lang_sam.tracking.TrackTable` then matches candidates to live tracks by
    mask IoU (greedy, ``iou_threshold``, default 0.5): a candidate overlapping a live track (or a
    better-scored candidate) by that much is the same object and is dropped from the session at
@@ -24,7 +24,7 @@ SAM 3's video model, ``sam_type="sam3"``): no GroundingDINO and no key frames. T
 every phrase of the prompt (one concept each) on every frame and keeps its own object ids; this
 module only maps them to track ids (from 1, in order of first appearance, never reused) and
 yields the same :class:`~lang_sam.results.TrackedFrame` (``scores`` there are the engine's
-per-frame detection scores). ``detect_every``, ``iou_threshold``, ``lost_after`` and the
+per-frame detection scores). ``detect_every``, ``iou_threshold``, ``lost_after``, ``max_candidates`` and the
 thresholds do not apply (the engine's own settings decide; a non-default value is warned about,
 :class:`~lang_sam.errors.IgnoredArgumentWarning`, once per call).
 
@@ -57,10 +57,12 @@ from lang_sam.video_io import open_video
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["predict_video", "video_types", "DETECT_EVERY"]
+__all__ = ["predict_video", "video_types", "DETECT_EVERY", "MAX_CANDIDATES"]
 
 #: Default key-frame interval: detect on every 10th frame after the first with detections.
 DETECT_EVERY = 10
+#: Default cap on a key frame's candidates (its highest-scoring detections).
+MAX_CANDIDATES = 20
 #: ``progress("track", frames_done, frame_count)``; ``frame_count`` None when not known in advance.
 VideoProgress = Callable[[str, int, "int | None"], None]
 
@@ -102,6 +104,7 @@ def predict_video(
     text_threshold: float = 0.25,
     iou_threshold: float = IOU_THRESHOLD,
     lost_after: int = LOST_AFTER,
+    max_candidates: int = MAX_CANDIDATES,
     offload: bool = True,
     progress: VideoProgress | None = None,
 ) -> Iterator[TrackedFrame]:
@@ -118,6 +121,10 @@ def predict_video(
         iou_threshold: mask IoU in (0, 1] at or above which a detection is an object already
             tracked (:mod:`lang_sam.tracking`).
         lost_after: a track ends after this many consecutive frames with an empty mask.
+        max_candidates: at most this many detections of a key frame (the highest-scoring) are
+            given to the video segmenter as candidates: each is an object it segments and encodes
+            into memory on that frame, so this bounds a key frame's time and memory (a low
+            ``box_threshold`` can pass hundreds of boxes).
         offload: let the video segmenter keep its per-frame state on the CPU.
         progress: ``progress("track", frames_done, frame_count)`` after each frame
             (``frame_count`` None when the source does not say).
@@ -130,15 +137,17 @@ def predict_video(
     track. A frame where nothing is tracked has ``N = 0``.
     """
     segmenter = _check_tracker(model)
-    if isinstance(detect_every, bool) or not isinstance(detect_every, int) or detect_every < 1:
-        raise InvalidArgumentError(f"detect_every must be an int >= 1, got {detect_every!r}")
+    for name, value in (("detect_every", detect_every), ("max_candidates", max_candidates)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InvalidArgumentError(f"{name} must be an int >= 1, got {value!r}")
     if isinstance(segmenter, TextVideoSegmenter):
         prepared = segmenter.prepare(text_prompt, box_threshold, text_threshold)
         TrackTable(iou_threshold, lost_after)  # checks them as the other path does
         ignored = [f"{n}={v!r}" for n, v, d in (("detect_every", detect_every, DETECT_EVERY),
                                                 ("box_threshold", box_threshold, 0.3),
                                                 ("iou_threshold", iou_threshold, IOU_THRESHOLD),
-                                                ("lost_after", lost_after, LOST_AFTER)) if v != d]
+                                                ("lost_after", lost_after, LOST_AFTER),
+                                                ("max_candidates", max_candidates, MAX_CANDIDATES)) if v != d]
         if ignored:
             warnings.warn(
                 f"{', '.join(ignored)} ignored: sam_type {model.sam_type!r} detects on every frame and "
@@ -149,11 +158,12 @@ def predict_video(
     prepared = model.detector.prepare(text_prompt, box_threshold, text_threshold)
     table = TrackTable(iou_threshold, lost_after)
     source = open_video(video)
-    return _run(model, segmenter, source, prepared, table, detect_every, bool(offload), progress)
+    return _run(model, segmenter, source, prepared, table, detect_every, pipeline.top_k(max_candidates),
+                bool(offload), progress)
 
 
 def _run(model, segmenter: VideoSegmenter, source, prepared, table: TrackTable, detect_every: int,
-         offload: bool, progress) -> Iterator[TrackedFrame]:
+         select, offload: bool, progress) -> Iterator[TrackedFrame]:
     session = segmenter.start_video(offload=offload)
     obj_of: dict[int, int] = {}  # track id -> the segmenter session's object id
     track_of: dict[int, int] = {}  # session object id -> track id
@@ -165,7 +175,7 @@ def _run(model, segmenter: VideoSegmenter, source, prepared, table: TrackTable, 
             det, _ = pipeline.detect(model, frame, prepared)
             if len(det) and first_key is None:
                 first_key = i
-            det = det if len(det) else None
+            det = select(det) if len(det) else None
         if det is not None:
             candidates = list(range(next_obj, next_obj + len(det)))
             next_obj += len(det)

@@ -216,3 +216,30 @@ def test_large_crops_decode_fewer_points_at_once(exact_model, monkeypatch):
     assert len(capped) == len(whole) == 12
     assert torch.allclose(capped.iou_scores, whole.iou_scores, atol=1e-5)
     assert (capped.masks != whole.masks).float().mean() < 1e-3
+
+
+def _generator_defaults(path: str) -> dict:
+    import importlib
+    import inspect
+
+    module, _, name = path.rpartition(".")
+    params = inspect.signature(getattr(importlib.import_module(module), name).__init__).parameters
+    return {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
+
+
+@pytest.mark.parametrize("engine, reference", [
+    ("lang_sam.models.segmenter:SamSegmenter", "segment_anything.SamAutomaticMaskGenerator"),
+    ("lang_sam.models.sam2:Sam2Segmenter", "sam2.automatic_mask_generator.SAM2AutomaticMaskGenerator"),
+])
+def test_each_family_defaults_are_its_own_generators(engine, reference):
+    """GenerateSettings.for_engine gives every parameter its family's generator's default (SAM 2
+    keeps predicted IoU over 0.8 where SAM v1 keeps over 0.88)."""
+    import dataclasses
+    import importlib
+
+    module, _, cls = engine.partition(":")
+    ours = GenerateSettings.for_engine(getattr(importlib.import_module(module), cls))
+    theirs = _generator_defaults(reference)
+    shared = [f.name for f in dataclasses.fields(GenerateSettings) if f.name in theirs and f.name != "point_grids"]
+    assert len(shared) >= 11
+    assert {n: getattr(ours, n) for n in shared} == {n: theirs[n] for n in shared}

@@ -22,12 +22,11 @@ import pytest
 import torch
 
 from lang_sam import LangSAM
-from lang_sam.errors import CheckpointMismatchError, InvalidArgumentError, LangSAMError
+from lang_sam.errors import CheckpointMismatchError, EngineUnavailableError, InvalidArgumentError, LangSAMError
 from lang_sam.hub import Sam2Arch, get_spec, model_names, register_model, unregister_model
 from lang_sam.models.base import engine_for
 from lang_sam.models.sam2 import (
     Sam2Segmenter,
-    Sam2UnavailableError,
     build_sam2_model,
     meta_to_transformers,
     transformers_to_meta,
@@ -180,12 +179,19 @@ def test_unknown_options_are_refused(sam2_specs, sam2_ckpts):
         Sam2Segmenter.from_spec(sam2_specs[0], str(sam2_ckpts[0]), window=3)
 
 
-def test_a_transformers_without_sam2_is_a_typed_error(monkeypatch, sam2_specs, sam2_ckpts):
-    monkeypatch.setitem(sys.modules, "transformers.models.sam2_video.modeling_sam2_video", None)
-    with pytest.raises(Sam2UnavailableError, match=r"transformers >= 4.56") as err:
+@pytest.mark.parametrize("version, hide", [("5.24.0", True), ("4.57.6", False)])
+def test_a_transformers_without_sam2_is_a_typed_error(monkeypatch, sam2_specs, sam2_ckpts, version, hide):
+    """No SAM 2 module, or a 4.x transformers (whose SAM 2 returns other outputs): a typed error
+    naming the version needed and the one installed."""
+    import transformers
+
+    monkeypatch.setattr(transformers, "__version__", version)
+    if hide:
+        monkeypatch.setitem(sys.modules, "transformers.models.sam2_video.modeling_sam2_video", None)
+    with pytest.raises(EngineUnavailableError, match=r"transformers>=5.0") as err:
         Sam2Segmenter.from_spec(sam2_specs[0], str(sam2_ckpts[0]))
     assert isinstance(err.value, ImportError) and isinstance(err.value, LangSAMError)
-    assert err.value.installed is not None
+    assert (err.value.package, err.value.required, err.value.installed) == ("transformers", ">=5.0", version)
 
 
 # --- images: the same masks as Meta's SAM2ImagePredictor ------------------------------------------
@@ -336,17 +342,21 @@ def test_objects_join_late_and_leave(video_segmenter):
 
 @pytest.mark.slow
 def test_session_memory_is_flat_with_video_length(video_segmenter):
-    """Stored frames and tensor bytes after 30 and after 90 frames are the same."""
-    seg, frames = video_segmenter, clip(90)
+    """Once the memory window is full (7 memories + the prompted frame: from frame 9 on), stored
+    frames and tensor bytes stay the same frame after frame (checked up to frame 32: what is
+    kept does not depend on the frame count; benchmarks/bench_video.py measures RSS at 30 vs 90)."""
+    seg, frames = video_segmenter, clip(32)
+    window = seg.memory_frames + 1 + seg.max_cond_frames
     session = seg.start_video()
     sizes = {}
     for i, f in enumerate(frames):
         seg.track(session, f, new_ids=[1, 2] if i == 0 else (), new_boxes=VIDEO_BOXES if i == 0 else None)
-        if i + 1 in (30, 90):
-            sizes[i + 1] = (session.stored_frames(), session.stored_bytes())
-    assert sizes[30] == sizes[90]
+        sizes[i + 1] = (session.stored_frames(), session.stored_bytes())
+    steady = {n: v for n, v in sizes.items() if n > window + 2}
+    assert len(set(steady.values())) == 1, steady
+    assert sizes[32][1] > sizes[1][1]  # the window did fill: the count is of something real
     # what is kept: the current frame, the memory window and the prompted frame of each object
-    assert sizes[90][0] <= 2 * (seg.memory_frames + 1 + seg.max_cond_frames) * 3 + 2
+    assert sizes[32][0] <= 2 * (window) * 3 + 2
 
 
 # --- the rest of the library, unchanged ------------------------------------------------------------

@@ -144,6 +144,17 @@ def test_a_redetected_object_is_not_a_new_track_and_candidates_are_dropped(video
     assert session.dropped == [2, 3, 4, 5] and sorted(session.objects) == [1]
 
 
+def test_a_key_frame_gives_at_most_max_candidates_the_best_scored(video_model, monkeypatch):
+    calls, _, _ = _spy(monkeypatch, BoxFillVideo)
+    # Five red squares, two of them under 50 pixels (the colour detector scores those 0.8, not 0.9).
+    squares = [("red", 0, 99, (4 + 24 * k, 10), (0, 0), (6, 6) if k in (1, 3) else (12, 12)) for k in range(5)]
+    out = list(video_model.predict_video(moving_clip(3, objects=squares), "red", detect_every=2, max_candidates=3))
+    assert [len(c) for c in calls] == [3, 0, 3]
+    first = out[0]
+    assert len(first.track_ids) == 3 and all(abs(s - 0.9) < 1e-6 for s in first.scores.tolist())
+    assert sorted(b[0] for b in first.boxes.tolist()) == [4, 52, 100]  # the three big ones
+
+
 def test_a_vanished_track_ends_and_is_dropped(video_model, monkeypatch):
     sessions = []
     start = BoxFillVideo.start_video
@@ -272,6 +283,7 @@ BAD_CALLS = {
     "detect_every 0": (dict(detect_every=0), InvalidArgumentError, ValueError, "detect_every"),
     "detect_every float": (dict(detect_every=2.5), InvalidArgumentError, ValueError, "2.5"),
     "lost_after 0": (dict(lost_after=0), InvalidArgumentError, ValueError, "lost_after"),
+    "max_candidates 0": (dict(max_candidates=0), InvalidArgumentError, ValueError, "max_candidates"),
 }
 
 
@@ -489,7 +501,8 @@ def test_groundingdino_key_frames_never_track_one_object_twice(tmp_path, monkeyp
         frames = list(moving_clip(3, size=(96, 128), objects=[RED, BLUE_LATE]))
         frames = [np.ascontiguousarray((f.astype(np.int16) + np.arange(128)[None, :, None] // 8).clip(0, 255)
                                        .astype(np.uint8)) for f in frames]  # a gradient: many colours
-        out = list(m.predict_video(frames, "square", box_threshold=0.0, text_threshold=0.0, detect_every=2))
+        out = list(m.predict_video(frames, "square", box_threshold=0.0, text_threshold=0.0, detect_every=2,
+                                   max_candidates=100))
         started = _check_frames(out, 3, (96, 128))
         # The candidates of frame 0, as the segmenter sees them.
         boxes, _, _ = m.predict_dino(frames[0], "square", 0.0, 0.0)

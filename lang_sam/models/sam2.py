@@ -16,7 +16,7 @@ transformers (already a dependency, for GroundingDINO's BERT) ships the network 
 that. See docs/guides/sam2.md.
 
 Nothing here imports transformers' SAM 2 classes until a model is built or loaded; a transformers
-without them raises :class:`Sam2UnavailableError`.
+without them (or older than 5.0) raises :class:`~lang_sam.errors.EngineUnavailableError`.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from lang_sam.cache import EncodingCache
-from lang_sam.errors import InvalidArgumentError, InvalidPromptError, LangSAMError
+from lang_sam.errors import EngineUnavailableError, InvalidArgumentError, InvalidPromptError
 from lang_sam.hub import ModelSpec, Sam2Arch
 from lang_sam.models.base import Segmenter, TrackStep, VideoSegmenter
 from lang_sam.models.checkpoints import check_architecture, count_blocks, load_into, state_dict_from
@@ -43,7 +43,7 @@ from lang_sam.results import MaskPrediction
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "Sam2Segmenter", "Sam2Session", "Sam2UnavailableError", "build_sam2_model", "sam2_config",
+    "Sam2Segmenter", "Sam2Session", "build_sam2_model", "sam2_config",
     "sam2_fingerprint", "meta_to_transformers", "transformers_to_meta", "load_sam2_state",
 ]
 
@@ -54,34 +54,33 @@ _STD = (0.229, 0.224, 0.225)
 _DOWNSAMPLER_LAYERS = 4
 
 
-class Sam2UnavailableError(LangSAMError, ImportError):
-    """The installed transformers has no SAM 2 (``Sam2VideoModel``, added in transformers 4.56).
-
-    ``installed``: the transformers version found (``None`` if transformers is not importable).
-    """
-
-    def __init__(self, message: str, *, installed: str | None = None):
-        super().__init__(message)
-        self.installed = installed
+#: The transformers SAM 2.1 runs on: 4.56-4.57 have a SAM 2 whose outputs differ (tuples where
+#: 5.x returns ``fpn_hidden_states``, no ``object_score_logits``), so 5.0 is the floor.
+_TRANSFORMERS_NEEDED = "5.0"
 
 
 def _transformers_sam2():
-    """transformers' SAM 2 classes, or :class:`Sam2UnavailableError` saying what was found."""
+    """transformers' SAM 2 classes, or :class:`~lang_sam.errors.EngineUnavailableError` naming
+    the version needed and the one found."""
     try:
         import transformers
     except ImportError as exc:  # pragma: no cover - transformers is a core dependency
-        raise Sam2UnavailableError(
-            f"SAM 2.1 needs transformers >= 4.56 (its Sam2VideoModel); transformers cannot be imported: {exc}"
-        ) from exc
+        raise EngineUnavailableError(
+            f"SAM 2.1 needs transformers>={_TRANSFORMERS_NEEDED}, which cannot be imported: {exc}",
+            package="transformers", required=f">={_TRANSFORMERS_NEEDED}", installed=None) from exc
+    version = transformers.__version__
     try:
+        if int(version.split(".")[0]) < int(_TRANSFORMERS_NEEDED.split(".")[0]):
+            raise ImportError(f"transformers {version} is older than {_TRANSFORMERS_NEEDED}")
         from transformers.models.sam2.configuration_sam2 import Sam2HieraDetConfig, Sam2VisionConfig
         from transformers.models.sam2_video.configuration_sam2_video import Sam2VideoConfig
         from transformers.models.sam2_video.modeling_sam2_video import Sam2VideoInferenceSession, Sam2VideoModel
     except ImportError as exc:
-        raise Sam2UnavailableError(
-            f"SAM 2.1 needs transformers >= 4.56 (its Sam2VideoModel); transformers "
-            f"{transformers.__version__} is installed, which has none. Upgrade it: "
-            f"pip install 'transformers>=4.56'", installed=transformers.__version__) from exc
+        raise EngineUnavailableError(
+            f"SAM 2.1 needs transformers>={_TRANSFORMERS_NEEDED} (its Sam2VideoModel); transformers "
+            f"{version} is installed, whose SAM 2 is missing or differs: pip install "
+            f"'transformers>={_TRANSFORMERS_NEEDED},<6'",
+            package="transformers", required=f">={_TRANSFORMERS_NEEDED}", installed=version) from exc
     return Sam2HieraDetConfig, Sam2VisionConfig, Sam2VideoConfig, Sam2VideoModel, Sam2VideoInferenceSession
 
 
@@ -399,6 +398,9 @@ class Sam2Segmenter(Segmenter, VideoSegmenter):
     reads is dropped (``memory_frames`` past frames for both mask memories and object pointers,
     and at most ``max_cond_frames`` prompted frames per object, the most recent).
     """
+
+    #: Meta's ``SAM2AutomaticMaskGenerator`` keeps masks whose predicted IoU is over 0.8 (SAM v1: 0.88).
+    generate_defaults = {"pred_iou_thresh": 0.8}
 
     def __init__(self, model: torch.nn.Module, device: torch.device | str = "cpu", name: str = "", *,
                  precision: str = "fp32", cache_size: int = 2, chunk_size: int = 16,
