@@ -41,6 +41,8 @@ __all__ = [
     "clip_bpe_path",
     "write_clip_tokenizer",
     "write_sam3_folder",
+    "TINY_SAM3_TRACKER",
+    "TINY_SAM3_VIDEO",
 ]
 
 #: A SAM with the real structure and tiny widths (the image encoder still reads 1024x1024 inputs).
@@ -340,13 +342,52 @@ def write_clip_tokenizer(folder: str | os.PathLike) -> Path:
     return folder
 
 
-def write_sam3_folder(path: str | os.PathLike, size: str | dict = "tiny", seed: int = 0) -> Path:
+#: The tracker half of a tiny SAM 3 *video* folder (``Sam3VideoConfig.tracker_config``), widths
+#: matching :data:`TINY_SAM3`; its detection thresholds are lowered (with :data:`TINY_SAM3_VIDEO`)
+#: so that a random model starts tracks.
+TINY_SAM3_TRACKER = {
+    "prompt_encoder_config": {"hidden_size": 128, "image_size": 112, "patch_size": 14, "mask_input_channels": 4},
+    "mask_decoder_config": {"hidden_size": 128, "mlp_dim": 64, "num_attention_heads": 2, "iou_head_hidden_dim": 32},
+    "memory_attention_hidden_size": 128, "memory_attention_num_layers": 1, "memory_attention_num_attention_heads": 1,
+    "memory_attention_feed_forward_hidden_size": 64, "memory_attention_rope_feat_sizes": [8, 8],
+    "memory_encoder_hidden_size": 128, "memory_encoder_output_channels": 64,
+    "mask_downsampler_embed_dim": 128, "memory_fuser_embed_dim": 128, "memory_fuser_intermediate_dim": 64, "memory_fuser_num_layers": 1,
+    "max_object_pointers_in_encoder": 3, "max_cond_frame_num": 2,
+}
+#: The tracker's memory attention reads 64-channel memories (hard-coded), and transformers 5.x
+#: handles object pointers only when the tracker is wider than its memories (it splits each
+#: pointer into width / 64 tokens; at width 64 the pointers keep an extra dimension and
+#: ``torch.cat`` fails): so the tiny video folder is 128 wide where the tracker meets the
+#: detector's FPN (:func:`tiny_sam3_video_detector` widens :data:`TINY_SAM3` so).
+def tiny_sam3_video_detector() -> dict:
+    """:data:`TINY_SAM3` with the FPN and the DETR / geometry / mask-head widths at 128 (the
+    detector half of the tiny video folder)."""
+    import copy
+
+    config = copy.deepcopy(TINY_SAM3)
+    config["vision_config"]["fpn_hidden_size"] = 128
+    for part in ("geometry_encoder_config", "detr_encoder_config", "detr_decoder_config", "mask_decoder_config"):
+        config[part]["hidden_size"] = 128
+    return config
+
+
+#: ``Sam3VideoConfig`` settings of the tiny video folder (a random detector scores 0.24 to 0.26: a few queries pass).
+TINY_SAM3_VIDEO = {"score_threshold_detection": 0.2575, "new_det_thresh": 0.2575, "max_num_objects": 3}
+
+
+def write_sam3_folder(path: str | os.PathLike, size: str | dict = "tiny", seed: int = 0, *,
+                      video: bool = False) -> Path:
     """Write a random-weight SAM 3 folder in the hub layout (``config.json``, ``model.safetensors``,
     ``processor_config.json``, ``tokenizer.json``, ``tokenizer_config.json``: what
     ``facebook/sam3`` holds, :data:`lang_sam.hub.SAM3_FILES`) at ``path``: ``size`` ``"tiny"``
     (:data:`TINY_SAM3`, a few MB), ``"full"`` (the released shape, about 3.4 GB) or a
     ``Sam3Config`` keyword dict. The tokenizer is CLIP's (:func:`write_clip_tokenizer`); the
-    image processor reads the config's image size. Written beside ``path`` and renamed."""
+    image processor reads the config's image size. Written beside ``path`` and renamed.
+
+    ``video=True`` writes the video model instead, as ``facebook/sam3`` really is: a
+    ``Sam3VideoModel`` (``model_type`` ``"sam3_video"``: the detector, under ``detector_model.``,
+    plus the tracker) and a ``Sam3VideoProcessor``; ``Sam3Model`` loads its detector half. Tiny:
+    :data:`TINY_SAM3_TRACKER` and :data:`TINY_SAM3_VIDEO`; full: transformers' defaults."""
     import shutil
     import tempfile
 
@@ -355,10 +396,23 @@ def write_sam3_folder(path: str | os.PathLike, size: str | dict = "tiny", seed: 
     Sam3Model, Sam3Processor = require_sam3()
     from transformers import CLIPTokenizer, Sam3Config, Sam3ImageProcessor
 
-    config = Sam3Config(**({} if size == "full" else TINY_SAM3 if size == "tiny" else dict(size)))
-    torch.manual_seed(seed)
-    model = Sam3Model(config).eval()
+    import copy
+
+    tiny = tiny_sam3_video_detector() if video else TINY_SAM3
+    config = Sam3Config(**copy.deepcopy({} if size == "full" else tiny if size == "tiny" else dict(size)))
     side = config.vision_config.backbone_config.image_size
+    torch.manual_seed(seed)
+    if video:
+        from transformers import Sam3VideoConfig, Sam3VideoModel
+
+        tracker = {} if size == "full" else {
+            "vision_config": config.vision_config.to_dict(), **copy.deepcopy(TINY_SAM3_TRACKER)}
+        vconfig = Sam3VideoConfig(detector_config=config.to_dict(), tracker_config=tracker,
+                                  **({} if size == "full" else TINY_SAM3_VIDEO))
+        vconfig.image_size = side
+        model = Sam3VideoModel(vconfig).eval()
+    else:
+        model = Sam3Model(config).eval()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
@@ -366,6 +420,12 @@ def write_sam3_folder(path: str | os.PathLike, size: str | dict = "tiny", seed: 
         tokenizer = CLIPTokenizer(*(str(write_clip_tokenizer(tmp / "bpe") / f)
                                     for f in ("vocab.json", "merges.txt")))
         processor = Sam3Processor(Sam3ImageProcessor(size={"height": side, "width": side}), tokenizer)
+        if video:
+            from transformers import Sam3VideoProcessor
+            from transformers.models.sam2_video.video_processing_sam2_video import Sam2VideoVideoProcessor
+
+            processor = Sam3VideoProcessor(processor.image_processor,
+                                           Sam2VideoVideoProcessor(size={"height": side, "width": side}), tokenizer)
         out = tmp / "folder"
         model.save_pretrained(out)
         processor.save_pretrained(out)
@@ -393,6 +453,8 @@ def main(argv=None) -> None:
     p.add_argument("--calibrate", default=None, help="with --few-boxes: the image to calibrate on")
     p.add_argument("--sam3", nargs="?", const="full", default=None, choices=("full", "tiny"),
                    help="also write a random SAM 3 folder, DIR/sam3 (full size by default, or tiny)")
+    p.add_argument("--video", action="store_true",
+                   help="with --sam3: the video model (detector + tracker, what facebook/sam3 holds)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     out = Path(args.to)
@@ -403,7 +465,8 @@ def main(argv=None) -> None:
     if args.sam3:
         print(f"SAM 3 ({args.sam3}): building random weights ...", file=sys.stderr, flush=True)
         started = time.perf_counter()
-        folder = write_sam3_folder(out / get_spec("sam", "sam3").filename, args.sam3, args.seed)
+        folder = write_sam3_folder(out / get_spec("sam", "sam3").filename, args.sam3, args.seed,
+                                   video=args.video)
         size = sum(f.stat().st_size for f in folder.iterdir()) / 2**20
         print(f"SAM 3 ({args.sam3}): wrote {folder} ({size:.1f} MiB) in "
               f"{time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)

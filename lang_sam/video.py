@@ -19,6 +19,15 @@ a time (:mod:`lang_sam.video_io`) and yields one :class:`~lang_sam.results.Track
 4. **Ending.** A track whose mask is empty on ``lost_after`` consecutive frames ends (it is dropped
    from the segmenter's session, freeing its memory).
 
+**Engines that track text by themselves** (a :class:`~lang_sam.models.base.TextVideoSegmenter`,
+SAM 3's video model, ``sam_type="sam3"``): no GroundingDINO and no key frames. The engine detects
+every phrase of the prompt (one concept each) on every frame and keeps its own object ids; this
+module only maps them to track ids (from 1, in order of first appearance, never reused) and
+yields the same :class:`~lang_sam.results.TrackedFrame` (``scores`` there are the engine's
+per-frame detection scores). ``detect_every``, ``iou_threshold``, ``lost_after``, ``max_candidates`` and the
+thresholds do not apply (the engine's own settings decide; a non-default value is warned about,
+:class:`~lang_sam.errors.IgnoredArgumentWarning`, once per call).
+
 Memory is flat with video length: frames are decoded one at a time and not kept (the yielded
 result holds the masks of one frame), the track table holds a few numbers per live track, and the
 video segmenter keeps only the frames its memory attends to (its own contract).
@@ -27,14 +36,21 @@ video segmenter keeps only the frames its memory attends to (its own contract).
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any, Callable, Iterator
 
 import torch
 
 from lang_sam import pipeline
-from lang_sam.errors import InvalidArgumentError, InvalidResultError, LangSAMError, TrackingNotSupportedError
+from lang_sam.errors import (
+    IgnoredArgumentWarning,
+    InvalidArgumentError,
+    InvalidResultError,
+    LangSAMError,
+    TrackingNotSupportedError,
+)
 from lang_sam.hub import registered_specs
-from lang_sam.models.base import VideoSegmenter, engine_for
+from lang_sam.models.base import TextVideoSegmenter, VideoSegmenter, engine_for
 from lang_sam.results import TrackedFrame
 from lang_sam.tracking import IOU_THRESHOLD, LOST_AFTER, TrackTable, mask_boxes
 from lang_sam.video_io import open_video
@@ -53,27 +69,29 @@ VideoProgress = Callable[[str, int, "int | None"], None]
 
 def video_types() -> list[str]:
     """The registered ``sam_type`` names whose engine is a
-    :class:`~lang_sam.models.base.VideoSegmenter` (each engine module is imported to tell)."""
+    :class:`~lang_sam.models.base.VideoSegmenter` or a
+    :class:`~lang_sam.models.base.TextVideoSegmenter` (each engine module is imported to tell)."""
     out = []
     for spec in registered_specs("sam"):
         try:
             cls = engine_for(spec)
         except LangSAMError:
             continue  # an engine that cannot be imported here cannot track here either
-        if issubclass(cls, VideoSegmenter):
+        if issubclass(cls, (VideoSegmenter, TextVideoSegmenter)):
             out.append(spec.name)
     return out
 
 
-def _check_tracker(model: Any) -> VideoSegmenter:
+def _check_tracker(model: Any) -> VideoSegmenter | TextVideoSegmenter:
     seg = model.segmenter
-    if isinstance(seg, VideoSegmenter):
+    if isinstance(seg, (VideoSegmenter, TextVideoSegmenter)):
         return seg
     types = video_types()
     can = ", ".join(types) if types else "none is registered"
     raise TrackingNotSupportedError(
         f"sam_type {model.sam_type!r} ({type(seg).__name__}) cannot follow objects through a video: "
-        f"expected a video segmenter (sam_type one of: {can})", sam_type=model.sam_type, video_types=types)
+        f"expected a video segmenter (one that follows boxes, or one that tracks text itself; "
+        f"sam_type one of: {can})", sam_type=model.sam_type, video_types=types)
 
 
 def predict_video(
@@ -122,6 +140,21 @@ def predict_video(
     for name, value in (("detect_every", detect_every), ("max_candidates", max_candidates)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise InvalidArgumentError(f"{name} must be an int >= 1, got {value!r}")
+    if isinstance(segmenter, TextVideoSegmenter):
+        prepared = segmenter.prepare(text_prompt, box_threshold, text_threshold)
+        TrackTable(iou_threshold, lost_after)  # checks them as the other path does
+        ignored = [f"{n}={v!r}" for n, v, d in (("detect_every", detect_every, DETECT_EVERY),
+                                                ("box_threshold", box_threshold, 0.3),
+                                                ("iou_threshold", iou_threshold, IOU_THRESHOLD),
+                                                ("lost_after", lost_after, LOST_AFTER),
+                                                ("max_candidates", max_candidates, MAX_CANDIDATES)) if v != d]
+        if ignored:
+            warnings.warn(
+                f"{', '.join(ignored)} ignored: sam_type {model.sam_type!r} detects on every frame and "
+                "follows objects itself (its own detection thresholds and track ending apply)",
+                IgnoredArgumentWarning, stacklevel=3)
+        source = open_video(video)
+        return _run_text(segmenter, source, prepared, bool(offload), progress)
     prepared = model.detector.prepare(text_prompt, box_threshold, text_threshold)
     table = TrackTable(iou_threshold, lost_after)
     source = open_video(video)
@@ -177,6 +210,26 @@ def _run(model, segmenter: VideoSegmenter, source, prepared, table: TrackTable, 
             for t in ended:
                 del track_of[obj_of.pop(t)]
         yield _frame(i, tids, masks, table, frame.shape[:2])
+        if progress is not None:
+            progress("track", i + 1, source.frame_count)
+
+
+def _run_text(segmenter: TextVideoSegmenter, source, prepared, offload: bool, progress) -> Iterator[TrackedFrame]:
+    session = segmenter.start_video(prepared, offload=offload)
+    track_of: dict[int, int] = {}  # the engine's object id -> track id (from 1, never reused)
+    for i, frame in enumerate(source):
+        step = segmenter.track(session, frame)
+        ids = [int(o) for o in step.object_ids]
+        for o in ids:
+            if o not in track_of:
+                track_of[o] = len(track_of) + 1
+        order = sorted(range(len(ids)), key=lambda k: track_of[ids[k]])
+        order = [k for k in order if bool(step.masks[k].any())]
+        masks = step.masks[order].to(torch.bool)
+        yield TrackedFrame.checked(
+            i, masks, mask_boxes(masks), torch.tensor([track_of[ids[k]] for k in order], dtype=torch.int64),
+            step.scores[order].to(torch.float32), [step.phrases[k] for k in order],
+            (int(frame.shape[0]), int(frame.shape[1])))
         if progress is not None:
             progress("track", i + 1, source.frame_count)
 

@@ -26,7 +26,8 @@ from lang_sam.errors import InvalidArgumentError
 from lang_sam.hub.registry import ModelSpec
 from lang_sam.results import Detections, MaskPrediction
 
-__all__ = ["Engine", "Detector", "Segmenter", "MaskLogits", "TextSegmenter", "VideoSegmenter", "TrackStep", "ROLES",
+__all__ = ["Engine", "Detector", "Segmenter", "MaskLogits", "TextSegmenter", "VideoSegmenter", "TrackStep",
+           "TextVideoSegmenter", "TextTrackStep", "ROLES",
            "engine_for"]
 
 
@@ -202,6 +203,40 @@ class VideoSegmenter(ABC):
     @abstractmethod
     def drop(self, session: Any, object_ids: Sequence[int]) -> None:
         """Stop following ``object_ids`` (their memory is freed)."""
+
+
+class TextTrackStep(NamedTuple):
+    """What :meth:`TextVideoSegmenter.track` returns for one frame: the objects it follows there.
+
+    ``object_ids``: ``(N,)`` int64 tensor, the engine's own ids (stable while an object is
+    followed; the video pipeline maps them to track ids); ``masks``: ``(N, H, W)`` bool in frame
+    pixels; ``scores``: ``(N,)`` float32 (the engine's detection score of each object);
+    ``phrases``: the prompt phrase that found each object.
+    """
+
+    object_ids: torch.Tensor
+    masks: torch.Tensor
+    scores: torch.Tensor
+    phrases: list[str]
+
+
+class TextVideoSegmenter(ABC):
+    """A text segmenter that follows what a prompt names through a video by itself (SAM 3's video
+    model): it detects on every frame and keeps its own object ids, so the video pipeline uses no
+    detector, no key frames and no track table for it. A mixin that a :class:`TextSegmenter`
+    engine also implements. Frames come one by one, in order; a session keeps memory flat with
+    video length and returns every frame's objects when that frame is fed (no output held back).
+    """
+
+    @abstractmethod
+    def start_video(self, prepared: Any, *, offload: bool = True) -> Any:
+        """A new tracking session for ``prepared`` (from :meth:`TextSegmenter.prepare`: each
+        phrase one concept); ``offload``: keep per-frame state on the CPU."""
+
+    @abstractmethod
+    def track(self, session: Any, frame: np.ndarray) -> TextTrackStep:
+        """Feed the next ``HxWx3`` uint8 RGB ``frame`` (frame ``i`` of the session after ``i``
+        calls) and return every object followed on it."""
 
 
 #: Registry family -> the interface(s) its engines implement (a ``sam`` engine segments boxes, or

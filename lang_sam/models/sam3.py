@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -48,7 +49,7 @@ from lang_sam.errors import (
     PromptTooLongError,
 )
 from lang_sam.hub import ModelSpec, resolve_checkpoint
-from lang_sam.models.base import TextSegmenter
+from lang_sam.models.base import TextSegmenter, TextTrackStep, TextVideoSegmenter
 from lang_sam.precision import autocast, check_precision
 from lang_sam.results import Detections
 from lang_sam.validation import check_prompt, check_threshold
@@ -56,7 +57,7 @@ from lang_sam.validation import check_prompt, check_threshold
 logger = logging.getLogger(__name__)
 
 __all__ = ["Sam3Segmenter", "Sam3Features", "Sam3Prepared", "split_phrases", "require_sam3",
-           "TEXT_THRESHOLD_DEFAULT", "MAX_PHRASE_TOKENS"]
+           "TEXT_THRESHOLD_DEFAULT", "MAX_PHRASE_TOKENS", "Sam3VideoSession", "require_sam3_video"]
 
 #: ``text_threshold``'s default in the 2023 API: a call that leaves it there is not warned.
 TEXT_THRESHOLD_DEFAULT = 0.25
@@ -85,6 +86,24 @@ def require_sam3() -> tuple[type, type]:
             f"'transformers>={_TRANSFORMERS_NEEDED},<6'",
             package="transformers", required=f">={_TRANSFORMERS_NEEDED}", installed=version) from exc
     return Sam3Model, Sam3Processor
+
+
+def require_sam3_video() -> tuple[type, type]:
+    """``(Sam3VideoModel, Sam3VideoProcessor)`` from transformers, or
+    :class:`EngineUnavailableError` naming the version needed (as :func:`require_sam3`)."""
+    require_sam3()
+    try:
+        from transformers import Sam3VideoModel, Sam3VideoProcessor
+    except ImportError as exc:
+        import transformers
+
+        version = getattr(transformers, "__version__", "unknown")
+        raise EngineUnavailableError(
+            f"SAM 3 video needs transformers>={_TRANSFORMERS_NEEDED} (Sam3VideoModel, Sam3VideoProcessor); "
+            f"transformers {version} is installed, which has no SAM 3 video model: pip install "
+            f"'transformers>={_TRANSFORMERS_NEEDED},<6'",
+            package="transformers", required=f">={_TRANSFORMERS_NEEDED}", installed=version) from exc
+    return Sam3VideoModel, Sam3VideoProcessor
 
 
 def split_phrases(text_prompt: str) -> tuple[str, ...]:
@@ -124,7 +143,18 @@ class Sam3Features:
     found: "OrderedDict[Sam3Prepared, _Found]" = field(default_factory=OrderedDict)
 
 
-class Sam3Segmenter(TextSegmenter):
+@dataclass(eq=False)
+class Sam3VideoSession:
+    """A streaming ``Sam3VideoInferenceSession`` (``inference``) with its prompt, the number of
+    frames fed so far and their size ``(H, W)``."""
+
+    inference: Any
+    prepared: "Sam3Prepared"
+    frame_index: int = 0
+    size: tuple[int, int] | None = None
+
+
+class Sam3Segmenter(TextSegmenter, TextVideoSegmenter):
     """A loaded ``Sam3Model`` and its ``Sam3Processor`` on a device (see the module docstring).
 
     ``phrases_per_call``: how many phrases go through the heads in one batched call (each costs
@@ -144,6 +174,10 @@ class Sam3Segmenter(TextSegmenter):
         self.phrases_per_call = int(phrases_per_call)
         self.chunk_size = int(chunk_size)
         self._warned = False
+        #: The hub-layout folder loaded from (the video model is loaded from it when first needed).
+        self.folder: Path | None = None
+        self._attn = "sdpa"
+        self._video: tuple[Any, Any] | None = None
         #: Images run through the vision encoder by this engine (tests and benchmarks read it).
         self.vision_runs = 0
 
@@ -171,7 +205,9 @@ class Sam3Segmenter(TextSegmenter):
             raise CheckpointError(f"cannot load the SAM 3 folder {folder}: {type(exc).__name__}: "
                                   f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
         logger.info("loaded SAM 3 %s from %s", spec.name, folder)
-        return cls(model, processor, device, spec.name, precision=precision, cache_size=cache_size)
+        engine = cls(model, processor, device, spec.name, precision=precision, cache_size=cache_size)
+        engine.folder, engine._attn = Path(folder), attn
+        return engine
 
     # ----------------------------------------------------------------------------------------
     def prepare(self, text_prompt: str, box_threshold: float, text_threshold: float) -> Sam3Prepared:
@@ -293,6 +329,120 @@ class Sam3Segmenter(TextSegmenter):
             [phrases[i] for i in which[:, 0].tolist()],
             out.pred_masks[keep].float().cpu(),
         )
+
+
+    # -- video (TextVideoSegmenter) ---------------------------------------------------------
+    def video_model(self) -> tuple[Any, Any]:
+        """``(Sam3VideoModel, Sam3VideoProcessor)`` of :attr:`folder`, loaded on first use. The
+        folder must hold the video model (``config.json`` ``model_type`` ``"sam3_video"``, as
+        ``facebook/sam3`` does); its detector half is this engine's image model (the same
+        weights), so one detector is held in memory."""
+        if self._video is not None:
+            return self._video
+        Sam3VideoModel, Sam3VideoProcessor = require_sam3_video()
+        folder = self.folder
+        if folder is None:
+            raise CheckpointError(
+                f"SAM 3 {self.name!r} was not loaded from a folder (from_spec), so its video model "
+                "cannot be loaded: expected an engine made by Sam3Segmenter.from_spec")
+        try:
+            got = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type")
+        except (OSError, ValueError, AttributeError) as exc:
+            raise CheckpointError(f"cannot read {folder / 'config.json'}: {exc}") from exc
+        if got != "sam3_video":
+            raise CheckpointMismatchError(
+                f"{folder} holds a {got!r} model (config.json model_type): SAM 3 video needs the "
+                "'sam3_video' folder (detector + tracker), as facebook/sam3 ships it")
+        try:
+            model = Sam3VideoModel.from_pretrained(folder, local_files_only=True, attn_implementation=self._attn)
+            processor = Sam3VideoProcessor.from_pretrained(folder, local_files_only=True)
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            raise CheckpointError(f"cannot load the SAM 3 video model of {folder}: {type(exc).__name__}: "
+                                  f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
+        model.detector_model = self.model  # the same weights, loaded once
+        self._video = (model.to(self.device).eval(), processor)
+        logger.info("loaded SAM 3 video model from %s", folder)
+        return self._video
+
+    def start_video(self, prepared: Sam3Prepared, *, offload: bool = True) -> Sam3VideoSession:
+        """A streaming session (no preloaded video) for ``prepared``'s phrases, one text prompt
+        each (transformers' ``Sam3VideoProcessor.add_text_prompt``). ``offload``: frames and
+        per-object memories live on the CPU. Loads the video model on first call."""
+        if not isinstance(prepared, Sam3Prepared):
+            raise InvalidArgumentError(f"expected a Sam3Prepared from prepare(), got {type(prepared).__name__}")
+        model, processor = self.video_model()
+        state = torch.device("cpu") if offload else self.device
+        inference = processor.init_video_session(inference_device=self.device, inference_state_device=state,
+                                                 video_storage_device=state, dtype=torch.float32)
+        processor.add_text_prompt(inference, list(prepared.phrases))
+        return Sam3VideoSession(inference, prepared)
+
+    @torch.inference_mode()
+    def track(self, session: Sam3VideoSession, frame: np.ndarray) -> TextTrackStep:
+        """Feed the next ``HxWx3`` uint8 RGB ``frame``: SAM 3 detects every phrase on it,
+        associates detections with the objects it follows and propagates those (its streaming
+        mode: ``Sam3VideoModel(inference_session, frame=...)``, then
+        ``Sam3VideoProcessor.postprocess_outputs``). Returns its object ids (ascending), masks
+        ``(N, H, W)`` bool, detection scores ``(N,)`` float32 and each object's phrase.
+
+        Streaming has no look-ahead, so SAM 3's "hotstart" (holding outputs back ``hotstart_delay``
+        frames to remove tracks that turn out spurious) does not run: every frame's objects come
+        back when the frame is fed. Memory stays flat: only the current frame is kept, and of each
+        object the memories the tracker can still attend to (see :meth:`_prune`)."""
+        if not isinstance(session, Sam3VideoSession):
+            raise InvalidArgumentError(f"expected a session from start_video(), got {type(session).__name__}")
+        if not (isinstance(frame, np.ndarray) and frame.ndim == 3 and frame.shape[2] == 3 and frame.dtype == np.uint8):
+            from lang_sam.errors import InvalidImageError
+
+            what = f"{type(frame).__name__} {getattr(frame, 'dtype', '')} {getattr(frame, 'shape', '')}".strip()
+            raise InvalidImageError(f"expected an HxWx3 uint8 RGB array, got {what}")
+        size = (int(frame.shape[0]), int(frame.shape[1]))
+        if session.size is not None and size != session.size:
+            raise InvalidArgumentError(
+                f"frame {session.frame_index} is {size[1]}x{size[0]}, the session's frames are "
+                f"{session.size[1]}x{session.size[0]}: all frames of a video must have one size")
+        model, processor = self.video_model()
+        s = session.inference
+        inputs = processor(images=frame, return_tensors="pt")
+        with autocast(self.device, self.precision):
+            # frame_idx given: past frames are pruned, so the session cannot count them itself
+            out = model(inference_session=s, frame_idx=session.frame_index,
+                        frame=inputs["pixel_values"][0].to(self.device))
+        r = processor.postprocess_outputs(s, out, original_sizes=[list(size)])
+        session.size = size
+        idx = session.frame_index
+        session.frame_index += 1
+        ids = r["object_ids"].to(torch.int64).cpu()
+        phrases = [s.prompts[s.obj_id_to_prompt_id[int(o)]] for o in ids.tolist()]
+        self._prune(model, s, idx)
+        return TextTrackStep(ids, r["masks"].to(torch.bool).cpu(), r["scores"].to(torch.float32).cpu(), phrases)
+
+    @staticmethod
+    def _prune(model: Any, s: Any, idx: int) -> None:
+        """Drop what the tracker will not read again in streaming: past frames' pixels, memories
+        older than it attends to (``num_maskmem`` and ``max_object_pointers_in_encoder`` frames
+        back), conditioning frames beyond the ``max_cond_frame_num`` most recent (in streaming the
+        closest ones are the most recent, the ones it selects) and per-frame bookkeeping."""
+        tracker = model.tracker_model.config
+        window = max(int(tracker.num_maskmem), int(tracker.max_object_pointers_in_encoder)) + 1
+        oldest = idx + 1 - window  # keep the last `window` frames: the next one reads back max(...) frames
+        max_cond = int(tracker.max_cond_frame_num)
+        for f in [f for f in (s.processed_frames or {}) if f != idx]:
+            del s.processed_frames[f]
+        for per_obj in s.output_dict_per_obj.values():
+            non_cond = per_obj["non_cond_frame_outputs"]
+            for f in [f for f in non_cond if f < oldest]:
+                del non_cond[f]
+            cond = per_obj["cond_frame_outputs"]
+            if max_cond > 0:
+                for f in sorted(cond)[:-max_cond]:
+                    del cond[f]
+        for tracked in s.frames_tracked_per_obj.values():
+            for f in [f for f in tracked if f < oldest]:
+                del tracked[f]
+        for table in (s.obj_id_to_tracker_score_frame_wise, s.suppressed_obj_ids):
+            for f in [f for f in table if isinstance(f, int) and f < oldest]:
+                del table[f]
 
 
 def _upsample(mask_logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
