@@ -463,7 +463,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 _TRACK_WRITTEN = {"mot": "mot/", "coco": "coco/annotations.json", "overlay": "overlays/", "masks": "masks/"}
 
 
-def _track_usage_errors() -> tuple[type, ...]:
+def _track_usage_errors() -> tuple[type[Exception], ...]:
     """The errors that make ``lang-sam track`` a usage error (2) besides ``predict``'s: a SAM type
     that cannot track (``--sam-type``)."""
     from lang_sam.errors import TrackingNotSupportedError
@@ -855,10 +855,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     pkg_logger.setLevel(logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else logging.WARNING)
     command = {"predict": cmd_predict, "track": cmd_track, "info": cmd_info,
                "download": cmd_download}[args.command]
+    usage_errors: tuple[type[Exception], ...] = (
+        InvalidRunError, InvalidClassMapError, InvalidPromptError, InvalidThresholdError, DeviceError,
+        InvalidTileError, UnknownModelError, *_track_usage_errors())
     try:
         return command(args)
-    except (InvalidRunError, InvalidClassMapError, InvalidPromptError, InvalidThresholdError,
-            DeviceError, InvalidTileError, UnknownModelError, *_track_usage_errors()) as exc:
+    except usage_errors as exc:
         print(f"lang-sam {args.command}: error: {cli_message(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except MODEL_ERRORS as exc:

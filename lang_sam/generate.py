@@ -151,6 +151,7 @@ class GenerateSettings:
         """The point grid of each crop layer, ``(P, 2)`` float64 xy in [0, 1]."""
         if self.point_grids is not None:
             return list(self.point_grids)
+        assert self.points_per_side is not None  # __post_init__: one of the two is set
         return layer_point_grids(self.points_per_side, self.crop_n_layers, self.crop_n_points_downscale_factor)
 
     def config(self) -> dict:
@@ -346,7 +347,7 @@ def generate(
     for box, layer in zip(boxes, layers):
         x0, y0, x1, y1 = box
         crop = image[y0:y1, x0:x1, :]
-        segmenter.use(encode(crop, tuple(box)))
+        segmenter.use(encode(crop, (int(x0), int(y0), int(x1), int(y1))))
         points = grids[layer] * np.array(crop.shape[:2])[None, ::-1]
         per_point = 4 * (3 if settings.multimask_output else 1) * crop.shape[0] * crop.shape[1]
         step = max(1, min(settings.points_per_batch, LOGITS_BYTES // per_point))

@@ -430,6 +430,7 @@ class GeneratedMasks:
         out = []
         for i in range(len(self)):
             mask = self.masks[i].numpy()
+            segmentation: Any
             if output_mode == "coco_rle":
                 segmentation = CropMask.from_dense(mask).to_rle()
             else:

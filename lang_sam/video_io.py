@@ -112,7 +112,7 @@ class VideoSource:
         elif self.kind == "folder":
             raw = self._read_folder()
         else:
-            raw = self._convert(self._frames)
+            raw = self._convert(self._frames or ())
         return self._same_size(raw)
 
     # -- one checked frame at a time --------------------------------------------------------
@@ -146,7 +146,7 @@ class VideoSource:
                 raise self._bad(i, expected, _describe(frame), f"{exc}; ") from exc
 
     def _read_folder(self) -> Iterator[np.ndarray]:
-        for i, path in enumerate(self._files):
+        for i, path in enumerate(self._files or ()):
             try:
                 pil = open_image(path)
             except ImageNotFoundError as exc:
@@ -276,7 +276,7 @@ class VideoWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         self.container = self.av.open(str(self.tmp), mode="w", format="mp4")
-        self.stream = None
+        self.stream: Any = None  # PyAV's video stream, made on the first frame
         self.image_size: tuple[int, int] | None = None
         self.frames = 0
 
@@ -296,7 +296,7 @@ class VideoWriter:
             self.stream.pix_fmt = "yuv420p"
             if self.codec in ("h264", "libx264"):
                 self.stream.options = {"crf": str(self.crf)}
-        elif (H, W) != self.image_size:
+        elif self.image_size is not None and (H, W) != self.image_size:
             h, w = self.image_size
             raise InvalidVideoError(
                 f"{self.path}: frame {self.frames}: expected a {w}x{h} frame (the size of frame 0), got {W}x{H}",

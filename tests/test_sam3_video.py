@@ -191,6 +191,9 @@ def test_track_ids_map_engine_ids_from_1_never_reused():
     script = [[7], [7, 3], [3], [], [9, 7]]
 
     class Scripted(TextVideoSegmenter):
+        def prepare(self, text_prompt, box_threshold, text_threshold):
+            return text_prompt
+
         def start_video(self, prepared, *, offload=True):
             return iter(script)
 

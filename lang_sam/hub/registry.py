@@ -290,7 +290,7 @@ for _name, _arch, _file, _sha in (
 # found on the web either), so, like swinb, they are size-checked by HTTP only.
 _SAM2_BASE = "https://dl.fbaipublicfiles.com/segment_anything_2/092824"
 _SAM2_ENGINE = "lang_sam.models.sam2:Sam2Segmenter"
-for _name, _arch in (
+for _name, _arch2 in (
     ("sam2.1_hiera_tiny", Sam2Arch(96, 1, (1, 2, 7, 2), (5, 7, 9), meta_config="sam2.1_hiera_t.yaml")),
     ("sam2.1_hiera_small", Sam2Arch(96, 1, (1, 2, 11, 2), (7, 10, 13), meta_config="sam2.1_hiera_s.yaml")),
     ("sam2.1_hiera_base_plus", Sam2Arch(112, 2, (2, 3, 16, 3), (12, 16, 20),
@@ -299,7 +299,7 @@ for _name, _arch in (
     ("sam2.1_hiera_large", Sam2Arch(144, 2, (2, 6, 36, 4), (23, 33, 43), window_spec=(8, 4, 16, 8),
                                     meta_config="sam2.1_hiera_l.yaml")),
 ):
-    register_model(ModelSpec("sam", _name, f"{_name}.pt", _arch, urls=(f"{_SAM2_BASE}/{_name}.pt",),
+    register_model(ModelSpec("sam", _name, f"{_name}.pt", _arch2, urls=(f"{_SAM2_BASE}/{_name}.pt",),
                              sha256=None, engine=_SAM2_ENGINE))
 
 register_model(ModelSpec(

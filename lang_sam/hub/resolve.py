@@ -82,8 +82,10 @@ def is_present(spec: ModelSpec, path: Path) -> bool:
 
 def _hf_cached_folder(spec: ModelSpec) -> Path | None:
     """The Hugging Face cache snapshot holding every file of a folder model, if any."""
-    found = [_hf_cached(spec.hf_repo, f) for f in spec.files]
-    if all(p is not None for p in found) and len({p.parent for p in found}) == 1:
+    if spec.hf_repo is None:
+        return None
+    found = [p for p in (_hf_cached(spec.hf_repo, f) for f in spec.files) if p is not None]
+    if len(found) == len(spec.files) and len({p.parent for p in found}) == 1:
         return found[0].parent
     return None
 
@@ -188,7 +190,7 @@ def _resolve_folder(spec: ModelSpec, path, *, progress: bool, download_to, token
             raise err
         repo = path  # a hub repository id
     target = Path(download_to).expanduser() if download_to is not None else download_dir()
-    folder = target / (spec.filename if repo == spec.hf_repo else repo.replace("/", "--"))
+    folder = target / (spec.filename if repo is None or repo == spec.hf_repo else repo.replace("/", "--"))
     looked = [folder] + (candidate_paths(spec) if repo == spec.hf_repo else [])
     for p in dict.fromkeys(looked):
         if is_present(spec, p):
@@ -217,7 +219,7 @@ def _resolve_folder(spec: ModelSpec, path, *, progress: bool, download_to, token
             download_file([f"{b}/resolve/main/{name}" for b in bases], folder / name, progress=progress,
                           token=token)
         except AccessDeniedError as exc:
-            raise _gated(spec, repo, exc, token) from exc
+            raise _gated(spec, repo or spec.name, exc, token) from exc
     return folder
 
 

@@ -229,6 +229,10 @@ class TextVideoSegmenter(ABC):
     """
 
     @abstractmethod
+    def prepare(self, text_prompt: str, box_threshold: float, text_threshold: float) -> Any:
+        """As :meth:`TextSegmenter.prepare`: the checked prompt :meth:`start_video` takes."""
+
+    @abstractmethod
     def start_video(self, prepared: Any, *, offload: bool = True) -> Any:
         """A new tracking session for ``prepared`` (from :meth:`TextSegmenter.prepare`: each
         phrase one concept); ``offload``: keep per-frame state on the CPU."""
