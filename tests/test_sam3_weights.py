@@ -228,3 +228,19 @@ def test_ray_with_sam3_equals_one_process(sam3_dir, tmp_path, capsys, monkeypatc
     one, distributed = tree(tmp_path / "one"), tree(tmp_path / "ray")
     assert sorted(one) == sorted(distributed) and any(k.startswith("coco/") for k in one)
     assert [k for k in one if one[k] != distributed[k]] == []
+
+
+def test_the_demo_offers_sam3_only_when_its_weights_are_present(tmp_path, monkeypatch):
+    """The gated SAM 3 is in the demo's model list when its folder is in the weights folder (or it
+    is the model loaded), not otherwise; the other types always are."""
+    from lang_sam.serving.app import sam_choices
+    from lang_sam.testing import write_sam3_folder
+
+    monkeypatch.setenv("LANG_SAM_WEIGHTS_DIR", str(tmp_path))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    without = sam_choices()
+    assert "sam3" not in without and {"vit_h", "sam2.1_hiera_tiny"} <= set(without)
+    assert "sam3" in sam_choices("sam3")
+    write_sam3_folder(tmp_path / "sam3", "tiny")
+    assert sam_choices() == sorted(without + ["sam3"])

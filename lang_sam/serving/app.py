@@ -281,6 +281,16 @@ def table_rows(state: DemoState | None) -> list[list]:
             for d in state.detections]
 
 
+def sam_choices(current: str | None = None) -> list[str]:
+    """The SAM types the demo offers: every registered one, except a gated one (SAM 3: its
+    weights need an access token, so the demo cannot fetch them) whose weights are not on disk
+    (``LANG_SAM_WEIGHTS_DIR``, the caches) and that is not the one loaded (``current``)."""
+    from lang_sam.hub import candidate_paths, is_present, registered_specs
+
+    return sorted(s.name for s in registered_specs("sam")
+                  if not s.gated or s.name == current or any(is_present(s, p) for p in candidate_paths(s)))
+
+
 def segment(service: ModelService, image, text_prompt, sam_type, gdino_type, box_threshold,
             text_threshold, progress=None, *, max_pixels: int | None = DEFAULT_MAX_PIXELS):
     """Run a text prompt; returns ``(overlay, rows, message, state)``. Errors become a readable
@@ -474,7 +484,7 @@ def _image_demo(service: ModelService, *, max_pixels: int | None = DEFAULT_MAX_P
     (width x height) are refused with a message."""
     import gradio as gr
 
-    from lang_sam.hub import GDINO_MODELS, SAM_MODELS
+    from lang_sam.hub import GDINO_MODELS
 
     def run(image, text_prompt, sam_type, gdino_type, box_threshold, text_threshold,
             progress=gr.Progress()):
@@ -494,7 +504,7 @@ def _image_demo(service: ModelService, *, max_pixels: int | None = DEFAULT_MAX_P
         state = gr.State(None)
         with gr.Row():
             with gr.Column():
-                sam_type = gr.Dropdown(sorted(SAM_MODELS), value=service.sam_type, label="SAM model",
+                sam_type = gr.Dropdown(sam_choices(service.sam_type), value=service.sam_type, label="SAM model",
                                        elem_id="sam-type", interactive=switch, info=note)
                 gdino_type = gr.Dropdown(sorted(GDINO_MODELS), value=service.gdino_type,
                                          label="GroundingDINO model", elem_id="gdino-type",
