@@ -703,7 +703,38 @@ class RunSummary:
 _RUN_FLAGS = {"resume": "resume=True", "overwrite": "overwrite=True"}
 
 
-class LabelRun:
+class FolderRun:
+    """What every run into an output folder shares (:class:`LabelRun`, and
+    :class:`lang_sam.labeling.video_run.TrackRun`): the folder's lock (``self.lock``, an
+    :class:`~lang_sam.labeling.lock.OutputLock`), given back by :meth:`close`, which ends the run
+    with the subclass's ``finish()`` and times it into ``self.summary``."""
+
+    lock: OutputLock
+    summary: Any
+
+    def finish(self) -> Any:
+        raise NotImplementedError
+
+    def release(self) -> None:
+        """Give the output folder's lock back (done by :meth:`close`; a no-op when not held)."""
+        self.lock.release()
+
+    def close(self, started: float) -> Any:
+        """End a run begun at ``started`` (``time.perf_counter()``): ``finish()``, where a Ctrl-C
+        while the run-wide files are written marks the summary ``interrupted`` (the files are
+        written atomically: old or new, never half), then the wall time into ``summary.seconds``;
+        the output folder's lock is given back."""
+        try:
+            self.finish()
+        except KeyboardInterrupt:
+            self.summary.interrupted = True
+        finally:
+            self.release()
+        self.summary.seconds = time.perf_counter() - started
+        return self.summary
+
+
+class LabelRun(FolderRun):
     """An output folder being filled by one run (see the module doc).
 
     Opening it takes the folder's lock (:class:`~lang_sam.labeling.lock.OutputLock`: a second run
@@ -794,10 +825,6 @@ class LabelRun:
         elif resume:
             logger.info("resume: no earlier run in %s; starting afresh", out)
         self.overwrite = overwrite and not self.resumed
-
-    def release(self) -> None:
-        """Give the output folder's lock back (done by :meth:`close`; a no-op when not held)."""
-        self.lock.release()
 
     def __enter__(self) -> "LabelRun":
         return self
@@ -1098,20 +1125,6 @@ class LabelRun:
         if "yolo" in self.formats:
             atomic_write_text(self.layout.yolo_yaml, fmt.yolo_data_yaml(self.classmap.names))
         self.summary.classes = self.classmap.names
-        return self.summary
-
-    def close(self, started: float) -> RunSummary:
-        """End a run begun at ``started`` (``time.perf_counter()``): :meth:`finish`, where a Ctrl-C
-        while the run-wide files are written marks the summary ``interrupted`` (the files are
-        written atomically: old or new, never half), then the wall time into ``summary.seconds``;
-        the output folder's lock is given back."""
-        try:
-            self.finish()
-        except KeyboardInterrupt:
-            self.summary.interrupted = True
-        finally:
-            self.release()
-        self.summary.seconds = time.perf_counter() - started
         return self.summary
 
 

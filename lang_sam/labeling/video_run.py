@@ -45,7 +45,7 @@ from lang_sam.errors import (
 from lang_sam.labeling import video_formats as vf
 from lang_sam.labeling.atomic import sweep_temp_files, write_json
 from lang_sam.labeling.lock import OutputLock
-from lang_sam.labeling.run import STATE_DIR, _is_run_folder, _read_json, _read_list, failure_reason, local_path
+from lang_sam.labeling.run import STATE_DIR, FolderRun, _is_run_folder, _read_json, _read_list, failure_reason, local_path
 from lang_sam.validation import check_prompt, check_threshold
 from lang_sam.video_io import VIDEO_SUFFIXES
 
@@ -391,7 +391,7 @@ class TrackSummary:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
 
-class TrackRun:
+class TrackRun(FolderRun):
     """An output folder being filled by one tracking run.
 
     Opening it takes the folder's lock (:class:`~lang_sam.labeling.lock.OutputLock`, as
@@ -452,10 +452,6 @@ class TrackRun:
                 + "; ".join(f"{{{k}}}: was {old.get(k)!r}, now {self.config[k]!r}" for k in diff)
                 + "). Use the same settings, or another output folder.", **{k: k for k in diff})
         self.resumed = True
-
-    def release(self) -> None:
-        """Give the output folder's lock back (done by :meth:`close`)."""
-        self.lock.release()
 
     def complete_record(self, item: VideoItem) -> dict | None:
         """The video's record if it is for this video and every file it lists is on disk."""
@@ -574,18 +570,6 @@ class TrackRun:
 
             write_json(self.layout.coco, vf.coco_dataset(frames(item) for item in done))
         self.summary.run_videos = len(done)
-        return self.summary
-
-    def close(self, started: float) -> TrackSummary:
-        """:meth:`finish` (a Ctrl-C meanwhile marks the summary interrupted; the file is written
-        atomically), the wall time, and the lock given back."""
-        try:
-            self.finish()
-        except KeyboardInterrupt:
-            self.summary.interrupted = True
-        finally:
-            self.release()
-        self.summary.seconds = time.perf_counter() - started
         return self.summary
 
 
