@@ -175,6 +175,22 @@ def _text(form, name: str) -> str | None:
     return value
 
 
+def _prompt_fields(form, example: str) -> tuple[str, float, float]:
+    """The checked ``text_prompt`` (400 if missing, invalid or over :data:`MAX_PROMPT_CHARS`) and
+    ``box_threshold`` / ``text_threshold`` (defaults 0.3 / 0.25) of a request's form."""
+    prompt = _text(form, "text_prompt")
+    if prompt is None:
+        raise RequestError(400, f"missing 'text_prompt' field (e.g. '{example}')")
+    try:
+        check_prompt(prompt)
+    except InvalidPromptError as exc:
+        raise RequestError(400, f"'text_prompt': {exc}") from None
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise RequestError(400, f"'text_prompt' is {len(prompt)} characters; at most {MAX_PROMPT_CHARS}")
+    return (prompt, _threshold("box_threshold", _text(form, "box_threshold"), 0.3),
+            _threshold("text_threshold", _text(form, "text_threshold"), 0.25))
+
+
 def _threshold(name: str, raw: Any, default: float) -> float:
     if raw is None or raw == "":
         return default
@@ -300,17 +316,7 @@ def create_app(
     @app.post("/predict")
     async def predict(request: Request):
         form, data = await _form(request, "an 'image' file and a 'text_prompt'")
-        prompt = _text(form, "text_prompt")
-        if prompt is None:
-            raise RequestError(400, "missing 'text_prompt' field (e.g. 'car. wheel')")
-        try:
-            check_prompt(prompt)
-        except InvalidPromptError as exc:
-            raise RequestError(400, f"'text_prompt': {exc}") from None
-        if len(prompt) > MAX_PROMPT_CHARS:
-            raise RequestError(400, f"'text_prompt' is {len(prompt)} characters; at most {MAX_PROMPT_CHARS}")
-        box_threshold = _threshold("box_threshold", _text(form, "box_threshold"), 0.3)
-        text_threshold = _threshold("text_threshold", _text(form, "text_threshold"), 0.25)
+        prompt, box_threshold, text_threshold = _prompt_fields(form, "car. wheel")
         fmt = _text(form, "format") or "json"
         if fmt not in ("json", "png"):
             raise RequestError(400, f"format must be 'json' or 'png', got {fmt!r}")
@@ -416,17 +422,7 @@ async def _track(request, service: ModelService, *, max_pixels, max_frames):
     upload = form.get("video")
     if not isinstance(upload, UploadFile):
         raise RequestError(400, "missing 'video' file field")
-    prompt = _text(form, "text_prompt")
-    if prompt is None:
-        raise RequestError(400, "missing 'text_prompt' field (e.g. 'car. person')")
-    try:
-        check_prompt(prompt)
-    except InvalidPromptError as exc:
-        raise RequestError(400, f"'text_prompt': {exc}") from None
-    if len(prompt) > MAX_PROMPT_CHARS:
-        raise RequestError(400, f"'text_prompt' is {len(prompt)} characters; at most {MAX_PROMPT_CHARS}")
-    box_threshold = _threshold("box_threshold", _text(form, "box_threshold"), 0.3)
-    text_threshold = _threshold("text_threshold", _text(form, "text_threshold"), 0.25)
+    prompt, box_threshold, text_threshold = _prompt_fields(form, "car. person")
     raw = _text(form, "detect_every")
     try:
         detect_every = 10 if raw in (None, "") else int(raw)
