@@ -416,12 +416,7 @@ def label_dataset(
         started_ray = _connect(ray, ray_address)
         plan = _plan(ray, workers, gpus_per_worker, cpus_per_worker,
                      local=started_ray and ray_address is None)
-        model = dict(
-            sam_type=sam_type, ckpt_path=_abspath(sam_ckpt), gdino_type=gdino_type,
-            gdino_ckpt_path=_abspath(gdino_ckpt),
-            device=device if device is not None else (None if plan.gpus > 0 else "cpu"),
-            precision=precision, cache_size=cache_size,
-        )
+        model = _model_options(plan, sam_type, sam_ckpt, gdino_type, gdino_ckpt, device, precision, cache_size)
         job = LabelJob(settings=settings, formats=tuple(run.formats), model=model, specs=specs,
                        threads=max(1, int(plan.cpus)))
         logger.info("Ray: %d worker(s) x (%g CPU, %g GPU), %d image(s) to label",
@@ -443,6 +438,17 @@ def label_dataset(
                 ray.shutdown()
                 run.summary.seconds = time.perf_counter() - started
     return run.summary
+
+
+def _model_options(plan, sam_type, sam_ckpt, gdino_type, gdino_ckpt, device, precision, cache_size) -> dict:
+    """The ``LangSAM`` keyword arguments every worker builds its model with: checkpoint paths
+    made absolute (workers may start elsewhere), the device ``"cpu"`` when the plan gives no GPU."""
+    return dict(
+        sam_type=sam_type, ckpt_path=_abspath(sam_ckpt), gdino_type=gdino_type,
+        gdino_ckpt_path=_abspath(gdino_ckpt),
+        device=device if device is not None else (None if plan.gpus > 0 else "cpu"),
+        precision=precision, cache_size=cache_size,
+    )
 
 
 def _abspath(path: str | os.PathLike | None) -> str | None:
@@ -635,12 +641,7 @@ def track_dataset(
         started_ray = _connect(ray, ray_address)
         plan = _plan(ray, workers, gpus_per_worker, cpus_per_worker,
                      local=started_ray and ray_address is None)
-        model = dict(
-            sam_type=sam_type, ckpt_path=_abspath(sam_ckpt), gdino_type=gdino_type,
-            gdino_ckpt_path=_abspath(gdino_ckpt),
-            device=device if device is not None else (None if plan.gpus > 0 else "cpu"),
-            precision=precision, cache_size=cache_size,
-        )
+        model = _model_options(plan, sam_type, sam_ckpt, gdino_type, gdino_ckpt, device, precision, cache_size)
         job = TrackJob(settings=settings, formats=tuple(run.formats), output=os.path.abspath(out),
                        model=model, specs=specs, threads=max(1, int(plan.cpus)))
         env = environment()
