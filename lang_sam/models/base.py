@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence, TypeVar, cast
 
 import numpy as np
 import torch
@@ -124,6 +124,7 @@ class Segmenter(Engine):
         logits are clamped, overrides it so that its logits are those of its own predictor."""
         out = self.predict(points=points, point_labels=point_labels, mask_input=mask_input,
                            multimask_output=multimask_output, return_low_res=True)
+        assert out.low_res_logits is not None, "predict(return_low_res=True) returns low_res_logits"
         low = out.low_res_logits.float()
         logits = torch.nn.functional.interpolate(low, out.image_size, mode="bilinear", align_corners=False)
         return MaskLogits(logits, out.iou_scores.float(), low)
@@ -248,6 +249,18 @@ class TextVideoSegmenter(ABC):
 ROLES: dict[str, type[Engine] | tuple[type[Engine], ...]] = {
     "sam": (Segmenter, TextSegmenter), "gdino": Detector,
 }
+
+
+_M = TypeVar("_M", bound=torch.nn.Module)
+
+
+def on_device(model: _M, device: torch.device) -> _M:
+    """``model.to(device).eval()``, typed as the model's own class (both return the module itself).
+
+    transformers types ``PreTrainedModel.to`` through ``functools.wraps(nn.Module.to)``, which loses
+    the bound ``self``; called through ``nn.Module`` the call is checked as torch declares it."""
+    module: torch.nn.Module = model
+    return cast(_M, module.to(device).eval())
 
 
 def engine_for(spec: ModelSpec) -> type[Engine]:
