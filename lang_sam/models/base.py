@@ -15,6 +15,7 @@ answer prompts on that encoding cheaply. Coordinates are input-image pixels, box
 from __future__ import annotations
 
 import importlib
+import os
 from abc import ABC, abstractmethod
 from typing import Any, NamedTuple, Sequence, TypeVar, cast
 
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from lang_sam.cache import EncodingCache
 from lang_sam.errors import InvalidArgumentError
 from lang_sam.hub.registry import ModelSpec
 from lang_sam.results import Detections, MaskPrediction
@@ -42,10 +44,11 @@ class Engine(ABC):
     device: torch.device
     precision: str
     model: torch.nn.Module
+    cache: EncodingCache
 
     @classmethod
     @abstractmethod
-    def from_spec(cls, spec: ModelSpec, ckpt_path: str | None = None, device: torch.device | str = "cpu",
+    def from_spec(cls, spec: ModelSpec, ckpt_path: str | os.PathLike | None = None, device: torch.device | str = "cpu",
                   *, progress: bool = True, precision: str = "fp32", cache_size: int = 2,
                   **options: Any) -> "Engine":
         """Resolve ``spec``'s checkpoint (explicit path, cache, download: :mod:`lang_sam.hub`),

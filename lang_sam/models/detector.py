@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import bisect
 import logging
+import os
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,7 +191,7 @@ class GroundingDINODetector(Detector):
     def from_spec(
         cls,
         spec: ModelSpec,
-        ckpt_path: str | None = None,
+        ckpt_path: str | os.PathLike | None = None,
         device: torch.device | str = "cpu",
         *,
         progress: bool = True,

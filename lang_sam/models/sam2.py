@@ -22,6 +22,7 @@ without them (or older than 5.0) raises :class:`~lang_sam.errors.EngineUnavailab
 from __future__ import annotations
 
 import logging
+import os
 import re
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -431,7 +432,7 @@ class Sam2Segmenter(Segmenter, VideoSegmenter):
     # -- loading --
 
     @classmethod
-    def from_spec(cls, spec: ModelSpec, ckpt_path: str | None = None, device: torch.device | str = "cpu", *,
+    def from_spec(cls, spec: ModelSpec, ckpt_path: str | os.PathLike | None = None, device: torch.device | str = "cpu", *,
                   progress: bool = True, precision: str = "fp32", cache_size: int = 2,
                   fast_attention: bool = True, **options) -> "Sam2Segmenter":
         """Resolve ``spec``'s checkpoint (explicit path, weights dir, cache, download:

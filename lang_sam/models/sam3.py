@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -187,7 +188,7 @@ class Sam3Segmenter(TextSegmenter, TextVideoSegmenter):
         self.vision_runs = 0
 
     @classmethod
-    def from_spec(cls, spec: ModelSpec, ckpt_path=None, device: torch.device | str = "cpu", *,
+    def from_spec(cls, spec: ModelSpec, ckpt_path: str | os.PathLike | None = None, device: torch.device | str = "cpu", *,
                   progress: bool = True, precision: str = "fp32", cache_size: int = 2,
                   fast_attention: bool = True, **options: Any) -> "Sam3Segmenter":
         """Resolve ``spec``'s folder (a local folder in the hub layout, a hub repository id, or the
