@@ -26,7 +26,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence, cast
 
 import numpy as np
 
@@ -124,7 +124,7 @@ def collect_videos(inputs: Sequence[str | os.PathLike],
     for raw in inputs:
         p = local_path(raw, "input")
         if p.is_dir():
-            found = []
+            found: list[Path] = []
             for folder, dirs, files in os.walk(p):
                 here = Path(folder)
                 dirs[:] = sorted(d for d in dirs if d != STATE_DIR and not _is_run_folder(here / d))
@@ -353,7 +353,7 @@ def track_video(
               "frames": frames, "tracks": len(tracks), "detections": detections,
               "seconds": round(time.perf_counter() - started, 3)}
     if "coco" in sinks:
-        record["coco"] = sinks["coco"].frames
+        record["coco"] = cast(vf.CocoVideoRecord, sinks["coco"]).frames  # open_sinks' "coco" sink
     write_json(record_file, record)
     return record
 
@@ -529,6 +529,7 @@ class TrackRun(FolderRun):
             s.tracks += int(outcome.get("tracks", 0))
             s.detections += int(outcome.get("detections", 0))
             return outcome
+        error: BaseException | str
         if isinstance(outcome, tuple):
             kind, error, trace = outcome
         else:
@@ -611,6 +612,7 @@ def track_folder(
         on_start(todo)
     try:
         for item in todo:
+            outcome: dict | Exception
             try:
                 outcome = track_video(model, item, settings, out, run.formats, on_frame=on_frame)
             except Exception as exc:  # judged by settle: the video fails, or the run stops
