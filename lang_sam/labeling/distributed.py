@@ -690,7 +690,7 @@ class _VideoArrivals:
     def __len__(self) -> int:
         return len(self.todo)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Any]:
         ray, queue = self.ray, list(enumerate(self.todo))
         running: dict[Any, tuple[int, Any]] = {}
         idle = list(self.pool)
