@@ -37,7 +37,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Iterable, Sequence, cast
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, cast
 
 import numpy as np
 
@@ -60,6 +60,9 @@ from lang_sam.masks import CropMask
 from lang_sam.results import Detections
 from lang_sam.tiling import TileSpec
 from lang_sam.validation import check_prompt, check_threshold
+
+if TYPE_CHECKING:
+    from lang_sam.lang_sam import LangSAM
 
 logger = logging.getLogger(__name__)
 
@@ -1138,7 +1141,7 @@ class LabelRun(FolderRun):
 # --------------------------------------------------------------------------------------------
 
 def label_folder(
-    model: Any,
+    model: LangSAM | Callable[[], LangSAM],
     inputs: Sequence[str | os.PathLike],
     output: str | os.PathLike,
     settings: LabelSettings,

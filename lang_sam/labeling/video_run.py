@@ -26,7 +26,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Iterable, Iterator, Sequence, cast
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence, cast
 
 import numpy as np
 
@@ -48,6 +48,9 @@ from lang_sam.labeling.lock import OutputLock
 from lang_sam.labeling.run import STATE_DIR, FolderRun, _is_run_folder, _read_json, _read_list, failure_reason, local_path
 from lang_sam.validation import check_prompt, check_threshold
 from lang_sam.video_io import VIDEO_SUFFIXES
+
+if TYPE_CHECKING:
+    from lang_sam.lang_sam import LangSAM
 
 logger = logging.getLogger(__name__)
 
@@ -575,7 +578,7 @@ class TrackRun(FolderRun):
 
 
 def track_folder(
-    model: Any,
+    model: LangSAM | Callable[[], LangSAM],
     inputs: Sequence[str | os.PathLike],
     output: str | os.PathLike,
     settings: TrackSettings,
@@ -603,8 +606,8 @@ def track_folder(
         todo = run.start(items)
         if todo and callable(model) and not hasattr(model, "predict_video"):
             model = model()
-        if todo:
-            model.detector.prepare(settings.prompt, settings.box_threshold, settings.text_threshold)
+        if todo:  # model is the LangSAM now (a loader was called above)
+            cast("LangSAM", model).detector.prepare(settings.prompt, settings.box_threshold, settings.text_threshold)
     except BaseException:
         run.release()
         raise
