@@ -7,7 +7,7 @@ exception a caller would naturally catch (``ValueError``, ``FileNotFoundError``,
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 __all__ = [
     "LangSAMError",
@@ -67,6 +67,9 @@ __all__ = [
 ]
 
 
+_E = TypeVar("_E", bound="LangSAMError")
+
+
 class LangSAMError(Exception):
     """Base class of every error raised on purpose by lang-sam.
 
@@ -81,7 +84,7 @@ class LangSAMError(Exception):
     params: dict = {}
 
     @classmethod
-    def naming(cls, template: str, **params: str) -> "LangSAMError":
+    def naming(cls: type[_E], template: str, **params: str) -> _E:
         """An error of this class whose message is ``template`` with each ``{name}`` field replaced
         by ``params[name]`` (the Python spelling). Other text of ``template`` is kept as it is,
         braces included."""

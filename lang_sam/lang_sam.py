@@ -15,7 +15,7 @@ import functools
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, TypeVar, cast, overload
 
 import numpy as np
 import torch
@@ -54,6 +54,9 @@ from lang_sam.validation import (
     to_rgb_pil,
 )
 
+if TYPE_CHECKING:
+    from segment_anything import SamPredictor
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -62,12 +65,16 @@ __all__ = [
 ]
 
 
-def _takes_image_pil(method: Callable) -> Callable:
+_R = TypeVar("_R")
+
+
+def _takes_image_pil(method: Callable[..., _R]) -> Callable[..., _R]:
     """Let a method whose image parameter is ``image`` also take the 2023 keyword ``image_pil=``
-    (``model.predict(image_pil=img, text_prompt="car")`` keeps working)."""
+    (``model.predict(image_pil=img, text_prompt="car")`` keeps working). Each method it wraps
+    declares both forms as ``typing.overload`` signatures, which are what a type checker sees."""
 
     @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
+    def wrapper(self: LangSAM, *args: Any, **kwargs: Any) -> _R:
         if "image_pil" in kwargs:
             if args or "image" in kwargs:
                 raise InvalidArgumentError(
@@ -105,6 +112,15 @@ class LangSAM:
     Encodings are recognised by image content, not object identity. Not thread-safe: SAM's
     predictor holds per-image state; use one ``LangSAM`` per thread.
     """
+
+    #: The segmenter engine (``sam_type``); a text segmenter (SAM 3) is also the detector.
+    segmenter: Segmenter | TextSegmenter
+    #: The detector engine (``gdino_type``), or the text segmenter itself.
+    detector: Detector | TextSegmenter
+    #: The original's attributes: SAM's predictor (None for engines without one) and the
+    #: GroundingDINO network (None with a text segmenter).
+    sam: SamPredictor | None
+    groundingdino: torch.nn.Module | None
 
     def __init__(
         self,
@@ -167,10 +183,12 @@ class LangSAM:
         if isinstance(ckpt_path, str) and sam_type is None and _is_type_name(ckpt_path):
             sam_type, ckpt_path = ckpt_path, None
         spec = get_spec("sam", sam_type if sam_type is not None else self.sam_type)
-        self.segmenter: Segmenter | TextSegmenter = engine_for(spec).from_spec(
+        # engine_for checked that the class implements the sam family's roles (Segmenter or
+        # TextSegmenter); from_spec is typed on the abstract Engine.
+        self.segmenter = cast("Segmenter | TextSegmenter", engine_for(spec).from_spec(
             spec, ckpt_path, self.device, precision=self.precision,
             fast_attention=self.fast_attention, cache_size=self._cache_size,
-        )
+        ))
         self._pinned = None
         self.sam_type = spec.name
         self.sam = getattr(self.segmenter, "predictor", None)  # the original's attribute: a SamPredictor
@@ -190,12 +208,13 @@ class LangSAM:
         if isinstance(getattr(self, "segmenter", None), TextSegmenter):
             self.gdino_type = spec.name
             return
-        self.detector: Detector = engine_for(spec).from_spec(
+        detector = cast(Detector, engine_for(spec).from_spec(  # engine_for checked the Detector role
             spec, ckpt_path, self.device, precision=self.precision, cache_size=self._cache_size
-        )
+        ))
+        self.detector = detector
         self._pinned = None
         self.gdino_type = spec.name
-        self.groundingdino = self.detector.model  # the original's attribute (the network)
+        self.groundingdino = detector.model  # the original's attribute (the network)
 
     # ----------------------------------------------------------------------------------------
     # Caching
@@ -217,7 +236,7 @@ class LangSAM:
         self.segmenter.cache.clear()
         self._pinned = None
 
-    def encode(self, image: ImageInput, *, eager: bool = False) -> "EncodedImage":
+    def encode(self, image: ImageInput | EncodedImage, *, eager: bool = False) -> "EncodedImage":
         """Read an image once, for several calls: ``enc = model.encode(img)``, then pass ``enc``
         wherever an image is taken (:meth:`predict`, :meth:`predict_dino`, :meth:`predict_sam`,
         :meth:`segment`). Each network's encoding is computed on its first use (now if ``eager``)
@@ -246,6 +265,15 @@ class LangSAM:
         """The segmenter's encoding of ``enc`` (computed once per segmenter, kept on the handle).
         A text segmenter (SAM 3) has none: it takes no box, point or mask prompt, so this raises
         :class:`~lang_sam.errors.UnsupportedPromptError` (for :meth:`segment`, :meth:`predict_sam`)."""
+        segmenter = self._box_segmenter()
+        if enc.sam is None or enc.sam_of is not segmenter:
+            enc.sam = segmenter.encode(enc.pixels, enc.key)
+            enc.sam_of = segmenter
+        return enc.sam
+
+    def _box_segmenter(self) -> Segmenter:
+        """The segmenter, if it takes box / point / mask prompts; else
+        :class:`~lang_sam.errors.UnsupportedPromptError` (a text segmenter, SAM 3)."""
         if not isinstance(self.segmenter, Segmenter):
             raise UnsupportedPromptError(
                 f"sam_type={self.sam_type!r} segments what a text prompt names (predict, "
@@ -253,10 +281,7 @@ class LangSAM:
                 "point or mask prompt, so segment() / predict_sam() / box prompts need a box "
                 f"segmenter (sam_type one of {sorted(n for n in SAM_MODELS if n != self.sam_type)})",
                 engine=self.sam_type, prompt="boxes/points/masks")
-        if enc.sam is None or enc.sam_of is not self.segmenter:
-            enc.sam = self.segmenter.encode(enc.pixels, enc.key)
-            enc.sam_of = self.segmenter
-        return enc.sam
+        return self.segmenter
 
     # ----------------------------------------------------------------------------------------
     # Predicting: every text-prompted method runs lang_sam.pipeline.run
@@ -266,10 +291,21 @@ class LangSAM:
         det = out.detections
         return Prediction(out.masks, det.boxes, det.phrases, det.scores, iou_scores=out.iou_scores)
 
+    @overload
+    def predict_dino(
+        self, image: ImageInput | EncodedImage,
+        text_prompt: str, box_threshold: float, text_threshold: float
+    ) -> tuple[torch.Tensor, torch.Tensor, list[str]]: ...
+    @overload
+    def predict_dino(
+        self, *, image_pil: ImageInput | EncodedImage,
+        text_prompt: str, box_threshold: float, text_threshold: float
+    ) -> tuple[torch.Tensor, torch.Tensor, list[str]]: ...
+
     @_takes_image_pil
     def predict_dino(
         self,
-        image: ImageInput,
+        image: ImageInput | EncodedImage,
         text_prompt: str,
         box_threshold: float,
         text_threshold: float,
@@ -280,8 +316,13 @@ class LangSAM:
         det, _ = pipeline.detect(self, image, prepared)
         return det.boxes, det.scores, det.phrases
 
+    @overload
+    def predict_sam(self, image: ImageInput | EncodedImage, boxes: torch.Tensor) -> torch.Tensor: ...
+    @overload
+    def predict_sam(self, *, image_pil: ImageInput | EncodedImage, boxes: torch.Tensor) -> torch.Tensor: ...
+
     @_takes_image_pil
-    def predict_sam(self, image: ImageInput, boxes: torch.Tensor) -> torch.Tensor:
+    def predict_sam(self, image: ImageInput | EncodedImage, boxes: torch.Tensor) -> torch.Tensor:
         """SAM alone: ``(N, 1, H, W)`` bool masks for ``(N, 4)`` xyxy pixel boxes."""
         boxes = torch.as_tensor(boxes, dtype=torch.float32)
         if boxes.ndim != 2 or boxes.shape[1] != 4:
@@ -291,7 +332,7 @@ class LangSAM:
 
     def segment(
         self,
-        image: ImageInput,
+        image: ImageInput | EncodedImage,
         *,
         boxes=None,
         points=None,
@@ -320,13 +361,14 @@ class LangSAM:
         H, W = enc.pixels.shape[:2]
         prompts = check_sam_prompts(boxes, points, point_labels, mask_input, image_size=(H, W))
         encoding = self.sam_encoding(enc)  # UnsupportedPromptError for a text segmenter
-        self.segmenter.use(encoding)
-        return self.segmenter.predict(**prompts, multimask_output=bool(multimask_output),
+        segmenter = self._box_segmenter()
+        segmenter.use(encoding)
+        return segmenter.predict(**prompts, multimask_output=bool(multimask_output),
                                       return_low_res=True)
 
     def generate(
         self,
-        image: ImageInput,
+        image: ImageInput | EncodedImage,
         *,
         progress: Callable[[str, int, int], None] | None = None,
         **settings,
@@ -357,14 +399,25 @@ class LangSAM:
         def encode(pixels: np.ndarray, box: tuple[int, int, int, int]):
             if tuple(box) == (0, 0, W, H):
                 return self.sam_encoding(enc)
-            return self.segmenter.encode(pixels)
+            return self._box_segmenter().encode(pixels)  # the whole image's (first) call checked it
 
         return generate(self.segmenter, enc.pixels, config, encode=encode, progress=progress)
+
+    @overload
+    def predict(
+        self, image: ImageInput | EncodedImage,
+        text_prompt: str, box_threshold: float = 0.3, text_threshold: float = 0.25
+    ) -> Prediction: ...
+    @overload
+    def predict(
+        self, *, image_pil: ImageInput | EncodedImage,
+        text_prompt: str, box_threshold: float = 0.3, text_threshold: float = 0.25
+    ) -> Prediction: ...
 
     @_takes_image_pil
     def predict(
         self,
-        image: ImageInput,
+        image: ImageInput | EncodedImage,
         text_prompt: str,
         box_threshold: float = 0.3,
         text_threshold: float = 0.25,
@@ -378,10 +431,21 @@ class LangSAM:
         """
         return self._prediction(pipeline.run(self, image, text_prompt, box_threshold, text_threshold))
 
+    @overload
+    def predict_prompts(
+        self, image: ImageInput | EncodedImage,
+        text_prompts: Sequence[str], box_threshold: float = 0.3, text_threshold: float = 0.25
+    ) -> list[Prediction]: ...
+    @overload
+    def predict_prompts(
+        self, *, image_pil: ImageInput | EncodedImage,
+        text_prompts: Sequence[str], box_threshold: float = 0.3, text_threshold: float = 0.25
+    ) -> list[Prediction]: ...
+
     @_takes_image_pil
     def predict_prompts(
         self,
-        image: ImageInput,
+        image: ImageInput | EncodedImage,
         text_prompts: Sequence[str],
         box_threshold: float = 0.3,
         text_threshold: float = 0.25,
@@ -396,7 +460,7 @@ class LangSAM:
 
     def predict_batch(
         self,
-        images: Sequence[ImageInput],
+        images: Sequence[ImageInput | EncodedImage],
         text_prompts: str | Sequence[str],
         box_threshold: float = 0.3,
         text_threshold: float = 0.25,
@@ -417,7 +481,7 @@ class LangSAM:
     # ----------------------------------------------------------------------------------------
     def predict_dino_tiled(
         self,
-        image: ImageInput,
+        image: ImageInput | EncodedImage,
         text_prompt: str,
         box_threshold: float = 0.3,
         text_threshold: float = 0.25,
@@ -437,7 +501,7 @@ class LangSAM:
         return det
 
     def predict_sam_tiled(
-        self, image: ImageInput, boxes, *, tile: TileSpec | None = None,
+        self, image: ImageInput | EncodedImage, boxes, *, tile: TileSpec | None = None,
         progress: Callable[[str, int, int], None] | None = None,
     ) -> tuple[list[CropMask], torch.Tensor]:
         """SAM masks for ``(N, 4)`` xyxy image-pixel boxes, each segmented at full resolution on a
@@ -455,7 +519,7 @@ class LangSAM:
 
     def predict_tiled(
         self,
-        image: ImageInput,
+        image: ImageInput | EncodedImage,
         text_prompt: str,
         box_threshold: float = 0.3,
         text_threshold: float = 0.25,
@@ -518,8 +582,13 @@ class LangSAM:
                              text_threshold=text_threshold, iou_threshold=iou_threshold, lost_after=lost_after,
                              max_candidates=max_candidates, offload=offload, progress=progress)
 
+    @overload
+    def set_image(self, image: ImageInput | EncodedImage) -> None: ...
+    @overload
+    def set_image(self, *, image_pil: ImageInput | EncodedImage) -> None: ...
+
     @_takes_image_pil
-    def set_image(self, image: ImageInput) -> None:
+    def set_image(self, image: ImageInput | EncodedImage) -> None:
         """Encode an image with both networks now and keep it for :meth:`predict_prompt`."""
         self._pinned = self.encode(image, eager=True)
 

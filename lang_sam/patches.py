@@ -25,7 +25,7 @@ import threading
 import warnings
 from contextlib import contextmanager
 from types import SimpleNamespace
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, cast
 
 import torch
 import torch.nn.functional as F
@@ -61,11 +61,12 @@ def empty_parameters() -> Iterator[None]:
             self._parameters[name] = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
 
     with _EMPTY_LOCK:
-        nn.Module.register_parameter = register_parameter
+        # The deliberate, scoped swap of a torch method (mypy forbids assigning to methods).
+        nn.Module.register_parameter = register_parameter  # type: ignore[method-assign]
         try:
             yield
         finally:
-            nn.Module.register_parameter = original
+            nn.Module.register_parameter = original  # type: ignore[method-assign]
 
 
 @contextmanager
@@ -78,7 +79,8 @@ def bundled_text_encoder(
     in ``BertModelWarper`` (broken on transformers 5). The swap is scoped to the build (one at a
     time) and to the thread that entered it: groundingdino's own functions answer any other thread.
     """
-    module = importlib.import_module("groundingdino.models.GroundingDINO.groundingdino")
+    # groundingdino ships no type information (mypy treats its modules as Any: pyproject.toml)
+    module: Any = importlib.import_module("groundingdino.models.GroundingDINO.groundingdino")
     builder = threading.get_ident()
     with _BUILD_LOCK:
         saved_tokenizer, saved_wrapper = module.get_tokenlizer, module.BertModelWarper
@@ -112,7 +114,7 @@ def swin_backbone(overrides: Mapping[str, Any]) -> Iterator[None]:
     if not overrides:
         yield
         return
-    module = importlib.import_module("groundingdino.models.GroundingDINO.backbone.backbone")
+    module: Any = importlib.import_module("groundingdino.models.GroundingDINO.backbone.backbone")  # untyped
     builder = threading.get_ident()
     extra = dict(overrides)
     with _SWIN_LOCK:
@@ -167,7 +169,7 @@ def use_fast_attention(sam: nn.Module) -> nn.Module:
     """Route every image-encoder attention block of this ``sam`` through :func:`_sdpa_forward`."""
     from segment_anything.modeling.image_encoder import Attention
 
-    for module in sam.image_encoder.modules():
+    for module in cast(nn.Module, sam.image_encoder).modules():
         if isinstance(module, Attention):
             module.forward = _sdpa_forward.__get__(module)
     return sam
@@ -208,7 +210,8 @@ def quiet_third_party() -> Iterator[None]:
         if _quiet_depth == 0:
             _quiet_filters[:] = [("ignore", re.compile(message, re.I), category, None, 0)
                                  for category, message in KNOWN_WARNINGS]
-            warnings.filters[:0] = _quiet_filters
+            # typeshed declares warnings.filters a Sequence; it is the module's list, edited in place
+            warnings.filters[:0] = _quiet_filters  # type: ignore[index]
         _quiet_depth += 1
     try:
         yield
@@ -217,5 +220,5 @@ def quiet_third_party() -> Iterator[None]:
             _quiet_depth -= 1
             if _quiet_depth == 0:
                 ours = {id(f) for f in _quiet_filters}
-                warnings.filters[:] = [f for f in warnings.filters if id(f) not in ours]
+                warnings.filters[:] = [f for f in warnings.filters if id(f) not in ours]  # type: ignore[index]
                 _quiet_filters.clear()

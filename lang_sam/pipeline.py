@@ -24,7 +24,7 @@ detections come from its ``masks_for`` instead of box prompts, on the same windo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence, cast
 
 import torch
 from PIL import Image
@@ -277,7 +277,7 @@ def _segment_tiled(model: Any, pil: Image.Image, boxes: torch.Tensor, tile: Tile
                 iou[k] = s[j]
             done += len(part)
             report("segment", done, len(boxes))
-    return masks, iou
+    return cast("list[CropMask]", masks), iou  # every box is in exactly one group: none is left None
 
 
 def _segment_chunks(model: Any, encoding: Any, boxes: torch.Tensor, step: int):

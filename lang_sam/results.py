@@ -26,7 +26,7 @@ The vocabulary, written once (docs/reference/api.md, "Vocabulary", says the same
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -171,7 +171,25 @@ class _MaskedFields(NamedTuple):
     logits: torch.Tensor
 
 
-def _check_masked(self: _MaskedFields, result: str, iou_scores: Any) -> int:
+if TYPE_CHECKING:
+    # What a type checker sees: the same four fields, ``masks`` typed per result (a NamedTuple
+    # field's type cannot be narrowed in a subclass, and a generic NamedTuple needs Python 3.11).
+    class _PredictionFields(NamedTuple):
+        masks: torch.Tensor
+        boxes: torch.Tensor
+        phrases: list[str]
+        logits: torch.Tensor
+
+    class _TiledPredictionFields(NamedTuple):
+        masks: list[CropMask]
+        boxes: torch.Tensor
+        phrases: list[str]
+        logits: torch.Tensor
+else:
+    _PredictionFields = _TiledPredictionFields = _MaskedFields
+
+
+def _check_masked(self: _PredictionFields | _TiledPredictionFields, result: str, iou_scores: Any) -> int:
     n = _tensor(result, "boxes", self.boxes, None, trailing=(4,))
     _phrases(result, self.phrases, n)
     _tensor(result, "logits", self.logits, n)
@@ -180,7 +198,7 @@ def _check_masked(self: _MaskedFields, result: str, iou_scores: Any) -> int:
     return n
 
 
-class Prediction(_MaskedFields):
+class Prediction(_PredictionFields):
     """What :meth:`LangSAM.predict` returns; unpacks as the 2023 ``masks, boxes, phrases, logits``.
 
     - ``masks``: ``(N, H, W)`` bool tensor, one mask per box, in input-image pixels;
@@ -246,7 +264,7 @@ class Prediction(_MaskedFields):
         )
 
 
-class TiledPrediction(_MaskedFields):
+class TiledPrediction(_TiledPredictionFields):
     """What :meth:`LangSAM.predict_tiled` returns; unpacks as ``masks, boxes, phrases, logits``,
     as :class:`Prediction` does, in full-image pixels.
 
@@ -473,8 +491,8 @@ class TrackedFrame(NamedTuple):
     boxes: torch.Tensor
     track_ids: torch.Tensor
     scores: torch.Tensor
-    phrases: list
-    image_size: tuple
+    phrases: list[str]
+    image_size: tuple[int, int]
 
     @classmethod
     def checked(cls, frame_index, masks, boxes, track_ids, scores, phrases, image_size) -> "TrackedFrame":

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 
@@ -132,7 +133,7 @@ def random_sam_state_dict(model="vit_b", seed: int = 0) -> dict[str, torch.Tenso
     from lang_sam.models.segmenter import build_sam_model
 
     torch.manual_seed(seed)
-    net = build_sam_model(_arch("sam", model))
+    net = build_sam_model(cast(SamArch, _arch("sam", model)))  # a SAM v1 model, as documented
     _perturb(net, torch.Generator().manual_seed(seed))
     return net.state_dict()
 
@@ -151,7 +152,7 @@ def random_sam2_state_dict(model="sam2.1_hiera_tiny", seed: int = 0, *,
     from lang_sam.models.sam2 import build_sam2_model, transformers_to_meta
 
     torch.manual_seed(seed)
-    net = build_sam2_model(_arch("sam", model))
+    net = build_sam2_model(cast(Sam2Arch, _arch("sam", model)))  # a SAM 2.1 model, as documented
     generator = torch.Generator().manual_seed(seed)
     _perturb(net, generator)
     with torch.no_grad():
@@ -200,7 +201,7 @@ def random_gdino_state_dict(
     from lang_sam.models.detector import GroundingDINODetector, build_groundingdino_model, preprocess_caption
 
     torch.manual_seed(seed)
-    arch = _arch("gdino", model)
+    arch = cast(GDinoArch, _arch("gdino", model))  # the gdino family has only GDinoArch
     net = build_groundingdino_model(arch)
     generator = torch.Generator().manual_seed(seed)
     _perturb(net, generator)
@@ -269,7 +270,7 @@ def write_sam2_checkpoint(path: str | os.PathLike, model="sam2.1_hiera_tiny", se
 #: A SAM 3 (``Sam3Config``) with the real structure and tiny widths: 112-px input (8x8 patches of
 #: 14), 2-layer ViT and CLIP text encoder of width 32, 20 queries. ``"full"`` is ``Sam3Config()``'s
 #: defaults, the released model's shape (about 840 M parameters).
-TINY_SAM3 = {
+TINY_SAM3: dict[str, Any] = {
     "vision_config": {
         "backbone_config": {"model_type": "sam3_vit_model", "hidden_size": 32, "intermediate_size": 64,
                             "num_hidden_layers": 2, "num_attention_heads": 2, "image_size": 112,
@@ -332,12 +333,12 @@ def write_clip_tokenizer(folder: str | os.PathLike) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     merges = gzip.open(clip_bpe_path()).read().decode("utf-8").split("\n")[1:49152 - 256 - 2 + 1]
-    merges = [tuple(m.split()) for m in merges]
+    pairs = [tuple(m.split()) for m in merges]
     vocab = list(_bytes_to_unicode().values())
-    vocab = vocab + [v + "</w>" for v in vocab] + ["".join(m) for m in merges]
+    vocab = vocab + [v + "</w>" for v in vocab] + ["".join(m) for m in pairs]
     vocab += ["<|startoftext|>", "<|endoftext|>"]
     (folder / "vocab.json").write_text(json.dumps({v: i for i, v in enumerate(vocab)}), encoding="utf-8")
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n",
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(" ".join(m) for m in pairs) + "\n",
                                        encoding="utf-8")
     return folder
 
@@ -372,7 +373,7 @@ def tiny_sam3_video_detector() -> dict:
 
 
 #: ``Sam3VideoConfig`` settings of the tiny video folder (a random detector scores 0.24 to 0.26: a few queries pass).
-TINY_SAM3_VIDEO = {"score_threshold_detection": 0.2575, "new_det_thresh": 0.2575, "max_num_objects": 3}
+TINY_SAM3_VIDEO: dict[str, Any] = {"score_threshold_detection": 0.2575, "new_det_thresh": 0.2575, "max_num_objects": 3}
 
 
 def write_sam3_folder(path: str | os.PathLike, size: str | dict = "tiny", seed: int = 0, *,
@@ -394,19 +395,22 @@ def write_sam3_folder(path: str | os.PathLike, size: str | dict = "tiny", seed: 
     from lang_sam.models.sam3 import require_sam3
 
     Sam3Model, Sam3Processor = require_sam3()
-    from transformers import CLIPTokenizer, Sam3Config, Sam3ImageProcessor
+    from transformers import CLIPTokenizer, PretrainedConfig, ProcessorMixin, Sam3Config, Sam3ImageProcessor
 
     import copy
 
     tiny = tiny_sam3_video_detector() if video else TINY_SAM3
-    config = Sam3Config(**copy.deepcopy({} if size == "full" else tiny if size == "tiny" else dict(size)))
-    side = config.vision_config.backbone_config.image_size
+    config = Sam3Config(**copy.deepcopy(
+        {} if size == "full" else tiny if size == "tiny" else dict(cast(dict, size))))
+    # transformers types sub-configs as "dict | PretrainedConfig | None"; Sam3Config builds them as configs.
+    vision = cast(PretrainedConfig, config.vision_config)
+    side = cast(PretrainedConfig, vision.backbone_config).image_size
     torch.manual_seed(seed)
     if video:
         from transformers import Sam3VideoConfig, Sam3VideoModel
 
         tracker = {} if size == "full" else {
-            "vision_config": config.vision_config.to_dict(), **copy.deepcopy(TINY_SAM3_TRACKER)}
+            "vision_config": vision.to_dict(), **copy.deepcopy(TINY_SAM3_TRACKER)}
         vconfig = Sam3VideoConfig(detector_config=config.to_dict(), tracker_config=tracker,
                                   **({} if size == "full" else TINY_SAM3_VIDEO))
         vconfig.image_size = side
@@ -419,7 +423,7 @@ def write_sam3_folder(path: str | os.PathLike, size: str | dict = "tiny", seed: 
     try:
         tokenizer = CLIPTokenizer(*(str(write_clip_tokenizer(tmp / "bpe") / f)
                                     for f in ("vocab.json", "merges.txt")))
-        processor = Sam3Processor(Sam3ImageProcessor(size={"height": side, "width": side}), tokenizer)
+        processor: ProcessorMixin = Sam3Processor(Sam3ImageProcessor(size={"height": side, "width": side}), tokenizer)
         if video:
             from transformers import Sam3VideoProcessor
             from transformers.models.sam2_video.video_processing_sam2_video import Sam2VideoVideoProcessor

@@ -42,7 +42,7 @@ import traceback
 import warnings
 from dataclasses import dataclass, fields, replace
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Generator, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -65,6 +65,9 @@ from lang_sam.labeling.run import (
 )
 from lang_sam.masks import CropMask
 from lang_sam.settings import environment
+
+if TYPE_CHECKING:
+    from lang_sam.lang_sam import LangSAM
 
 logger = logging.getLogger(__name__)
 
@@ -456,7 +459,7 @@ def _abspath(path: str | os.PathLike | None) -> str | None:
 
 
 def _results(ray, todo: Sequence[ImageItem], job: LabelJob, plan: _Plan, batch_size: int,
-             labeller: type, max_dead_batches: int) -> Iterator[Mapping[str, Any]]:
+             labeller: type, max_dead_batches: int) -> Generator[Mapping[str, Any], None, None]:
     """The labeller's rows for ``todo``, streamed in input order."""
     per_block = max(batch_size, math.ceil(len(todo) / MAX_BLOCKS))
     per_block = math.ceil(per_block / batch_size) * batch_size
@@ -505,6 +508,7 @@ def _results(ray, todo: Sequence[ImageItem], job: LabelJob, plan: _Plan, batch_s
 def _drain(run: LabelRun, arrivals: _Arrivals, progress, on_failure) -> None:
     """Settle each arrived result (:meth:`LabelRun.settle`); fail the images whose result never came."""
     for item in (progress(arrivals) if progress is not None else arrivals):
+        assert arrivals.result is not None  # set before each item is yielded
         kind, value = pickle.loads(arrivals.result)
         if kind == "fatal":  # what failed every worker alike: the run's error
             raise value if isinstance(value, BaseException) else RayJobError(value)
@@ -542,7 +546,9 @@ class VideoTracker:
     def __init__(self, job: TrackJob):
         import torch
 
-        self.job, self.model, self.error = job, None, None
+        self.job = job
+        self.model: LangSAM | None = None
+        self.error: BaseException | str | None = None
         if job.threads:
             torch.set_num_threads(job.threads)
 
@@ -653,6 +659,7 @@ def track_dataset(
                     len(pool), plan.cpus, plan.gpus, len(todo))
         arrivals = _VideoArrivals(ray, pool, todo)
         for item in (progress(arrivals) if progress is not None else arrivals):
+            assert arrivals.result is not None  # set before each item is yielded
             kind, value = arrivals.result
             if kind == "fatal":
                 raise value if isinstance(value, BaseException) else RayJobError(value)
@@ -683,7 +690,7 @@ class _VideoArrivals:
     def __len__(self) -> int:
         return len(self.todo)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Any]:
         ray, queue = self.ray, list(enumerate(self.todo))
         running: dict[Any, tuple[int, Any]] = {}
         idle = list(self.pool)

@@ -23,7 +23,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, TypedDict
 
 import numpy as np
 
@@ -170,7 +170,8 @@ class CocoBuilder:
     def to_dict(self, class_names: Sequence[str]) -> dict:
         """The ``annotations.json`` content, with ``categories`` from ``class_names``."""
         cat = {name: i + 1 for i, name in enumerate(class_names)}
-        images, annotations = [], []
+        images: list[dict[str, Any]] = []
+        annotations: list[dict[str, Any]] = []
         for image_id, rec in enumerate(self._records.values(), start=1):
             images.append({
                 "id": image_id, "file_name": rec["file_name"],
@@ -329,6 +330,14 @@ def write_instance_masks(folder: str | os.PathLike, masks: Any, labels: Sequence
 _ZERO_BLOCK_BYTES = 1 << 20
 
 
+class _PngState(TypedDict):
+    """The streaming PNG writer's running state: the zlib stream's Adler-32 and the IDAT bytes
+    not yet written."""
+
+    adler: int
+    buf: bytearray
+
+
 def write_mask_png(path: str | os.PathLike, mask: CropMask, *, level: int = 6) -> Path:
     """Write a crop's full-size ``H x W`` 0/255 greyscale PNG without a full-size array, atomically.
 
@@ -350,7 +359,7 @@ def write_mask_png(path: str | os.PathLike, mask: CropMask, *, level: int = 6) -
         return c.compress(data) + c.flush(zlib.Z_FULL_FLUSH)
 
     zero_block = deflate(bytes(row_bytes * block_rows))
-    state = {"adler": 1, "buf": bytearray()}
+    state: _PngState = {"adler": 1, "buf": bytearray()}
 
     def chunk(f, tag: bytes, data: bytes) -> None:
         f.write(struct.pack(">I", len(data)) + tag + data
@@ -427,7 +436,7 @@ def render_overlay(image: Any, masks: Any, boxes: Any, labels: Sequence[str], *,
         scale = (max_pixels / (W * H)) ** 0.5
         w, h = max(1, int(W * scale)), max(1, int(H * scale))
     if (w, h) != (W, H):
-        small = (pil if pil is not None else Image.fromarray(np.asarray(image))).resize((w, h), Image.BOX)
+        small = (pil if pil is not None else Image.fromarray(np.asarray(image))).resize((w, h), Image.Resampling.BOX)
         pixels = np.asarray(small)
     else:
         pixels = np.asarray(pil) if pil is not None else image

@@ -37,7 +37,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, cast
 
 import numpy as np
 
@@ -60,6 +60,9 @@ from lang_sam.masks import CropMask
 from lang_sam.results import Detections
 from lang_sam.tiling import TileSpec
 from lang_sam.validation import check_prompt, check_threshold
+
+if TYPE_CHECKING:
+    from lang_sam.lang_sam import LangSAM
 
 logger = logging.getLogger(__name__)
 
@@ -568,11 +571,14 @@ def label_image(
         dropped[0] = len(det) - len(keep)
         return det.take(keep).replace(phrases=[names[i] for i in keep])
 
-    def nms(det: Detections) -> Detections:
-        if not len(det):
-            return det
-        local = {n: i for i, n in enumerate(dict.fromkeys(det.phrases))}
-        return det.take(class_nms(det.boxes, det.scores, [local[n] for n in det.phrases], settings.nms))
+    def nms(iou: float) -> pipeline.Select:
+        def step(det: Detections) -> Detections:
+            if not len(det):
+                return det
+            local = {n: i for i, n in enumerate(dict.fromkeys(det.phrases))}
+            return det.take(class_nms(det.boxes, det.scores, [local[n] for n in det.phrases], iou))
+
+        return step
 
     def warn_many(det: Detections) -> Detections:
         if len(det) > MANY_BOXES:
@@ -581,7 +587,7 @@ def label_image(
 
     tile = settings.tile
     steps = [to_classes, pipeline.merge_tiles(tile) if tile is not None else None,
-             nms if settings.nms is not None else None, warn_many]
+             nms(settings.nms) if settings.nms is not None else None, warn_many]
     out = pipeline.run(
         model, image, settings.prompt, settings.box_threshold, settings.text_threshold,
         select=[s for s in steps if s is not None], tile=tile, collect=pipeline.CropMasks,
@@ -797,6 +803,7 @@ class LabelRun(FolderRun):
         state = _read_json(self.layout.run) if resume else None
         self.resumed = isinstance(state, dict) and state.get("version") == RUN_VERSION
         if self.resumed:
+            assert isinstance(state, dict)  # resumed says so
             old = state.get("config", {})
             diff = [k for k in self.config if old.get(k) != self.config[k]]
             if diff:
@@ -1079,12 +1086,13 @@ class LabelRun(FolderRun):
                 return self.write(outcome)
             except Exception as exc:  # a full disk, say
                 stage, outcome = "writing", exc
-        if isinstance(outcome, ImageFailure):
+        error: BaseException | str
+        if isinstance(outcome, ImageFailure):  # its kind is "image" or "stop", never "run"
             kind, error, trace = outcome.kind, outcome.error, outcome.trace
         else:
             kind, error, trace = failure_kind(outcome), outcome, None
-        if kind == "run":
-            raise error
+            if kind == "run":
+                raise outcome
         if kind == "image":
             self.fail(item, error)
             logger.info("%s failed: %s", item.rel, error)
@@ -1133,7 +1141,7 @@ class LabelRun(FolderRun):
 # --------------------------------------------------------------------------------------------
 
 def label_folder(
-    model: Any,
+    model: LangSAM | Callable[[], LangSAM],
     inputs: Sequence[str | os.PathLike],
     output: str | os.PathLike,
     settings: LabelSettings,
@@ -1178,11 +1186,13 @@ def label_folder(
         for item in (progress(todo) if progress is not None and todo else todo):  # no bar for nothing
             step = None if on_progress is None else (
                 lambda stage, done, total, item=item: on_progress(item, stage, done, total))
+            outcome: ImageLabels | Exception
             try:
                 outcome = label_image(model, item, settings, run.formats, classmap, step)
             except Exception as exc:  # judged by run.settle: the image fails, or the run stops
                 outcome = exc
-            run.settle(item, outcome, on_failure)
+            # In one process a failure is always an exception (settle's text form comes from Ray).
+            run.settle(item, outcome, cast("Callable[[ImageItem, BaseException | str], None] | None", on_failure))
     except KeyboardInterrupt:
         run.summary.interrupted = True
     finally:

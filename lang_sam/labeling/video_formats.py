@@ -28,13 +28,16 @@ import colorsys
 import io
 import os
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 
 from lang_sam.errors import InvalidArgumentError
 from lang_sam.labeling.atomic import atomic_write_bytes, atomic_write_text
 from lang_sam.labeling.classes import normalize_phrase
+
+if TYPE_CHECKING:  # PyAV is imported when a video is written
+    from lang_sam.video_io import VideoWriter
 from lang_sam.validation import as_numpy
 
 __all__ = [
@@ -191,7 +194,8 @@ def coco_dataset(videos: Iterable[Sequence[dict]]) -> dict:
     from 1). Images carry ``video`` and ``frame_index``, annotations ``track_id`` (unique within
     a video) and ``score``."""
     cats: dict[str, int] = {}
-    images, annotations = [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
     for frames in videos:
         for rec in frames:
             image_id = len(images) + 1
@@ -304,7 +308,7 @@ class OverlayWriter(VideoSink):
     def __init__(self, path: str | os.PathLike, root: str | os.PathLike, fps: float = 25.0):
         self.path, self.root = Path(path), Path(root)
         self.fps = fps if fps and fps > 0 else 25.0
-        self._writer = None
+        self._writer: VideoWriter | None = None
 
     def add(self, frame, pixels=None) -> None:
         if pixels is None:

@@ -26,7 +26,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence, cast
 
 import numpy as np
 
@@ -48,6 +48,9 @@ from lang_sam.labeling.lock import OutputLock
 from lang_sam.labeling.run import STATE_DIR, FolderRun, _is_run_folder, _read_json, _read_list, failure_reason, local_path
 from lang_sam.validation import check_prompt, check_threshold
 from lang_sam.video_io import VIDEO_SUFFIXES
+
+if TYPE_CHECKING:
+    from lang_sam.lang_sam import LangSAM
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +127,7 @@ def collect_videos(inputs: Sequence[str | os.PathLike],
     for raw in inputs:
         p = local_path(raw, "input")
         if p.is_dir():
-            found = []
+            found: list[Path] = []
             for folder, dirs, files in os.walk(p):
                 here = Path(folder)
                 dirs[:] = sorted(d for d in dirs if d != STATE_DIR and not _is_run_folder(here / d))
@@ -353,7 +356,7 @@ def track_video(
               "frames": frames, "tracks": len(tracks), "detections": detections,
               "seconds": round(time.perf_counter() - started, 3)}
     if "coco" in sinks:
-        record["coco"] = sinks["coco"].frames
+        record["coco"] = cast(vf.CocoVideoRecord, sinks["coco"]).frames  # open_sinks' "coco" sink
     write_json(record_file, record)
     return record
 
@@ -529,6 +532,7 @@ class TrackRun(FolderRun):
             s.tracks += int(outcome.get("tracks", 0))
             s.detections += int(outcome.get("detections", 0))
             return outcome
+        error: BaseException | str
         if isinstance(outcome, tuple):
             kind, error, trace = outcome
         else:
@@ -574,7 +578,7 @@ class TrackRun(FolderRun):
 
 
 def track_folder(
-    model: Any,
+    model: LangSAM | Callable[[], LangSAM],
     inputs: Sequence[str | os.PathLike],
     output: str | os.PathLike,
     settings: TrackSettings,
@@ -602,8 +606,8 @@ def track_folder(
         todo = run.start(items)
         if todo and callable(model) and not hasattr(model, "predict_video"):
             model = model()
-        if todo:
-            model.detector.prepare(settings.prompt, settings.box_threshold, settings.text_threshold)
+        if todo:  # model is the LangSAM now (a loader was called above)
+            cast("LangSAM", model).detector.prepare(settings.prompt, settings.box_threshold, settings.text_threshold)
     except BaseException:
         run.release()
         raise
@@ -611,6 +615,7 @@ def track_folder(
         on_start(todo)
     try:
         for item in todo:
+            outcome: dict | Exception
             try:
                 outcome = track_video(model, item, settings, out, run.formats, on_frame=on_frame)
             except Exception as exc:  # judged by settle: the video fails, or the run stops

@@ -15,13 +15,15 @@ answer prompts on that encoding cheaply. Coordinates are input-image pixels, box
 from __future__ import annotations
 
 import importlib
+import os
 from abc import ABC, abstractmethod
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence, TypeVar, cast
 
 import numpy as np
 import torch
 from PIL import Image
 
+from lang_sam.cache import EncodingCache
 from lang_sam.errors import InvalidArgumentError
 from lang_sam.hub.registry import ModelSpec
 from lang_sam.results import Detections, MaskPrediction
@@ -42,10 +44,11 @@ class Engine(ABC):
     device: torch.device
     precision: str
     model: torch.nn.Module
+    cache: EncodingCache
 
     @classmethod
     @abstractmethod
-    def from_spec(cls, spec: ModelSpec, ckpt_path: str | None = None, device: torch.device | str = "cpu",
+    def from_spec(cls, spec: ModelSpec, ckpt_path: str | os.PathLike | None = None, device: torch.device | str = "cpu",
                   *, progress: bool = True, precision: str = "fp32", cache_size: int = 2,
                   **options: Any) -> "Engine":
         """Resolve ``spec``'s checkpoint (explicit path, cache, download: :mod:`lang_sam.hub`),
@@ -124,6 +127,7 @@ class Segmenter(Engine):
         logits are clamped, overrides it so that its logits are those of its own predictor."""
         out = self.predict(points=points, point_labels=point_labels, mask_input=mask_input,
                            multimask_output=multimask_output, return_low_res=True)
+        assert out.low_res_logits is not None, "predict(return_low_res=True) returns low_res_logits"
         low = out.low_res_logits.float()
         logits = torch.nn.functional.interpolate(low, out.image_size, mode="bilinear", align_corners=False)
         return MaskLogits(logits, out.iou_scores.float(), low)
@@ -248,6 +252,18 @@ class TextVideoSegmenter(ABC):
 ROLES: dict[str, type[Engine] | tuple[type[Engine], ...]] = {
     "sam": (Segmenter, TextSegmenter), "gdino": Detector,
 }
+
+
+_M = TypeVar("_M", bound=torch.nn.Module)
+
+
+def on_device(model: _M, device: torch.device) -> _M:
+    """``model.to(device).eval()``, typed as the model's own class (both return the module itself).
+
+    transformers types ``PreTrainedModel.to`` through ``functools.wraps(nn.Module.to)``, which loses
+    the bound ``self``; called through ``nn.Module`` the call is checked as torch declares it."""
+    module: torch.nn.Module = model
+    return cast(_M, module.to(device).eval())
 
 
 def engine_for(spec: ModelSpec) -> type[Engine]:

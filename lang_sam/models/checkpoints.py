@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any, Callable, Iterable, Mapping
 
 import torch
@@ -151,7 +152,7 @@ def load_into(
 
 def load_network(
     spec: ModelSpec,
-    ckpt_path: str | None,
+    ckpt_path: str | os.PathLike | None,
     build: Callable[[ModelSpec], nn.Module],
     fingerprint: Callable[[Any], tuple | None],
     *,

@@ -12,10 +12,12 @@ from __future__ import annotations
 import ast
 import bisect
 import logging
+import os
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from typing import TYPE_CHECKING, Protocol, cast
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +33,9 @@ from lang_sam.patches import bundled_text_encoder, empty_parameters, quiet_third
 from lang_sam.precision import autocast, check_precision
 from lang_sam.results import Detections
 from lang_sam.validation import check_prompt, check_threshold
+
+if TYPE_CHECKING:  # transformers is imported when the network is built, not with this module
+    from transformers import PreTrainedTokenizerBase
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +64,7 @@ def _read_config(arch: GDinoArch) -> SimpleNamespace:
     path = Path(groundingdino.__file__).resolve().parent / "config" / arch.config_file
     values = {}
     for node in ast.parse(path.read_text()).body:  # plain `name = literal` lines; nothing is run
-        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
             values[node.targets[0].id] = ast.literal_eval(node.value)
     # Gradient checkpointing only matters for training; in inference it costs time and warns on
     # every call, and never changes a forward result. Overrides may turn it back on.
@@ -140,6 +145,23 @@ class ImageFeatures:
         return sum(t.numel() * t.element_size() for t in (*self.srcs, *self.masks, *self.poss))
 
 
+class _GroundingDINONet(Protocol):
+    """What the detector reads of groundingdino-py's ``GroundingDINO`` network (the package ships
+    no type information; torch's ``Module.__getattr__`` would type each as ``Tensor | Module``)."""
+
+    tokenizer: PreTrainedTokenizerBase
+    specical_tokens: list[int]  # groundingdino's spelling
+    sub_sentence_present: bool
+    num_feature_levels: int
+    backbone: torch.nn.Sequential  # Joiner(backbone, position_embedding)
+    input_proj: torch.nn.ModuleList
+    bert: torch.nn.Module
+    feat_map: torch.nn.Module
+    transformer: torch.nn.Module
+    bbox_embed: torch.nn.ModuleList
+    class_embed: torch.nn.ModuleList
+
+
 class GroundingDINODetector(Detector):
     """A loaded GroundingDINO network on a device: the :class:`~lang_sam.models.base.Detector` of
     the ``gdino`` family.
@@ -161,7 +183,7 @@ class GroundingDINODetector(Detector):
     ):
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
-        self.tokenizer = model.tokenizer
+        self.tokenizer = cast("PreTrainedTokenizerBase", model.tokenizer)
         self.precision = check_precision(precision, self.device)
         self.cache = EncodingCache(cache_size)
 
@@ -169,7 +191,7 @@ class GroundingDINODetector(Detector):
     def from_spec(
         cls,
         spec: ModelSpec,
-        ckpt_path: str | None = None,
+        ckpt_path: str | os.PathLike | None = None,
         device: torch.device | str = "cpu",
         *,
         progress: bool = True,
@@ -256,7 +278,7 @@ class GroundingDINODetector(Detector):
     def _encode_image(self, image: Image.Image) -> ImageFeatures:
         from groundingdino.util.misc import NestedTensor, nested_tensor_from_tensor_list
 
-        m = self.model
+        m = cast(_GroundingDINONet, self.model)
         tensor = self.transform(image).to(self.device)
         with torch.no_grad(), autocast(self.device, self.precision):
             samples = nested_tensor_from_tensor_list(tensor[None])
@@ -286,7 +308,7 @@ class GroundingDINODetector(Detector):
         )
         from groundingdino.util.misc import inverse_sigmoid
 
-        m = self.model
+        m = cast(_GroundingDINONet, self.model)
         L = MAX_TEXT_LEN
         with torch.no_grad(), autocast(self.device, self.precision):
             tokenized = m.tokenizer([caption], padding="longest", return_tensors="pt").to(self.device)
@@ -404,5 +426,6 @@ class GroundingDINODetector(Detector):
                 k = min(max(bisect.bisect_left(bounds, int(row.argmax())), 1), len(bounds) - 1)
                 lo, hi = bounds[k - 1] + 1, bounds[k]
             tokens = [ids[i] for i in range(lo, hi) if posmap[i] and ids[i] not in special]
-            out.append(self.tokenizer.decode(tokens).replace(".", ""))
+            text = cast(str, self.tokenizer.decode(tokens))  # a flat list of ids decodes to one str
+            out.append(text.replace(".", ""))
         return out

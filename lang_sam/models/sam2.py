@@ -22,10 +22,11 @@ without them (or older than 5.0) raises :class:`~lang_sam.errors.EngineUnavailab
 from __future__ import annotations
 
 import logging
+import os
 import re
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence, cast
 
 import numpy as np
 import torch
@@ -34,11 +35,14 @@ import torch.nn.functional as F
 from lang_sam.cache import EncodingCache
 from lang_sam.errors import EngineUnavailableError, InvalidArgumentError, InvalidPromptError
 from lang_sam.hub import ModelSpec, Sam2Arch
-from lang_sam.models.base import Segmenter, TrackStep, VideoSegmenter
+from lang_sam.models.base import Segmenter, TrackStep, VideoSegmenter, on_device
 from lang_sam.models.checkpoints import check_architecture, count_blocks, load_into, state_dict_from
 from lang_sam.patches import empty_parameters, quiet_third_party
 from lang_sam.precision import autocast, check_precision
 from lang_sam.results import MaskPrediction
+
+if TYPE_CHECKING:  # transformers' SAM 2 is imported when a model is built (_transformers_sam2)
+    from transformers.models.sam2_video.modeling_sam2_video import Sam2VideoModel
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +119,7 @@ def sam2_config(spec_or_arch: ModelSpec | Sam2Arch):
 
 
 @quiet_third_party()
-def build_sam2_model(spec_or_arch: ModelSpec | Sam2Arch, *, empty: bool = False) -> torch.nn.Module:
+def build_sam2_model(spec_or_arch: ModelSpec | Sam2Arch, *, empty: bool = False) -> Sam2VideoModel:
     """A transformers ``Sam2VideoModel`` for ``spec_or_arch`` in eval mode: random weights, or with
     ``empty=True`` parameters on the meta device (load them with :func:`load_into`)."""
     _, _, _, model_cls, _ = _transformers_sam2()
@@ -402,13 +406,15 @@ class Sam2Segmenter(Segmenter, VideoSegmenter):
     #: Meta's ``SAM2AutomaticMaskGenerator`` keeps masks whose predicted IoU is over 0.8 (SAM v1: 0.88).
     generate_defaults = {"pred_iou_thresh": 0.8}
 
-    def __init__(self, model: torch.nn.Module, device: torch.device | str = "cpu", name: str = "", *,
+    model: Sam2VideoModel
+
+    def __init__(self, model: Sam2VideoModel, device: torch.device | str = "cpu", name: str = "", *,
                  precision: str = "fp32", cache_size: int = 2, chunk_size: int = 16,
                  chunk_bytes: int = 256 * 2**20, max_cond_frames: int = 4):
         self.device = torch.device(device)
         self.name = name
         self.precision = check_precision(precision, self.device)
-        self.model = model.to(self.device).eval()
+        self.model = on_device(model, self.device)
         self.cache = EncodingCache(cache_size)
         if chunk_size < 1:
             raise InvalidArgumentError(f"chunk_size must be >= 1, got {chunk_size}")
@@ -420,13 +426,13 @@ class Sam2Segmenter(Segmenter, VideoSegmenter):
         config = self.model.config
         #: past frames whose outputs the memory attention reads (mask memories and object pointers)
         self.memory_frames = max(config.num_maskmem - 1, config.max_object_pointers_in_encoder - 1)
-        self.image_size = int(config.image_size)
+        self.image_size = int(cast(int, config.image_size))  # one side: the model's input is square
         self._encoding: Sam2Encoding | None = None
 
     # -- loading --
 
     @classmethod
-    def from_spec(cls, spec: ModelSpec, ckpt_path: str | None = None, device: torch.device | str = "cpu", *,
+    def from_spec(cls, spec: ModelSpec, ckpt_path: str | os.PathLike | None = None, device: torch.device | str = "cpu", *,
                   progress: bool = True, precision: str = "fp32", cache_size: int = 2,
                   fast_attention: bool = True, **options) -> "Sam2Segmenter":
         """Resolve ``spec``'s checkpoint (explicit path, weights dir, cache, download:
@@ -718,7 +724,7 @@ def _check_image(image) -> None:
         raise InvalidImageError(f"expected an HxWx3 uint8 RGB array, got {what}")
 
 
-def load_sam2_state(spec: ModelSpec, state: Mapping[str, torch.Tensor], path: str) -> torch.nn.Module:
+def load_sam2_state(spec: ModelSpec, state: Mapping[str, torch.Tensor], path: str) -> Sam2VideoModel:
     """Build ``spec``'s network (parameters on the meta device) and load Meta's state dict into it
     after converting its names; keys no rule knows, missing keys and shape mismatches raise
     :class:`~lang_sam.errors.CheckpointMismatchError`."""

@@ -29,11 +29,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import torch
@@ -49,10 +50,13 @@ from lang_sam.errors import (
     PromptTooLongError,
 )
 from lang_sam.hub import ModelSpec, resolve_checkpoint
-from lang_sam.models.base import TextSegmenter, TextTrackStep, TextVideoSegmenter
+from lang_sam.models.base import TextSegmenter, TextTrackStep, TextVideoSegmenter, on_device
 from lang_sam.precision import autocast, check_precision
 from lang_sam.results import Detections
 from lang_sam.validation import check_prompt, check_threshold
+
+if TYPE_CHECKING:  # SAM 3 is imported when a model is loaded (require_sam3), not with this module
+    from transformers import Sam3Model, Sam3Processor, Sam3VideoModel, Sam3VideoProcessor
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +70,7 @@ MAX_PHRASE_TOKENS = 32
 _TRANSFORMERS_NEEDED = "5.0"
 
 
-def require_sam3() -> tuple[type, type]:
+def require_sam3() -> tuple[type[Sam3Model], type[Sam3Processor]]:
     """``(Sam3Model, Sam3Processor)`` from transformers, or :class:`EngineUnavailableError` naming
     the version needed (SAM 3 is in transformers 5; 4.x lacks it)."""
     try:
@@ -88,7 +92,7 @@ def require_sam3() -> tuple[type, type]:
     return Sam3Model, Sam3Processor
 
 
-def require_sam3_video() -> tuple[type, type]:
+def require_sam3_video() -> tuple[type[Sam3VideoModel], type[Sam3VideoProcessor]]:
     """``(Sam3VideoModel, Sam3VideoProcessor)`` from transformers, or
     :class:`EngineUnavailableError` naming the version needed (as :func:`require_sam3`)."""
     require_sam3()
@@ -162,13 +166,15 @@ class Sam3Segmenter(TextSegmenter, TextVideoSegmenter):
     ``chunk_size``: how many masks are upsampled to the image size at once by :meth:`masks_for`.
     """
 
-    def __init__(self, model: torch.nn.Module, processor: Any, device: torch.device | str = "cpu",
+    model: Sam3Model
+
+    def __init__(self, model: Sam3Model, processor: Any, device: torch.device | str = "cpu",
                  name: str = "sam3", *, precision: str = "fp32", cache_size: int = 2,
                  phrases_per_call: int = 8, chunk_size: int = 16):
         self.device = torch.device(device)
         self.name = name
         self.precision = check_precision(precision, self.device)
-        self.model = model.to(self.device).eval()
+        self.model = on_device(model, self.device)
         self.processor = processor
         self.cache = EncodingCache(cache_size)
         self.phrases_per_call = int(phrases_per_call)
@@ -182,7 +188,7 @@ class Sam3Segmenter(TextSegmenter, TextVideoSegmenter):
         self.vision_runs = 0
 
     @classmethod
-    def from_spec(cls, spec: ModelSpec, ckpt_path=None, device: torch.device | str = "cpu", *,
+    def from_spec(cls, spec: ModelSpec, ckpt_path: str | os.PathLike | None = None, device: torch.device | str = "cpu", *,
                   progress: bool = True, precision: str = "fp32", cache_size: int = 2,
                   fast_attention: bool = True, **options: Any) -> "Sam3Segmenter":
         """Resolve ``spec``'s folder (a local folder in the hub layout, a hub repository id, or the
@@ -360,7 +366,7 @@ class Sam3Segmenter(TextSegmenter, TextVideoSegmenter):
             raise CheckpointError(f"cannot load the SAM 3 video model of {folder}: {type(exc).__name__}: "
                                   f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
         model.detector_model = self.model  # the same weights, loaded once
-        self._video = (model.to(self.device).eval(), processor)
+        self._video = (on_device(model, self.device), processor)
         logger.info("loaded SAM 3 video model from %s", folder)
         return self._video
 

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from contextlib import nullcontext
 from functools import partial
 
@@ -164,7 +165,7 @@ class SamSegmenter(Segmenter):
     def from_spec(
         cls,
         spec: ModelSpec,
-        ckpt_path: str | None = None,
+        ckpt_path: str | os.PathLike | None = None,
         device: torch.device | str = "cpu",
         *,
         progress: bool = True,

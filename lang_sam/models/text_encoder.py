@@ -15,12 +15,16 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, cast
 
 import torch
 from torch import nn
 
 from lang_sam.errors import InvalidArgumentError
+
+if TYPE_CHECKING:  # transformers is imported when a model is built, not with this module
+    from transformers import BertModel
+    from transformers.models.bert.modeling_bert import BertEmbeddings, BertEncoder, BertPooler
 
 __all__ = ["BERT_DIR", "BertTextEncoder", "load_tokenizer", "build_bert"]
 
@@ -36,7 +40,7 @@ def load_tokenizer():
     return AutoTokenizer.from_pretrained(str(BERT_DIR), local_files_only=True)
 
 
-def build_bert(overrides: Mapping[str, Any] | None = None) -> nn.Module:
+def build_bert(overrides: Mapping[str, Any] | None = None) -> BertModel:
     """A ``transformers.BertModel`` with the bundled config (plus ``overrides``), eager attention.
 
     Its weights are placeholders: the GroundingDINO checkpoint overwrites all of them.
@@ -59,12 +63,18 @@ class BertTextEncoder(nn.Module):
     with ``last_hidden_state`` ``(B, L, hidden)`` and ``pooler_output`` ``(B, hidden)``.
     """
 
+    embeddings: BertEmbeddings
+    encoder: BertEncoder
+    pooler: BertPooler | None
+
     def __init__(self, bert_model: nn.Module):
         super().__init__()
+        # bert_model is a transformers BertModel (build_bert); nn.Module's __getattr__ types its
+        # submodules as Tensor | Module.
         self.config = bert_model.config
-        self.embeddings = bert_model.embeddings
-        self.encoder = bert_model.encoder
-        self.pooler = bert_model.pooler
+        self.embeddings = cast("BertEmbeddings", bert_model.embeddings)
+        self.encoder = cast("BertEncoder", bert_model.encoder)
+        self.pooler = cast("BertPooler | None", bert_model.pooler)
 
     def forward(
         self,

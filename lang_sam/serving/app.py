@@ -364,13 +364,16 @@ def click(service: ModelService, state: DemoState | None, x: float, y: float, ba
     try:
         low_res = d.low_res
         if low_res is None:  # the text result's own logits, to refine from
-            low_res = service.segment(state.pixels, boxes=d.box).low_res_logits[0, 0].numpy()
+            first = service.segment(state.pixels, boxes=d.box).low_res_logits
+            assert first is not None  # LangSAM.segment always returns them
+            low_res = first[0, 0].numpy()
         out = service.segment(
             state.pixels, boxes=d.box, points=[p[:2] for p in points],
             point_labels=[p[2] for p in points], mask_input=low_res,
         )
     except (LangSAMError, ValueError, OSError) as exc:
         return render(state), table_rows(state), _error(exc), state
+    assert out.low_res_logits is not None  # LangSAM.segment always returns them
     new = replace(d, mask=masks_to_rle(out.masks[:, 0])[0], points=points,
                   low_res=out.low_res_logits[0, 0].numpy(), sam_score=float(out.iou_scores[0, 0]))
     state = replace(state, detections=[new if j == i else o for j, o in enumerate(state.detections)])

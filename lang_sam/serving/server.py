@@ -34,7 +34,7 @@ import hmac
 import io
 import json
 import logging
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -84,7 +84,7 @@ def _body_message(limit: int) -> str:
             f"({limit / 2**20:g} MiB, --max-body-mb)")
 
 
-async def _send_json(send, status: int, body: dict, headers: list[tuple[bytes, bytes]] = ()) -> None:
+async def _send_json(send, status: int, body: dict, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
     data = json.dumps(body).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"),

@@ -409,22 +409,22 @@ class ModelService:
         if masks == "rle":
             rles: list = []
 
-            def add(chunk):
+            def add_rle(chunk):
                 flat = masks_to_rle(chunk.reshape(-1, H, W))
                 if chunk.ndim == 4:  # one list of C masks per prompt
                     c = chunk.shape[1]
                     flat = [flat[i:i + c] for i in range(0, len(flat), c)]
                 rles.extend(flat)
 
-            return add, lambda: rles
+            return add_rle, lambda: rles
         dense = torch.empty(shape, dtype=torch.bool)
         filled = [0]
 
-        def add(chunk):
+        def add_dense(chunk):
             dense[filled[0]:filled[0] + len(chunk)] = chunk
             filled[0] += len(chunk)
 
-        return add, lambda: dense
+        return add_dense, lambda: dense
 
     def predict(
         self,
@@ -584,7 +584,8 @@ class ModelService:
             tap = _FrameTap(frames())
             writer = vf.OverlayWriter(Path(overlay), Path(overlay).parent, source.fps or 25.0) \
                 if overlay is not None else None
-            out, tracks, mot = [], {}, []
+            out, mot = [], []
+            tracks: dict[int, dict[str, Any]] = {}
             size = (0, 0)
             try:
                 for f in model.predict_video(tap, text_prompt, detect_every=detect_every,
