@@ -173,8 +173,9 @@ def test_return_prompts_equals_remove_combined(model, reference, image):
     assert torch.equal(boxes, ref_boxes)
     assert [norm(p) for p in phrases] == [norm(p) for p in ref_phrases]
     parts = {"a cat", "a remote control", "dog"}
-    # each phrase lies inside one prompt part, never across two
-    assert all(any(norm(p) in part for part in parts) for p in phrases)
+    # each phrase's words come from one prompt part, never from two (a word under text_threshold
+    # is left out: "a control" is a phrase of "a remote control")
+    assert all(any(set(norm(p).split()) <= set(part.split()) for part in parts) for p in phrases), phrases
     _, _, combined, _ = model.predict(image, prompt, 0.3, 0.25)
     assert any(norm(p) not in parts and " " in norm(p) for p in combined), (
         "without return_prompts the saturated random model merges parts; with it, it must not"

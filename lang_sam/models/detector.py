@@ -411,7 +411,8 @@ class GroundingDINODetector(Detector):
 
         Special tokens ([CLS], [SEP], [PAD]) are never part of a phrase, and ``.`` is removed. With
         ``return_prompts`` only the tokens of the prompt part (between ``.``/special tokens) that
-        holds the row's best token are kept, as GroundingDINO's ``remove_combined`` does.
+        holds the row's best token are kept, as GroundingDINO's ``remove_combined`` does (a row
+        whose best token is [CLS] gets ``""``, as there).
         """
         ids = self.tokenizer(caption)["input_ids"][:MAX_TEXT_LEN]
         tok = self.tokenizer
@@ -423,8 +424,14 @@ class GroundingDINODetector(Detector):
             posmap = (row > text_threshold).tolist()[: len(ids)]
             lo, hi = 0, len(ids)
             if return_prompts and len(bounds) >= 2:
-                k = min(max(bisect.bisect_left(bounds, int(row.argmax())), 1), len(bounds) - 1)
-                lo, hi = bounds[k - 1] + 1, bounds[k]
+                k = bisect.bisect_left(bounds, int(row.argmax()))
+                if k == 0:
+                    # The best token is [CLS]: remove_combined pairs it with the last bound on its
+                    # left (index -1) and keeps nothing, so the phrase is "" there too.
+                    lo = hi = 0
+                else:
+                    k = min(k, len(bounds) - 1)  # (past the last bound remove_combined would raise)
+                    lo, hi = bounds[k - 1] + 1, bounds[k]
             tokens = [ids[i] for i in range(lo, hi) if posmap[i] and ids[i] not in special]
             text = cast(str, self.tokenizer.decode(tokens))  # a flat list of ids decodes to one str
             out.append(text.replace(".", ""))
