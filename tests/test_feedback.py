@@ -75,8 +75,10 @@ def test_label_image_reports_tiles_then_boxes(tiled_image, model, caplog):
     plain = []
     labels = label_image(model, ImageItem(tiled_image, PurePosixPath("wide.png")), LabelSettings.create("car"),
                          ["coco"], on_progress=lambda *e: plain.append(e))
-    assert plain == [("detect", 0, 1), ("detect", 1, 1), ("segment", 0, len(labels)),
-                     ("segment", len(labels), len(labels))]
+    assert plain[:2] == [("detect", 0, 1), ("detect", 1, 1)]
+    done = [d for s, d, t in plain[2:] if s == "segment" and t == len(labels)]
+    assert len(done) == len(plain) - 2 and done[0] == 0 and done[-1] == len(labels) > 0
+    assert done == sorted(set(done))  # boxes segmented so far, rising (one step per decoded chunk)
 
 
 @pytest.mark.slow
