@@ -1,11 +1,14 @@
 """examples/quickstart.ipynb runs top to bottom in a real Jupyter kernel (nbclient) and shows what
 it promises.
 
-It runs on full-size random-weight checkpoints (SAM vit_b, GroundingDINO swint with ``few_boxes``
-calibrated on assets/coffee.jpg), written once for this module, found through
-``LANG_SAM_WEIGHTS_DIR`` with ``LANG_SAM_OFFLINE=1`` in the kernel's environment, and run from
-``examples/`` (the notebook finds the repository root from there). The slowest test file: writing
-the checkpoints and executing the notebook took 2 min 40 s in all on a busy shared 2-core machine.
+It runs on the tiny random-weight networks of the real architectures registered under the real
+names (vit_b, swint), as the documentation's examples do (``test_docs_examples.install_tiny``: its
+``sitecustomize`` is on the kernel's ``PYTHONPATH``, so ``LangSAM("vit_b", gdino_type="swint")``
+in the kernel builds them), with GroundingDINO calibrated to find a few boxes on the photos; the
+checkpoints are written once for this module, found through ``LANG_SAM_WEIGHTS_DIR`` with
+``LANG_SAM_OFFLINE=1`` in the kernel's environment, and the notebook runs from ``examples/`` (it
+finds the repository root from there). Full-size random weights took 75-190 s more on 2 cores for
+the same checks; the README's main command runs full size in CI.
 """
 
 from __future__ import annotations
@@ -23,14 +26,11 @@ import pytest
 from nbclient import NotebookClient
 from PIL import Image
 
-from lang_sam.hub import get_spec
-from lang_sam.testing import write_gdino_checkpoint, write_sam_checkpoint
-
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "examples" / "quickstart.ipynb"
 IMAGE = ROOT / "assets" / "coffee.jpg"
 
-pytestmark = pytest.mark.slow  # full-size checkpoints and a Jupyter kernel
+pytestmark = pytest.mark.slow  # a Jupyter kernel, whole pipelines
 
 
 def parameters_cell(nb) -> nbformat.NotebookNode:
@@ -71,12 +71,19 @@ def test_committed_notebook_is_clean_and_defaults_to_the_default_models():
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
+def weights(tmp_path_factory):
+    """The tiny stand-ins' checkpoints under the real file names, and the folder of the
+    ``sitecustomize`` that registers them in the kernel."""
+    from test_docs_examples import SITECUSTOMIZE, install_tiny, restore
+
     d = tmp_path_factory.mktemp("weights")
-    write_sam_checkpoint(d / get_spec("sam", "vit_b").filename, "vit_b")
-    write_gdino_checkpoint(d / get_spec("gdino", "swint").filename, "swint", few_boxes=True,
-                           calibration_image=IMAGE)
-    return d
+    originals = install_tiny(d)
+    site = tmp_path_factory.mktemp("site")
+    (site / "sitecustomize.py").write_text(SITECUSTOMIZE.format(tests=str(ROOT / "tests")))
+    try:
+        yield d, site
+    finally:
+        restore(originals)
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +97,10 @@ def executed(weights, tmp_path_factory):
     )
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("LANG_SAM_", "HF_")) and k != "TORCH_HOME"}
+    weights, site = weights
     env.update(LANG_SAM_WEIGHTS_DIR=str(weights), LANG_SAM_OFFLINE="1", HF_HUB_OFFLINE="1",
-               TORCH_HOME=str(home / "torch"), HF_HOME=str(home / "hf"))
+               TORCH_HOME=str(home / "torch"), HF_HOME=str(home / "hf"),
+               PYTHONPATH=os.pathsep.join([str(site), str(ROOT), os.environ.get("PYTHONPATH", "")]))
     client = NotebookClient(nb, timeout=900, kernel_name="python3",
                             resources={"metadata": {"path": str(NOTEBOOK.parent)}})
     client.execute(env=env)  # raises CellExecutionError, with the traceback, if a cell fails
