@@ -95,8 +95,8 @@ def _tiny_stand_ins() -> dict[type, object]:
     from lang_sam.hub import GDinoArch, Sam2Arch, SamArch
     from lang_sam.testing import TINY_GDINO_SWINB, TINY_SAM, TINY_SAM2_VIDEO
 
-    # TINY_GDINO_SWINB over TINY_GDINO: its Swin has tiny widths too (TINY_GDINO keeps a full Swin-T,
-    # the largest cost of a tiny predict); SAM 2.1's 256-px one, which the video examples need
+    # TINY_GDINO_SWINB for every GroundingDINO (Swin-T and Swin-B alike: both have tiny widths);
+    # SAM 2.1's 256-px one, which the video examples need
     return {SamArch: TINY_SAM, GDinoArch: TINY_GDINO_SWINB, Sam2Arch: TINY_SAM2_VIDEO}
 
 

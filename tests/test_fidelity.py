@@ -1,9 +1,10 @@
 """LangSAM.predict equals the original algorithm, written plainly over groundingdino-py's
 ``inference.predict`` and segment-anything's ``SamPredictor``, on the same (random) weights.
 
-Both GroundingDINO configurations are covered: Swin-T (:data:`TINY_GDINO`, the real Swin-T backbone
-with a tiny transformer) and Swin-B (:data:`TINY_GDINO_SWINB`: ``swin_B_384_22k``'s window 12,
-pretrain size 384 and 2-2-18-2 stages with tiny widths). Equality is bit for bit, on every query's
+Both GroundingDINO configurations are covered: Swin-T (:data:`TINY_GDINO`: ``swin_T_224_1k``'s
+window 7, pretrain size 224 and 2-2-6-2 stages) and Swin-B (:data:`TINY_GDINO_SWINB`:
+``swin_B_384_22k``'s window 12, pretrain size 384 and 2-2-18-2 stages), both with tiny widths and a
+tiny transformer. Equality is bit for bit, on every query's
 token scores and box, not only on the boxes a threshold keeps."""
 
 from __future__ import annotations
