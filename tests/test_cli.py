@@ -166,9 +166,12 @@ def test_predict_folder_every_format(tmp_path, model_args, capsys, bomb_png):
 def test_resume_after_interrupt(tmp_path, model_args, tiny_specs, capsys):
     imgs = tmp_path / "imgs"
     imgs.mkdir()
-    for i, name in enumerate(["p1.png", "p2.png", "p3.png"]):
+    # Six images, so that the Ctrl-C sent once the first is recorded always lands mid-run: with
+    # three, a run as quick as the tiny models' could finish before the signal arrived.
+    names = [f"p{i}.png" for i in range(1, 7)]
+    for i, name in enumerate(names):
         Image.fromarray(make_image(48, 64, 10 + i)).save(imgs / name)
-    (imgs / "list.txt").write_text("p1.png\np2.png\n# a comment\n\np3.png\n")
+    (imgs / "list.txt").write_text("p1.png\np2.png\n# a comment\n\n" + "".join(f"{n}\n" for n in names[2:]))
     out = tmp_path / "out"
     args = ["predict", str(imgs / "list.txt"), "--prompt", "car. wheel", "--output", str(out),
             "--format", ALL_FORMATS, "-q", *model_args]
@@ -179,7 +182,7 @@ def test_resume_after_interrupt(tmp_path, model_args, tiny_specs, capsys):
     records = out / ".lang-sam" / "records"
     deadline = time.monotonic() + 300
     try:
-        while not list(records.glob("p[123].json")):
+        while not list(records.glob("p[1-6].json")):
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "the first image took over 300 s"
             time.sleep(0.05)
@@ -195,11 +198,11 @@ def test_resume_after_interrupt(tmp_path, model_args, tiny_specs, capsys):
     assert not earlier["record"].exists() and not earlier["overlay"].exists() and not earlier["mask"].exists()
     assert earlier["user file"].exists() and earlier["user folder"].exists()
     done_before = sorted(p.stem for p in records.glob("*.json"))
-    assert 1 <= len(done_before) < 3
+    assert 1 <= len(done_before) < len(names)
     assert temp_files(out) == []
     check_coco(out, {f"{k}.png" for k in done_before})  # the interrupted run's partial file is valid
     # What a SIGKILL could leave: a temp file; the next run sweeps it.
-    stale = out / "overlays" / ".p3.png.99999.tmp"
+    stale = out / "overlays" / ".p6.png.99999.tmp"
     stale.write_bytes(b"half a PNG")
     first = out / "overlays" / f"{done_before[0]}.png"
     first_stamp = first.stat().st_mtime_ns
@@ -207,12 +210,12 @@ def test_resume_after_interrupt(tmp_path, model_args, tiny_specs, capsys):
     rc = main([*args, "--resume"])
     stdout = capsys.readouterr().out
     assert rc == 0, stdout
-    assert f"{3 - len(done_before)} labelled, {len(done_before)} skipped" in stdout
+    assert f"{len(names) - len(done_before)} labelled, {len(done_before)} skipped" in stdout
     assert first.stat().st_mtime_ns == first_stamp  # done images were not redone
     assert temp_files(out) == []
-    coco = check_coco(out, {"p1.png", "p2.png", "p3.png"})
+    coco = check_coco(out, set(names))
     ids = [im["id"] for im in coco.dataset["images"]]
-    assert sorted(ids) == [1, 2, 3]
+    assert sorted(ids) == list(range(1, len(names) + 1))
     # Open classes: ids in order of first appearance, the same in YOLO's data.yaml and COCO.
     run = json.loads((out / ".lang-sam" / "run.json").read_text())
     names = [c["name"] for c in run["classes"]["classes"]]
