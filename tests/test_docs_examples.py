@@ -27,12 +27,14 @@ stand-in in :data:`TINY_FOR` (or its examples are marked ``docs:skip``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
 import shlex
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -154,24 +156,37 @@ def restore(originals: list) -> None:
         register_model(spec, overwrite=True)
 
 
-@pytest.fixture(scope="module")
-def docs_env(tmp_path_factory):
-    """The tiny weights under the real names, a working folder with assets/ and examples/, and a
-    bin/ folder whose ``python`` and ``lang-sam`` see the tiny registrations."""
+@contextlib.contextmanager
+def tiny_weights_and_site(tmp_path_factory) -> Iterator[tuple[Path, Path]]:
+    """The tiny stand-ins registered here and their checkpoints written under the real file names
+    (the weights folder), and a folder holding the ``sitecustomize`` that registers them in any
+    Python started with it on ``PYTHONPATH``; the real entries are restored on exit."""
     weights = tmp_path_factory.mktemp("docs_weights")
     originals = install_tiny(weights)
     site = tmp_path_factory.mktemp("docs_site")
     (site / "sitecustomize.py").write_text(SITECUSTOMIZE.format(tests=str(ROOT / "tests")))
+    try:
+        yield weights, site
+    finally:
+        restore(originals)
+
+
+@pytest.fixture(scope="module")
+def docs_env(tmp_path_factory):
+    """The tiny weights under the real names, a working folder with assets/ and examples/, and a
+    bin/ folder whose ``python`` and ``lang-sam`` see the tiny registrations."""
+    with tiny_weights_and_site(tmp_path_factory) as (weights, site):
+        yield _docs_env(tmp_path_factory, weights, site)
+
+
+def _docs_env(tmp_path_factory, weights: Path, site: Path) -> dict:
     bindir = tmp_path_factory.mktemp("docs_bin")
     pythonpath = os.pathsep.join([str(site), str(ROOT), os.environ.get("PYTHONPATH", "")])
     for name, run in (("python", '"$@"'), ("python3", '"$@"'), ("lang-sam", '-m lang_sam "$@"')):
         script = bindir / name
         script.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} {run}\n")
         script.chmod(0o755)
-    try:
-        yield {"weights": weights, "bin": bindir, "pythonpath": pythonpath}
-    finally:
-        restore(originals)
+    return {"weights": weights, "bin": bindir, "pythonpath": pythonpath}
 
 
 @pytest.fixture

@@ -74,16 +74,10 @@ def test_committed_notebook_is_clean_and_defaults_to_the_default_models():
 def weights(tmp_path_factory):
     """The tiny stand-ins' checkpoints under the real file names, and the folder of the
     ``sitecustomize`` that registers them in the kernel."""
-    from test_docs_examples import SITECUSTOMIZE, install_tiny, restore
+    from test_docs_examples import tiny_weights_and_site
 
-    d = tmp_path_factory.mktemp("weights")
-    originals = install_tiny(d)
-    site = tmp_path_factory.mktemp("site")
-    (site / "sitecustomize.py").write_text(SITECUSTOMIZE.format(tests=str(ROOT / "tests")))
-    try:
-        yield d, site
-    finally:
-        restore(originals)
+    with tiny_weights_and_site(tmp_path_factory) as (weights, site):
+        yield weights, site
 
 
 @pytest.fixture(scope="module")
