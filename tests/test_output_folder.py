@@ -222,6 +222,34 @@ def test_a_run_killed_mid_image_still_knows_its_files(tmp_path):
     assert not (out / "overlays" / "a.png").exists() and not (out / "masks").exists()
 
 
+@pytest.mark.parametrize("resume", [True, False], ids=["resume", "overwrite"])
+def test_a_run_killed_while_writing_a_mask_is_resumed_and_its_temp_file_swept(tmp_path, resume):
+    """CI caught it (a Ray driver killed with -9): the killed run's ``.000_car.png.<pid>.tmp`` in
+    ``masks/a/`` was taken for a file of the user's, and the resumed run refused to start."""
+    photo = _photo(tmp_path / "in" / "a.png")
+    out = tmp_path / "out"
+    run = LabelRun(out, SETTINGS, FORMATS)
+    item = run.start(collect_images([photo]))[0]
+    run.write(_labels(run, item))
+    run.release()
+    record = out / ".lang-sam" / "records" / "a.json"
+    record.unlink()  # killed before the record ...
+    half = out / "masks" / "a" / ".000_car.png.4242.tmp"
+    (out / "masks" / "a" / "000_car.png").rename(half)  # ... while its first mask was being written
+    mine = out / "masks" / "a" / ".notes.png.1.tmp"  # the user's, named like a temporary file
+    mine.write_bytes(b"mine")
+    with pytest.raises(OutputCollisionError, match=r"masks/a/\.notes\.png\.1\.tmp") as caught, \
+            LabelRun(out, SETTINGS, FORMATS, resume=resume, overwrite=not resume) as refused:
+        refused.start(collect_images([photo]))
+    assert caught.value.files == ["masks/a/.notes.png.1.tmp"]  # the killed run's temp file is not named
+    mine.unlink()
+    with LabelRun(out, SETTINGS, FORMATS, resume=resume, overwrite=not resume) as run:
+        assert [i.rel.as_posix() for i in run.start(collect_images([photo]))] == ["a.png"]
+        assert not half.exists()  # swept
+        run.write(_labels(run, item))
+    assert record.is_file() and (out / "masks" / "a" / "000_car.png").is_file()
+
+
 def test_fewer_masks_on_resume_replace_only_the_runs_own(tmp_path):
     """Relabelling an image with fewer masks removes the earlier run's extra mask files."""
     photo = _photo(tmp_path / "in" / "a.png")

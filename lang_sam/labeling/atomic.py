@@ -17,7 +17,7 @@ from lang_sam.errors import InvalidArgumentError
 
 __all__ = [
     "TMP_SUFFIX", "atomic_open", "atomic_write_bytes", "atomic_write_text", "write_json", "write_png",
-    "sweep_temp_files",
+    "sweep_temp_files", "temp_file_of",
 ]
 
 #: Temporary files are named ``.<final name>.<pid>.tmp`` in the final file's folder.
@@ -76,6 +76,16 @@ def write_png(path: str | os.PathLike, array: np.ndarray) -> Path:
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="PNG")
     return atomic_write_bytes(path, buf.getvalue())
+
+
+def temp_file_of(path: str) -> str | None:
+    """The final path (``a/b.png``) whose temporary file ``path`` is (``a/.b.png.123.tmp``), or
+    None when ``path`` is not named like one."""
+    folder, _, name = path.rpartition("/")
+    m = _TMP_RE.match(name)
+    if m is None:
+        return None
+    return f"{folder}/{m.group(1)}" if folder else m.group(1)
 
 
 def sweep_temp_files(paths: Iterable[str | os.PathLike]) -> int:

@@ -53,7 +53,9 @@ from lang_sam.errors import (
     name_params,
 )
 from lang_sam.labeling import formats as fmt
-from lang_sam.labeling.atomic import atomic_write_bytes, atomic_write_text, sweep_temp_files, write_json
+from lang_sam.labeling.atomic import (
+    atomic_write_bytes, atomic_write_text, sweep_temp_files, temp_file_of, write_json,
+)
 from lang_sam.labeling.classes import ClassMap, class_nms
 from lang_sam.labeling.lock import OutputLock
 from lang_sam.masks import CropMask
@@ -932,8 +934,10 @@ class LabelRun(FolderRun):
             for item in items:
                 folder = layout.masks(item.key)
                 if folder.is_dir():
+                    # A killed run's temporary file of one of its own masks is not in the way:
+                    # start() sweeps it.
                     foreign.extend(r for r in (layout.rel(p) for p in sorted(folder.iterdir()))
-                                   if r not in self.ours)
+                                   if r not in self.ours and temp_file_of(r) not in self.ours)
         if foreign:
             shown = ", ".join(foreign[:5]) + (f" (+{len(foreign) - 5} more)" if len(foreign) > 5 else "")
             raise OutputCollisionError(
