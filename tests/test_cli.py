@@ -177,8 +177,12 @@ def test_resume_after_interrupt(tmp_path, model_args, tiny_specs, capsys):
             "--format", ALL_FORMATS, "-q", *model_args]
     earlier = _earlier_run(out)  # an earlier run's outputs, and the user's own files, in this folder
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    # SIGINT as a terminal's foreground process has it: a pytest started in the background (nohup,
+    # `&` in a script) ignores SIGINT, its children inherit that, and Python then never raises
+    # KeyboardInterrupt.
     proc = subprocess.Popen([sys.executable, str(HELPER), *args, "--overwrite"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     records = out / ".lang-sam" / "records"
     deadline = time.monotonic() + 300
     try:

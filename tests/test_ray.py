@@ -317,8 +317,8 @@ def test_resume_after_the_driver_is_killed(ray_address, work, reference, model_a
     assert rc == 2 and "other settings" in err
 
     rc = main([*args, "--resume", *RAY])
-    stdout = capsys.readouterr().out
-    assert rc == 1, stdout  # bad.jpg again
+    stdout, err = capsys.readouterr()
+    assert rc == 1, (stdout, err)  # bad.jpg again
     assert f"{3 - len(done_before)} labelled, {len(done_before)} skipped" in stdout
     assert first.stat().st_mtime_ns == first_stamp  # done images were not redone
     assert_same_tree(out, reference)

@@ -330,7 +330,8 @@ def test_sigint_mid_video_exits_130_and_leaves_nothing_half_written(tmp_path):
     cmd = [sys.executable, str(Path(__file__).with_name("track_tiny.py")), "track", str(tmp_path / "engines"),
            str(folder), "--prompt", "red. green", "--output", str(out), "--format", "mot,masks,overlay,coco"]
     (tmp_path / "engines").mkdir()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as in test_cli
     deadline = time.time() + 180
     while time.time() < deadline and proc.poll() is None:
         pngs = out / "masks" / "b"
