@@ -60,8 +60,11 @@ TINY_SAM = SamArch(
 
 #: A GroundingDINO shaped like the Swin-T one (``GroundingDINO_SwinT_OGC.py``: ``swin_T_224_1k``,
 #: window 7, pretrain size 224, stage depths 2-2-6-2) with tiny Swin widths (16 channels, 1-2-4-8
-#: heads; the real one has 96 and 3-6-12-24), a tiny transformer and a tiny BERT. Its input is still
-#: resized to 800 px like the real model's; the full-width Swin-T was 55 % of a tiny predict's time.
+#: heads; the real one has 96 and 3-6-12-24), a tiny transformer and a tiny BERT. Its input is
+#: resized to 320 px (at most 533) where the real model's is resized to 800 (at most 1333): the
+#: cost of every layer grows with the number of pixels. The weights do not depend on it (only
+#: ``few_boxes`` calibration does), so ``replace(TINY_GDINO, image_size=800, max_size=1333)`` runs
+#: the same file at the real size.
 TINY_GDINO = GDinoArch(
     "GroundingDINO_SwinT_OGC.py",
     overrides={
@@ -74,6 +77,8 @@ TINY_GDINO = GDinoArch(
     },
     bert={"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64},
     swin={"embed_dim": 16, "num_heads": (1, 2, 4, 8)},
+    image_size=320,
+    max_size=533,
 )
 
 
@@ -85,6 +90,8 @@ TINY_GDINO_SWINB = GDinoArch(
     overrides=TINY_GDINO.overrides,
     bert=TINY_GDINO.bert,
     swin=TINY_GDINO.swin,
+    image_size=TINY_GDINO.image_size,
+    max_size=TINY_GDINO.max_size,
 )
 
 
@@ -220,7 +227,7 @@ def random_gdino_state_dict(
     state["transformer.decoder.norm.weight"] = torch.full((width,), feature_scale)
     state["transformer.decoder.norm.bias"] = torch.zeros(width)
     net.load_state_dict(state)
-    detector = GroundingDINODetector(net)
+    detector = GroundingDINODetector(net, input_size=(arch.image_size, arch.max_size))  # as the spec runs it
     images = calibration_image if isinstance(calibration_image, (list, tuple)) else [calibration_image]
     wanted = -float("inf")
     for image in images:

@@ -5,7 +5,9 @@ Both GroundingDINO configurations are covered: Swin-T (:data:`TINY_GDINO`: ``swi
 window 7, pretrain size 224 and 2-2-6-2 stages) and Swin-B (:data:`TINY_GDINO_SWINB`:
 ``swin_B_384_22k``'s window 12, pretrain size 384 and 2-2-18-2 stages), both with tiny widths and a
 tiny transformer. Equality is bit for bit, on every query's
-token scores and box, not only on the boxes a threshold keeps."""
+token scores and box, not only on the boxes a threshold keeps. The Swin-T cases run at the tiny
+models' input size (320 px, both sides resizing with groundingdino's own transform); the Swin-B
+ones at the released 800 px (at most 1333), the constant itself."""
 
 from __future__ import annotations
 
@@ -34,8 +36,14 @@ def norm(phrase: str) -> str:
     return " ".join(SPECIAL.sub(" ", phrase).split())
 
 
+#: The Swin-B-shaped tiny GroundingDINO at the released input size (same weights: only the
+#: input transform reads it).
+SWINB_800 = replace(TINY_GDINO_SWINB, image_size=800, max_size=1333)
+
+
 def load_reference(gdino_arch, sam_ckpt, gdino_ckpt):
-    """The original's models, loaded the way it loaded them (plain torch.load, strict=False)."""
+    """The original's models, loaded the way it loaded them (plain torch.load, strict=False), and
+    the input size of ``gdino_arch`` (the original's 800 and 1333, or the tiny models' own)."""
     from groundingdino.util.misc import clean_state_dict
     from segment_anything import SamPredictor
 
@@ -47,7 +55,7 @@ def load_reference(gdino_arch, sam_ckpt, gdino_ckpt):
     gd.eval()
     sam = build_sam_model(TINY_SAM)
     sam.load_state_dict(torch.load(sam_ckpt, map_location="cpu"), strict=True)
-    return gd, SamPredictor(sam.eval())
+    return gd, SamPredictor(sam.eval()), (gdino_arch.image_size, gdino_arch.max_size)
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +66,7 @@ def reference(sam_ckpt, gdino_ckpt):
 @pytest.fixture(scope="module")
 def swinb(tmp_path_factory):
     """A registry entry for the tiny Swin-B-shaped GroundingDINO, and its random checkpoint."""
-    spec = register_model(tiny_gdino_spec("tiny_gdino_swinb", TINY_GDINO_SWINB))
+    spec = register_model(tiny_gdino_spec("tiny_gdino_swinb", SWINB_800))
     path = write_gdino_checkpoint(tmp_path_factory.mktemp("swinb") / spec.filename, spec, seed=0)
     yield spec, path
     unregister_model("gdino", spec.name)
@@ -73,7 +81,7 @@ def swinb_exact_model(sam_ckpt, swinb, tiny_specs):
 
 @pytest.fixture(scope="module")
 def swinb_reference(sam_ckpt, swinb):
-    return load_reference(TINY_GDINO_SWINB, sam_ckpt, swinb[1])
+    return load_reference(SWINB_800, sam_ckpt, swinb[1])
 
 
 #: backbone -> (lang-sam fixture, original fixture)
@@ -85,14 +93,14 @@ def models_for(request, backbone):
     return request.getfixturevalue(model), request.getfixturevalue(ref)
 
 
-def original_predict(gd, predictor, image_pil, prompt, box_threshold, text_threshold,
+def original_predict(gd, predictor, input_size, image_pil, prompt, box_threshold, text_threshold,
                      remove_combined=False):
     import groundingdino.datasets.transforms as T
     from groundingdino.util import box_ops
     from groundingdino.util.inference import predict, preprocess_caption
 
     transform = T.Compose([
-        T.RandomResize([800], max_size=1333),
+        T.RandomResize([input_size[0]], max_size=input_size[1]),  # [800], max_size=1333 in the original
         T.ToTensor(),
         T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
     ])
@@ -188,7 +196,7 @@ def test_return_prompts_equals_remove_combined(model, reference, image):
 def test_every_query_score_equals_original(request, backbone):
     """All queries' token scores and boxes, before any threshold, bit for bit: a score within float
     noise of a threshold could otherwise flip one box (issue 14: 17 boxes vs 18 on Swin-B)."""
-    exact_model, (gd, _) = models_for(request, backbone)
+    exact_model, (gd, _, _) = models_for(request, backbone)
     image = Image.fromarray(make_image(500, 741, seed=500))
     caption = preprocess_caption("person")
     detector = exact_model.detector

@@ -87,12 +87,18 @@ class GDinoArch:
     ``bert`` overrides keys of the bundled bert-base-uncased config; ``swin`` overrides keys of the
     config's Swin entry in groundingdino's ``build_swin_transformer`` table (``embed_dim``,
     ``depths``, ``num_heads``, ``window_size``). Tiny test models use both.
+
+    ``image_size`` and ``max_size`` are the input transform's ``RandomResize([image_size],
+    max_size=max_size)``: the shorter side is resized to ``image_size`` pixels unless the longer one
+    would pass ``max_size``. Every release runs at 800 and 1333; tiny test models read less.
     """
 
     config_file: str
     overrides: Mapping[str, Any] = field(default_factory=dict)
     bert: Mapping[str, Any] = field(default_factory=dict)
     swin: Mapping[str, Any] = field(default_factory=dict)
+    image_size: int = 800
+    max_size: int = 1333
 
 
 @dataclass(frozen=True)

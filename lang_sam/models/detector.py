@@ -180,8 +180,10 @@ class GroundingDINODetector(Detector):
         *,
         precision: str = "fp32",
         cache_size: int = 2,
+        input_size: tuple[int, int] = (800, 1333),
     ):
         self.device = torch.device(device)
+        self.input_size = input_size
         self.model = model.to(self.device).eval()
         self.tokenizer = cast("PreTrainedTokenizerBase", model.tokenizer)
         self.precision = check_precision(precision, self.device)
@@ -203,7 +205,8 @@ class GroundingDINODetector(Detector):
             progress=progress, allowed_unexpected=ALLOWED_UNEXPECTED, optional=OPTIONAL_KEYS,
         )
         logger.info("loaded GroundingDINO %s from %s", spec.name, path)
-        return cls(model, device, **kwargs)
+        arch = cast(GDinoArch, spec.arch)
+        return cls(model, device, input_size=(arch.image_size, arch.max_size), **kwargs)
 
     # ----------------------------------------------------------------------------------------
     def count_tokens(self, text_prompt: str) -> int:
@@ -247,14 +250,15 @@ class GroundingDINODetector(Detector):
         logger.info("prompt of %d tokens split into %d passes", self.count_tokens(text_prompt), len(parts))
         return parts
 
-    @staticmethod
     @quiet_third_party()
-    def transform(image: Image.Image) -> torch.Tensor:
-        """``RandomResize([800], max_size=1333)``, ``ToTensor``, ImageNet ``Normalize``: (3, h, w)."""
+    def transform(self, image: Image.Image) -> torch.Tensor:
+        """``RandomResize([800], max_size=1333)`` (the spec's ``image_size`` and ``max_size``:
+        800 and 1333 in every release), ``ToTensor``, ImageNet ``Normalize``: (3, h, w) float32."""
         import groundingdino.datasets.transforms as T
 
+        size, max_size = self.input_size
         transform = T.Compose([
-            T.RandomResize([800], max_size=1333),
+            T.RandomResize([size], max_size=max_size),
             T.ToTensor(),
             T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
         ])
