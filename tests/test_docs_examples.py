@@ -105,13 +105,22 @@ def _tiny_stand_ins() -> dict[type, object]:
 #: Architecture record type -> its tiny stand-in (filled on first use; a new family adds its own).
 TINY_FOR: dict[type, object] = {}
 
-#: Put on PYTHONPATH for the shell blocks: every Python started there registers the tiny stand-ins.
+#: Put on PYTHONPATH for the shell blocks: every Python started there that can import lang-sam
+#: registers the tiny stand-ins (another Python, as ``python3 -m venv``, is left alone).
 SITECUSTOMIZE = """\
-import sys
-sys.path.insert(0, {tests!r})
-import test_docs_examples
-test_docs_examples.install_tiny()
+import importlib.util, sys
+if importlib.util.find_spec("lang_sam") is not None:
+    sys.path.insert(0, {tests!r})
+    import test_docs_examples
+    test_docs_examples.install_tiny()
 """
+
+
+def write_site(folder: Path) -> Path:
+    """Write :data:`SITECUSTOMIZE` into ``folder`` (to put on ``PYTHONPATH``); return its path."""
+    path = folder / "sitecustomize.py"
+    path.write_text(SITECUSTOMIZE.format(tests=str(ROOT / "tests")), encoding="utf-8")
+    return path
 
 
 def install_tiny(weights: Path | None = None) -> list:
@@ -164,7 +173,7 @@ def tiny_weights_and_site(tmp_path_factory) -> Iterator[tuple[Path, Path]]:
     weights = tmp_path_factory.mktemp("docs_weights")
     originals = install_tiny(weights)
     site = tmp_path_factory.mktemp("docs_site")
-    (site / "sitecustomize.py").write_text(SITECUSTOMIZE.format(tests=str(ROOT / "tests")))
+    write_site(site)
     try:
         yield weights, site
     finally:
