@@ -91,6 +91,11 @@ def extract_blocks(page: Path) -> list[Block]:
 
 BLOCKS = [b for page in PAGES for b in extract_blocks(page)]
 RUNNABLE = [b for b in BLOCKS if b.skip is None]
+#: The runnable blocks, each distinct code once (the first place it appears): the same command on
+#: two pages (the README's and the home page's labelling command) runs once, named after both.
+DISTINCT: dict[str, list[Block]] = {}
+for _b in RUNNABLE:
+    DISTINCT.setdefault(_b.code, []).append(_b)
 
 
 def _tiny_stand_ins() -> dict[type, object]:
@@ -165,15 +170,29 @@ def restore(originals: list) -> None:
         register_model(spec, overwrite=True)
 
 
+#: The session's folders of stand-in checkpoints and sitecustomize, by its base temporary folder:
+#: the docs examples and the notebook share one writing (30-60 s on 2 cores).
+_WRITTEN: dict[Path, tuple[Path, Path]] = {}
+
+
+def _written_once(tmp_path_factory) -> tuple[Path, Path]:
+    key = tmp_path_factory.getbasetemp()
+    if key not in _WRITTEN:
+        weights = tmp_path_factory.mktemp("docs_weights")
+        restore(install_tiny(weights))
+        site = tmp_path_factory.mktemp("docs_site")
+        write_site(site)
+        _WRITTEN[key] = weights, site
+    return _WRITTEN[key]
+
+
 @contextlib.contextmanager
 def tiny_weights_and_site(tmp_path_factory) -> Iterator[tuple[Path, Path]]:
     """The tiny stand-ins registered here and their checkpoints written under the real file names
     (the weights folder), and a folder holding the ``sitecustomize`` that registers them in any
     Python started with it on ``PYTHONPATH``; the real entries are restored on exit."""
-    weights = tmp_path_factory.mktemp("docs_weights")
-    originals = install_tiny(weights)
-    site = tmp_path_factory.mktemp("docs_site")
-    write_site(site)
+    weights, site = _written_once(tmp_path_factory)
+    originals = install_tiny()
     try:
         yield weights, site
     finally:
@@ -219,12 +238,14 @@ def test_the_collector_finds_the_examples_and_few_are_skipped():
     assert len(marked) < len(RUNNABLE), [(b.id, b.skip) for b in marked]
 
 
-def _param(block: Block):
+def _param(blocks: list[Block]):
     """A shell block starts fresh interpreters (torch and the models imported again, 5-10 s each on
     2 cores) and runs whole commands: slow. A Python block runs in this process on the shared
-    tiny models, in seconds, unless it is listed in SLOW_PYTHON."""
+    tiny models, in seconds, unless it is listed in SLOW_PYTHON. ``blocks``: the places of one
+    code (the test is named after each)."""
+    block = blocks[0]
     slow = block.lang not in ("python", "py") or any(word in block.code for word in SLOW_PYTHON)
-    return pytest.param(block, id=block.id, marks=[pytest.mark.slow] if slow else [])
+    return pytest.param(block, id="=".join(b.id for b in blocks), marks=[pytest.mark.slow] if slow else [])
 
 
 #: Python examples that cost over ~10 s on the tiny models (every tile of an image through both
@@ -232,7 +253,7 @@ def _param(block: Block):
 SLOW_PYTHON = ("predict_tiled(", "predict_batch(")
 
 
-@pytest.mark.parametrize("block", [_param(b) for b in RUNNABLE])
+@pytest.mark.parametrize("block", [_param(places) for places in DISTINCT.values()])
 def test_docs_example_runs(block, workdir, docs_env):
     if block.lang in ("python", "py"):
         scope = {"__name__": "__docs_example__"}
