@@ -359,7 +359,8 @@ class LangSAM:
         """
         enc = self.encode(image)
         H, W = enc.pixels.shape[:2]
-        prompts = check_sam_prompts(boxes, points, point_labels, mask_input, image_size=(H, W))
+        prompts = check_sam_prompts(boxes, points, point_labels, mask_input, image_size=(H, W),
+                                    mask_size=getattr(self.segmenter, "mask_input_size", 256))
         encoding = self.sam_encoding(enc)  # UnsupportedPromptError for a text segmenter
         segmenter = self._box_segmenter()
         segmenter.use(encoding)

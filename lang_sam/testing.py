@@ -46,12 +46,16 @@ __all__ = [
     "TINY_SAM3_VIDEO",
 ]
 
-#: A SAM with the real structure and tiny widths (the image encoder still reads 1024x1024 inputs).
+#: A SAM with the real structure, tiny widths and 256-px inputs (the released ones read 1024 px,
+#: and the encoder's cost grows with the square of it): a 16x16 token grid in 8-token windows,
+#: 64x64 low-resolution logits (``mask_input_size``) where the released models' are 256x256.
 TINY_SAM = SamArch(
     encoder_embed_dim=32,
     encoder_depth=2,
     encoder_num_heads=2,
     encoder_global_attn_indexes=(1,),
+    image_size=256,
+    window_size=8,
     prompt_embed_dim=32,
     decoder_mlp_dim=64,
     decoder_num_heads=2,

@@ -164,13 +164,15 @@ def check_sam_prompts(
     mask_input: Any = None,
     *,
     image_size: tuple[int, int],
+    mask_size: int = 256,
 ) -> dict:
     """Check SAM prompts in pixels of an image of ``image_size`` ``(H, W)`` and batch them.
 
     Accepts ``boxes`` ``(4,)``/``(B, 4)`` xyxy with ``x0 <= x1``, ``y0 <= y1``, each coordinate
     within the image extended by its size on every side (``-W <= x <= 2W``, ``-H <= y <= 2H``); ``points``
     ``(K, 2)``/``(B, K, 2)`` xy inside the image; ``point_labels`` ``(K,)``/``(B, K)`` of 0/1
-    (default all 1); ``mask_input`` ``(256, 256)``/``(1, 256, 256)``/``(B, 1, 256, 256)``. Returns
+    (default all 1); ``mask_input`` ``(256, 256)``/``(1, 256, 256)``/``(B, 1, 256, 256)`` (the
+    segmenter's ``mask_input_size``, ``mask_size``: 256 for every released SAM). Returns
     numpy arrays ``boxes (B, 4)`` and ``points (B, K, 2)`` float64, ``point_labels (B, K)`` int32,
     ``mask_input (B, 1, 256, 256)`` float32 (absent ones None), a ``(K, 2)`` point set or a single
     mask repeated for each of ``B`` boxes. Every number must be finite as float32 (the dtype SAM
@@ -230,14 +232,14 @@ def check_sam_prompts(
     elif point_labels is not None:
         raise InvalidPromptError("point_labels were given without points")
     if mask_input is not None:
-        m = _float_array("mask_input", mask_input, "(256, 256), (1, 256, 256) or (B, 1, 256, 256)",
-                         (2, 3, 4), None)
-        if m.shape[-2:] != (256, 256) or (m.ndim >= 3 and m.shape[-3] != 1):
+        s = mask_size
+        shapes = f"({s}, {s}), (1, {s}, {s}) or (B, 1, {s}, {s})"
+        m = _float_array("mask_input", mask_input, shapes, (2, 3, 4), None)
+        if m.shape[-2:] != (s, s) or (m.ndim >= 3 and m.shape[-3] != 1):
             raise InvalidPromptError(
-                f"mask_input must be SAM's low-resolution logits shaped (256, 256), (1, 256, 256) or "
-                f"(B, 1, 256, 256), got shape {m.shape}"
+                f"mask_input must be SAM's low-resolution logits shaped {shapes}, got shape {m.shape}"
             )
-        m = m.reshape(-1, 1, 256, 256)
+        m = m.reshape(-1, 1, s, s)
         if batch is not None and len(m) != batch:
             if len(m) != 1:
                 raise InvalidPromptError(f"got {batch} prompts but {len(m)} masks in mask_input")

@@ -10,8 +10,12 @@ import torch
 from conftest import load_tiny, make_image
 from lang_sam import EncodedImage, MaskPrediction, Prediction
 from lang_sam.errors import InvalidPromptError
+from lang_sam.testing import TINY_SAM
+from lang_sam.validation import check_sam_prompts
 
 H, W = 180, 240
+#: The tiny SAM's low-resolution logits side (a quarter of its 256-px input; 256 for the released).
+S = TINY_SAM.image_size // 4
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +57,7 @@ def test_box_alone_equals_sam_predictor(exact_model, reference, img, multimask):
     c = 3 if multimask else 1
     assert out.masks.shape == (1, c, H, W) and out.masks.dtype == torch.bool
     assert out.iou_scores.shape == (1, c) and out.iou_scores.dtype == torch.float32
-    assert out.low_res_logits.shape == (1, c, 256, 256)
+    assert out.low_res_logits.shape == (1, c, S, S)
     theirs = reference.predict(box=BOX, multimask_output=multimask)
     assert meaningful(theirs[0])
     assert_same(out, 0, theirs)
@@ -125,7 +129,7 @@ def test_several_boxes_at_once(exact_model, reference, img):
 def test_mask_input_round_trip(exact_model, reference, img):
     first = exact_model.segment(img, points=POINTS[:1], multimask_output=True)
     best = int(first.iou_scores[0].argmax())
-    logits = first.low_res_logits[0, best]                       # (256, 256)
+    logits = first.low_res_logits[0, best]                       # (S, S)
     again = exact_model.segment(img, points=POINTS, point_labels=LABELS, mask_input=logits)
     theirs_first = reference.predict(point_coords=POINTS[:1], point_labels=np.array([1]),
                                      multimask_output=True)
@@ -133,7 +137,7 @@ def test_mask_input_round_trip(exact_model, reference, img):
     theirs = reference.predict(point_coords=POINTS, point_labels=LABELS,
                                mask_input=theirs_first[2][best][None], multimask_output=False)
     assert_same(again, 0, theirs)
-    # The mask alone, shaped (1, 256, 256) as SamPredictor takes it.
+    # The mask alone, shaped (1, S, S) as SamPredictor takes it.
     alone = exact_model.segment(img, mask_input=logits[None].numpy())
     assert_same(alone, 0, reference.predict(mask_input=theirs_first[2][best][None],
                                             multimask_output=False))
@@ -217,7 +221,7 @@ BAD = [
     (dict(boxes=[[0, 0, 1e38, 5]]), r"within the image extended"),  # NaN scores once scaled
     (dict(boxes=[[-W - 1, 0, 5, 5]]), r"within the image extended"),
     (dict(boxes=[[0, 0, 5, 2 * H + 1]]), r"within the image extended"),
-    (dict(mask_input=np.full((256, 256), 1e39)), r"mask_input must be finite float32"),
+    (dict(mask_input=np.full((S, S), 1e39)), r"mask_input must be finite float32"),
     (dict(boxes="a box"), "boxes must be numbers"),
     (dict(points=[1, 2]), r"points must be shaped \(K, 2\)"),
     (dict(points=np.zeros((0, 2))), "points must be shaped"),
@@ -230,10 +234,28 @@ BAD = [
     (dict(points=[[10, 10], [20, 20]], point_labels=[1]), "one per point"),
     (dict(boxes=[0, 0, 5, 5], point_labels=[1]), "without points"),
     (dict(boxes=np.zeros((3, 4)), points=np.ones((2, 1, 2))), "3 boxes but 2 point sets"),
-    (dict(boxes=np.zeros((2, 4)), mask_input=np.zeros((3, 1, 256, 256))), "2 prompts but 3 masks"),
+    (dict(boxes=np.zeros((2, 4)), mask_input=np.zeros((3, 1, S, S))), "2 prompts but 3 masks"),
     (dict(mask_input=np.zeros((128, 128))), "mask_input must be SAM's low-resolution logits"),
-    (dict(mask_input=np.zeros((1, 2, 256, 256))), "mask_input must be SAM's low-resolution logits"),
+    (dict(mask_input=np.zeros((1, 2, S, S))), "mask_input must be SAM's low-resolution logits"),
+    (dict(mask_input=np.zeros((256, 256))), r"shaped \(64, 64\), \(1, 64, 64\) or \(B, 1, 64, 64\), got shape \(256, 256\)"),
 ]
+
+
+@pytest.mark.parametrize("mask_size,shape,ok", [
+    (256, (256, 256), True),         # every released SAM: 1024-px input, 256-px logits
+    (256, (2, 1, 256, 256), True),
+    (256, (64, 64), False),
+    (64, (1, 64, 64), True),         # the tiny test SAM: 256-px input
+    (64, (256, 256), False),
+])
+def test_mask_input_must_be_the_segmenters_low_res_size(mask_size, shape, ok):
+    args = dict(mask_input=np.zeros(shape), image_size=(H, W), mask_size=mask_size)
+    if ok:
+        assert check_sam_prompts(**args)["mask_input"].shape == (shape[0] if len(shape) == 4 else 1, 1,
+                                                                  mask_size, mask_size)
+    else:
+        with pytest.raises(InvalidPromptError, match=f"shaped \\({mask_size}, {mask_size}\\)"):
+            check_sam_prompts(**args)
 
 
 @pytest.mark.parametrize("kwargs,match", BAD)

@@ -96,6 +96,10 @@ class Segmenter(Engine):
     def encode(self, image: np.ndarray, key: str | None = None) -> Any:
         """The image encoding of an ``HxWx3`` uint8 RGB array (cached under the content ``key``)."""
 
+    #: Side of the square low-resolution logits :meth:`predict` returns and ``mask_input`` takes
+    #: back: a quarter of the input size, 256 for every released SAM (tiny test models read less).
+    mask_input_size: int = 256
+
     @abstractmethod
     def use(self, encoding: Any) -> None:
         """Make ``encoding`` (from :meth:`encode`) the image :meth:`predict` answers for."""

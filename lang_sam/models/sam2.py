@@ -427,6 +427,7 @@ class Sam2Segmenter(Segmenter, VideoSegmenter):
         #: past frames whose outputs the memory attention reads (mask memories and object pointers)
         self.memory_frames = max(config.num_maskmem - 1, config.max_object_pointers_in_encoder - 1)
         self.image_size = int(cast(int, config.image_size))  # one side: the model's input is square
+        self.mask_input_size = 4 * self.image_size // 16
         self._encoding: Sam2Encoding | None = None
 
     # -- loading --
@@ -541,7 +542,7 @@ class Sam2Segmenter(Segmenter, VideoSegmenter):
         c = 3 if multimask_output else 1
         masks = torch.empty((n, c, H, W), dtype=torch.bool)
         scores = torch.empty((n, c), dtype=torch.float32)
-        side = 4 * self.image_size // 16
+        side = self.mask_input_size
         low_res = torch.empty((n, c, side, side), dtype=torch.float32) if return_low_res else None
         # Meta's order: box corners (labels 2, 3) first, then the clicked points.
         coords = labels = None

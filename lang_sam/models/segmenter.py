@@ -150,6 +150,7 @@ class SamSegmenter(Segmenter):
         if fast_attention:
             use_fast_attention(self.model)
         self.predictor = SamPredictor(self.model)
+        self.mask_input_size = int(self.model.prompt_encoder.mask_input_size[0])
         self.cache = EncodingCache(cache_size)
         if chunk_size < 1:
             raise InvalidArgumentError(f"chunk_size must be >= 1, got {chunk_size}")
@@ -254,7 +255,8 @@ class SamSegmenter(Segmenter):
         masks = torch.empty((n, c, H, W), dtype=torch.bool)
         scores = torch.empty((n, c), dtype=torch.float32)
         low_res = torch.empty((n, c, *mask_input.shape[-2:]) if mask_input is not None
-                              else (n, c, 256, 256), dtype=torch.float32) if return_low_res else None
+                              else (n, c, self.mask_input_size, self.mask_input_size),
+                              dtype=torch.float32) if return_low_res else None
         boxes = _to_input_frame(boxes, p.transform.apply_boxes, p.transform.apply_boxes_torch, p.original_size)
         points = _to_input_frame(points, p.transform.apply_coords, p.transform.apply_coords_torch,
                                  p.original_size)
