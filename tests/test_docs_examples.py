@@ -17,9 +17,10 @@ Not run:
   (``cpu:``);
 - blocks in another language (``text``, ``yaml``, ``json``, a layout drawing).
 
-Cost: 13 tests (12 blocks), 231 s of CPU time (user + sys, subprocesses included) on the 2-core
-machine, measured 2026-11-30 while it was shared (load average 8-15: 16 min of wall time). The
-shell blocks and the tiling / batch examples are marked slow; the quick loop keeps the Python ones.
+Cost: 25 tests (24 distinct blocks) took 431 s of wall time in the 35-minute suite of 2026-11-30
+(a slow day for the 2-core machine); the shell blocks (7, each starting one or two fresh
+interpreters that import torch, transformers and groundingdino: 6-10 s each) are most of it. They and
+the tiling / batch examples are marked slow; the quick loop keeps the Python ones.
 
 A new model family whose architecture record is not a ``SamArch`` / ``GDinoArch`` gets its tiny
 stand-in in :data:`TINY_FOR` (or its examples are marked ``docs:skip``).

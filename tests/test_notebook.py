@@ -8,7 +8,7 @@ in the kernel builds them), with GroundingDINO calibrated to find a few boxes on
 checkpoints are written once for this module, found through ``LANG_SAM_WEIGHTS_DIR`` with
 ``LANG_SAM_OFFLINE=1`` in the kernel's environment, and the notebook runs from ``examples/`` (it
 finds the repository root from there). Full-size random weights took 75-190 s more on 2 cores for
-the same checks; the README's main command runs full size in CI.
+the same checks; CI's step 6 runs full-size vit_b + Swin-T from the wheel.
 """
 
 from __future__ import annotations

@@ -150,7 +150,8 @@ class SamSegmenter(Segmenter):
         if fast_attention:
             use_fast_attention(self.model)
         self.predictor = SamPredictor(self.model)
-        self.mask_input_size = int(self.model.prompt_encoder.mask_input_size[0])
+        # segment-anything's PromptEncoder: 4x its image embedding grid (256 at a 1024-px input)
+        self.mask_input_size = int(self.predictor.model.prompt_encoder.mask_input_size[0])
         self.cache = EncodingCache(cache_size)
         if chunk_size < 1:
             raise InvalidArgumentError(f"chunk_size must be >= 1, got {chunk_size}")
