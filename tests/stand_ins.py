@@ -20,5 +20,15 @@ if __name__ == "__main__":
     folder = Path(sys.argv[1])
     folder.mkdir(parents=True, exist_ok=True)
     docs.install_tiny(folder)
+    # The README's main command asks for "cat" on assets/cat.jpg with the default Swin-B: its
+    # stand-in is calibrated there, so that it finds a few boxes and SAM runs too (the docs'
+    # calibration, "object." on two photos, can leave "cat" with none).
+    from lang_sam.hub import registered_specs
+    from lang_sam.testing import write_gdino_checkpoint
+
+    swinb = next(s for s in registered_specs("gdino") if s.name == "swinb")
+    (folder / swinb.filename).unlink()  # a hard link to the Swin-T stand-in: that one stays as it is
+    write_gdino_checkpoint(folder / swinb.filename, swinb, seed=0, few_boxes=True, target_boxes=3,
+                           calibration_image=[str(docs.ROOT / "assets" / "cat.jpg")], calibration_prompt="cat")
     docs.write_site(folder)
     print(f"tiny stand-ins and sitecustomize.py written to {folder}")
