@@ -1,7 +1,8 @@
 """Write the tiny stand-ins of every model type that has one (see ``test_docs_examples.TINY_FOR``)
 into a folder under the released file names, with a ``sitecustomize.py`` that registers them in
-any Python started with that folder on ``PYTHONPATH``. The docs examples run on them; so does CI's
-step 2, the README's main command verbatim (``.ci/run``):
+any Python started with that folder on ``PYTHONPATH`` (the docs examples' fixture writes the same
+ones; here the Swin-B one is calibrated on the main command's own photo and prompt). CI's step 2
+runs the README's main command verbatim on them (``.ci/run``):
 
     python tests/stand_ins.py DIR
     PYTHONPATH=DIR LANG_SAM_WEIGHTS_DIR=DIR LANG_SAM_OFFLINE=1 python examples/segment.py ...

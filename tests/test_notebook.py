@@ -5,7 +5,7 @@ It runs on the tiny random-weight networks of the real architectures registered 
 names (vit_b, swint), as the documentation's examples do (``test_docs_examples.install_tiny``: its
 ``sitecustomize`` is on the kernel's ``PYTHONPATH``, so ``LangSAM("vit_b", gdino_type="swint")``
 in the kernel builds them), with GroundingDINO calibrated to find a few boxes on the photos; the
-checkpoints are written once for this module, found through ``LANG_SAM_WEIGHTS_DIR`` with
+checkpoints are written once per session (shared with the docs examples), found through ``LANG_SAM_WEIGHTS_DIR`` with
 ``LANG_SAM_OFFLINE=1`` in the kernel's environment, and the notebook runs from ``examples/`` (it
 finds the repository root from there). Full-size random weights took 75-190 s more on 2 cores for
 the same checks; CI's step 6 runs full-size vit_b + Swin-T from the wheel.
