@@ -3,8 +3,18 @@ and loaded through the public path (``LangSAM(sam_type=..., ckpt_path=...)``).""
 
 from __future__ import annotations
 
+import os
 import struct
 import zlib
+from pathlib import Path
+
+# Under pytest-xdist (``-n 2``, the README's test command) each worker gets its share of the CPUs:
+# torch would start one thread per CPU in every worker, twice as many threads as cores, slower than
+# one each. Set before torch is imported; the subprocesses the tests start inherit it.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    _cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _cpus // _WORKERS)))
 
 import numpy as np
 import pytest
@@ -17,6 +27,47 @@ from lang_sam.testing import (
     write_sam_checkpoint,
 )
 from lang_sam.hub import register_model, unregister_model
+
+
+#: Test modules that share one xdist scope: the scope runs on one worker, module after module.
+#: ``ray``: one Ray instance at a time on the machine (two at once on 2 cores made a killed-actor test
+#: take 87 s instead of 32). ``docs``: the notebook and the docs examples share one writing of the
+#: stand-in checkpoints (30-60 s; once per worker process).
+XDIST_SCOPES = {
+    "test_ray.py": "ray", "test_track_ray.py": "ray", "test_sam3_weights.py": "ray",
+    "test_docs_examples.py": "docs", "test_notebook.py": "docs",
+}
+#: Scopes handed out first, longest first (about 290 s and 210 s of the 2-core machine's 19-minute
+#: serial suite of 2026-11-30): started last, either would be the run's tail.
+XDIST_FIRST = ("ray", "docs")
+
+
+def xdist_scope(nodeid: str) -> str:
+    """The xdist work unit of a test: its module's file, or the shared scope it belongs to."""
+    path = nodeid.split("::", 1)[0]
+    return XDIST_SCOPES.get(Path(path).name, path)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Schedule whole modules (their module-scoped fixtures, servers and Ray instances, start once),
+    with the :data:`XDIST_SCOPES` kept together, in collection order (see
+    :func:`pytest_collection_modifyitems`), whatever ``--dist`` says."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_scope(nodeid)
+
+    config.option.loadscopereorder = False  # (xdist would put the modules with most tests first)
+    return ModuleScheduling(config, log)
+
+
+def pytest_collection_modifyitems(config, items):
+    """On an xdist worker: the :data:`XDIST_FIRST` scopes first; otherwise the order is unchanged."""
+    if _WORKERS > 1:
+        rank = {scope: i for i, scope in enumerate(XDIST_FIRST)}
+        items.sort(key=lambda item: rank.get(xdist_scope(item.nodeid), len(rank)))
 
 
 @pytest.fixture(autouse=True)
