@@ -204,8 +204,6 @@ def displayed_point(page, selector: str, x: float, y: float) -> tuple[float, flo
         }""", [selector, float(x), float(y)])
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not CHROMIUM and not os.environ.get("CI"), reason="needs Debian's chromium (CI installs it)")
 def click_point(detections, rle_to_mask, margin: int = 3) -> tuple[int, int]:
     """A pixel that the demo's clicks always give to one detection, whatever the refinement does to
     its mask: inside that detection's box only (``margin`` px from every box edge), in no other
@@ -214,10 +212,12 @@ def click_point(detections, rle_to_mask, margin: int = 3) -> tuple[int, int]:
     masks = np.stack([rle_to_mask(d.mask) for d in detections])
     H, W = masks.shape[1:]
     yy, xx = np.mgrid[0:H, 0:W] + 0.5
-    inside = np.stack([(d.box[0] + margin <= xx) & (xx <= d.box[2] - margin)
-                       & (d.box[1] + margin <= yy) & (yy <= d.box[3] - margin) for d in detections])
-    near = np.stack([(d.box[0] - margin <= xx) & (xx <= d.box[2] + margin)
-                     & (d.box[1] - margin <= yy) & (yy <= d.box[3] + margin) for d in detections])
+
+    def in_boxes(grow: int) -> np.ndarray:  # (N, H, W): each box grown by ``grow`` px on every side
+        return np.stack([(d.box[0] - grow <= xx) & (xx <= d.box[2] + grow)
+                         & (d.box[1] - grow <= yy) & (yy <= d.box[3] + grow) for d in detections])
+
+    inside, near = in_boxes(-margin), in_boxes(margin)
     for own_mask in (True, False):
         for i in range(len(detections)):
             others = [j for j in range(len(detections)) if j != i]
@@ -231,6 +231,8 @@ def click_point(detections, rle_to_mask, margin: int = 3) -> tuple[int, int]:
     raise AssertionError("no pixel is under one detection only: the test needs another image")
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not CHROMIUM and not os.environ.get("CI"), reason="needs Debian's chromium (CI installs it)")
 def test_demo_in_headless_chromium(sam_ckpt, gdino_ckpt, tiny_specs, tmp_path):
     """Load the page, upload an image, type a prompt, press Segment: the picture and the table
     appear. Click on the result (foreground, then background): the detection under the click is
