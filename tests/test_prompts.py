@@ -237,7 +237,8 @@ BAD = [
     (dict(boxes=np.zeros((2, 4)), mask_input=np.zeros((3, 1, S, S))), "2 prompts but 3 masks"),
     (dict(mask_input=np.zeros((128, 128))), "mask_input must be SAM's low-resolution logits"),
     (dict(mask_input=np.zeros((1, 2, S, S))), "mask_input must be SAM's low-resolution logits"),
-    (dict(mask_input=np.zeros((256, 256))), r"shaped \(64, 64\), \(1, 64, 64\) or \(B, 1, 64, 64\), got shape \(256, 256\)"),
+    (dict(mask_input=np.zeros((256, 256))),
+     rf"shaped \({S}, {S}\), \(1, {S}, {S}\) or \(B, 1, {S}, {S}\), got shape \(256, 256\)"),
 ]
 
 
