@@ -231,7 +231,7 @@ def random_gdino_state_dict(
     state["transformer.decoder.norm.weight"] = torch.full((width,), feature_scale)
     state["transformer.decoder.norm.bias"] = torch.zeros(width)
     net.load_state_dict(state)
-    detector = GroundingDINODetector(net, input_size=(arch.image_size, arch.max_size))  # as the spec runs it
+    detector = GroundingDINODetector(net, input_size=arch.input_size)  # as the spec runs it
     images = calibration_image if isinstance(calibration_image, (list, tuple)) else [calibration_image]
     wanted = -float("inf")
     for image in images:

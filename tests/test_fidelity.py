@@ -55,7 +55,7 @@ def load_reference(gdino_arch, sam_ckpt, gdino_ckpt):
     gd.eval()
     sam = build_sam_model(TINY_SAM)
     sam.load_state_dict(torch.load(sam_ckpt, map_location="cpu"), strict=True)
-    return gd, SamPredictor(sam.eval()), (gdino_arch.image_size, gdino_arch.max_size)
+    return gd, SamPredictor(sam.eval()), gdino_arch.input_size
 
 
 @pytest.fixture(scope="module")

@@ -100,6 +100,12 @@ class GDinoArch:
     image_size: int = 800
     max_size: int = 1333
 
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """``(image_size, max_size)``, what :class:`~lang_sam.models.detector.GroundingDINODetector`
+        takes as ``input_size``."""
+        return self.image_size, self.max_size
+
 
 @dataclass(frozen=True)
 class HubArch:

@@ -206,7 +206,7 @@ class GroundingDINODetector(Detector):
         )
         logger.info("loaded GroundingDINO %s from %s", spec.name, path)
         arch = cast(GDinoArch, spec.arch)
-        return cls(model, device, input_size=(arch.image_size, arch.max_size), **kwargs)
+        return cls(model, device, input_size=arch.input_size, **kwargs)
 
     # ----------------------------------------------------------------------------------------
     def count_tokens(self, text_prompt: str) -> int:
