@@ -220,3 +220,155 @@ def _png(arr) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="PNG")
     return buf.getvalue()
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 25: the guard decided from the last Content-Type header, the framework parsed by the first
+# --------------------------------------------------------------------------------------------
+
+def raw_request(base: str, path: str, headers: list[tuple[str, str]], body: bytes) -> tuple[int, str]:
+    """POST ``body`` to ``base + path`` over a plain socket with exactly ``headers`` (in this order,
+    these cases, repeats kept: HTTP clients merge or refuse some of them); the status and what came
+    back. When the demo accepted the call (200 and an event id), the event stream is added."""
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(base + path)
+    request = (f"POST {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\nConnection: close\r\n"
+               + "".join(f"{k}: {v}\r\n" for k, v in headers) + "\r\n").encode() + body
+    with socket.create_connection((url.hostname, url.port), timeout=60) as s:
+        s.sendall(request)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    head, _, content = answer.partition(b"\r\n\r\n")
+    status, text = int(head.split()[1]), content.decode(errors="replace")
+    if status == 200 and "event_id" in text:
+        event = re.search(r'"event_id":\s*"([0-9a-f]+)"', text)[1]
+        if "/call/" in path:
+            text += httpx.get(base + path + "/" + event, timeout=180).text
+        else:
+            session = json.loads(body)["session_hash"]
+            with httpx.stream("GET", base + "/gradio_api/queue/data", params={"session_hash": session},
+                              timeout=180) as stream:
+                for line in stream.iter_lines():
+                    text += line + "\n"
+                    if "process_completed" in line:
+                        break
+    return status, text
+
+
+def chunked(body: bytes) -> bytes:
+    return f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
+
+
+JSON_TYPE, MULTIPART = ("content-type", "application/json"), ("content-type", "multipart/form-data; boundary=x")
+#: (headers without the length, how the body is framed) for each variant of the two-header request
+FRAMING = {
+    "the issue's request": ([JSON_TYPE, MULTIPART], "length"),
+    "reversed": ([MULTIPART, JSON_TYPE], "length"),
+    "names in other cases": ([("Content-Type", "application/json"),
+                              ("CONTENT-TYPE", "multipart/form-data; boundary=x")], "length"),
+    "the same type twice": ([JSON_TYPE, JSON_TYPE], "length"),
+    "two types, chunked body": ([JSON_TYPE, MULTIPART, ("Transfer-Encoding", "chunked")], "chunked"),
+    "Content-Length and Transfer-Encoding": ([JSON_TYPE, ("Transfer-Encoding", "chunked")], "both"),
+    "two Transfer-Encodings": ([JSON_TYPE, ("Transfer-Encoding", "chunked"),
+                                ("transfer-encoding", "chunked")], "chunked"),
+    "two different Content-Lengths": ([JSON_TYPE, ("content-length", "5")], "length"),
+}
+#: the demo's calls that take a file: (path, the JSON body given the file argument)
+ENDPOINTS = {
+    "image tab (call/run)": ("/gradio_api/call/run",
+                             lambda f: {"data": [f, "cat", "tiny_sam", "tiny_gdino", 0.3, 0.25]}),
+    "video tab (call/run_1)": ("/gradio_api/call/run_1", lambda f: {"data": [f, "cat", 0.3, 0.25, 3]}),
+    "queue/join": ("/gradio_api/queue/join", lambda f: {
+        "data": [f, "cat", "tiny_sam", "tiny_gdino", 0.3, 0.25], "fn_index": 1,
+        "session_hash": uuid.uuid4().hex[:11]}),
+}
+
+
+def framed(headers: list, framing: str, body: bytes) -> tuple[list, bytes]:
+    if framing == "length":
+        return headers + [("Content-Length", str(len(body)))], body
+    if framing == "both":
+        return headers + [("Content-Length", str(len(chunked(body))))], chunked(body)
+    return headers, chunked(body)
+
+
+def assert_nothing_leaked(status: int, answer: str, uploads: Path, before: list[Path], expected: int = 400):
+    """No marker in the answer, no model run, no new copy of the secret (``before``: the copies
+    found before the request; a test that failed earlier in the module may have left some)."""
+    assert MARKER.decode() not in answer
+    assert "event: complete" not in answer and "process_completed" not in answer, answer
+    assert set(copies_of(uploads, MARKER)) <= set(before), "the secret was copied into the upload area"
+    assert status == expected, answer
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+@pytest.mark.parametrize("variant", FRAMING)
+def test_repeated_framing_headers_are_refused(demo, secret, variant, endpoint):
+    """The issue's request (a JSON body naming a server file, ``Content-Type: application/json``
+    and then ``multipart/form-data``): the mounted demo ran the model on the secret and copied it
+    into its cache; the standalone app was saved by Gradio's own check only. Now a request with a
+    repeated Content-Type, Content-Length or Transfer-Encoding, or with both of the last two, is a
+    400 before anything reads it (uvicorn's HTTP parser refuses some of these first: 400 too)."""
+    base, uploads = demo
+    path, make = ENDPOINTS[endpoint]
+    headers, body = framed(*FRAMING[variant], json.dumps(make(file_data(str(secret)))).encode())
+    before = copies_of(uploads, MARKER)
+    status, answer = raw_request(base, path, headers, body)
+    assert_nothing_leaked(status, answer, uploads, before)
+    if answer.startswith("{"):  # ours, not uvicorn's
+        assert "more than one" in json.loads(answer)["error"] or "both" in json.loads(answer)["error"]
+
+
+@pytest.mark.parametrize("declared", [
+    "text/plain", "application/x-www-form-urlencoded", "multipart/form-data",
+    "multipart/form-data; boundary=x", 'multipart/form-data; boundary="{"', "application/octet-stream",
+    "application/json; charset=utf-8", None,
+])
+def test_json_bodies_are_checked_whatever_their_declared_type(demo, secret, declared):
+    """One Content-Type, but not JSON's: the guard let form and multipart bodies through
+    unread (Gradio parsed them as JSON only when a second header said so, but nothing else must
+    depend on that). Now every body that parses as JSON is checked; only a multipart body that
+    starts with its boundary (a real upload) streams through unread."""
+    base, uploads = demo
+    body = json.dumps(ENDPOINTS["image tab (call/run)"][1](file_data(str(secret)))).encode()
+    headers = ([("Content-Type", declared)] if declared else []) + [("Content-Length", str(len(body)))]
+    before = copies_of(uploads, MARKER)
+    status, answer = raw_request(base, "/gradio_api/call/run", headers, body)
+    assert_nothing_leaked(status, answer, uploads, before, expected=403)
+    assert json.loads(answer) == {"error": "this demo accepts only files uploaded through it"}
+
+
+@pytest.fixture(scope="module")
+def keyed_server(tmp_path_factory, sam_ckpt, gdino_ckpt):
+    """A server with an API key (the demo's login password) and its own upload area."""
+    uploads = tmp_path_factory.mktemp("gradio-uploads-keyed")
+    proc, url = start("server", sam_ckpt, gdino_ckpt, "--api-key", "k" * 20,
+                      env={"GRADIO_TEMP_DIR": str(uploads), "LANG_SAM_API_KEY": ""})
+    yield url + "/gradio", uploads
+    stop(proc)
+
+
+def test_the_issues_request_after_login_on_a_server_with_a_key(keyed_server, secret):
+    """The issue: the request worked after logging in to the demo of a server with an API key.
+    Logged in (the upload and a normal run work with the session's cookie), it is a 400 all the
+    same, and nothing is copied."""
+    base, uploads = keyed_server
+    with httpx.Client(timeout=180) as client:
+        assert client.post(base + "/gradio_api/call/run", json={"data": []}).status_code in (401, 403)
+        login = client.post(base + "/login", data={"username": "me", "password": "k" * 20})
+        assert login.status_code in (200, 302, 303) and client.cookies, login.text
+        path = client.post(base + "/gradio_api/upload",
+                           files={"files": ("photo.png", _png(make_image(60, 80)), "image/png")}).json()[0]
+        ok = client.post(base + "/gradio_api/call/run",
+                         json=ENDPOINTS["image tab (call/run)"][1](file_data(path)))
+        assert ok.status_code == 200, ok.text
+        assert "event: complete" in client.get(base + f"/gradio_api/call/run/{ok.json()['event_id']}").text
+        cookie = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
+    for endpoint in ("image tab (call/run)", "video tab (call/run_1)"):
+        body = json.dumps(ENDPOINTS[endpoint][1](file_data(str(secret)))).encode()
+        headers, body = framed([JSON_TYPE, MULTIPART, ("Cookie", cookie)], "length", body)
+        status, answer = raw_request(base, ENDPOINTS[endpoint][0], headers, body)
+        assert_nothing_leaked(status, answer, uploads, [])

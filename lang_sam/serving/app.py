@@ -44,7 +44,7 @@ from lang_sam.serving.service import (
 logger = logging.getLogger(__name__)
 
 __all__ = ["build_demo", "segment", "click", "reset", "render", "table_rows", "demo_auth", "DemoState", "Detection",
-           "HEADERS", "UploadOnlyGuard", "demo_options", "launch", "track_clip", "TRACK_HEADERS"]
+           "HEADERS", "UploadOnlyGuard", "demo_options", "launch", "track_clip", "TRACK_HEADERS", "check_uploads"]
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 EXAMPLES = [("cat.jpg", "cat"), ("coffee.jpg", "cup. spoon"), ("astronaut.jpg", "person. flag. helmet")]
@@ -104,6 +104,25 @@ _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 _FILE_ROUTE = re.compile(r"/file[=/](.*)$", re.DOTALL)
 
 
+def _inside(path: Any, folder: str) -> bool:
+    """True when ``path`` (a client's string) names a file inside ``folder`` (a real path), after
+    resolving symbolic links and ``..``; never for a URL, an empty or a non-string value."""
+    if isinstance(path, os.PathLike):
+        path = os.fspath(path)
+    if not isinstance(path, str) or not path or _SCHEME.match(path):
+        return False
+    try:
+        real = os.path.realpath(path)
+    except (ValueError, OSError):  # a NUL byte, a loop of links
+        return False
+    return real != folder and real.startswith(folder + os.sep)
+
+
+_API_ROUTE = re.compile(r"^/gradio_api/(?:call|run|api)/([^/]+)/?$")
+_COMPONENT_SERVER = re.compile(r"^/gradio_api/component_server/?$")
+_BOUNDARY = re.compile(rb';\s*boundary\s*=\s*(?:"([^"]+)"|([^\s;]+))', re.IGNORECASE)
+
+
 class UploadOnlyGuard:
     """ASGI middleware in front of the demo (served under ``prefix``: ``"/gradio"`` in the
     server, ``""`` standalone): the demo reads and serves only files in Gradio's upload area.
@@ -111,38 +130,46 @@ class UploadOnlyGuard:
     Gradio accepts a file argument as ``{"path": ..., "meta": {"_type": "gradio.FileData"}}`` in
     the JSON body of its API calls, copies that file into its cache and then serves the copy
     at ``<prefix>/gradio_api/file=<copy>``; its own "uploaded by a user" check returns early when
-    the Blocks was not started with ``launch()``, which is always so for a demo mounted with
-    ``gr.mount_gradio_app`` (issue 18: any file of the server could be read). This guard does not
-    rely on that check:
+    the Blocks was not started with ``launch()``, which is so for a demo mounted with
+    ``gr.mount_gradio_app`` unless :func:`check_uploads` turns it on (issue 18: any file of the
+    server could be read). This guard does not rely on that check:
 
-    - a request body (other than a multipart upload or a login form) that is JSON is parsed
-      (nesting at most :data:`~lang_sam.serving.service.MAX_JSON_DEPTH`, size at most
-      ``max_body_bytes``) and every object in it with a ``"path"`` string (a file argument, with
-      or without ``meta``) must name a file inside the upload area, after resolving symbolic links
-      and ``..``: a URL, a relative path or any other file is refused with 403 before Gradio sees it;
+    - a request with more than one ``Content-Type`` header is refused with 400 (the framework
+      parses by the first, a ``dict`` of the headers keeps the last: issue 25);
+    - every request body is read (at most ``max_body_bytes``) and, if it parses as JSON
+      (nesting at most :data:`~lang_sam.serving.service.MAX_JSON_DEPTH`), whatever type it is
+      declared as, every object in it with a ``"path"`` string (a file argument, with or without
+      ``meta``) must name a file inside the upload area, after resolving symbolic links and ``..``:
+      a URL, a relative path or any other file is refused with 403 before Gradio sees it. Only a
+      ``multipart/form-data`` body that starts with its boundary (an upload: the parts are the
+      uploaded files) streams through unread;
     - ``GET``/``HEAD`` ``.../file=<path>`` (and the old ``.../file/<path>``) are answered 403
-      unless the path, resolved the same way, is inside the upload area (never a URL).
+      unless the path, resolved the same way, is inside the upload area (never a URL);
+    - with ``blocks`` (the demo's Blocks), calls that name what the demo does not have are
+      answered 404 before Gradio looks them up (Gradio answered 500): an API name
+      (``.../call/<name>``, ``.../run/<name>``), a ``fn_index``, or the component server of a
+      demo whose components have no server functions.
 
     The upload area is Gradio's (``$GRADIO_TEMP_DIR``, else ``<temp dir>/gradio``), where Gradio
     writes the files uploaded through the page and the images it shows.
     """
 
     def __init__(self, app, prefix: str = "", upload_dir: str | None = None,
-                 max_body_bytes: int | None = int(DEFAULT_MAX_BODY_MB * 2**20)):
+                 max_body_bytes: int | None = int(DEFAULT_MAX_BODY_MB * 2**20), blocks: Any = None):
         self.app = app
         self.prefix = prefix.rstrip("/")
         self.upload_dir = os.path.realpath(upload_dir or _gradio_upload_dir())
         self.max_body_bytes = max_body_bytes
+        self.api_names = self.fn_indices = self.server_components = None
+        if blocks is not None:
+            self.api_names = {fn.api_name for fn in blocks.fns.values() if isinstance(fn.api_name, str)}
+            self.fn_indices = set(blocks.fns)
+            self.server_components = {i for i, block in blocks.blocks.items() if any(
+                getattr(getattr(type(block), name, None), "_is_server_fn", False) for name in dir(type(block)))}
 
     def allowed(self, path: Any) -> bool:
         """True when ``path`` (a client's string) names a file inside the upload area."""
-        if not isinstance(path, str) or not path or _SCHEME.match(path):
-            return False
-        try:
-            real = os.path.realpath(path)
-        except (ValueError, OSError):  # a NUL byte, a loop of links
-            return False
-        return real != self.upload_dir and real.startswith(self.upload_dir + os.sep)
+        return _inside(path, self.upload_dir)
 
     def _file_paths(self, value: Any):
         """Every ``"path"`` string of an object in the parsed JSON ``value`` (depth is bounded)."""
@@ -155,54 +182,110 @@ class UploadOnlyGuard:
             for item in value:
                 yield from self._file_paths(item)
 
+    def _unknown(self, route: str, parsed: Any) -> str | None:
+        """Why the call names something the demo does not have (None when it does not, or when
+        the guard was given no Blocks)."""
+        if self.api_names is None:
+            return None
+        name = _API_ROUTE.match(route)
+        if name and name[1] not in self.api_names:
+            return (f"this demo has no API endpoint named {name[1]!r:.60}; it has "
+                    f"{', '.join(sorted(self.api_names))}")
+        if _COMPONENT_SERVER.match(route) and not self.server_components:
+            return "this demo's components have no server functions"
+        if isinstance(parsed, dict):
+            index = _as_int(parsed.get("fn_index"))
+            if index is not None and index not in self.fn_indices:
+                return (f"this demo has no function {str(index):.20}; its fn_index values are "
+                        f"{', '.join(map(str, sorted(self.fn_indices)))}")
+            component = _as_int(parsed.get("component_id")) if _COMPONENT_SERVER.match(route) else None
+            if component is not None and component not in self.server_components:
+                return f"this demo has no component {str(component):.20} with server functions"
+        return None
+
     async def __call__(self, scope, receive, send):
         path = scope.get("path", "") if scope["type"] == "http" else ""
         if not path.startswith(self.prefix + "/") and path != self.prefix:
             return await self.app(scope, receive, send)
+        route = path[len(self.prefix):]
         method = scope["method"]
         if method in ("GET", "HEAD"):
-            served = _FILE_ROUTE.search(path[len(self.prefix):])
+            served = _FILE_ROUTE.search(route)
             if served and not self.allowed(served[1]):
                 return await _refuse(send, 403, "this demo serves only the files uploaded through it "
                                                 "and the images it made")
             return await self.app(scope, receive, send)
-        headers = dict(scope["headers"])
-        kind = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
-        if kind in (b"multipart/form-data", b"application/x-www-form-urlencoded"):
-            return await self.app(scope, receive, send)  # uploads and the login form: no JSON
+        types = [value for name, value in scope["headers"] if name.lower() == b"content-type"]
+        if len(types) > 1:
+            return await _refuse(send, 400, "the request carries more than one Content-Type header; "
+                                            "send one")
+        declared = types[0] if types else b""
+        kind = declared.split(b";")[0].strip().lower()
+        unknown = self._unknown(route, None)
+        if unknown:
+            return await _refuse(send, 404, unknown)
         body = bytearray()
-        while True:
+        boundary = _BOUNDARY.search(declared) if kind == b"multipart/form-data" else None
+        delimiter = b"--" + (boundary[1] or boundary[2]) if boundary else None
+        more = True
+        while more:
             message = await receive()
             if message["type"] == "http.disconnect":
                 return
             body += message.get("body", b"")
+            more = message.get("more_body", False)
             if self.max_body_bytes is not None and len(body) > self.max_body_bytes:
                 return await _refuse(send, 413, f"request body is over this demo's limit of "
                                                 f"{self.max_body_bytes:,} bytes")
-            if not message.get("more_body", False):
-                break
+            if delimiter and len(body) >= len(delimiter):
+                if body.startswith(delimiter):  # an upload: its parts are the files, no JSON
+                    return await self.app(scope, _replay(bytes(body), more, receive), send)
+                delimiter = None  # declared multipart, but not: read it all and check it
         body = bytes(body)
         if json_depth(body) > MAX_JSON_DEPTH:
             return await _refuse(send, 400, f"the request nests JSON deeper than {MAX_JSON_DEPTH}")
         try:
             parsed = json.loads(body) if body.strip() else None
-        except ValueError:  # Gradio reads JSON bodies only: anything else it refuses itself
+        except ValueError:  # not JSON: nothing in it names a file for Gradio to read
             if kind in (b"", b"application/json"):
                 return await _refuse(send, 400, "the request body is not valid JSON")
             parsed = None
         if any(not self.allowed(p) for p in self._file_paths(parsed)):
             logger.warning("refused a file argument outside the demo's upload area on %s", path)
             return await _refuse(send, 403, "this demo accepts only files uploaded through it")
-        sent = False
+        unknown = self._unknown(route, parsed)
+        if unknown:
+            return await _refuse(send, 404, unknown)
+        return await self.app(scope, _replay(body, False, receive), send)
 
-        async def replay():
-            nonlocal sent
-            if sent:
-                return await receive()
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
 
-        return await self.app(scope, replay, send)
+def _as_int(value: Any) -> int | None:
+    """``value`` as the integer Gradio's request models would read from it (None when they would
+    not read one: the framework then answers 422 itself)."""
+    try:
+        from pydantic import TypeAdapter, ValidationError
+    except ImportError:  # pragma: no cover - Gradio depends on pydantic
+        return None
+    if value is None:
+        return None
+    try:
+        return TypeAdapter(int).validate_python(value)
+    except ValidationError:
+        return None
+
+
+def _replay(head: bytes, more: bool, receive):
+    """A ``receive`` that gives ``head`` (what was read already) first, then the rest of the body."""
+    sent = False
+
+    async def replay():
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": head, "more_body": more}
+
+    return replay
 
 
 async def _refuse(send, status: int, message: str) -> None:
@@ -218,6 +301,36 @@ def demo_options() -> dict:
     ``mount_gradio_app``): Gradio's exception texts (temp paths, exception names) never reach the
     page, and no MCP server is started."""
     return {"show_error": False, "mcp_server": False}
+
+
+def check_uploads(demo) -> None:
+    """Turn on, in a demo mounted with ``gr.mount_gradio_app``, Gradio's own check that a file
+    argument of an event was uploaded (it is in Gradio's upload area, else the event fails with
+    "it was not uploaded by a user"), as ``Blocks.launch()`` turns it on.
+
+    Gradio (6.x) runs that check only when ``Blocks.has_launched`` is true, which ``launch()``
+    sets and ``mount_gradio_app`` does not; the attribute is read by that check only. Call this
+    after mounting (issue 25: with the check off, a request that got past the guard had the
+    demo read any file of the server)."""
+    if not hasattr(demo, "has_launched"):
+        raise TypeError(f"expected a gradio Blocks with a has_launched attribute, got "
+                        f"{type(demo).__name__}: this Gradio version checks uploads another way")
+    demo.has_launched = True
+
+
+#: The message for a file argument that is not an upload of the demo.
+NOT_UPLOADED = "**Error:** this demo reads only files uploaded through it."
+
+
+def _uploaded(path, upload_dir: str | None) -> bool:
+    """False when ``upload_dir`` is given and ``path`` (a path from the page) is not a file in it
+    (symbolic links and ``..`` resolved): the demo then reads nothing."""
+    if upload_dir is None or not isinstance(path, (str, os.PathLike)):
+        return True
+    if _inside(path, os.path.realpath(upload_dir)):
+        return True
+    logger.warning("the demo refused a file argument outside its upload area")
+    return False
 
 
 def _error(exc: BaseException) -> str:
@@ -292,9 +405,11 @@ def sam_choices(current: str | None = None) -> list[str]:
 
 
 def segment(service: ModelService, image, text_prompt, sam_type, gdino_type, box_threshold,
-            text_threshold, progress=None, *, max_pixels: int | None = DEFAULT_MAX_PIXELS):
+            text_threshold, progress=None, *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+            upload_dir: str | None = None):
     """Run a text prompt; returns ``(overlay, rows, message, state)``. Errors become a readable
-    message (and ``state`` None)."""
+    message (and ``state`` None). With ``upload_dir`` (the page's uploads), an image given as a
+    path outside it is refused (:data:`NOT_UPLOADED`) before it is opened."""
     from lang_sam.errors import InvalidPromptError, LangSAMError
     from lang_sam.validation import check_prompt
 
@@ -304,6 +419,10 @@ def segment(service: ModelService, image, text_prompt, sam_type, gdino_type, box
 
     if image is None:
         return None, [], "**Error:** upload an image first.", None
+    if not _uploaded(image, upload_dir):
+        return None, [], NOT_UPLOADED, None
+    if not isinstance(text_prompt, str):
+        return None, [], "**Error:** the text prompt must be text.", None
     try:
         check_prompt(text_prompt)
     except InvalidPromptError as exc:
@@ -396,16 +515,15 @@ def reset(state: DemoState | None):
 
 #: The columns of the video tab's track table.
 TRACK_HEADERS = ["track", "phrase", "score", "first frame", "last frame", "frames"]
-
-
 def track_clip(service: ModelService, video, text_prompt, box_threshold=0.3, text_threshold=0.25,
                detect_every=10, progress=None, *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
-               max_frames: int | None = DEFAULT_MAX_FRAMES):
+               max_frames: int | None = DEFAULT_MAX_FRAMES, upload_dir: str | None = None):
     """Track ``text_prompt`` through the clip at the path ``video`` (the page's upload) with
     :meth:`ModelService.track` (its frame and pixel limits) and draw the tracks; returns
     ``(overlay mp4 path or None, rows of TRACK_HEADERS, message)``. The overlay is written to a
-    new temporary folder (Gradio serves it from there). Errors become a readable message that
-    names neither the upload's path nor an exception."""
+    new temporary folder (Gradio serves it from there). With ``upload_dir``, a video outside it is refused
+    (:data:`NOT_UPLOADED`) before it is opened. Errors become a readable message that names
+    neither the upload's path nor an exception."""
     from lang_sam.errors import InvalidPromptError, LangSAMError
     from lang_sam.validation import check_prompt
 
@@ -415,6 +533,10 @@ def track_clip(service: ModelService, video, text_prompt, box_threshold=0.3, tex
 
     if not video:
         return None, [], "**Error:** upload a video first."
+    if not _uploaded(video, upload_dir):
+        return None, [], NOT_UPLOADED
+    if not isinstance(text_prompt, str):
+        return None, [], "**Error:** the text prompt must be text."
     try:
         check_prompt(text_prompt)
     except InvalidPromptError as exc:
@@ -422,10 +544,16 @@ def track_clip(service: ModelService, video, text_prompt, box_threshold=0.3, tex
     if len(text_prompt) > MAX_PROMPT_CHARS:
         return None, [], (f"**Error:** the text prompt is {len(text_prompt)} characters; at most "
                           f"{MAX_PROMPT_CHARS}.")
+    try:
+        detect_every = int(detect_every)
+    except (TypeError, ValueError, OverflowError):
+        detect_every = 0
+    if detect_every < 1:
+        return None, [], "**Error:** detect every N frames must be a whole number >= 1."
     out = Path(tempfile.mkdtemp(prefix="lang-sam-track-")) / "tracked.mp4"
     try:
         result = service.track(str(video), text_prompt, box_threshold, text_threshold,
-                               detect_every=int(detect_every), max_frames=max_frames,
+                               detect_every=detect_every, max_frames=max_frames,
                                max_pixels=max_pixels, masks=False, overlay=out, progress=report)
     except (LangSAMError, ValueError, OSError) as exc:
         shutil.rmtree(out.parent, ignore_errors=True)
@@ -443,7 +571,8 @@ def _video_tab(service: ModelService, max_pixels: int | None, max_frames: int | 
 
     def run(video, text_prompt, box_threshold, text_threshold, detect_every, progress=gr.Progress()):
         return track_clip(service, video, text_prompt, box_threshold, text_threshold, detect_every,
-                          progress, max_pixels=max_pixels, max_frames=max_frames)
+                          progress, max_pixels=max_pixels, max_frames=max_frames,
+                          upload_dir=_gradio_upload_dir())
 
     limit = f" (at most {max_frames:,} frames)" if max_frames else ""
     gr.Markdown("Track objects through a short clip: GroundingDINO finds them on key frames, the "
@@ -479,6 +608,9 @@ def build_demo(service: ModelService, *, max_pixels: int | None = DEFAULT_MAX_PI
         _video_tab(service, max_pixels, max_frames)
     demo = gr.TabbedInterface([images, videos], ["Image", "Video"], analytics_enabled=False)
     demo.title = "lang-sam"  # the page's title, as the image demo's alone
+    # Every event goes through the queue (its concurrency limit, its error events): Gradio's
+    # direct .../run/<name> routes, which answered a handler's error with 500, are closed (404).
+    demo.queue(api_open=False)
     return demo
 
 
@@ -492,10 +624,16 @@ def _image_demo(service: ModelService, *, max_pixels: int | None = DEFAULT_MAX_P
     def run(image, text_prompt, sam_type, gdino_type, box_threshold, text_threshold,
             progress=gr.Progress()):
         return segment(service, image, text_prompt, sam_type, gdino_type, box_threshold,
-                       text_threshold, progress, max_pixels=max_pixels)
+                       text_threshold, progress, max_pixels=max_pixels, upload_dir=_gradio_upload_dir())
 
     def on_click(state, mode, evt: gr.SelectData):
-        x, y = evt.index[:2]
+        index = getattr(evt, "index", None)
+        if (not isinstance(index, (list, tuple)) or len(index) < 2
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+                           for v in index[:2])):
+            return (render(state) if isinstance(state, DemoState) else None), table_rows(state), \
+                "**Error:** a click gives the pixel (x, y) it was on.", state
+        x, y = index[:2]
         return click(service, state, x, y, background=mode == BACKGROUND)
 
     switch = service.allow_model_switch
@@ -557,9 +695,13 @@ def launch(
     (None: no limit), and ``api_key`` (None: none) is the login password (:func:`demo_auth`)."""
     from starlette.middleware import Middleware
 
+    from lang_sam.serving.server import FramingHeaderGuard
+
     demo = build_demo(service, max_pixels=max_pixels, max_frames=max_frames)
     max_bytes = int(max_body_mb * 2**20) if max_body_mb else None
-    guard = Middleware(UploadOnlyGuard, prefix="", max_body_bytes=max_bytes)
+    guard = Middleware(UploadOnlyGuard, prefix="", max_body_bytes=max_bytes, blocks=demo)
+    # Gradio adds its CORS and response-compression layers around these two; neither reads a
+    # request body, so FramingHeaderGuard still answers before anything does.
     demo.queue().launch(server_name=host, server_port=port, share=False,
                         auth=demo_auth(api_key), max_file_size=max_bytes,
-                        app_kwargs={"middleware": [guard]}, **demo_options())
+                        app_kwargs={"middleware": [Middleware(FramingHeaderGuard), guard]}, **demo_options())

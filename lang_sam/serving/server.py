@@ -58,7 +58,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "create_app", "serve", "masks_to_rle", "DEFAULT_MAX_PIXELS", "DEFAULT_MAX_BODY_MB",
-    "DEFAULT_MAX_DETECTIONS", "DEFAULT_MAX_FRAMES", "MAX_PROMPT_CHARS",
+    "DEFAULT_MAX_DETECTIONS", "DEFAULT_MAX_FRAMES", "MAX_PROMPT_CHARS", "FramingHeaderGuard",
 ]
 
 _OPEN_PATHS = ("/health",)
@@ -119,6 +119,45 @@ class _ApiKeyMiddleware:
                                      "or 'X-API-Key: <key>'"},
                 [(b"www-authenticate", b"Bearer")])
         return await self.app(scope, receive, send)
+
+
+#: The headers that say how a request's body is framed and how it is to be parsed; each may come once.
+FRAMING_HEADERS = (b"content-type", b"content-length", b"transfer-encoding")
+
+
+class FramingHeaderGuard:
+    """ASGI, the outermost layer of the server and of the standalone demo: an HTTP request that
+    carries a :data:`FRAMING_HEADERS` header more than once (names compared without case), or both
+    ``Content-Length`` and ``Transfer-Encoding``, is answered 400 (a JSON ``{"error": message}``)
+    before anything reads its headers' values or its body.
+
+    Why: the layers behind this one read headers in different ways (Starlette's ``Headers.get``
+    keeps the first of a repeated header, ``dict(scope["headers"])`` the last, HTTP parsers differ
+    on repeated lengths), so a request with two ``Content-Type`` headers could be checked as one
+    type and parsed as another (issue 25: a JSON body declared ``application/json`` and then
+    ``multipart/form-data`` passed the demo's file check as an upload and was read as JSON)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        counts = dict.fromkeys(FRAMING_HEADERS, 0)
+        for name, _ in scope["headers"]:
+            name = name.lower()
+            if name in counts:
+                counts[name] += 1
+        repeated = [name.decode().title() for name, n in counts.items() if n > 1]
+        if repeated:
+            message = (f"the request carries more than one {' and more than one '.join(repeated)} header; "
+                       f"send each of Content-Type, Content-Length and Transfer-Encoding at most once")
+        elif counts[b"content-length"] and counts[b"transfer-encoding"]:
+            message = "the request carries both Content-Length and Transfer-Encoding; send one of them"
+        else:
+            return await self.app(scope, receive, send)
+        logger.warning("refused a request to %s with ambiguous framing headers", scope.get("path", ""))
+        return await _send_json(send, 400, {"error": message})
 
 
 class _BodyLimitMiddleware:
@@ -381,19 +420,25 @@ def create_app(
         except ImportError:
             logger.info("gradio is not installed: no demo at /gradio (pip install 'lang-sam[app]')")
         else:
-            from lang_sam.serving.app import UploadOnlyGuard, build_demo, demo_auth, demo_options
+            from lang_sam.serving.app import (
+                UploadOnlyGuard,
+                build_demo,
+                check_uploads,
+                demo_auth,
+                demo_options,
+            )
 
             max_bytes = int(max_body_mb * 2**20) if max_body_mb is not None else None
-            app = gr.mount_gradio_app(
-                app, build_demo(service, max_pixels=max_pixels, max_frames=max_frames), path="/gradio",
-                auth=demo_auth(api_key), max_file_size=max_bytes, **demo_options(),
-            )
-            # Gradio's own check of file arguments is off in a mounted demo (issue 18).
-            app.add_middleware(UploadOnlyGuard, prefix="/gradio", max_body_bytes=max_bytes)
+            demo = build_demo(service, max_pixels=max_pixels, max_frames=max_frames)
+            app = gr.mount_gradio_app(app, demo, path="/gradio", auth=demo_auth(api_key),
+                                      max_file_size=max_bytes, **demo_options())
+            check_uploads(demo)  # Gradio's own check of file arguments, off in a mounted demo
+            app.add_middleware(UploadOnlyGuard, prefix="/gradio", max_body_bytes=max_bytes, blocks=demo)
     if max_body_mb is not None:
         app.add_middleware(_BodyLimitMiddleware, max_bytes=int(max_body_mb * 2**20))
     if api_key:
         app.add_middleware(_ApiKeyMiddleware, key=api_key, exempt_prefix="/gradio" if mount_demo else None)
+    app.add_middleware(FramingHeaderGuard)  # added last: the outermost of ours
     return app
 
 
