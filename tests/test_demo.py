@@ -317,3 +317,112 @@ def test_cli_dispatches_serve_and_app(command, flags, capsys):
         main([command, "--help"])
     out = capsys.readouterr().out
     assert exc.value.code == 0 and all(flag in out for flag in flags)
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 25: the demo's layers on their own (ASGI, no server)
+# --------------------------------------------------------------------------------------------
+
+def asgi_call(middleware, headers, chunks=(b"",), path="/gradio_api/call/run"):
+    """Run one HTTP request through ``middleware`` (an ASGI class around a recording app); returns
+    ``(status, JSON answer or None, the body the inner app read or None when it was not called)``."""
+    import asyncio
+    import json
+
+    seen = {}
+
+    async def inner(scope, receive, send):
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        seen["body"] = body
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    queue = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks)]
+    sent = []
+
+    async def receive():
+        return queue.pop(0) if queue else {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": path, "headers": [(k.encode(), v.encode()) for k, v in headers]}
+    asyncio.run(middleware(inner)(scope, receive, send))
+    status = sent[0]["status"]
+    answer = json.loads(sent[1]["body"]) if status != 200 else None
+    return status, answer, seen.get("body")
+
+
+@pytest.mark.parametrize("headers, refused", [
+    ([("content-type", "application/json"), ("content-type", "multipart/form-data; boundary=x")], "Content-Type"),
+    ([("content-type", "multipart/form-data; boundary=x"), ("content-type", "application/json")], "Content-Type"),
+    ([("Content-Type", "application/json"), ("CONTENT-TYPE", "application/json")], "Content-Type"),
+    ([("content-length", "5"), ("content-length", "5")], "Content-Length"),
+    ([("transfer-encoding", "chunked"), ("Transfer-Encoding", "chunked")], "Transfer-Encoding"),
+    ([("content-type", "a/b"), ("content-type", "a/b"), ("content-length", "1"), ("content-length", "2")],
+     "Content-Type and more than one Content-Length"),
+    ([("content-length", "5"), ("transfer-encoding", "chunked")], "both Content-Length and Transfer-Encoding"),
+    ([("content-type", "application/json"), ("content-length", "5"), ("x-other", "1"), ("x-other", "2")], None),
+    ([], None),
+])
+def test_framing_header_guard(headers, refused):
+    from lang_sam.serving.server import FramingHeaderGuard
+
+    status, answer, read = asgi_call(FramingHeaderGuard, headers, [b"hello"])
+    if refused is None:
+        assert status == 200 and read == b"hello"
+    else:
+        assert status == 400 and refused in answer["error"] and read is None, answer
+
+
+SECRET_ARG = b'{"data": [{"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}, "cat"]}'
+
+
+@pytest.mark.parametrize("headers, chunks, status", [
+    # the guard on its own refuses the issue's request (FramingHeaderGuard is not in front here)
+    ([("content-type", "application/json"), ("content-type", "multipart/form-data; boundary=x")],
+     [SECRET_ARG], 400),
+    ([("content-type", "multipart/form-data; boundary=x")], [SECRET_ARG], 403),
+    ([("content-type", "multipart/form-data; boundary=x")], [SECRET_ARG[:3], SECRET_ARG[3:]], 403),
+    ([("content-type", "multipart/form-data")], [SECRET_ARG], 403),
+    ([("content-type", "application/x-www-form-urlencoded")], [SECRET_ARG], 403),
+    ([("content-type", "text/plain")], [SECRET_ARG], 403),
+    ([], [SECRET_ARG], 403),
+    # a real upload streams through (the parts are the files), chunk by chunk
+    ([("content-type", 'multipart/form-data; boundary="ab"')], [b"--a", b"b\r\n" + SECRET_ARG, b"--ab--"], 200),
+    ([("content-type", "application/x-www-form-urlencoded")], [b"username=a&password=b"], 200),
+    ([("content-type", "application/json")], [b'{"data": [{"path": "' + b"x" * 5 + b'"}]}'], 403),
+    ([("content-type", "application/json")], [b"{not json"], 400),
+])
+def test_upload_only_guard_checks_every_json_body(tmp_path, headers, chunks, status):
+    from lang_sam.serving.app import UploadOnlyGuard
+
+    got, answer, read = asgi_call(lambda app: UploadOnlyGuard(app, upload_dir=str(tmp_path)), headers, chunks)
+    assert got == status, answer
+    assert read == (b"".join(chunks) if status == 200 else None)
+
+
+def test_handlers_read_only_uploads(sam_ckpt, gdino_ckpt, tiny_specs, tmp_path):
+    """``segment`` and ``track_clip`` given the upload area refuse a path outside it (a symbolic
+    link inside it to a file outside too) before opening it; an upload is read."""
+    from lang_sam.serving.app import NOT_UPLOADED, segment, track_clip
+
+    service = tiny_service(sam_ckpt, gdino_ckpt, tiny_specs)
+    uploads, private = tmp_path / "uploads", tmp_path / "private"
+    uploads.mkdir(), private.mkdir()
+    Image.fromarray(make_image(60, 80)).save(private / "secret.png")
+    (uploads / "link.png").symlink_to(private / "secret.png")
+    for path in (private / "secret.png", uploads / "link.png", uploads / ".." / "private" / "secret.png",
+                 "file://" + str(private / "secret.png")):
+        assert segment(service, str(path), "cat", None, None, 0.3, 0.25, upload_dir=str(uploads)) == \
+            (None, [], NOT_UPLOADED, None)
+        assert track_clip(service, str(path), "cat", upload_dir=str(uploads)) == (None, [], NOT_UPLOADED)
+    assert not service.info()["loaded"], "refused before any model work"
+    Image.fromarray(make_image(60, 80)).save(uploads / "photo.png")
+    assert "detection(s)" in segment(service, str(uploads / "photo.png"), "cat", None, None, 0.3, 0.25,
+                                     upload_dir=str(uploads))[2]

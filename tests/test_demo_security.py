@@ -372,3 +372,108 @@ def test_the_issues_request_after_login_on_a_server_with_a_key(keyed_server, sec
         headers, body = framed([JSON_TYPE, MULTIPART, ("Cookie", cookie)], "length", body)
         status, answer = raw_request(base, ENDPOINTS[endpoint][0], headers, body)
         assert_nothing_leaked(status, answer, uploads, [])
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 25, item 3: malformed calls to the demo are never a 5xx
+# --------------------------------------------------------------------------------------------
+
+def join(fn_index, data, **extra) -> dict:
+    return {"data": data, "fn_index": fn_index, "session_hash": uuid.uuid4().hex[:11], **extra}
+
+
+RUN, ON_CLICK = 1, 2  # the demo's fn_index values of the image tab's run and of its click handler
+#: (call, route, JSON body, the status, a text the answer holds). The 404s were 500s before
+#: (Gradio looked the name or number up and raised); the direct .../run/<name> route answered a
+#: handler's error with 500. The 200s are Gradio's error events (or the demo's messages).
+MALFORMED = [
+    ("an unknown API name", "/gradio_api/call/nope", {"data": []}, 404, "no API endpoint named 'nope'"),
+    ("an unknown name, direct route", "/gradio_api/run/predict", {"data": []}, 404, "no API endpoint"),
+    ("an unknown name, old route", "/gradio_api/api/nope", {"data": []}, 404, "no API endpoint"),
+    ("a handler's direct route", "/gradio_api/run/run", {"data": []}, 404, "join the queue"),
+    ("an unknown fn_index", "/gradio_api/queue/join", join(99, []), 404, "no function 99"),
+    ("a negative fn_index", "/gradio_api/queue/join", join(-1, []), 404, "no function -1"),
+    ("a fn_index in a string", "/gradio_api/queue/join", join("99", []), 404, "no function 99"),
+    ("a huge fn_index", "/gradio_api/queue/join", join(10**30, []), 404, "no function 1000"),
+    ("a fn_index that is not a number", "/gradio_api/queue/join", join("run", []), 422, "fn_index"),
+    ("cancel an unknown fn_index", "/gradio_api/cancel",
+     {"session_hash": "s", "fn_index": 99, "event_id": "e"}, 404, "no function 99"),
+    ("the component server", "/gradio_api/component_server",
+     {"component_id": 999, "fn_name": "x", "data": None, "session_hash": "s"}, 404, "no server functions"),
+    ("no arguments", "/gradio_api/call/run", {"data": []}, 200, "event: error"),
+    ("a number for the image", "/gradio_api/call/run", {"data": [5, "cat"]}, 200, "event: error"),
+    ("a string for the image", "/gradio_api/call/run", {"data": ["/etc/passwd", "cat"]}, 200, "event: error"),
+    ("a dict for the prompt", "/gradio_api/call/run", {"data": [None, {"a": 1}]}, 200, "event: error"),
+    ("sliders out of range", "/gradio_api/call/run",
+     {"data": [None, "cat", "tiny_sam", "tiny_gdino", 5, -3]}, 200, "greater than maximum"),
+    ("a dict for a slider", "/gradio_api/call/run",
+     {"data": [None, "cat", "tiny_sam", "tiny_gdino", {"a": 1}, 0.25]}, 200, "event: error"),
+    ("an unknown model type", "/gradio_api/call/run",
+     {"data": [None, "cat", "nope", "tiny_gdino", 0.3, 0.25]}, 200, "not in the list of choices"),
+    ("a click without event data", "/gradio_api/call/on_click", {"data": ["foreground"]}, 200, "event: error"),
+    ("a click with a garbage index", "/gradio_api/queue/join",
+     join(ON_CLICK, [None, "foreground"], event_data={"index": "x", "value": None}), 200,
+     "a click gives the pixel"),
+    ("a click with no index", "/gradio_api/queue/join",
+     join(ON_CLICK, [None, "foreground"], event_data=None), 200, "process_completed"),
+    ("reset with garbage", "/gradio_api/call/reset", {"data": ["garbage", 1, 2]}, 200, "Nothing to reset"),
+    ("video: no video", "/gradio_api/call/run_1", {"data": [None, "cat", 0.3, 0.25, 3]}, 200,
+     "upload a video first"),
+    ("video: detect every 0", "/gradio_api/call/run_1", {"data": [None, "cat", 0.3, 0.25, 0]}, 200,
+     "event: error"),
+    ("video: a string for detect every", "/gradio_api/call/run_1",
+     {"data": [None, "cat", 0.3, 0.25, "x"]}, 200, "event: error"),
+    ("a list for the body", "/gradio_api/queue/join", [1, 2], 422, "dictionary"),
+]
+
+
+@pytest.mark.parametrize("call, route, body, status, needle", MALFORMED, ids=[m[0] for m in MALFORMED])
+def test_malformed_demo_calls_are_never_a_5xx(demo, call, route, body, status, needle):
+    base, _ = demo
+    data = json.dumps(body).encode()
+    got, answer = raw_request(base, route, [JSON_TYPE, ("Content-Length", str(len(data)))], data)
+    assert got < 500 and got == status, answer
+    assert needle in answer, answer
+    assert "Traceback" not in answer and "Internal Server Error" not in answer
+    if got == 404:  # the guard's JSON error, or Gradio's for the closed direct route
+        assert set(json.loads(answer)) == ({"detail"} if "join the queue" in needle else {"error"}), answer
+
+
+# --------------------------------------------------------------------------------------------
+# Each layer on its own
+# --------------------------------------------------------------------------------------------
+
+def test_gradios_own_upload_check_is_on_in_the_mounted_demo(tmp_path, monkeypatch, secret, sam_ckpt,
+                                                           gdino_ckpt, tiny_specs):
+    """With both of our middleware layers taken out of the server, the issue's request still
+    reads nothing: Gradio's own "was this uploaded?" check, which ``launch()`` turns on and a mount
+    did not (``check_uploads``), refuses the file before copying it. A file uploaded first still
+    works."""
+    from fastapi.testclient import TestClient
+
+    from lang_sam.serving.app import UploadOnlyGuard
+    from lang_sam.serving.server import FramingHeaderGuard, create_app
+    from lang_sam.serving.service import ModelService
+
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(uploads))
+    service = ModelService(sam_type=tiny_specs[0].name, gdino_type=tiny_specs[1].name,
+                           sam_ckpt=str(sam_ckpt), gdino_ckpt=str(gdino_ckpt), device="cpu")
+    app = create_app(service)
+    layers = [m.cls for m in app.user_middleware]
+    assert layers[0] is FramingHeaderGuard and UploadOnlyGuard in layers  # the outermost is ours
+    app.user_middleware = [m for m in app.user_middleware if m.cls not in (FramingHeaderGuard, UploadOnlyGuard)]
+    body = json.dumps(ENDPOINTS["image tab (call/run)"][1](file_data(str(secret))))
+    with TestClient(app) as client:
+        r = client.post("/gradio/gradio_api/call/run", content=body, headers=[JSON_TYPE, MULTIPART])
+        assert r.status_code == 200, r.text  # no guard: Gradio takes the call
+        answer = client.get(f"/gradio/gradio_api/call/run/{r.json()['event_id']}").text
+        assert "event: error" in answer and MARKER.decode() not in answer, answer
+        assert copies_of(uploads, MARKER) == [], "Gradio copied a file that was not uploaded"
+
+        path = client.post("/gradio/gradio_api/upload",
+                           files={"files": ("photo.png", _png(make_image(60, 80)), "image/png")}).json()[0]
+        r = client.post("/gradio/gradio_api/call/run",
+                        json=ENDPOINTS["image tab (call/run)"][1](file_data(path)))
+        assert "event: complete" in client.get(f"/gradio/gradio_api/call/run/{r.json()['event_id']}").text
