@@ -426,3 +426,66 @@ def test_handlers_read_only_uploads(sam_ckpt, gdino_ckpt, tiny_specs, tmp_path):
     Image.fromarray(make_image(60, 80)).save(uploads / "photo.png")
     assert "detection(s)" in segment(service, str(uploads / "photo.png"), "cat", None, None, 0.3, 0.25,
                                      upload_dir=str(uploads))[2]
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 25, item 5: the video tab's temporary folders
+# --------------------------------------------------------------------------------------------
+
+def test_track_folders_one_per_session_and_bounded(tmp_path):
+    from lang_sam.serving.app import TrackFolders
+
+    folders = TrackFolders(keep=2, prefix=str(tmp_path / "run-"))
+    a1 = folders.new("a")
+    (a1 / "tracked.mp4").write_bytes(b"x")
+    a2 = folders.new("a")  # the session's next run: its previous folder goes
+    assert not a1.exists() and a2.is_dir() and len(folders) == 1
+    b, c = folders.new("b"), folders.new("c")  # three sessions, two kept: the oldest goes
+    assert not a2.exists() and b.is_dir() and c.is_dir() and len(folders) == 2
+    folders.end("b")  # the session ends
+    folders.end("nobody")
+    assert not b.exists() and c.is_dir() and len(folders) == 1
+    folders.clear()
+    assert not c.exists() and sorted(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match="keep must be at least 1"):
+        TrackFolders(keep=0)
+
+
+@pytest.mark.slow
+def test_video_tab_deletes_its_folders(tmp_path, monkeypatch):
+    """Each demo video run left a ``lang-sam-track-*`` folder with its overlay in the temp
+    directory for ever. Now a session's folder goes when its next run starts and when the session
+    ends (the page's unload event), through the demo's own event functions."""
+    pytest.importorskip("gradio")
+    pytest.importorskip("av")
+    from types import SimpleNamespace
+
+    from lang_sam.serving.app import build_demo
+    from track_helpers import CLIPS, GDINO_TYPE, SAM_TYPE, VideoEngines, write_clip
+
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(uploads))
+    engines = VideoEngines(tmp_path)
+    try:
+        service = ModelService(sam_type=SAM_TYPE, gdino_type=GDINO_TYPE, sam_ckpt=str(engines.sam_ckpt),
+                               gdino_ckpt=str(engines.det_ckpt), device="cpu")
+        clip = write_clip(uploads / "clip.mp4", *CLIPS["a.mp4"])
+        demo = build_demo(service)
+        run = next(fn.fn for fn in demo.fns.values() if fn.api_name == "run_1")  # the video tab's
+        unload = next(fn.fn for fn in demo.fns.values() if fn.name == "session_ended")
+        one, two = SimpleNamespace(session_hash="one"), SimpleNamespace(session_hash="two")
+
+        first, rows, message = run(str(clip), "red", 0.3, 0.25, 3, progress=None, request=one)
+        assert first and os.path.isfile(first) and "track(s)" in message, message
+        second = run(str(clip), "red", 0.3, 0.25, 3, progress=None, request=one)[0]
+        assert os.path.isfile(second) and not os.path.exists(os.path.dirname(first))
+        other = run(str(clip), "red", 0.3, 0.25, 3, progress=None, request=two)[0]
+        assert os.path.isfile(second) and os.path.isfile(other), "another session's folder is kept"
+        unload(request=one)
+        assert not os.path.exists(os.path.dirname(second)) and os.path.isfile(other)
+        assert len(demo.track_folders) == 1
+        demo.track_folders.clear()
+        assert not os.path.exists(os.path.dirname(other))
+    finally:
+        engines.close()

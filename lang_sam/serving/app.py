@@ -44,7 +44,8 @@ from lang_sam.serving.service import (
 logger = logging.getLogger(__name__)
 
 __all__ = ["build_demo", "segment", "click", "reset", "render", "table_rows", "demo_auth", "DemoState", "Detection",
-           "HEADERS", "UploadOnlyGuard", "demo_options", "launch", "track_clip", "TRACK_HEADERS", "check_uploads"]
+           "HEADERS", "UploadOnlyGuard", "demo_options", "launch", "track_clip", "TRACK_HEADERS", "check_uploads",
+           "TrackFolders"]
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 EXAMPLES = [("cat.jpg", "cat"), ("coffee.jpg", "cup. spoon"), ("astronaut.jpg", "person. flag. helmet")]
@@ -515,13 +516,67 @@ def reset(state: DemoState | None):
 
 #: The columns of the video tab's track table.
 TRACK_HEADERS = ["track", "phrase", "score", "first frame", "last frame", "frames"]
+#: The name prefix of the video tab's temporary folders (in the system's temp directory).
+TRACK_PREFIX = "lang-sam-track-"
+#: The most video-tab folders the demo keeps at once (all sessions together).
+MAX_TRACK_FOLDERS = 8
+
+
+class TrackFolders:
+    """The video tab's temporary folders (one per run, holding ``tracked.mp4`` until Gradio has
+    copied it into its own cache to serve it): a session's folder is deleted when that session's
+    next run starts (:meth:`new`) or the session ends (:meth:`end`, on the page's unload), and at
+    most ``keep`` are kept in all: over that, the oldest are deleted first. Thread-safe."""
+
+    def __init__(self, keep: int = MAX_TRACK_FOLDERS, prefix: str = TRACK_PREFIX):
+        if keep < 1:
+            raise ValueError(f"keep must be at least 1, got {keep}")
+        import threading
+        from collections import OrderedDict
+
+        self.keep, self.prefix = keep, prefix
+        self._lock = threading.Lock()
+        self._folders: OrderedDict[str | None, Path] = OrderedDict()
+
+    def new(self, session: str | None) -> Path:
+        """A new empty folder for ``session``'s run; its previous one is deleted."""
+        folder = Path(tempfile.mkdtemp(prefix=self.prefix))
+        with self._lock:
+            gone = [self._folders.pop(session)] if session in self._folders else []
+            self._folders[session] = folder
+            while len(self._folders) > self.keep:
+                gone.append(self._folders.popitem(last=False)[1])
+        for old in gone:
+            shutil.rmtree(old, ignore_errors=True)
+        return folder
+
+    def end(self, session: str | None) -> None:
+        """Delete ``session``'s folder (nothing when it has none)."""
+        with self._lock:
+            old = self._folders.pop(session, None)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def clear(self) -> None:
+        """Delete every folder."""
+        with self._lock:
+            gone, self._folders = list(self._folders.values()), type(self._folders)()
+        for old in gone:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def __len__(self) -> int:
+        return len(self._folders)
+
+
 def track_clip(service: ModelService, video, text_prompt, box_threshold=0.3, text_threshold=0.25,
                detect_every=10, progress=None, *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
-               max_frames: int | None = DEFAULT_MAX_FRAMES, upload_dir: str | None = None):
+               max_frames: int | None = DEFAULT_MAX_FRAMES, upload_dir: str | None = None,
+               out_dir: str | os.PathLike | None = None):
     """Track ``text_prompt`` through the clip at the path ``video`` (the page's upload) with
     :meth:`ModelService.track` (its frame and pixel limits) and draw the tracks; returns
-    ``(overlay mp4 path or None, rows of TRACK_HEADERS, message)``. The overlay is written to a
-    new temporary folder (Gradio serves it from there). With ``upload_dir``, a video outside it is refused
+    ``(overlay mp4 path or None, rows of TRACK_HEADERS, message)``. The overlay is written to
+    ``out_dir/tracked.mp4`` (default: a new temporary folder, the caller's to delete; the demo
+    gives the folders of :class:`TrackFolders`). With ``upload_dir``, a video outside it is refused
     (:data:`NOT_UPLOADED`) before it is opened. Errors become a readable message that names
     neither the upload's path nor an exception."""
     from lang_sam.errors import InvalidPromptError, LangSAMError
@@ -550,13 +605,16 @@ def track_clip(service: ModelService, video, text_prompt, box_threshold=0.3, tex
         detect_every = 0
     if detect_every < 1:
         return None, [], "**Error:** detect every N frames must be a whole number >= 1."
-    out = Path(tempfile.mkdtemp(prefix="lang-sam-track-")) / "tracked.mp4"
+    out = Path(out_dir if out_dir is not None else tempfile.mkdtemp(prefix=TRACK_PREFIX)) / "tracked.mp4"
     try:
         result = service.track(str(video), text_prompt, box_threshold, text_threshold,
                                detect_every=detect_every, max_frames=max_frames,
                                max_pixels=max_pixels, masks=False, overlay=out, progress=report)
     except (LangSAMError, ValueError, OSError) as exc:
-        shutil.rmtree(out.parent, ignore_errors=True)
+        if out_dir is None:
+            shutil.rmtree(out.parent, ignore_errors=True)
+        else:
+            out.unlink(missing_ok=True)
         return None, [], _error(exc).replace(str(video), "the uploaded video")
     rows = [[t["track_id"], t["phrase"], round(t["score"], 2), t["first_frame"], t["last_frame"], t["frames"]]
             for t in result.tracks]
@@ -565,14 +623,18 @@ def track_clip(service: ModelService, video, text_prompt, box_threshold=0.3, tex
     return str(out), rows, message
 
 
-def _video_tab(service: ModelService, max_pixels: int | None, max_frames: int | None) -> None:
-    """The video tab's components and events, inside the demo's Blocks."""
+def _video_tab(service: ModelService, max_pixels: int | None, max_frames: int | None,
+               folders: TrackFolders) -> None:
+    """The video tab's components and events, inside the demo's Blocks; each run writes its
+    overlay in a folder of ``folders`` for its session."""
     import gradio as gr
 
-    def run(video, text_prompt, box_threshold, text_threshold, detect_every, progress=gr.Progress()):
+    def run(video, text_prompt, box_threshold, text_threshold, detect_every, progress=gr.Progress(),
+            request: gr.Request = None):
+        session = getattr(request, "session_hash", None)
         return track_clip(service, video, text_prompt, box_threshold, text_threshold, detect_every,
                           progress, max_pixels=max_pixels, max_frames=max_frames,
-                          upload_dir=_gradio_upload_dir())
+                          upload_dir=_gradio_upload_dir(), out_dir=folders.new(session))
 
     limit = f" (at most {max_frames:,} frames)" if max_frames else ""
     gr.Markdown("Track objects through a short clip: GroundingDINO finds them on key frames, the "
@@ -603,11 +665,18 @@ def build_demo(service: ModelService, *, max_pixels: int | None = DEFAULT_MAX_PI
     ``max_frames`` frames are refused with a message."""
     import gradio as gr
 
+    folders = TrackFolders()
     images = _image_demo(service, max_pixels=max_pixels)
     with gr.Blocks(title="lang-sam video", analytics_enabled=False) as videos:
-        _video_tab(service, max_pixels, max_frames)
+        _video_tab(service, max_pixels, max_frames, folders)
     demo = gr.TabbedInterface([images, videos], ["Image", "Video"], analytics_enabled=False)
     demo.title = "lang-sam"  # the page's title, as the image demo's alone
+
+    def session_ended(request: gr.Request = None):
+        folders.end(getattr(request, "session_hash", None))
+
+    demo.unload(session_ended)
+    demo.track_folders = folders  # for the tests and for whoever embeds the demo
     # Every event goes through the queue (its concurrency limit, its error events): Gradio's
     # direct .../run/<name> routes, which answered a handler's error with 500, are closed (404).
     demo.queue(api_open=False)
