@@ -156,6 +156,7 @@ def cut_clip(src: Path, dst: Path, keep: int) -> Path:
     still announces every frame, the file holds ``keep`` whole ones."""
     import av
 
+    dst.parent.mkdir(parents=True, exist_ok=True)
     whole = dst.with_name(dst.stem + ".whole.mp4")
     with av.open(str(src)) as inp, av.open(str(whole), "w", options={"movflags": "faststart"}) as out:
         stream = out.add_stream_from_template(inp.streams.video[0])
