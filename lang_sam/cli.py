@@ -535,6 +535,10 @@ def print_track_summary(summary) -> int:
         print("failed videos:")
         for item, why in summary.failed:
             print(f"  {item.path}: {why}")
+    if summary.warnings:  # tracked, with a warning (a video cut short of its header's frame count)
+        print("warnings:")
+        for item, why in summary.warnings:
+            print(f"  {item.path}: {why}")
     if summary.interrupted:
         print(f"interrupted: re-run the same command with --resume to finish ({summary.left} video(s) left)")
         return EXIT_INTERRUPTED

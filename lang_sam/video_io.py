@@ -19,13 +19,25 @@ Every frame must have the first frame's size. Problems are typed errors:
 frame: its index, what was expected and what arrived), :class:`~lang_sam.errors.VideoNotInstalledError`
 (PyAV missing). :class:`VideoWriter` writes an mp4 (H.264) atomically.
 
+``open_video(path, max_pixels=N)`` (the server and the demo) bounds what a hostile file can cost:
+FFmpeg's decoders are told to refuse frames over the limit before allocating them, while the
+container is probed and while it is decoded, so a file whose header understates its frames' size
+is refused (:class:`~lang_sam.errors.VideoTooLargeError`) without a full frame ever being decoded.
+
+A file that ends before the frame count its header announces (a cut upload, an interrupted copy)
+is read to its end; when the shortfall is clear (:func:`count_shortfall`) the source's
+``warning`` says so and it is logged: a warning, not an error, because headers' counts can be
+approximate and the frames read are good.
+
 PyAV is imported only when a video file is opened or written (``import lang_sam`` never imports it).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -38,11 +50,14 @@ from lang_sam.errors import (
     InvalidVideoError,
     VideoNotFoundError,
     VideoNotInstalledError,
+    VideoTooLargeError,
 )
 from lang_sam.validation import open_image, to_rgb_array
 
+logger = logging.getLogger(__name__)
+
 __all__ = ["VideoSource", "VideoWriter", "open_video", "iter_frames", "FRAME_SUFFIXES", "VIDEO_SUFFIXES",
-           "natural_key"]
+           "natural_key", "count_shortfall"]
 
 #: Image suffixes a frame folder's frames may have (lower-cased); other files are ignored.
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -59,6 +74,58 @@ def _av():
             'reading or writing video files needs PyAV: pip install "lang-sam[video]" '
             f"(import av failed: {exc})") from exc
     return av
+
+
+def count_shortfall(declared: int | None, read: int) -> int:
+    """How many frames a file that ended after ``read`` frames clearly lacks against the
+    ``declared`` count of its header, else 0: a shortfall of at most 2 frames or 2% of
+    ``declared`` (whichever is more) is taken as the header's imprecision (edit lists, dropped
+    frames counted by AVI indexes), not as a cut file."""
+    if not declared or read >= declared:
+        return 0
+    missing = declared - read
+    return missing if missing > max(2, declared // 50) else 0
+
+
+def _decoder_limit(max_pixels: int) -> int:
+    """FFmpeg's ``max_pixels`` for a limit of ``max_pixels`` (width x height): its decoders compare
+    the width rounded up to 64 (row alignment) times the height, so the limit they are given has
+    a 25% margin (enough for frames 256 pixels wide or more); each decoded frame's real size is
+    then checked against the exact limit."""
+    return max_pixels + max_pixels // 4
+
+
+_OVER_LIMIT = re.compile(r"Picture size (\d+)x(\d+) exceeds specified max pixel count")
+
+
+@contextmanager
+def _ffmpeg_errors(av, on: bool):
+    """FFmpeg's error lines logged while the block runs (when ``on``), to tell a frame refused
+    for its size from a damaged one. PyAV drops FFmpeg's log by default: its callback is
+    installed (and repeats kept) for the block only, then put back as it was."""
+    if not on:
+        yield []
+        return
+    level, repeats = av.logging.get_level(), av.logging.get_skip_repeated()
+    if level is None:
+        av.logging.set_level(av.logging.ERROR)
+    av.logging.set_skip_repeated(False)
+    try:
+        with av.logging.Capture(local=False) as logs:
+            yield logs
+    finally:
+        av.logging.set_skip_repeated(repeats)
+        if level is None:
+            av.logging.set_level(None)
+
+
+def _refused_size(logs) -> tuple[int, int] | None:
+    """``(W, H)`` of a frame FFmpeg refused for its ``max_pixels``, from its log, else None."""
+    for _, _, message in logs:
+        m = _OVER_LIMIT.search(message)
+        if m:
+            return int(m.group(1)), int(m.group(2))
+    return None
 
 
 def natural_key(name: str) -> list:
@@ -87,6 +154,12 @@ class VideoSource:
             count may be approximate; the frames yielded are what the file holds.
         image_size: ``(H, W)`` of the frames when known before decoding (files and folders),
             else None until the first frame is read.
+        max_pixels: a file's limit on each frame's width x height (None: none), enforced while
+            probing and decoding (:class:`~lang_sam.errors.VideoTooLargeError`).
+        frames_read: the frames the last pass over a file yielded when it reached the file's
+            end, else None.
+        warning: after a pass that read a file to its end, a sentence when it held clearly fewer
+            frames than its header announced (:func:`count_shortfall`; also logged), else None.
 
     Iterating yields ``HxWx3`` uint8 C-contiguous RGB arrays, one per frame, decoded as they are
     asked for; a :class:`VideoSource` of a file or folder can be iterated more than once (each pass
@@ -95,10 +168,13 @@ class VideoSource:
 
     def __init__(self, kind: str, source: str, *, fps: float | None = None, frame_count: int | None = None,
                  image_size: tuple[int, int] | None = None, frames: Iterable[Any] | None = None,
-                 files: list[Path] | None = None):
+                 files: list[Path] | None = None, max_pixels: int | None = None):
         self.kind, self.source = kind, source
         self.fps, self.frame_count, self.image_size = fps, frame_count, image_size
         self._frames, self._files = frames, files
+        self.max_pixels = max_pixels
+        self.frames_read: int | None = None
+        self.warning: str | None = None
 
     def __repr__(self) -> str:
         size = "unknown size" if self.image_size is None else f"{self.image_size[1]}x{self.image_size[0]}"
@@ -156,40 +232,99 @@ class VideoSource:
                 raise self._bad(i, "an image file", f"{path.name}, which does not decode ({exc})") from exc
             yield np.ascontiguousarray(np.asarray(pil))
 
+    def _too_large(self, index: int, size: tuple[int, int]) -> VideoTooLargeError:
+        W, H = size
+        got = f"{W}x{H} = {W * H:,} pixels per frame"
+        return VideoTooLargeError(
+            f"frame {index} of {self.source}: expected at most {self.max_pixels:,} pixels per frame "
+            f"(width x height), got {got}", source=self.source, limit=int(self.max_pixels or 0),
+            what="pixels", frame_index=index, expected=f"<= {self.max_pixels}", got=got)
+
     def _decode_file(self) -> Iterator[np.ndarray]:
         av = _av()
-        container = _open_container(av, self.source)
+        limit = self.max_pixels
+        self.frames_read = self.warning = None
+        container, _ = _open_container(av, self.source, limit)
         index = 0
         try:
             stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            for frame in container.decode(stream):
-                yield np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
-                index += 1
+            if limit is None:
+                stream.thread_type = "AUTO"
+            else:  # the decoder refuses larger frames before allocating them; one frame at a time
+                stream.thread_type = "SLICE"  # (frame threads hold a frame each, and lose errors)
+                stream.codec_context.options = {"max_pixels": str(_decoder_limit(limit))}
+            packets = container.demux(stream)
+            while True:
+                with _ffmpeg_errors(av, limit is not None) as logs:
+                    try:
+                        packet = next(packets)
+                    except StopIteration:
+                        break
+                    try:
+                        decoded = packet.decode()
+                    except av.FFmpegError as exc:
+                        refused = _refused_size(logs)
+                        if refused is not None:
+                            raise self._too_large(index, refused) from None
+                        raise self._bad(index, "a decodable video frame", f"a decoding error ({exc})") from exc
+                for frame in decoded:
+                    if limit is not None and frame.width * frame.height > limit:
+                        raise self._too_large(index, (frame.width, frame.height))
+                    yield np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
+                    index += 1
         except av.FFmpegError as exc:
             raise self._bad(index, "a decodable video frame", f"a decoding error ({exc})") from exc
         finally:
             container.close()
+        self.frames_read = index
+        missing = count_shortfall(self.frame_count, index)
+        if missing:
+            self.warning = (f"the video ended after {index} frame(s) while its header announces "
+                            f"{self.frame_count}: {missing} are missing (the file may be cut short)")
+            logger.warning("%s: %s", self.source, self.warning)
 
 
-def _open_container(av, path: str):
-    try:
-        container = av.open(path, mode="r")
-    except av.FFmpegError as exc:
-        raise InvalidVideoError(f"{path}: expected a video file FFmpeg can decode, got an error: {exc}",
-                                source=path, expected="a decodable video file", got=str(exc)) from exc
+def _open_container(av, path: str, max_pixels: int | None = None):
+    """``(container, refused)``: ``av.open(path)`` and the ``(W, H)`` of a frame FFmpeg refused
+    for its size while probing (else None). With ``max_pixels``, FFmpeg's probing of the streams (which decodes a
+    frame) runs under the decoders' limit, and a container whose streams are found only by
+    decoding packets (MPEG program streams, FLV), where no decoder option can be set before, is
+    refused."""
+    kwargs: dict[str, Any] = {}
+    if max_pixels is not None:
+        option = {"max_pixels": str(_decoder_limit(max_pixels))}
+        kwargs = {"options": option, "stream_options": [option]}
+    with _ffmpeg_errors(av, max_pixels is not None) as logs:
+        try:
+            container = av.open(path, mode="r", **kwargs)
+        except av.FFmpegError as exc:
+            raise InvalidVideoError(f"{path}: expected a video file FFmpeg can decode, got an error: {exc}",
+                                    source=path, expected="a decodable video file", got=str(exc)) from exc
+        except ValueError as exc:  # PyAV: stream options, and no stream before probing
+            raise InvalidVideoError(
+                f"{path}: expected a container that lists its streams in its header (mp4, mov, mkv, "
+                "webm, avi, ts, ...), got one whose streams are found only by decoding (MPEG program "
+                "stream, FLV), which this service does not probe", source=path,
+                expected="streams listed in the header", got="streams found by decoding") from exc
     if not container.streams.video:
         container.close()
         raise InvalidVideoError(f"{path}: expected a file with a video stream, got none",
                                 source=path, expected="a video stream", got="none")
-    return container
+    return container, _refused_size(logs)
 
 
-def open_video(video: Any) -> VideoSource:
+def open_video(video: Any, *, max_pixels: int | None = None) -> VideoSource:
     """What :meth:`LangSAM.predict_video` reads: ``video`` a path (``str`` / ``os.PathLike``) of a
     video file or of a folder of frame images, a :class:`VideoSource`, or any iterable of frames
     (PIL images or ``HxWx3`` uint8 arrays). Paths are checked and a file's header read now; frames
-    are decoded only when iterated."""
+    are decoded only when iterated.
+
+    ``max_pixels`` (video files; what a service reading untrusted uploads sets): FFmpeg probes
+    the file and decodes each frame under that limit (width x height), so no frame over it is
+    ever decoded whole: a frame over it raises :class:`~lang_sam.errors.VideoTooLargeError`
+    (here if the probe meets it, else when that frame is reached); a file whose frame size
+    neither its header nor its first frame gives, or whose streams are found only by decoding
+    (MPEG program streams, FLV), raises :class:`~lang_sam.errors.InvalidVideoError`."""
     if isinstance(video, VideoSource):
         return video
     if isinstance(video, (str, os.PathLike)):
@@ -213,7 +348,7 @@ def open_video(video: Any) -> VideoSource:
             raise VideoNotFoundError(f"video not found: {text!r} (expected a video file or a folder of frames)",
                                      source=text)
         av = _av()
-        container = _open_container(av, str(path))
+        container, refused = _open_container(av, str(path), max_pixels)
         try:
             stream = container.streams.video[0]
             fps = float(stream.average_rate) if stream.average_rate else None
@@ -222,7 +357,19 @@ def open_video(video: Any) -> VideoSource:
             size = (int(ctx.height), int(ctx.width)) if ctx.height and ctx.width else None
         finally:
             container.close()
-        return VideoSource("file", str(path), fps=fps, frame_count=count, image_size=size)
+        source = VideoSource("file", str(path), fps=fps, frame_count=count, image_size=size,
+                             max_pixels=max_pixels)
+        if max_pixels is not None:
+            if refused is not None:
+                raise source._too_large(0, refused)
+            if size is None:
+                raise InvalidVideoError(
+                    f"{text}: expected a video whose frame size its header or its first frame gives, "
+                    "got none (the first frame does not decode)", source=str(path),
+                    expected="a known frame size", got="none")
+            if size[0] * size[1] > max_pixels:
+                raise source._too_large(0, (size[1], size[0]))
+        return source
     if isinstance(video, (bytes, bytearray, Image.Image, np.ndarray)) and not (
             isinstance(video, np.ndarray) and video.ndim == 4):
         raise InvalidVideoError(

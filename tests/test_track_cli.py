@@ -334,8 +334,7 @@ def test_sigint_mid_video_exits_130_and_leaves_nothing_half_written(tmp_path):
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as in test_cli
     deadline = time.time() + 180
     while time.time() < deadline and proc.poll() is None:
-        pngs = out / "masks" / "b"
-        if pngs.is_dir() and len(list(pngs.glob("*.png"))) >= 20:
+        if len(list((out / "masks").glob(".b.*.tmp/*.png"))) >= 20:  # b's PNGs, staged
             break
         time.sleep(0.05)
     assert proc.poll() is None, proc.communicate()
@@ -346,6 +345,7 @@ def test_sigint_mid_video_exits_130_and_leaves_nothing_half_written(tmp_path):
     names = files(out)
     assert temp_files(out) == [] and "mot/a.txt" in names and "overlays/a.mp4" in names
     assert "mot/b.txt" not in names and "overlays/b.mp4" not in names
+    assert not any(n.startswith("masks/b/") for n in names)  # nor any of b's frames
     assert ".lang-sam/videos/b.json" not in names
     assert len(read_mot(out / "mot" / "a.txt")) == 6
     proc = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=600)
@@ -375,3 +375,53 @@ def test_a_frame_png_lang_sam_did_not_write_is_refused(engines, clips, tmp_path,
     assert track(engines, clips / "a.mp4", "--prompt", "red", "--output", out, "--format", "masks") == 2
     assert "(masks/a/000003.png)" in capsys.readouterr().err
     assert (out / "masks" / "a" / "000003.png").read_bytes() == b"someone's file"
+
+
+def test_a_video_that_fails_mid_way_leaves_none_of_its_frames(engines, clips, tmp_path, capsys):
+    """A video whose frame 8 of 20 differs in size fails there (the run goes on): masks/<video>/
+    holds none of the 8 PNGs written before (it kept them before), and no staging folder stays."""
+    from track_helpers import lying_mov
+
+    folder = tmp_path / "in"
+    write_clip(folder / "good.mp4", *CLIPS["a.mp4"])
+    lying_mov(folder / "bad.mov", [(64, 64)] * 8 + [(32, 32)] + [(64, 64)] * 11)
+    out = tmp_path / "out"
+    assert track(engines, folder, "--prompt", PROMPT, "--output", out, "--format", "mot,masks") == 1
+    printed = capsys.readouterr().out
+    assert "1 tracked" in printed and "1 failed" in printed and "frame 8 of" in printed
+    names = files(out)
+    assert not any(n.startswith("masks/bad") for n in names), sorted(names)
+    assert sorted(p.name for p in (out / "masks").iterdir()) == ["good"]  # no staging folder
+    assert temp_files(out) == [] and len([n for n in names if n.startswith("masks/good/")]) == 12
+
+
+def test_a_killed_runs_staged_pngs_are_swept_on_resume(engines, clips, tmp_path):
+    out = tmp_path / "out"
+    assert track(engines, clips / "a.mp4", "--prompt", "red", "--output", out, "--format", "masks") == 0
+    (out / ".lang-sam" / "videos" / "a.json").unlink()  # as if killed before the record
+    staged = out / "masks" / ".a.99999.tmp"  # a killed run's staging folder
+    staged.mkdir()
+    (staged / "000003.png").write_bytes(b"a frame of the killed run")
+    other = out / "masks" / ".ab.99999.tmp"  # another video's name: not a's, left alone
+    other.mkdir()
+    assert track(engines, clips / "a.mp4", "--prompt", "red", "--output", out, "--format", "masks",
+                 "--resume") == 0
+    assert not staged.exists() and other.is_dir()
+    assert len(list((out / "masks" / "a").glob("*.png"))) == 12
+
+
+def test_a_cut_video_is_tracked_with_a_warning_in_the_summary_and_its_record(engines, tmp_path, capsys):
+    from track_helpers import cut_clip
+
+    folder = tmp_path / "in"
+    cut_clip(write_clip(tmp_path / "whole.mp4", CLIPS["a.mp4"][0], 20), folder / "cut.mp4", 9)
+    out = tmp_path / "out"
+    assert track(engines, folder, "--prompt", PROMPT, "--output", out, "--format", "mot") == 0
+    warning = "the video ended after 9 frame(s) while its header announces 20: 11 are missing (the file may be cut short)"
+    printed = capsys.readouterr().out
+    assert f"warnings:\n  {folder / 'cut.mp4'}: {warning}" in printed
+    record = json.loads((out / ".lang-sam" / "videos" / "cut.json").read_text())
+    assert (record["frames"], record["frames_declared"], record["warnings"]) == (9, 20, [warning])
+    assert len({f for f, *_ in read_mot(out / "mot" / "cut.txt")}) <= 9
+    summary = track_folder(engines.model(), [folder], tmp_path / "out2", TrackSettings.create(PROMPT), ["mot"])
+    assert [(item.rel.as_posix(), w) for item, w in summary.warnings] == [("cut.mp4", warning)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import glob
 import os
 import tempfile
+import time
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from lang_sam.labeling import video_formats as vf
 from lang_sam.labeling.formats import rle_to_mask
 from lang_sam.serving.service import ModelService, public_error
 from lang_sam.video_io import iter_frames
-from track_helpers import CLIPS, GDINO_TYPE, PROMPT, SAM_TYPE, VideoEngines, write_clip
+from track_helpers import CLIPS, GDINO_TYPE, PROMPT, SAM_TYPE, VideoEngines, cut_clip, lying_mov, png_bytes, write_clip
 
 av = pytest.importorskip("av")
 pytest.importorskip("fastapi")
@@ -106,14 +107,131 @@ def test_a_header_that_understates_the_frames_is_caught_while_decoding(service, 
 
     real = video_io.open_video
 
-    def no_count(video):
-        source = real(video)
+    def no_count(video, **kwargs):
+        source = real(video, **kwargs)
         source.frame_count = None  # as a container without a frame count in its header
         return source
 
     monkeypatch.setattr(video_io, "open_video", no_count)
     r = post(client(service, max_frames=5), clip)
     assert r.status_code == 413 and "more than 5 frames" in r.json()["error"]
+
+
+@pytest.fixture(scope="module")
+def cut(tmp_path_factory):
+    """A 20-frame mp4 (index first) cut where frame 9 begins: its header still says 20."""
+    d = tmp_path_factory.mktemp("cut")
+    return cut_clip(write_clip(d / "whole.mp4", CLIPS["a.mp4"][0], 20), d / "cut.mp4", 9)
+
+
+CUT_WARNING = "the video ended after 9 frame(s) while its header announces 20: 11 are missing (the file may be cut short)"
+
+
+def test_a_cut_video_is_answered_with_a_warning(service, clip, cut):
+    c = client(service)
+    r = post(c, cut)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["frame_count"], body["frame_count_declared"], body["warnings"]) == (9, 20, [CUT_WARNING])
+    r = post(c, cut, format="mot")
+    assert r.status_code == 200
+    assert (r.headers["x-frames"], r.headers["x-frame-count-declared"], r.headers["x-warnings"]) == (
+        "9", "20", CUT_WARNING)
+    whole = post(c, clip)  # a whole file: no warning
+    assert (whole.json()["frame_count_declared"], whole.json()["warnings"]) == (12, [])
+    assert "x-warnings" not in post(c, clip, format="mot").headers
+
+
+def test_demo_track_clip_says_a_video_was_cut(service, cut):
+    from lang_sam.serving.app import track_clip
+
+    path, rows, message = track_clip(service, str(cut), PROMPT, 0.3, 0.25, 3)
+    assert path is not None and "9 frame(s)" in message
+    assert message.endswith(f"**Warning:** {CUT_WARNING}.")
+
+
+@pytest.fixture(scope="module")
+def lying(tmp_path_factory):
+    """A 750 KB .mov whose header says 64x64 and whose one frame is a 16000x16000 PNG (768 MB
+    decoded)."""
+    return lying_mov(tmp_path_factory.mktemp("lying") / "big.mov")
+
+
+@pytest.mark.parametrize("frames, header, status, needle", [
+    # the header lies: the frame is refused by the decoder's own limit, never allocated
+    ([(16000, 16000)], (64, 64), 413, "16000x16000 = 256,000,000 pixels per frame"),
+    # no size in the header: learnt from frame 0 within the limit, or refused
+    ([(16000, 16000)], (0, 0), 413, "16000x16000"),
+    ([b"not a png"], (0, 0), 400, "frame size"),
+    # frame 0 as announced, frame 1 over the limit: 413 (it was a 400 after decoding 768 MB)
+    ([(64, 64), (16000, 16000)], (64, 64), 413, "16000x16000"),
+])
+def test_frames_over_the_pixel_limit_are_refused_before_they_are_decoded(service, tmp_path, frames, header,
+                                                                         status, needle):
+    before = leftovers()
+    video = lying_mov(tmp_path / "v.mov", frames, header)
+    with open(video, "rb") as f:
+        r = client(service).post("/track", data={"text_prompt": PROMPT},
+                                 files={"video": ("v.mov", f, "video/quicktime")})
+    assert r.status_code == status, r.text
+    assert needle in r.json()["error"]
+    if status == 413:
+        assert "--max-pixels" in r.json()["error"]
+    assert leftovers() == before
+
+
+def _rss(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) * 1024
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads the server's RSS from /proc")
+def test_six_lying_uploads_at_once_keep_the_server_memory_bounded(lying, sam_ckpt, gdino_ckpt, tmp_path):
+    """Six uploads of the 16000x16000-in-a-64x64-header .mov at once: every answer is 413 and the
+    server's RSS, sampled while they are handled, grows by less than 300 MB (one decoded frame
+    is 768 MB; before the fix FFmpeg's probing decoded each, outside the service lock, and six
+    took the server up by several GB)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    from test_server import start, stop
+
+    proc, url = start("server", sam_ckpt, gdino_ckpt, "--no-demo")
+    try:
+        small = lying_mov(tmp_path / "small.mov", [(64, 64)])  # warms the video path (400: SAM v1 cannot track)
+        r = httpx.post(url + "/track", data={"text_prompt": "red"},
+                       files={"video": ("s.mov", small.read_bytes(), "video/quicktime")}, timeout=60)
+        assert r.status_code == 400, r.text
+        baseline, peak, done = _rss(proc.pid), [0], threading.Event()
+
+        def sample():
+            while not done.is_set():
+                peak[0] = max(peak[0], _rss(proc.pid))
+                time.sleep(0.005)
+
+        body = lying.read_bytes()
+
+        def send(_):
+            return httpx.post(url + "/track", data={"text_prompt": "red"},
+                              files={"video": ("big.mov", body, "video/quicktime")}, timeout=120)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        try:
+            with ThreadPoolExecutor(6) as pool:
+                answers = list(pool.map(send, range(6)))
+        finally:
+            done.set()
+            sampler.join()
+        assert [a.status_code for a in answers] == [413] * 6, [a.text for a in answers]
+        assert all("16000x16000" in a.json()["error"] for a in answers)
+        grew = (peak[0] - baseline) / 2**20
+        assert grew < 300, f"the server's RSS grew by {grew:.0f} MB (baseline {baseline / 2**20:.0f} MB)"
+    finally:
+        stop(proc)
 
 
 @pytest.mark.parametrize("files, data, status, needle", [

@@ -515,3 +515,123 @@ def test_groundingdino_key_frames_never_track_one_object_twice(tmp_path, monkeyp
         assert ((best >= 0.5) | (cand.sum((1, 2)) == 0)).all()
     finally:
         unregister_model("sam", spec.name)
+
+
+# ------------------------------------------------------------------------------------------
+# Limits while probing and decoding (issue 25, item 2); files cut short (item 5)
+# ------------------------------------------------------------------------------------------
+
+_PEAK_RSS = r"""
+import resource, sys
+from lang_sam.errors import VideoTooLargeError
+from lang_sam.video_io import iter_frames, open_video
+path, how = sys.argv[1], sys.argv[2]
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    if how == "open":
+        open_video(path, max_pixels=40_000_000)
+    else:  # frame 0 (64x64) passes the probe; frame 1 (16000x16000) is met while decoding
+        list(open_video(path, max_pixels=40_000_000))
+    print("no error")
+except VideoTooLargeError as exc:
+    print(exc.got, exc.frame_index)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+"""
+
+
+@pytest.mark.parametrize("how", ["open", "decode"])
+def test_a_frame_over_max_pixels_is_refused_without_being_decoded(tmp_path, how):
+    """The .mov says 64x64 and holds a 16000x16000 PNG (768 MB decoded): with ``max_pixels``,
+    FFmpeg's probe (in open_video) and decoder (iterating) refuse it; the child process's peak
+    RSS grows by less than 100 MB (it grew by ~730 MB when av.open probed without a limit)."""
+    import subprocess
+    import sys
+
+    from track_helpers import lying_mov
+
+    path = lying_mov(tmp_path / "big.mov", [(16000, 16000)] if how == "open" else [(64, 64), (16000, 16000)])
+    out = subprocess.run([sys.executable, "-c", _PEAK_RSS, str(path), how], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    refused, grew = out.stdout.splitlines()
+    assert refused == f"16000x16000 = 256,000,000 pixels per frame {0 if how == 'open' else 1}"
+    assert int(grew) < 100, f"peak RSS grew by {grew} MB"
+
+
+def test_max_pixels_refusals_are_typed(tmp_path):
+    from lang_sam.errors import VideoTooLargeError
+    from track_helpers import lying_mov
+
+    path = lying_mov(tmp_path / "two.mov", [(64, 64), (640, 480)])
+    source = open_video(path, max_pixels=64 * 64)  # frame 0 passes the probe
+    with pytest.raises(VideoTooLargeError) as e:
+        list(source)
+    assert isinstance(e.value, InvalidVideoError) and isinstance(e.value, ValueError)
+    assert (e.value.frame_index, e.value.limit, e.value.what) == (1, 64 * 64, "pixels")
+    assert "640x480 = 307,200 pixels" in str(e.value)
+    # no size in the header, and a first frame that does not decode: unknown size, refused
+    bad = lying_mov(tmp_path / "bad.mov", [b"not a png"], (0, 0))
+    with pytest.raises(InvalidVideoError, match="frame size its header or its first frame gives"):
+        open_video(bad, max_pixels=10**6)
+    # without a limit the library reads as before (and fails on the frame)
+    assert open_video(bad).image_size is None
+
+
+@pytest.mark.parametrize("fmt, codec, name", [("mpeg", "mpeg2video", "a.mpg"), ("flv", "flv", "a.flv")])
+def test_containers_probed_only_by_decoding_are_refused_under_a_limit(tmp_path, fmt, codec, name):
+    path = tmp_path / name
+    with av.open(str(path), "w", format=fmt) as c:
+        s = c.add_stream(codec, rate=10)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        for i in range(3):
+            for p in s.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), 40 * i, np.uint8), format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    assert len(list(iter_frames(path))) == 3  # the library reads them
+    with pytest.raises(InvalidVideoError, match="found only by decoding"):
+        open_video(path, max_pixels=10**6)
+
+
+def test_the_limit_is_exact_on_the_frame_size(tmp_path):
+    """FFmpeg's check rounds the width up to 64; the reader's own check is width x height."""
+    from lang_sam.errors import VideoTooLargeError
+    from track_helpers import lying_mov
+
+    path = lying_mov(tmp_path / "v.mov", [(300, 200)], (300, 200))
+    assert len(list(open_video(path, max_pixels=300 * 200))) == 1
+    with pytest.raises(VideoTooLargeError):
+        open_video(path, max_pixels=300 * 200 - 1)
+
+
+@pytest.mark.parametrize("declared, read, missing", [
+    (None, 5, 0), (20, 20, 0), (20, 21, 0), (20, 18, 0), (20, 17, 3), (20, 9, 11),
+    (1000, 980, 0), (1000, 979, 21), (3, 1, 0), (3, 0, 3),
+])
+def test_count_shortfall(declared, read, missing):
+    from lang_sam.video_io import count_shortfall
+
+    assert count_shortfall(declared, read) == missing
+
+
+def test_a_cut_file_is_read_to_its_end_and_warned_about(tmp_path, caplog):
+    """An mp4 (index first) cut after 9 of its 20 frames (as the issue's, cut to 60%): its header
+    still says 20; the 9 frames are yielded and the source's warning (logged too) says 11 are
+    missing (before, nothing said so)."""
+    from track_helpers import cut_clip
+
+    whole = tmp_path / "whole.mp4"
+    with VideoWriter(whole, fps=10, crf=0) as w:
+        for frame in moving_clip(20):
+            w.write(frame)
+    cut = cut_clip(whole, tmp_path / "cut.mp4", 9)
+    source = open_video(cut)
+    assert source.frame_count == 20
+    with caplog.at_level("WARNING", logger="lang_sam.video_io"):
+        n = len(list(source))
+    assert n == source.frames_read == 9
+    assert source.warning == ("the video ended after 9 frame(s) while its header announces 20: "
+                              "11 are missing (the file may be cut short)")
+    assert [r.getMessage() for r in caplog.records] == [f"{cut}: {source.warning}"]
+    whole_source = open_video(whole)
+    assert len(list(whole_source)) == 20 and whole_source.warning is None

@@ -121,6 +121,29 @@ def test_track_pngs_are_16_bit_ids(tmp_path):
         assert int(np.asarray(im).max()) == 65535
 
 
+@pytest.mark.parametrize("existing", [False, True], ids=["new folder", "folder of an earlier run"])
+def test_track_pngs_appear_when_the_video_is_done_and_never_after_an_abort(tmp_path, existing):
+    folder = tmp_path / "masks" / "v"
+    if existing:
+        folder.mkdir(parents=True)
+        (folder / "notes.txt").write_text("mine")
+    w = vf.TrackPngWriter(folder, tmp_path)
+    for f in clip()[:3]:
+        w.add(f)
+    assert sorted(p.name for p in folder.glob("*.png")) == []  # staged beside it until the end
+    assert sorted(p.name for p in vf.staging_folder(folder).iterdir()) == ["000000.png", "000001.png", "000002.png"]
+    assert w.close() == [f"masks/v/{i:06d}.png" for i in range(3)]
+    assert sorted(p.name for p in folder.iterdir()) == ["000000.png", "000001.png", "000002.png"] + (
+        ["notes.txt"] if existing else [])
+    assert not vf.staging_folder(folder).exists()
+    other = tmp_path / "masks" / "w"
+    w = vf.TrackPngWriter(other, tmp_path)
+    for f in clip()[:3]:
+        w.add(f)
+    w.abort()  # a video that failed at its fourth frame
+    assert sorted(p.name for p in (tmp_path / "masks").iterdir()) == ["v"]
+
+
 @pytest.mark.parametrize("tid", [0, 65536])
 def test_track_png_refuses_ids_outside_16_bits(tmp_path, tid):
     with pytest.raises(InvalidArgumentError, match=r"\[1, 65535\]"):

@@ -8,6 +8,7 @@ config is available (lang_sam.testing); the outputs checked here do not depend o
 from __future__ import annotations
 
 import csv
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -102,3 +103,70 @@ def truth_box(obj, i):
         return None
     x0, y0 = int(round(x + dx * (i - first))), int(round(y + dy * (i - first)))
     return np.array([x0, y0, x0 + w, y0 + h], float)
+
+
+@functools.lru_cache(maxsize=4)
+def png_bytes(width: int, height: int) -> bytes:
+    """A black RGB PNG of ``width x height`` built row by row (a 16000x16000 one is ~750 KB and
+    never exists as pixels here: zlib compresses the same zero row again and again)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    z = zlib.compressobj(9)
+    row = bytes(1 + 3 * width)  # filter byte 0, then black pixels
+    idat = b"".join(z.compress(row) for _ in range(height)) + z.flush()
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+
+
+def lying_mov(path: Path, frames: list = [(16000, 16000)], header: tuple[int, int] = (64, 64)) -> Path:
+    """A .mov whose stream header says ``header`` (width, height) and whose frames are PNGs of
+    the sizes ``frames`` (or raw packet bytes): decoding a 16000x16000 frame costs 768 MB, the
+    file is well under 1 MB. PyAV muxes the PNGs' bytes as packets; nothing is encoded."""
+    import struct
+    from fractions import Fraction
+
+    import av
+
+    with av.open(str(path), "w", format="mov") as c:
+        stream = c.add_stream("png", rate=1)
+        stream.width, stream.height = 16, 16  # set to ``header`` in the file below (PNG's encoder needs > 0)
+        stream.pix_fmt = "rgb24"
+        for i, frame in enumerate(frames):
+            packet = av.Packet(frame if isinstance(frame, bytes) else png_bytes(*frame))
+            packet.stream = stream
+            packet.pts = packet.dts = i
+            packet.duration = 1
+            packet.time_base = Fraction(1, 1)
+            c.mux(packet)
+    data = bytearray(path.read_bytes())
+    at = data.index(b"png ", data.index(b"stsd")) + 28  # the visual sample entry's width, height
+    assert struct.unpack(">HH", data[at:at + 4]) == (16, 16)
+    data[at:at + 4] = struct.pack(">HH", *header)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def cut_clip(src: Path, dst: Path, keep: int) -> Path:
+    """``src`` remuxed with its index (``moov``) first, as phones and web encoders write mp4s, then
+    cut where frame ``keep``'s bytes begin (an upload or a copy that stopped there): the header
+    still announces every frame, the file holds ``keep`` whole ones."""
+    import av
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    whole = dst.with_name(dst.stem + ".whole.mp4")
+    with av.open(str(src)) as inp, av.open(str(whole), "w", options={"movflags": "faststart"}) as out:
+        stream = out.add_stream_from_template(inp.streams.video[0])
+        for packet in inp.demux(inp.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                out.mux(packet)
+    with av.open(str(whole)) as inp:
+        starts = sorted(p.pos for p in inp.demux(inp.streams.video[0]) if p.dts is not None)
+    data = whole.read_bytes()
+    whole.unlink()
+    dst.write_bytes(data[:starts[keep]])
+    return dst

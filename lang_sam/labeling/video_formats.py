@@ -17,7 +17,8 @@ folder, without its suffix; frame numbers are 0-based in file names and 1-based 
   drawn on each frame, each track in its own colour (:func:`render_tracks`), H.264 via PyAV;
 - :class:`TrackPngWriter` (``masks``): ``masks/<key>/<frame:06d>.png``, one 16-bit greyscale PNG per
   frame whose pixel values are track ids (0: background). Where masks overlap, the smaller mask's
-  id is kept (it is drawn last: a small object in front of a large one stays visible).
+  id is kept (it is drawn last: a small object in front of a large one stays visible). The PNGs
+  are written into a staging folder and moved in when the video is done.
 
 ``av`` (the ``[video]`` extra) is imported by :class:`OverlayWriter` only. Nothing here prints.
 """
@@ -27,13 +28,14 @@ from __future__ import annotations
 import colorsys
 import io
 import os
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 
 from lang_sam.errors import InvalidArgumentError
-from lang_sam.labeling.atomic import atomic_write_bytes, atomic_write_text
+from lang_sam.labeling.atomic import atomic_write_text
 from lang_sam.labeling.classes import normalize_phrase
 
 if TYPE_CHECKING:  # PyAV is imported when a video is written
@@ -52,6 +54,7 @@ __all__ = [
     "coco_dataset",
     "track_class",
     "TrackPngWriter",
+    "staging_folder",
     "track_id_image",
     "OverlayWriter",
     "render_tracks",
@@ -106,8 +109,7 @@ def _frame_arrays(frame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray
 class VideoSink:
     """One format's writer for one video: :meth:`add` each frame in order, then :meth:`close`
     (returns the files written, relative to the output folder) or, if the video is not finished,
-    :meth:`abort` (removes what would be half-written; finished per-frame files stay and are
-    written over when the video is done again)."""
+    :meth:`abort` (removes everything it wrote for this video: per-frame files included)."""
 
     def add(self, frame, pixels: np.ndarray | None = None) -> None:  # pragma: no cover - interface
         raise NotImplementedError
@@ -245,22 +247,44 @@ def _png16(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def staging_folder(folder: str | os.PathLike) -> Path:
+    """Where :class:`TrackPngWriter` writes a video's PNGs before they are moved into ``folder``:
+    ``.<folder name>.<pid>.tmp`` beside it."""
+    folder = Path(folder)
+    return folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
+
+
 class TrackPngWriter(VideoSink):
-    """``masks/<key>/<frame:06d>.png``: :func:`track_id_image` of each frame, each PNG written
-    atomically as its frame arrives (16-bit greyscale: read with
-    ``np.asarray(PIL.Image.open(p))``, dtype uint16 or int32 by Pillow version, values = ids)."""
+    """``masks/<key>/<frame:06d>.png``: :func:`track_id_image` of each frame (16-bit greyscale:
+    read with ``np.asarray(PIL.Image.open(p))``, dtype uint16 or int32 by Pillow version, values =
+    ids). Each PNG is written as its frame arrives into :func:`staging_folder` (``masks/.<key
+    leaf>.<pid>.tmp/``); :meth:`close` moves them into ``masks/<key>/`` when the video is done,
+    :meth:`abort` removes the staging folder: a video that fails or is interrupted leaves no
+    frame of its own in ``masks/<key>/``."""
 
     def __init__(self, folder: str | os.PathLike, root: str | os.PathLike):
         self.folder, self.root = Path(folder), Path(root)
+        self.staging = staging_folder(self.folder)
         self.written: list[str] = []
 
     def add(self, frame, pixels=None) -> None:
-        path = self.folder / f"{frame.frame_index:06d}.png"
-        atomic_write_bytes(path, _png16(track_id_image(frame)))
-        self.written.append(path.relative_to(self.root).as_posix())
+        name = f"{frame.frame_index:06d}.png"
+        self.staging.mkdir(parents=True, exist_ok=True)
+        (self.staging / name).write_bytes(_png16(track_id_image(frame)))
+        self.written.append((self.folder / name).relative_to(self.root).as_posix())
 
     def close(self) -> list[str]:
+        if self.staging.is_dir():
+            if not self.folder.exists():
+                os.replace(self.staging, self.folder)  # one rename: all the frames or none
+            else:  # a folder of an earlier run of this video (or the user's notes): frame by frame
+                for name in sorted(os.listdir(self.staging)):
+                    os.replace(self.staging / name, self.folder / name)
+                self.staging.rmdir()
         return list(self.written)
+
+    def abort(self) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,7 +8,9 @@ each video through :func:`track_video`, the one-video job.
    writers of :mod:`lang_sam.labeling.video_formats`; the video's record
    (``.lang-sam/videos/<key>.json``) is written last, so a video counts as done only when all its
    files are whole. Ctrl-C (or any error) mid-video removes its unfinished files (the overlay's
-   temporary mp4; per-frame PNGs already written are whole and are written again on resume);
+   temporary mp4, the staging folder of its per-frame PNGs), and a resumed run sweeps what a
+   killed one left; a video that ends clearly short of its header's frame count is tracked as
+   far as it goes and its record (and the run's summary) carries the warning;
 3. :class:`TrackRun`: the output folder being filled: its lock, its settings
    (``.lang-sam/run.json``, compared on resume), the videos still to do, and the run-wide
    ``coco/annotations.json`` rebuilt from the videos' records by :meth:`TrackRun.finish`.
@@ -23,6 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -274,8 +277,15 @@ _FRAME_PNG_TMP = re.compile(r"^\.\d{6}\.png\.\d+\.tmp$")
 
 
 def _sweep_frame_pngs(folder: Path) -> None:
-    """Remove the temporary per-frame PNGs (``.<frame:06d>.png.<pid>.tmp``) a killed run left in
-    ``folder``; nothing else there is touched."""
+    """Remove what a killed run left of a video's per-frame PNGs: the staging folders
+    (``.<folder name>.<pid>.tmp`` beside ``folder``, :func:`~lang_sam.labeling.video_formats.staging_folder`)
+    and the temporary PNGs (``.<frame:06d>.png.<pid>.tmp``) that earlier versions wrote in
+    ``folder``; nothing else is touched."""
+    staged = re.compile(rf"^\.{re.escape(folder.name)}\.\d+\.tmp$")
+    if folder.parent.is_dir():
+        for p in folder.parent.iterdir():
+            if staged.match(p.name) and p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
     if folder.is_dir():
         for p in folder.iterdir():
             if _FRAME_PNG_TMP.match(p.name) and p.is_file():
@@ -305,18 +315,19 @@ def track_video(
 ) -> dict:
     """Track one video into ``output`` and return its record (also written, last, to
     ``.lang-sam/videos/<key>.json``): ``{"video", "formats", "outputs": {format: [files relative
-    to output]}, "frames", "tracks", "detections", "seconds", "coco": [per-frame COCO records]}``
-    (``coco`` only with that format).
+    to output]}, "frames", "frames_declared" (the header's count, None when it gives none),
+    "warnings" (e.g. that the video ended clearly short of that count), "tracks", "detections",
+    "seconds", "coco": [per-frame COCO records]}`` (``coco`` only with that format).
 
     ``model`` is a :class:`~lang_sam.LangSAM` whose segmenter can track. Frames are decoded one at
-    a time (:func:`lang_sam.video_io.iter_frames`), fed to ``model.predict_video`` and each
+    a time (:func:`lang_sam.video_io.open_video`), fed to ``model.predict_video`` and each
     :class:`~lang_sam.results.TrackedFrame` to the writers as it comes; ``on_frame(item, done,
     total)`` hears of each frame (``total`` from the header, None when unknown). On any error,
     Ctrl-C included, the writers' unfinished files are removed and the error re-raised; no record
     is written, so a resumed run does the video again. This is the function both the
     single-process command and each Ray task run.
     """
-    from lang_sam.video_io import iter_frames
+    from lang_sam.video_io import open_video
 
     started = time.perf_counter()
     root = Path(output)
@@ -327,9 +338,10 @@ def track_video(
     _sweep_frame_pngs(layout.masks(item.key))
     planned = [layout.rel(p) for p in planned_outputs(layout, item.key, formats)]
     claim(root, planned + ([layout.rel(layout.masks(item.key)) + "/"] if "masks" in formats else []))
-    total, fps = probe_video(item.path)
-    sinks = vf.open_sinks(layout, item.key, item.rel.as_posix(), formats, fps or 25.0)
-    tap = _FrameTap(iter_frames(item.path))
+    source = open_video(item.path)
+    total = source.frame_count
+    sinks = vf.open_sinks(layout, item.key, item.rel.as_posix(), formats, source.fps or 25.0)
+    tap = _FrameTap(source)
     frames = detections = 0
     tracks: set[int] = set()
     try:
@@ -353,8 +365,9 @@ def track_video(
             sink.abort()
         raise
     record = {"video": item.rel.as_posix(), "formats": list(formats), "outputs": outputs,
-              "frames": frames, "tracks": len(tracks), "detections": detections,
-              "seconds": round(time.perf_counter() - started, 3)}
+              "frames": frames, "frames_declared": source.frame_count,
+              "warnings": [source.warning] if source.warning else [], "tracks": len(tracks),
+              "detections": detections, "seconds": round(time.perf_counter() - started, 3)}
     if "coco" in sinks:
         record["coco"] = cast(vf.CocoVideoRecord, sinks["coco"]).frames  # open_sinks' "coco" sink
     write_json(record_file, record)
@@ -368,8 +381,9 @@ def track_video(
 @dataclass
 class TrackSummary:
     """What a tracking run did. ``tracked``, ``frames``, ``tracks`` and ``detections`` count this
-    call's work; ``failed`` pairs each failed video with the reason; ``run_videos`` is the number
-    of videos the output holds (resumed ones included)."""
+    call's work; ``failed`` pairs each failed video with the reason; ``warnings`` each video
+    tracked now with a warning of its record (a video that ended clearly short of its header's
+    frame count); ``run_videos`` is the number of videos the output holds (resumed ones included)."""
 
     output: Path
     formats: list[str]
@@ -380,6 +394,7 @@ class TrackSummary:
     tracks: int = 0
     detections: int = 0
     failed: list[tuple[VideoItem, str]] = field(default_factory=list)
+    warnings: list[tuple[VideoItem, str]] = field(default_factory=list)
     interrupted: bool = False
     seconds: float = 0.0
     run_videos: int = 0
@@ -531,6 +546,7 @@ class TrackRun(FolderRun):
             s.frames += int(outcome.get("frames", 0))
             s.tracks += int(outcome.get("tracks", 0))
             s.detections += int(outcome.get("detections", 0))
+            s.warnings.extend((item, str(w)) for w in outcome.get("warnings", ()))
             return outcome
         error: BaseException | str
         if isinstance(outcome, tuple):

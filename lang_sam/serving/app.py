@@ -620,6 +620,8 @@ def track_clip(service: ModelService, video, text_prompt, box_threshold=0.3, tex
             for t in result.tracks]
     message = (f"{len(result.tracks)} track(s) for `{text_prompt}` over {len(result.frames)} frame(s) "
                f"({result.width}x{result.height}).")
+    for warning in result.warnings:  # e.g. a clip cut short of the frames its header announces
+        message += f" **Warning:** {warning}."
     return str(out), rows, message
 
 

@@ -452,7 +452,10 @@ async def _track(request, service: ModelService, *, max_pixels, max_frames):
     track per frame), ``format`` (``json``, default, or ``mot``: MOTChallenge text) and
     ``sam_type``. The upload is written to a temporary file (PyAV reads files), tracked within the
     server's limits (body size by the middleware; frames and pixels by
-    :meth:`ModelService.track`, 413) and deleted; no message names the temporary file."""
+    :meth:`ModelService.track`, 413, checked while FFmpeg probes and decodes, under the service's
+    lock) and deleted; no message names the temporary file. A video that ends clearly short of
+    its header's frame count is answered 200 with what it holds and a warning (``warnings`` in
+    the JSON, ``X-Warnings`` with ``format=mot``)."""
     import os
     import re
     import tempfile
@@ -502,12 +505,17 @@ async def _track(request, service: ModelService, *, max_pixels, max_frames):
             raise RequestError(status, message.replace(tmp, "the uploaded video")) from None
     finally:
         os.unlink(tmp)
+    declared = "" if result.frame_count_declared is None else str(result.frame_count_declared)
     if fmt == "mot":
-        return PlainTextResponse(result.mot, headers={"X-Frames": str(len(result.frames)),
-                                                      "X-Tracks": str(len(result.tracks))})
+        headers = {"X-Frames": str(len(result.frames)), "X-Tracks": str(len(result.tracks)),
+                   "X-Frame-Count-Declared": declared}
+        if result.warnings:
+            headers["X-Warnings"] = " | ".join(result.warnings)
+        return PlainTextResponse(result.mot, headers=headers)
     return {
         "width": result.width, "height": result.height, "fps": result.fps,
-        "frame_count": len(result.frames), "tracks": result.tracks, "frames": result.frames,
+        "frame_count": len(result.frames), "frame_count_declared": result.frame_count_declared,
+        "warnings": result.warnings, "tracks": result.tracks, "frames": result.frames,
         "sam_type": result.sam_type, "gdino_type": result.gdino_type,
     }
 

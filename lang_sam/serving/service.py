@@ -217,7 +217,10 @@ class ServedTracks:
       "last_frame", "frames"}`` (frames it was seen on);
     - ``mot``: the MOTChallenge text of :func:`lang_sam.labeling.video_formats.mot_lines`;
     - ``overlay``: the overlay mp4's path when one was asked for, else None;
-    - ``width``, ``height``, ``fps`` (None when unknown), ``sam_type``, ``gdino_type``.
+    - ``width``, ``height``, ``fps`` (None when unknown), ``sam_type``, ``gdino_type``;
+    - ``frame_count_declared``: the frame count the container's header announces (None when it
+      gives none); ``warnings``: sentences for the client, e.g. that the video ended clearly
+      short of that count (:func:`lang_sam.video_io.count_shortfall`).
     """
 
     frames: list[dict]
@@ -229,6 +232,8 @@ class ServedTracks:
     fps: float | None
     sam_type: str
     gdino_type: str
+    frame_count_declared: int | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 class MaskCoverage:
@@ -540,11 +545,15 @@ class ModelService:
         """:meth:`LangSAM.predict_video` of ``video`` (a video file's path) under the lock, within
         limits: over ``max_pixels`` per frame or ``max_frames`` frames (each None: no limit) raises
         :class:`~lang_sam.errors.VideoTooLargeError`, from the container's header before any frame
-        is decoded, and again while decoding (a header may understate). Frames are decoded one at a
-        time; per frame only the tracks' numbers and (``masks``) their RLE are kept. ``overlay``:
-        a path to write the tracked overlay mp4 to
+        is decoded, and again while decoding (a header may understate). With ``max_pixels`` FFmpeg
+        probes and decodes under that limit (:func:`lang_sam.video_io.open_video`): a frame over it
+        is refused before it is allocated, and a video whose frame size is unknown is refused.
+        The file is opened, probed and decoded under the lock, so one request at a time decodes.
+        Frames are decoded one at a time; per frame only the tracks' numbers and (``masks``) their
+        RLE are kept. ``overlay``: a path to write the tracked overlay mp4 to
         (:class:`lang_sam.labeling.video_formats.OverlayWriter`). ``progress(fraction, text)``
-        hears of each frame when the frame count is known."""
+        hears of each frame when the frame count is known. A video that ends clearly short of the
+        count its header announces is tracked as far as it goes, and ``warnings`` says so."""
         from pathlib import Path
 
         from lang_sam.labeling import video_formats as vf
@@ -552,8 +561,7 @@ class ModelService:
         from lang_sam.errors import InvalidVideoError
         from lang_sam.video_io import open_video
 
-        source = open_video(video)
-        name = source.source
+        name = str(video)
 
         def too_large(what: str, limit: int, got: str, index=None) -> VideoTooLargeError:
             flag = "--max-frames" if what == "frames" else "--max-pixels"
@@ -562,25 +570,42 @@ class ModelService:
                 f"({'per frame, width x height, ' if what == 'pixels' else ''}{flag})",
                 source=name, limit=limit, what=what, frame_index=index, expected=f"<= {limit}", got=got)
 
+        def relabelled(exc: VideoTooLargeError) -> VideoTooLargeError:
+            """The reader's refusal of a frame's size, in the server's words (its flag)."""
+            return too_large("pixels", exc.limit, exc.got, exc.frame_index)
+
         def check_pixels(size, index=None):
             if max_pixels is not None and size is not None and size[0] * size[1] > max_pixels:
                 raise too_large("pixels", max_pixels, f"{size[1]}x{size[0]} = {size[0] * size[1]:,} "
                                                       "pixels per frame", index)
 
-        check_pixels(source.image_size)
-        if max_frames is not None and source.frame_count is not None and source.frame_count > max_frames:
-            raise too_large("frames", max_frames, f"{source.frame_count:,} frames")
-
         def frames():
-            for i, frame in enumerate(source):
+            it = iter(source)
+            i = 0
+            while True:
+                try:
+                    frame = next(it)
+                except StopIteration:
+                    return
+                except VideoTooLargeError as exc:
+                    raise relabelled(exc) from None
                 if i == 0:
                     check_pixels(frame.shape[:2], 0)
                 if max_frames is not None and i >= max_frames:
                     raise too_large("frames", max_frames, f"more than {max_frames:,} frames", i)
                 yield frame
+                i += 1
 
-        total = source.frame_count
         with self._lock:
+            try:
+                source = open_video(video, max_pixels=max_pixels)
+            except VideoTooLargeError as exc:
+                raise relabelled(exc) from None
+            name = source.source
+            check_pixels(source.image_size)
+            if max_frames is not None and source.frame_count is not None and source.frame_count > max_frames:
+                raise too_large("frames", max_frames, f"{source.frame_count:,} frames")
+            total = source.frame_count
             model = self._ensure(sam_type, None, progress)
             tap = _FrameTap(frames())
             writer = vf.OverlayWriter(Path(overlay), Path(overlay).parent, source.fps or 25.0) \
@@ -624,7 +649,8 @@ class ModelService:
                 raise
             return ServedTracks(out, [tracks[k] for k in sorted(tracks)], "".join(x + "\n" for x in mot),
                                 overlay if writer is not None else None, size[1], size[0], source.fps,
-                                model.sam_type, model.gdino_type)
+                                model.sam_type, model.gdino_type, source.frame_count,
+                                [source.warning] if source.warning else [])
 
     def info(self) -> dict:
         """What ``/health`` reports: the served types, whether they are loaded, device, precision
