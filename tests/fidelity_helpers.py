@@ -60,10 +60,12 @@ def assert_within(ours, ref, *, atol: float, what: str = "values") -> None:
 
 
 def sam_mask_logits(model, image, boxes: torch.Tensor) -> torch.Tensor:
-    """The full-size mask logits ``(N, H, W)`` a LangSAM with segment-anything's SAM gives ``boxes``
-    on ``image``, decoded in the chunks :meth:`LangSAM.predict` uses for the same boxes (its masks are
-    these logits > 0)."""
-    out = model.segment(image, boxes=boxes)  # (selects the image in the segmenter's predictor)
-    p = model.segmenter.predictor
+    """The full-size mask logits ``(N, H, W)`` behind :meth:`LangSAM.predict`'s masks for ``boxes``
+    on ``image`` (segment-anything's SAM): the same computation, chunks included, keeping the logits
+    (its masks are these logits > 0)."""
+    model.predict_sam(image, boxes[:1])  # selects the image's encoding in the segmenter's predictor
+    seg = model.segmenter
+    p = seg.predictor
+    out = seg.predict(boxes=boxes, return_low_res=True)
     with torch.no_grad():
         return p.model.postprocess_masks(out.low_res_logits, p.input_size, p.original_size)[:, 0]

@@ -72,7 +72,7 @@ def test_the_servers_top_k_is_a_select_step(model, image):
     # another kernel on some CPUs, so float32 rounding (fidelity_helpers.SAM_LOGIT_ATOL)
     logits = sam_mask_logits(model, image, full.boxes)
     assert torch.equal(logits > 0, full.masks)
-    assert_masks_match(out.masks, logits[keep], eps=SAM_LOGIT_ATOL)
+    assert_masks_match(out.masks, logits[keep], eps=SAM_LOGIT_ATOL, what="top_k's masks")
     assert out.detections.phrases == [full.phrases[i] for i in keep.tolist()]
 
 
