@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from fidelity_helpers import SAM_LOGIT_ATOL, assert_masks_match, sam_mask_logits
 from lang_sam import Detections, LangSAM, MaskPrediction, Prediction, TiledPrediction, TileSpec, pipeline
 from lang_sam.errors import InvalidArgumentError, InvalidResultError
 from lang_sam.hub import ModelSpec, register_model, unregister_model
@@ -66,7 +67,12 @@ def test_the_servers_top_k_is_a_select_step(model, image):
     assert len(full.phrases) > 3, "the tiny models found too little to test"
     out = pipeline.run(model, image, "car", 0.0, 0.0, select=[pipeline.top_k(3)])
     keep = torch.argsort(full.logits, descending=True, stable=True)[:3].sort().values
-    assert torch.equal(out.detections.boxes, full.boxes[keep]) and torch.equal(out.masks, full.masks[keep])
+    assert torch.equal(out.detections.boxes, full.boxes[keep])
+    # SAM decodes the 3 boxes together where predict decoded them among all: another batch size,
+    # another kernel on some CPUs, so float32 rounding (fidelity_helpers.SAM_LOGIT_ATOL)
+    logits = sam_mask_logits(model, image, full.boxes)
+    assert torch.equal(logits > 0, full.masks)
+    assert_masks_match(out.masks, logits[keep], eps=SAM_LOGIT_ATOL, what="top_k's masks")
     assert out.detections.phrases == [full.phrases[i] for i in keep.tolist()]
 
 

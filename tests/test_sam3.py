@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 
 from conftest import make_image
+from fidelity_helpers import assert_masks_match
 from lang_sam import LangSAM
 from lang_sam.errors import (
     EngineUnavailableError,
@@ -32,6 +33,11 @@ from lang_sam.hub import get_spec
 from lang_sam.models.base import ROLES, TextSegmenter, engine_for
 from lang_sam.testing import write_sam3_folder
 from lang_sam.tiling import TileSpec
+
+#: How far the library's mask probabilities (all phrases in one batch) may be from transformers'
+#: (one phrase per call): float32 rounding, 6e-8 at most measured (AVX-512 and AVX2 MKL kernels, 1 and
+#: 2 threads).
+SAM3_PROB_ATOL = 1e-6
 
 pytest.importorskip("transformers.models.sam3", reason="SAM 3 needs transformers>=5")  # CI step 3 only
 
@@ -53,7 +59,8 @@ def photo() -> Image.Image:
 
 def reference(folder: Path, image: Image.Image, phrases, threshold: float):
     """transformers' own SAM 3 path, called directly: Sam3Model + Sam3Processor and its
-    post_process_instance_segmentation, one phrase per call; results concatenated in order."""
+    post_process_instance_segmentation, one phrase per call; results concatenated in order. Masks
+    come as the probabilities that post-processing thresholds at 0.5 (checked against its masks)."""
     from transformers import Sam3Model, Sam3Processor
 
     model = Sam3Model.from_pretrained(folder).eval()
@@ -65,7 +72,11 @@ def reference(folder: Path, image: Image.Image, phrases, threshold: float):
             out = model(**inputs)
         r = proc.post_process_instance_segmentation(out, threshold=threshold,
                                                     target_sizes=inputs["original_sizes"].tolist())[0]
-        masks.append(r["masks"].bool())
+        keep = out.pred_logits[0].sigmoid() * out.presence_logits[0].sigmoid() > threshold
+        probs = torch.nn.functional.interpolate(out.pred_masks[0][keep].sigmoid()[None], size=r["masks"].shape[-2:],
+                                                mode="bilinear", align_corners=False)[0]
+        assert torch.equal(probs > 0.5, r["masks"].bool())
+        masks.append(probs)
         boxes.append(r["boxes"])
         scores.append(r["scores"])
         names += [phrase] * len(r["scores"])
@@ -113,7 +124,7 @@ def test_predict_equals_transformers_directly(sam3, sam3_dir, photo, prompt, phr
     """Same masks, boxes and scores as Sam3Model + post_process_instance_segmentation, although
     the library batches the phrases in one call on cached vision features."""
     t = middle_threshold(sam3_dir, photo, phrases)
-    ref_masks, ref_boxes, ref_scores, ref_names = reference(sam3_dir, photo, phrases, t)
+    ref_probs, ref_boxes, ref_scores, ref_names = reference(sam3_dir, photo, phrases, t)
     sam3.clear_cache()
     masks, boxes, got_phrases, logits = sam3.predict(photo, prompt, box_threshold=t)
     assert 0 < len(got_phrases) == len(ref_names)
@@ -122,8 +133,8 @@ def test_predict_equals_transformers_directly(sam3, sam3_dir, photo, prompt, phr
     assert boxes.dtype == torch.float32 and logits.dtype == torch.float32
     torch.testing.assert_close(boxes, ref_boxes.float(), atol=1e-4, rtol=1e-5)
     torch.testing.assert_close(logits, ref_scores.float(), atol=1e-6, rtol=1e-5)
-    agree = (masks == ref_masks).float().mean().item()
-    assert agree >= 0.9999, agree  # batching may move a logit at 0.5 by float rounding
+    # batching the phrases may move a mask probability by float rounding: a pixel that close to 0.5 may flip
+    assert_masks_match(masks, ref_probs, eps=SAM3_PROB_ATOL, threshold=0.5)
     assert (logits > t).all()
 
 
