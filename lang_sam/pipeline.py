@@ -140,14 +140,15 @@ def _check_sizes(model: Any, image: Any, tile: TileSpec | None) -> None:
     resize would make 0 pixels thin (:class:`~lang_sam.errors.ImageTooThinError`); each engine
     checks again what it encodes (``check_image_size``)."""
     W, H = rgb(image).size
-    if tile is None:
-        sizes = {(H, W): None}
-    else:
-        sizes = {(t[3] - t[1], t[2] - t[0]): None for t in tile.grid(W, H)}
-        sizes = {(h, w): f"a {w}x{h} tile of the {W}x{H} image" for h, w in sizes}
+    sizes: dict[tuple[int, int], str | None] = {(H, W): None}  # (h, w) -> the message's subject
+    if tile is not None:
+        shapes = dict.fromkeys((t[3] - t[1], t[2] - t[0]) for t in tile.grid(W, H))
+        sizes = {(h, w): f"a {w}x{h} tile of the {W}x{H} image" for h, w in shapes}
     for engine in (model.segmenter, model.detector):
-        check = getattr(engine, "check_image_size", None)
-        for (h, w), what in sizes.items() if check is not None else ():
+        check: Callable[..., None] | None = getattr(engine, "check_image_size", None)
+        if check is None:  # an engine that is no lang_sam Engine
+            continue
+        for (h, w), what in sizes.items():
             check(h, w, what)
 
 

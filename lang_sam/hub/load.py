@@ -308,7 +308,9 @@ def _tensor_span(path: Path, name: str, entry: Any, again: str) -> tuple[int, in
 
     if not isinstance(entry, dict):
         raise bad(f"the entry {json.dumps(entry)[:80]}, expected an object with dtype, shape, data_offsets")
-    dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+    dtype: Any = entry.get("dtype")
+    shape: Any = entry.get("shape")
+    offsets: Any = entry.get("data_offsets")
     if dtype not in _SAFETENSORS_BITS:
         raise bad(f"dtype {dtype!r}, expected one of {', '.join(_SAFETENSORS_BITS)}")
 
