@@ -23,6 +23,7 @@ __all__ = [
     "MissingWeight",
     "InvalidImageError",
     "ImageTooLargeError",
+    "ImageTooThinError",
     "ImageNotFoundError",
     "InvalidPromptError",
     "PromptTooLongError",
@@ -259,6 +260,24 @@ class ImageTooLargeError(InvalidImageError):
                  limit: int | None = None):
         super().__init__(message)
         self.width, self.height, self.limit = width, height, limit
+
+
+class ImageTooThinError(InvalidImageError):
+    """An image so thin that an engine's resize to its input would make one side 0 pixels
+    (GroundingDINO's to a short side of 800 px, the long one at most 1333, SAM v1's to a long side
+    of 1024 px: a 100000x1 image). Attributes: ``width``, ``height``, ``engine`` (the model type),
+    ``resized`` (the ``(height, width)`` the resize gives) and ``max_aspect`` (about the largest
+    ratio of the long side to the short one that the engine takes: 2666 for GroundingDINO, 2048
+    for SAM v1)."""
+
+    def __init__(self, message: str, *, width: int, height: int, engine: str,
+                 resized: tuple[int, int], max_aspect: float):
+        super().__init__(message)
+        self.width, self.height, self.engine = width, height, engine
+        self.resized, self.max_aspect = resized, max_aspect
+
+    def __reduce__(self):
+        return (_rebuild_denied, (type(self), str(self), self.__dict__))
 
 
 class ImageNotFoundError(LangSAMError, FileNotFoundError):

@@ -393,6 +393,7 @@ class LangSAM:
         ``boxes``, ``areas``, ``iou_scores``, ``stability_scores``, ``point_coords``,
         ``crop_boxes``); its ``records()`` is ``SamAutomaticMaskGenerator.generate``'s list of dicts.
         """
+        self._box_segmenter()  # SAM 3 takes no point prompt: a typed error, not an AttributeError
         config = GenerateSettings.for_engine(self.segmenter, **settings)
         enc = self.encode(image)
         H, W = enc.pixels.shape[:2]

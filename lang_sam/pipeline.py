@@ -121,6 +121,8 @@ def run(
     ``collect`` is. The prompt and thresholds are checked before any image work.
     """
     prepared = model.detector.prepare(text_prompt, box_threshold, text_threshold)
+    image = model.encode(image) if tile is None else rgb(image)  # read once, here
+    _check_sizes(model, image, tile)
     det, enc = detect(model, image, prepared, tile=tile, progress=progress)
     for step in select:
         det = step(det)
@@ -131,6 +133,23 @@ def run(
         masks, iou = segment(model, image if enc is None else enc, det.boxes, tile=tile,
                              collect=collect, progress=progress)
     return Segmented(det, masks, iou, enc)
+
+
+def _check_sizes(model: Any, image: Any, tile: TileSpec | None) -> None:
+    """Refuse, before any detection, an image (or with ``tile``, a tile of it) that an engine's
+    resize would make 0 pixels thin (:class:`~lang_sam.errors.ImageTooThinError`); each engine
+    checks again what it encodes (``check_image_size``)."""
+    W, H = rgb(image).size
+    sizes: dict[tuple[int, int], str | None] = {(H, W): None}  # (h, w) -> the message's subject
+    if tile is not None:
+        shapes = dict.fromkeys((t[3] - t[1], t[2] - t[0]) for t in tile.grid(W, H))
+        sizes = {(h, w): f"a {w}x{h} tile of the {W}x{H} image" for h, w in shapes}
+    for engine in (model.segmenter, model.detector):
+        check: Callable[..., None] | None = getattr(engine, "check_image_size", None)
+        if check is None:  # an engine that is no lang_sam Engine
+            continue
+        for (h, w), what in sizes.items():
+            check(h, w, what)
 
 
 def _text_masks(model: Any, image: Any, det: Detections, prepared: Any, *, tile: TileSpec | None,

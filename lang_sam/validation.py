@@ -20,6 +20,7 @@ from lang_sam.errors import (
     DeviceError,
     ImageNotFoundError,
     ImageTooLargeError,
+    ImageTooThinError,
     InvalidImageError,
     InvalidPromptError,
     InvalidThresholdError,
@@ -28,6 +29,7 @@ from lang_sam.errors import (
 __all__ = [
     "ImageInput", "as_numpy", "check_threshold", "check_prompt", "check_sam_prompts", "open_image",
     "to_rgb_pil", "to_rgb_array", "available_devices", "default_device", "check_device",
+    "check_resized",
 ]
 
 #: What the library accepts as an image.
@@ -246,6 +248,26 @@ def check_sam_prompts(
             m = np.repeat(m, batch, 0)
         mask_input = m.astype(np.float32)
     return {"boxes": boxes, "points": points, "point_labels": point_labels, "mask_input": mask_input}
+
+
+def check_resized(height: int, width: int, resized: tuple[int, int], *, engine: str, resize: str,
+                  max_aspect: float, inclusive: bool, what: str | None = None) -> None:
+    """Raise :class:`ImageTooThinError` when an engine's resize of a ``height x width`` image to its
+    input gives ``resized`` ``(h, w)`` with a side under 1 pixel (a 100000x1 image). ``resize`` says
+    what the engine's resize is (for the message); the engine takes images whose long side is at
+    most (``inclusive``) or less than ``max_aspect`` times the short one. ``what``: the message's
+    subject (default ``"image WxH"``; a tile says which image it is of)."""
+    if min(resized) >= 1:
+        return
+    long, short = max(height, width), min(height, width)
+    bound = "at most" if inclusive else "less than"
+    raise ImageTooThinError(
+        f"{what or f'image {width}x{height}'} is too thin for {engine}: its resize ({resize}) would make it "
+        f"{resized[1]}x{resized[0]} pixels; expected each side >= 1 pixel after that resize, i.e. "
+        f"the long side {bound} {max_aspect:g} times the short one (this image's is "
+        f"{long / short:g} times)",
+        width=width, height=height, engine=engine, resized=(int(resized[0]), int(resized[1])),
+        max_aspect=max_aspect)
 
 
 def _to_uint8(arr: np.ndarray, what: str) -> np.ndarray:

@@ -36,6 +36,8 @@ LIBRARY = {
                   ValueError, "2"),
     "empty image": (lambda m, t: m.predict(np.zeros((0, 0, 3), np.uint8), "car"), errors.InvalidImageError,
                     ValueError, "0"),
+    "image too thin": (lambda m, t: m.predict(Image.new("RGB", (100000, 1)), "car"), errors.ImageTooThinError,
+                       ValueError, "100000x1 is too thin"),
     "image path missing": (lambda m, t: utils.load_image(t / "nope.png"), errors.ImageNotFoundError,
                            FileNotFoundError, "nope.png"),
     "boxes of 3 numbers": (lambda m, t: m.predict_sam(IMAGE, [[1, 2, 3]]), errors.InvalidPromptError,

@@ -158,3 +158,115 @@ def test_bad_pixel_limit_is_a_clear_value_error(tmp_path, monkeypatch, value):
     with pytest.raises(ValueError, match=r"LANG_SAM_MAX_IMAGE_PIXELS must be") as err:
         load_image(path)
     assert repr(value) in str(err.value) or value in str(err.value)
+
+
+# --- Images too thin for an engine's resize (issue 25 item 3) ---------------------------------------
+# The tiny engines' inputs: GroundingDINO's short side 320 px, long side at most 533 (an image's long
+# side must be less than 2 x 533 = 1066 times its short one), SAM v1's long side 256 px (at most
+# 2 x 256 = 512 times); SAM 2.1 and SAM 3 resize to a fixed square and take any image. Each call on
+# a thin image raised a plain ValueError ("height and width must be > 0") from Pillow.
+
+@pytest.fixture(scope="module")
+def thin_models(tmp_path_factory, model, gdino_ckpt, tiny_specs):
+    """``engine -> LangSAM``: tiny SAM v1, SAM 2.1 (each with the tiny GroundingDINO) and SAM 3."""
+    from lang_sam import LangSAM
+    from lang_sam.hub import register_model, unregister_model
+    from lang_sam.testing import tiny_sam2_spec, write_sam2_checkpoint
+
+    spec = register_model(tiny_sam2_spec("tiny_sam2_thin"))
+    ckpt = write_sam2_checkpoint(tmp_path_factory.mktemp("thin") / spec.filename, spec)
+    models = {"sam": model, "sam2": LangSAM(spec.name, str(ckpt), gdino_type=tiny_specs[1].name,
+                                            gdino_ckpt_path=str(gdino_ckpt), device="cpu")}
+    try:
+        import transformers.models.sam3  # noqa: F401  (SAM 3 needs transformers>=5)
+
+        from lang_sam.testing import write_sam3_folder
+
+        folder = write_sam3_folder(tmp_path_factory.mktemp("thin3") / "sam3", "tiny")
+        models["sam3"] = LangSAM(sam_type="sam3", ckpt_path=folder, device="cpu")
+    except ImportError:
+        pass
+    yield models
+    unregister_model("sam", spec.name)
+
+
+def _calls():
+    from lang_sam.tiling import TileSpec
+
+    return {
+        "predict": lambda m, im: m.predict(im, "thing", box_threshold=0.0, text_threshold=0.0),
+        "predict_tiled": lambda m, im: m.predict_tiled(im, "thing", box_threshold=0.0, text_threshold=0.0,
+                                                       tile=TileSpec(size=1024)),
+        "predict_dino": lambda m, im: m.predict_dino(im, "thing", 0.0, 0.0),
+        "segment": lambda m, im: m.segment(im, boxes=[0, 0, 1, 1]),
+        "predict_sam": lambda m, im: m.predict_sam(im, [[0, 0, 1, 1]]),
+        "generate": lambda m, im: m.generate(im, points_per_side=2),
+    }
+
+
+#: (engine, entry point, width x height) -> None (it works) or words of the ImageTooThinError.
+GDINO_THIN = "too thin for GroundingDINO: its resize (short side to 320 px, long side at most 533 px)"
+SAM_THIN = "too thin for SAM 'tiny_sam': its resize (long side to 256 px)"
+THIN = {
+    **{("sam", call, size): SAM_THIN  # SAM's limit is checked first: before any detection
+       for call in ("predict", "segment", "predict_sam", "generate")
+       for size in ((2000, 1), (5000, 2), (100000, 1), (1, 2000), (513, 1))},
+    ("sam", "predict_dino", (100000, 1)): GDINO_THIN,
+    ("sam", "predict_dino", (1, 1066)): GDINO_THIN,
+    ("sam", "predict_dino", (1, 1065)): None,
+    ("sam", "segment", (512, 1)): None,  # 512 x 256/512 = 0.5 px rounds up to 1
+    ("sam", "predict", (1, 1)): None,
+    ("sam", "predict_tiled", (2000, 1)): "a 1024x1 tile of the 2000x1 image is too thin for SAM",
+    **{("sam2", "predict", size): GDINO_THIN for size in ((2000, 1), (5000, 2), (100000, 1), (1, 2000))},
+    ("sam2", "predict", (1065, 1)): None,
+    ("sam2", "predict", (1, 1)): None,
+    **{("sam2", call, size): None for call in ("segment", "generate")
+       for size in ((2000, 1), (5000, 2), (100000, 1), (1, 2000))},
+    ("sam2", "predict_tiled", (1, 2000)): None,
+    **{("sam3", call, size): None for call in ("predict", "predict_tiled")
+       for size in ((2000, 1), (5000, 2), (1, 2000))},
+    ("sam3", "predict", (100000, 1)): None,
+}
+
+
+@pytest.mark.parametrize("engine,call,size", list(THIN), ids=[f"{e}-{c}-{w}x{h}" for e, c, (w, h) in THIN])
+def test_a_thin_image_is_refused_by_the_engine_it_does_not_fit_or_works(thin_models, engine, call, size):
+    from lang_sam.errors import ImageTooThinError
+
+    if engine not in thin_models:
+        pytest.skip("SAM 3 needs transformers>=5")
+    m = thin_models[engine]
+    image = Image.new("RGB", size, (90, 120, 200))
+    words = THIN[engine, call, size]
+    if words is None:
+        out = _calls()[call](m, image)
+        masks = out.masks if hasattr(out, "masks") else out[0] if isinstance(out, tuple) else out
+        if call in ("predict", "segment", "generate"):
+            assert tuple(masks.shape[-2:]) in ((size[1], size[0]), (0,)) or masks.shape[0] == 0
+        return
+    with pytest.raises(ImageTooThinError) as err:
+        _calls()[call](m, image)
+    e = err.value
+    assert isinstance(e, InvalidImageError) and isinstance(e, ValueError)
+    msg = str(e)
+    assert words in msg and f"{size[0]}x{size[1]}" in msg and "expected each side >= 1 pixel" in msg, msg
+    checked = (1024, 1) if call == "predict_tiled" else size  # a tile, with tiles
+    assert (e.width, e.height) == checked and min(e.resized) == 0
+
+
+@pytest.mark.parametrize("size", [(1, 1), (2000, 1), (1, 2000), (1065, 1), (1066, 1), (5000, 2), (640, 480),
+                                  (533, 320), (320, 533)])
+def test_the_detector_resize_rule_is_groundingdinos(model, size):
+    """``resized_size`` copies groundingdino's ``get_size_with_aspect_ratio``: the same sizes, or
+    the same refusal where groundingdino's resize would fail."""
+    from groundingdino.datasets.transforms import resize
+
+    det = model.detector
+    h, w = det.resized_size(size[1], size[0])
+    image = Image.new("RGB", size)
+    if min(h, w) < 1:
+        with pytest.raises(ValueError):
+            resize(image, None, det.input_size[0], det.input_size[1])
+    else:
+        out, _ = resize(image, None, det.input_size[0], det.input_size[1])
+        assert out.size == (w, h)

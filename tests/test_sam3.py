@@ -178,13 +178,16 @@ def test_nothing_found_gives_the_common_empty_result(sam3, photo):
     assert phrases == [] and logits.shape == (0,) and logits.dtype == torch.float32
 
 
-@pytest.mark.parametrize("call", ["segment_boxes", "segment_points", "predict_sam"])
+@pytest.mark.parametrize("call", ["segment_boxes", "segment_points", "predict_sam", "generate"])
 def test_box_and_point_prompts_raise_a_typed_error(sam3, photo, call):
+    """``generate`` (a grid of point prompts) raised a raw AttributeError (issue 25)."""
     with pytest.raises(UnsupportedPromptError) as info:
         if call == "segment_boxes":
             sam3.segment(photo, boxes=[10, 10, 50, 50])
         elif call == "segment_points":
             sam3.segment(photo, points=[[20, 20]])
+        elif call == "generate":
+            sam3.generate(photo, points_per_side=2)
         else:
             sam3.predict_sam(photo, torch.tensor([[10.0, 10, 50, 50]]))
     assert isinstance(info.value, TypeError) and info.value.engine == "sam3"

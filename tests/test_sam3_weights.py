@@ -244,3 +244,145 @@ def test_the_demo_offers_sam3_only_when_its_weights_are_present(tmp_path, monkey
     assert "sam3" in sam_choices("sam3")
     write_sam3_folder(tmp_path / "sam3", "tiny")
     assert sam_choices() == sorted(without + ["sam3"])
+
+
+def _config(change):
+    def mutate(folder: Path) -> None:
+        config = json.loads((folder / "config.json").read_text())
+        change(config)
+        (folder / "config.json").write_text(json.dumps(config))
+    return mutate
+
+
+def _weights(change):
+    def mutate(folder: Path) -> None:
+        path = folder / "model.safetensors"
+        path.write_bytes(change(path.read_bytes()))
+    return mutate
+
+
+def _header(change):
+    """Rewrite model.safetensors' JSON header (``change(header)``), the data left as it is."""
+    import struct
+
+    def rewrite(data: bytes) -> bytes:
+        (n,) = struct.unpack("<Q", data[:8])
+        header = json.loads(data[8:8 + n])
+        change(header, next(k for k in sorted(header) if k != "__metadata__"))
+        raw = json.dumps(header).encode()
+        return struct.pack("<Q", len(raw)) + raw + data[8 + n:]
+    return _weights(rewrite)
+
+
+def _state(change):
+    """Rewrite model.safetensors through safetensors (a well-formed file of other tensors)."""
+    def mutate(folder: Path) -> None:
+        from safetensors.torch import load_file, save_file
+
+        state = load_file(folder / "model.safetensors")
+        change(state, sorted(state)[0])
+        save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
+    return mutate
+
+
+def _u64(n: int) -> bytes:
+    import struct
+
+    return struct.pack("<Q", n)
+
+
+def _set(section: str, key: str, value):
+    return _config(lambda c: c[section].__setitem__(key, value))
+
+
+#: id -> (how the folder is damaged, the file the error names, words of the message). Issue 25 item
+#: 4: each of these gave transformers', huggingface_hub's or safetensors' own exception (a
+#: traceback and exit 1 from the CLI), or a raw AttributeError.
+BAD_FOLDERS = {
+    "config: a string for an int": (_set("detr_decoder_config", "num_layers", "two"), "config.json",
+                                    "expected int, got str"),
+    "config: a float for an int": (_set("detr_decoder_config", "hidden_size", 32.5), "config.json",
+                                   "expected int, got float"),
+    "config: null for an int": (_set("detr_decoder_config", "num_layers", None), "config.json", "expected int"),
+    "config: a list for a dict": (_config(lambda c: c.__setitem__("detr_decoder_config", [1, 2])),
+                                  "config.json", "detr_decoder_config"),
+    "config: a string for a dict": (_config(lambda c: c.__setitem__("vision_config", "x")), "config.json",
+                                    "vision_config"),
+    "config: a negative size": (_set("detr_decoder_config", "num_queries", -1), "config.json", "negative"),
+    "config: a list": (lambda f: (f / "config.json").write_text("[1]"), "config.json", "expected an object"),
+    "config: not JSON": (lambda f: (f / "config.json").write_text("{oops"), "config.json", "JSONDecodeError"),
+    "processor config: a list": (lambda f: (f / "processor_config.json").write_text("[]"),
+                                 "processor_config.json", "expected an object"),
+    "tokenizer config: a list": (lambda f: (f / "tokenizer_config.json").write_text("[]"),
+                                 "tokenizer_config.json", "expected an object"),
+    "tokenizer: not JSON": (lambda f: (f / "tokenizer.json").write_text("{"), "tokenizer.json", "JSONDecodeError"),
+    "weights: empty": (_weights(lambda b: b""), "model.safetensors", "shorter than its 8-byte header length"),
+    "weights: 11 bytes": (_weights(lambda b: b"\x80\x05\x96" + _u64(2**60)), "model.safetensors",
+                          "expected at most 3"),
+    "weights: truncated to half": (_weights(lambda b: b[:len(b) // 2]), "model.safetensors", "truncated"),
+    "weights: truncated in the header": (_weights(lambda b: b[:100]), "model.safetensors", "expected at most 92"),
+    "weights: header length 2**63": (_weights(lambda b: _u64(2**63) + b[8:]), "model.safetensors",
+                                     "9,223,372,036,854,775,808-byte header"),
+    "weights: header length 2**64-1": (_weights(lambda b: _u64(2**64 - 1) + b[8:]), "model.safetensors",
+                                       "-byte header, expected at most"),
+    "weights: header not UTF-8": (_weights(lambda b: b[:8] + b"\xff" * (len(b) - 8)), "model.safetensors",
+                                  "not UTF-8 JSON"),
+    "weights: header not JSON": (_weights(lambda b: _u64(5) + b"{{{{{" + b[8:]), "model.safetensors",
+                                 "not UTF-8 JSON"),
+    "weights: header a list": (_weights(lambda b: _u64(2) + b"[]"), "model.safetensors", "expected an object"),
+    "weights: header deeply nested": (_weights(lambda b: _u64(200_000) + b"[" * 100_000 + b"]" * 100_000),
+                                      "model.safetensors", "not UTF-8 JSON"),
+    "weights: unknown dtype": (_header(lambda h, k: h[k].__setitem__("dtype", "Q99")), "model.safetensors",
+                               "dtype 'Q99'"),
+    "weights: shape not ints": (_header(lambda h, k: h[k].__setitem__("shape", ["32"])), "model.safetensors",
+                                "expected a list of integers"),
+    "weights: shape beyond its bytes": (_header(lambda h, k: h[k].__setitem__("shape", [10**12])),
+                                        "model.safetensors", "expected them to agree"),
+    "weights: offsets beyond the file": (_header(lambda h, k: h[k].__setitem__("data_offsets", [0, 10**15])),
+                                         "model.safetensors", "data_offsets [0, 1000000000000000]"),
+    "weights: offsets reversed": (_header(lambda h, k: h[k].__setitem__("data_offsets", [128, 0])),
+                                  "model.safetensors", "0 <= begin <= end"),
+    "weights: overlapping tensors": (
+        _header(lambda h, k: [v.__setitem__("data_offsets", [0, 128]) for n, v in h.items()
+                              if n != "__metadata__" and v["data_offsets"][1] - v["data_offsets"][0] == 128]),
+        "model.safetensors", "overlaps"),
+    "weights: metadata not strings": (_header(lambda h, k: h.__setitem__("__metadata__", {"format": 1})),
+                                      "model.safetensors", "__metadata__"),
+    "weights: a tensor missing": (_state(lambda s, k: s.pop(k)), "model.safetensors", "1 missing weights"),
+    "weights: a tensor of another shape": (_state(lambda s, k: s.__setitem__(k, s[k].reshape(-1)[:5].clone())),
+                                           "model.safetensors", "shape mismatches"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_FOLDERS))
+def test_a_damaged_sam3_folder_is_a_checkpoint_error_naming_the_file(case, sam3_dir, tmp_path):
+    from lang_sam import LangSAM
+    from lang_sam.errors import CheckpointError
+
+    folder = tmp_path / "sam3"
+    shutil.copytree(sam3_dir, folder)
+    damage, file, words = BAD_FOLDERS[case]
+    damage(folder)
+    with pytest.raises(CheckpointError) as err:
+        LangSAM(sam_type="sam3", ckpt_path=folder, device="cpu")
+    msg = str(err.value)
+    assert str(folder) in msg and file in msg and words in msg, msg
+    assert "\n" not in msg
+
+
+@pytest.mark.parametrize("case", ["config: a string for an int", "config: a list for a dict",
+                                  "weights: truncated to half", "weights: header length 2**63",
+                                  "weights: header not UTF-8", "weights: 11 bytes"])
+def test_cli_with_a_damaged_sam3_folder_says_one_line_and_exits_3(case, sam3_dir, tmp_path, capfd):
+    folder = tmp_path / "sam3"
+    shutil.copytree(sam3_dir, folder)
+    BAD_FOLDERS[case][0](folder)
+    Image.fromarray(make_image(40, 50, 2)).save(tmp_path / "a.png")
+    rc = main(["predict", str(tmp_path / "a.png"), "--prompt", "cat", "--output", str(tmp_path / "out"),
+               "--sam-type", "sam3", "--sam-ckpt", str(folder), "--device", "cpu"])
+    err = capfd.readouterr().err
+    assert rc == 3, err
+    assert "Traceback" not in err and "SystemError" not in err
+    errors = [line for line in err.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and errors[0].startswith("lang-sam predict: error: ") and str(folder) in errors[0], err
+    assert not (tmp_path / "out" / "coco").exists()

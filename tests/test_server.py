@@ -367,6 +367,12 @@ SMALL_PNG = png(make_image(40, 50))
     ("multimask as a file", "/segment", {"boxes": "[[1, 2, 3, 4]]", "multimask": b"1"}, 400, "'multimask' must be a text field"),
     # an unreadable image: Pillow's message carried a heap address (<_io.BytesIO object at 0x...>)
     ("not an image (no address)", "/predict", {"text_prompt": "cat", "image": b"GIF89a garbage"}, 400, "not a readable image"),
+    # issue 25: images so thin that a resize to the model's input made a side 0 px (a 500); the tiny
+    # SAM's long side is 256 px, so it takes at most 512:1
+    *[(f"{w}x{h} PNG to {path}", path, {**fields, "image": png(np.zeros((h, w, 3), np.uint8))}, 400,
+       f"image {w}x{h} is too thin for SAM 'tiny_sam'")
+      for w, h in ((2000, 1), (5000, 2), (100000, 1), (1, 2000))
+      for path, fields in (("/predict", {"text_prompt": "cat"}), ("/segment", {"boxes": "[[0, 0, 1, 1]]"}))],
 ])
 def test_no_client_input_is_a_5xx(server, case, path, fields, status, match):
     """Issue 18: whatever a client sends is a 4xx with a JSON ``{"error"}`` body that names no

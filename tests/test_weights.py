@@ -379,6 +379,9 @@ def _zip_bytes(obj) -> bytes:
     return buf.getvalue()
 
 
+#: 11 bytes: a protocol-5 pickle whose BYTEARRAY8 declares 2**60 bytes.
+ELEVEN_BYTES = b"\x80\x05\x96" + struct.pack("<Q", 2**60)
+
 #: name -> (file content, what the error must say was found)
 BAD_CHECKPOINTS = {
     "random bytes": (lambda: random.Random(0).randbytes(4096), "neither a zip archive"),
@@ -389,38 +392,88 @@ BAD_CHECKPOINTS = {
     "dict of non-tensors": (lambda: _zip_bytes({"a": 1, "b": "x"}), "'a': int"),
     "plain pickle": (lambda: pickle.dumps({"w": [1.0]}), "not a PyTorch checkpoint"),
     # Issue 18: 11 bytes declaring a 4-EiB string gave a bare MemoryError (a traceback in the CLI).
-    "pickle declaring a huge string": (lambda: b"\x80\x04\x8d" + struct.pack("<Q", 2**62), "MemoryError"),
-    "pickle declaring huge bytes": (lambda: b"\x80\x04\x8e" + struct.pack("<Q", 2**60), "MemoryError"),
+    # They are not unpickled at all now: only torch's legacy magic number starts a legacy file.
+    "pickle declaring a huge string": (lambda: b"\x80\x04\x8d" + struct.pack("<Q", 2**62), "not a PyTorch checkpoint"),
+    "pickle declaring huge bytes": (lambda: b"\x80\x04\x8e" + struct.pack("<Q", 2**60), "not a PyTorch checkpoint"),
+    # Issue 25: unpickling these 11 bytes (a 1-EiB BYTEARRAY8) printed "SystemError: deallocated
+    # bytearray object has exported buffers" on stderr beside the typed error.
+    "pickle declaring a huge bytearray": (lambda: ELEVEN_BYTES, "not a PyTorch checkpoint"),
     "legacy magic, then a huge string": (
         lambda: pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2) + b"\x80\x04\x8d" + struct.pack("<Q", 2**62),
         "MemoryError"),
+    "legacy magic, then a huge bytearray": (
+        lambda: pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2) + ELEVEN_BYTES, "cannot read checkpoint"),
     "deeply nested pickle": (lambda: b"\x80\x02" + b"(" * 100_000 + b".", "not a PyTorch checkpoint"),
 }
 
 
 @pytest.mark.parametrize("trust", [False, True], ids=["untrusted", "trusted"])
-@pytest.mark.parametrize("family", ["sam", "gdino"])
+@pytest.mark.parametrize("family", ["sam", "sam2", "gdino"])
 @pytest.mark.parametrize("case", list(BAD_CHECKPOINTS))
 def test_unusable_checkpoint_is_a_checkpoint_error_saying_what_was_found(
-    tmp_path, monkeypatch, tiny_specs, case, family, trust
+    tmp_path, monkeypatch, capfd, tiny_specs, case, family, trust
 ):
     """Issue 8: random bytes got the 'set LANG_SAM_TRUST_CHECKPOINTS=1' advice and, with it set, a
-    raw UnpicklingError; a text file a raw KeyError. Only a real pickle of objects gets the advice."""
+    raw UnpicklingError; a text file a raw KeyError. Only a real pickle of objects gets the advice.
+    Issue 25: nothing but the typed error either (no SystemError printed on stderr by C code)."""
     from lang_sam.models.detector import GroundingDINODetector
+    from lang_sam.models.sam2 import Sam2Segmenter
     from lang_sam.models.segmenter import SamSegmenter
+    from lang_sam.testing import tiny_sam2_spec
 
     if trust:
         monkeypatch.setenv("LANG_SAM_TRUST_CHECKPOINTS", "1")
     content, found = BAD_CHECKPOINTS[case]
     path = tmp_path / f"bad_{family}.pth"
     path.write_bytes(content())
-    spec, cls = (tiny_specs[0], SamSegmenter) if family == "sam" else (tiny_specs[1], GroundingDINODetector)
+    spec, cls = {"sam": (tiny_specs[0], SamSegmenter), "sam2": (tiny_sam2_spec(), Sam2Segmenter),
+                 "gdino": (tiny_specs[1], GroundingDINODetector)}[family]
     with pytest.raises(CheckpointError) as err:
         cls.from_spec(spec, path)
     msg = str(err.value)
     assert type(err.value) is CheckpointError, f"{type(err.value).__name__}: {msg}"
     assert str(path) in msg and found in msg, msg
     assert "LANG_SAM_TRUST_CHECKPOINTS" not in msg  # no advice to trust a file that is not a pickle of objects
+    del err
+    import gc
+
+    gc.collect()  # whatever the failed read left is freed now, while stderr is captured
+    assert capfd.readouterr().err == ""
+
+
+#: ``cli_tiny.py predict`` arguments where one family's file is ``BAD`` (the others good tiny ones).
+ELEVEN_BYTE_RUNS = {
+    "sam": ["--sam-type", "tiny_sam", "--sam-ckpt", "BAD", "--gdino-type", "tiny_gdino", "--gdino-ckpt", "G"],
+    "sam2": ["--sam-type", "sam2.1_hiera_tiny", "--sam-ckpt", "BAD", "--gdino-type", "tiny_gdino",
+             "--gdino-ckpt", "G"],
+    "gdino": ["--sam-type", "tiny_sam", "--sam-ckpt", "S", "--gdino-type", "tiny_gdino", "--gdino-ckpt", "BAD"],
+}
+
+
+@pytest.mark.parametrize("family", list(ELEVEN_BYTE_RUNS))
+def test_an_eleven_byte_checkpoint_is_one_line_and_exit_3(tmp_path, family, sam_ckpt, gdino_ckpt):
+    """Issue 25 item 5: the CLI printed ``SystemError: deallocated bytearray object has exported
+    buffers`` beside the typed error for these 11 bytes; now only the error line, exit 3."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(ELEVEN_BYTES)
+    Image.new("RGB", (32, 24)).save(tmp_path / "a.png")
+    files = {"BAD": str(bad), "S": str(sam_ckpt), "G": str(gdino_ckpt)}
+    argv = [files.get(a, a) for a in ELEVEN_BYTE_RUNS[family]]
+    helper = Path(__file__).resolve().parent / "cli_tiny.py"
+    proc = subprocess.run([sys.executable, str(helper), "predict", str(tmp_path / "a.png"), "--prompt", "car",
+                           "--output", str(tmp_path / "out"), "--device", "cpu", *argv],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "LANG_SAM_WEIGHTS_DIR": str(tmp_path / "w")})
+    assert proc.returncode == 3, proc.stderr
+    for word in ("SystemError", "Traceback", "MemoryError"):
+        assert word not in proc.stderr, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and str(bad) in errors[0] and "not a PyTorch checkpoint" in errors[0], proc.stderr
 
 
 class _Gone:

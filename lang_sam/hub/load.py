@@ -11,10 +11,13 @@ pickle needs Python objects other than tensors.
 from __future__ import annotations
 
 import io
+import json
 import logging
+import math
 import os
 import pickle
 import pickletools
+import struct
 import tarfile
 import zipfile
 from pathlib import Path
@@ -27,7 +30,7 @@ from lang_sam.settings import ENV_TRUST, trust_checkpoints
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["load_checkpoint"]
+__all__ = ["load_checkpoint", "check_safetensors"]
 
 #: The first object of a legacy (non-zip) ``torch.save`` file.
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
@@ -92,21 +95,17 @@ def _describe(head: bytes) -> str:
     return f"bytes {head[:8].hex(' ')}"
 
 
-def _is_legacy_torch(path: Path) -> bool:
-    """True when the file starts with a pickle of torch's legacy magic number. The pickle is read
-    without resolving any global, so nothing in the file can run."""
+#: How ``torch.save(..., _use_new_zipfile_serialization=False)`` begins: its magic number pickled
+#: with protocol 2 to 5 (``pickle_protocol``; 4 and 5 add a frame), byte for byte.
+_LEGACY_PREFIXES = tuple(pickle.dumps(_LEGACY_MAGIC, protocol=p) for p in range(2, 6))
 
-    class NoGlobals(pickle.Unpickler):
-        def find_class(self, module, name):
-            raise pickle.UnpicklingError(f"global {module}.{name}")
 
-    try:
-        with open(path, "rb") as f:
-            return NoGlobals(f).load() == _LEGACY_MAGIC
-    except MemoryError as exc:  # an opcode declaring a huge string or buffer (11 bytes suffice)
-        raise _out_of_memory(path) from exc
-    except Exception:  # RecursionError, EOFError, UnpicklingError, ...: not torch's legacy format
-        return False
+def _is_legacy_torch(head: bytes) -> bool:
+    """True when the file's first bytes ``head`` are torch's legacy magic number pickled. Compared
+    byte for byte, never unpickled: CPython's unpickler, given 11 bytes declaring a 1-EiB
+    bytearray (``BYTEARRAY8``), raises MemoryError and also prints ``SystemError: deallocated
+    bytearray object has exported buffers`` on stderr, which no ``except`` can catch."""
+    return head.startswith(_LEGACY_PREFIXES)
 
 
 def _file_kind(path: Path) -> str:
@@ -127,7 +126,7 @@ def _file_kind(path: Path) -> str:
             f"checkpoint {path} is a truncated or damaged zip archive ({size:,} bytes){_AGAIN}."
         )
     if head[:1] == b"\x80" and 2 <= head[1:2][0] <= 5:  # a pickle, protocol 2-5
-        if _is_legacy_torch(path):
+        if _is_legacy_torch(head):
             return "legacy"
         raise CheckpointError(
             f"{path} is a Python pickle but not a PyTorch checkpoint (torch.save writes a zip "
@@ -226,3 +225,104 @@ def _load_trusted(path: Path, kind: str, exc: pickle.UnpicklingError) -> Any:
             f"cannot read checkpoint {path} even with full unpickling (trusted): "
             f"{type(err).__name__}: {_first_line(err)}"
         ) from err
+
+
+#: safetensors' dtypes and their bits per element (safetensors 0.8's list).
+_SAFETENSORS_BITS = {
+    "BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8, "F8_E4M3FNUZ": 8,
+    "F8_E5M2FNUZ": 8, "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6, "I16": 16, "U16": 16, "F16": 16,
+    "BF16": 16, "I32": 32, "U32": 32, "F32": 32, "C64": 64, "F64": 64, "I64": 64, "U64": 64,
+}
+#: The largest header safetensors itself reads (``MAX_HEADER_SIZE``, 100 MB).
+SAFETENSORS_MAX_HEADER = 100_000_000
+
+
+def check_safetensors(path: str | os.PathLike) -> dict[str, Any]:
+    """Check a ``.safetensors`` file's layout before any library (native code) reads it; return its
+    header (tensor name -> ``{"dtype", "shape", "data_offsets"}``, plus ``"__metadata__"``).
+
+    The 8-byte little-endian header length must fit in the file (and safetensors' 100 MB bound),
+    the header must be UTF-8 JSON holding an object, each tensor a known dtype, a shape of
+    non-negative integers and ``[begin, end]`` offsets whose span is the shape's size in bytes, the
+    tensors covering the data that follows the header exactly, without gap or overlap. Anything else
+    raises :class:`CheckpointError` naming the file and what was expected."""
+    path = Path(path)
+    again = f"{_AGAIN}."
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                raise CheckpointError(
+                    f"{path} is not a safetensors file: {size} bytes, shorter than its 8-byte header "
+                    f"length{again}")
+            (n,) = struct.unpack("<Q", head)
+            if n > size - 8 or n > SAFETENSORS_MAX_HEADER:
+                raise CheckpointError(
+                    f"{path} is not a safetensors file: its first 8 bytes declare a {n:,}-byte header, "
+                    f"expected at most {min(size - 8, SAFETENSORS_MAX_HEADER):,} (the file holds "
+                    f"{size:,} bytes; safetensors reads at most {SAFETENSORS_MAX_HEADER:,}){again}")
+            raw = f.read(n)
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {path}: {exc}") from exc
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise CheckpointError(
+            f"{path} is not a safetensors file: its {n:,}-byte header is not UTF-8 JSON "
+            f"({type(exc).__name__}: {_first_line(exc)}){again}") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(
+            f"{path}: its header holds a JSON {type(header).__name__}, expected an object (tensor "
+            f"name -> dtype, shape, data_offsets){again}")
+    data = size - 8 - n
+    spans = []
+    for name, entry in header.items():
+        if name == "__metadata__":
+            if not (isinstance(entry, dict) and all(isinstance(v, str) for v in entry.values())):
+                raise CheckpointError(
+                    f"{path}: its header's __metadata__ is {json.dumps(entry)[:80]}, expected an object "
+                    f"of strings{again}")
+            continue
+        spans.append((*_tensor_span(path, name, entry, again), name))
+    end = 0
+    for begin, stop, name in sorted(spans):
+        if begin != end:
+            what = "overlaps the tensor before it" if begin < end else f"leaves bytes {end}-{begin} unused"
+            raise CheckpointError(
+                f"{path}: tensor {name!r} at data offsets [{begin}, {stop}] {what}; expected the tensors "
+                f"to cover the data exactly, one after another{again}")
+        end = stop
+    if end != data:
+        raise CheckpointError(
+            f"{path}: its tensors end at data offset {end:,}, but {data:,} bytes of data follow the header "
+            f"({'truncated' if end > data else 'unexplained trailing bytes'}); expected them to be "
+            f"equal{again}")
+    return header
+
+
+def _tensor_span(path: Path, name: str, entry: Any, again: str) -> tuple[int, int]:
+    """``(begin, end)`` of one safetensors header entry, checked (see :func:`check_safetensors`)."""
+    def bad(what: str) -> CheckpointError:
+        return CheckpointError(f"{path}: tensor {name!r} has {what}{again}")
+
+    if not isinstance(entry, dict):
+        raise bad(f"the entry {json.dumps(entry)[:80]}, expected an object with dtype, shape, data_offsets")
+    dtype: Any = entry.get("dtype")
+    shape: Any = entry.get("shape")
+    offsets: Any = entry.get("data_offsets")
+    if dtype not in _SAFETENSORS_BITS:
+        raise bad(f"dtype {dtype!r}, expected one of {', '.join(_SAFETENSORS_BITS)}")
+
+    def ints(v: Any) -> bool:
+        return isinstance(v, list) and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in v)
+
+    if not ints(shape):
+        raise bad(f"shape {json.dumps(shape)[:80]}, expected a list of integers >= 0")
+    if not (ints(offsets) and len(offsets) == 2 and offsets[0] <= offsets[1]):
+        raise bad(f"data_offsets {json.dumps(offsets)[:80]}, expected [begin, end] with 0 <= begin <= end")
+    bits = math.prod(shape) * _SAFETENSORS_BITS[dtype]
+    if bits % 8 or bits // 8 != offsets[1] - offsets[0]:
+        raise bad(f"shape {shape} of {dtype} ({bits / 8:g} bytes) but data_offsets {offsets} "
+                  f"({offsets[1] - offsets[0]} bytes); expected them to agree")
+    return offsets[0], offsets[1]

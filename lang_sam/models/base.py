@@ -54,6 +54,12 @@ class Engine(ABC):
         """Resolve ``spec``'s checkpoint (explicit path, cache, download: :mod:`lang_sam.hub`),
         check it fits ``spec.arch`` and load it. ``options`` an engine does not know are errors."""
 
+    def check_image_size(self, height: int, width: int, what: str | None = None) -> None:
+        """Raise :class:`~lang_sam.errors.ImageTooThinError` if this engine cannot take an image of
+        ``height x width`` pixels (its resize to the network's input would make a side 0 pixels).
+        ``what`` names the image in the message (default ``"image WxH"``). Engines that resize to a
+        fixed square (SAM 2.1, SAM 3) take any image: the default does nothing."""
+
 
 class Detector(Engine):
     """Text -> boxes (GroundingDINO: :class:`~lang_sam.models.detector.GroundingDINODetector`)."""

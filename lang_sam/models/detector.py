@@ -265,11 +265,39 @@ class GroundingDINODetector(Detector):
         tensor, _ = transform(image, None)
         return tensor
 
+    def resized_size(self, height: int, width: int) -> tuple[int, int]:
+        """The ``(height, width)`` :meth:`transform` resizes an image of ``height x width`` to:
+        groundingdino's ``get_size_with_aspect_ratio`` (``datasets/transforms.py``), its arithmetic
+        (and rounding) copied."""
+        size, max_size = self.input_size
+        short, long = float(min(width, height)), float(max(width, height))
+        if long / short * size > max_size:
+            size = int(round(max_size * short / long))
+        if (width <= height and width == size) or (height <= width and height == size):
+            return height, width
+        if width < height:
+            return int(size * height / width), size
+        return size, int(size * width / height)
+
+    def check_image_size(self, height: int, width: int, what: str | None = None) -> None:
+        """An image whose short side :meth:`resized_size` would round to 0 pixels (its long side
+        ``2 * max_size`` or more times the short one: 2666 for the released 800 / 1333) raises
+        :class:`~lang_sam.errors.ImageTooThinError`; torchvision's resize raised a plain ValueError."""
+        from lang_sam.validation import check_resized
+
+        size, max_size = self.input_size
+        check_resized(height, width, self.resized_size(height, width), engine="GroundingDINO",
+                      resize=f"short side to {size} px, long side at most {max_size} px",
+                      max_aspect=2 * max_size, inclusive=False, what=what)
+
     def encode_image(self, image: Image.Image, key: str | None = None) -> ImageFeatures:
         """The text-independent part of GroundingDINO's forward for an RGB PIL image.
 
-        With a content ``key`` (see :func:`lang_sam.cache.image_key`) the result is cached.
+        With a content ``key`` (see :func:`lang_sam.cache.image_key`) the result is cached. An
+        image too thin for the resize raises :class:`~lang_sam.errors.ImageTooThinError`
+        (:meth:`check_image_size`).
         """
+        self.check_image_size(image.height, image.width)
         cached = self.cache.get((key, self.precision)) if key is not None else None
         if cached is not None:
             return cached

@@ -204,12 +204,9 @@ class Sam3Segmenter(TextSegmenter, TextVideoSegmenter):
         folder = resolve_checkpoint(spec, ckpt_path, progress=progress)
         _check_folder(spec, folder)
         attn = "sdpa" if fast_attention else "eager"
-        try:
-            model = Sam3Model.from_pretrained(folder, local_files_only=True, attn_implementation=attn)
-            processor = Sam3Processor.from_pretrained(folder, local_files_only=True)
-        except (OSError, ValueError, KeyError, RuntimeError) as exc:
-            raise CheckpointError(f"cannot load the SAM 3 folder {folder}: {type(exc).__name__}: "
-                                  f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
+        model = _load_model(Sam3Model, folder, attn)
+        processor = _reading(folder, _PROCESSOR_FILES,
+                             lambda: Sam3Processor.from_pretrained(folder, local_files_only=True))
         logger.info("loaded SAM 3 %s from %s", spec.name, folder)
         engine = cls(model, processor, device, spec.name, precision=precision, cache_size=cache_size)
         engine.folder, engine._attn = Path(folder), attn
@@ -351,20 +348,14 @@ class Sam3Segmenter(TextSegmenter, TextVideoSegmenter):
             raise CheckpointError(
                 f"SAM 3 {self.name!r} was not loaded from a folder (from_spec), so its video model "
                 "cannot be loaded: expected an engine made by Sam3Segmenter.from_spec")
-        try:
-            got = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type")
-        except (OSError, ValueError, AttributeError) as exc:
-            raise CheckpointError(f"cannot read {folder / 'config.json'}: {exc}") from exc
+        got = _read_json(folder / "config.json").get("model_type")
         if got != "sam3_video":
             raise CheckpointMismatchError(
                 f"{folder} holds a {got!r} model (config.json model_type): SAM 3 video needs the "
                 "'sam3_video' folder (detector + tracker), as facebook/sam3 ships it")
-        try:
-            model = Sam3VideoModel.from_pretrained(folder, local_files_only=True, attn_implementation=self._attn)
-            processor = Sam3VideoProcessor.from_pretrained(folder, local_files_only=True)
-        except (OSError, ValueError, KeyError, RuntimeError) as exc:
-            raise CheckpointError(f"cannot load the SAM 3 video model of {folder}: {type(exc).__name__}: "
-                                  f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
+        model = _load_model(Sam3VideoModel, folder, self._attn)
+        processor = _reading(folder, _PROCESSOR_FILES,
+                             lambda: Sam3VideoProcessor.from_pretrained(folder, local_files_only=True))
         model.detector_model = self.model  # the same weights, loaded once
         self._video = (on_device(model, self.device), processor)
         logger.info("loaded SAM 3 video model from %s", folder)
@@ -474,15 +465,82 @@ def _match(boxes: torch.Tensor, scores: torch.Tensor, found_boxes: torch.Tensor,
     return torch.where(best > 0, index, torch.full_like(index, -1))
 
 
-def _check_folder(spec: ModelSpec, folder: Path) -> None:
-    """``folder/config.json`` must describe the network ``spec.arch`` names (``model_type``)."""
+#: The files transformers reads for a SAM 3 processor (named in its errors).
+_PROCESSOR_FILES = ("processor_config.json", "tokenizer.json", "tokenizer_config.json")
+
+
+def _read_json(path: Path) -> dict:
+    """A folder's JSON file holding an object, or :class:`CheckpointError` naming it."""
     try:
-        config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"cannot read {Path(folder) / 'config.json'}: {exc}") from exc
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise CheckpointError(f"cannot read {path}: {type(exc).__name__}: {_one_line(exc)}") from None
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{path} holds a JSON {type(value).__name__}, expected an object")
+    return value
+
+
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(exc).split())
+    return (text[:limit] + " ...") if len(text) > limit else text or "(no message)"
+
+
+def _reading(folder: Path, files: str | tuple[str, ...], load: Any) -> Any:
+    """``load()``, any failure (transformers', tokenizers', safetensors', a bad value's TypeError or
+    RuntimeError, MemoryError) a :class:`CheckpointError` naming ``folder``'s ``files``."""
+    names = files if isinstance(files, str) else ", ".join(files)
+    try:
+        return load()
+    except CheckpointError:
+        raise
+    except MemoryError as exc:
+        raise CheckpointError(
+            f"cannot load the SAM 3 folder {folder} ({names}): it asked for more memory than this "
+            "machine could give (MemoryError); a damaged config.json (sizes far too large) or a "
+            "machine without enough free memory") from exc
+    except Exception as exc:  # transformers reports bad files with many types
+        raise CheckpointError(f"cannot load the SAM 3 folder {folder} ({names}): "
+                              f"{type(exc).__name__}: {_one_line(exc)}") from exc
+
+
+def _load_model(cls: Any, folder: Path, attn: str) -> Any:
+    """``cls.from_pretrained(folder)`` (a ``Sam3Model`` or ``Sam3VideoModel``), its config read
+    first, so that a bad field names config.json; weights the network lacks in the file raise
+    :class:`CheckpointMismatchError` (transformers would initialise them at random)."""
+    config = _reading(folder, "config.json",
+                      lambda: cls.config_class.from_pretrained(folder, local_files_only=True))
+    model, info = _reading(folder, ("config.json", "model.safetensors"), lambda: cls.from_pretrained(
+        folder, config=config, local_files_only=True, attn_implementation=attn, output_loading_info=True,
+        ignore_mismatched_sizes=True))  # mismatches are reported in info, and refused below
+    missing = sorted(info.get("missing_keys") or ())
+    mismatched = [f"{m[0]}: file {tuple(m[1])} vs network {tuple(m[2])}" if isinstance(m, tuple) and len(m) == 3
+                  else str(m) for m in info.get("mismatched_keys") or ()]
+    if missing or mismatched:
+        parts = [f"{len(v)} {k}: {', '.join(map(str, v[:3]))}{' ...' if len(v) > 3 else ''}"
+                 for k, v in (("missing weights", missing), ("shape mismatches", mismatched)) if v]
+        raise CheckpointMismatchError(
+            f"{folder / 'model.safetensors'} does not fit its config.json's {cls.__name__}: "
+            f"{'; '.join(parts)}; expected every weight of the network, of its shape")
+    return model
+
+
+def _check_folder(spec: ModelSpec, folder: Path) -> None:
+    """Check a SAM 3 folder before transformers reads it: ``config.json`` (and the processor's JSON
+    files) hold JSON objects, ``config.json`` describes the network ``spec.arch`` names
+    (``model_type``), ``model.safetensors``'s header is well formed and fits the file
+    (:func:`lang_sam.hub.load.check_safetensors`, so no hostile header reaches native code)."""
+    from lang_sam.hub.load import check_safetensors
+
+    folder = Path(folder)
+    config = _read_json(folder / "config.json")
+    for name in _PROCESSOR_FILES:
+        if (folder / name).exists():
+            _read_json(folder / name)
     want = getattr(spec.arch, "model_types", ("sam3",))
-    got = config.get("model_type") if isinstance(config, dict) else None
+    got = config.get("model_type")
     if got not in want:
         raise CheckpointMismatchError(
             f"{folder} holds a {got!r} model (config.json model_type), not the "
             f"{' or '.join(map(repr, want))} that sam_type={spec.name!r} expects")
+    if (folder / "model.safetensors").exists():
+        check_safetensors(folder / "model.safetensors")

@@ -179,11 +179,26 @@ class SamSegmenter(Segmenter):
         logger.info("loaded SAM %s from %s", spec.name, path)
         return cls(model, device, spec.name, **kwargs)
 
+    def check_image_size(self, height: int, width: int, what: str | None = None) -> None:
+        """An image whose short side SAM's ``ResizeLongestSide`` (long side to the encoder's
+        ``img_size``, 1024 px) would round to 0 pixels (its long side more than ``2 * 1024`` times
+        the short one) raises :class:`~lang_sam.errors.ImageTooThinError`; Pillow raised a plain
+        ValueError."""
+        from lang_sam.validation import check_resized
+
+        transform = self.predictor.transform
+        side = int(transform.target_length)
+        check_resized(height, width, transform.get_preprocess_shape(height, width, side),
+                      engine=f"SAM {self.name!r}", resize=f"long side to {side} px", max_aspect=2 * side,
+                      inclusive=True, what=what)
+
     @quiet_third_party()
     def encode(self, image: np.ndarray, key: str | None = None) -> tuple:
         """Run the image encoder on an ``HxWx3`` uint8 RGB image, or reuse the cached encoding for
         the content ``key`` (see :func:`lang_sam.cache.image_key`). Returns an opaque encoding
-        (``(features (1, C, 64, 64), original_size, input_size)``) for :meth:`use`."""
+        (``(features (1, C, 64, 64), original_size, input_size)``) for :meth:`use`. An image too
+        thin for SAM's resize raises :class:`~lang_sam.errors.ImageTooThinError`."""
+        self.check_image_size(*image.shape[:2])
         cached = self.cache.get((key, self.precision)) if key is not None else None
         if cached is not None:
             return cached
