@@ -371,7 +371,7 @@ def asgi_call(middleware, headers, chunks=(b"",), path="/gradio_api/call/run"):
     ([], None),
 ])
 def test_framing_header_guard(headers, refused):
-    from lang_sam.serving.server import FramingHeaderGuard
+    from lang_sam.serving.guards import FramingHeaderGuard
 
     status, answer, read = asgi_call(FramingHeaderGuard, headers, [b"hello"])
     if refused is None:
@@ -400,7 +400,7 @@ SECRET_ARG = b'{"data": [{"path": "/etc/passwd", "meta": {"_type": "gradio.FileD
     ([("content-type", "application/json")], [b"{not json"], 400),
 ])
 def test_upload_only_guard_checks_every_json_body(tmp_path, headers, chunks, status):
-    from lang_sam.serving.app import UploadOnlyGuard
+    from lang_sam.serving.guards import UploadOnlyGuard
 
     got, answer, read = asgi_call(lambda app: UploadOnlyGuard(app, upload_dir=str(tmp_path)), headers, chunks)
     assert got == status, answer

@@ -451,8 +451,8 @@ def test_gradios_own_upload_check_is_on_in_the_mounted_demo(tmp_path, monkeypatc
     works."""
     from fastapi.testclient import TestClient
 
-    from lang_sam.serving.app import UploadOnlyGuard
-    from lang_sam.serving.server import FramingHeaderGuard, create_app
+    from lang_sam.serving.guards import FramingHeaderGuard, UploadOnlyGuard
+    from lang_sam.serving.server import create_app
     from lang_sam.serving.service import ModelService
 
     uploads = tmp_path / "uploads"

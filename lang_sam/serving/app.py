@@ -16,27 +16,24 @@ encoding is reused, found by content). "Reset clicks" restores the text result. 
 # No "from __future__ import annotations": Gradio finds the click handler's gr.SelectData
 # parameter by its annotation at run time.
 import hmac
-import json
 import logging
 import os
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
+from lang_sam.serving.guards import FramingHeaderGuard, UploadOnlyGuard, gradio_upload_dir, inside
 from lang_sam.serving.service import (
     DEFAULT_MAX_BODY_MB,
     DEFAULT_MAX_FRAMES,
     DEFAULT_MAX_PIXELS,
-    MAX_JSON_DEPTH,
     MAX_PROMPT_CHARS,
     MaskCoverage,
     ModelService,
-    json_depth,
     public_error,
     read_upload,
 )
@@ -44,7 +41,7 @@ from lang_sam.serving.service import (
 logger = logging.getLogger(__name__)
 
 __all__ = ["build_demo", "segment", "click", "reset", "render", "table_rows", "demo_auth", "DemoState", "Detection",
-           "HEADERS", "UploadOnlyGuard", "demo_options", "launch", "track_clip", "TRACK_HEADERS", "check_uploads",
+           "HEADERS", "demo_options", "launch", "track_clip", "TRACK_HEADERS",
            "TrackFolders"]
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
@@ -91,232 +88,11 @@ def demo_auth(api_key: str | None) -> Callable[[str, str], bool] | None:
     return lambda username, password: hmac.compare_digest((password or "").encode(), key)
 
 
-def _gradio_upload_dir() -> str:
-    """Where Gradio keeps uploads and its file cache: ``$GRADIO_TEMP_DIR``, else ``<temp>/gradio``
-    (Gradio's own rule, read from Gradio when it exposes it)."""
-    try:
-        from gradio.utils import get_upload_folder
-    except ImportError:
-        return os.environ.get("GRADIO_TEMP_DIR") or os.path.join(tempfile.gettempdir(), "gradio")
-    return get_upload_folder()
-
-
-_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
-_FILE_ROUTE = re.compile(r"/file[=/](.*)$", re.DOTALL)
-
-
-def _inside(path: Any, folder: str) -> bool:
-    """True when ``path`` (a client's string) names a file inside ``folder`` (a real path), after
-    resolving symbolic links and ``..``; never for a URL, an empty or a non-string value."""
-    if isinstance(path, os.PathLike):
-        path = os.fspath(path)
-    if not isinstance(path, str) or not path or _SCHEME.match(path):
-        return False
-    try:
-        real = os.path.realpath(path)
-    except (ValueError, OSError):  # a NUL byte, a loop of links
-        return False
-    return real != folder and real.startswith(folder + os.sep)
-
-
-_API_ROUTE = re.compile(r"^/gradio_api/(?:call|run|api)/([^/]+)/?$")
-_COMPONENT_SERVER = re.compile(r"^/gradio_api/component_server/?$")
-_BOUNDARY = re.compile(rb';\s*boundary\s*=\s*(?:"([^"]+)"|([^\s;]+))', re.IGNORECASE)
-
-
-class UploadOnlyGuard:
-    """ASGI middleware in front of the demo (served under ``prefix``: ``"/gradio"`` in the
-    server, ``""`` standalone): the demo reads and serves only files in Gradio's upload area.
-
-    Gradio accepts a file argument as ``{"path": ..., "meta": {"_type": "gradio.FileData"}}`` in
-    the JSON body of its API calls, copies that file into its cache and then serves the copy
-    at ``<prefix>/gradio_api/file=<copy>``; its own "uploaded by a user" check returns early when
-    the Blocks was not started with ``launch()``, which is so for a demo mounted with
-    ``gr.mount_gradio_app`` unless :func:`check_uploads` turns it on (issue 18: any file of the
-    server could be read). This guard does not rely on that check:
-
-    - a request with more than one ``Content-Type`` header is refused with 400 (the framework
-      parses by the first, a ``dict`` of the headers keeps the last: issue 25);
-    - every request body is read (at most ``max_body_bytes``) and, if it parses as JSON
-      (nesting at most :data:`~lang_sam.serving.service.MAX_JSON_DEPTH`), whatever type it is
-      declared as, every object in it with a ``"path"`` string (a file argument, with or without
-      ``meta``) must name a file inside the upload area, after resolving symbolic links and ``..``:
-      a URL, a relative path or any other file is refused with 403 before Gradio sees it. Only a
-      ``multipart/form-data`` body that starts with its boundary (an upload: the parts are the
-      uploaded files) streams through unread;
-    - ``GET``/``HEAD`` ``.../file=<path>`` (and the old ``.../file/<path>``) are answered 403
-      unless the path, resolved the same way, is inside the upload area (never a URL);
-    - with ``blocks`` (the demo's Blocks), calls that name what the demo does not have are
-      answered 404 before Gradio looks them up (Gradio answered 500): an API name
-      (``.../call/<name>``, ``.../run/<name>``), a ``fn_index``, or the component server of a
-      demo whose components have no server functions.
-
-    The upload area is Gradio's (``$GRADIO_TEMP_DIR``, else ``<temp dir>/gradio``), where Gradio
-    writes the files uploaded through the page and the images it shows.
-    """
-
-    def __init__(self, app, prefix: str = "", upload_dir: str | None = None,
-                 max_body_bytes: int | None = int(DEFAULT_MAX_BODY_MB * 2**20), blocks: Any = None):
-        self.app = app
-        self.prefix = prefix.rstrip("/")
-        self.upload_dir = os.path.realpath(upload_dir or _gradio_upload_dir())
-        self.max_body_bytes = max_body_bytes
-        self.api_names = self.fn_indices = self.server_components = None
-        if blocks is not None:
-            self.api_names = {fn.api_name for fn in blocks.fns.values() if isinstance(fn.api_name, str)}
-            self.fn_indices = set(blocks.fns)
-            self.server_components = {i for i, block in blocks.blocks.items() if any(
-                getattr(getattr(type(block), name, None), "_is_server_fn", False) for name in dir(type(block)))}
-
-    def allowed(self, path: Any) -> bool:
-        """True when ``path`` (a client's string) names a file inside the upload area."""
-        return _inside(path, self.upload_dir)
-
-    def _file_paths(self, value: Any):
-        """Every ``"path"`` string of an object in the parsed JSON ``value`` (depth is bounded)."""
-        if isinstance(value, dict):
-            if "path" in value:
-                yield value["path"]
-            for item in value.values():
-                yield from self._file_paths(item)
-        elif isinstance(value, list):
-            for item in value:
-                yield from self._file_paths(item)
-
-    def _unknown(self, route: str, parsed: Any) -> str | None:
-        """Why the call names something the demo does not have (None when it does not, or when
-        the guard was given no Blocks)."""
-        if self.api_names is None:
-            return None
-        name = _API_ROUTE.match(route)
-        if name and name[1] not in self.api_names:
-            return (f"this demo has no API endpoint named {name[1]!r:.60}; it has "
-                    f"{', '.join(sorted(self.api_names))}")
-        if _COMPONENT_SERVER.match(route) and not self.server_components:
-            return "this demo's components have no server functions"
-        if isinstance(parsed, dict):
-            index = _as_int(parsed.get("fn_index"))
-            if index is not None and index not in self.fn_indices:
-                return (f"this demo has no function {str(index):.20}; its fn_index values are "
-                        f"{', '.join(map(str, sorted(self.fn_indices)))}")
-            component = _as_int(parsed.get("component_id")) if _COMPONENT_SERVER.match(route) else None
-            if component is not None and component not in self.server_components:
-                return f"this demo has no component {str(component):.20} with server functions"
-        return None
-
-    async def __call__(self, scope, receive, send):
-        path = scope.get("path", "") if scope["type"] == "http" else ""
-        if not path.startswith(self.prefix + "/") and path != self.prefix:
-            return await self.app(scope, receive, send)
-        route = path[len(self.prefix):]
-        method = scope["method"]
-        if method in ("GET", "HEAD"):
-            served = _FILE_ROUTE.search(route)
-            if served and not self.allowed(served[1]):
-                return await _refuse(send, 403, "this demo serves only the files uploaded through it "
-                                                "and the images it made")
-            return await self.app(scope, receive, send)
-        types = [value for name, value in scope["headers"] if name.lower() == b"content-type"]
-        if len(types) > 1:
-            return await _refuse(send, 400, "the request carries more than one Content-Type header; "
-                                            "send one")
-        declared = types[0] if types else b""
-        kind = declared.split(b";")[0].strip().lower()
-        unknown = self._unknown(route, None)
-        if unknown:
-            return await _refuse(send, 404, unknown)
-        body = bytearray()
-        boundary = _BOUNDARY.search(declared) if kind == b"multipart/form-data" else None
-        delimiter = b"--" + (boundary[1] or boundary[2]) if boundary else None
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-            if self.max_body_bytes is not None and len(body) > self.max_body_bytes:
-                return await _refuse(send, 413, f"request body is over this demo's limit of "
-                                                f"{self.max_body_bytes:,} bytes")
-            if delimiter and len(body) >= len(delimiter):
-                if body.startswith(delimiter):  # an upload: its parts are the files, no JSON
-                    return await self.app(scope, _replay(bytes(body), more, receive), send)
-                delimiter = None  # declared multipart, but not: read it all and check it
-        body = bytes(body)
-        if json_depth(body) > MAX_JSON_DEPTH:
-            return await _refuse(send, 400, f"the request nests JSON deeper than {MAX_JSON_DEPTH}")
-        try:
-            parsed = json.loads(body) if body.strip() else None
-        except ValueError:  # not JSON: nothing in it names a file for Gradio to read
-            if kind in (b"", b"application/json"):
-                return await _refuse(send, 400, "the request body is not valid JSON")
-            parsed = None
-        if any(not self.allowed(p) for p in self._file_paths(parsed)):
-            logger.warning("refused a file argument outside the demo's upload area on %s", path)
-            return await _refuse(send, 403, "this demo accepts only files uploaded through it")
-        unknown = self._unknown(route, parsed)
-        if unknown:
-            return await _refuse(send, 404, unknown)
-        return await self.app(scope, _replay(body, False, receive), send)
-
-
-def _as_int(value: Any) -> int | None:
-    """``value`` as the integer Gradio's request models would read from it (None when they would
-    not read one: the framework then answers 422 itself)."""
-    try:
-        from pydantic import TypeAdapter, ValidationError
-    except ImportError:  # pragma: no cover - Gradio depends on pydantic
-        return None
-    if value is None:
-        return None
-    try:
-        return TypeAdapter(int).validate_python(value)
-    except ValidationError:
-        return None
-
-
-def _replay(head: bytes, more: bool, receive):
-    """A ``receive`` that gives ``head`` (what was read already) first, then the rest of the body."""
-    sent = False
-
-    async def replay():
-        nonlocal sent
-        if sent:
-            return await receive()
-        sent = True
-        return {"type": "http.request", "body": head, "more_body": more}
-
-    return replay
-
-
-async def _refuse(send, status: int, message: str) -> None:
-    data = json.dumps({"error": message}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(data)).encode())]})
-    await send({"type": "http.response.body", "body": data})
-
-
 def demo_options() -> dict:
     """The keyword arguments given to Gradio wherever the demo is served (``launch`` or
     ``mount_gradio_app``): Gradio's exception texts (temp paths, exception names) never reach the
     page, and no MCP server is started."""
     return {"show_error": False, "mcp_server": False}
-
-
-def check_uploads(demo) -> None:
-    """Turn on, in a demo mounted with ``gr.mount_gradio_app``, Gradio's own check that a file
-    argument of an event was uploaded (it is in Gradio's upload area, else the event fails with
-    "it was not uploaded by a user"), as ``Blocks.launch()`` turns it on.
-
-    Gradio (6.x) runs that check only when ``Blocks.has_launched`` is true, which ``launch()``
-    sets and ``mount_gradio_app`` does not; the attribute is read by that check only. Call this
-    after mounting (issue 25: with the check off, a request that got past the guard had the
-    demo read any file of the server)."""
-    if not hasattr(demo, "has_launched"):
-        raise TypeError(f"expected a gradio Blocks with a has_launched attribute, got "
-                        f"{type(demo).__name__}: this Gradio version checks uploads another way")
-    demo.has_launched = True
 
 
 #: The message for a file argument that is not an upload of the demo.
@@ -328,7 +104,7 @@ def _uploaded(path, upload_dir: str | None) -> bool:
     (symbolic links and ``..`` resolved): the demo then reads nothing."""
     if upload_dir is None or not isinstance(path, (str, os.PathLike)):
         return True
-    if _inside(path, os.path.realpath(upload_dir)):
+    if inside(path, os.path.realpath(upload_dir)):
         return True
     logger.warning("the demo refused a file argument outside its upload area")
     return False
@@ -636,7 +412,7 @@ def _video_tab(service: ModelService, max_pixels: int | None, max_frames: int | 
         session = getattr(request, "session_hash", None)
         return track_clip(service, video, text_prompt, box_threshold, text_threshold, detect_every,
                           progress, max_pixels=max_pixels, max_frames=max_frames,
-                          upload_dir=_gradio_upload_dir(), out_dir=folders.new(session))
+                          upload_dir=gradio_upload_dir(), out_dir=folders.new(session))
 
     limit = f" (at most {max_frames:,} frames)" if max_frames else ""
     gr.Markdown("Track objects through a short clip: GroundingDINO finds them on key frames, the "
@@ -695,7 +471,7 @@ def _image_demo(service: ModelService, *, max_pixels: int | None = DEFAULT_MAX_P
     def run(image, text_prompt, sam_type, gdino_type, box_threshold, text_threshold,
             progress=gr.Progress()):
         return segment(service, image, text_prompt, sam_type, gdino_type, box_threshold,
-                       text_threshold, progress, max_pixels=max_pixels, upload_dir=_gradio_upload_dir())
+                       text_threshold, progress, max_pixels=max_pixels, upload_dir=gradio_upload_dir())
 
     def on_click(state, mode, evt: gr.SelectData):
         index = getattr(evt, "index", None)
@@ -766,7 +542,6 @@ def launch(
     (None: no limit), and ``api_key`` (None: none) is the login password (:func:`demo_auth`)."""
     from starlette.middleware import Middleware
 
-    from lang_sam.serving.server import FramingHeaderGuard
 
     demo = build_demo(service, max_pixels=max_pixels, max_frames=max_frames)
     max_bytes = int(max_body_mb * 2**20) if max_body_mb else None

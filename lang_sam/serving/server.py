@@ -34,12 +34,13 @@ import hmac
 import io
 import json
 import logging
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from lang_sam.errors import InvalidImageError, InvalidPromptError, InvalidThresholdError, LangSAMError
 from lang_sam.labeling.formats import detection_labels, masks_to_rle
+from lang_sam.serving.guards import FramingHeaderGuard, UploadOnlyGuard, check_uploads, send_json
 from lang_sam.serving.service import (
     DEFAULT_MAX_BODY_MB,
     DEFAULT_MAX_DETECTIONS,
@@ -58,7 +59,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "create_app", "serve", "masks_to_rle", "DEFAULT_MAX_PIXELS", "DEFAULT_MAX_BODY_MB",
-    "DEFAULT_MAX_DETECTIONS", "DEFAULT_MAX_FRAMES", "MAX_PROMPT_CHARS", "FramingHeaderGuard",
+    "DEFAULT_MAX_DETECTIONS", "DEFAULT_MAX_FRAMES", "MAX_PROMPT_CHARS",
 ]
 
 _OPEN_PATHS = ("/health",)
@@ -84,14 +85,6 @@ def _body_message(limit: int) -> str:
             f"({limit / 2**20:g} MiB, --max-body-mb)")
 
 
-async def _send_json(send, status: int, body: dict, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
-    data = json.dumps(body).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(data)).encode()), *headers]})
-    await send({"type": "http.response.body", "body": data})
-
-
 class _ApiKeyMiddleware:
     """ASGI: every HTTP request but ``open_paths`` (and ``exempt_prefix``, guarded by the demo's
     own login) needs ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``; else 401. The key is
@@ -114,50 +107,11 @@ class _ApiKeyMiddleware:
                                         or path.startswith(self.exempt_prefix + "/"))):
             return await self.app(scope, receive, send)
         if not self._allowed(dict(scope["headers"])):
-            return await _send_json(
+            return await send_json(
                 send, 401, {"error": "missing or wrong API key: send 'Authorization: Bearer <key>' "
                                      "or 'X-API-Key: <key>'"},
                 [(b"www-authenticate", b"Bearer")])
         return await self.app(scope, receive, send)
-
-
-#: The headers that say how a request's body is framed and how it is to be parsed; each may come once.
-FRAMING_HEADERS = (b"content-type", b"content-length", b"transfer-encoding")
-
-
-class FramingHeaderGuard:
-    """ASGI, the outermost layer of the server and of the standalone demo: an HTTP request that
-    carries a :data:`FRAMING_HEADERS` header more than once (names compared without case), or both
-    ``Content-Length`` and ``Transfer-Encoding``, is answered 400 (a JSON ``{"error": message}``)
-    before anything reads its headers' values or its body.
-
-    Why: the layers behind this one read headers in different ways (Starlette's ``Headers.get``
-    keeps the first of a repeated header, ``dict(scope["headers"])`` the last, HTTP parsers differ
-    on repeated lengths), so a request with two ``Content-Type`` headers could be checked as one
-    type and parsed as another (issue 25: a JSON body declared ``application/json`` and then
-    ``multipart/form-data`` passed the demo's file check as an upload and was read as JSON)."""
-
-    def __init__(self, app):
-        self.app = app
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        counts = dict.fromkeys(FRAMING_HEADERS, 0)
-        for name, _ in scope["headers"]:
-            name = name.lower()
-            if name in counts:
-                counts[name] += 1
-        repeated = [name.decode().title() for name, n in counts.items() if n > 1]
-        if repeated:
-            message = (f"the request carries more than one {' and more than one '.join(repeated)} header; "
-                       f"send each of Content-Type, Content-Length and Transfer-Encoding at most once")
-        elif counts[b"content-length"] and counts[b"transfer-encoding"]:
-            message = "the request carries both Content-Length and Transfer-Encoding; send one of them"
-        else:
-            return await self.app(scope, receive, send)
-        logger.warning("refused a request to %s with ambiguous framing headers", scope.get("path", ""))
-        return await _send_json(send, 400, {"error": message})
 
 
 class _BodyLimitMiddleware:
@@ -177,9 +131,9 @@ class _BodyLimitMiddleware:
             try:
                 size = int(declared)
             except ValueError:
-                return await _send_json(send, 400, {"error": "Content-Length is not a number"})
+                return await send_json(send, 400, {"error": "Content-Length is not a number"})
             if size > self.max_bytes:
-                return await _send_json(send, 413, {"error": _body_message(self.max_bytes)})
+                return await send_json(send, 413, {"error": _body_message(self.max_bytes)})
         received = 0
         started = False
 
@@ -202,7 +156,7 @@ class _BodyLimitMiddleware:
         except BodyTooLargeError as exc:  # raised where no handler of ours caught it (the demo)
             if started:
                 raise
-            await _send_json(send, 413, {"error": str(exc)})
+            await send_json(send, 413, {"error": str(exc)})
 
 
 def _text(form, name: str) -> str | None:
@@ -420,13 +374,7 @@ def create_app(
         except ImportError:
             logger.info("gradio is not installed: no demo at /gradio (pip install 'lang-sam[app]')")
         else:
-            from lang_sam.serving.app import (
-                UploadOnlyGuard,
-                build_demo,
-                check_uploads,
-                demo_auth,
-                demo_options,
-            )
+            from lang_sam.serving.app import build_demo, demo_auth, demo_options
 
             max_bytes = int(max_body_mb * 2**20) if max_body_mb is not None else None
             demo = build_demo(service, max_pixels=max_pixels, max_frames=max_frames)
