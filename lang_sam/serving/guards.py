@@ -150,7 +150,10 @@ class UploadOnlyGuard:
         self.prefix = prefix.rstrip("/")
         self.upload_dir = os.path.realpath(upload_dir or gradio_upload_dir())
         self.max_body_bytes = max_body_bytes
-        self.api_names = self.fn_indices = self.server_components = None
+        # what the demo has (None when no Blocks was given: nothing is checked against it)
+        self.api_names: set[str] | None = None
+        self.fn_indices: set[int] = set()
+        self.server_components: set[int] = set()
         if blocks is not None:
             self.api_names = {fn.api_name for fn in blocks.fns.values() if isinstance(fn.api_name, str)}
             self.fn_indices = set(blocks.fns)
