@@ -17,7 +17,6 @@ import ipaddress
 import logging
 import threading
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import Any, Callable
 
 import torch
@@ -40,6 +39,7 @@ from lang_sam.errors import (
     WeightsNotFoundError,
 )
 from lang_sam.hub import DEFAULT_GDINO, DEFAULT_SAM, get_spec
+from lang_sam.pipeline import DenseMasks, MaskCoverage, MaskSink, RleMasks
 from lang_sam.validation import check_device
 
 logger = logging.getLogger(__name__)
@@ -49,7 +49,6 @@ __all__ = [
     "ModelService",
     "ServedPrediction",
     "ServedSegmentation",
-    "MaskCoverage",
     "read_upload",
     "public_error",
     "scrub",
@@ -85,6 +84,10 @@ MAX_PROMPT_CHARS = 2000
 MAX_JSON_DEPTH = 64
 
 _MASK_FORMATS = ("dense", "rle", "overlay")
+#: Each mask format's sink (:class:`lang_sam.pipeline.MaskSink`): the masks of a request are made
+#: chunk by chunk, only one chunk held densely (plus the result, for ``"dense"``).
+_SINKS: dict[str, Callable[[int, tuple[int, ...]], MaskSink]] = {
+    "dense": DenseMasks, "rle": RleMasks, "overlay": MaskCoverage}
 _INTERNAL_ERROR = "internal error (the details are in the server log)"
 
 
@@ -162,8 +165,9 @@ class ServedPrediction:
     """A text prediction made by :meth:`ModelService.predict`.
 
     - ``masks``: with ``masks="dense"`` an ``(N, H, W)`` bool tensor; ``"rle"``: ``N`` COCO RLE
-      dicts ``{"size": [H, W], "counts": str}``; ``"overlay"``: :meth:`MaskCoverage.masks`, two
-      ``(H, W)`` bool masks that :func:`lang_sam.utils.draw_image` draws exactly as the ``N`` masks;
+      dicts ``{"size": [H, W], "counts": str}``; ``"overlay"``: two ``(H, W)`` bool masks
+      (:class:`lang_sam.pipeline.MaskCoverage`) that :func:`lang_sam.utils.draw_image` draws
+      exactly as the ``N`` masks;
     - ``boxes``: ``(N, 4)`` float32 xyxy in input-image pixels; ``phrases``: ``N`` strings;
       ``logits``: ``(N,)`` float32 box scores in [0, 1];
     - ``found``: detections before the cap (``dropped = found - N`` were the lowest-scoring);
@@ -234,36 +238,6 @@ class ServedTracks:
     gdino_type: str
     frame_count_declared: int | None = None
     warnings: list[str] = field(default_factory=list)
-
-
-class MaskCoverage:
-    """The pixels covered by at least one, and by at least two, of a stream of ``(H, W)`` masks.
-
-    :func:`lang_sam.utils.draw_image` gives every mask one colour and torchvision blacks out pixels
-    under two or more masks, so drawing :meth:`masks` equals drawing all the masks, with two
-    ``H x W`` buffers instead of ``N``.
-    """
-
-    def __init__(self, height: int, width: int):
-        self.any = torch.zeros((height, width), dtype=torch.bool)
-        self.many = torch.zeros((height, width), dtype=torch.bool)
-        self.count = 0
-
-    def add(self, masks) -> None:
-        """Add ``(k, H, W)`` (or ``(k, C, H, W)``) bool masks, torch or numpy."""
-        masks = torch.as_tensor(masks).reshape(-1, *self.any.shape)
-        if not len(masks):
-            return
-        n = masks.sum(0, dtype=torch.int32)
-        self.many |= (n > 1) | (self.any & (n > 0))
-        self.any |= n > 0
-        self.count += len(masks)
-
-    def masks(self) -> torch.Tensor:
-        """``(2, H, W)`` bool: covered at least once, covered at least twice (``(0, H, W)`` when no
-        mask was added)."""
-        both = torch.stack([self.any, self.many])
-        return both if self.count else both[:0]
 
 
 def read_upload(data: bytes, max_pixels: int | None):
@@ -400,37 +374,6 @@ class ModelService:
         with self._lock:
             self._ensure(None, None, lambda *a: None)
 
-    @staticmethod
-    def _collect(masks: str, shape: tuple[int, ...]):
-        """An accumulator of consecutive chunks of the ``shape`` bool masks (``(N, H, W)`` or
-        ``(N, C, H, W)``) in the format ``masks``, and the getter of its result. Only one chunk is
-        ever held densely (plus the result for ``"dense"``)."""
-        from lang_sam.labeling.formats import masks_to_rle
-
-        H, W = shape[-2:]
-        if masks == "overlay":
-            cover = MaskCoverage(H, W)
-            return cover.add, cover.masks
-        if masks == "rle":
-            rles: list = []
-
-            def add_rle(chunk):
-                flat = masks_to_rle(chunk.reshape(-1, H, W))
-                if chunk.ndim == 4:  # one list of C masks per prompt
-                    c = chunk.shape[1]
-                    flat = [flat[i:i + c] for i in range(0, len(flat), c)]
-                rles.extend(flat)
-
-            return add_rle, lambda: rles
-        dense = torch.empty(shape, dtype=torch.bool)
-        filled = [0]
-
-        def add_dense(chunk):
-            dense[filled[0]:filled[0] + len(chunk)] = chunk
-            filled[0] += len(chunk)
-
-        return add_dense, lambda: dense
-
     def predict(
         self,
         image,
@@ -456,16 +399,16 @@ class ModelService:
         from lang_sam import pipeline
 
         _check_mask_format(masks, _MASK_FORMATS)
+        sink = _SINKS[masks]
         found = [0]
 
         def count(det):
             found[0] = len(det)
             return det
 
-        def collect(n: int, image_size: tuple[int, int]):
+        def collect(n: int, image_size: tuple[int, int]) -> pipeline.MaskSink:
             progress(0.7, "segmenting")
-            add, result = self._collect(masks, (n, *image_size))
-            return SimpleNamespace(add=add, result=result)
+            return sink(n, image_size)
 
         with self._lock:
             model = self._ensure(sam_type, gdino_type, progress)
@@ -513,17 +456,17 @@ class ModelService:
                     f"got {n} prompts; this server answers at most {self.max_detections} per request"
                 )
             c = 3 if multimask_output else 1
-            add, result = self._collect(masks, (n, c, H, W))
+            sink = _SINKS[masks](n, (c, H, W))
             scores, low_res = [], []
             step = model.segmenter.boxes_per_chunk(H, W, c)
             for start in range(0, n, step):
                 part = {k: (v[start:start + step] if v is not None else None) for k, v in prompts.items()}
                 out = model.segment(enc, **part, multimask_output=bool(multimask_output))
-                add(out.masks)
+                sink.add(out.masks)
                 scores.append(out.iou_scores)
                 if masks == "dense":
                     low_res.append(out.low_res_logits)
-            return ServedSegmentation(result(), torch.cat(scores),
+            return ServedSegmentation(sink.result(), torch.cat(scores),
                                       torch.cat(low_res) if masks == "dense" else None, W, H,
                                       model.sam_type)
 
