@@ -219,7 +219,8 @@ class ServedTracks:
       (``masks`` only when asked for);
     - ``tracks``: one dict per track id: ``{"track_id", "phrase", "score", "first_frame",
       "last_frame", "frames"}`` (frames it was seen on);
-    - ``mot``: the MOTChallenge text of :func:`lang_sam.labeling.video_formats.mot_lines`;
+    - ``mot``: the MOTChallenge text of :func:`lang_sam.labeling.video_formats.mot_lines`
+      (all three built by :class:`lang_sam.labeling.video_formats.TrackRows`);
     - ``overlay``: the overlay mp4's path when one was asked for, else None;
     - ``width``, ``height``, ``fps`` (None when unknown), ``sam_type``, ``gdino_type``;
     - ``frame_count_declared``: the frame count the container's header announces (None when it
@@ -499,9 +500,9 @@ class ModelService:
         count its header announces is tracked as far as it goes, and ``warnings`` says so."""
         from pathlib import Path
 
-        from lang_sam.labeling import video_formats as vf
-        from lang_sam.labeling.video_run import _FrameTap
         from lang_sam.errors import InvalidVideoError
+        from lang_sam.labeling import video_formats as vf
+        from lang_sam.video import FrameTap
         from lang_sam.video_io import open_video
 
         name = str(video)
@@ -550,49 +551,26 @@ class ModelService:
                 raise too_large("frames", max_frames, f"{source.frame_count:,} frames")
             total = source.frame_count
             model = self._ensure(sam_type, None, progress)
-            tap = _FrameTap(frames())
-            writer = vf.OverlayWriter(Path(overlay), Path(overlay).parent, source.fps or 25.0) \
-                if overlay is not None else None
-            out, mot = [], []
-            tracks: dict[int, dict[str, Any]] = {}
-            size = (0, 0)
-            try:
-                for f in model.predict_video(tap, text_prompt, detect_every=detect_every,
-                                             box_threshold=box_threshold, text_threshold=text_threshold):
-                    pixels = tap.take(f.frame_index)
-                    size = f.image_size
-                    ids = [int(t) for t in f.track_ids.tolist()]
-                    row = {"frame_index": f.frame_index, "track_ids": ids,
-                           "boxes": [[round(float(v), 2) for v in b] for b in f.boxes.tolist()],
-                           "scores": [round(float(v), 4) for v in f.scores.tolist()],
-                           "phrases": list(f.phrases)}
-                    if masks:
-                        from lang_sam.labeling.formats import masks_to_rle
+            tap = FrameTap(frames())
+            rows = vf.TrackRows(masks=masks)
+            sinks: list[vf.VideoSink] = [rows]
+            if overlay is not None:
+                sinks.append(vf.OverlayWriter(Path(overlay), Path(overlay).parent, source.fps or 25.0))
 
-                        row["masks"] = masks_to_rle(f.masks)
-                    out.append(row)
-                    mot.extend(vf.mot_lines(f))
-                    for tid, phrase, score in zip(ids, f.phrases, row["scores"]):
-                        t = tracks.setdefault(tid, {"track_id": tid, "phrase": phrase, "score": score,
-                                                    "first_frame": f.frame_index, "frames": 0})
-                        t["last_frame"] = f.frame_index
-                        t["frames"] += 1
-                    if writer is not None:
-                        writer.add(f, pixels)
-                    if total:
-                        progress(min(1.0, (f.frame_index + 1) / total), f"frame {f.frame_index + 1}/{total}")
-                if not out:
-                    raise InvalidVideoError(f"{name}: expected at least one frame, got none", source=name,
-                                            expected="one frame or more", got="0 frames")
-                if writer is not None:
-                    writer.close()
-            except BaseException:
-                if writer is not None:
-                    writer.abort()
-                raise
-            return ServedTracks(out, [tracks[k] for k in sorted(tracks)], "".join(x + "\n" for x in mot),
-                                overlay if writer is not None else None, size[1], size[0], source.fps,
-                                model.sam_type, model.gdino_type, source.frame_count,
+            def report(f) -> None:
+                if total:
+                    progress(min(1.0, (f.frame_index + 1) / total), f"frame {f.frame_index + 1}/{total}")
+
+            def no_frame() -> InvalidVideoError:
+                return InvalidVideoError(f"{name}: expected at least one frame, got none", source=name,
+                                         expected="one frame or more", got="0 frames")
+
+            vf.feed_sinks(model.predict_video(tap, text_prompt, detect_every=detect_every,
+                                              box_threshold=box_threshold, text_threshold=text_threshold),
+                          tap, sinks, no_frame=no_frame, on_frame=report)
+            H, W = rows.image_size
+            return ServedTracks(rows.rows, rows.tracks, rows.mot, overlay,
+                                W, H, source.fps, model.sam_type, model.gdino_type, source.frame_count,
                                 [source.warning] if source.warning else [])
 
     def info(self) -> dict:
