@@ -12,8 +12,8 @@ passed in, never copied:
 - ``tile``: detection on tiles at full resolution and SAM on tile-sized windows
   (:mod:`lang_sam.tiling`), masks as crops;
 - ``collect``: the form masks take as each decoding chunk arrives (:class:`DenseMasks`, the
-  default; :class:`CropMasks`; the server's RLE or overlay), so no consumer holds more than it
-  keeps.
+  default; :class:`CropMasks`; :class:`RleMasks` and :class:`MaskCoverage`, the server's), so no
+  consumer holds more than it keeps.
 
 ``model`` is a :class:`~lang_sam.LangSAM` (its ``detector`` a
 :class:`~lang_sam.models.base.Detector`, its ``segmenter`` a :class:`~lang_sam.models.base.Segmenter`;
@@ -33,11 +33,11 @@ from lang_sam.masks import CropMask
 from lang_sam.models.base import TextSegmenter
 from lang_sam.results import Detections, Tile
 from lang_sam.tiling import TileSpec, merge_detections, sam_window, to_image_pixels
-from lang_sam.validation import to_rgb_pil
+from lang_sam.validation import as_numpy, to_rgb_pil
 
 __all__ = [
     "run", "detect", "segment", "rgb", "Segmented", "Select", "MaskSink", "DenseMasks", "CropMasks",
-    "merge_tiles", "top_k", "TILE_MASK_BYTES",
+    "RleMasks", "MaskCoverage", "merge_tiles", "top_k", "TILE_MASK_BYTES",
 ]
 
 #: A select step: the detections kept of those found (any subset, in any order; may rename phrases).
@@ -50,28 +50,89 @@ TILE_MASK_BYTES = 64 * 2**20
 
 
 class MaskSink(Protocol):
-    """Where the pipeline hands masks, chunk by chunk, in box order."""
+    """Where the pipeline hands masks, chunk by chunk, in box order. A sink is made as
+    ``sink(n, shape)``: ``n`` boxes, each with masks of ``shape`` (``(H, W)``, the pipeline's; a
+    caller decoding ``C`` masks per box, as :meth:`LangSAM.segment` with ``multimask_output``, may
+    pass ``(C, H, W)``)."""
 
     def add(self, masks: torch.Tensor) -> None:
-        """``(n, H, W)`` bool masks of the next ``n`` boxes."""
+        """``(n, *shape)`` bool masks of the next ``n`` boxes."""
 
     def result(self) -> Any:
         """The masks of every box, in the sink's form."""
 
 
 class DenseMasks:
-    """Masks as one ``(N, H, W)`` bool tensor (what :meth:`LangSAM.predict` returns)."""
+    """Masks as one ``(N, *shape)`` bool tensor (``(N, H, W)``: what :meth:`LangSAM.predict`
+    returns)."""
 
-    def __init__(self, n: int, image_size: tuple[int, int]):
+    def __init__(self, n: int, image_size: tuple[int, ...]):
         self.masks = torch.zeros((n, *image_size), dtype=torch.bool)
         self.done = 0
 
     def add(self, masks: torch.Tensor) -> None:
+        """Copy the next ``(n, *shape)`` bool masks in."""
         self.masks[self.done:self.done + len(masks)] = masks
         self.done += len(masks)
 
     def result(self) -> torch.Tensor:
+        """The ``(N, *shape)`` bool tensor (rows never added stay False)."""
         return self.masks
+
+
+class RleMasks:
+    """Masks as COCO compressed RLE dicts ``{"size": [H, W], "counts": str}``, each chunk encoded
+    as it arrives (only one chunk is ever held densely): ``N`` dicts for ``(H, W)`` masks, ``N``
+    lists of ``C`` dicts for ``(C, H, W)`` ones. The same dicts as
+    :func:`lang_sam.labeling.formats.masks_to_rle`."""
+
+    def __init__(self, n: int, image_size: tuple[int, ...]):
+        self.image_size = (int(image_size[-2]), int(image_size[-1]))
+        self.masks: list = []
+
+    def add(self, masks: torch.Tensor) -> None:
+        """Encode the next ``(n, H, W)`` (or ``(n, C, H, W)``) bool masks."""
+        flat = [CropMask.from_dense(m > 0).to_rle() for m in as_numpy(masks.reshape(-1, *self.image_size))]
+        if masks.ndim == 4:  # one list of C masks per box
+            c = masks.shape[1]
+            self.masks.extend(flat[i:i + c] for i in range(0, len(flat), c))
+        else:
+            self.masks.extend(flat)
+
+    def result(self) -> list:
+        """``N`` RLE dicts (or ``N`` lists of ``C``), in box order."""
+        return self.masks
+
+
+class MaskCoverage:
+    """The pixels covered by at least one, and by at least two, of a stream of ``(H, W)`` masks.
+
+    :func:`lang_sam.utils.draw_image` gives every mask one colour and torchvision blacks out pixels
+    under two or more masks, so drawing :meth:`result` equals drawing all the masks, with two
+    ``H x W`` buffers instead of ``N``. ``n`` is not needed (a sink is made as ``sink(n, shape)``).
+    """
+
+    def __init__(self, n: int, image_size: tuple[int, ...]):
+        height, width = int(image_size[-2]), int(image_size[-1])
+        self.any = torch.zeros((height, width), dtype=torch.bool)
+        self.many = torch.zeros((height, width), dtype=torch.bool)
+        self.count = 0
+
+    def add(self, masks: Any) -> None:
+        """Add ``(k, H, W)`` (or ``(k, C, H, W)``) bool masks, torch or numpy."""
+        masks = torch.as_tensor(masks).reshape(-1, *self.any.shape)
+        if not len(masks):
+            return
+        n = masks.sum(0, dtype=torch.int32)
+        self.many |= (n > 1) | (self.any & (n > 0))
+        self.any |= n > 0
+        self.count += len(masks)
+
+    def result(self) -> torch.Tensor:
+        """``(2, H, W)`` bool: covered at least once, covered at least twice (``(0, H, W)`` when no
+        mask was added)."""
+        both = torch.stack([self.any, self.many])
+        return both if self.count else both[:0]
 
 
 class CropMasks:

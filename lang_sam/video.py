@@ -37,7 +37,9 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
 
 import torch
 
@@ -57,7 +59,7 @@ from lang_sam.video_io import open_video
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["predict_video", "video_types", "DETECT_EVERY", "MAX_CANDIDATES"]
+__all__ = ["predict_video", "video_types", "FrameTap", "DETECT_EVERY", "MAX_CANDIDATES"]
 
 #: Default key-frame interval: detect on every 10th frame after the first with detections.
 DETECT_EVERY = 10
@@ -65,6 +67,39 @@ DETECT_EVERY = 10
 MAX_CANDIDATES = 20
 #: ``progress("track", frames_done, frame_count)``; ``frame_count`` None when not known in advance.
 VideoProgress = Callable[[str, int, "int | None"], None]
+
+
+class FrameTap:
+    """The frames of a video on their way into :func:`predict_video`, kept by index until the
+    consumer takes them with the frame's :class:`~lang_sam.results.TrackedFrame` (an overlay needs
+    the pixels the masks were made from).
+
+    Iterate it as ``predict_video``'s ``video``; for each yielded ``tracked``,
+    ``tap.take(tracked.frame_index)`` returns that frame. At most the frames that ``predict_video``
+    has read ahead are held: taking frame ``i`` drops every frame before it.
+
+    Args:
+        frames: the frames, in order (``HxWx3`` uint8 RGB arrays, as
+            :func:`lang_sam.video_io.open_video` yields them; any item is handed on as it is).
+    """
+
+    def __init__(self, frames: Iterable[np.ndarray]):
+        self.frames = frames
+        self.held: dict[int, np.ndarray] = {}
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        """The frames, each held under its 0-based index until taken. Raises what iterating
+        ``frames`` raises."""
+        for i, frame in enumerate(self.frames):
+            self.held[i] = frame
+            yield frame
+
+    def take(self, index: int) -> np.ndarray | None:
+        """Frame ``index`` (None when it was never read or already taken); frames before it are
+        dropped."""
+        for i in [i for i in self.held if i < index]:
+            del self.held[i]
+        return self.held.pop(index, None)
 
 
 def video_types() -> list[str]:

@@ -19,6 +19,8 @@ folder, without its suffix; frame numbers are 0-based in file names and 1-based 
   frame whose pixel values are track ids (0: background). Where masks overlap, the smaller mask's
   id is kept (it is drawn last: a small object in front of a large one stays visible). The PNGs
   are written into a staging folder and moved in when the video is done.
+- :class:`TrackRows` (the server's ``POST /track`` answer): one JSON-able row per frame, a summary
+  per track and the MOT text, kept in memory; it writes no file.
 
 ``av`` (the ``[video]`` extra) is imported by :class:`OverlayWriter` only. Nothing here prints.
 """
@@ -30,7 +32,7 @@ import io
 import os
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -39,6 +41,8 @@ from lang_sam.labeling.atomic import atomic_write_text
 from lang_sam.labeling.classes import normalize_phrase
 
 if TYPE_CHECKING:  # PyAV is imported when a video is written
+    from lang_sam.results import TrackedFrame
+    from lang_sam.video import FrameTap
     from lang_sam.video_io import VideoWriter
 from lang_sam.validation import as_numpy
 
@@ -60,6 +64,8 @@ __all__ = [
     "render_tracks",
     "track_colour",
     "open_sinks",
+    "TrackRows",
+    "feed_sinks",
 ]
 
 #: The formats of ``lang-sam track``, and those written when none is named.
@@ -357,6 +363,67 @@ class OverlayWriter(VideoSink):
             self._writer = None
 
 
+# --------------------------------------------------------------------------------------------
+# Rows in memory (the server's answer)
+# --------------------------------------------------------------------------------------------
+
+class TrackRows(VideoSink):
+    """A tracked video as JSON-able rows, built frame by frame in memory (what ``POST /track``
+    answers, :meth:`lang_sam.serving.service.ModelService.track`); it writes no file.
+
+    - :attr:`rows`: one dict per frame, in order: ``{"frame_index", "track_ids": [int], "boxes":
+      [[x0, y0, x1, y1]] (frame pixels, 2 decimals), "scores" (4 decimals), "phrases", "masks":
+      [COCO RLE]}`` (``masks`` only with ``masks=True``);
+    - :attr:`tracks`: one dict per track id, ascending: ``{"track_id", "phrase", "score" (of the
+      first frame it was seen on), "first_frame", "last_frame", "frames"}`` (``frames``: how many
+      frames it was seen on);
+    - :attr:`mot`: the MOTChallenge text, :func:`mot_lines` of every frame, each line ended by
+      ``"\n"``;
+    - :attr:`image_size`: ``(H, W)`` of the last frame added (``(0, 0)`` before any).
+    """
+
+    def __init__(self, *, masks: bool = True):
+        self.with_masks = bool(masks)
+        self.rows: list[dict] = []
+        self.image_size: tuple[int, int] = (0, 0)
+        self._mot: list[str] = []
+        self._tracks: dict[int, dict[str, Any]] = {}
+
+    def add(self, frame, pixels=None) -> None:
+        """Add a :class:`~lang_sam.results.TrackedFrame` (``pixels`` is not used)."""
+        self.image_size = frame.image_size
+        ids = [int(t) for t in frame.track_ids.tolist()]
+        row = {"frame_index": frame.frame_index, "track_ids": ids,
+               "boxes": [[round(float(v), 2) for v in b] for b in frame.boxes.tolist()],
+               "scores": [round(float(v), 4) for v in frame.scores.tolist()],
+               "phrases": list(frame.phrases)}
+        if self.with_masks:
+            from lang_sam.labeling.formats import masks_to_rle
+
+            row["masks"] = masks_to_rle(frame.masks)
+        self.rows.append(row)
+        self._mot.extend(mot_lines(frame))
+        for tid, phrase, score in zip(ids, frame.phrases, row["scores"]):
+            t = self._tracks.setdefault(tid, {"track_id": tid, "phrase": phrase, "score": score,
+                                              "first_frame": frame.frame_index, "frames": 0})
+            t["last_frame"] = frame.frame_index
+            t["frames"] += 1
+
+    @property
+    def tracks(self) -> list[dict]:
+        """One summary dict per track id seen so far, ascending by id."""
+        return [self._tracks[k] for k in sorted(self._tracks)]
+
+    @property
+    def mot(self) -> str:
+        """The MOTChallenge text of the frames added so far (``""`` for none)."""
+        return "".join(line + "\n" for line in self._mot)
+
+    def close(self) -> list[str]:
+        """Nothing to write: returns ``[]``."""
+        return []
+
+
 def open_sinks(layout: VideoLayout, key: str, video: str, formats: Sequence[str],
                fps: float = 25.0) -> dict[str, VideoSink]:
     """The writers of ``formats`` for one video (``key`` its outputs' stem, ``video`` its relative
@@ -374,3 +441,42 @@ def open_sinks(layout: VideoLayout, key: str, video: str, formats: Sequence[str]
         else:
             raise InvalidArgumentError(f"unknown video format {f!r}: expected some of {', '.join(VIDEO_FORMATS)}")
     return sinks
+
+
+def feed_sinks(
+    tracked: Iterable[TrackedFrame],
+    tap: FrameTap,
+    sinks: Sequence[VideoSink],
+    *,
+    no_frame: Callable[[], BaseException],
+    on_frame: Callable[[TrackedFrame], None] | None = None,
+) -> list[list[str]]:
+    """The one consumer of a tracked video: each :class:`~lang_sam.results.TrackedFrame` of
+    ``tracked`` (:func:`lang_sam.video.predict_video` reading from ``tap``), with its pixels
+    (``tap.take``), to every sink in order, then ``on_frame(frame)``; when the video ends, every
+    sink is closed.
+
+    Returns each sink's :meth:`VideoSink.close` (the files it wrote, relative to its output
+    folder), in the order of ``sinks``.
+
+    Raises:
+        BaseException: ``no_frame()`` when ``tracked`` yields no frame; whatever iterating
+            ``tracked``, a sink or ``on_frame`` raises. On any error (Ctrl-C included) every sink
+            is aborted (its unfinished files removed) before the error goes on.
+    """
+    seen = False
+    try:
+        for frame in tracked:
+            pixels = tap.take(frame.frame_index)
+            for sink in sinks:
+                sink.add(frame, pixels)
+            seen = True
+            if on_frame is not None:
+                on_frame(frame)
+        if not seen:
+            raise no_frame()
+        return [sink.close() for sink in sinks]
+    except BaseException:
+        for sink in sinks:
+            sink.abort()
+        raise

@@ -29,7 +29,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence, cast
+from typing import TYPE_CHECKING, Any, Callable, Sequence, cast
 
 import numpy as np
 
@@ -50,6 +50,7 @@ from lang_sam.labeling.atomic import sweep_temp_files, write_json
 from lang_sam.labeling.lock import OutputLock
 from lang_sam.labeling.run import STATE_DIR, FolderRun, _is_run_folder, _read_json, _read_list, failure_reason, local_path
 from lang_sam.validation import check_prompt, check_threshold
+from lang_sam.video import FrameTap
 from lang_sam.video_io import VIDEO_SUFFIXES
 
 if TYPE_CHECKING:
@@ -252,26 +253,6 @@ def claim(root: Path, rels: Sequence[str]) -> None:
             f.write("".join(r + "\n" for r in rels))
 
 
-class _FrameTap:
-    """The frames of a video handed to ``predict_video``, kept by index until their
-    :class:`TrackedFrame` arrives (the overlay needs the pixels); at most the frames that
-    ``predict_video`` has read ahead are held."""
-
-    def __init__(self, frames: Iterable[np.ndarray]):
-        self.frames = frames
-        self.held: dict[int, np.ndarray] = {}
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        for i, frame in enumerate(self.frames):
-            self.held[i] = frame
-            yield frame
-
-    def take(self, index: int) -> np.ndarray | None:
-        for i in [i for i in self.held if i < index]:
-            del self.held[i]
-        return self.held.pop(index, None)
-
-
 _FRAME_PNG = re.compile(r"^\d{6}\.png$")
 _FRAME_PNG_TMP = re.compile(r"^\.\d{6}\.png\.\d+\.tmp$")
 
@@ -341,29 +322,27 @@ def track_video(
     source = open_video(item.path)
     total = source.frame_count
     sinks = vf.open_sinks(layout, item.key, item.rel.as_posix(), formats, source.fps or 25.0)
-    tap = _FrameTap(source)
+    tap = FrameTap(source)
     frames = detections = 0
     tracks: set[int] = set()
-    try:
-        for tracked in model.predict_video(
-                tap, settings.prompt, detect_every=settings.detect_every,
-                box_threshold=settings.box_threshold, text_threshold=settings.text_threshold):
-            pixels = tap.take(tracked.frame_index)
-            for sink in sinks.values():
-                sink.add(tracked, pixels)
-            frames += 1
-            detections += len(tracked.phrases)
-            tracks.update(int(t) for t in tracked.track_ids.tolist())
-            if on_frame is not None:
-                on_frame(item, frames, total)
-        if not frames:
-            raise InvalidVideoError(f"{item.path}: no frame was decoded", source=str(item.path),
-                                    expected="at least one frame", got="none")
-        outputs = {f: sink.close() for f, sink in sinks.items()}
-    except BaseException:
-        for sink in sinks.values():
-            sink.abort()
-        raise
+
+    def count(tracked) -> None:
+        nonlocal frames, detections
+        frames += 1
+        detections += len(tracked.phrases)
+        tracks.update(int(t) for t in tracked.track_ids.tolist())
+        if on_frame is not None:
+            on_frame(item, frames, total)
+
+    def no_frame() -> InvalidVideoError:
+        return InvalidVideoError(f"{item.path}: no frame was decoded", source=str(item.path),
+                                 expected="at least one frame", got="none")
+
+    written = vf.feed_sinks(
+        model.predict_video(tap, settings.prompt, detect_every=settings.detect_every,
+                            box_threshold=settings.box_threshold, text_threshold=settings.text_threshold),
+        tap, list(sinks.values()), no_frame=no_frame, on_frame=count)
+    outputs = dict(zip(sinks, written))
     record = {"video": item.rel.as_posix(), "formats": list(formats), "outputs": outputs,
               "frames": frames, "frames_declared": source.frame_count,
               "warnings": [source.warning] if source.warning else [], "tracks": len(tracks),

@@ -26,13 +26,13 @@ from typing import Callable
 
 import numpy as np
 
+from lang_sam.pipeline import MaskCoverage
 from lang_sam.serving.guards import FramingHeaderGuard, UploadOnlyGuard, gradio_upload_dir, inside
 from lang_sam.serving.service import (
     DEFAULT_MAX_BODY_MB,
     DEFAULT_MAX_FRAMES,
     DEFAULT_MAX_PIXELS,
     MAX_PROMPT_CHARS,
-    MaskCoverage,
     ModelService,
     public_error,
     read_upload,
@@ -144,12 +144,12 @@ def render(state: DemoState) -> np.ndarray:
     from lang_sam.utils import draw_image
 
     H, W = state.pixels.shape[:2]
-    cover = MaskCoverage(H, W)
+    cover = MaskCoverage(len(state.detections), (H, W))
     for d in state.detections:
         cover.add(rle_to_mask(d.mask)[None])
     boxes = np.array([d.box for d in state.detections], dtype=np.float32).reshape(-1, 4)
     labels = detection_labels([d.phrase for d in state.detections], [d.score for d in state.detections])
-    overlay = draw_image(state.pixels, cover.masks(), boxes, labels)
+    overlay = draw_image(state.pixels, cover.result(), boxes, labels)
     if not any(d.points for d in state.detections):
         return overlay
     pil = Image.fromarray(overlay)

@@ -17,7 +17,6 @@ import ipaddress
 import logging
 import threading
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import Any, Callable
 
 import torch
@@ -40,6 +39,7 @@ from lang_sam.errors import (
     WeightsNotFoundError,
 )
 from lang_sam.hub import DEFAULT_GDINO, DEFAULT_SAM, get_spec
+from lang_sam.pipeline import DenseMasks, MaskCoverage, MaskSink, RleMasks
 from lang_sam.validation import check_device
 
 logger = logging.getLogger(__name__)
@@ -49,7 +49,6 @@ __all__ = [
     "ModelService",
     "ServedPrediction",
     "ServedSegmentation",
-    "MaskCoverage",
     "read_upload",
     "public_error",
     "scrub",
@@ -85,6 +84,10 @@ MAX_PROMPT_CHARS = 2000
 MAX_JSON_DEPTH = 64
 
 _MASK_FORMATS = ("dense", "rle", "overlay")
+#: Each mask format's sink (:class:`lang_sam.pipeline.MaskSink`): the masks of a request are made
+#: chunk by chunk, only one chunk held densely (plus the result, for ``"dense"``).
+_SINKS: dict[str, Callable[[int, tuple[int, ...]], MaskSink]] = {
+    "dense": DenseMasks, "rle": RleMasks, "overlay": MaskCoverage}
 _INTERNAL_ERROR = "internal error (the details are in the server log)"
 
 
@@ -162,8 +165,9 @@ class ServedPrediction:
     """A text prediction made by :meth:`ModelService.predict`.
 
     - ``masks``: with ``masks="dense"`` an ``(N, H, W)`` bool tensor; ``"rle"``: ``N`` COCO RLE
-      dicts ``{"size": [H, W], "counts": str}``; ``"overlay"``: :meth:`MaskCoverage.masks`, two
-      ``(H, W)`` bool masks that :func:`lang_sam.utils.draw_image` draws exactly as the ``N`` masks;
+      dicts ``{"size": [H, W], "counts": str}``; ``"overlay"``: two ``(H, W)`` bool masks
+      (:class:`lang_sam.pipeline.MaskCoverage`) that :func:`lang_sam.utils.draw_image` draws
+      exactly as the ``N`` masks;
     - ``boxes``: ``(N, 4)`` float32 xyxy in input-image pixels; ``phrases``: ``N`` strings;
       ``logits``: ``(N,)`` float32 box scores in [0, 1];
     - ``found``: detections before the cap (``dropped = found - N`` were the lowest-scoring);
@@ -215,7 +219,8 @@ class ServedTracks:
       (``masks`` only when asked for);
     - ``tracks``: one dict per track id: ``{"track_id", "phrase", "score", "first_frame",
       "last_frame", "frames"}`` (frames it was seen on);
-    - ``mot``: the MOTChallenge text of :func:`lang_sam.labeling.video_formats.mot_lines`;
+    - ``mot``: the MOTChallenge text of :func:`lang_sam.labeling.video_formats.mot_lines`
+      (all three built by :class:`lang_sam.labeling.video_formats.TrackRows`);
     - ``overlay``: the overlay mp4's path when one was asked for, else None;
     - ``width``, ``height``, ``fps`` (None when unknown), ``sam_type``, ``gdino_type``;
     - ``frame_count_declared``: the frame count the container's header announces (None when it
@@ -234,36 +239,6 @@ class ServedTracks:
     gdino_type: str
     frame_count_declared: int | None = None
     warnings: list[str] = field(default_factory=list)
-
-
-class MaskCoverage:
-    """The pixels covered by at least one, and by at least two, of a stream of ``(H, W)`` masks.
-
-    :func:`lang_sam.utils.draw_image` gives every mask one colour and torchvision blacks out pixels
-    under two or more masks, so drawing :meth:`masks` equals drawing all the masks, with two
-    ``H x W`` buffers instead of ``N``.
-    """
-
-    def __init__(self, height: int, width: int):
-        self.any = torch.zeros((height, width), dtype=torch.bool)
-        self.many = torch.zeros((height, width), dtype=torch.bool)
-        self.count = 0
-
-    def add(self, masks) -> None:
-        """Add ``(k, H, W)`` (or ``(k, C, H, W)``) bool masks, torch or numpy."""
-        masks = torch.as_tensor(masks).reshape(-1, *self.any.shape)
-        if not len(masks):
-            return
-        n = masks.sum(0, dtype=torch.int32)
-        self.many |= (n > 1) | (self.any & (n > 0))
-        self.any |= n > 0
-        self.count += len(masks)
-
-    def masks(self) -> torch.Tensor:
-        """``(2, H, W)`` bool: covered at least once, covered at least twice (``(0, H, W)`` when no
-        mask was added)."""
-        both = torch.stack([self.any, self.many])
-        return both if self.count else both[:0]
 
 
 def read_upload(data: bytes, max_pixels: int | None):
@@ -400,37 +375,6 @@ class ModelService:
         with self._lock:
             self._ensure(None, None, lambda *a: None)
 
-    @staticmethod
-    def _collect(masks: str, shape: tuple[int, ...]):
-        """An accumulator of consecutive chunks of the ``shape`` bool masks (``(N, H, W)`` or
-        ``(N, C, H, W)``) in the format ``masks``, and the getter of its result. Only one chunk is
-        ever held densely (plus the result for ``"dense"``)."""
-        from lang_sam.labeling.formats import masks_to_rle
-
-        H, W = shape[-2:]
-        if masks == "overlay":
-            cover = MaskCoverage(H, W)
-            return cover.add, cover.masks
-        if masks == "rle":
-            rles: list = []
-
-            def add_rle(chunk):
-                flat = masks_to_rle(chunk.reshape(-1, H, W))
-                if chunk.ndim == 4:  # one list of C masks per prompt
-                    c = chunk.shape[1]
-                    flat = [flat[i:i + c] for i in range(0, len(flat), c)]
-                rles.extend(flat)
-
-            return add_rle, lambda: rles
-        dense = torch.empty(shape, dtype=torch.bool)
-        filled = [0]
-
-        def add_dense(chunk):
-            dense[filled[0]:filled[0] + len(chunk)] = chunk
-            filled[0] += len(chunk)
-
-        return add_dense, lambda: dense
-
     def predict(
         self,
         image,
@@ -456,16 +400,16 @@ class ModelService:
         from lang_sam import pipeline
 
         _check_mask_format(masks, _MASK_FORMATS)
+        sink = _SINKS[masks]
         found = [0]
 
         def count(det):
             found[0] = len(det)
             return det
 
-        def collect(n: int, image_size: tuple[int, int]):
+        def collect(n: int, image_size: tuple[int, int]) -> pipeline.MaskSink:
             progress(0.7, "segmenting")
-            add, result = self._collect(masks, (n, *image_size))
-            return SimpleNamespace(add=add, result=result)
+            return sink(n, image_size)
 
         with self._lock:
             model = self._ensure(sam_type, gdino_type, progress)
@@ -513,17 +457,17 @@ class ModelService:
                     f"got {n} prompts; this server answers at most {self.max_detections} per request"
                 )
             c = 3 if multimask_output else 1
-            add, result = self._collect(masks, (n, c, H, W))
+            sink = _SINKS[masks](n, (c, H, W))
             scores, low_res = [], []
             step = model.segmenter.boxes_per_chunk(H, W, c)
             for start in range(0, n, step):
                 part = {k: (v[start:start + step] if v is not None else None) for k, v in prompts.items()}
                 out = model.segment(enc, **part, multimask_output=bool(multimask_output))
-                add(out.masks)
+                sink.add(out.masks)
                 scores.append(out.iou_scores)
                 if masks == "dense":
                     low_res.append(out.low_res_logits)
-            return ServedSegmentation(result(), torch.cat(scores),
+            return ServedSegmentation(sink.result(), torch.cat(scores),
                                       torch.cat(low_res) if masks == "dense" else None, W, H,
                                       model.sam_type)
 
@@ -556,9 +500,9 @@ class ModelService:
         count its header announces is tracked as far as it goes, and ``warnings`` says so."""
         from pathlib import Path
 
-        from lang_sam.labeling import video_formats as vf
-        from lang_sam.labeling.video_run import _FrameTap
         from lang_sam.errors import InvalidVideoError
+        from lang_sam.labeling import video_formats as vf
+        from lang_sam.video import FrameTap
         from lang_sam.video_io import open_video
 
         name = str(video)
@@ -607,49 +551,26 @@ class ModelService:
                 raise too_large("frames", max_frames, f"{source.frame_count:,} frames")
             total = source.frame_count
             model = self._ensure(sam_type, None, progress)
-            tap = _FrameTap(frames())
-            writer = vf.OverlayWriter(Path(overlay), Path(overlay).parent, source.fps or 25.0) \
-                if overlay is not None else None
-            out, mot = [], []
-            tracks: dict[int, dict[str, Any]] = {}
-            size = (0, 0)
-            try:
-                for f in model.predict_video(tap, text_prompt, detect_every=detect_every,
-                                             box_threshold=box_threshold, text_threshold=text_threshold):
-                    pixels = tap.take(f.frame_index)
-                    size = f.image_size
-                    ids = [int(t) for t in f.track_ids.tolist()]
-                    row = {"frame_index": f.frame_index, "track_ids": ids,
-                           "boxes": [[round(float(v), 2) for v in b] for b in f.boxes.tolist()],
-                           "scores": [round(float(v), 4) for v in f.scores.tolist()],
-                           "phrases": list(f.phrases)}
-                    if masks:
-                        from lang_sam.labeling.formats import masks_to_rle
+            tap = FrameTap(frames())
+            rows = vf.TrackRows(masks=masks)
+            sinks: list[vf.VideoSink] = [rows]
+            if overlay is not None:
+                sinks.append(vf.OverlayWriter(Path(overlay), Path(overlay).parent, source.fps or 25.0))
 
-                        row["masks"] = masks_to_rle(f.masks)
-                    out.append(row)
-                    mot.extend(vf.mot_lines(f))
-                    for tid, phrase, score in zip(ids, f.phrases, row["scores"]):
-                        t = tracks.setdefault(tid, {"track_id": tid, "phrase": phrase, "score": score,
-                                                    "first_frame": f.frame_index, "frames": 0})
-                        t["last_frame"] = f.frame_index
-                        t["frames"] += 1
-                    if writer is not None:
-                        writer.add(f, pixels)
-                    if total:
-                        progress(min(1.0, (f.frame_index + 1) / total), f"frame {f.frame_index + 1}/{total}")
-                if not out:
-                    raise InvalidVideoError(f"{name}: expected at least one frame, got none", source=name,
-                                            expected="one frame or more", got="0 frames")
-                if writer is not None:
-                    writer.close()
-            except BaseException:
-                if writer is not None:
-                    writer.abort()
-                raise
-            return ServedTracks(out, [tracks[k] for k in sorted(tracks)], "".join(x + "\n" for x in mot),
-                                overlay if writer is not None else None, size[1], size[0], source.fps,
-                                model.sam_type, model.gdino_type, source.frame_count,
+            def report(f) -> None:
+                if total:
+                    progress(min(1.0, (f.frame_index + 1) / total), f"frame {f.frame_index + 1}/{total}")
+
+            def no_frame() -> InvalidVideoError:
+                return InvalidVideoError(f"{name}: expected at least one frame, got none", source=name,
+                                         expected="one frame or more", got="0 frames")
+
+            vf.feed_sinks(model.predict_video(tap, text_prompt, detect_every=detect_every,
+                                              box_threshold=box_threshold, text_threshold=text_threshold),
+                          tap, sinks, no_frame=no_frame, on_frame=report)
+            H, W = rows.image_size
+            return ServedTracks(rows.rows, rows.tracks, rows.mot, overlay,
+                                W, H, source.fps, model.sam_type, model.gdino_type, source.frame_count,
                                 [source.warning] if source.warning else [])
 
     def info(self) -> dict:
