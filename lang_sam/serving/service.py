@@ -506,7 +506,7 @@ class ModelService:
             enc = model.encode(image)
             H, W = enc.pixels.shape[:2]
             prompts = check_sam_prompts(boxes, points, point_labels, mask_input, image_size=(H, W),
-                                        mask_size=getattr(model.segmenter, "mask_input_size", 256))
+                                        mask_size=model.segmenter.mask_input_size)
             n = next(len(v) for v in prompts.values() if v is not None)
             if n > self.max_detections:
                 raise TooManyPromptsError(
