@@ -46,6 +46,7 @@ from lang_sam.results import (
     Detections, GeneratedMasks, MaskPrediction, Prediction, TiledPrediction, TrackedFrame,
 )
 from lang_sam.tiling import TileSpec
+from lang_sam.tracking import IOU_THRESHOLD, LOST_AFTER
 from lang_sam.validation import (
     ImageInput,
     check_device,
@@ -53,6 +54,7 @@ from lang_sam.validation import (
     default_device,
     to_rgb_pil,
 )
+from lang_sam.video import DETECT_EVERY, MAX_CANDIDATES
 
 if TYPE_CHECKING:
     from segment_anything import SamPredictor
@@ -558,12 +560,12 @@ class LangSAM:
         video,
         text_prompt: str,
         *,
-        detect_every: int = 10,
+        detect_every: int = DETECT_EVERY,
         box_threshold: float = 0.3,
         text_threshold: float = 0.25,
-        iou_threshold: float = 0.5,
-        lost_after: int = 10,
-        max_candidates: int = 20,
+        iou_threshold: float = IOU_THRESHOLD,
+        lost_after: int = LOST_AFTER,
+        max_candidates: int = MAX_CANDIDATES,
         offload: bool = True,
         progress: Callable[[str, int, int | None], None] | None = None,
     ) -> Iterator[TrackedFrame]:

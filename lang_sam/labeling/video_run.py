@@ -50,6 +50,7 @@ from lang_sam.labeling.atomic import sweep_temp_files, write_json
 from lang_sam.labeling.lock import OutputLock
 from lang_sam.labeling.run import STATE_DIR, FolderRun, _is_run_folder, _read_json, _read_list, failure_reason, local_path
 from lang_sam.validation import check_prompt, check_threshold
+from lang_sam.video import DETECT_EVERY
 from lang_sam.video_io import VIDEO_SUFFIXES
 
 if TYPE_CHECKING:
@@ -192,13 +193,13 @@ class TrackSettings:
     prompt: str
     box_threshold: float = 0.3
     text_threshold: float = 0.25
-    detect_every: int = 10
+    detect_every: int = DETECT_EVERY
     sam_type: str | None = None
     gdino_type: str | None = None
 
     @classmethod
     def create(cls, prompt: str, *, box_threshold: float = 0.3, text_threshold: float = 0.25,
-               detect_every: int = 10, sam_type: str | None = None,
+               detect_every: int = DETECT_EVERY, sam_type: str | None = None,
                gdino_type: str | None = None) -> "TrackSettings":
         """Checked settings (:class:`InvalidPromptError`, :class:`InvalidThresholdError`,
         :class:`InvalidRunError` for ``detect_every`` not a whole number >= 1)."""

@@ -41,6 +41,7 @@ from lang_sam.errors import (
 )
 from lang_sam.hub import DEFAULT_GDINO, DEFAULT_SAM, get_spec
 from lang_sam.validation import check_device
+from lang_sam.video import DETECT_EVERY
 
 logger = logging.getLogger(__name__)
 
@@ -534,7 +535,7 @@ class ModelService:
         box_threshold: float = 0.3,
         text_threshold: float = 0.25,
         *,
-        detect_every: int = 10,
+        detect_every: int = DETECT_EVERY,
         max_frames: int | None = DEFAULT_MAX_FRAMES,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         sam_type: str | None = None,
