@@ -502,8 +502,7 @@ def _add_track_parser(sub) -> None:
     t.add_argument("--text-threshold", type=_unit_float, default=0.25, metavar="T",
                    help="a box's phrase is its tokens scoring over T, in [0, 1] (default: %(default)s)")
     _add_model_arguments(t)
-    from lang_sam.hub import model_names
-    from lang_sam.labeling.video_run import DEFAULT_TRACK_SAM
+    from lang_sam.hub import DEFAULT_TRACK_SAM, model_names
 
     if DEFAULT_TRACK_SAM in model_names("sam"):  # predict's default (SAM v1) cannot track
         t.set_defaults(sam_type=DEFAULT_TRACK_SAM)

@@ -194,6 +194,14 @@ def test_an_engine_answers_as_its_class(model):
     assert (model.detector.takes_boxes, model.detector.segments_text) == (False, False)
 
 
+def test_the_default_tracking_engine_can_track():
+    from lang_sam.hub import DEFAULT_SAM, DEFAULT_TRACK_SAM, get_spec
+    from lang_sam.models.base import engine_for
+
+    assert engine_for(get_spec("sam", DEFAULT_TRACK_SAM)).can_track
+    assert not engine_for(get_spec("sam", DEFAULT_SAM)).can_track
+
+
 def test_registry_entries_name_their_engines():
     from lang_sam.hub import get_spec
     from lang_sam.models import GroundingDINODetector, SamSegmenter, engine_for

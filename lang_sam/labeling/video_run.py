@@ -61,7 +61,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "VIDEO_EXTENSIONS", "VideoItem", "collect_videos", "parse_video_formats", "TrackSettings",
     "track_video", "TrackRun", "TrackSummary", "track_folder", "VIDEO_FAILURES", "TRACK_RUN_ERRORS",
-    "video_failure_kind", "DEFAULT_TRACK_SAM",
+    "video_failure_kind",
 ]
 
 #: What a folder is searched for (lower-cased suffixes); a file named directly may be any video.
@@ -69,10 +69,6 @@ VIDEO_EXTENSIONS = frozenset(VIDEO_SUFFIXES)
 RUN_VERSION = 1
 #: The folders a tracking run writes in its output folder.
 OUTPUT_DIRS = ("mot", "coco", "overlays", "masks", STATE_DIR)
-
-#: ``lang-sam track``'s SAM type when none is named: a SAM 2.1 (lang-sam v0.2's default size),
-#: since ``lang-sam predict``'s default, SAM v1, cannot follow objects through a video.
-DEFAULT_TRACK_SAM = "sam2.1_hiera_small"
 
 #: What one video may raise that fails that video only (the run goes on and lists it).
 VIDEO_FAILURES = (InvalidVideoError, VideoNotFoundError, InvalidImageError, ImageNotFoundError)
