@@ -474,6 +474,7 @@ def _track_usage_errors() -> tuple[type[Exception], ...]:
 def _add_track_parser(sub) -> None:
     """``lang-sam track``: its flags (the model flags are ``predict``'s)."""
     from lang_sam.labeling.video_formats import DEFAULT_VIDEO_FORMATS, VIDEO_FORMATS
+    from lang_sam.video import DETECT_EVERY
 
     t = sub.add_parser(
         "track", help="track objects through videos, folders of videos or .txt lists of videos",
@@ -490,7 +491,7 @@ def _add_track_parser(sub) -> None:
     t.add_argument("--format", action="append", metavar="FMT",
                    help=f"output formats, repeatable or comma-separated: {','.join(VIDEO_FORMATS)} "
                         f"(default: {','.join(DEFAULT_VIDEO_FORMATS)})")
-    t.add_argument("--detect-every", type=_positive_int, default=10, metavar="N",
+    t.add_argument("--detect-every", type=_positive_int, default=DETECT_EVERY, metavar="N",
                    help="run the detector on the first frame with detections and every N frames after "
                         "it; new objects are found on those frames (default: %(default)s)")
     t.add_argument("--resume", action="store_true",
@@ -501,8 +502,7 @@ def _add_track_parser(sub) -> None:
     t.add_argument("--text-threshold", type=_unit_float, default=0.25, metavar="T",
                    help="a box's phrase is its tokens scoring over T, in [0, 1] (default: %(default)s)")
     _add_model_arguments(t)
-    from lang_sam.hub import model_names
-    from lang_sam.labeling.video_run import DEFAULT_TRACK_SAM
+    from lang_sam.hub import DEFAULT_TRACK_SAM, model_names
 
     if DEFAULT_TRACK_SAM in model_names("sam"):  # predict's default (SAM v1) cannot track
         t.set_defaults(sam_type=DEFAULT_TRACK_SAM)

@@ -46,6 +46,7 @@ from lang_sam.results import (
     Detections, GeneratedMasks, MaskPrediction, Prediction, TiledPrediction, TrackedFrame,
 )
 from lang_sam.tiling import TileSpec
+from lang_sam.tracking import IOU_THRESHOLD, LOST_AFTER
 from lang_sam.validation import (
     ImageInput,
     check_device,
@@ -53,6 +54,7 @@ from lang_sam.validation import (
     default_device,
     to_rgb_pil,
 )
+from lang_sam.video import DETECT_EVERY, MAX_CANDIDATES
 
 if TYPE_CHECKING:
     from segment_anything import SamPredictor
@@ -146,7 +148,7 @@ class LangSAM:
         self.fast_attention = bool(fast_attention)
         self._cache_size = EncodingCache(cache_size).maxsize  # validates
         self._pinned: EncodedImage | None = None
-        if issubclass(engine_for(sam_spec), TextSegmenter):
+        if engine_for(sam_spec).segments_text:
             # Text straight to masks (SAM 3): it is its own detector, no GroundingDINO is loaded.
             (sam_path,) = resolve_checkpoints([(sam_spec, ckpt_path)])
             self.build_sam(sam_path)
@@ -192,10 +194,11 @@ class LangSAM:
         self._pinned = None
         self.sam_type = spec.name
         self.sam = getattr(self.segmenter, "predictor", None)  # the original's attribute: a SamPredictor
-        if isinstance(self.segmenter, TextSegmenter):  # it detects too: no GroundingDINO
-            self.detector = self.segmenter
+        previous = getattr(self, "detector", None)
+        if self.segmenter.segments_text:  # it detects too: no GroundingDINO
+            self.detector = cast(TextSegmenter, self.segmenter)  # segments_text: it is a TextSegmenter
             self.groundingdino = None
-        elif not isinstance(getattr(self, "detector", None), Detector):  # was a text segmenter
+        elif previous is None or previous.segments_text:  # none yet, or it was a text segmenter
             self.build_groundingdino()
 
     def build_groundingdino(
@@ -205,7 +208,8 @@ class LangSAM:
         segmenter (``sam_type="sam3"``) only the type is recorded: it detects itself, and
         GroundingDINO is loaded when a box segmenter replaces it (:meth:`build_sam`)."""
         spec = get_spec("gdino", gdino_type if gdino_type is not None else self.gdino_type)
-        if isinstance(getattr(self, "segmenter", None), TextSegmenter):
+        segmenter = getattr(self, "segmenter", None)
+        if segmenter is not None and segmenter.segments_text:
             self.gdino_type = spec.name
             return
         detector = cast(Detector, engine_for(spec).from_spec(  # engine_for checked the Detector role
@@ -250,7 +254,7 @@ class LangSAM:
             enc = EncodedImage(pil, pixels, image_key(pixels) if self._cache_size else None)
         if eager:
             self.features(enc)
-            if isinstance(self.segmenter, Segmenter):
+            if self.segmenter.takes_boxes:
                 self.sam_encoding(enc)
         return enc
 
@@ -274,14 +278,14 @@ class LangSAM:
     def _box_segmenter(self) -> Segmenter:
         """The segmenter, if it takes box / point / mask prompts; else
         :class:`~lang_sam.errors.UnsupportedPromptError` (a text segmenter, SAM 3)."""
-        if not isinstance(self.segmenter, Segmenter):
+        if not self.segmenter.takes_boxes:
             raise UnsupportedPromptError(
                 f"sam_type={self.sam_type!r} segments what a text prompt names (predict, "
                 "predict_tiled, the labelling and the server's text requests); it takes no box, "
                 "point or mask prompt, so segment() / predict_sam() / box prompts need a box "
                 f"segmenter (sam_type one of {sorted(n for n in SAM_MODELS if n != self.sam_type)})",
                 engine=self.sam_type, prompt="boxes/points/masks")
-        return self.segmenter
+        return cast(Segmenter, self.segmenter)  # takes_boxes: it implements Segmenter
 
     # ----------------------------------------------------------------------------------------
     # Predicting: every text-prompted method runs lang_sam.pipeline.run
@@ -360,7 +364,7 @@ class LangSAM:
         enc = self.encode(image)
         H, W = enc.pixels.shape[:2]
         prompts = check_sam_prompts(boxes, points, point_labels, mask_input, image_size=(H, W),
-                                    mask_size=getattr(self.segmenter, "mask_input_size", 256))
+                                    mask_size=self.segmenter.mask_input_size)
         encoding = self.sam_encoding(enc)  # UnsupportedPromptError for a text segmenter
         segmenter = self._box_segmenter()
         segmenter.use(encoding)
@@ -556,12 +560,12 @@ class LangSAM:
         video,
         text_prompt: str,
         *,
-        detect_every: int = 10,
+        detect_every: int = DETECT_EVERY,
         box_threshold: float = 0.3,
         text_threshold: float = 0.25,
-        iou_threshold: float = 0.5,
-        lost_after: int = 10,
-        max_candidates: int = 20,
+        iou_threshold: float = IOU_THRESHOLD,
+        lost_after: int = LOST_AFTER,
+        max_candidates: int = MAX_CANDIDATES,
         offload: bool = True,
         progress: Callable[[str, int, int | None], None] | None = None,
     ) -> Iterator[TrackedFrame]:

@@ -30,7 +30,6 @@ import torch
 from PIL import Image
 
 from lang_sam.masks import CropMask
-from lang_sam.models.base import TextSegmenter
 from lang_sam.results import Detections, Tile
 from lang_sam.tiling import TileSpec, merge_detections, sam_window, to_image_pixels
 from lang_sam.validation import as_numpy, to_rgb_pil
@@ -187,7 +186,7 @@ def run(
     det, enc = detect(model, image, prepared, tile=tile, progress=progress)
     for step in select:
         det = step(det)
-    if isinstance(model.segmenter, TextSegmenter):
+    if model.segmenter.segments_text:
         masks, iou = _text_masks(model, image if enc is None else enc, det, prepared, tile=tile,
                                  collect=collect, progress=progress)
     else:

@@ -112,15 +112,15 @@ def video_types() -> list[str]:
             cls = engine_for(spec)
         except LangSAMError:
             continue  # an engine that cannot be imported here cannot track here either
-        if issubclass(cls, (VideoSegmenter, TextVideoSegmenter)):
+        if cls.can_track:
             out.append(spec.name)
     return out
 
 
-def _check_tracker(model: Any) -> VideoSegmenter | TextVideoSegmenter:
+def _check_tracker(model: Any) -> None:
     seg = model.segmenter
-    if isinstance(seg, (VideoSegmenter, TextVideoSegmenter)):
-        return seg
+    if seg.can_track:  # it implements VideoSegmenter or TextVideoSegmenter
+        return
     types = video_types()
     can = ", ".join(types) if types else "none is registered"
     raise TrackingNotSupportedError(
@@ -171,11 +171,12 @@ def predict_video(
     ``track_ids`` ascending; ``scores`` and ``phrases`` those of the detection that started each
     track. A frame where nothing is tracked has ``N = 0``.
     """
-    segmenter = _check_tracker(model)
+    _check_tracker(model)
+    segmenter = model.segmenter
     for name, value in (("detect_every", detect_every), ("max_candidates", max_candidates)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise InvalidArgumentError(f"{name} must be an int >= 1, got {value!r}")
-    if isinstance(segmenter, TextVideoSegmenter):
+    if segmenter.tracks_text:  # a TextVideoSegmenter
         prepared = segmenter.prepare(text_prompt, box_threshold, text_threshold)
         TrackTable(iou_threshold, lost_after)  # checks them as the other path does
         ignored = [f"{n}={v!r}" for n, v, d in (("detect_every", detect_every, DETECT_EVERY),

@@ -141,6 +141,67 @@ def test_a_registry_entry_naming_a_wrong_engine_is_a_clear_error(engine, problem
         unregister_model("sam", spec.name)
 
 
+#: Every engine class lang_sam registers, and the test's plugin engines, with the capability
+#: questions' answers: (takes_boxes, segments_text, can_track, tracks_text). A registered engine
+#: missing here fails test_every_registered_engine_is_in_the_capability_table.
+CAPABILITIES = {
+    "lang_sam.models.segmenter:SamSegmenter": (True, False, False, False),  # SAM v1
+    "lang_sam.models.sam2:Sam2Segmenter": (True, False, True, False),  # SAM 2.1
+    "lang_sam.models.sam3:Sam3Segmenter": (False, True, True, True),  # SAM 3
+    "lang_sam.models.detector:GroundingDINODetector": (False, False, False, False),
+    "plugin_engines:BoxFill": (True, False, False, False),
+    "plugin_engines:BoxFillVideo": (True, False, True, False),
+    "plugin_engines:ColorDetector": (False, False, False, False),
+}
+
+
+def _engine_class(engine: str):
+    import importlib
+
+    module, _, name = engine.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def test_every_registered_engine_is_in_the_capability_table():
+    from lang_sam.hub import registered_specs
+
+    engines = {spec.engine for family in ("sam", "gdino") for spec in registered_specs(family)}
+    assert engines - set(CAPABILITIES) == set()
+
+
+@pytest.mark.parametrize("engine", sorted(CAPABILITIES))
+def test_engines_answer_the_capability_questions(engine):
+    """On the class (before weights are loaded: ``video_types``) as the table says; a segmenter
+    (a ``sam`` engine, box or text) has an int ``mask_input_size``, 256 unless its weights say less."""
+    from lang_sam.models.base import ROLES
+
+    cls = _engine_class(engine)
+    got = (cls.takes_boxes, cls.segments_text, cls.can_track, cls.tracks_text)
+    assert got == CAPABILITIES[engine] and all(type(v) is bool for v in got)
+    if issubclass(cls, ROLES["sam"]):
+        assert cls.mask_input_size == 256
+    else:
+        assert not hasattr(cls, "mask_input_size")
+
+
+def test_an_engine_answers_as_its_class(model):
+    """An instance answers as its class; a tiny SAM's mask-input size is its prompt encoder's."""
+    box_fill = BoxFill(BoxFillArch())
+    assert (box_fill.takes_boxes, box_fill.segments_text, box_fill.can_track) == (True, False, False)
+    seg = model.segmenter
+    assert (seg.takes_boxes, seg.segments_text, seg.can_track, seg.tracks_text) == (True, False, False, False)
+    assert seg.mask_input_size == seg.predictor.model.prompt_encoder.mask_input_size[0] < 256
+    assert (model.detector.takes_boxes, model.detector.segments_text) == (False, False)
+
+
+def test_the_default_tracking_engine_can_track():
+    from lang_sam.hub import DEFAULT_SAM, DEFAULT_TRACK_SAM, get_spec
+    from lang_sam.models.base import engine_for
+
+    assert engine_for(get_spec("sam", DEFAULT_TRACK_SAM)).can_track
+    assert not engine_for(get_spec("sam", DEFAULT_SAM)).can_track
+
+
 def test_registry_entries_name_their_engines():
     from lang_sam.hub import get_spec
     from lang_sam.models import GroundingDINODetector, SamSegmenter, engine_for

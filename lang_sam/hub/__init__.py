@@ -15,6 +15,7 @@ from lang_sam.hub.load import load_checkpoint
 from lang_sam.hub.registry import (
     DEFAULT_GDINO,
     DEFAULT_SAM,
+    DEFAULT_TRACK_SAM,
     FAMILIES,
     GDINO_MODELS,
     SAM3_FILES,
@@ -48,7 +49,7 @@ from lang_sam.settings import (
 
 __all__ = [
     "SamArch", "Sam2Arch", "GDinoArch", "HubArch", "SAM3_FILES", "ModelSpec", "is_present", "FAMILIES", "SAM_MODELS", "GDINO_MODELS", "DEFAULT_SAM",
-    "DEFAULT_GDINO", "get_spec", "model_names", "register_model", "unregister_model",
+    "DEFAULT_GDINO", "DEFAULT_TRACK_SAM", "get_spec", "model_names", "register_model", "unregister_model",
     "registered_specs", "official_hashes", "is_offline", "weights_dir", "download_dir",
     "candidate_paths", "resolve_checkpoint", "resolve_checkpoints", "download_file", "copy_atomic", "sha256sum",
     "load_checkpoint", "ENV_WEIGHTS_DIR", "ENV_OFFLINE", "ENV_TRUST",

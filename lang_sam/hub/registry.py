@@ -26,6 +26,7 @@ __all__ = [
     "GDINO_MODELS",
     "DEFAULT_SAM",
     "DEFAULT_GDINO",
+    "DEFAULT_TRACK_SAM",
     "get_spec",
     "model_names",
     "register_model",
@@ -197,6 +198,9 @@ SAM_MODELS: dict[str, str] = {}
 GDINO_MODELS: dict[str, str] = {}
 DEFAULT_SAM = "vit_h"
 DEFAULT_GDINO = "swinb"
+#: The SAM type that follows objects through a video when none is named (``lang-sam track``, its
+#: Ray run): a SAM 2.1 (lang-sam v0.2's default size), since :data:`DEFAULT_SAM`, SAM v1, cannot.
+DEFAULT_TRACK_SAM = "sam2.1_hiera_small"
 
 
 #: What register_model wrote into the public dicts, to tell a user's edit from our own value.

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any, Callable, Generator, Iterable, Iterator, 
 import numpy as np
 
 from lang_sam.errors import InvalidRunError, RayJobError, RayNotInstalledError, UnknownModelError
-from lang_sam.hub import DEFAULT_GDINO, DEFAULT_SAM, ModelSpec, get_spec, register_model
+from lang_sam.hub import DEFAULT_GDINO, DEFAULT_SAM, DEFAULT_TRACK_SAM, ModelSpec, get_spec, register_model
 from lang_sam.labeling.run import (
     DEFAULT_FORMATS,
     ImageFailure,
@@ -615,7 +615,7 @@ def track_dataset(
     video without a record (its files are redone on resume); the video is listed as failed.
     """
     from lang_sam.labeling.video_run import (
-        DEFAULT_TRACK_SAM, TrackRun, TrackSettings, collect_videos, parse_video_formats,
+        TrackRun, TrackSettings, collect_videos, parse_video_formats,
     )
 
     started = time.perf_counter()

@@ -50,7 +50,7 @@ from lang_sam.labeling.atomic import sweep_temp_files, write_json
 from lang_sam.labeling.lock import OutputLock
 from lang_sam.labeling.run import STATE_DIR, FolderRun, _is_run_folder, _read_json, _read_list, failure_reason, local_path
 from lang_sam.validation import check_prompt, check_threshold
-from lang_sam.video import FrameTap
+from lang_sam.video import DETECT_EVERY, FrameTap
 from lang_sam.video_io import VIDEO_SUFFIXES
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "VIDEO_EXTENSIONS", "VideoItem", "collect_videos", "parse_video_formats", "TrackSettings",
     "track_video", "TrackRun", "TrackSummary", "track_folder", "VIDEO_FAILURES", "TRACK_RUN_ERRORS",
-    "video_failure_kind", "DEFAULT_TRACK_SAM",
+    "video_failure_kind",
 ]
 
 #: What a folder is searched for (lower-cased suffixes); a file named directly may be any video.
@@ -69,10 +69,6 @@ VIDEO_EXTENSIONS = frozenset(VIDEO_SUFFIXES)
 RUN_VERSION = 1
 #: The folders a tracking run writes in its output folder.
 OUTPUT_DIRS = ("mot", "coco", "overlays", "masks", STATE_DIR)
-
-#: ``lang-sam track``'s SAM type when none is named: a SAM 2.1 (lang-sam v0.2's default size),
-#: since ``lang-sam predict``'s default, SAM v1, cannot follow objects through a video.
-DEFAULT_TRACK_SAM = "sam2.1_hiera_small"
 
 #: What one video may raise that fails that video only (the run goes on and lists it).
 VIDEO_FAILURES = (InvalidVideoError, VideoNotFoundError, InvalidImageError, ImageNotFoundError)
@@ -193,13 +189,13 @@ class TrackSettings:
     prompt: str
     box_threshold: float = 0.3
     text_threshold: float = 0.25
-    detect_every: int = 10
+    detect_every: int = DETECT_EVERY
     sam_type: str | None = None
     gdino_type: str | None = None
 
     @classmethod
     def create(cls, prompt: str, *, box_threshold: float = 0.3, text_threshold: float = 0.25,
-               detect_every: int = 10, sam_type: str | None = None,
+               detect_every: int = DETECT_EVERY, sam_type: str | None = None,
                gdino_type: str | None = None) -> "TrackSettings":
         """Checked settings (:class:`InvalidPromptError`, :class:`InvalidThresholdError`,
         :class:`InvalidRunError` for ``detect_every`` not a whole number >= 1)."""

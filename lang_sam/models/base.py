@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib
 import os
 from abc import ABC, abstractmethod
-from typing import Any, NamedTuple, Sequence, TypeVar, cast
+from typing import Any, Callable, NamedTuple, Sequence, TypeVar, cast
 
 import numpy as np
 import torch
@@ -33,18 +33,49 @@ __all__ = ["Engine", "Detector", "Segmenter", "MaskLogits", "TextSegmenter", "Vi
            "engine_for"]
 
 
+class _Implements:
+    """A capability question an engine answers by the interfaces of this module it implements, so
+    its answer cannot disagree with the methods the pipeline then calls. Readable on the class
+    (``engine_for(spec).can_track``, before loading weights) and on an engine (``seg.can_track``);
+    a ``bool`` either way. ``interfaces`` is called when first asked: the video interfaces are
+    defined below :class:`Engine`."""
+
+    def __init__(self, interfaces: Callable[[], tuple[type, ...]], doc: str) -> None:
+        self.interfaces = interfaces
+        self.__doc__ = doc
+
+    def __get__(self, obj: object | None, owner: type | None = None) -> bool:
+        return issubclass(owner if owner is not None else type(obj), self.interfaces())
+
+
 class Engine(ABC):
     """What every engine has: built from a registry entry, on a device, with an encoding cache.
 
     Attributes an implementation sets: ``device`` (``torch.device``), ``precision`` (``"fp32"``,
     ``"bf16"`` or ``"fp16"``), ``cache`` (:class:`~lang_sam.cache.EncodingCache` of image
     encodings), ``model`` (the ``torch.nn.Module``).
+
+    The capability questions (``bool``, on the class or an engine) are answered here from the
+    interfaces an engine implements; code outside ``lang_sam/models/`` asks them instead of
+    testing classes: ``takes_boxes`` (box / point / mask prompts: a :class:`Segmenter`),
+    ``segments_text`` (a :class:`TextSegmenter`: it finds and segments what a text prompt names by
+    itself, so no detector is loaded), ``can_track`` (it follows objects through a video: a
+    :class:`VideoSegmenter` or a :class:`TextVideoSegmenter`) and ``tracks_text`` (a
+    :class:`TextVideoSegmenter`: it follows what a text prompt names by itself).
     """
 
     device: torch.device
     precision: str
     model: torch.nn.Module
     cache: EncodingCache
+
+    takes_boxes = _Implements(lambda: (Segmenter,), "It takes box / point / mask prompts (a Segmenter).")
+    segments_text = _Implements(lambda: (TextSegmenter,),
+                                "It detects and segments what a text prompt names by itself (a TextSegmenter).")
+    can_track = _Implements(lambda: (VideoSegmenter, TextVideoSegmenter),
+                            "It follows objects through a video (a VideoSegmenter or a TextVideoSegmenter).")
+    tracks_text = _Implements(lambda: (TextVideoSegmenter,),
+                              "It follows what a text prompt names through a video by itself (a TextVideoSegmenter).")
 
     @classmethod
     @abstractmethod
@@ -170,6 +201,11 @@ class TextSegmenter(Engine):
     @abstractmethod
     def detect(self, features: Any, prepared: Any, *, return_prompts: bool = False) -> Detections:
         """The objects the prompt names, as boxes (their masks are kept for :meth:`masks_for`)."""
+
+    #: A text segmenter takes no mask prompt; this is the side box / point / mask prompts are
+    #: checked against (as for the released SAMs) before it refuses them
+    #: (:class:`~lang_sam.errors.UnsupportedPromptError`), so a malformed prompt is reported first.
+    mask_input_size: int = 256
 
     @abstractmethod
     def masks_for(self, features: Any, detections: Detections,

@@ -37,6 +37,7 @@ from lang_sam.serving.service import (
     public_error,
     read_upload,
 )
+from lang_sam.video import DETECT_EVERY
 
 logger = logging.getLogger(__name__)
 
@@ -345,7 +346,7 @@ class TrackFolders:
 
 
 def track_clip(service: ModelService, video, text_prompt, box_threshold=0.3, text_threshold=0.25,
-               detect_every=10, progress=None, *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+               detect_every=DETECT_EVERY, progress=None, *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
                max_frames: int | None = DEFAULT_MAX_FRAMES, upload_dir: str | None = None,
                out_dir: str | os.PathLike | None = None):
     """Track ``text_prompt`` through the clip at the path ``video`` (the page's upload) with
@@ -425,7 +426,7 @@ def _video_tab(service: ModelService, max_pixels: int | None, max_frames: int | 
                                       elem_id="video-box-threshold")
             text_threshold = gr.Slider(0, 1, value=0.25, step=0.01, label="Text threshold",
                                        elem_id="video-text-threshold")
-            detect_every = gr.Slider(1, 60, value=10, step=1, label="Detect every N frames",
+            detect_every = gr.Slider(1, 60, value=DETECT_EVERY, step=1, label="Detect every N frames",
                                      elem_id="detect-every")
             button = gr.Button("Track", variant="primary", elem_id="run-track")
         with gr.Column():

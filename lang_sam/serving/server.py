@@ -54,6 +54,7 @@ from lang_sam.serving.service import (
     read_upload,
 )
 from lang_sam.validation import check_prompt, check_threshold
+from lang_sam.video import DETECT_EVERY
 
 logger = logging.getLogger(__name__)
 
@@ -421,7 +422,7 @@ async def _track(request, service: ModelService, *, max_pixels, max_frames):
     prompt, box_threshold, text_threshold = _prompt_fields(form, "car. person")
     raw = _text(form, "detect_every")
     try:
-        detect_every = 10 if raw in (None, "") else int(raw)
+        detect_every = DETECT_EVERY if raw in (None, "") else int(raw)
     except ValueError:
         detect_every = 0
     if detect_every < 1:

@@ -41,6 +41,7 @@ from lang_sam.errors import (
 from lang_sam.hub import DEFAULT_GDINO, DEFAULT_SAM, get_spec
 from lang_sam.pipeline import DenseMasks, MaskCoverage, MaskSink, RleMasks
 from lang_sam.validation import check_device
+from lang_sam.video import DETECT_EVERY
 
 logger = logging.getLogger(__name__)
 
@@ -450,7 +451,7 @@ class ModelService:
             enc = model.encode(image)
             H, W = enc.pixels.shape[:2]
             prompts = check_sam_prompts(boxes, points, point_labels, mask_input, image_size=(H, W),
-                                        mask_size=getattr(model.segmenter, "mask_input_size", 256))
+                                        mask_size=model.segmenter.mask_input_size)
             n = next(len(v) for v in prompts.values() if v is not None)
             if n > self.max_detections:
                 raise TooManyPromptsError(
@@ -478,7 +479,7 @@ class ModelService:
         box_threshold: float = 0.3,
         text_threshold: float = 0.25,
         *,
-        detect_every: int = 10,
+        detect_every: int = DETECT_EVERY,
         max_frames: int | None = DEFAULT_MAX_FRAMES,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         sam_type: str | None = None,
