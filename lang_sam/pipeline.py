@@ -204,12 +204,9 @@ def _check_sizes(model: Any, image: Any, tile: TileSpec | None) -> None:
     if tile is not None:
         shapes = dict.fromkeys((t[3] - t[1], t[2] - t[0]) for t in tile.grid(W, H))
         sizes = {(h, w): f"a {w}x{h} tile of the {W}x{H} image" for h, w in shapes}
-    for engine in (model.segmenter, model.detector):
-        check: Callable[..., None] | None = getattr(engine, "check_image_size", None)
-        if check is None:  # an engine that is no lang_sam Engine
-            continue
+    for engine in (model.segmenter, model.detector):  # every Engine has it (a no-op by default)
         for (h, w), what in sizes.items():
-            check(h, w, what)
+            engine.check_image_size(h, w, what)
 
 
 def _text_masks(model: Any, image: Any, det: Detections, prepared: Any, *, tile: TileSpec | None,
