@@ -384,7 +384,8 @@ class GeneratedMasks:
     - ``masks``: ``(N, H, W)`` bool tensor in image pixels;
     - ``boxes``: ``(N, 4)`` float32 tensor, xyxy image pixels, each mask's bounding box as SAM's
       generator (and ``torchvision.ops.masks_to_boxes``) gives it: ``x1``/``y1`` are the last
-      column/row of the mask (inclusive); an empty mask's box is ``(0, 0, 0, 0)``;
+      column/row of the mask (inclusive); an empty mask's box is ``(0, 0, 0, 0)``.
+      :meth:`edge_boxes` gives them in the writers' convention (``x1``/``y1`` exclusive);
     - ``areas``: ``(N,)`` int64, True pixels of each mask;
     - ``iou_scores``: ``(N,)`` float32, SAM's predicted IoU of each mask;
     - ``stability_scores``: ``(N,)`` float32, the IoU of the mask thresholded at
@@ -427,6 +428,17 @@ class GeneratedMasks:
 
     def __len__(self) -> int:
         return int(self.masks.shape[0])
+
+    def edge_boxes(self) -> torch.Tensor:
+        """``(N, 4)`` float32 xyxy image pixels, each mask's box with ``x1``/``y1`` exclusive (the
+        pixel edges: ``x1 - x0`` is the number of columns the mask covers): the one box convention
+        of the export writers (:mod:`lang_sam.labeling.formats`), as
+        :func:`lang_sam.tracking.mask_boxes` and :attr:`lang_sam.masks.CropMask.bbox` give it, and
+        as COCO's ``toBbox`` of the mask's RLE. ``boxes`` keeps SAM's inclusive form. An empty
+        mask's box is ``(0, 0, 0, 0)``."""
+        from lang_sam.tracking import mask_boxes
+
+        return mask_boxes(self.masks)
 
     def crops(self) -> list[CropMask]:
         """The masks as :class:`~lang_sam.masks.CropMask` trimmed to their True pixels (the form

@@ -13,6 +13,13 @@ crops, so the writers' logic reads one form and gives the same output for both. 
 full-size per mask (RLE and polygons come from the crop and its offset; instance PNGs are
 streamed row by row).
 
+Boxes take one convention here, every writer's input: ``(N, 4)`` xyxy in image pixels with
+``x1``/``y1`` exclusive (the pixel edges), so that a mask's box is ``x1 - x0`` columns wide, as
+:attr:`~lang_sam.masks.CropMask.bbox`, :func:`lang_sam.tracking.mask_boxes` and COCO's ``toBbox``
+of the mask's RLE give it. A detector's boxes are already in it (continuous edge coordinates);
+SAM's generator's inclusive boxes are converted where they enter
+(:meth:`lang_sam.results.GeneratedMasks.edge_boxes`).
+
 Every file is written atomically (:mod:`lang_sam.labeling.atomic`). ``cv2``, ``pycocotools`` and
 ``torchvision`` are imported by the functions that need them. Nothing here prints.
 """
@@ -122,7 +129,9 @@ def coco_image_record(
 ) -> dict:
     """One image's COCO content, with class *names* (ids are given by :class:`CocoBuilder`).
 
-    ``masks`` ``(N, H, W)`` or ``N`` crops, ``boxes`` ``(N, 4)`` xyxy pixels, ``scores`` ``(N,)``.
+    ``masks`` ``(N, H, W)`` or ``N`` crops, ``boxes`` ``(N, 4)`` xyxy image pixels with ``x1``/``y1``
+    exclusive (the module's one box convention; COCO's ``bbox`` is ``[x0, y0, x1 - x0, y1 - y0]``,
+    3 decimals), ``scores`` ``(N,)``.
     JSON-able, so a run can keep one record per image on disk and rebuild ``annotations.json``
     from them.
     """
@@ -404,7 +413,8 @@ def write_mask_png(path: str | os.PathLike, mask: CropMask, *, level: int = 6) -
 
 def write_overlay(path: str | os.PathLike, image: Any, masks: Any, boxes: Any,
                   labels: Sequence[str], *, max_pixels: int | None = None) -> Path:
-    """The overlay PNG (:func:`render_overlay`: red boxes, labels, cyan masks)."""
+    """The overlay PNG (:func:`render_overlay`: red boxes, labels, cyan masks); ``boxes`` xyxy
+    image pixels, ``x1``/``y1`` exclusive."""
     return write_png(path, render_overlay(image, masks, boxes, labels, max_pixels=max_pixels))
 
 
@@ -419,6 +429,7 @@ def render_overlay(image: Any, masks: Any, boxes: Any, labels: Sequence[str], *,
     with labels, cyan masks, black where masks overlap) of ``image`` (an ``HxWx3`` array or an
     RGB PIL image).
 
+    ``boxes``: ``(N, 4)`` xyxy image pixels, ``x1``/``y1`` exclusive (the module's convention).
     ``masks`` are ``(N, H, W)`` or ``N`` crops; crops are drawn through two image-size layers
     (covered by one mask, by several), which draws exactly what ``N`` dense masks would. With
     ``max_pixels`` and an image larger than that, the overlay is drawn on a copy downscaled to

@@ -22,6 +22,10 @@ folder, without its suffix; frame numbers are 0-based in file names and 1-based 
 - :class:`TrackRows` (the server's ``POST /track`` answer): one JSON-able row per frame, a summary
   per track and the MOT text, kept in memory; it writes no file.
 
+Boxes are the frame's :attr:`~lang_sam.results.TrackedFrame.boxes`: xyxy frame pixels with
+``x1``/``y1`` exclusive (:func:`lang_sam.tracking.mask_boxes`), the convention of every writer
+(:mod:`lang_sam.labeling.formats`): MOT's and COCO's ``w`` is the columns the mask covers.
+
 ``av`` (the ``[video]`` extra) is imported by :class:`OverlayWriter` only. Nothing here prints.
 """
 
@@ -134,7 +138,8 @@ class VideoSink:
 def mot_lines(frame) -> list[str]:
     """A frame's MOTChallenge lines ``frame,id,x,y,w,h,score,-1,-1,-1``: ``frame`` is
     ``frame_index + 1``, ``x, y, w, h`` the box (top-left corner and size, frame pixels, 2
-    decimals), ``score`` 4 decimals. One line per track, in the frame's order."""
+    decimals; from the frame's xyxy boxes, ``x1``/``y1`` exclusive, so ``w = x1 - x0`` is the
+    columns the mask covers), ``score`` 4 decimals. One line per track, in the frame's order."""
     _, boxes, ids, scores, _ = _frame_arrays(frame)
     out = []
     for (x0, y0, x1, y1), tid, score in zip(boxes.tolist(), ids.tolist(), scores.tolist()):
@@ -172,7 +177,8 @@ class CocoVideoRecord(VideoSink):
     """The COCO content of one video: a JSON-able list of per-frame records, one per frame (frames
     without tracks too), each ``{"file_name": "<key>/<frame:06d>.jpg", "width", "height",
     "video": <the video's relative path>, "frame_index", "annotations": [{"class", "track_id",
-    "segmentation" (RLE), "area", "bbox" (xywh), "score"}]}``. It writes no file itself: the run
+    "segmentation" (RLE), "area", "bbox" (xywh: COCO's ``toBbox`` of the mask, from the frame's
+    ``x1``/``y1``-exclusive boxes), "score"}]}``. It writes no file itself: the run
     keeps it in the video's record, and :func:`coco_dataset` numbers all videos' records."""
 
     def __init__(self, key: str, video: str):
