@@ -215,7 +215,7 @@ def segment(service: ModelService, image, text_prompt, sam_type, gdino_type, box
     except (LangSAMError, ValueError, OSError) as exc:
         return None, [], _error(exc), None
     detections = [Detection(p, s, b, m, m) for p, s, b, m in
-                  zip(result.phrases, result.logits.tolist(), result.boxes.tolist(), result.masks)]
+                  zip(result.phrases, result.logits.tolist(), result.boxes.tolist(), result.masks.rle)]
     state = DemoState(pixels, text_prompt, detections, result.dropped)
     message = f"{len(detections)} detection(s) for `{text_prompt}`."
     if result.dropped:
@@ -271,7 +271,7 @@ def click(service: ModelService, state: DemoState | None, x: float, y: float, ba
     except (LangSAMError, ValueError, OSError) as exc:
         return render(state), table_rows(state), _error(exc), state
     assert out.low_res_logits is not None  # LangSAM.segment always returns them
-    new = replace(d, mask=masks_to_rle(out.masks[:, 0])[0], points=points,
+    new = replace(d, mask=masks_to_rle(out.masks.dense[:, 0])[0], points=points,
                   low_res=out.low_res_logits[0, 0].numpy(), sam_score=float(out.iou_scores[0, 0]))
     state = replace(state, detections=[new if j == i else o for j, o in enumerate(state.detections)])
     fg = sum(1 for p in points if p[2] == 1)
@@ -396,7 +396,7 @@ def track_clip(service: ModelService, video, text_prompt, box_threshold=0.3, tex
     rows = [[t["track_id"], t["phrase"], round(t["score"], 2), t["first_frame"], t["last_frame"], t["frames"]]
             for t in result.tracks]
     message = (f"{len(result.tracks)} track(s) for `{text_prompt}` over {len(result.frames)} frame(s) "
-               f"({result.width}x{result.height}).")
+               f"({result.image_size[1]}x{result.image_size[0]}).")
     for warning in result.warnings:  # e.g. a clip cut short of the frames its header announces
         message += f" **Warning:** {warning}."
     return str(out), rows, message

@@ -326,13 +326,14 @@ def create_app(
                             media_type="image/png",
                             headers={"X-Detections": str(len(result.phrases)),
                                      "X-Dropped": str(result.dropped)})
+        height, width = result.image_size
         return {
-            "width": result.width,
-            "height": result.height,
+            "width": width,
+            "height": height,
             "boxes": result.boxes.tolist(),
             "phrases": result.phrases,
             "logits": result.logits.tolist(),
-            "masks": result.masks,
+            "masks": result.masks.rle,
             "dropped": result.dropped,
             "max_detections": service.max_detections,
             "sam_type": result.sam_type,
@@ -356,10 +357,11 @@ def create_app(
             service.segment, image, boxes=boxes, points=points, point_labels=labels,
             multimask_output=multimask, sam_type=sam_type, masks="rle",
         )
+        height, width = result.image_size
         return {
-            "width": result.width,
-            "height": result.height,
-            "masks": result.masks,
+            "width": width,
+            "height": height,
+            "masks": result.masks.rle,
             "iou_scores": result.iou_scores.tolist(),
             "multimask": multimask,
             "sam_type": result.sam_type,
@@ -461,8 +463,9 @@ async def _track(request, service: ModelService, *, max_pixels, max_frames):
         if result.warnings:
             headers["X-Warnings"] = " | ".join(result.warnings)
         return PlainTextResponse(result.mot, headers=headers)
+    height, width = result.image_size
     return {
-        "width": result.width, "height": result.height, "fps": result.fps,
+        "width": width, "height": height, "fps": result.fps,
         "frame_count": len(result.frames), "frame_count_declared": result.frame_count_declared,
         "warnings": result.warnings, "tracks": result.tracks, "frames": result.frames,
         "sam_type": result.sam_type, "gdino_type": result.gdino_type,
@@ -477,7 +480,7 @@ def _overlay_png(image, result) -> bytes:
     from lang_sam.utils import draw_image
 
     labels = detection_labels(result.phrases, result.logits)
-    overlay = draw_image(np.asarray(image), result.masks, result.boxes, labels)
+    overlay = draw_image(np.asarray(image), result.masks.coverage, result.boxes, labels)
     buf = io.BytesIO()
     Image.fromarray(overlay).save(buf, format="PNG")
     return buf.getvalue()

@@ -40,6 +40,7 @@ from lang_sam.errors import (
 )
 from lang_sam.hub import DEFAULT_GDINO, DEFAULT_SAM, get_spec
 from lang_sam.pipeline import DenseMasks, MaskCoverage, MaskSink, RleMasks
+from lang_sam.results import MASK_KINDS, ServedMasks, ServedPrediction, ServedSegmentation, ServedTracks
 from lang_sam.validation import check_device
 from lang_sam.video import DETECT_EVERY
 
@@ -48,8 +49,6 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "check_port",
     "ModelService",
-    "ServedPrediction",
-    "ServedSegmentation",
     "read_upload",
     "public_error",
     "scrub",
@@ -57,7 +56,6 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_MAX_BODY_MB",
     "DEFAULT_MAX_FRAMES",
-    "ServedTracks",
     "MAX_PROMPT_CHARS",
     "MAX_JSON_DEPTH",
     "json_depth",
@@ -84,7 +82,6 @@ MAX_PROMPT_CHARS = 2000
 #: make the JSON parser recurse until it fails.
 MAX_JSON_DEPTH = 64
 
-_MASK_FORMATS = ("dense", "rle", "overlay")
 #: Each mask format's sink (:class:`lang_sam.pipeline.MaskSink`): the masks of a request are made
 #: chunk by chunk, only one chunk held densely (plus the result, for ``"dense"``).
 _SINKS: dict[str, Callable[[int, tuple[int, ...]], MaskSink]] = {
@@ -159,87 +156,6 @@ def check_exposure(host: str, api_key: str | None) -> bool:
         "listening on %s without an API key: anyone who can reach this address can run the model "
         "(set --api-key or LANG_SAM_API_KEY)", host)
     return True
-
-
-@dataclass
-class ServedPrediction:
-    """A text prediction made by :meth:`ModelService.predict`.
-
-    - ``masks``: with ``masks="dense"`` an ``(N, H, W)`` bool tensor; ``"rle"``: ``N`` COCO RLE
-      dicts ``{"size": [H, W], "counts": str}``; ``"overlay"``: two ``(H, W)`` bool masks
-      (:class:`lang_sam.pipeline.MaskCoverage`) that :func:`lang_sam.utils.draw_image` draws
-      exactly as the ``N`` masks;
-    - ``boxes``: ``(N, 4)`` float32 xyxy in input-image pixels; ``phrases``: ``N`` strings;
-      ``logits``: ``(N,)`` float32 box scores in [0, 1];
-    - ``found``: detections before the cap (``dropped = found - N`` were the lowest-scoring);
-    - ``width``, ``height``: the image's size in pixels; ``sam_type``, ``gdino_type``: the models used.
-    """
-
-    masks: Any
-    boxes: torch.Tensor
-    phrases: list[str]
-    logits: torch.Tensor
-    found: int
-    width: int
-    height: int
-    sam_type: str
-    gdino_type: str
-
-    @property
-    def dropped(self) -> int:
-        """Detections left out by the cap (the lowest-scoring ones)."""
-        return self.found - len(self.phrases)
-
-
-@dataclass
-class ServedSegmentation:
-    """SAM's answer to ``B`` prompts, made by :meth:`ModelService.segment`.
-
-    - ``masks``: ``"dense"``: ``(B, C, H, W)`` bool tensor; ``"rle"``: ``B`` lists of ``C`` COCO RLE
-      dicts; ``C`` is 3 with ``multimask_output``, else 1;
-    - ``iou_scores``: ``(B, C)`` float32, SAM's predicted IoU of each mask;
-    - ``low_res_logits``: ``(B, C, 256, 256)`` float32 (feed one back as ``mask_input``), with
-      ``"dense"`` only (None with ``"rle"``, to keep answers small);
-    - ``width``, ``height``, ``sam_type`` as in :class:`ServedPrediction`.
-    """
-
-    masks: Any
-    iou_scores: torch.Tensor
-    low_res_logits: torch.Tensor | None
-    width: int
-    height: int
-    sam_type: str
-
-
-@dataclass
-class ServedTracks:
-    """A video tracked by :meth:`ModelService.track`.
-
-    - ``frames``: one dict per frame, in order: ``{"frame_index", "track_ids": [int], "boxes":
-      [[x0, y0, x1, y1]] (frame pixels, 2 decimals), "scores", "phrases", "masks": [COCO RLE]}``
-      (``masks`` only when asked for);
-    - ``tracks``: one dict per track id: ``{"track_id", "phrase", "score", "first_frame",
-      "last_frame", "frames"}`` (frames it was seen on);
-    - ``mot``: the MOTChallenge text of :func:`lang_sam.labeling.video_formats.mot_lines`
-      (all three built by :class:`lang_sam.labeling.video_formats.TrackRows`);
-    - ``overlay``: the overlay mp4's path when one was asked for, else None;
-    - ``width``, ``height``, ``fps`` (None when unknown), ``sam_type``, ``gdino_type``;
-    - ``frame_count_declared``: the frame count the container's header announces (None when it
-      gives none); ``warnings``: sentences for the client, e.g. that the video ended clearly
-      short of that count (:func:`lang_sam.video_io.count_shortfall`).
-    """
-
-    frames: list[dict]
-    tracks: list[dict]
-    mot: str
-    overlay: Any
-    width: int
-    height: int
-    fps: float | None
-    sam_type: str
-    gdino_type: str
-    frame_count_declared: int | None = None
-    warnings: list[str] = field(default_factory=list)
 
 
 def read_upload(data: bytes, max_pixels: int | None):
@@ -395,12 +311,12 @@ class ModelService:
         ``max_detections`` boxes, the highest-scoring are kept (in their original order) before SAM
         runs (:func:`lang_sam.pipeline.run` with :func:`~lang_sam.pipeline.top_k` as its select
         step). SAM then runs on the kept boxes in the chunks the library decodes together, each
-        chunk turned into ``masks`` ("dense", "rle" or "overlay", see :class:`ServedPrediction`) before
-        the next, so the masks of kept boxes equal those of ``LangSAM.predict``.
+        chunk turned into ``masks`` ("dense", "rle" or "overlay", see
+        :class:`~lang_sam.results.ServedMasks`) before the next, so the masks of kept boxes equal those of ``LangSAM.predict``.
         """
         from lang_sam import pipeline
 
-        _check_mask_format(masks, _MASK_FORMATS)
+        _check_mask_format(masks, MASK_KINDS)
         sink = _SINKS[masks]
         found = [0]
 
@@ -418,9 +334,8 @@ class ModelService:
             out = pipeline.run(model, image, text_prompt, box_threshold, text_threshold,
                                select=[count, pipeline.top_k(self.max_detections)], collect=collect)
             det = out.detections
-            H, W = det.image_size
-            return ServedPrediction(out.masks, det.boxes, det.phrases, det.scores, found[0], W, H,
-                                    model.sam_type, model.gdino_type)
+            return ServedPrediction(ServedMasks(masks, out.masks), det.boxes, det.phrases, det.scores, found[0],
+                                    det.image_size, model.sam_type, model.gdino_type)
 
     def segment(
         self,
@@ -468,8 +383,8 @@ class ModelService:
                 scores.append(out.iou_scores)
                 if masks == "dense":
                     low_res.append(out.low_res_logits)
-            return ServedSegmentation(sink.result(), torch.cat(scores),
-                                      torch.cat(low_res) if masks == "dense" else None, W, H,
+            return ServedSegmentation(ServedMasks(masks, sink.result()), torch.cat(scores),
+                                      torch.cat(low_res) if masks == "dense" else None, (H, W),
                                       model.sam_type)
 
     def track(
@@ -569,9 +484,8 @@ class ModelService:
             vf.feed_sinks(model.predict_video(tap, text_prompt, detect_every=detect_every,
                                               box_threshold=box_threshold, text_threshold=text_threshold),
                           tap, sinks, no_frame=no_frame, on_frame=report)
-            H, W = rows.image_size
             return ServedTracks(rows.rows, rows.tracks, rows.mot, overlay,
-                                W, H, source.fps, model.sam_type, model.gdino_type, source.frame_count,
+                                rows.image_size, source.fps, model.sam_type, model.gdino_type, source.frame_count,
                                 [source.warning] if source.warning else [])
 
     def info(self) -> dict:
