@@ -94,6 +94,9 @@ class Detections:
     - ``image_size``: ``(H, W)`` of the image the boxes are in;
     - ``tile_index``: with sliced inference, ``(N,)`` int64, the tile (in ``tiles``) each box came
       from; ``tiles``: that grid, ``(x0, y0, x1, y1)`` each. ``None`` / ``()`` otherwise.
+
+    Raises:
+        InvalidResultError: a field of the wrong type, shape, dtype or length.
     """
 
     boxes: torch.Tensor
@@ -203,6 +206,9 @@ class Prediction(_PredictionFields):
     Not part of the tuple (so the 2023 4-way unpacking keeps working):
 
     - ``iou_scores``: ``(N,)`` float32 tensor, SAM's predicted IoU of each mask, or None.
+
+    Raises:
+        InvalidResultError: a field of the wrong type, shape, dtype or length.
     """
 
     iou_scores: torch.Tensor | None
@@ -266,6 +272,9 @@ class TiledPrediction(_TiledPredictionFields):
     - ``boxes``, ``phrases``, ``logits`` (the detector's scores, also ``scores``), ``iou_scores``:
       as in :class:`Prediction`;
     - ``image_size``: ``(H, W)``; ``tiles``: the grid detected on, ``(x0, y0, x1, y1)`` each.
+
+    Raises:
+        InvalidResultError: a field of the wrong type, shape, dtype or length.
     """
 
     iou_scores: torch.Tensor | None
@@ -334,6 +343,9 @@ class MaskPrediction(_MaskFields):
     - ``iou_scores``: ``(B, C)`` float32, SAM's predicted IoU of each mask;
     - ``low_res_logits``: ``(B, C, 256, 256)`` float32 mask logits (to refine a mask: pass one back
       as ``mask_input``), or None.
+
+    Raises:
+        InvalidResultError: a field of the wrong type, shape, dtype or length.
     """
 
     def __new__(cls, masks, iou_scores, low_res_logits=None):
@@ -390,6 +402,9 @@ class GeneratedMasks:
 
     :meth:`records` gives SAM's own output, the list of dicts of
     ``SamAutomaticMaskGenerator.generate``.
+
+    Raises:
+        InvalidResultError: a field of the wrong type, shape, dtype or length.
     """
 
     masks: torch.Tensor
@@ -423,12 +438,9 @@ class GeneratedMasks:
         return int(self.masks.shape[0])
 
     def edge_boxes(self) -> torch.Tensor:
-        """``(N, 4)`` float32 xyxy image pixels, each mask's box with ``x1``/``y1`` exclusive (the
-        pixel edges: ``x1 - x0`` is the number of columns the mask covers): the one box convention
-        of the export writers (:mod:`lang_sam.labeling.formats`), as
-        :func:`lang_sam.tracking.mask_boxes` and :attr:`lang_sam.masks.CropMask.bbox` give it, and
-        as COCO's ``toBbox`` of the mask's RLE. ``boxes`` keeps SAM's inclusive form. An empty
-        mask's box is ``(0, 0, 0, 0)``."""
+        """``(N, 4)`` float32 xyxy, each mask's box with ``x1``/``y1`` exclusive (the pixel edges, the
+        export writers' convention: :func:`lang_sam.tracking.mask_boxes`, COCO's ``toBbox``), where
+        ``boxes`` keeps SAM's inclusive one. An empty mask's box is ``(0, 0, 0, 0)``."""
         from lang_sam.tracking import mask_boxes
 
         return mask_boxes(self.masks)
@@ -443,7 +455,11 @@ class GeneratedMasks:
         ``segmentation`` (``(H, W)`` bool numpy array; ``output_mode="coco_rle"``: a COCO RLE dict
         with ``str`` counts), ``area`` (int), ``bbox`` (``[x, y, w, h]`` floats: the box's
         ``x0, y0, x1 - x0, y1 - y0``), ``predicted_iou``, ``point_coords`` (``[[x, y]]``),
-        ``stability_score`` and ``crop_box`` (``[x, y, w, h]``)."""
+        ``stability_score`` and ``crop_box`` (``[x, y, w, h]``).
+
+        Raises:
+            InvalidResultError: ``output_mode`` is not ``"binary_mask"`` or ``"coco_rle"``.
+        """
         if output_mode not in ("binary_mask", "coco_rle"):
             _fail("GeneratedMasks", "records(output_mode)", "'binary_mask' or 'coco_rle'", repr(output_mode))
 
@@ -501,7 +517,11 @@ class TrackedFrame(NamedTuple):
 
     @classmethod
     def checked(cls, frame_index, masks, boxes, track_ids, scores, phrases, image_size) -> "TrackedFrame":
-        """Build one, checking every field (:class:`~lang_sam.errors.InvalidResultError`)."""
+        """Build one, checking every field.
+
+        Raises:
+            InvalidResultError: a field of the wrong type, shape, dtype or length.
+        """
         size = _image_size("TrackedFrame", image_size)
         n = _tensor("TrackedFrame", "masks", masks, None, trailing=size, kind="bool")
         _tensor("TrackedFrame", "boxes", boxes, n, trailing=(4,))
@@ -518,7 +538,6 @@ class TrackedFrame(NamedTuple):
                 f"{W}x{H} frame{': ids ' + ids + more if len(self.phrases) else ''})")
 
 
-
 # What the server and the demo answer (:class:`lang_sam.serving.service.ModelService`).
 
 #: The forms a served answer's masks take (:class:`ServedMasks`).
@@ -527,14 +546,12 @@ MASK_KINDS = ("dense", "rle", "overlay")
 
 @dataclass(frozen=True, repr=False, eq=False)
 class ServedMasks:
-    """A served answer's masks in the one form asked for, ``kind``; the result holding it checks
-    ``data`` against its count and size:
-
-    - ``"dense"``: :attr:`dense`, a bool tensor, ``(N, H, W)`` or ``(B, C, H, W)`` (``C`` per prompt);
-    - ``"rle"``: :attr:`rle`, ``N`` COCO RLE dicts ``{"size": [H, W], "counts": str}`` (or ``B`` lists of ``C``);
-    - ``"overlay"``: :attr:`coverage`, ``(2, H, W)`` bool, the pixels under one mask or more and under
-      two or more (``(0, H, W)`` with none), which :func:`lang_sam.utils.draw_image` draws exactly as
-      the masks (:class:`lang_sam.pipeline.MaskCoverage`).
+    """A served answer's masks in the one form asked for, ``kind`` (the result holding it checks
+    ``data`` against its count and size): ``"dense"``, :attr:`dense`, a bool tensor ``(N, H, W)``
+    or ``(B, C, H, W)``; ``"rle"``, :attr:`rle`, ``N`` COCO RLE dicts ``{"size": [H, W], "counts":
+    str}`` (or ``B`` lists of ``C``); ``"overlay"``, :attr:`coverage`, ``(2, H, W)`` bool, the pixels
+    under one mask or more and under two or more (``(0, H, W)`` with none), which
+    :func:`lang_sam.utils.draw_image` draws as the masks (:class:`lang_sam.pipeline.MaskCoverage`).
 
     Raises:
         InvalidResultError: ``kind`` not one of :data:`MASK_KINDS`; an accessor of another kind read.
@@ -566,21 +583,16 @@ def _served(result: str, masks: Any, n: int, shape: tuple[int, ...]) -> None:
         _tensor(result, "masks", masks.data, n if dense else 2 * (n > 0), trailing=shape if dense else shape[-2:],
                 kind="bool")
         return
-    c, items = (shape[0] if len(shape) == 3 else None), masks.data
-    groups = items if c is None or not isinstance(items, list) else [g for g in items if isinstance(g, list)
-                                                                     and len(g) == c]
-    flat = groups if c is None else [d for g in groups for d in g]
-    if not isinstance(items, list) or len(items) != n or len(groups) != n or not all(
-            isinstance(d, dict) and list(d.get("size", ())) == list(shape[-2:]) and isinstance(d.get("counts"), str)
-            for d in flat):
-        _fail(result, "masks", f"{n} RLE dicts of size {list(shape[-2:])}" + (f", {c} per prompt" if c else ""),
-              repr(items)[:80])
+    c, items, size = (shape[0] if len(shape) == 3 else None), masks.data, list(shape[-2:])
+    groups = [g for g in items if c is None or _listed(g, dict) and len(g) == c] if _listed(items, object) else []
+    if len(groups) != n or len(items) != n or not all(
+            isinstance(d, dict) and list(d.get("size", ())) == size and isinstance(d.get("counts"), str)
+            for d in (groups if c is None else [d for g in groups for d in g])):
+        _fail(result, "masks", f"{n} RLE dicts of size {size}" + (f", {c} per prompt" if c else ""), repr(items)[:80])
 
 
-def _names(result: str, obj: Any, *names: str) -> None:
-    for name in names:
-        if not isinstance(getattr(obj, name), str) or not getattr(obj, name):
-            _fail(result, name, "a model type name", repr(getattr(obj, name)))
+def _listed(value: Any, kind: type) -> bool:
+    return isinstance(value, list) and all(isinstance(v, kind) for v in value)
 
 
 @dataclass(frozen=True, repr=False, eq=False)
@@ -612,7 +624,6 @@ class ServedPrediction:
         _served(r, self.masks, n, self.image_size)
         if isinstance(self.found, bool) or not isinstance(self.found, int) or self.found < n:
             _fail(r, "found", f"an int >= {n} (the kept detections)", repr(self.found))
-        _names(r, self, "sam_type", "gdino_type")
 
     @property
     def dropped(self) -> int:
@@ -625,8 +636,7 @@ class ServedSegmentation:
     """SAM's answer to ``B`` prompts, of :meth:`lang_sam.serving.service.ModelService.segment`:
     ``masks`` (:class:`ServedMasks`, ``dense`` ``(B, C, H, W)`` or ``rle``; ``C`` 3 with
     ``multimask_output``, else 1); ``iou_scores`` ``(B, C)`` float32; ``low_res_logits`` ``(B, C,
-    h, w)`` float32 (feed one back as ``mask_input``) with ``dense`` masks, else None;
-    ``image_size`` ``(H, W)``; ``sam_type``.
+    h, w)`` float32 (to feed back as ``mask_input``) or None; ``image_size`` ``(H, W)``; ``sam_type``.
 
     Raises:
         InvalidResultError: a field of the wrong type, shape, dtype or length.
@@ -648,22 +658,17 @@ class ServedSegmentation:
         _served(r, self.masks, b, (c, *self.image_size))
         if self.low_res_logits is not None:
             _tensor(r, "low_res_logits", self.low_res_logits, b, trailing=(c, None, None))
-        _names(r, self, "sam_type")
 
 
 @dataclass(frozen=True, repr=False, eq=False)
 class ServedTracks:
     """A video tracked by :meth:`lang_sam.serving.service.ModelService.track`, as
-    :class:`lang_sam.labeling.video_formats.TrackRows` builds it:
-
-    - ``frames``: one dict per frame: ``{"frame_index", "track_ids", "boxes" (xyxy frame pixels,
-      ``x1``/``y1`` exclusive, 2 decimals), "scores", "phrases", "masks" (COCO RLE, when asked)}``;
-    - ``tracks``: one dict per track: ``{"track_id", "phrase", "score", "first_frame",
-      "last_frame", "frames"}``; ``mot``: the MOTChallenge text;
-    - ``overlay``: the overlay mp4's path when one was asked for, else None;
-    - ``image_size`` ``(H, W)``; ``fps`` (None when unknown); ``sam_type``, ``gdino_type``;
-    - ``frame_count_declared``: the count the container's header announces (or None);
-      ``warnings``: sentences for the client (e.g. :func:`lang_sam.video_io.count_shortfall`).
+    :class:`lang_sam.labeling.video_formats.TrackRows` builds it: ``frames``, one dict per frame
+    (``frame_index``, ``track_ids``, ``boxes`` xyxy frame pixels with ``x1``/``y1`` exclusive,
+    ``scores``, ``phrases``, ``masks`` COCO RLE when asked); ``tracks``, one dict per track;
+    ``mot``, the MOTChallenge text; ``overlay``, the overlay mp4's path or None; ``image_size``
+    ``(H, W)``; ``fps`` (None: unknown); ``sam_type``, ``gdino_type``; ``frame_count_declared``,
+    the count the container's header announces (or None); ``warnings``, sentences for the client.
 
     Raises:
         InvalidResultError: a field of the wrong type.
@@ -681,16 +686,15 @@ class ServedTracks:
     warnings: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        r, fps, declared = "ServedTracks", self.fps, self.frame_count_declared
+        fps, count = self.fps, self.frame_count_declared
         for name, want, ok in [
-                ("frames", "a list of dicts", isinstance(self.frames, list) and all(isinstance(d, dict) for d in self.frames)),
-                ("tracks", "a list of dicts", isinstance(self.tracks, list) and all(isinstance(d, dict) for d in self.tracks)),
+                ("frames", "a list of dicts", _listed(self.frames, dict)),
+                ("tracks", "a list of dicts", _listed(self.tracks, dict)),
                 ("mot", "MOT text (str)", isinstance(self.mot, str)),
                 ("fps", "a number or None", fps is None or isinstance(fps, (int, float)) and not isinstance(fps, bool)),
                 ("frame_count_declared", "an int >= 0 or None",
-                 declared is None or isinstance(declared, int) and not isinstance(declared, bool) and declared >= 0),
-                ("warnings", "a list of strings", isinstance(self.warnings, list) and all(isinstance(w, str) for w in self.warnings))]:
+                 count is None or isinstance(count, int) and not isinstance(count, bool) and count >= 0),
+                ("warnings", "a list of strings", _listed(self.warnings, str))]:
             if not ok:
-                _fail(r, name, want, value_text(getattr(self, name)))
-        object.__setattr__(self, "image_size", _image_size(r, self.image_size))
-        _names(r, self, "sam_type", "gdino_type")
+                _fail("ServedTracks", name, want, value_text(getattr(self, name)))
+        object.__setattr__(self, "image_size", _image_size("ServedTracks", self.image_size))

@@ -658,7 +658,6 @@ def test_served_results_hold_image_size_and_one_masks_type(kind):
     (0, "logits", torch.ones(3)),
     (0, "found", 1),  # fewer than kept
     (0, "image_size", (6, -8)),
-    (0, "sam_type", ""),
     (1, "iou_scores", torch.ones(2)),
     (1, "low_res_logits", torch.zeros((2, 3, 4, 4))),
     (2, "frames", [[0]]),

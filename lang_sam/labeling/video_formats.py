@@ -54,6 +54,7 @@ __all__ = [
     "VIDEO_FORMATS",
     "DEFAULT_VIDEO_FORMATS",
     "MAX_TRACK_ID",
+    "DEFAULT_FPS",
     "VideoLayout",
     "VideoSink",
     "MotWriter",
@@ -77,6 +78,8 @@ VIDEO_FORMATS = ("mot", "coco", "overlay", "masks")
 DEFAULT_VIDEO_FORMATS = ("mot", "overlay")
 #: The largest track id a 16-bit PNG of :class:`TrackPngWriter` can hold.
 MAX_TRACK_ID = 65535
+#: The frame rate of an overlay mp4 when the video's own is unknown.
+DEFAULT_FPS = 25.0
 
 
 class VideoLayout:
@@ -237,8 +240,11 @@ def coco_dataset(videos: Iterable[Sequence[dict]]) -> dict:
 
 def track_id_image(frame) -> np.ndarray:
     """The ``(H, W)`` uint16 image of a frame's track ids (0 where no mask is). Masks are painted
-    largest first, so where they overlap the smaller mask's id is kept. Raises
-    :class:`~lang_sam.errors.InvalidArgumentError` for an id over :data:`MAX_TRACK_ID`."""
+    largest first, so where they overlap the smaller mask's id is kept.
+
+    Raises:
+        InvalidArgumentError: a track id outside ``[1, MAX_TRACK_ID]``.
+    """
     masks, _, ids, _, _ = _frame_arrays(frame)
     out = np.zeros(frame.image_size, dtype=np.uint16)
     if len(ids) and (ids.max() > MAX_TRACK_ID or ids.min() < 1):
@@ -313,7 +319,11 @@ def track_colour(track_id: int) -> tuple[int, int, int]:
 def render_tracks(pixels: np.ndarray, frame, *, alpha: float = 0.5) -> np.ndarray:
     """A frame's overlay: ``pixels`` (``HxWx3`` uint8 RGB) with each track's mask blended in its
     :func:`track_colour`, its box outlined and ``#<id> <phrase>`` written above it. Returns a new
-    ``HxWx3`` uint8 array."""
+    ``HxWx3`` uint8 array.
+
+    Raises:
+        InvalidArgumentError: ``pixels`` is not ``HxWx3`` of the frame's size.
+    """
     import cv2
 
     masks, boxes, ids, _, phrases = _frame_arrays(frame)
@@ -339,11 +349,15 @@ class OverlayWriter(VideoSink):
     """``overlays/<key>.mp4``: :func:`render_tracks` of every frame, encoded as it arrives by
     :class:`lang_sam.video_io.VideoWriter` (H.264, ``yuv420p``, at ``fps``; odd sizes padded by
     one black pixel) into ``.<name>.<pid>.tmp`` beside the final path, renamed by :meth:`close`;
-    :meth:`abort` deletes the temporary file. Needs PyAV (``pip install 'lang-sam[video]'``)."""
+    :meth:`abort` deletes the temporary file. Needs PyAV (``pip install 'lang-sam[video]'``).
 
-    def __init__(self, path: str | os.PathLike, root: str | os.PathLike, fps: float = 25.0):
+    Raises:
+        InvalidArgumentError: :meth:`add` without the frame's pixels; :meth:`close` before any frame.
+    """
+
+    def __init__(self, path: str | os.PathLike, root: str | os.PathLike, fps: float = DEFAULT_FPS):
         self.path, self.root = Path(path), Path(root)
-        self.fps = fps if fps and fps > 0 else 25.0
+        self.fps = fps if fps and fps > 0 else DEFAULT_FPS
         self._writer: VideoWriter | None = None
 
     def add(self, frame, pixels=None) -> None:
@@ -431,9 +445,13 @@ class TrackRows(VideoSink):
 
 
 def open_sinks(layout: VideoLayout, key: str, video: str, formats: Sequence[str],
-               fps: float = 25.0) -> dict[str, VideoSink]:
+               fps: float = DEFAULT_FPS) -> dict[str, VideoSink]:
     """The writers of ``formats`` for one video (``key`` its outputs' stem, ``video`` its relative
-    path), by format name."""
+    path), by format name.
+
+    Raises:
+        InvalidArgumentError: a format not in :data:`VIDEO_FORMATS`.
+    """
     sinks: dict[str, VideoSink] = {}
     for f in formats:
         if f == "mot":

@@ -41,7 +41,7 @@ from lang_sam.errors import (
 from lang_sam.hub import DEFAULT_GDINO, DEFAULT_SAM, get_spec
 from lang_sam.pipeline import DenseMasks, MaskCoverage, MaskSink, RleMasks
 from lang_sam.results import MASK_KINDS, ServedMasks, ServedPrediction, ServedSegmentation, ServedTracks
-from lang_sam.validation import check_device
+from lang_sam.validation import BOX_THRESHOLD, TEXT_THRESHOLD, check_device
 from lang_sam.video import DETECT_EVERY
 
 logger = logging.getLogger(__name__)
@@ -55,6 +55,7 @@ __all__ = [
     "DEFAULT_MAX_DETECTIONS",
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_MAX_BODY_MB",
+    "body_limit_bytes",
     "DEFAULT_MAX_FRAMES",
     "MAX_PROMPT_CHARS",
     "MAX_JSON_DEPTH",
@@ -77,6 +78,11 @@ DEFAULT_MAX_FRAMES = 300
 
 #: The longest text prompt (in characters) the server and the demo accept.
 MAX_PROMPT_CHARS = 2000
+def body_limit_bytes(max_body_mb: float | None) -> int | None:
+    """A ``--max-body-mb`` limit in bytes (None: no limit)."""
+    return None if max_body_mb is None else int(max_body_mb * 2**20)
+
+
 #: The deepest nesting of JSON arrays / objects a client may send (the server's ``boxes`` /
 #: ``points`` fields, the demo's request bodies); checked before parsing, so that no client can
 #: make the JSON parser recurse until it fails.
@@ -162,9 +168,9 @@ def read_upload(data: bytes, max_pixels: int | None):
     """Decode an uploaded image file's bytes with :func:`lang_sam.validation.open_image` (EXIF
     orientation applied, size checked from the header before decoding) as an RGB PIL image.
 
-    Raises :class:`~lang_sam.errors.ImageTooLargeError` over ``max_pixels`` (width x height; None:
-    no limit) and :class:`~lang_sam.errors.InvalidImageError` for anything unreadable, with messages
-    meant for the uploader.
+    Raises:
+        ImageTooLargeError: over ``max_pixels`` (width x height; None: no limit).
+        InvalidImageError: anything unreadable (messages meant for the uploader).
     """
     from lang_sam.validation import open_image
 
@@ -199,6 +205,11 @@ class ModelService:
     naming another type raises :class:`ModelSwitchError`. ``max_detections`` caps the detections
     kept per :meth:`predict` (the highest-scoring, chosen before SAM runs) and the prompts per
     :meth:`segment`.
+
+    Raises:
+        UnknownModelError: ``sam_type`` or ``gdino_type`` is not registered.
+        DeviceError: ``device`` is not available here.
+        InvalidArgumentError: ``max_detections`` is not an int >= 1.
     """
 
     sam_type: str = DEFAULT_SAM
@@ -288,7 +299,11 @@ class ModelService:
         return self._model
 
     def load(self) -> None:
-        """Load the configured models now (servers do this before accepting requests)."""
+        """Load the configured models now (servers do this before accepting requests).
+
+        Raises:
+            ModelLoadError: a model's weights are missing (``missing``) or cannot be loaded.
+        """
         with self._lock:
             self._ensure(None, None, lambda *a: None)
 
@@ -296,8 +311,8 @@ class ModelService:
         self,
         image,
         text_prompt: str,
-        box_threshold: float = 0.3,
-        text_threshold: float = 0.25,
+        box_threshold: float = BOX_THRESHOLD,
+        text_threshold: float = TEXT_THRESHOLD,
         *,
         sam_type: str | None = None,
         gdino_type: str | None = None,
@@ -312,7 +327,17 @@ class ModelService:
         runs (:func:`lang_sam.pipeline.run` with :func:`~lang_sam.pipeline.top_k` as its select
         step). SAM then runs on the kept boxes in the chunks the library decodes together, each
         chunk turned into ``masks`` ("dense", "rle" or "overlay", see
-        :class:`~lang_sam.results.ServedMasks`) before the next, so the masks of kept boxes equal those of ``LangSAM.predict``.
+        :class:`~lang_sam.results.ServedMasks`) before the next, so the masks of kept boxes equal
+        those of ``LangSAM.predict``.
+
+        Raises:
+            InvalidArgumentError: ``masks`` is not one of :data:`~lang_sam.results.MASK_KINDS`.
+            ModelSwitchError: another model type named while model switching is off.
+            UnknownModelError: ``sam_type`` / ``gdino_type`` is not registered.
+            ModelLoadError: a model cannot be loaded.
+            LangSAMError: what :func:`lang_sam.pipeline.run` raises for the image, prompt or
+                thresholds (:class:`~lang_sam.errors.InvalidImageError`,
+                :class:`~lang_sam.errors.InvalidPromptError`, :class:`~lang_sam.errors.InvalidThresholdError`...).
         """
         from lang_sam import pipeline
 
@@ -357,6 +382,13 @@ class ModelService:
         more than ``max_detections`` of them raise :class:`TooManyPromptsError`. They are decoded in
         the chunks the library uses, each chunk turned into ``masks`` ("dense" or "rle") before the
         next, so the result equals one ``LangSAM.segment`` call.
+
+        Raises:
+            InvalidArgumentError: ``masks`` is not "dense" or "rle".
+            InvalidPromptError: prompts of the wrong shape or outside the image.
+            TooManyPromptsError: more than ``max_detections`` prompts.
+            ModelSwitchError, UnknownModelError, ModelLoadError: as :meth:`predict`.
+            InvalidImageError: an image that cannot be read.
         """
         from lang_sam.validation import check_sam_prompts
 
@@ -391,8 +423,8 @@ class ModelService:
         self,
         video,
         text_prompt: str,
-        box_threshold: float = 0.3,
-        text_threshold: float = 0.25,
+        box_threshold: float = BOX_THRESHOLD,
+        text_threshold: float = TEXT_THRESHOLD,
         *,
         detect_every: int = DETECT_EVERY,
         max_frames: int | None = DEFAULT_MAX_FRAMES,
@@ -413,7 +445,14 @@ class ModelService:
         RLE are kept. ``overlay``: a path to write the tracked overlay mp4 to
         (:class:`lang_sam.labeling.video_formats.OverlayWriter`). ``progress(fraction, text)``
         hears of each frame when the frame count is known. A video that ends clearly short of the
-        count its header announces is tracked as far as it goes, and ``warnings`` says so."""
+        count its header announces is tracked as far as it goes, and ``warnings`` says so.
+
+        Raises:
+            VideoTooLargeError: over ``max_pixels`` per frame or ``max_frames`` frames.
+            InvalidVideoError: a file that is not a readable video, or one without a frame.
+            ModelSwitchError, UnknownModelError, ModelLoadError: as :meth:`predict`.
+            LangSAMError: what :meth:`LangSAM.predict_video` raises for the prompt or thresholds.
+        """
         from pathlib import Path
 
         from lang_sam.errors import InvalidVideoError
@@ -471,7 +510,7 @@ class ModelService:
             rows = vf.TrackRows(masks=masks)
             sinks: list[vf.VideoSink] = [rows]
             if overlay is not None:
-                sinks.append(vf.OverlayWriter(Path(overlay), Path(overlay).parent, source.fps or 25.0))
+                sinks.append(vf.OverlayWriter(Path(overlay), Path(overlay).parent, source.fps or vf.DEFAULT_FPS))
 
             def report(f) -> None:
                 if total:
@@ -507,7 +546,11 @@ def check_port(host: str, port: int) -> None:
     """Raise :class:`~lang_sam.errors.PortUnavailableError` if a server could not listen on
     ``host:port`` now (the port is taken, or ``host`` is not this machine's): a test bind, as the
     servers bind (``SO_REUSEADDR``), closed at once, so that the models are not loaded for
-    nothing. Port 0 (any free port) is not checked."""
+    nothing. Port 0 (any free port) is not checked.
+
+    Raises:
+        PortUnavailableError: the port is taken, or ``host`` cannot be listened on.
+    """
     import errno
     import socket
 
