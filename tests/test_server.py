@@ -646,7 +646,7 @@ def test_served_results_hold_image_size_and_one_masks_type(kind):
     from lang_sam.errors import InvalidResultError
 
     with pytest.raises(InvalidResultError, match=f"ServedMasks.{other}"):
-        getattr(p.masks, {"rle": "rle", "dense": "dense"}[other])
+        getattr(p.masks, other)
     empty = P(**_served(kind, n=0)[0][1]).masks.data  # no detection: (0, H, W) masks or no RLE
     assert len(empty) == 0 and (kind == "rle" or tuple(empty.shape[1:]) == (6, 8))
 
