@@ -323,8 +323,9 @@ class InvalidArgumentError(LangSAMError, ValueError):
 
 
 class InvalidResultError(LangSAMError, ValueError):
-    """A result (:class:`~lang_sam.results.Detections`, :class:`~lang_sam.Prediction`, ...) built
-    from fields that do not fit together. Attributes: ``result`` (the type's name), ``field`` (the
+    """A result (:class:`~lang_sam.results.Detections`, :class:`~lang_sam.Prediction`, the
+    server's :class:`~lang_sam.results.ServedPrediction`, ...) built from fields that do not fit
+    together, or a :class:`~lang_sam.results.ServedMasks` read as another kind. Attributes: ``result`` (the type's name), ``field`` (the
     field at fault), ``expected`` and ``got`` (what it should be and what it was, as text)."""
 
     def __init__(self, message: str, *, result: str, field: str, expected: str, got: str):

@@ -76,6 +76,10 @@ class GenerateSettings:
     - ``min_mask_region_area``: remove holes and islands smaller than this (pixels; 0: off);
     - ``multimask_output``: 3 masks per point (else 1); ``use_m2m``: refine each mask once with
       its own low-resolution logits (SAM 2's option, off by default).
+
+    Raises:
+        InvalidArgumentError: neither or both of ``points_per_side`` and ``point_grids``; a
+            setting of the wrong type or out of its range; fewer ``point_grids`` than crop layers.
     """
 
     points_per_side: int | None = 32
@@ -133,7 +137,12 @@ class GenerateSettings:
     def for_engine(cls, segmenter: Any = None, **overrides: Any) -> "GenerateSettings":
         """Settings for ``segmenter``'s family (its ``generate_defaults``), then ``overrides``
         (unknown names raise :class:`~lang_sam.errors.InvalidArgumentError`). Giving
-        ``point_grids`` turns ``points_per_side`` off unless both are given."""
+        ``point_grids`` turns ``points_per_side`` off unless both are given.
+
+        Raises:
+            InvalidArgumentError: an unknown setting name, or a value :class:`GenerateSettings`
+                refuses.
+        """
         known = {f.name for f in fields(cls)}
         family = dict(getattr(segmenter, "generate_defaults", {}) or {})
         for source, values in (("engine defaults", family), ("arguments", overrides)):
@@ -330,6 +339,10 @@ def generate(
     ``segmenter.encode(pixels)``); the facade passes one that reuses the cached encoding of the
     whole image. ``progress("generate", points_done, points_total)`` is called after each batch
     of points (and once with 0 first). Returns a :class:`~lang_sam.results.GeneratedMasks`.
+
+    Raises:
+        InvalidArgumentError: ``image`` is not an ``HxWx3`` uint8 array; ``settings`` left out and
+            the segmenter's defaults refused (:meth:`GenerateSettings.for_engine`).
     """
     settings = GenerateSettings.for_engine(segmenter) if settings is None else settings
     image = np.asarray(image)

@@ -40,6 +40,9 @@ class CropMask:
 
     ``mask`` is the ``(h, w)`` bool crop; its top-left pixel is image pixel ``(x0, y0)``; every
     image pixel outside the crop is False. Coordinates are full-image pixels throughout.
+
+    Raises:
+        InvalidMaskError: ``mask`` is not 2-D, or the crop does not fit the image.
     """
 
     mask: np.ndarray
@@ -68,13 +71,21 @@ class CropMask:
     def from_window(cls, mask: Any, x0: int, y0: int, image_size: tuple[int, int], *,
                     tight: bool = True) -> "CropMask":
         """The mask ``mask`` ``(h, w)`` of the window at ``(x0, y0)``; ``tight`` trims it to the
-        bounding box of its True pixels (an empty mask becomes a 0x0 crop)."""
+        bounding box of its True pixels (an empty mask becomes a 0x0 crop).
+
+        Raises:
+            InvalidMaskError: ``mask`` is not 2-D, or the window does not fit the image.
+        """
         crop = cls(np.asarray(mask), x0, y0, image_size)
         return crop.tight() if tight else crop
 
     @classmethod
     def from_dense(cls, mask: Any, *, tight: bool = True) -> "CropMask":
-        """A full-size ``(H, W)`` mask (numpy or torch) as a crop (trimmed with ``tight``)."""
+        """A full-size ``(H, W)`` mask (numpy or torch) as a crop (trimmed with ``tight``).
+
+        Raises:
+            InvalidMaskError: ``mask`` is not 2-D.
+        """
         from lang_sam.validation import as_numpy
 
         m = as_numpy(mask)
@@ -177,7 +188,11 @@ def is_crop_list(masks: Any) -> bool:
 
 
 def stack_dense(masks: Sequence[CropMask], image_size: tuple[int, int] | None = None) -> np.ndarray:
-    """``(N, H, W)`` bool array of the crops' dense masks (``N * H * W`` bytes): only on request."""
+    """``(N, H, W)`` bool array of the crops' dense masks (``N * H * W`` bytes): only on request.
+
+    Raises:
+        InvalidMaskError: an empty list without ``image_size``; a crop of another image size.
+    """
     if image_size is None:
         if not masks:
             raise InvalidMaskError("an empty list of crops needs image_size to give a (0, H, W) array")

@@ -11,6 +11,7 @@ from typing import Any, Sequence
 
 __all__ = [
     "SHOWN", "short_text", "image_size_text", "shape_text", "numbers_text", "detections_text", "count_text",
+    "value_text",
 ]
 
 #: How many detections (or prompts) a repr names before "... (+N more)".
@@ -32,6 +33,19 @@ def shape_text(t: Any) -> str:
     """``"(N, H, W) bool"``: the shape and dtype of a tensor or array, not its values."""
     shape = tuple(int(d) for d in getattr(t, "shape", ()))
     return f"{shape} {str(getattr(t, 'dtype', '?')).removeprefix('torch.')}"
+
+
+def value_text(value: Any) -> str:
+    """What ``value`` is, never its values, for an error message: ``"a (N, 4) float32 tensor"``,
+    ``"a (H, W) bool numpy array"``, ``"a RGB PIL image of 640x480"``, else ``"a <type name>"``."""
+    module, name = type(value).__module__.split(".")[0], type(value).__name__
+    if module == "torch" and hasattr(value, "shape") and hasattr(value, "dtype"):
+        return f"a {shape_text(value)} tensor"
+    if module == "numpy" and name == "ndarray":
+        return f"a {shape_text(value)} numpy array"
+    if module == "PIL" and hasattr(value, "mode"):
+        return f"a {value.mode} PIL image of {value.width}x{value.height}"
+    return f"a {name}"
 
 
 def numbers_text(values: Sequence[float], digits: int = 2) -> str:

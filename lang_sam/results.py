@@ -33,9 +33,10 @@ import torch
 
 from lang_sam.errors import InvalidResultError
 from lang_sam.masks import CropMask, stack_dense
-from lang_sam.reprs import SHOWN, count_text, detections_text, numbers_text, shape_text
+from lang_sam.reprs import SHOWN, count_text, detections_text, numbers_text, shape_text, value_text
 
-__all__ = ["Detections", "Prediction", "TiledPrediction", "MaskPrediction", "GeneratedMasks", "TrackedFrame", "Tile"]
+__all__ = ["Detections", "Prediction", "TiledPrediction", "MaskPrediction", "GeneratedMasks", "TrackedFrame", "Tile",
+           "MASK_KINDS", "ServedMasks", "ServedPrediction", "ServedSegmentation", "ServedTracks"]
 
 #: ``(x0, y0, x1, y1)`` of a tile or window in image pixels, ``x1``/``y1`` exclusive.
 Tile = tuple[int, int, int, int]
@@ -46,34 +47,26 @@ def _fail(result: str, name: str, expected: str, got: str):
                              result=result, field=name, expected=expected, got=got)
 
 
-def _describe(value: Any) -> str:
-    if isinstance(value, torch.Tensor):
-        return f"a {shape_text(value)} tensor"
-    if isinstance(value, np.ndarray):
-        return f"a {shape_text(value)} numpy array"
-    return f"a {type(value).__name__}"
-
-
 def _tensor(result: str, name: str, value: Any, n: int | None, *, trailing: tuple = (),
             kind: str = "float") -> int:
     """Check a torch tensor of shape ``(n, *trailing)`` (``n`` None: any) and dtype ``kind``
     ("float", "bool", "int"); return its first dimension."""
     want = f"({'N' if n is None else n}{''.join(', ' + str(t) for t in trailing)}) {kind} torch tensor"
     if not isinstance(value, torch.Tensor):
-        _fail(result, name, want, _describe(value))
+        _fail(result, name, want, value_text(value))
     ok_dtype = {"float": value.is_floating_point(), "bool": value.dtype == torch.bool,
                 "int": not value.is_floating_point() and value.dtype != torch.bool}[kind]
     shape = tuple(value.shape)
     ok_shape = len(shape) == 1 + len(trailing) and (n is None or shape[0] == n) and all(
         t is None or s == t for s, t in zip(shape[1:], trailing))
     if not (ok_dtype and ok_shape):
-        _fail(result, name, want, _describe(value))
+        _fail(result, name, want, value_text(value))
     return shape[0]
 
 
 def _phrases(result: str, value: Any, n: int) -> list[str]:
     if isinstance(value, str) or not isinstance(value, Sequence):
-        _fail(result, "phrases", f"a list of {n} strings", _describe(value))
+        _fail(result, "phrases", f"a list of {n} strings", value_text(value))
     value = list(value)
     if len(value) != n or not all(isinstance(p, str) for p in value):
         kinds = sorted({type(p).__name__ for p in value})
@@ -101,6 +94,9 @@ class Detections:
     - ``image_size``: ``(H, W)`` of the image the boxes are in;
     - ``tile_index``: with sliced inference, ``(N,)`` int64, the tile (in ``tiles``) each box came
       from; ``tiles``: that grid, ``(x0, y0, x1, y1)`` each. ``None`` / ``()`` otherwise.
+
+    Raises:
+        InvalidResultError: a field of the wrong type, shape, dtype or length.
     """
 
     boxes: torch.Tensor
@@ -210,6 +206,9 @@ class Prediction(_PredictionFields):
     Not part of the tuple (so the 2023 4-way unpacking keeps working):
 
     - ``iou_scores``: ``(N,)`` float32 tensor, SAM's predicted IoU of each mask, or None.
+
+    Raises:
+        InvalidResultError: a field of the wrong type, shape, dtype or length.
     """
 
     iou_scores: torch.Tensor | None
@@ -273,6 +272,9 @@ class TiledPrediction(_TiledPredictionFields):
     - ``boxes``, ``phrases``, ``logits`` (the detector's scores, also ``scores``), ``iou_scores``:
       as in :class:`Prediction`;
     - ``image_size``: ``(H, W)``; ``tiles``: the grid detected on, ``(x0, y0, x1, y1)`` each.
+
+    Raises:
+        InvalidResultError: a field of the wrong type, shape, dtype or length.
     """
 
     iou_scores: torch.Tensor | None
@@ -285,11 +287,11 @@ class TiledPrediction(_TiledPredictionFields):
         n = _check_masked(self, "TiledPrediction", iou_scores)
         size = _image_size("TiledPrediction", image_size)
         if not isinstance(self.masks, list) or len(self.masks) != n:
-            _fail("TiledPrediction", "masks", f"a list of {n} CropMask", _describe(self.masks))
+            _fail("TiledPrediction", "masks", f"a list of {n} CropMask", value_text(self.masks))
         wrong = [i for i, m in enumerate(self.masks) if not isinstance(m, CropMask) or m.image_size != size]
         if wrong:
             m = self.masks[wrong[0]]
-            got = (f"a CropMask of a {m.image_size} image" if isinstance(m, CropMask) else _describe(m))
+            got = (f"a CropMask of a {m.image_size} image" if isinstance(m, CropMask) else value_text(m))
             _fail("TiledPrediction", f"masks[{wrong[0]}]", f"a CropMask of a {size} image", got)
         self.iou_scores, self.image_size = iou_scores, size
         self.tiles = [tuple(int(v) for v in t) for t in tiles]
@@ -341,6 +343,9 @@ class MaskPrediction(_MaskFields):
     - ``iou_scores``: ``(B, C)`` float32, SAM's predicted IoU of each mask;
     - ``low_res_logits``: ``(B, C, 256, 256)`` float32 mask logits (to refine a mask: pass one back
       as ``mask_input``), or None.
+
+    Raises:
+        InvalidResultError: a field of the wrong type, shape, dtype or length.
     """
 
     def __new__(cls, masks, iou_scores, low_res_logits=None):
@@ -384,7 +389,8 @@ class GeneratedMasks:
     - ``masks``: ``(N, H, W)`` bool tensor in image pixels;
     - ``boxes``: ``(N, 4)`` float32 tensor, xyxy image pixels, each mask's bounding box as SAM's
       generator (and ``torchvision.ops.masks_to_boxes``) gives it: ``x1``/``y1`` are the last
-      column/row of the mask (inclusive); an empty mask's box is ``(0, 0, 0, 0)``;
+      column/row of the mask (inclusive); an empty mask's box is ``(0, 0, 0, 0)``.
+      :meth:`edge_boxes` gives them in the writers' convention (``x1``/``y1`` exclusive);
     - ``areas``: ``(N,)`` int64, True pixels of each mask;
     - ``iou_scores``: ``(N,)`` float32, SAM's predicted IoU of each mask;
     - ``stability_scores``: ``(N,)`` float32, the IoU of the mask thresholded at
@@ -396,6 +402,9 @@ class GeneratedMasks:
 
     :meth:`records` gives SAM's own output, the list of dicts of
     ``SamAutomaticMaskGenerator.generate``.
+
+    Raises:
+        InvalidResultError: a field of the wrong type, shape, dtype or length.
     """
 
     masks: torch.Tensor
@@ -428,6 +437,14 @@ class GeneratedMasks:
     def __len__(self) -> int:
         return int(self.masks.shape[0])
 
+    def edge_boxes(self) -> torch.Tensor:
+        """``(N, 4)`` float32 xyxy, each mask's box with ``x1``/``y1`` exclusive (the pixel edges, the
+        export writers' convention: :func:`lang_sam.tracking.mask_boxes`, COCO's ``toBbox``), where
+        ``boxes`` keeps SAM's inclusive one. An empty mask's box is ``(0, 0, 0, 0)``."""
+        from lang_sam.tracking import mask_boxes
+
+        return mask_boxes(self.masks)
+
     def crops(self) -> list[CropMask]:
         """The masks as :class:`~lang_sam.masks.CropMask` trimmed to their True pixels (the form
         the labelling writers read)."""
@@ -438,7 +455,11 @@ class GeneratedMasks:
         ``segmentation`` (``(H, W)`` bool numpy array; ``output_mode="coco_rle"``: a COCO RLE dict
         with ``str`` counts), ``area`` (int), ``bbox`` (``[x, y, w, h]`` floats: the box's
         ``x0, y0, x1 - x0, y1 - y0``), ``predicted_iou``, ``point_coords`` (``[[x, y]]``),
-        ``stability_score`` and ``crop_box`` (``[x, y, w, h]``)."""
+        ``stability_score`` and ``crop_box`` (``[x, y, w, h]``).
+
+        Raises:
+            InvalidResultError: ``output_mode`` is not ``"binary_mask"`` or ``"coco_rle"``.
+        """
         if output_mode not in ("binary_mask", "coco_rle"):
             _fail("GeneratedMasks", "records(output_mode)", "'binary_mask' or 'coco_rle'", repr(output_mode))
 
@@ -496,7 +517,11 @@ class TrackedFrame(NamedTuple):
 
     @classmethod
     def checked(cls, frame_index, masks, boxes, track_ids, scores, phrases, image_size) -> "TrackedFrame":
-        """Build one, checking every field (:class:`~lang_sam.errors.InvalidResultError`)."""
+        """Build one, checking every field.
+
+        Raises:
+            InvalidResultError: a field of the wrong type, shape, dtype or length.
+        """
         size = _image_size("TrackedFrame", image_size)
         n = _tensor("TrackedFrame", "masks", masks, None, trailing=size, kind="bool")
         _tensor("TrackedFrame", "boxes", boxes, n, trailing=(4,))
@@ -511,3 +536,165 @@ class TrackedFrame(NamedTuple):
         more = ", ..." if len(self.track_ids) > SHOWN else ""
         return (f"TrackedFrame(frame {self.frame_index}, {count_text(len(self.phrases), 'track')} on a "
                 f"{W}x{H} frame{': ids ' + ids + more if len(self.phrases) else ''})")
+
+
+# What the server and the demo answer (:class:`lang_sam.serving.service.ModelService`).
+
+#: The forms a served answer's masks take (:class:`ServedMasks`).
+MASK_KINDS = ("dense", "rle", "overlay")
+
+
+@dataclass(frozen=True, repr=False, eq=False)
+class ServedMasks:
+    """A served answer's masks in the one form asked for, ``kind`` (the result holding it checks
+    ``data`` against its count and size): ``"dense"``, :attr:`dense`, a bool tensor ``(N, H, W)``
+    or ``(B, C, H, W)``; ``"rle"``, :attr:`rle`, ``N`` COCO RLE dicts ``{"size": [H, W], "counts":
+    str}`` (or ``B`` lists of ``C``); ``"overlay"``, :attr:`coverage`, ``(2, H, W)`` bool, the pixels
+    under one mask or more and under two or more (``(0, H, W)`` with none), which
+    :func:`lang_sam.utils.draw_image` draws as the masks (:class:`lang_sam.pipeline.MaskCoverage`).
+
+    Raises:
+        InvalidResultError: ``kind`` not one of :data:`MASK_KINDS`; an accessor of another kind read.
+    """
+
+    kind: str
+    data: Any
+
+    def __post_init__(self) -> None:
+        if self.kind not in MASK_KINDS:
+            _fail("ServedMasks", "kind", f"one of {MASK_KINDS}", repr(self.kind))
+
+    def _as(self, kind: str) -> Any:
+        if self.kind != kind:
+            _fail("ServedMasks", kind, f"masks of kind {kind!r}", f"kind {self.kind!r}")
+        return self.data
+
+    dense = property(lambda self: self._as("dense"), doc="The ``dense`` bool tensor.")
+    rle = property(lambda self: self._as("rle"), doc="The ``rle`` dicts (JSON-able).")
+    coverage = property(lambda self: self._as("overlay"), doc="The ``overlay`` bool tensor.")
+
+
+def _served(result: str, masks: Any, n: int, shape: tuple[int, ...]) -> None:
+    """Check that ``masks`` holds ``n`` masks of ``shape``, ``(H, W)`` or ``(C, H, W)``."""
+    if not isinstance(masks, ServedMasks):
+        _fail(result, "masks", "a ServedMasks", value_text(masks))
+    if masks.kind != "rle":
+        dense = masks.kind == "dense"
+        _tensor(result, "masks", masks.data, n if dense else 2 * (n > 0), trailing=shape if dense else shape[-2:],
+                kind="bool")
+        return
+    c, items, size = (shape[0] if len(shape) == 3 else None), masks.data, list(shape[-2:])
+    groups = [g for g in items if c is None or _listed(g, dict) and len(g) == c] if _listed(items, object) else []
+    if len(groups) != n or len(items) != n or not all(
+            isinstance(d, dict) and list(d.get("size", ())) == size and isinstance(d.get("counts"), str)
+            for d in (groups if c is None else [d for g in groups for d in g])):
+        _fail(result, "masks", f"{n} RLE dicts of size {size}" + (f", {c} per prompt" if c else ""), repr(items)[:80])
+
+
+def _listed(value: Any, kind: type) -> bool:
+    return isinstance(value, list) and all(isinstance(v, kind) for v in value)
+
+
+@dataclass(frozen=True, repr=False, eq=False)
+class ServedPrediction:
+    """A text prediction of :meth:`lang_sam.serving.service.ModelService.predict`: ``masks``
+    (:class:`ServedMasks`) of the ``N`` kept boxes; ``boxes``, ``phrases``, ``logits`` as in
+    :class:`Prediction`; ``found``, the detections before the server's cap (:attr:`dropped` ``=
+    found - N`` were the lowest-scoring); ``image_size`` ``(H, W)``; ``sam_type``, ``gdino_type``.
+
+    Raises:
+        InvalidResultError: a field of the wrong type, shape, dtype or length.
+    """
+
+    masks: ServedMasks
+    boxes: torch.Tensor
+    phrases: list[str]
+    logits: torch.Tensor
+    found: int
+    image_size: tuple[int, int]
+    sam_type: str
+    gdino_type: str
+
+    def __post_init__(self) -> None:
+        r = "ServedPrediction"
+        n = _tensor(r, "boxes", self.boxes, None, trailing=(4,))
+        object.__setattr__(self, "phrases", _phrases(r, self.phrases, n))
+        _tensor(r, "logits", self.logits, n)
+        object.__setattr__(self, "image_size", _image_size(r, self.image_size))
+        _served(r, self.masks, n, self.image_size)
+        if isinstance(self.found, bool) or not isinstance(self.found, int) or self.found < n:
+            _fail(r, "found", f"an int >= {n} (the kept detections)", repr(self.found))
+
+    @property
+    def dropped(self) -> int:
+        """Detections left out by the cap (the lowest-scoring ones)."""
+        return self.found - len(self.phrases)
+
+
+@dataclass(frozen=True, repr=False, eq=False)
+class ServedSegmentation:
+    """SAM's answer to ``B`` prompts, of :meth:`lang_sam.serving.service.ModelService.segment`:
+    ``masks`` (:class:`ServedMasks`, ``dense`` ``(B, C, H, W)`` or ``rle``; ``C`` 3 with
+    ``multimask_output``, else 1); ``iou_scores`` ``(B, C)`` float32; ``low_res_logits`` ``(B, C,
+    h, w)`` float32 (to feed back as ``mask_input``) or None; ``image_size`` ``(H, W)``; ``sam_type``.
+
+    Raises:
+        InvalidResultError: a field of the wrong type, shape, dtype or length.
+    """
+
+    masks: ServedMasks
+    iou_scores: torch.Tensor
+    low_res_logits: torch.Tensor | None
+    image_size: tuple[int, int]
+    sam_type: str
+
+    def __post_init__(self) -> None:
+        r = "ServedSegmentation"
+        b = _tensor(r, "iou_scores", self.iou_scores, None, trailing=(None,))
+        object.__setattr__(self, "image_size", _image_size(r, self.image_size))
+        if getattr(self.masks, "kind", None) == "overlay":
+            _fail(r, "masks", "dense or rle masks", "overlay masks")
+        c = int(self.iou_scores.shape[1])
+        _served(r, self.masks, b, (c, *self.image_size))
+        if self.low_res_logits is not None:
+            _tensor(r, "low_res_logits", self.low_res_logits, b, trailing=(c, None, None))
+
+
+@dataclass(frozen=True, repr=False, eq=False)
+class ServedTracks:
+    """A video tracked by :meth:`lang_sam.serving.service.ModelService.track`, as
+    :class:`lang_sam.labeling.video_formats.TrackRows` builds it: ``frames``, one dict per frame
+    (``frame_index``, ``track_ids``, ``boxes`` xyxy frame pixels with ``x1``/``y1`` exclusive,
+    ``scores``, ``phrases``, ``masks`` COCO RLE when asked); ``tracks``, one dict per track;
+    ``mot``, the MOTChallenge text; ``overlay``, the overlay mp4's path or None; ``image_size``
+    ``(H, W)``; ``fps`` (None: unknown); ``sam_type``, ``gdino_type``; ``frame_count_declared``,
+    the count the container's header announces (or None); ``warnings``, sentences for the client.
+
+    Raises:
+        InvalidResultError: a field of the wrong type.
+    """
+
+    frames: list[dict]
+    tracks: list[dict]
+    mot: str
+    overlay: Any
+    image_size: tuple[int, int]
+    fps: float | None
+    sam_type: str
+    gdino_type: str
+    frame_count_declared: int | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        fps, count = self.fps, self.frame_count_declared
+        for name, want, ok in [
+                ("frames", "a list of dicts", _listed(self.frames, dict)),
+                ("tracks", "a list of dicts", _listed(self.tracks, dict)),
+                ("mot", "MOT text (str)", isinstance(self.mot, str)),
+                ("fps", "a number or None", fps is None or isinstance(fps, (int, float)) and not isinstance(fps, bool)),
+                ("frame_count_declared", "an int >= 0 or None",
+                 count is None or isinstance(count, int) and not isinstance(count, bool) and count >= 0),
+                ("warnings", "a list of strings", _listed(self.warnings, str))]:
+            if not ok:
+                _fail("ServedTracks", name, want, value_text(getattr(self, name)))
+        object.__setattr__(self, "image_size", _image_size("ServedTracks", self.image_size))

@@ -42,7 +42,11 @@ LOST_AFTER = 10
 
 def mask_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``(A, B)`` float32 IoU of each mask of ``a`` ``(A, H, W)`` bool with each of ``b``
-    ``(B, H, W)`` bool. Two empty masks have IoU 0."""
+    ``(B, H, W)`` bool. Two empty masks have IoU 0.
+
+    Raises:
+        InvalidArgumentError: ``a`` and ``b`` are masks of different sizes.
+    """
     if a.shape[1:] != b.shape[1:]:
         raise InvalidArgumentError(f"mask_iou: masks of different sizes, {tuple(a.shape[1:])} and {tuple(b.shape[1:])}")
     if not len(a) or not len(b):
@@ -134,6 +138,10 @@ class TrackTable:
             track (default :data:`IOU_THRESHOLD`).
         lost_after: consecutive empty-mask frames after which a track ends (default
             :data:`LOST_AFTER`; at least 1).
+
+    Raises:
+        InvalidThresholdError: ``iou_threshold`` is not a number in (0, 1].
+        InvalidArgumentError: ``lost_after`` is not an int >= 1.
     """
 
     def __init__(self, iou_threshold: float = IOU_THRESHOLD, lost_after: int = LOST_AFTER):
@@ -156,7 +164,11 @@ class TrackTable:
 
         ``track_ids`` (``T`` live ids) with ``track_masks`` ``(T, H, W)`` bool, their masks on this
         frame; ``det_masks`` ``(D, H, W)`` bool, ``det_scores`` ``(D,)``, ``det_phrases`` (``D``)
-        the detections' masks on the same frame. The new tracks are added to :attr:`live`."""
+        the detections' masks on the same frame. The new tracks are added to :attr:`live`.
+
+        Raises:
+            InvalidArgumentError: a track id that is not live; masks of different sizes.
+        """
         track_ids = [int(t) for t in track_ids]
         unknown = [t for t in track_ids if t not in self.live]
         if unknown:

@@ -29,8 +29,13 @@ from lang_sam.errors import (
 __all__ = [
     "ImageInput", "as_numpy", "check_threshold", "check_prompt", "check_sam_prompts", "open_image",
     "to_rgb_pil", "to_rgb_array", "available_devices", "default_device", "check_device",
-    "check_resized",
+    "check_resized", "BOX_THRESHOLD", "TEXT_THRESHOLD",
 ]
+
+#: GroundingDINO's default box threshold: a box is kept when its best token scores over this.
+BOX_THRESHOLD = 0.3
+#: GroundingDINO's default text threshold: a token names the box's phrase when it scores over this.
+TEXT_THRESHOLD = 0.25
 
 #: What the library accepts as an image.
 ImageInput = Union[Image.Image, np.ndarray, str, os.PathLike]

@@ -47,7 +47,7 @@ def test_service_switches_sam_type(tmp_path, monkeypatch, sam_ckpt, gdino_ckpt, 
                                  progress=lambda f, text: steps.append(text))
         assert service.info()["sam_type"] == "tiny_sam_other" == second.sam_type
         assert any("loading SAM tiny_sam_other" in s for s in steps), steps
-        assert len(first.boxes) == len(second.boxes) and not (first.masks == second.masks).all()
+        assert len(first.boxes) == len(second.boxes) and not (first.masks.dense == second.masks.dense).all()
         service.predict(img, "cat", sam_type=tiny_specs[0].name)  # and back, from its own file
         assert service.info()["sam_type"] == tiny_specs[0].name
     finally:

@@ -41,6 +41,7 @@ def _images(root: Path) -> dict[str, np.ndarray]:
 
 @pytest.mark.slow
 def test_predict_everything_every_format_parses_back(tmp_path, model_args, model, capsys):
+    from pycocotools import mask as mask_util
     from pycocotools.coco import COCO
 
     imgs, out = tmp_path / "imgs", tmp_path / "out"
@@ -65,7 +66,10 @@ def test_predict_everything_every_format_parses_back(tmp_path, model_args, model
                                              gen.iou_scores.tolist()):
             assert np.array_equal(coco.annToMask(a).astype(bool), mask)
             assert a["area"] == area
-            assert a["bbox"] == pytest.approx([box[0], box[1], box[2] - box[0], box[3] - box[1]], abs=1e-3)
+            # the writers' box convention (x1/y1 exclusive): COCO's toBbox of the mask, one column
+            # and row more than SAM's inclusive box
+            assert a["bbox"] == pytest.approx([box[0], box[1], box[2] + 1 - box[0], box[3] + 1 - box[1]], abs=1e-3)
+            assert a["bbox"] == mask_util.toBbox(coco.annToRLE(a)).tolist()
             assert a["score"] == pytest.approx(score, abs=1e-6)  # SAM's predicted IoU
 
         key = im["file_name"].rsplit(".", 1)[0]

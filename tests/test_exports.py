@@ -312,3 +312,75 @@ def test_cli_summary_rate_is_readable_for_slow_and_fast_runs(tmp_path, capsys, l
     print_summary(RunSummary(output=tmp_path, formats=["coco"], images=labelled, labelled=labelled,
                              seconds=seconds, run_images=labelled))
     assert f"; {seconds:.1f} s, {rate}" in capsys.readouterr().out
+
+
+def _to_bbox(mask: np.ndarray) -> list[float]:
+    """COCO's ``toBbox`` of a mask's RLE, from the mask itself: ``[x, y, w, h]`` with ``w``/``h``
+    the columns/rows it covers (min/max column and row + 1)."""
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    return [float(cols[0]), float(rows[0]), float(cols[-1] + 1 - cols[0]), float(rows[-1] + 1 - rows[0])]
+
+
+def _generate_boxes(masks: torch.Tensor) -> torch.Tensor:
+    """``LangSAM.generate`` -> labelling writers: SAM's inclusive boxes, converted where they enter."""
+    from lang_sam.generate import masks_to_boxes
+    from lang_sam.results import GeneratedMasks
+
+    n, (h, w) = len(masks), masks.shape[1:]
+    gen = GeneratedMasks(masks, masks_to_boxes(masks).to(torch.float32), masks.flatten(1).sum(1),
+                         torch.ones(n), torch.ones(n), torch.zeros((n, 2)), torch.tensor([[0, 0, w, h]] * n,
+                                                                                        dtype=torch.float32), (h, w))
+    return gen.edge_boxes()
+
+
+def _tracking_boxes(masks: torch.Tensor) -> torch.Tensor:
+    """``predict_video`` -> video writers: a frame's boxes are its masks' boxes."""
+    from lang_sam.tracking import mask_boxes
+
+    return mask_boxes(masks)
+
+
+def _text_boxes(masks: torch.Tensor) -> torch.Tensor:
+    """``label_image`` -> writers: the detector's boxes, continuous pixel-edge coordinates (a
+    detector that found exactly these pixels gives their outer edges)."""
+    out = []
+    for m in masks.numpy():
+        x, y, w, h = _to_bbox(m)
+        out.append([x, y, x + w, y + h])
+    return torch.tensor(out, dtype=torch.float32)
+
+
+def _coco_of(path: str, masks: torch.Tensor, boxes: torch.Tensor) -> list[dict]:
+    """The COCO annotations the path's writer makes of ``masks`` with ``boxes``."""
+    from lang_sam.labeling.video_formats import CocoVideoRecord
+    from lang_sam.results import TrackedFrame
+
+    n, (h, w) = len(masks), masks.shape[1:]
+    if path == "tracking":
+        sink = CocoVideoRecord("clip", "clip.mp4")
+        sink.add(TrackedFrame.checked(0, masks, boxes, torch.arange(1, n + 1), torch.ones(n), ["x"] * n, (h, w)))
+        return sink.frames[0]["annotations"]
+    return coco_image_record("a.png", w, h, masks, boxes, np.ones(n), ["x"] * n)["annotations"]
+
+
+@pytest.mark.parametrize("path,boxes_of", [
+    ("generate", _generate_boxes), ("text", _text_boxes), ("tracking", _tracking_boxes),
+], ids=["everything-labelling", "text-labelling", "tracking"])
+def test_coco_bbox_is_to_bbox_of_the_mask_on_every_path(path, boxes_of):
+    """One box convention at the writers (xyxy, ``x1``/``y1`` exclusive): every path that reaches
+    COCO gives a mask's ``bbox`` equal to ``toBbox`` of its RLE (a 1-pixel mask is 1 x 1)."""
+    from pycocotools import mask as mask_util
+
+    masks = torch.zeros((4, 20, 30), dtype=torch.bool)
+    masks[0, 3:8, 5:12] = True  # 7 columns x 5 rows
+    masks[1, 0:20, 0:30] = True  # the whole image
+    masks[2, 19, 29] = True  # one pixel in the last corner
+    masks[3, 2:4, 20:22] = True
+    masks[3, 10, 25] = True  # two parts: the box spans both
+    anns = _coco_of(path, masks, boxes_of(masks))
+    assert len(anns) == len(masks)
+    for ann, mask in zip(anns, masks.numpy()):
+        assert ann["bbox"] == _to_bbox(mask)
+        rle = dict(ann["segmentation"], counts=ann["segmentation"]["counts"].encode("ascii"))
+        assert ann["bbox"] == mask_util.toBbox(rle).tolist()
+    assert anns[0]["bbox"] == [5.0, 3.0, 7.0, 5.0] and anns[2]["bbox"] == [29.0, 19.0, 1.0, 1.0]

@@ -612,3 +612,80 @@ def test_bad_start_up_settings_exit_with_one_line(command, args, status, message
     err = capsys.readouterr().err
     assert f"lang-sam {command}: error: {message}" in err
     assert "Traceback" not in err
+
+
+def _served(kind: str, n: int = 2, H: int = 6, W: int = 8):
+    """Valid served results (``kind`` masks, ``n`` detections / prompts) to break one field of."""
+    from lang_sam.labeling.formats import masks_to_rle
+    from lang_sam.results import ServedMasks, ServedPrediction, ServedSegmentation, ServedTracks
+
+    dense = torch.zeros((n, H, W), dtype=torch.bool)
+    dense[:, 1:3, 2:5] = True
+    data = {"dense": dense, "rle": masks_to_rle(dense),
+            "overlay": torch.stack([dense.any(0), dense.sum(0) > 1]) if n else dense[:0]}[kind]
+    pred = dict(masks=ServedMasks(kind, data), boxes=torch.zeros((n, 4)), phrases=["a"] * n,
+                logits=torch.ones(n), found=n + 1, image_size=(H, W), sam_type="s", gdino_type="g")
+    seg_masks = [[r] for r in masks_to_rle(dense)] if kind == "rle" else dense[:, None]
+    seg = dict(masks=ServedMasks("dense" if kind == "overlay" else kind, seg_masks), iou_scores=torch.ones((n, 1)),
+               low_res_logits=torch.zeros((n, 1, 4, 4)), image_size=(H, W), sam_type="s")
+    tracks = dict(frames=[{"frame_index": 0}], tracks=[], mot="", overlay=None, image_size=(H, W), fps=25.0,
+                  sam_type="s", gdino_type="g", frame_count_declared=1, warnings=["short"])
+    return (ServedPrediction, pred), (ServedSegmentation, seg), (ServedTracks, tracks)
+
+
+@pytest.mark.parametrize("kind", ["dense", "rle", "overlay"])
+def test_served_results_hold_image_size_and_one_masks_type(kind):
+    (P, pred), (S, seg), (T, tracks) = _served(kind)
+    p, s, t = P(**pred), S(**seg), T(**tracks)
+    assert p.image_size == s.image_size == t.image_size == (6, 8) and p.dropped == 1
+    assert p.masks.kind == kind and not hasattr(p, "width")
+    got = {"dense": lambda: p.masks.dense.shape, "rle": lambda: len(p.masks.rle),
+           "overlay": lambda: p.masks.coverage.shape}[kind]()
+    assert got == {"dense": (2, 6, 8), "rle": 2, "overlay": (2, 6, 8)}[kind]
+    other = "rle" if kind != "rle" else "dense"
+    from lang_sam.errors import InvalidResultError
+
+    with pytest.raises(InvalidResultError, match=f"ServedMasks.{other}"):
+        getattr(p.masks, other)
+    empty = P(**_served(kind, n=0)[0][1]).masks.data  # no detection: (0, H, W) masks or no RLE
+    assert len(empty) == 0 and (kind == "rle" or tuple(empty.shape[1:]) == (6, 8))
+
+
+@pytest.mark.parametrize("which,field,value", [
+    (0, "masks", torch.zeros((2, 6, 8))),  # a bare tensor, not ServedMasks
+    (0, "boxes", torch.zeros((2, 5))),
+    (0, "phrases", ["a"]),
+    (0, "logits", torch.ones(3)),
+    (0, "found", 1),  # fewer than kept
+    (0, "image_size", (6, -8)),
+    (1, "iou_scores", torch.ones(2)),
+    (1, "low_res_logits", torch.zeros((2, 3, 4, 4))),
+    (2, "frames", [[0]]),
+    (2, "mot", None),
+    (2, "fps", "25"),
+    (2, "frame_count_declared", -1),
+    (2, "warnings", "short"),
+])
+def test_served_results_check_their_fields(which, field, value):
+    from lang_sam.errors import InvalidResultError
+
+    cls, kwargs = _served("rle")[which]
+    with pytest.raises(InvalidResultError, match=f"{cls.__name__}.{field}: expected") as err:
+        cls(**dict(kwargs, **{field: value}))
+    assert err.value.field == field
+
+
+@pytest.mark.parametrize("kind,size,match", [
+    ("dense", (6, 9), r"\(2, 6, 9\) bool"),  # masks of another image size
+    ("rle", (5, 8), r"RLE dicts of size \[5, 8\]"),
+    ("overlay", (6, 7), r"\(2, 6, 7\) bool"),
+])
+def test_served_masks_must_fit_the_result(kind, size, match):
+    from lang_sam.errors import InvalidResultError
+    from lang_sam.results import ServedMasks
+
+    (P, pred), _, _ = _served(kind)
+    with pytest.raises(InvalidResultError, match=match):
+        P(**dict(pred, image_size=size))
+    with pytest.raises(InvalidResultError, match="ServedMasks.kind"):
+        ServedMasks("png", None)

@@ -13,6 +13,13 @@ crops, so the writers' logic reads one form and gives the same output for both. 
 full-size per mask (RLE and polygons come from the crop and its offset; instance PNGs are
 streamed row by row).
 
+Boxes take one convention here, every writer's input: ``(N, 4)`` xyxy in image pixels with
+``x1``/``y1`` exclusive (the pixel edges), so that a mask's box is ``x1 - x0`` columns wide, as
+:attr:`~lang_sam.masks.CropMask.bbox`, :func:`lang_sam.tracking.mask_boxes` and COCO's ``toBbox``
+of the mask's RLE give it. A detector's boxes are already in it (continuous edge coordinates);
+SAM's generator's inclusive boxes are converted where they enter
+(:meth:`lang_sam.results.GeneratedMasks.edge_boxes`).
+
 Every file is written atomically (:mod:`lang_sam.labeling.atomic`). ``cv2``, ``pycocotools`` and
 ``torchvision`` are imported by the functions that need them. Nothing here prints.
 """
@@ -70,7 +77,11 @@ def detection_labels(names: Sequence[str], scores: Any) -> list[str]:
 
 def as_crops(masks: Any) -> list[CropMask]:
     """The one form the writers read: ``N`` crops as they are, ``(N, H, W)`` masks (numpy or
-    torch, any dtype: non-zero is True) each as a tight :class:`~lang_sam.masks.CropMask`."""
+    torch, any dtype: non-zero is True) each as a tight :class:`~lang_sam.masks.CropMask`.
+
+    Raises:
+        InvalidMaskError: ``masks`` is neither a list of crops nor 3-D.
+    """
     if is_crop_list(masks) or (isinstance(masks, (list, tuple)) and not masks):
         return list(masks)
     arr = as_numpy(masks)
@@ -91,13 +102,21 @@ def _as_crop(mask: Any) -> CropMask:
 
 def masks_to_rle(masks: Any) -> list[dict]:
     """``(N, H, W)`` binary masks (torch or numpy) or ``N`` crops -> COCO compressed RLE dicts
-    ``{"size": [H, W], "counts": str}``, one per mask (an empty list for ``N = 0``)."""
+    ``{"size": [H, W], "counts": str}``, one per mask (an empty list for ``N = 0``).
+
+    Raises:
+        InvalidMaskError: ``masks`` is neither a list of crops nor 3-D.
+    """
     return [m.to_rle() for m in as_crops(masks)]
 
 
 def mask_to_rle(mask: Any) -> dict:
     """A binary ``(H, W)`` mask (or a :class:`CropMask`) -> COCO compressed RLE
-    ``{"size": [H, W], "counts": str}``."""
+    ``{"size": [H, W], "counts": str}``.
+
+    Raises:
+        InvalidMaskError: ``mask`` is neither a crop nor 2-D.
+    """
     return _as_crop(mask).to_rle()
 
 
@@ -122,9 +141,15 @@ def coco_image_record(
 ) -> dict:
     """One image's COCO content, with class *names* (ids are given by :class:`CocoBuilder`).
 
-    ``masks`` ``(N, H, W)`` or ``N`` crops, ``boxes`` ``(N, 4)`` xyxy pixels, ``scores`` ``(N,)``.
+    ``masks`` ``(N, H, W)`` or ``N`` crops, ``boxes`` ``(N, 4)`` xyxy image pixels with ``x1``/``y1``
+    exclusive (the module's one box convention; COCO's ``bbox`` is ``[x0, y0, x1 - x0, y1 - y0]``,
+    3 decimals), ``scores`` ``(N,)``.
     JSON-able, so a run can keep one record per image on disk and rebuild ``annotations.json``
     from them.
+
+    Raises:
+        InvalidArgumentError: unequal counts of masks, boxes, scores and class names.
+        InvalidMaskError: masks of another size than ``(height, width)``, or of no known form.
     """
     m = as_crops(masks)
     b = as_numpy(boxes).astype(np.float64).reshape(-1, 4)
@@ -168,7 +193,11 @@ class CocoBuilder:
         return len(self._records)
 
     def to_dict(self, class_names: Sequence[str]) -> dict:
-        """The ``annotations.json`` content, with ``categories`` from ``class_names``."""
+        """The ``annotations.json`` content, with ``categories`` from ``class_names``.
+
+        Raises:
+            InvalidArgumentError: an annotation's class is not one of ``class_names``.
+        """
         cat = {name: i + 1 for i, name in enumerate(class_names)}
         images: list[dict[str, Any]] = []
         annotations: list[dict[str, Any]] = []
@@ -213,7 +242,11 @@ class CocoBuilder:
 def labelme_dict(masks: Any, labels: Sequence[str], image_size: tuple[int, int],
                  image_path: str | None = None) -> dict:
     """LabelMe JSON for one image (:func:`lang_sam.utils.generate_labelme_json`; a mask without a
-    contour over :data:`lang_sam.masks.MIN_AREA` pixels gets no shape, see :func:`polygon_loss`)."""
+    contour over :data:`lang_sam.masks.MIN_AREA` pixels gets no shape, see :func:`polygon_loss`).
+
+    Raises:
+        InvalidArgumentError: unequal counts of masks and labels.
+    """
     from lang_sam.utils import generate_labelme_json
 
     return generate_labelme_json(masks, list(labels), image_size, image_path)
@@ -279,6 +312,10 @@ def yolo_lines(masks: Any, class_ids: Sequence[int], image_size: tuple[int, int]
     or only specks of :data:`lang_sam.masks.MIN_AREA` pixels or fewer) are skipped:
     :func:`polygon_loss` says why, :func:`export_losses` counts them. ``image_size`` is
     ``(height, width)``.
+
+    Raises:
+        InvalidArgumentError: unequal counts of masks and class ids.
+        InvalidMaskError: masks of no known form.
     """
     h, w = int(image_size[0]), int(image_size[1])
     m = as_crops(masks)
@@ -318,6 +355,11 @@ def write_instance_masks(folder: str | os.PathLike, masks: Any, labels: Sequence
     (:func:`instance_mask_names`); other files in ``folder`` are left alone.
 
     Crops are written by :func:`write_mask_png` (streamed: no full-size array).
+
+    Raises:
+        InvalidArgumentError: unequal counts of masks and labels.
+        InvalidMaskError: masks of no known form.
+        OSError: a file cannot be written.
     """
     folder = Path(folder)
     m = as_crops(masks)
@@ -404,7 +446,13 @@ def write_mask_png(path: str | os.PathLike, mask: CropMask, *, level: int = 6) -
 
 def write_overlay(path: str | os.PathLike, image: Any, masks: Any, boxes: Any,
                   labels: Sequence[str], *, max_pixels: int | None = None) -> Path:
-    """The overlay PNG (:func:`render_overlay`: red boxes, labels, cyan masks)."""
+    """The overlay PNG (:func:`render_overlay`: red boxes, labels, cyan masks); ``boxes`` xyxy
+    image pixels, ``x1``/``y1`` exclusive.
+
+    Raises:
+        InvalidArgumentError: unequal counts of boxes and labels (or masks).
+        OSError: the file cannot be written.
+    """
     return write_png(path, render_overlay(image, masks, boxes, labels, max_pixels=max_pixels))
 
 
@@ -419,11 +467,16 @@ def render_overlay(image: Any, masks: Any, boxes: Any, labels: Sequence[str], *,
     with labels, cyan masks, black where masks overlap) of ``image`` (an ``HxWx3`` array or an
     RGB PIL image).
 
+    ``boxes``: ``(N, 4)`` xyxy image pixels, ``x1``/``y1`` exclusive (the module's convention).
     ``masks`` are ``(N, H, W)`` or ``N`` crops; crops are drawn through two image-size layers
     (covered by one mask, by several), which draws exactly what ``N`` dense masks would. With
     ``max_pixels`` and an image larger than that, the overlay is drawn on a copy downscaled to
     at most ``max_pixels`` (box filter for the image, nearest pixel for the masks, boxes scaled),
     so its memory is that of the copy whatever the image's size.
+
+    Raises:
+        InvalidArgumentError: unequal counts of boxes and labels (or masks).
+        InvalidMaskError: masks of no known form.
     """
     from PIL import Image
 

@@ -620,13 +620,13 @@ def _grids_json(grids: Any) -> Any:
 def _label_everything(model, item: ImageItem, image, settings: LabelSettings, formats: Sequence[str],
                       on_progress: Callable[[str, int, int], None] | None) -> ImageLabels:
     """:func:`label_image` for ``settings.everything``: every mask of :meth:`LangSAM.generate`,
-    class :data:`EVERYTHING_CLASS`, scored by SAM's predicted IoU; boxes as SAM's generator gives
-    them (``x1``/``y1`` the last column/row of the mask)."""
+    class :data:`EVERYTHING_CLASS`, scored by SAM's predicted IoU; boxes in the writers' convention
+    (:meth:`GeneratedMasks.edge_boxes`: ``x1``/``y1`` exclusive)."""
     out = model.generate(image, progress=on_progress, **settings.everything)
     names = [EVERYTHING_CLASS] * len(out)
     labels = ImageLabels(
         item=item, width=image.width, height=image.height,
-        boxes=out.boxes.numpy().astype(np.float32).reshape(-1, 4),
+        boxes=out.edge_boxes().numpy().astype(np.float32).reshape(-1, 4),
         scores=out.iou_scores.numpy().astype(np.float32).reshape(-1),
         names=names, masks=out.crops(),
     )

@@ -22,6 +22,10 @@ folder, without its suffix; frame numbers are 0-based in file names and 1-based 
 - :class:`TrackRows` (the server's ``POST /track`` answer): one JSON-able row per frame, a summary
   per track and the MOT text, kept in memory; it writes no file.
 
+Boxes are the frame's :attr:`~lang_sam.results.TrackedFrame.boxes`: xyxy frame pixels with
+``x1``/``y1`` exclusive (:func:`lang_sam.tracking.mask_boxes`), the convention of every writer
+(:mod:`lang_sam.labeling.formats`): MOT's and COCO's ``w`` is the columns the mask covers.
+
 ``av`` (the ``[video]`` extra) is imported by :class:`OverlayWriter` only. Nothing here prints.
 """
 
@@ -50,6 +54,7 @@ __all__ = [
     "VIDEO_FORMATS",
     "DEFAULT_VIDEO_FORMATS",
     "MAX_TRACK_ID",
+    "DEFAULT_FPS",
     "VideoLayout",
     "VideoSink",
     "MotWriter",
@@ -73,6 +78,8 @@ VIDEO_FORMATS = ("mot", "coco", "overlay", "masks")
 DEFAULT_VIDEO_FORMATS = ("mot", "overlay")
 #: The largest track id a 16-bit PNG of :class:`TrackPngWriter` can hold.
 MAX_TRACK_ID = 65535
+#: The frame rate of an overlay mp4 when the video's own is unknown.
+DEFAULT_FPS = 25.0
 
 
 class VideoLayout:
@@ -134,7 +141,8 @@ class VideoSink:
 def mot_lines(frame) -> list[str]:
     """A frame's MOTChallenge lines ``frame,id,x,y,w,h,score,-1,-1,-1``: ``frame`` is
     ``frame_index + 1``, ``x, y, w, h`` the box (top-left corner and size, frame pixels, 2
-    decimals), ``score`` 4 decimals. One line per track, in the frame's order."""
+    decimals; from the frame's xyxy boxes, ``x1``/``y1`` exclusive, so ``w = x1 - x0`` is the
+    columns the mask covers), ``score`` 4 decimals. One line per track, in the frame's order."""
     _, boxes, ids, scores, _ = _frame_arrays(frame)
     out = []
     for (x0, y0, x1, y1), tid, score in zip(boxes.tolist(), ids.tolist(), scores.tolist()):
@@ -172,7 +180,8 @@ class CocoVideoRecord(VideoSink):
     """The COCO content of one video: a JSON-able list of per-frame records, one per frame (frames
     without tracks too), each ``{"file_name": "<key>/<frame:06d>.jpg", "width", "height",
     "video": <the video's relative path>, "frame_index", "annotations": [{"class", "track_id",
-    "segmentation" (RLE), "area", "bbox" (xywh), "score"}]}``. It writes no file itself: the run
+    "segmentation" (RLE), "area", "bbox" (xywh: COCO's ``toBbox`` of the mask, from the frame's
+    ``x1``/``y1``-exclusive boxes), "score"}]}``. It writes no file itself: the run
     keeps it in the video's record, and :func:`coco_dataset` numbers all videos' records."""
 
     def __init__(self, key: str, video: str):
@@ -231,8 +240,11 @@ def coco_dataset(videos: Iterable[Sequence[dict]]) -> dict:
 
 def track_id_image(frame) -> np.ndarray:
     """The ``(H, W)`` uint16 image of a frame's track ids (0 where no mask is). Masks are painted
-    largest first, so where they overlap the smaller mask's id is kept. Raises
-    :class:`~lang_sam.errors.InvalidArgumentError` for an id over :data:`MAX_TRACK_ID`."""
+    largest first, so where they overlap the smaller mask's id is kept.
+
+    Raises:
+        InvalidArgumentError: a track id outside ``[1, MAX_TRACK_ID]``.
+    """
     masks, _, ids, _, _ = _frame_arrays(frame)
     out = np.zeros(frame.image_size, dtype=np.uint16)
     if len(ids) and (ids.max() > MAX_TRACK_ID or ids.min() < 1):
@@ -307,7 +319,11 @@ def track_colour(track_id: int) -> tuple[int, int, int]:
 def render_tracks(pixels: np.ndarray, frame, *, alpha: float = 0.5) -> np.ndarray:
     """A frame's overlay: ``pixels`` (``HxWx3`` uint8 RGB) with each track's mask blended in its
     :func:`track_colour`, its box outlined and ``#<id> <phrase>`` written above it. Returns a new
-    ``HxWx3`` uint8 array."""
+    ``HxWx3`` uint8 array.
+
+    Raises:
+        InvalidArgumentError: ``pixels`` is not ``HxWx3`` of the frame's size.
+    """
     import cv2
 
     masks, boxes, ids, _, phrases = _frame_arrays(frame)
@@ -333,11 +349,15 @@ class OverlayWriter(VideoSink):
     """``overlays/<key>.mp4``: :func:`render_tracks` of every frame, encoded as it arrives by
     :class:`lang_sam.video_io.VideoWriter` (H.264, ``yuv420p``, at ``fps``; odd sizes padded by
     one black pixel) into ``.<name>.<pid>.tmp`` beside the final path, renamed by :meth:`close`;
-    :meth:`abort` deletes the temporary file. Needs PyAV (``pip install 'lang-sam[video]'``)."""
+    :meth:`abort` deletes the temporary file. Needs PyAV (``pip install 'lang-sam[video]'``).
 
-    def __init__(self, path: str | os.PathLike, root: str | os.PathLike, fps: float = 25.0):
+    Raises:
+        InvalidArgumentError: :meth:`add` without the frame's pixels; :meth:`close` before any frame.
+    """
+
+    def __init__(self, path: str | os.PathLike, root: str | os.PathLike, fps: float = DEFAULT_FPS):
         self.path, self.root = Path(path), Path(root)
-        self.fps = fps if fps and fps > 0 else 25.0
+        self.fps = fps if fps and fps > 0 else DEFAULT_FPS
         self._writer: VideoWriter | None = None
 
     def add(self, frame, pixels=None) -> None:
@@ -425,9 +445,13 @@ class TrackRows(VideoSink):
 
 
 def open_sinks(layout: VideoLayout, key: str, video: str, formats: Sequence[str],
-               fps: float = 25.0) -> dict[str, VideoSink]:
+               fps: float = DEFAULT_FPS) -> dict[str, VideoSink]:
     """The writers of ``formats`` for one video (``key`` its outputs' stem, ``video`` its relative
-    path), by format name."""
+    path), by format name.
+
+    Raises:
+        InvalidArgumentError: a format not in :data:`VIDEO_FORMATS`.
+    """
     sinks: dict[str, VideoSink] = {}
     for f in formats:
         if f == "mot":

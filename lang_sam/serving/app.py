@@ -34,9 +34,11 @@ from lang_sam.serving.service import (
     DEFAULT_MAX_PIXELS,
     MAX_PROMPT_CHARS,
     ModelService,
+    body_limit_bytes,
     public_error,
     read_upload,
 )
+from lang_sam.validation import BOX_THRESHOLD, TEXT_THRESHOLD
 from lang_sam.video import DETECT_EVERY
 
 logger = logging.getLogger(__name__)
@@ -215,7 +217,7 @@ def segment(service: ModelService, image, text_prompt, sam_type, gdino_type, box
     except (LangSAMError, ValueError, OSError) as exc:
         return None, [], _error(exc), None
     detections = [Detection(p, s, b, m, m) for p, s, b, m in
-                  zip(result.phrases, result.logits.tolist(), result.boxes.tolist(), result.masks)]
+                  zip(result.phrases, result.logits.tolist(), result.boxes.tolist(), result.masks.rle)]
     state = DemoState(pixels, text_prompt, detections, result.dropped)
     message = f"{len(detections)} detection(s) for `{text_prompt}`."
     if result.dropped:
@@ -271,7 +273,7 @@ def click(service: ModelService, state: DemoState | None, x: float, y: float, ba
     except (LangSAMError, ValueError, OSError) as exc:
         return render(state), table_rows(state), _error(exc), state
     assert out.low_res_logits is not None  # LangSAM.segment always returns them
-    new = replace(d, mask=masks_to_rle(out.masks[:, 0])[0], points=points,
+    new = replace(d, mask=masks_to_rle(out.masks.dense[:, 0])[0], points=points,
                   low_res=out.low_res_logits[0, 0].numpy(), sam_score=float(out.iou_scores[0, 0]))
     state = replace(state, detections=[new if j == i else o for j, o in enumerate(state.detections)])
     fg = sum(1 for p in points if p[2] == 1)
@@ -345,8 +347,8 @@ class TrackFolders:
         return len(self._folders)
 
 
-def track_clip(service: ModelService, video, text_prompt, box_threshold=0.3, text_threshold=0.25,
-               detect_every=DETECT_EVERY, progress=None, *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+def track_clip(service: ModelService, video, text_prompt, box_threshold=BOX_THRESHOLD,
+               text_threshold=TEXT_THRESHOLD, detect_every=DETECT_EVERY, progress=None, *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
                max_frames: int | None = DEFAULT_MAX_FRAMES, upload_dir: str | None = None,
                out_dir: str | os.PathLike | None = None):
     """Track ``text_prompt`` through the clip at the path ``video`` (the page's upload) with
@@ -396,7 +398,7 @@ def track_clip(service: ModelService, video, text_prompt, box_threshold=0.3, tex
     rows = [[t["track_id"], t["phrase"], round(t["score"], 2), t["first_frame"], t["last_frame"], t["frames"]]
             for t in result.tracks]
     message = (f"{len(result.tracks)} track(s) for `{text_prompt}` over {len(result.frames)} frame(s) "
-               f"({result.width}x{result.height}).")
+               f"({result.image_size[1]}x{result.image_size[0]}).")
     for warning in result.warnings:  # e.g. a clip cut short of the frames its header announces
         message += f" **Warning:** {warning}."
     return str(out), rows, message
@@ -422,9 +424,9 @@ def _video_tab(service: ModelService, max_pixels: int | None, max_frames: int | 
         with gr.Column():
             video = gr.Video(label=f"Video{limit}", elem_id="input-video", sources=["upload"])
             prompt = gr.Textbox(label="Text prompt", placeholder="car. person", elem_id="video-prompt")
-            box_threshold = gr.Slider(0, 1, value=0.3, step=0.01, label="Box threshold",
+            box_threshold = gr.Slider(0, 1, value=BOX_THRESHOLD, step=0.01, label="Box threshold",
                                       elem_id="video-box-threshold")
-            text_threshold = gr.Slider(0, 1, value=0.25, step=0.01, label="Text threshold",
+            text_threshold = gr.Slider(0, 1, value=TEXT_THRESHOLD, step=0.01, label="Text threshold",
                                        elem_id="video-text-threshold")
             detect_every = gr.Slider(1, 60, value=DETECT_EVERY, step=1, label="Detect every N frames",
                                      elem_id="detect-every")
@@ -498,9 +500,9 @@ def _image_demo(service: ModelService, *, max_pixels: int | None = DEFAULT_MAX_P
                 gdino_type = gr.Dropdown(sorted(GDINO_MODELS), value=service.gdino_type,
                                          label="GroundingDINO model", elem_id="gdino-type",
                                          interactive=switch, info=note)
-                box_threshold = gr.Slider(0, 1, value=0.3, step=0.01, label="Box threshold",
+                box_threshold = gr.Slider(0, 1, value=BOX_THRESHOLD, step=0.01, label="Box threshold",
                                           elem_id="box-threshold")
-                text_threshold = gr.Slider(0, 1, value=0.25, step=0.01, label="Text threshold",
+                text_threshold = gr.Slider(0, 1, value=TEXT_THRESHOLD, step=0.01, label="Text threshold",
                                            elem_id="text-threshold")
                 limit = f" (at most {max_pixels:,} pixels)" if max_pixels else ""
                 image = gr.Image(type="filepath", image_mode=None, label=f"Image{limit}",
@@ -545,7 +547,7 @@ def launch(
 
 
     demo = build_demo(service, max_pixels=max_pixels, max_frames=max_frames)
-    max_bytes = int(max_body_mb * 2**20) if max_body_mb else None
+    max_bytes = body_limit_bytes(max_body_mb or None)  # 0: no limit
     guard = Middleware(UploadOnlyGuard, prefix="", max_body_bytes=max_bytes, blocks=demo)
     # Gradio adds its CORS and response-compression layers around these two; neither reads a
     # request body, so FramingHeaderGuard still answers before anything does.

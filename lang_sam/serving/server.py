@@ -49,11 +49,12 @@ from lang_sam.serving.service import (
     MAX_JSON_DEPTH,
     MAX_PROMPT_CHARS,
     ModelService,
+    body_limit_bytes,
     json_depth,
     public_error,
     read_upload,
 )
-from lang_sam.validation import check_prompt, check_threshold
+from lang_sam.validation import BOX_THRESHOLD, TEXT_THRESHOLD, check_prompt, check_threshold
 from lang_sam.video import DETECT_EVERY
 
 logger = logging.getLogger(__name__)
@@ -171,7 +172,8 @@ def _text(form, name: str) -> str | None:
 
 def _prompt_fields(form, example: str) -> tuple[str, float, float]:
     """The checked ``text_prompt`` (400 if missing, invalid or over :data:`MAX_PROMPT_CHARS`) and
-    ``box_threshold`` / ``text_threshold`` (defaults 0.3 / 0.25) of a request's form."""
+    ``box_threshold`` / ``text_threshold`` (defaults :data:`~lang_sam.validation.BOX_THRESHOLD` /
+    :data:`~lang_sam.validation.TEXT_THRESHOLD`) of a request's form."""
     prompt = _text(form, "text_prompt")
     if prompt is None:
         raise RequestError(400, f"missing 'text_prompt' field (e.g. '{example}')")
@@ -181,8 +183,8 @@ def _prompt_fields(form, example: str) -> tuple[str, float, float]:
         raise RequestError(400, f"'text_prompt': {exc}") from None
     if len(prompt) > MAX_PROMPT_CHARS:
         raise RequestError(400, f"'text_prompt' is {len(prompt)} characters; at most {MAX_PROMPT_CHARS}")
-    return (prompt, _threshold("box_threshold", _text(form, "box_threshold"), 0.3),
-            _threshold("text_threshold", _text(form, "text_threshold"), 0.25))
+    return (prompt, _threshold("box_threshold", _text(form, "box_threshold"), BOX_THRESHOLD),
+            _threshold("text_threshold", _text(form, "text_threshold"), TEXT_THRESHOLD))
 
 
 def _threshold(name: str, raw: Any, default: float) -> float:
@@ -326,13 +328,14 @@ def create_app(
                             media_type="image/png",
                             headers={"X-Detections": str(len(result.phrases)),
                                      "X-Dropped": str(result.dropped)})
+        height, width = result.image_size
         return {
-            "width": result.width,
-            "height": result.height,
+            "width": width,
+            "height": height,
             "boxes": result.boxes.tolist(),
             "phrases": result.phrases,
             "logits": result.logits.tolist(),
-            "masks": result.masks,
+            "masks": result.masks.rle,
             "dropped": result.dropped,
             "max_detections": service.max_detections,
             "sam_type": result.sam_type,
@@ -356,10 +359,11 @@ def create_app(
             service.segment, image, boxes=boxes, points=points, point_labels=labels,
             multimask_output=multimask, sam_type=sam_type, masks="rle",
         )
+        height, width = result.image_size
         return {
-            "width": result.width,
-            "height": result.height,
-            "masks": result.masks,
+            "width": width,
+            "height": height,
+            "masks": result.masks.rle,
             "iou_scores": result.iou_scores.tolist(),
             "multimask": multimask,
             "sam_type": result.sam_type,
@@ -369,6 +373,7 @@ def create_app(
     async def track(request: Request):
         return await _track(request, service, max_pixels=max_pixels, max_frames=max_frames)
 
+    max_bytes = body_limit_bytes(max_body_mb)
     if mount_demo:
         try:
             import gradio as gr
@@ -377,14 +382,13 @@ def create_app(
         else:
             from lang_sam.serving.app import build_demo, demo_auth, demo_options
 
-            max_bytes = int(max_body_mb * 2**20) if max_body_mb is not None else None
             demo = build_demo(service, max_pixels=max_pixels, max_frames=max_frames)
             app = gr.mount_gradio_app(app, demo, path="/gradio", auth=demo_auth(api_key),
                                       max_file_size=max_bytes, **demo_options())
             check_uploads(demo)  # Gradio's own check of file arguments, off in a mounted demo
             app.add_middleware(UploadOnlyGuard, prefix="/gradio", max_body_bytes=max_bytes, blocks=demo)
-    if max_body_mb is not None:
-        app.add_middleware(_BodyLimitMiddleware, max_bytes=int(max_body_mb * 2**20))
+    if max_bytes is not None:
+        app.add_middleware(_BodyLimitMiddleware, max_bytes=max_bytes)
     if api_key:
         app.add_middleware(_ApiKeyMiddleware, key=api_key, exempt_prefix="/gradio" if mount_demo else None)
     app.add_middleware(FramingHeaderGuard)  # added last: the outermost of ours
@@ -397,7 +401,7 @@ _VIDEO_SUFFIX = r"^\.[A-Za-z0-9]{1,5}$"
 
 async def _track(request, service: ModelService, *, max_pixels, max_frames):
     """``POST /track``: a multipart ``video`` file, ``text_prompt``, optional ``box_threshold``,
-    ``text_threshold``, ``detect_every`` (default 10), ``masks`` (true/false, default true: RLE per
+    ``text_threshold``, ``detect_every`` (default :data:`~lang_sam.video.DETECT_EVERY`), ``masks`` (true/false, default true: RLE per
     track per frame), ``format`` (``json``, default, or ``mot``: MOTChallenge text) and
     ``sam_type``. The upload is written to a temporary file (PyAV reads files), tracked within the
     server's limits (body size by the middleware; frames and pixels by
@@ -461,8 +465,9 @@ async def _track(request, service: ModelService, *, max_pixels, max_frames):
         if result.warnings:
             headers["X-Warnings"] = " | ".join(result.warnings)
         return PlainTextResponse(result.mot, headers=headers)
+    height, width = result.image_size
     return {
-        "width": result.width, "height": result.height, "fps": result.fps,
+        "width": width, "height": height, "fps": result.fps,
         "frame_count": len(result.frames), "frame_count_declared": result.frame_count_declared,
         "warnings": result.warnings, "tracks": result.tracks, "frames": result.frames,
         "sam_type": result.sam_type, "gdino_type": result.gdino_type,
@@ -477,7 +482,7 @@ def _overlay_png(image, result) -> bytes:
     from lang_sam.utils import draw_image
 
     labels = detection_labels(result.phrases, result.logits)
-    overlay = draw_image(np.asarray(image), result.masks, result.boxes, labels)
+    overlay = draw_image(np.asarray(image), result.masks.coverage, result.boxes, labels)
     buf = io.BytesIO()
     Image.fromarray(overlay).save(buf, format="PNG")
     return buf.getvalue()

@@ -40,7 +40,8 @@ from lang_sam.errors import (
 )
 from lang_sam.hub import DEFAULT_GDINO, DEFAULT_SAM, get_spec
 from lang_sam.pipeline import DenseMasks, MaskCoverage, MaskSink, RleMasks
-from lang_sam.validation import check_device
+from lang_sam.results import MASK_KINDS, ServedMasks, ServedPrediction, ServedSegmentation, ServedTracks
+from lang_sam.validation import BOX_THRESHOLD, TEXT_THRESHOLD, check_device
 from lang_sam.video import DETECT_EVERY
 
 logger = logging.getLogger(__name__)
@@ -48,16 +49,14 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "check_port",
     "ModelService",
-    "ServedPrediction",
-    "ServedSegmentation",
     "read_upload",
     "public_error",
     "scrub",
     "DEFAULT_MAX_DETECTIONS",
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_MAX_BODY_MB",
+    "body_limit_bytes",
     "DEFAULT_MAX_FRAMES",
-    "ServedTracks",
     "MAX_PROMPT_CHARS",
     "MAX_JSON_DEPTH",
     "json_depth",
@@ -79,12 +78,16 @@ DEFAULT_MAX_FRAMES = 300
 
 #: The longest text prompt (in characters) the server and the demo accept.
 MAX_PROMPT_CHARS = 2000
+def body_limit_bytes(max_body_mb: float | None) -> int | None:
+    """A ``--max-body-mb`` limit in bytes (None: no limit)."""
+    return None if max_body_mb is None else int(max_body_mb * 2**20)
+
+
 #: The deepest nesting of JSON arrays / objects a client may send (the server's ``boxes`` /
 #: ``points`` fields, the demo's request bodies); checked before parsing, so that no client can
 #: make the JSON parser recurse until it fails.
 MAX_JSON_DEPTH = 64
 
-_MASK_FORMATS = ("dense", "rle", "overlay")
 #: Each mask format's sink (:class:`lang_sam.pipeline.MaskSink`): the masks of a request are made
 #: chunk by chunk, only one chunk held densely (plus the result, for ``"dense"``).
 _SINKS: dict[str, Callable[[int, tuple[int, ...]], MaskSink]] = {
@@ -161,94 +164,13 @@ def check_exposure(host: str, api_key: str | None) -> bool:
     return True
 
 
-@dataclass
-class ServedPrediction:
-    """A text prediction made by :meth:`ModelService.predict`.
-
-    - ``masks``: with ``masks="dense"`` an ``(N, H, W)`` bool tensor; ``"rle"``: ``N`` COCO RLE
-      dicts ``{"size": [H, W], "counts": str}``; ``"overlay"``: two ``(H, W)`` bool masks
-      (:class:`lang_sam.pipeline.MaskCoverage`) that :func:`lang_sam.utils.draw_image` draws
-      exactly as the ``N`` masks;
-    - ``boxes``: ``(N, 4)`` float32 xyxy in input-image pixels; ``phrases``: ``N`` strings;
-      ``logits``: ``(N,)`` float32 box scores in [0, 1];
-    - ``found``: detections before the cap (``dropped = found - N`` were the lowest-scoring);
-    - ``width``, ``height``: the image's size in pixels; ``sam_type``, ``gdino_type``: the models used.
-    """
-
-    masks: Any
-    boxes: torch.Tensor
-    phrases: list[str]
-    logits: torch.Tensor
-    found: int
-    width: int
-    height: int
-    sam_type: str
-    gdino_type: str
-
-    @property
-    def dropped(self) -> int:
-        """Detections left out by the cap (the lowest-scoring ones)."""
-        return self.found - len(self.phrases)
-
-
-@dataclass
-class ServedSegmentation:
-    """SAM's answer to ``B`` prompts, made by :meth:`ModelService.segment`.
-
-    - ``masks``: ``"dense"``: ``(B, C, H, W)`` bool tensor; ``"rle"``: ``B`` lists of ``C`` COCO RLE
-      dicts; ``C`` is 3 with ``multimask_output``, else 1;
-    - ``iou_scores``: ``(B, C)`` float32, SAM's predicted IoU of each mask;
-    - ``low_res_logits``: ``(B, C, 256, 256)`` float32 (feed one back as ``mask_input``), with
-      ``"dense"`` only (None with ``"rle"``, to keep answers small);
-    - ``width``, ``height``, ``sam_type`` as in :class:`ServedPrediction`.
-    """
-
-    masks: Any
-    iou_scores: torch.Tensor
-    low_res_logits: torch.Tensor | None
-    width: int
-    height: int
-    sam_type: str
-
-
-@dataclass
-class ServedTracks:
-    """A video tracked by :meth:`ModelService.track`.
-
-    - ``frames``: one dict per frame, in order: ``{"frame_index", "track_ids": [int], "boxes":
-      [[x0, y0, x1, y1]] (frame pixels, 2 decimals), "scores", "phrases", "masks": [COCO RLE]}``
-      (``masks`` only when asked for);
-    - ``tracks``: one dict per track id: ``{"track_id", "phrase", "score", "first_frame",
-      "last_frame", "frames"}`` (frames it was seen on);
-    - ``mot``: the MOTChallenge text of :func:`lang_sam.labeling.video_formats.mot_lines`
-      (all three built by :class:`lang_sam.labeling.video_formats.TrackRows`);
-    - ``overlay``: the overlay mp4's path when one was asked for, else None;
-    - ``width``, ``height``, ``fps`` (None when unknown), ``sam_type``, ``gdino_type``;
-    - ``frame_count_declared``: the frame count the container's header announces (None when it
-      gives none); ``warnings``: sentences for the client, e.g. that the video ended clearly
-      short of that count (:func:`lang_sam.video_io.count_shortfall`).
-    """
-
-    frames: list[dict]
-    tracks: list[dict]
-    mot: str
-    overlay: Any
-    width: int
-    height: int
-    fps: float | None
-    sam_type: str
-    gdino_type: str
-    frame_count_declared: int | None = None
-    warnings: list[str] = field(default_factory=list)
-
-
 def read_upload(data: bytes, max_pixels: int | None):
     """Decode an uploaded image file's bytes with :func:`lang_sam.validation.open_image` (EXIF
     orientation applied, size checked from the header before decoding) as an RGB PIL image.
 
-    Raises :class:`~lang_sam.errors.ImageTooLargeError` over ``max_pixels`` (width x height; None:
-    no limit) and :class:`~lang_sam.errors.InvalidImageError` for anything unreadable, with messages
-    meant for the uploader.
+    Raises:
+        ImageTooLargeError: over ``max_pixels`` (width x height; None: no limit).
+        InvalidImageError: anything unreadable (messages meant for the uploader).
     """
     from lang_sam.validation import open_image
 
@@ -283,6 +205,11 @@ class ModelService:
     naming another type raises :class:`ModelSwitchError`. ``max_detections`` caps the detections
     kept per :meth:`predict` (the highest-scoring, chosen before SAM runs) and the prompts per
     :meth:`segment`.
+
+    Raises:
+        UnknownModelError: ``sam_type`` or ``gdino_type`` is not registered.
+        DeviceError: ``device`` is not available here.
+        InvalidArgumentError: ``max_detections`` is not an int >= 1.
     """
 
     sam_type: str = DEFAULT_SAM
@@ -372,7 +299,11 @@ class ModelService:
         return self._model
 
     def load(self) -> None:
-        """Load the configured models now (servers do this before accepting requests)."""
+        """Load the configured models now (servers do this before accepting requests).
+
+        Raises:
+            ModelLoadError: a model's weights are missing (``missing``) or cannot be loaded.
+        """
         with self._lock:
             self._ensure(None, None, lambda *a: None)
 
@@ -380,8 +311,8 @@ class ModelService:
         self,
         image,
         text_prompt: str,
-        box_threshold: float = 0.3,
-        text_threshold: float = 0.25,
+        box_threshold: float = BOX_THRESHOLD,
+        text_threshold: float = TEXT_THRESHOLD,
         *,
         sam_type: str | None = None,
         gdino_type: str | None = None,
@@ -395,12 +326,22 @@ class ModelService:
         ``max_detections`` boxes, the highest-scoring are kept (in their original order) before SAM
         runs (:func:`lang_sam.pipeline.run` with :func:`~lang_sam.pipeline.top_k` as its select
         step). SAM then runs on the kept boxes in the chunks the library decodes together, each
-        chunk turned into ``masks`` ("dense", "rle" or "overlay", see :class:`ServedPrediction`) before
-        the next, so the masks of kept boxes equal those of ``LangSAM.predict``.
+        chunk turned into ``masks`` ("dense", "rle" or "overlay", see
+        :class:`~lang_sam.results.ServedMasks`) before the next, so the masks of kept boxes equal
+        those of ``LangSAM.predict``.
+
+        Raises:
+            InvalidArgumentError: ``masks`` is not one of :data:`~lang_sam.results.MASK_KINDS`.
+            ModelSwitchError: another model type named while model switching is off.
+            UnknownModelError: ``sam_type`` / ``gdino_type`` is not registered.
+            ModelLoadError: a model cannot be loaded.
+            LangSAMError: what :func:`lang_sam.pipeline.run` raises for the image, prompt or
+                thresholds (:class:`~lang_sam.errors.InvalidImageError`,
+                :class:`~lang_sam.errors.InvalidPromptError`, :class:`~lang_sam.errors.InvalidThresholdError`...).
         """
         from lang_sam import pipeline
 
-        _check_mask_format(masks, _MASK_FORMATS)
+        _check_mask_format(masks, MASK_KINDS)
         sink = _SINKS[masks]
         found = [0]
 
@@ -418,9 +359,8 @@ class ModelService:
             out = pipeline.run(model, image, text_prompt, box_threshold, text_threshold,
                                select=[count, pipeline.top_k(self.max_detections)], collect=collect)
             det = out.detections
-            H, W = det.image_size
-            return ServedPrediction(out.masks, det.boxes, det.phrases, det.scores, found[0], W, H,
-                                    model.sam_type, model.gdino_type)
+            return ServedPrediction(ServedMasks(masks, out.masks), det.boxes, det.phrases, det.scores, found[0],
+                                    det.image_size, model.sam_type, model.gdino_type)
 
     def segment(
         self,
@@ -442,6 +382,13 @@ class ModelService:
         more than ``max_detections`` of them raise :class:`TooManyPromptsError`. They are decoded in
         the chunks the library uses, each chunk turned into ``masks`` ("dense" or "rle") before the
         next, so the result equals one ``LangSAM.segment`` call.
+
+        Raises:
+            InvalidArgumentError: ``masks`` is not "dense" or "rle".
+            InvalidPromptError: prompts of the wrong shape or outside the image.
+            TooManyPromptsError: more than ``max_detections`` prompts.
+            ModelSwitchError, UnknownModelError, ModelLoadError: as :meth:`predict`.
+            InvalidImageError: an image that cannot be read.
         """
         from lang_sam.validation import check_sam_prompts
 
@@ -468,16 +415,16 @@ class ModelService:
                 scores.append(out.iou_scores)
                 if masks == "dense":
                     low_res.append(out.low_res_logits)
-            return ServedSegmentation(sink.result(), torch.cat(scores),
-                                      torch.cat(low_res) if masks == "dense" else None, W, H,
+            return ServedSegmentation(ServedMasks(masks, sink.result()), torch.cat(scores),
+                                      torch.cat(low_res) if masks == "dense" else None, (H, W),
                                       model.sam_type)
 
     def track(
         self,
         video,
         text_prompt: str,
-        box_threshold: float = 0.3,
-        text_threshold: float = 0.25,
+        box_threshold: float = BOX_THRESHOLD,
+        text_threshold: float = TEXT_THRESHOLD,
         *,
         detect_every: int = DETECT_EVERY,
         max_frames: int | None = DEFAULT_MAX_FRAMES,
@@ -498,7 +445,14 @@ class ModelService:
         RLE are kept. ``overlay``: a path to write the tracked overlay mp4 to
         (:class:`lang_sam.labeling.video_formats.OverlayWriter`). ``progress(fraction, text)``
         hears of each frame when the frame count is known. A video that ends clearly short of the
-        count its header announces is tracked as far as it goes, and ``warnings`` says so."""
+        count its header announces is tracked as far as it goes, and ``warnings`` says so.
+
+        Raises:
+            VideoTooLargeError: over ``max_pixels`` per frame or ``max_frames`` frames.
+            InvalidVideoError: a file that is not a readable video, or one without a frame.
+            ModelSwitchError, UnknownModelError, ModelLoadError: as :meth:`predict`.
+            LangSAMError: what :meth:`LangSAM.predict_video` raises for the prompt or thresholds.
+        """
         from pathlib import Path
 
         from lang_sam.errors import InvalidVideoError
@@ -556,7 +510,7 @@ class ModelService:
             rows = vf.TrackRows(masks=masks)
             sinks: list[vf.VideoSink] = [rows]
             if overlay is not None:
-                sinks.append(vf.OverlayWriter(Path(overlay), Path(overlay).parent, source.fps or 25.0))
+                sinks.append(vf.OverlayWriter(Path(overlay), Path(overlay).parent, source.fps or vf.DEFAULT_FPS))
 
             def report(f) -> None:
                 if total:
@@ -569,9 +523,8 @@ class ModelService:
             vf.feed_sinks(model.predict_video(tap, text_prompt, detect_every=detect_every,
                                               box_threshold=box_threshold, text_threshold=text_threshold),
                           tap, sinks, no_frame=no_frame, on_frame=report)
-            H, W = rows.image_size
             return ServedTracks(rows.rows, rows.tracks, rows.mot, overlay,
-                                W, H, source.fps, model.sam_type, model.gdino_type, source.frame_count,
+                                rows.image_size, source.fps, model.sam_type, model.gdino_type, source.frame_count,
                                 [source.warning] if source.warning else [])
 
     def info(self) -> dict:
@@ -593,7 +546,11 @@ def check_port(host: str, port: int) -> None:
     """Raise :class:`~lang_sam.errors.PortUnavailableError` if a server could not listen on
     ``host:port`` now (the port is taken, or ``host`` is not this machine's): a test bind, as the
     servers bind (``SO_REUSEADDR``), closed at once, so that the models are not loaded for
-    nothing. Port 0 (any free port) is not checked."""
+    nothing. Port 0 (any free port) is not checked.
+
+    Raises:
+        PortUnavailableError: the port is taken, or ``host`` cannot be listened on.
+    """
     import errno
     import socket
 
