@@ -56,7 +56,7 @@ class Original:
         from lang_sam.models.detector import _read_config
         from lang_sam.models.text_encoder import BertTextEncoder, build_bert, load_tokenizer
         from lang_sam.patches import bundled_text_encoder
-        from lang_sam.hub import get_spec
+        from lang_sam.models.registry import get_spec
 
         gspec, sspec = get_spec("gdino", gdino_type), get_spec("sam", sam_type)
         args = _read_config(gspec.arch)
@@ -142,7 +142,7 @@ def run_side(side: str, sam_type: str, gdino_type: str, weights: Path, image_pat
 def write_weights(weights: Path, sam: str, gdino: str, boxes: int, image: str) -> None:
     """Full-size random ``sam`` + ``gdino`` checkpoints under their canonical names in ``weights``,
     GroundingDINO's with ``few_boxes`` so that ``boxes`` queries pass 0.3 on ``image``."""
-    from lang_sam.hub import get_spec
+    from lang_sam.models.registry import get_spec
     from lang_sam.testing import write_gdino_checkpoint, write_sam_checkpoint
 
     print(f"writing random {sam} + {gdino} checkpoints to {weights} ...", flush=True)

@@ -75,7 +75,7 @@ def make_clip(path: Path, frames: int, width: int, height: int) -> Path:
 def write_weights(weights: Path, sams: list[str], gdino: str, first_frame, boxes: int) -> None:
     import torch
 
-    from lang_sam.hub import get_spec
+    from lang_sam.models.registry import get_spec
     from lang_sam.testing import write_gdino_checkpoint
 
     weights.mkdir(parents=True, exist_ok=True)

@@ -131,7 +131,7 @@ def prepare(tmp: Path, configs: dict, tiny: bool, boxes: int, weights: Path | No
         print(f"reusing the checkpoints in {weights} (calibrated for these images?)")
         return weights
     weights = tmp / "weights"
-    from lang_sam.hub import get_spec
+    from lang_sam.models.registry import get_spec
     from lang_sam.testing import write_gdino_checkpoint, write_sam_checkpoint
 
     sam, gdino = sam_gdino(tiny)
@@ -163,7 +163,7 @@ def prepare(tmp: Path, configs: dict, tiny: bool, boxes: int, weights: Path | No
 def sam_gdino(tiny: bool) -> tuple[str, str]:
     if not tiny:
         return "vit_b", "swint"
-    from lang_sam.hub import register_model
+    from lang_sam.models.registry import register_model
     from lang_sam.testing import tiny_gdino_spec, tiny_sam_spec
 
     for spec in (tiny_sam_spec(), tiny_gdino_spec()):

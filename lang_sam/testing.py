@@ -21,7 +21,11 @@ from typing import Any, cast
 
 import torch
 
-from lang_sam.hub import GDinoArch, ModelSpec, Sam2Arch, SamArch, get_spec
+from lang_sam.hub import ModelSpec
+from lang_sam.models.detector import GDinoArch
+from lang_sam.models.registry import get_spec
+from lang_sam.models.sam2 import Sam2Arch
+from lang_sam.models.segmenter import SamArch
 
 __all__ = [
     "TINY_SAM",
@@ -117,7 +121,7 @@ def tiny_sam2_spec(name: str = "tiny_sam2", arch: Sam2Arch = TINY_SAM2, **kw) ->
 
 
 def tiny_sam_spec(name: str = "tiny_sam", **kw) -> ModelSpec:
-    """A registry entry for :data:`TINY_SAM` (pass it to ``lang_sam.hub.register_model``)."""
+    """A registry entry for :data:`TINY_SAM` (pass it to ``lang_sam.models.registry.register_model``)."""
     return ModelSpec("sam", name, kw.pop("filename", f"{name}.pth"), TINY_SAM, **kw)
 
 
@@ -156,7 +160,7 @@ def random_sam2_state_dict(model="sam2.1_hiera_tiny", seed: int = 0, *,
                            object_score: float = 4.0) -> dict[str, torch.Tensor]:
     """A SAM 2.1 state dict with random weights **in Meta's names** (what the released
     ``sam2.1_hiera_*.pt`` files hold under ``"model"``), for ``model`` (a type name, spec or
-    :class:`~lang_sam.hub.Sam2Arch`).
+    :class:`~lang_sam.models.sam2.Sam2Arch`).
 
     Built with transformers' ``Sam2VideoModel`` and renamed with
     :func:`lang_sam.models.sam2.transformers_to_meta`. Random weights make SAM 2.1's object-score
@@ -394,7 +398,7 @@ def write_sam3_folder(path: str | os.PathLike, size: str | dict = "tiny", seed: 
                       video: bool = False) -> Path:
     """Write a random-weight SAM 3 folder in the hub layout (``config.json``, ``model.safetensors``,
     ``processor_config.json``, ``tokenizer.json``, ``tokenizer_config.json``: what
-    ``facebook/sam3`` holds, :data:`lang_sam.hub.SAM3_FILES`) at ``path``: ``size`` ``"tiny"``
+    ``facebook/sam3`` holds, :data:`lang_sam.models.sam3.SAM3_FILES`) at ``path``: ``size`` ``"tiny"``
     (:data:`TINY_SAM3`, a few MB), ``"full"`` (the released shape, about 3.4 GB) or a
     ``Sam3Config`` keyword dict. The tokenizer is CLIP's (:func:`write_clip_tokenizer`); the
     image processor reads the config's image size. Written beside ``path`` and renamed.

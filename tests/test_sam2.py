@@ -25,7 +25,8 @@ import torch
 
 from lang_sam import LangSAM
 from lang_sam.errors import CheckpointMismatchError, EngineUnavailableError, InvalidArgumentError, LangSAMError
-from lang_sam.hub import Sam2Arch, get_spec, model_names, register_model, unregister_model
+from lang_sam.models.registry import get_spec, model_names, register_model, unregister_model
+from lang_sam.models.sam2 import Sam2Arch
 from lang_sam.models.base import engine_for
 from lang_sam.models.sam2 import (
     Sam2Segmenter,

@@ -29,7 +29,7 @@ from lang_sam.errors import (
     PromptTooLongError,
     UnsupportedPromptError,
 )
-from lang_sam.hub import get_spec
+from lang_sam.models.registry import get_spec
 from lang_sam.models.base import ROLES, TextSegmenter, engine_for
 from lang_sam.testing import write_sam3_folder
 from lang_sam.tiling import TileSpec
@@ -266,7 +266,7 @@ def test_importing_lang_sam_does_not_import_sam3():
 
 
 def test_testing_cli_writes_a_loadable_tiny_sam3_folder(tmp_path, capsys):
-    from lang_sam.hub import SAM3_FILES
+    from lang_sam.models.sam3 import SAM3_FILES
     from lang_sam.testing import main as testing_main
 
     testing_main(["--to", str(tmp_path), "--sam3", "tiny"])

@@ -25,7 +25,7 @@ from typing import Any, cast
 
 from lang_sam.errors import CheckpointError, UnsafeCheckpointError
 from lang_sam.hub.download import sha256sum
-from lang_sam.hub.registry import official_hashes
+from lang_sam.hub.spec import official_hashes
 from lang_sam.settings import ENV_TRUST, trust_checkpoints
 
 logger = logging.getLogger(__name__)

@@ -35,7 +35,7 @@ from lang_sam.errors import (
     WeightsNotFoundError,
 )
 from lang_sam.hub.download import download_file
-from lang_sam.hub.registry import FAMILIES, ModelSpec
+from lang_sam.hub.spec import FAMILIES, ModelSpec
 from lang_sam.settings import (
     ENV_OFFLINE,
     ENV_WEIGHTS_DIR,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 import os
 from abc import ABC, abstractmethod
+from dataclasses import replace
 from typing import Any, Callable, NamedTuple, Sequence, TypeVar, cast
 
 import numpy as np
@@ -25,7 +26,7 @@ from PIL import Image
 
 from lang_sam.cache import EncodingCache
 from lang_sam.errors import InvalidArgumentError
-from lang_sam.hub.registry import ModelSpec
+from lang_sam.hub.spec import ModelSpec
 from lang_sam.results import Detections, MaskPrediction
 
 __all__ = ["Engine", "Detector", "Segmenter", "MaskLogits", "TextSegmenter", "VideoSegmenter", "TrackStep",
@@ -313,9 +314,17 @@ def on_device(model: _M, device: torch.device) -> _M:
 
 
 def engine_for(spec: ModelSpec) -> type[Engine]:
-    """The engine class named by ``spec.engine`` (``"package.module:Class"``), imported now;
-    raises :class:`~lang_sam.errors.InvalidArgumentError` if it cannot be imported or does not
-    implement its family's interface (:data:`ROLES`)."""
+    """The engine class named by ``spec.engine`` (``"package.module:Class"``; empty, the family's
+    :data:`~lang_sam.models.registry.DEFAULT_ENGINES` entry), imported now.
+
+    Raises:
+        InvalidArgumentError: the class cannot be imported, or does not implement its family's
+            interface (:data:`ROLES`).
+    """
+    from lang_sam.models.registry import DEFAULT_ENGINES
+
+    if not spec.engine and spec.family in DEFAULT_ENGINES:
+        spec = replace(spec, engine=DEFAULT_ENGINES[spec.family])
     module_name, _, class_name = spec.engine.partition(":")
     role = ROLES.get(spec.family, Engine)
     try:

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from lang_sam.errors import CheckpointError, CheckpointMismatchError
-from lang_sam.hub.registry import FAMILIES, ModelSpec, model_names, registered_specs
+from lang_sam.hub.spec import FAMILIES, ModelSpec
+from lang_sam.models.registry import model_names, registered_specs
 
 __all__ = [
     "state_dict_from", "strip_prefix", "count_blocks", "looks_like", "check_architecture", "load_into",

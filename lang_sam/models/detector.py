@@ -14,10 +14,10 @@ import bisect
 import logging
 import os
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, Any, Mapping, Protocol, cast
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +25,7 @@ from PIL import Image
 
 from lang_sam.cache import EncodingCache
 from lang_sam.errors import PromptTooLongError
-from lang_sam.hub import GDinoArch, ModelSpec
+from lang_sam.hub import ModelSpec
 from lang_sam.models.base import Detector
 from lang_sam.models.checkpoints import count_blocks, load_network
 from lang_sam.models.text_encoder import BERT_DIR, BertTextEncoder, build_bert, load_tokenizer
@@ -40,9 +40,50 @@ if TYPE_CHECKING:  # transformers is imported when the network is built, not wit
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "ImageFeatures", "GroundingDINODetector", "build_groundingdino_model",
+    "GDinoArch", "SPECS", "ImageFeatures", "GroundingDINODetector", "build_groundingdino_model",
     "preprocess_caption",
 ]
+
+@dataclass(frozen=True)
+class GDinoArch:
+    """A GroundingDINO configuration: one of groundingdino's bundled config files, plus overrides.
+
+    ``bert`` overrides keys of the bundled bert-base-uncased config; ``swin`` overrides keys of the
+    config's Swin entry in groundingdino's ``build_swin_transformer`` table (``embed_dim``,
+    ``depths``, ``num_heads``, ``window_size``). Tiny test models use both.
+
+    ``image_size`` and ``max_size`` are the input transform's ``RandomResize([image_size],
+    max_size=max_size)``: the shorter side is resized to ``image_size`` pixels unless the longer one
+    would pass ``max_size``. Every release runs at 800 and 1333; tiny test models read less.
+    """
+
+    config_file: str
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    bert: Mapping[str, Any] = field(default_factory=dict)
+    swin: Mapping[str, Any] = field(default_factory=dict)
+    image_size: int = 800
+    max_size: int = 1333
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """``(image_size, max_size)``, what :class:`~lang_sam.models.detector.GroundingDINODetector`
+        takes as ``input_size``."""
+        return self.image_size, self.max_size
+
+
+HF_REPO = "ShilongLiu/GroundingDINO"
+_GITHUB_RELEASES = "https://github.com/IDEA-Research/GroundingDINO/releases/download"
+#: The GroundingDINO registry entries (IDEA Research, Apache-2.0), on the hub and on GitHub.
+SPECS = (
+    ModelSpec("gdino", "swinb", "groundingdino_swinb_cogcoor.pth", GDinoArch("GroundingDINO_SwinB_cfg.py"),
+              urls=(f"{_GITHUB_RELEASES}/v0.1.0-alpha2/groundingdino_swinb_cogcoor.pth",),
+              sha256=None,  # not published alongside the release; the file is still size-checked by HTTP
+              hf_repo=HF_REPO),
+    ModelSpec("gdino", "swint", "groundingdino_swint_ogc.pth", GDinoArch("GroundingDINO_SwinT_OGC.py"),
+              urls=(f"{_GITHUB_RELEASES}/v0.1.0-alpha/groundingdino_swint_ogc.pth",),
+              sha256="3b3ca2563c77c69f651d7bd133e97139c186df06231157a64c507099c52bc799",
+              hf_repo=HF_REPO),
+)
 
 #: GroundingDINO reads at most this many tokens ([CLS] and [SEP] included).
 MAX_TEXT_LEN = 256

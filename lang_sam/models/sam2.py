@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from lang_sam.cache import EncodingCache
 from lang_sam.errors import EngineUnavailableError, InvalidArgumentError, InvalidPromptError
-from lang_sam.hub import ModelSpec, Sam2Arch
+from lang_sam.hub import ModelSpec
 from lang_sam.models.base import Segmenter, TrackStep, VideoSegmenter, on_device
 from lang_sam.models.checkpoints import check_architecture, count_blocks, load_into, state_dict_from
 from lang_sam.patches import empty_parameters, quiet_third_party
@@ -47,9 +47,49 @@ if TYPE_CHECKING:  # transformers' SAM 2 is imported when a model is built (_tra
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "Sam2Segmenter", "Sam2Session", "build_sam2_model", "sam2_config",
+    "Sam2Arch", "SPECS", "Sam2Segmenter", "Sam2Session", "build_sam2_model", "sam2_config",
     "sam2_fingerprint", "meta_to_transformers", "transformers_to_meta", "load_sam2_state",
 ]
+
+@dataclass(frozen=True)
+class Sam2Arch:
+    """Shape of a SAM 2.1 network: the Hiera image encoder of Meta's
+    ``configs/sam2.1/sam2.1_hiera_{t,s,b+,l}.yaml`` (``image_encoder.trunk``) and the number of
+    memory-attention layers (and the input size, 1024 in every release). Everything else (256-wide
+    decoder and neck, 64-wide memory, 7 memories) is the same for the four released sizes. Stage ``i`` has
+    ``embed_dim * 2**i`` channels and ``num_heads * 2**i`` heads (Hiera's ``dim_mul`` and
+    ``head_mul``)."""
+
+    embed_dim: int
+    num_heads: int
+    stages: tuple[int, ...]
+    global_att_blocks: tuple[int, ...]
+    window_spec: tuple[int, ...] = (8, 4, 14, 7)
+    window_pos_embed_bkg_spatial_size: tuple[int, int] = (7, 7)
+    memory_attention_layers: int = 4
+    image_size: int = 1024  # tiny test models use less (Meta's SAM2ImagePredictor needs 1024)
+    meta_config: str = ""  # Meta's config file, for reference (its sam2 package's name for it)
+
+
+# SAM 2.1 (Meta, 2024-09-28 release, Apache-2.0): ``{"model": state_dict}`` files in Meta's layout,
+# converted to transformers' Sam2 layout at load time. Meta publishes no sha256 for these files (not
+# in the sam2 repository, its download script or release notes; none found on the web either), so,
+# like swinb, they are size-checked by HTTP only.
+_SAM2_BASE = "https://dl.fbaipublicfiles.com/segment_anything_2/092824"
+#: The SAM 2.1 registry entries, run by :class:`Sam2Segmenter`.
+SPECS = tuple(
+    ModelSpec("sam", name, f"{name}.pt", arch, urls=(f"{_SAM2_BASE}/{name}.pt",), sha256=None,
+              engine="lang_sam.models.sam2:Sam2Segmenter")
+    for name, arch in (
+        ("sam2.1_hiera_tiny", Sam2Arch(96, 1, (1, 2, 7, 2), (5, 7, 9), meta_config="sam2.1_hiera_t.yaml")),
+        ("sam2.1_hiera_small", Sam2Arch(96, 1, (1, 2, 11, 2), (7, 10, 13), meta_config="sam2.1_hiera_s.yaml")),
+        ("sam2.1_hiera_base_plus", Sam2Arch(112, 2, (2, 3, 16, 3), (12, 16, 20),
+                                            window_pos_embed_bkg_spatial_size=(14, 14),
+                                            meta_config="sam2.1_hiera_b+.yaml")),
+        ("sam2.1_hiera_large", Sam2Arch(144, 2, (2, 6, 36, 4), (23, 33, 43), window_spec=(8, 4, 16, 8),
+                                        meta_config="sam2.1_hiera_l.yaml")),
+    )
+)
 
 #: Meta's ``SAM2Transforms`` normalisation (ImageNet mean / std, on 0..1 values).
 _MEAN = (0.485, 0.456, 0.406)
@@ -96,7 +136,7 @@ def _arch(spec_or_arch: ModelSpec | Sam2Arch) -> Sam2Arch:
 
 
 def sam2_config(spec_or_arch: ModelSpec | Sam2Arch):
-    """transformers' ``Sam2VideoConfig`` of a :class:`~lang_sam.hub.Sam2Arch`: Meta's
+    """transformers' ``Sam2VideoConfig`` of a :class:`Sam2Arch`: Meta's
     ``sam2.1_hiera_*.yaml`` expressed in transformers' names (its other defaults are SAM 2.1's:
     dynamic single-mask selection with delta 0.05 and threshold 0.98, 7 memories, object pointers
     with temporal encoding, the occlusion embedding)."""
@@ -311,7 +351,7 @@ def transformers_to_meta(state_dict: Mapping[str, torch.Tensor]) -> dict[str, to
 
 
 def sam2_fingerprint(source) -> tuple | None:
-    """(Hiera width, Hiera depth) of a :class:`~lang_sam.hub.Sam2Arch` or of a SAM 2.1 state dict in
+    """(Hiera width, Hiera depth) of a :class:`Sam2Arch` or of a SAM 2.1 state dict in
     Meta's or transformers' names; ``None`` for anything else (a SAM v1 or GroundingDINO file)."""
     if isinstance(source, Sam2Arch):
         return (source.embed_dim, sum(source.stages))

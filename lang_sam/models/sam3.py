@@ -4,7 +4,7 @@
 (``LangSAM(sam_type="sam3")``): it plays detector and segmenter at once, so no GroundingDINO is
 loaded. It runs transformers' implementation (``Sam3Model`` + ``Sam3Processor``, transformers >= 5)
 from a folder in the Hugging Face hub layout (``facebook/sam3``: ``config.json``,
-``model.safetensors``, tokenizer and processor files; :data:`lang_sam.hub.SAM3_FILES`).
+``model.safetensors``, tokenizer and processor files; :data:`SAM3_FILES`).
 
 How the 2023 ``predict(image, text_prompt, box_threshold, text_threshold)`` maps onto it:
 
@@ -60,8 +60,37 @@ if TYPE_CHECKING:  # SAM 3 is imported when a model is loaded (require_sam3), no
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Sam3Segmenter", "Sam3Features", "Sam3Prepared", "split_phrases", "require_sam3",
+__all__ = ["HubArch", "SAM3_FILES", "SPECS", "Sam3Segmenter", "Sam3Features", "Sam3Prepared", "split_phrases", "require_sam3",
            "TEXT_THRESHOLD_DEFAULT", "MAX_PHRASE_TOKENS", "Sam3VideoSession", "require_sam3_video"]
+
+@dataclass(frozen=True)
+class HubArch:
+    """A network stored as a folder in the Hugging Face hub layout (``config.json``, weights in
+    ``model.safetensors``, tokenizer and processor files), built by transformers from its
+    ``config.json``: ``model_type`` is what that file must say (``"sam3"``), or one of
+    ``compatible`` (``facebook/sam3`` holds the video model's config, ``"sam3_video"``, whose
+    detector part ``Sam3Model`` loads)."""
+
+    model_type: str
+    compatible: tuple[str, ...] = ()
+
+    @property
+    def model_types(self) -> tuple[str, ...]:
+        """Every ``config.json`` ``model_type`` this network loads from."""
+        return (self.model_type, *self.compatible)
+
+
+#: The files of a SAM 3 folder (``facebook/sam3`` on the hub; what ``save_pretrained`` of
+#: ``Sam3Model`` and ``Sam3Processor`` writes).
+SAM3_FILES = ("config.json", "model.safetensors", "processor_config.json", "tokenizer.json",
+              "tokenizer_config.json")
+
+#: The SAM 3 registry entry (Meta): a gated hub folder, run by :class:`Sam3Segmenter`.
+SPECS = (
+    ModelSpec("sam", "sam3", "sam3", HubArch("sam3", ("sam3_video",)), hf_repo="facebook/sam3", files=SAM3_FILES,
+              gated=True, engine="lang_sam.models.sam3:Sam3Segmenter",
+              licence="SAM License (Meta; gated on the hub: request access)"),
+)
 
 #: ``text_threshold``'s default in the 2023 API: a call that leaves it there is not warned.
 TEXT_THRESHOLD_DEFAULT = 0.25

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from contextlib import nullcontext
+from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
@@ -17,7 +18,7 @@ import torch
 
 from lang_sam.cache import EncodingCache
 from lang_sam.errors import InvalidArgumentError, InvalidPromptError
-from lang_sam.hub import ModelSpec, SamArch
+from lang_sam.hub import ModelSpec
 from lang_sam.models.base import MaskLogits, Segmenter
 from lang_sam.models.checkpoints import count_blocks, load_network
 from lang_sam.patches import empty_parameters, quiet_third_party, use_fast_attention
@@ -26,7 +27,40 @@ from lang_sam.results import MaskPrediction
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SamSegmenter", "build_sam_model", "sam_fingerprint"]
+__all__ = ["SamArch", "SPECS", "SamSegmenter", "build_sam_model", "sam_fingerprint"]
+
+
+@dataclass(frozen=True)
+class SamArch:
+    """Shape of a SAM network (see ``segment_anything.build_sam``)."""
+
+    encoder_embed_dim: int
+    encoder_depth: int
+    encoder_num_heads: int
+    encoder_global_attn_indexes: tuple[int, ...]
+    image_size: int = 1024
+    patch_size: int = 16
+    window_size: int = 14
+    prompt_embed_dim: int = 256
+    decoder_depth: int = 2
+    decoder_mlp_dim: int = 2048
+    decoder_num_heads: int = 8
+    iou_head_hidden_dim: int = 256
+
+
+_SAM_BASE = "https://dl.fbaipublicfiles.com/segment_anything"
+#: The SAM v1 registry entries (Meta, 2023-04, Apache-2.0): bare state dicts, sha256 published.
+SPECS = tuple(
+    ModelSpec("sam", name, file, arch, urls=(f"{_SAM_BASE}/{file}",), sha256=sha)
+    for name, arch, file, sha in (
+        ("vit_h", SamArch(1280, 32, 16, (7, 15, 23, 31)), "sam_vit_h_4b8939.pth",
+         "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e"),
+        ("vit_l", SamArch(1024, 24, 16, (5, 11, 17, 23)), "sam_vit_l_0b3195.pth",
+         "3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622"),
+        ("vit_b", SamArch(768, 12, 12, (2, 5, 8, 11)), "sam_vit_b_01ec64.pth",
+         "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912"),
+    )
+)
 
 
 @quiet_third_party()

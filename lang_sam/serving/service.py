@@ -38,7 +38,7 @@ from lang_sam.errors import (
     VideoTooLargeError,
     WeightsNotFoundError,
 )
-from lang_sam.hub import DEFAULT_GDINO, DEFAULT_SAM, get_spec
+from lang_sam.models.registry import DEFAULT_GDINO, DEFAULT_SAM, get_spec
 from lang_sam.pipeline import DenseMasks, MaskCoverage, MaskSink, RleMasks
 from lang_sam.validation import check_device
 from lang_sam.video import DETECT_EVERY
