@@ -7,7 +7,7 @@ Full-size random-weight checkpoints of the real architectures are written to a t
 (compute does not depend on weight values). Random GroundingDINO weights make all 900 queries pass
 the box threshold; the checkpoint is therefore written with ``few_boxes=True`` (two LayerNorms set
 so that a query's score no longer depends on the prompt and exactly ``--boxes`` queries, 16 by
-default, pass 0.3 on the benchmark image; see lang_sam.testing.random_gdino_state_dict). Each side then
+default, pass 0.3 on the benchmark image; see lang_sam.models.detector.random_gdino_state_dict). Each side then
 runs in its own fresh process, so cold start and peak memory are measured alike:
 
 - original: the 2023 lang-segment-anything algorithm written plainly over groundingdino-py and

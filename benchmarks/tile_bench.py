@@ -11,7 +11,7 @@ Three configurations, each in its own fresh process (so peak memory is measured 
   the issue's target is a peak RSS under 4 GB.
 
 Checkpoints: full-size random-weight vit_b + Swin-T (compute does not depend on weight values),
-GroundingDINO written with ``few_boxes=True`` (see ``lang_sam.testing.random_gdino_state_dict``).
+GroundingDINO written with ``few_boxes=True`` (see ``lang_sam.models.detector.random_gdino_state_dict``).
 Random detectors find as many boxes as their calibration allows, so the images are built to make
 that count bounded: each is a mosaic of one photo cell repeated with the period of its tile step,
 so its tiles show at most four different pictures (inner tiles, last column, last row, corner).

@@ -18,6 +18,7 @@ import importlib
 import os
 from abc import ABC, abstractmethod
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence, TypeVar, cast
 
 import numpy as np
@@ -85,6 +86,17 @@ class Engine(ABC):
                   **options: Any) -> "Engine":
         """Resolve ``spec``'s checkpoint (explicit path, cache, download: :mod:`lang_sam.hub`),
         check it fits ``spec.arch`` and load it. ``options`` an engine does not know are errors."""
+
+    @classmethod
+    def write_random_checkpoint(cls, path: str | os.PathLike, arch: Any, seed: int = 0, **options: Any) -> Path:
+        """Write a checkpoint of the network ``arch`` describes with random weights, in the format
+        :meth:`from_spec` reads (the released files' format), at ``path`` (written beside it and
+        renamed); for tests and benchmarks (:mod:`lang_sam.testing`). ``options`` are the engine's.
+
+        Raises:
+            InvalidArgumentError: the engine has no random-weight writer, or does not know an option.
+        """
+        raise InvalidArgumentError(f"{cls.__module__}.{cls.__name__} cannot write random-weight checkpoints")
 
     def check_image_size(self, height: int, width: int, what: str | None = None) -> None:
         """Raise :class:`~lang_sam.errors.ImageTooThinError` if this engine cannot take an image of

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 import torch
@@ -15,6 +16,7 @@ from lang_sam.models.registry import model_names, registered_specs
 
 __all__ = [
     "state_dict_from", "strip_prefix", "count_blocks", "looks_like", "check_architecture", "load_into",
+    "perturb", "save_atomic",
 ]
 
 logger = logging.getLogger(__name__)
@@ -173,3 +175,26 @@ def load_network(
     model = build(spec)
     load_into(model, state, spec, str(path), fingerprint, **load_kwargs)
     return model, path
+
+
+def perturb(module: nn.Module, generator: torch.Generator) -> None:
+    """Give a random network's norms and biases random values too (``N(0, 0.02)`` added in place),
+    so that no parameter of a random-weight checkpoint is trivially 0 or 1."""
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if p.ndim == 1 and ("norm" in name.lower() or name.endswith("bias")):
+                p.add_(torch.randn(p.shape, generator=generator) * 0.02)
+
+
+def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save(obj)`` to a temporary name beside ``path`` and rename it (parents created).
+
+    Raises:
+        OSError: the folder cannot be written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".incomplete")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+    return path

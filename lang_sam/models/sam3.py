@@ -34,7 +34,7 @@ import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import numpy as np
 import torch
@@ -61,7 +61,8 @@ if TYPE_CHECKING:  # SAM 3 is imported when a model is loaded (require_sam3), no
 logger = logging.getLogger(__name__)
 
 __all__ = ["HubArch", "SAM3_FILES", "SPECS", "Sam3Segmenter", "Sam3Features", "Sam3Prepared", "split_phrases", "require_sam3",
-           "TEXT_THRESHOLD_DEFAULT", "MAX_PHRASE_TOKENS", "Sam3VideoSession", "require_sam3_video"]
+           "TEXT_THRESHOLD_DEFAULT", "MAX_PHRASE_TOKENS", "Sam3VideoSession", "require_sam3_video",
+           "clip_bpe_path", "write_clip_tokenizer"]
 
 @dataclass(frozen=True)
 class HubArch:
@@ -109,34 +110,33 @@ def require_sam3() -> tuple[type[Sam3Model], type[Sam3Processor]]:
             f"SAM 3 needs transformers>={_TRANSFORMERS_NEEDED}, which is not installed: "
             f"pip install 'transformers>={_TRANSFORMERS_NEEDED}'",
             package="transformers", required=f">={_TRANSFORMERS_NEEDED}", installed=None) from exc
+    model, processor = _classes(transformers, "SAM 3", "SAM 3", ("Sam3Model", "Sam3Processor"))
+    return model, processor
+
+
+def _classes(transformers: Any, who: str, what: str, names: tuple[str, ...]) -> tuple[Any, ...]:
+    """The classes ``names`` of ``transformers``, or :class:`EngineUnavailableError` saying that
+    ``who`` needs a newer one, since the installed one has no ``what``."""
     try:
-        from transformers import Sam3Model, Sam3Processor
-    except ImportError as exc:
+        return tuple(getattr(transformers, name) for name in names)
+    except (ImportError, AttributeError) as exc:
         version = getattr(transformers, "__version__", "unknown")
         raise EngineUnavailableError(
-            f"SAM 3 needs transformers>={_TRANSFORMERS_NEEDED} (Sam3Model, Sam3Processor); "
-            f"transformers {version} is installed, which has no SAM 3: pip install "
+            f"{who} needs transformers>={_TRANSFORMERS_NEEDED} ({', '.join(names)}); "
+            f"transformers {version} is installed, which has no {what}: pip install "
             f"'transformers>={_TRANSFORMERS_NEEDED},<6'",
             package="transformers", required=f">={_TRANSFORMERS_NEEDED}", installed=version) from exc
-    return Sam3Model, Sam3Processor
 
 
 def require_sam3_video() -> tuple[type[Sam3VideoModel], type[Sam3VideoProcessor]]:
     """``(Sam3VideoModel, Sam3VideoProcessor)`` from transformers, or
     :class:`EngineUnavailableError` naming the version needed (as :func:`require_sam3`)."""
     require_sam3()
-    try:
-        from transformers import Sam3VideoModel, Sam3VideoProcessor
-    except ImportError as exc:
-        import transformers
+    import transformers
 
-        version = getattr(transformers, "__version__", "unknown")
-        raise EngineUnavailableError(
-            f"SAM 3 video needs transformers>={_TRANSFORMERS_NEEDED} (Sam3VideoModel, Sam3VideoProcessor); "
-            f"transformers {version} is installed, which has no SAM 3 video model: pip install "
-            f"'transformers>={_TRANSFORMERS_NEEDED},<6'",
-            package="transformers", required=f">={_TRANSFORMERS_NEEDED}", installed=version) from exc
-    return Sam3VideoModel, Sam3VideoProcessor
+    model, processor = _classes(transformers, "SAM 3 video", "SAM 3 video model",
+                                ("Sam3VideoModel", "Sam3VideoProcessor"))
+    return model, processor
 
 
 def split_phrases(text_prompt: str) -> tuple[str, ...]:
@@ -240,6 +240,76 @@ class Sam3Segmenter(TextSegmenter, TextVideoSegmenter):
         engine = cls(model, processor, device, spec.name, precision=precision, cache_size=cache_size)
         engine.folder, engine._attn = Path(folder), attn
         return engine
+
+    @classmethod
+    def write_random_checkpoint(cls, path: str | os.PathLike, arch: HubArch, seed: int = 0, *,
+                                config: dict | None = None, video: bool = False, tracker: dict | None = None,
+                                video_config: dict | None = None, **options: Any) -> Path:
+        """Write a random-weight SAM 3 folder in the hub layout (:data:`SAM3_FILES`: what
+        ``facebook/sam3`` holds) at ``path``: a ``Sam3Model`` of ``config`` (``Sam3Config``
+        keywords; none: the released shape, about 3.4 GB) and a ``Sam3Processor`` with CLIP's
+        tokenizer (:func:`write_clip_tokenizer`) and the config's image size. Written beside
+        ``path`` and renamed.
+
+        ``video=True`` writes the video model instead, as ``facebook/sam3`` really is: a
+        ``Sam3VideoModel`` (``model_type`` ``"sam3_video"``: the detector, under
+        ``detector_model.``, plus the tracker of ``tracker``, ``Sam3VideoConfig.tracker_config``
+        keywords, and ``video_config``'s ``Sam3VideoConfig`` keywords) and a ``Sam3VideoProcessor``;
+        ``Sam3Model`` loads its detector half. ``arch`` is the entry's (SAM 3 has one shape record).
+
+        Raises:
+            EngineUnavailableError: transformers has no SAM 3, or open-clip-torch (CLIP's BPE
+                vocabulary) is not installed.
+            InvalidArgumentError: another option is given.
+        """
+        import copy
+        import shutil
+        import tempfile
+
+        if options:
+            raise InvalidArgumentError(f"the SAM 3 writer takes no option(s) {sorted(options)}")
+
+        Sam3Model, Sam3Processor = require_sam3()
+        from transformers import CLIPTokenizer, PretrainedConfig, ProcessorMixin, Sam3Config, Sam3ImageProcessor
+
+        sam3_config = Sam3Config(**copy.deepcopy(config or {}))
+        # transformers types sub-configs as "dict | PretrainedConfig | None"; Sam3Config builds them as configs.
+        vision = cast(PretrainedConfig, sam3_config.vision_config)
+        side = cast(PretrainedConfig, vision.backbone_config).image_size
+        torch.manual_seed(seed)
+        if video:
+            from transformers import Sam3VideoConfig, Sam3VideoModel
+
+            tracker_config = {} if tracker is None else {"vision_config": vision.to_dict(), **copy.deepcopy(tracker)}
+            vconfig = Sam3VideoConfig(detector_config=sam3_config.to_dict(), tracker_config=tracker_config,
+                                      **(video_config or {}))
+            vconfig.image_size = side
+            model = Sam3VideoModel(vconfig).eval()
+        else:
+            model = Sam3Model(sam3_config).eval()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        try:
+            tokenizer = CLIPTokenizer(*(str(write_clip_tokenizer(tmp / "bpe") / f)
+                                        for f in ("vocab.json", "merges.txt")))
+            processor: ProcessorMixin = Sam3Processor(Sam3ImageProcessor(size={"height": side, "width": side}),
+                                                      tokenizer)
+            if video:
+                from transformers import Sam3VideoProcessor
+                from transformers.models.sam2_video.video_processing_sam2_video import Sam2VideoVideoProcessor
+
+                processor = Sam3VideoProcessor(processor.image_processor,
+                                               Sam2VideoVideoProcessor(size={"height": side, "width": side}), tokenizer)
+            out = tmp / "folder"
+            model.save_pretrained(out)
+            processor.save_pretrained(out)
+            if path.exists():
+                shutil.rmtree(path)
+            os.replace(out, path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return path
 
     # ----------------------------------------------------------------------------------------
     def prepare(self, text_prompt: str, box_threshold: float, text_threshold: float) -> Sam3Prepared:
@@ -573,3 +643,55 @@ def _check_folder(spec: ModelSpec, folder: Path) -> None:
             f"{' or '.join(map(repr, want))} that sam_type={spec.name!r} expects")
     if (folder / "model.safetensors").exists():
         check_safetensors(folder / "model.safetensors")
+
+
+def clip_bpe_path() -> Path:
+    """CLIP's BPE merges (``bpe_simple_vocab_16e6.txt.gz``, MIT licence) as the ``open-clip-torch``
+    package ships them (the ``test`` extra installs it), found without importing it; raises
+    :class:`~lang_sam.errors.EngineUnavailableError` if it is not installed. Never downloaded."""
+    import importlib.util
+
+    from lang_sam.errors import EngineUnavailableError
+
+    spec = importlib.util.find_spec("open_clip")
+    path = Path(next(iter(spec.submodule_search_locations or ()), "")) / "bpe_simple_vocab_16e6.txt.gz" \
+        if spec is not None else None
+    if path is None or not path.is_file():
+        raise EngineUnavailableError(
+            "writing a random SAM 3 folder needs CLIP's BPE vocabulary from open-clip-torch: "
+            "pip install open-clip-torch (or pip install 'lang-sam[test]')",
+            package="open-clip-torch", required=">=2", installed=None)
+    return path
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2 / CLIP's reversible map of the 256 bytes to printable characters."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
+        list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs)))
+
+
+def write_clip_tokenizer(folder: str | os.PathLike) -> Path:
+    """Write CLIP's tokenizer (``vocab.json``, ``merges.txt``: 49408 tokens, the vocabulary SAM 3's
+    text encoder reads) into ``folder``, built from :func:`clip_bpe_path` as open_clip builds it."""
+    import gzip
+    import json
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    merges = gzip.open(clip_bpe_path()).read().decode("utf-8").split("\n")[1:49152 - 256 - 2 + 1]
+    pairs = [tuple(m.split()) for m in merges]
+    vocab = list(_bytes_to_unicode().values())
+    vocab = vocab + [v + "</w>" for v in vocab] + ["".join(m) for m in pairs]
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    (folder / "vocab.json").write_text(json.dumps({v: i for i, v in enumerate(vocab)}), encoding="utf-8")
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(" ".join(m) for m in pairs) + "\n",
+                                       encoding="utf-8")
+    return folder

@@ -12,6 +12,8 @@ import os
 from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,14 +22,14 @@ from lang_sam.cache import EncodingCache
 from lang_sam.errors import InvalidArgumentError, InvalidPromptError
 from lang_sam.hub import ModelSpec
 from lang_sam.models.base import MaskLogits, Segmenter
-from lang_sam.models.checkpoints import count_blocks, load_network
+from lang_sam.models.checkpoints import count_blocks, load_network, perturb, save_atomic
 from lang_sam.patches import empty_parameters, quiet_third_party, use_fast_attention
 from lang_sam.precision import autocast, check_precision
 from lang_sam.results import MaskPrediction
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SamArch", "SPECS", "SamSegmenter", "build_sam_model", "sam_fingerprint"]
+__all__ = ["SamArch", "SPECS", "SamSegmenter", "build_sam_model", "sam_fingerprint", "random_sam_state_dict"]
 
 
 @dataclass(frozen=True)
@@ -213,6 +215,18 @@ class SamSegmenter(Segmenter):
         logger.info("loaded SAM %s from %s", spec.name, path)
         return cls(model, device, spec.name, **kwargs)
 
+    @classmethod
+    def write_random_checkpoint(cls, path: str | os.PathLike, arch: SamArch, seed: int = 0, **options: Any) -> Path:
+        """Save a SAM of ``arch`` with random weights (:func:`random_sam_state_dict`) in the released
+        format, a bare state dict.
+
+        Raises:
+            InvalidArgumentError: an option is given (SAM v1's writer takes none).
+        """
+        if options:
+            raise InvalidArgumentError(f"the SAM writer takes no option(s) {sorted(options)}")
+        return save_atomic(random_sam_state_dict(arch, seed), path)
+
     def check_image_size(self, height: int, width: int, what: str | None = None) -> None:
         """An image whose short side SAM's ``ResizeLongestSide`` (long side to the encoder's
         ``img_size``, 1024 px) would round to 0 pixels (its long side more than ``2 * 1024`` times
@@ -360,3 +374,12 @@ def _to_input_frame(coords, numpy_fn, torch_fn, original_size) -> torch.Tensor |
     if isinstance(coords, torch.Tensor):
         return torch_fn(coords, original_size)
     return torch.as_tensor(numpy_fn(np.asarray(coords), original_size), dtype=torch.float)
+
+
+def random_sam_state_dict(arch: ModelSpec | SamArch, seed: int = 0) -> dict[str, torch.Tensor]:
+    """The state dict of a SAM network of ``arch`` (or a spec's) with random weights (norms and
+    biases too: :func:`~lang_sam.models.checkpoints.perturb`), the same for the same ``seed``."""
+    torch.manual_seed(seed)
+    net = build_sam_model(arch)
+    perturb(net, torch.Generator().manual_seed(seed))
+    return net.state_dict()
