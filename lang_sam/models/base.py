@@ -26,13 +26,13 @@ import torch
 from PIL import Image
 
 from lang_sam.cache import EncodingCache
-from lang_sam.errors import InvalidArgumentError
+from lang_sam.errors import InvalidArgumentError, InvalidPromptError
 from lang_sam.hub.spec import ModelSpec
 from lang_sam.results import Detections, MaskPrediction
 
 __all__ = ["Engine", "Detector", "Segmenter", "MaskLogits", "TextSegmenter", "VideoSegmenter", "TrackStep",
            "TextVideoSegmenter", "TextTrackStep", "ROLES",
-           "engine_for"]
+           "engine_for", "prompt_count"]
 
 
 class _Implements:
@@ -311,6 +311,21 @@ class TextVideoSegmenter(ABC):
 ROLES: dict[str, type[Engine] | tuple[type[Engine], ...]] = {
     "sam": (Segmenter, TextSegmenter), "gdino": Detector,
 }
+
+
+def prompt_count(boxes: Any = None, points: Any = None, mask_input: Any = None) -> int:
+    """The batch size ``B`` of a :meth:`Segmenter.predict` call's prompts: the common length of
+    those given (``boxes`` ``(B, 4)``, ``points`` ``(B, K, 2)``, ``mask_input`` ``(B, 1, h, w)``).
+
+    Raises:
+        InvalidPromptError: none is given, or their lengths differ.
+    """
+    sizes = [len(t) for t in (boxes, points, mask_input) if t is not None]
+    if not sizes:
+        raise InvalidPromptError("give at least one of boxes, points or mask_input")
+    if len(set(sizes)) != 1:
+        raise InvalidPromptError(f"boxes, points and mask_input must have the same batch size, got {sizes}")
+    return sizes[0]
 
 
 _M = TypeVar("_M", bound=torch.nn.Module)

@@ -240,7 +240,18 @@ class GroundingDINODetector(Detector):
         progress: bool = True,
         **kwargs,
     ) -> "GroundingDINODetector":
-        """Resolve, load and check ``spec``'s checkpoint (see :mod:`lang_sam.hub`)."""
+        """Resolve ``spec``'s GroundingDINO checkpoint (see :mod:`lang_sam.hub`), check it is a
+        GroundingDINO of ``spec.arch``'s configuration and load it; ``kwargs`` go to the constructor.
+
+        Raises:
+            WeightsNotFoundError: offline, or no source, and the file is nowhere on disk (a
+                :class:`~lang_sam.errors.DownloadError` when a download fails).
+            ChecksumMismatchError: a downloaded file's sha256 is not the registered one.
+            CheckpointError: the file is not a readable checkpoint
+                (:class:`~lang_sam.errors.UnsafeCheckpointError`: it holds Python objects and is
+                not trusted; :class:`~lang_sam.errors.CheckpointMismatchError`: it is another
+                architecture's).
+        """
         model, path = load_network(
             spec, ckpt_path, lambda s: build_groundingdino_model(s, empty=True), gdino_fingerprint,
             progress=progress, allowed_unexpected=ALLOWED_UNEXPECTED, optional=OPTIONAL_KEYS,

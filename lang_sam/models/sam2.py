@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from lang_sam.cache import EncodingCache
 from lang_sam.errors import EngineUnavailableError, InvalidArgumentError, InvalidPromptError
 from lang_sam.hub import ModelSpec
-from lang_sam.models.base import Segmenter, TrackStep, VideoSegmenter, on_device
+from lang_sam.models.base import Segmenter, TrackStep, VideoSegmenter, on_device, prompt_count
 from lang_sam.models.checkpoints import (
     check_architecture, count_blocks, load_into, perturb, save_atomic, state_dict_from,
 )
@@ -301,8 +301,19 @@ class Sam2Segmenter(Segmenter, VideoSegmenter):
         :mod:`lang_sam.hub`), check it is a SAM 2.1 of ``spec.arch``'s shape, convert Meta's
         names and load it. ``fast_attention`` is accepted for the facade's sake and changes
         nothing (transformers' SAM 2 always uses ``scaled_dot_product_attention``, as Meta's
-        does). ``options``: ``chunk_size``, ``chunk_bytes``, ``max_cond_frames``; others raise
-        :class:`~lang_sam.errors.InvalidArgumentError`."""
+        does). ``options``: ``chunk_size``, ``chunk_bytes``, ``max_cond_frames``.
+
+        Raises:
+            WeightsNotFoundError: offline, or no source, and the file is nowhere on disk (a
+                :class:`~lang_sam.errors.DownloadError` when a download fails).
+            ChecksumMismatchError: a downloaded file's sha256 is not the registered one.
+            CheckpointError: the file is not a readable checkpoint
+                (:class:`~lang_sam.errors.UnsafeCheckpointError`: it holds Python objects and is
+                not trusted; :class:`~lang_sam.errors.CheckpointMismatchError`: it is another
+                architecture's).
+            InvalidArgumentError: an unknown option.
+            EngineUnavailableError: the installed transformers has no SAM 2.1.
+        """
         from lang_sam.hub import load_checkpoint, resolve_checkpoint
 
         known = {"chunk_size", "chunk_bytes", "max_cond_frames"}
@@ -404,14 +415,9 @@ class Sam2Segmenter(Segmenter, VideoSegmenter):
 
             raise NoImageError("no image is set: call encode() and use() (or set_image()) first")
         H, W = enc.original_size
-        sizes = [len(t) for t in (boxes, points, mask_input) if t is not None]
-        if not sizes:
-            raise InvalidPromptError("give at least one of boxes, points or mask_input")
-        if len(set(sizes)) != 1:
-            raise InvalidPromptError(f"boxes, points and mask_input must have the same batch size, got {sizes}")
+        n = prompt_count(boxes, points, mask_input)
         if (points is None) != (point_labels is None):
             raise InvalidPromptError("points and point_labels go together: give both or neither")
-        n = sizes[0]
         c = 3 if multimask_output else 1
         masks = torch.empty((n, c, H, W), dtype=torch.bool)
         scores = torch.empty((n, c), dtype=torch.float32)

@@ -101,8 +101,11 @@ _TRANSFORMERS_NEEDED = "5.0"
 
 
 def require_sam3() -> tuple[type[Sam3Model], type[Sam3Processor]]:
-    """``(Sam3Model, Sam3Processor)`` from transformers, or :class:`EngineUnavailableError` naming
-    the version needed (SAM 3 is in transformers 5; 4.x lacks it)."""
+    """``(Sam3Model, Sam3Processor)`` from transformers (SAM 3 is in transformers 5; 4.x lacks it).
+
+    Raises:
+        EngineUnavailableError: transformers is missing or has no SAM 3 (names the version needed).
+    """
     try:
         import transformers
     except ImportError as exc:  # pragma: no cover - transformers is a dependency
@@ -129,8 +132,11 @@ def _classes(transformers: Any, who: str, what: str, names: tuple[str, ...]) -> 
 
 
 def require_sam3_video() -> tuple[type[Sam3VideoModel], type[Sam3VideoProcessor]]:
-    """``(Sam3VideoModel, Sam3VideoProcessor)`` from transformers, or
-    :class:`EngineUnavailableError` naming the version needed (as :func:`require_sam3`)."""
+    """``(Sam3VideoModel, Sam3VideoProcessor)`` from transformers.
+
+    Raises:
+        EngineUnavailableError: transformers is missing or has no SAM 3 video model.
+    """
     require_sam3()
     import transformers
 
@@ -245,17 +251,12 @@ class Sam3Segmenter(TextSegmenter, TextVideoSegmenter):
     def write_random_checkpoint(cls, path: str | os.PathLike, arch: HubArch, seed: int = 0, *,
                                 config: dict | None = None, video: bool = False, tracker: dict | None = None,
                                 video_config: dict | None = None, **options: Any) -> Path:
-        """Write a random-weight SAM 3 folder in the hub layout (:data:`SAM3_FILES`: what
-        ``facebook/sam3`` holds) at ``path``: a ``Sam3Model`` of ``config`` (``Sam3Config``
-        keywords; none: the released shape, about 3.4 GB) and a ``Sam3Processor`` with CLIP's
-        tokenizer (:func:`write_clip_tokenizer`) and the config's image size. Written beside
-        ``path`` and renamed.
-
-        ``video=True`` writes the video model instead, as ``facebook/sam3`` really is: a
-        ``Sam3VideoModel`` (``model_type`` ``"sam3_video"``: the detector, under
-        ``detector_model.``, plus the tracker of ``tracker``, ``Sam3VideoConfig.tracker_config``
-        keywords, and ``video_config``'s ``Sam3VideoConfig`` keywords) and a ``Sam3VideoProcessor``;
-        ``Sam3Model`` loads its detector half. ``arch`` is the entry's (SAM 3 has one shape record).
+        """Write a random-weight SAM 3 folder in the hub layout (:data:`SAM3_FILES`) at ``path``
+        (beside it, then renamed): a ``Sam3Model`` of ``config`` (``Sam3Config`` keywords; none: the
+        released shape, about 3.4 GB) and a ``Sam3Processor`` with CLIP's tokenizer
+        (:func:`write_clip_tokenizer`). ``video=True``: the video model instead, as ``facebook/sam3``
+        is (``Sam3VideoModel``, the detector plus a tracker of ``tracker``, tracker_config keywords,
+        with ``video_config``'s ``Sam3VideoConfig`` keywords; ``Sam3Model`` loads its detector half).
 
         Raises:
             EngineUnavailableError: transformers has no SAM 3, or open-clip-torch (CLIP's BPE

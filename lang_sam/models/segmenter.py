@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 from lang_sam.cache import EncodingCache
-from lang_sam.errors import InvalidArgumentError, InvalidPromptError
+from lang_sam.errors import InvalidArgumentError
 from lang_sam.hub import ModelSpec
-from lang_sam.models.base import MaskLogits, Segmenter
+from lang_sam.models.base import MaskLogits, Segmenter, prompt_count
 from lang_sam.models.checkpoints import count_blocks, load_network, perturb, save_atomic
 from lang_sam.patches import empty_parameters, quiet_third_party, use_fast_attention
 from lang_sam.precision import autocast, check_precision
@@ -209,7 +209,19 @@ class SamSegmenter(Segmenter):
         progress: bool = True,
         **kwargs,
     ) -> "SamSegmenter":
-        """Resolve, load and check ``spec``'s checkpoint (see :mod:`lang_sam.hub`)."""
+        """Resolve ``spec``'s SAM checkpoint (see :mod:`lang_sam.hub`), check it is a SAM of
+        ``spec.arch``'s shape and load it; ``kwargs`` go to the constructor.
+
+        Raises:
+            WeightsNotFoundError: offline, or no source, and the file is nowhere on disk (a
+                :class:`~lang_sam.errors.DownloadError` when a download fails).
+            ChecksumMismatchError: a downloaded file's sha256 is not the registered one.
+            CheckpointError: the file is not a readable checkpoint
+                (:class:`~lang_sam.errors.UnsafeCheckpointError`: it holds Python objects and is
+                not trusted; :class:`~lang_sam.errors.CheckpointMismatchError`: it is another
+                architecture's).
+            InvalidArgumentError: an unknown option (``kwargs``) or a bad ``chunk_size``.
+        """
         model, path = load_network(spec, ckpt_path, lambda s: build_sam_model(s, empty=True),
                                    sam_fingerprint, progress=progress)
         logger.info("loaded SAM %s from %s", spec.name, path)
@@ -309,12 +321,7 @@ class SamSegmenter(Segmenter):
         """
         p = self.predictor
         H, W = p.original_size
-        sizes = [len(t) for t in (boxes, points, mask_input) if t is not None]
-        if not sizes:
-            raise InvalidPromptError("give at least one of boxes, points or mask_input")
-        if len(set(sizes)) != 1:
-            raise InvalidPromptError(f"boxes, points and mask_input must have the same batch size, got {sizes}")
-        n = sizes[0]
+        n = prompt_count(boxes, points, mask_input)
         c = 3 if multimask_output else 1
         masks = torch.empty((n, c, H, W), dtype=torch.bool)
         scores = torch.empty((n, c), dtype=torch.float32)
