@@ -166,7 +166,17 @@ def load_network(
     download: :func:`lang_sam.hub.resolve_checkpoint`), read it safely, check it fits ``spec.arch``
     (:func:`check_architecture`), build the network with ``build(spec)`` (on the meta device, no
     init) and :func:`load_into` it (``load_kwargs``: ``allowed_unexpected``, ``optional``).
-    Returns ``(network, path)``."""
+    Returns ``(network, path)``.
+
+    Raises:
+        WeightsNotFoundError: offline, or no source, and the file is nowhere on disk.
+        DownloadError: every source failed (:class:`~lang_sam.errors.GatedModelError` for a gated
+            repository without access).
+        ChecksumMismatchError: a downloaded file's sha256 is not the registered one.
+        CheckpointError: the file is not a readable checkpoint
+            (:class:`~lang_sam.errors.UnsafeCheckpointError`: it holds Python objects and is not
+            trusted; :class:`~lang_sam.errors.CheckpointMismatchError`: another architecture's).
+    """
     from lang_sam.hub import load_checkpoint, resolve_checkpoint
 
     path = resolve_checkpoint(spec, ckpt_path, progress=progress)

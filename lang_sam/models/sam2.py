@@ -304,13 +304,8 @@ class Sam2Segmenter(Segmenter, VideoSegmenter):
         does). ``options``: ``chunk_size``, ``chunk_bytes``, ``max_cond_frames``.
 
         Raises:
-            WeightsNotFoundError: offline, or no source, and the file is nowhere on disk (a
-                :class:`~lang_sam.errors.DownloadError` when a download fails).
-            ChecksumMismatchError: a downloaded file's sha256 is not the registered one.
-            CheckpointError: the file is not a readable checkpoint
-                (:class:`~lang_sam.errors.UnsafeCheckpointError`: it holds Python objects and is
-                not trusted; :class:`~lang_sam.errors.CheckpointMismatchError`: it is another
-                architecture's).
+            WeightsNotFoundError, DownloadError, ChecksumMismatchError, CheckpointError: as
+                :func:`~lang_sam.models.checkpoints.load_network` says, for the SAM 2.1 file.
             InvalidArgumentError: an unknown option.
             EngineUnavailableError: the installed transformers has no SAM 2.1.
         """

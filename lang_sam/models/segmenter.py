@@ -213,13 +213,9 @@ class SamSegmenter(Segmenter):
         ``spec.arch``'s shape and load it; ``kwargs`` go to the constructor.
 
         Raises:
-            WeightsNotFoundError: offline, or no source, and the file is nowhere on disk (a
-                :class:`~lang_sam.errors.DownloadError` when a download fails).
-            ChecksumMismatchError: a downloaded file's sha256 is not the registered one.
-            CheckpointError: the file is not a readable checkpoint
-                (:class:`~lang_sam.errors.UnsafeCheckpointError`: it holds Python objects and is
-                not trusted; :class:`~lang_sam.errors.CheckpointMismatchError`: it is another
-                architecture's).
+            WeightsNotFoundError, DownloadError, ChecksumMismatchError, CheckpointError: finding,
+                fetching or reading the SAM file failed (see
+                :func:`~lang_sam.models.checkpoints.load_network`).
             InvalidArgumentError: an unknown option (``kwargs``) or a bad ``chunk_size``.
         """
         model, path = load_network(spec, ckpt_path, lambda s: build_sam_model(s, empty=True),
