@@ -7,7 +7,7 @@ Full-size random-weight checkpoints of the real architectures are written to a t
 (compute does not depend on weight values). Random GroundingDINO weights make all 900 queries pass
 the box threshold; the checkpoint is therefore written with ``few_boxes=True`` (two LayerNorms set
 so that a query's score no longer depends on the prompt and exactly ``--boxes`` queries, 16 by
-default, pass 0.3 on the benchmark image; see lang_sam.testing.random_gdino_state_dict). Each side then
+default, pass 0.3 on the benchmark image; see lang_sam.models.detector.random_gdino_state_dict). Each side then
 runs in its own fresh process, so cold start and peak memory are measured alike:
 
 - original: the 2023 lang-segment-anything algorithm written plainly over groundingdino-py and
@@ -56,7 +56,7 @@ class Original:
         from lang_sam.models.detector import _read_config
         from lang_sam.models.text_encoder import BertTextEncoder, build_bert, load_tokenizer
         from lang_sam.patches import bundled_text_encoder
-        from lang_sam.hub import get_spec
+        from lang_sam.models.registry import get_spec
 
         gspec, sspec = get_spec("gdino", gdino_type), get_spec("sam", sam_type)
         args = _read_config(gspec.arch)
@@ -142,7 +142,7 @@ def run_side(side: str, sam_type: str, gdino_type: str, weights: Path, image_pat
 def write_weights(weights: Path, sam: str, gdino: str, boxes: int, image: str) -> None:
     """Full-size random ``sam`` + ``gdino`` checkpoints under their canonical names in ``weights``,
     GroundingDINO's with ``few_boxes`` so that ``boxes`` queries pass 0.3 on ``image``."""
-    from lang_sam.hub import get_spec
+    from lang_sam.models.registry import get_spec
     from lang_sam.testing import write_gdino_checkpoint, write_sam_checkpoint
 
     print(f"writing random {sam} + {gdino} checkpoints to {weights} ...", flush=True)

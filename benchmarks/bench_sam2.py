@@ -45,7 +45,7 @@ class Reference:
         from sam2.build_sam import build_sam2
         from sam2.sam2_image_predictor import SAM2ImagePredictor
 
-        from lang_sam.hub import get_spec
+        from lang_sam.models.registry import get_spec
         from lang_sam.models.detector import _read_config
         from lang_sam.models.text_encoder import BertTextEncoder, build_bert, load_tokenizer
         from lang_sam.patches import bundled_text_encoder
@@ -139,7 +139,7 @@ def main(argv=None) -> None:
 
     import torch
 
-    from lang_sam.hub import get_spec
+    from lang_sam.models.registry import get_spec
     from lang_sam.testing import write_gdino_checkpoint, write_sam2_checkpoint
 
     tmp = Path(tempfile.mkdtemp(prefix="lang-sam-bench-sam2-"))

@@ -7,7 +7,7 @@ Full-size random-weight checkpoints of the real architectures are written first 
 kept for the next run; compute does not depend on weight values): SAM 2.1 in Meta's ``.pt``
 layout, GroundingDINO with ``few_boxes=True`` calibrated on the clip's key frames so that at most
 ``--boxes`` (3) boxes pass 0.3 on each (random GroundingDINO weights would pass all 900 queries, each
-a SAM 2.1 object to follow; see lang_sam.testing.random_gdino_state_dict). Random SAM 2.1 weights
+a SAM 2.1 object to follow; see lang_sam.models.detector.random_gdino_state_dict). Random SAM 2.1 weights
 judge objects absent about half the time (object-presence logit about 0), so nothing would be
 followed and SAM 2.1 would do no work; the bias of its object-score head's last layer is set to 10
 so every object is present (its random masks cover about half the frame, so re-detections on key
@@ -75,7 +75,7 @@ def make_clip(path: Path, frames: int, width: int, height: int) -> Path:
 def write_weights(weights: Path, sams: list[str], gdino: str, first_frame, boxes: int) -> None:
     import torch
 
-    from lang_sam.hub import get_spec
+    from lang_sam.models.registry import get_spec
     from lang_sam.testing import write_gdino_checkpoint
 
     weights.mkdir(parents=True, exist_ok=True)
@@ -83,7 +83,8 @@ def write_weights(weights: Path, sams: list[str], gdino: str, first_frame, boxes
         spec = get_spec("sam", name)
         path = weights / spec.filename
         if not path.exists():
-            from lang_sam.models.sam2 import build_sam2_model, transformers_to_meta
+            from lang_sam.models.sam2 import build_sam2_model
+            from lang_sam.models.sam2_keys import transformers_to_meta
 
             t = time.perf_counter()
             torch.manual_seed(0)

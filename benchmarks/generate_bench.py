@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from lang_sam.generate import GenerateSettings, generate
-from lang_sam.hub import get_spec
+from lang_sam.models.registry import get_spec
 from lang_sam.models.segmenter import SamSegmenter, build_sam_model
 
 PHOTO = Path(__file__).resolve().parents[1] / "assets" / "coffee.jpg"

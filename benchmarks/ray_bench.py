@@ -62,7 +62,7 @@ def make_images(folder: Path, n: int) -> list[Path]:
 
 
 def register_tiny() -> None:
-    from lang_sam.hub import register_model
+    from lang_sam.models.registry import register_model
     from lang_sam.testing import tiny_gdino_spec, tiny_sam_spec
 
     register_model(tiny_sam_spec())
@@ -80,7 +80,7 @@ def run_cli(argv: list[str]) -> int:
 
 
 def write_checkpoints(weights: Path, sam: str, gdino: str, tiny: bool, calibration: Path) -> tuple[str, str]:
-    from lang_sam.hub import get_spec
+    from lang_sam.models.registry import get_spec
     from lang_sam.testing import write_gdino_checkpoint, write_sam_checkpoint
 
     if tiny:

@@ -36,7 +36,7 @@ def _tiny_specs(queries: int):
 def serve(argv: list[str]) -> int:
     """In the server process: register the tiny types, then run ``lang-sam serve``."""
     from lang_sam.cli import main
-    from lang_sam.hub import register_model
+    from lang_sam.models.registry import register_model
 
     queries = int(os.environ["MEM_QUERIES"])
     for spec in _tiny_specs(queries):

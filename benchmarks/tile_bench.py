@@ -11,7 +11,7 @@ Three configurations, each in its own fresh process (so peak memory is measured 
   the issue's target is a peak RSS under 4 GB.
 
 Checkpoints: full-size random-weight vit_b + Swin-T (compute does not depend on weight values),
-GroundingDINO written with ``few_boxes=True`` (see ``lang_sam.testing.random_gdino_state_dict``).
+GroundingDINO written with ``few_boxes=True`` (see ``lang_sam.models.detector.random_gdino_state_dict``).
 Random detectors find as many boxes as their calibration allows, so the images are built to make
 that count bounded: each is a mosaic of one photo cell repeated with the period of its tile step,
 so its tiles show at most four different pictures (inner tiles, last column, last row, corner).
@@ -131,7 +131,7 @@ def prepare(tmp: Path, configs: dict, tiny: bool, boxes: int, weights: Path | No
         print(f"reusing the checkpoints in {weights} (calibrated for these images?)")
         return weights
     weights = tmp / "weights"
-    from lang_sam.hub import get_spec
+    from lang_sam.models.registry import get_spec
     from lang_sam.testing import write_gdino_checkpoint, write_sam_checkpoint
 
     sam, gdino = sam_gdino(tiny)
@@ -163,7 +163,7 @@ def prepare(tmp: Path, configs: dict, tiny: bool, boxes: int, weights: Path | No
 def sam_gdino(tiny: bool) -> tuple[str, str]:
     if not tiny:
         return "vit_b", "swint"
-    from lang_sam.hub import register_model
+    from lang_sam.models.registry import register_model
     from lang_sam.testing import tiny_gdino_spec, tiny_sam_spec
 
     for spec in (tiny_sam_spec(), tiny_gdino_spec()):

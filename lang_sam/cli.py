@@ -132,7 +132,7 @@ def _non_negative(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; model type choices are read from the registry now, not at import."""
     from lang_sam import __version__
-    from lang_sam.hub import model_names
+    from lang_sam.models.registry import model_names
     from lang_sam.labeling.run import DEFAULT_FORMATS, FORMATS
 
     parser = argparse.ArgumentParser(
@@ -218,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_model_arguments(p: argparse.ArgumentParser) -> None:
     """The model flags shared by ``lang-sam predict``, ``serve`` and ``app``. The type choices are
     read from the registry now (types registered before the parser is built are offered)."""
-    from lang_sam.hub import DEFAULT_GDINO, DEFAULT_SAM, model_names
+    from lang_sam.models.registry import DEFAULT_GDINO, DEFAULT_SAM, model_names
 
     p.add_argument("--sam-type", default=DEFAULT_SAM, choices=model_names("sam"),
                    help="SAM model (default: %(default)s)")
@@ -502,7 +502,7 @@ def _add_track_parser(sub) -> None:
     t.add_argument("--text-threshold", type=_unit_float, default=0.25, metavar="T",
                    help="a box's phrase is its tokens scoring over T, in [0, 1] (default: %(default)s)")
     _add_model_arguments(t)
-    from lang_sam.hub import DEFAULT_TRACK_SAM, model_names
+    from lang_sam.models.registry import DEFAULT_TRACK_SAM, model_names
 
     if DEFAULT_TRACK_SAM in model_names("sam"):  # predict's default (SAM v1) cannot track
         t.set_defaults(sam_type=DEFAULT_TRACK_SAM)
@@ -630,9 +630,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     import torch
 
     from lang_sam import __version__
-    from lang_sam.hub import (
-        DEFAULT_GDINO, DEFAULT_SAM, candidate_paths, download_dir, get_spec, is_present, model_names,
-    )
+    from lang_sam.hub import candidate_paths, download_dir, is_present
+    from lang_sam.models.registry import DEFAULT_GDINO, DEFAULT_SAM, get_spec, model_names
     from lang_sam.lang_sam import default_device
     from lang_sam.settings import ENV_WEIGHTS_DIR, is_offline, weights_dir
 
@@ -667,10 +666,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_download(args: argparse.Namespace) -> int:
     from lang_sam.errors import ChecksumMismatchError, LangSAMError
-    from lang_sam.hub import (
-        DEFAULT_GDINO, DEFAULT_SAM, copy_atomic, get_spec, load_checkpoint, resolve_checkpoint,
-        sha256sum,
-    )
+    from lang_sam.hub import copy_atomic, load_checkpoint, resolve_checkpoint, sha256sum
+    from lang_sam.models.registry import DEFAULT_GDINO, DEFAULT_SAM, get_spec
     from lang_sam.settings import ENV_WEIGHTS_DIR
 
     wanted = [("sam", n) for n in (args.sam_type or [])] + [("gdino", n) for n in (args.gdino_type or [])]

@@ -30,14 +30,8 @@ from lang_sam.errors import (
     NoImageError,
     UnsupportedPromptError,
 )
-from lang_sam.hub import (
-    DEFAULT_GDINO,
-    DEFAULT_SAM,
-    GDINO_MODELS,
-    SAM_MODELS,
-    get_spec,
-    resolve_checkpoints,
-)
+from lang_sam.hub import GDINO_MODELS, SAM_MODELS, resolve_checkpoints
+from lang_sam.models.registry import DEFAULT_GDINO, DEFAULT_SAM, get_spec
 from lang_sam.masks import CropMask
 from lang_sam.models.base import Detector, Segmenter, TextSegmenter, engine_for
 from lang_sam.precision import check_precision

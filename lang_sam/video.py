@@ -51,7 +51,7 @@ from lang_sam.errors import (
     LangSAMError,
     TrackingNotSupportedError,
 )
-from lang_sam.hub import registered_specs
+from lang_sam.models.registry import registered_specs
 from lang_sam.models.base import TextVideoSegmenter, VideoSegmenter, engine_for
 from lang_sam.results import TrackedFrame
 from lang_sam.tracking import IOU_THRESHOLD, LOST_AFTER, TrackTable, mask_boxes

@@ -8,7 +8,7 @@ import sys
 
 from lang_sam.cli import main
 from lang_sam.testing import tiny_gdino_spec, tiny_sam_spec
-from lang_sam.hub import register_model
+from lang_sam.models.registry import register_model
 
 if __name__ == "__main__":
     register_model(tiny_sam_spec())

@@ -26,7 +26,7 @@ from lang_sam.testing import (
     write_gdino_checkpoint,
     write_sam_checkpoint,
 )
-from lang_sam.hub import register_model, unregister_model
+from lang_sam.models.registry import register_model, unregister_model
 
 
 #: Test modules that share one xdist scope: the scope runs on one worker, module after module.

@@ -227,3 +227,59 @@ def moving_clip(n: int = 24, size=(96, 128), objects=(), background=(90, 90, 90)
                 x0, y0 = int(round(x + dx * (i - first))), int(round(y + dy * (i - first)))
                 frame[max(y0, 0):max(y0 + h, 0), max(x0, 0):max(x0 + w, 0)] = COLORS[name]
         yield frame
+
+
+# ------------------------------------------------------------------------------------------
+# A tracking family of its own: masks that follow the prompt box at a fixed velocity
+# ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BoxFollowArch:
+    """The toy tracking family's architecture record: how far (dx, dy pixels) a box moves per frame."""
+
+    step: tuple[int, int] = (0, 0)
+
+
+class BoxFollow(BoxFill, VideoSegmenter):
+    """A video segmenter that sees nothing: an object prompted with a box on frame ``f`` is, on
+    frame ``f + k``, that box moved by ``k * arch.step``, filled (clipped to the frame). Its own
+    random-checkpoint writer stores the step, as a real family stores its weights."""
+
+    def __init__(self, arch: BoxFollowArch, device="cpu", *, precision: str = "fp32", cache_size: int = 2):
+        super().__init__(BoxFillArch(), device, precision=precision, cache_size=cache_size)
+        self.step = arch.step
+
+    @classmethod
+    def from_spec(cls, spec, ckpt_path=None, device="cpu", *, progress=True, precision="fp32",
+                  cache_size=2, **options):
+        state = load_checkpoint(resolve_checkpoint(spec, ckpt_path, progress=progress))
+        step = tuple(int(v) for v in state["step"].tolist())
+        return cls(BoxFollowArch(step), device, precision=precision, cache_size=cache_size)
+
+    @classmethod
+    def write_random_checkpoint(cls, path, arch, seed=0, **options):
+        from lang_sam.models.checkpoints import save_atomic
+
+        return save_atomic({"step": torch.tensor(arch.step)}, path)
+
+    def start_video(self, *, offload: bool = True) -> dict:
+        return {"frame": 0, "boxes": {}}  # id -> (first frame, box)
+
+    def track(self, session: dict, frame, *, new_ids=(), new_boxes=None) -> TrackStep:
+        H, W = np.asarray(frame).shape[:2]
+        idx = session["frame"]
+        if len(new_ids):
+            boxes = torch.as_tensor(new_boxes, dtype=torch.float32).reshape(-1, 4)
+            for oid, box in zip(new_ids, boxes.round().int().tolist()):
+                session["boxes"][int(oid)] = (idx, box)
+        ids = sorted(session["boxes"])
+        masks = torch.zeros((len(ids), H, W), dtype=torch.bool)
+        for k, oid in enumerate(ids):
+            first, (x0, y0, x1, y1) = session["boxes"][oid]
+            dx, dy = ((idx - first) * s for s in self.step)
+            masks[k, max(y0 + dy, 0):max(y1 + dy, 0), max(x0 + dx, 0):max(x1 + dx, 0)] = True
+        session["frame"] = idx + 1
+        return TrackStep(torch.tensor(ids, dtype=torch.int64), masks, torch.ones(len(ids)))
+
+    def drop(self, session: dict, object_ids) -> None:
+        for oid in object_ids:
+            session["boxes"].pop(int(oid), None)

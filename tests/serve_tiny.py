@@ -10,7 +10,7 @@ switching tests; their files are looked up in ``LANG_SAM_WEIGHTS_DIR``: ``tiny_s
 import sys
 
 from lang_sam.testing import tiny_gdino_spec, tiny_sam_spec
-from lang_sam.hub import register_model
+from lang_sam.models.registry import register_model
 
 EXTRA_SAM_TYPES = ("tiny_sam_other", "tiny_sam_missing", "tiny_sam_broken")
 

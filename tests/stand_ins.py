@@ -24,7 +24,7 @@ if __name__ == "__main__":
     # The README's main command asks for "cat" on assets/cat.jpg with the default Swin-B: its
     # stand-in is calibrated there, so that it finds a few boxes and SAM runs too (the docs'
     # calibration, "object." on two photos, can leave "cat" with none).
-    from lang_sam.hub import registered_specs
+    from lang_sam.models.registry import registered_specs
     from lang_sam.testing import write_gdino_checkpoint
 
     swinb = next(s for s in registered_specs("gdino") if s.name == "swinb")

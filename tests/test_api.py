@@ -291,7 +291,7 @@ def test_known_third_party_warnings_are_silenced_only_inside_the_library(sam_ckp
     code = f"""
 import sys, warnings
 import numpy as np
-from lang_sam.hub import register_model
+from lang_sam.models.registry import register_model
 from lang_sam.testing import tiny_gdino_spec, tiny_sam_spec
 register_model(tiny_sam_spec()); register_model(tiny_gdino_spec())
 from lang_sam import LangSAM

@@ -25,7 +25,7 @@ from http_server import FileServer
 from lang_sam.cli import main
 from lang_sam.errors import InvalidRunError
 from lang_sam.testing import tiny_sam_spec
-from lang_sam.hub import register_model, unregister_model
+from lang_sam.models.registry import register_model, unregister_model
 
 ROOT = Path(__file__).resolve().parents[1]
 HELPER = Path(__file__).with_name("cli_tiny.py")

@@ -15,7 +15,7 @@ from PIL import Image
 from conftest import make_image
 from lang_sam.serving.service import ModelService
 from lang_sam.testing import tiny_sam_spec, write_sam_checkpoint
-from lang_sam.hub import register_model, unregister_model
+from lang_sam.models.registry import register_model, unregister_model
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

@@ -100,7 +100,9 @@ for _b in RUNNABLE:
 
 
 def _tiny_stand_ins() -> dict[type, object]:
-    from lang_sam.hub import GDinoArch, Sam2Arch, SamArch
+    from lang_sam.models.detector import GDinoArch
+    from lang_sam.models.sam2 import Sam2Arch
+    from lang_sam.models.segmenter import SamArch
     from lang_sam.testing import TINY_GDINO_SWINB, TINY_SAM, TINY_SAM2_VIDEO
 
     # TINY_GDINO_SWINB for every GroundingDINO (Swin-T and Swin-B alike: both have tiny widths);
@@ -133,8 +135,8 @@ def install_tiny(weights: Path | None = None) -> list:
     """Re-register every model type whose architecture has a tiny stand-in with that stand-in (same
     name and file name), and write its random checkpoint into ``weights`` if given. Returns the
     original entries, for :func:`restore`."""
-    from lang_sam.hub import register_model, registered_specs
-    from lang_sam.hub import Sam2Arch
+    from lang_sam.models.registry import register_model, registered_specs
+    from lang_sam.models.sam2 import Sam2Arch
     from lang_sam.testing import write_gdino_checkpoint, write_sam2_checkpoint, write_sam_checkpoint
 
     TINY_FOR.update({k: v for k, v in _tiny_stand_ins().items() if k not in TINY_FOR})
@@ -165,7 +167,7 @@ def install_tiny(weights: Path | None = None) -> list:
 
 
 def restore(originals: list) -> None:
-    from lang_sam.hub import register_model
+    from lang_sam.models.registry import register_model
 
     for spec in originals:
         register_model(spec, overwrite=True)

@@ -31,7 +31,7 @@ from lang_sam.models.segmenter import build_sam_model
 from lang_sam.testing import (
     TINY_GDINO, TINY_GDINO_SWINB, TINY_SAM, tiny_gdino_spec, write_gdino_checkpoint,
 )
-from lang_sam.hub import register_model, unregister_model
+from lang_sam.models.registry import register_model, unregister_model
 
 SPECIAL = re.compile(r"\[(CLS|SEP|PAD)\]")
 

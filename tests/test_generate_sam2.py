@@ -25,7 +25,7 @@ def pair(tmp_path_factory, gdino_ckpt, tiny_specs):
     from test_sam2 import meta_model
 
     from lang_sam import LangSAM
-    from lang_sam.hub import register_model, unregister_model
+    from lang_sam.models.registry import register_model, unregister_model
     from lang_sam.testing import TINY_SAM2, tiny_sam2_spec, write_sam2_checkpoint
 
     spec = register_model(tiny_sam2_spec("tiny_sam2_generate", TINY_SAM2))

@@ -170,7 +170,7 @@ def test_bad_pixel_limit_is_a_clear_value_error(tmp_path, monkeypatch, value):
 def thin_models(tmp_path_factory, model, gdino_ckpt, tiny_specs):
     """``engine -> LangSAM``: tiny SAM v1, SAM 2.1 (each with the tiny GroundingDINO) and SAM 3."""
     from lang_sam import LangSAM
-    from lang_sam.hub import register_model, unregister_model
+    from lang_sam.models.registry import register_model, unregister_model
     from lang_sam.testing import tiny_sam2_spec, write_sam2_checkpoint
 
     spec = register_model(tiny_sam2_spec("tiny_sam2_thin"))

@@ -37,7 +37,7 @@ NOT_AT_IMPORT = ("ray", "gradio", "fastapi", "uvicorn", "supervision", "groundin
 
 
 def module_names() -> dict[str, Path]:
-    """``"hub.registry"`` -> its file; a package's __init__ is named after the package
+    """``"hub.spec"`` -> its file; a package's __init__ is named after the package
     (``"hub"``; the top package is ``""``)."""
     out = {}
     for path in sorted(PKG.rglob("*.py")):
@@ -167,7 +167,7 @@ def test_the_checks_have_teeth():
                 for t in _resolve(importer, node)}
 
     assert deps("models.detector", "def f():\n    from lang_sam.cli import main") == {"cli"}
-    assert deps("models.detector", "from ..hub import registry") == {"hub.registry"}
+    assert deps("models.detector", "from ..hub import spec") == {"hub.spec"}
     assert deps("models.detector", "from . import segmenter") == {"models.segmenter"}
     assert deps("hub.load", "import lang_sam.labeling.run as r") == {"labeling.run"}
     assert deps("cli", "from lang_sam import LangSAM, errors") == {"", "errors"}

@@ -13,7 +13,8 @@ from PIL import Image
 from fidelity_helpers import SAM_LOGIT_ATOL, assert_masks_match, sam_mask_logits
 from lang_sam import Detections, LangSAM, MaskPrediction, Prediction, TiledPrediction, TileSpec, pipeline
 from lang_sam.errors import InvalidArgumentError, InvalidResultError
-from lang_sam.hub import ModelSpec, register_model, unregister_model
+from lang_sam.hub import ModelSpec
+from lang_sam.models.registry import register_model, unregister_model
 from lang_sam.labeling.run import LabelSettings, label_folder
 from lang_sam.masks import CropMask
 from lang_sam.serving.service import ModelService
@@ -163,7 +164,7 @@ def _engine_class(engine: str):
 
 
 def test_every_registered_engine_is_in_the_capability_table():
-    from lang_sam.hub import registered_specs
+    from lang_sam.models.registry import registered_specs
 
     engines = {spec.engine for family in ("sam", "gdino") for spec in registered_specs(family)}
     assert engines - set(CAPABILITIES) == set()
@@ -195,7 +196,7 @@ def test_an_engine_answers_as_its_class(model):
 
 
 def test_the_default_tracking_engine_can_track():
-    from lang_sam.hub import DEFAULT_SAM, DEFAULT_TRACK_SAM, get_spec
+    from lang_sam.models.registry import DEFAULT_SAM, DEFAULT_TRACK_SAM, get_spec
     from lang_sam.models.base import engine_for
 
     assert engine_for(get_spec("sam", DEFAULT_TRACK_SAM)).can_track
@@ -203,7 +204,7 @@ def test_the_default_tracking_engine_can_track():
 
 
 def test_registry_entries_name_their_engines():
-    from lang_sam.hub import get_spec
+    from lang_sam.models.registry import get_spec
     from lang_sam.models import GroundingDINODetector, SamSegmenter, engine_for
 
     assert engine_for(get_spec("sam", "vit_b")) is SamSegmenter

@@ -25,14 +25,10 @@ import torch
 
 from lang_sam import LangSAM
 from lang_sam.errors import CheckpointMismatchError, EngineUnavailableError, InvalidArgumentError, LangSAMError
-from lang_sam.hub import Sam2Arch, get_spec, model_names, register_model, unregister_model
 from lang_sam.models.base import engine_for
-from lang_sam.models.sam2 import (
-    Sam2Segmenter,
-    build_sam2_model,
-    meta_to_transformers,
-    transformers_to_meta,
-)
+from lang_sam.models.registry import get_spec, model_names, register_model, unregister_model
+from lang_sam.models.sam2 import Sam2Arch, Sam2Segmenter, build_sam2_model
+from lang_sam.models.sam2_keys import meta_to_transformers, transformers_to_meta
 from lang_sam.testing import (
     TINY_SAM,
     TINY_SAM2,

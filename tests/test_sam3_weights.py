@@ -23,7 +23,9 @@ from lang_sam.errors import (
     MissingTokenError,
     WeightsNotFoundError,
 )
-from lang_sam.hub import SAM3_FILES, get_spec, resolve_checkpoint
+from lang_sam.hub import resolve_checkpoint
+from lang_sam.models.registry import get_spec
+from lang_sam.models.sam3 import SAM3_FILES
 from lang_sam.testing import write_sam3_folder
 
 pytest.importorskip("transformers.models.sam3", reason="SAM 3 needs transformers>=5")

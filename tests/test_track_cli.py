@@ -264,7 +264,7 @@ def test_files_lang_sam_did_not_write_are_never_written_over(engines, clips, tmp
 def sam2_ckpt(tmp_path_factory):
     """Tiny SAM 2.1 (the real architecture at 256 px, random weights; lang_sam.testing) as a
     Meta-layout .pt, registered."""
-    from lang_sam.hub import register_model, unregister_model
+    from lang_sam.models.registry import register_model, unregister_model
     from lang_sam.testing import TINY_SAM2_VIDEO, tiny_sam2_spec, write_sam2_checkpoint
 
     spec = register_model(tiny_sam2_spec("tiny_sam2.1_track", TINY_SAM2_VIDEO))

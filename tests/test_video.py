@@ -22,7 +22,8 @@ from lang_sam.errors import (
     TrackingNotSupportedError,
     VideoNotFoundError,
 )
-from lang_sam.hub import ModelSpec, register_model, unregister_model
+from lang_sam.hub import ModelSpec
+from lang_sam.models.registry import register_model, unregister_model
 from lang_sam.results import TrackedFrame
 from lang_sam.video_io import VideoWriter, iter_frames, natural_key, open_video
 from plugin_engines import COLORS, BoxFillArch, BoxFillVideo, ColorDetector, moving_clip

@@ -32,12 +32,10 @@ from lang_sam.hub import (
     SAM_MODELS,
     ModelSpec,
     download_file,
-    get_spec,
     load_checkpoint,
-    register_model,
     resolve_checkpoint,
-    unregister_model,
 )
+from lang_sam.models.registry import get_spec, register_model, unregister_model
 
 PAYLOAD = os.urandom(3 * 1024 * 1024 + 17)
 SHA = hashlib.sha256(PAYLOAD).hexdigest()

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lang_sam.hub import ModelSpec, register_model, unregister_model
+from lang_sam.hub import ModelSpec
+from lang_sam.models.registry import register_model, unregister_model
 from plugin_engines import BoxFillArch, moving_clip
 
 SAM_TYPE, GDINO_TYPE = "box_fill_video", "color_detector"

@@ -25,7 +25,7 @@ from typing import Any, cast
 
 from lang_sam.errors import CheckpointError, UnsafeCheckpointError
 from lang_sam.hub.download import sha256sum
-from lang_sam.hub.registry import official_hashes
+from lang_sam.hub.spec import official_hashes
 from lang_sam.settings import ENV_TRUST, trust_checkpoints
 
 logger = logging.getLogger(__name__)
@@ -40,10 +40,12 @@ _AGAIN = "; delete it and download it again (or pass the right file)"
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Load a checkpoint on the CPU with ``weights_only=True``; return the dict it holds.
 
-    A well-formed checkpoint whose pickle needs Python objects other than tensors is refused with
-    :class:`UnsafeCheckpointError`, unless its sha256 is one of the registry's official ones or
-    ``LANG_SAM_TRUST_CHECKPOINTS=1`` is set. Anything else that is not a readable checkpoint
-    holding a dict raises :class:`CheckpointError` saying what the file holds.
+    Raises:
+        UnsafeCheckpointError: a well-formed checkpoint whose pickle needs Python objects other
+            than tensors, unless its sha256 is an official one (published by the registry:
+            :func:`lang_sam.hub.spec.official_hashes`) or ``LANG_SAM_TRUST_CHECKPOINTS=1`` is set.
+        CheckpointError: anything else that is not a readable checkpoint holding a dict (the
+            message says what the file holds).
     """
     import torch
 

@@ -35,7 +35,7 @@ from lang_sam.errors import (
     WeightsNotFoundError,
 )
 from lang_sam.hub.download import download_file
-from lang_sam.hub.registry import FAMILIES, ModelSpec
+from lang_sam.hub.spec import FAMILIES, ModelSpec
 from lang_sam.settings import (
     ENV_OFFLINE,
     ENV_WEIGHTS_DIR,
@@ -123,8 +123,16 @@ def resolve_checkpoint(
     :func:`download_dir` (``lang-sam download --to``). A folder model (``spec.files``, e.g. SAM 3)
     resolves to its folder; ``path`` may then also be a hub repository id (``"facebook/sam3"``),
     fetched unless on disk. ``token`` (default: :func:`lang_sam.settings.hf_token`) is sent to the
-    hub for a gated repository; a refusal raises :class:`~lang_sam.errors.MissingTokenError`
-    (no token) or :class:`~lang_sam.errors.GatedModelError` (the token's account has no access).
+    hub for a gated repository.
+
+    Raises:
+        WeightsNotFoundError: an explicit ``path`` does not exist, or the file is nowhere on disk
+            and offline mode is on or no source is registered.
+        DownloadError: every source failed.
+        MissingTokenError: a gated repository refused a download without a token.
+        GatedModelError: the token's account has no access to the gated repository.
+        ChecksumMismatchError: a downloaded file's sha256 is not ``spec.sha256``.
+        InvalidModelSourceError: the user's ``SAM_MODELS`` / ``GDINO_MODELS`` value is not a URL.
     """
     if spec.files:
         return _resolve_folder(spec, path, progress=progress, download_to=download_to, token=token)
@@ -251,8 +259,13 @@ def resolve_checkpoints(
 
     Every file is tried (found, or downloaded) before anything fails, so that one
     :class:`~lang_sam.errors.MissingWeightsError` lists *every* file still missing (not only the
-    first), why, and the ways to provide them. A downloaded file with a wrong sha256
-    (:class:`~lang_sam.errors.ChecksumMismatchError`) is raised at once, as it is.
+    first), why, and the ways to provide them.
+
+    Raises:
+        MissingWeightsError: one or more files are missing (not found, offline, or their download
+            failed); it lists each.
+        AccessDeniedError: a gated repository refused access (as :func:`resolve_checkpoint`).
+        ChecksumMismatchError: a downloaded file's sha256 is wrong (raised at once, as it is).
     """
     wanted = list(wanted)
     paths: list[Path] = []

@@ -47,7 +47,8 @@ from typing import TYPE_CHECKING, Any, Callable, Generator, Iterable, Iterator, 
 import numpy as np
 
 from lang_sam.errors import InvalidRunError, RayJobError, RayNotInstalledError, UnknownModelError
-from lang_sam.hub import DEFAULT_GDINO, DEFAULT_SAM, DEFAULT_TRACK_SAM, ModelSpec, get_spec, register_model
+from lang_sam.hub import ModelSpec
+from lang_sam.models.registry import DEFAULT_GDINO, DEFAULT_SAM, DEFAULT_TRACK_SAM, get_spec, register_model
 from lang_sam.labeling.run import (
     DEFAULT_FORMATS,
     ImageFailure,

@@ -17,6 +17,8 @@ from __future__ import annotations
 import importlib
 import os
 from abc import ABC, abstractmethod
+from dataclasses import replace
+from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence, TypeVar, cast
 
 import numpy as np
@@ -24,13 +26,13 @@ import torch
 from PIL import Image
 
 from lang_sam.cache import EncodingCache
-from lang_sam.errors import InvalidArgumentError
-from lang_sam.hub.registry import ModelSpec
+from lang_sam.errors import InvalidArgumentError, InvalidPromptError
+from lang_sam.hub.spec import ModelSpec
 from lang_sam.results import Detections, MaskPrediction
 
 __all__ = ["Engine", "Detector", "Segmenter", "MaskLogits", "TextSegmenter", "VideoSegmenter", "TrackStep",
            "TextVideoSegmenter", "TextTrackStep", "ROLES",
-           "engine_for"]
+           "engine_for", "prompt_count"]
 
 
 class _Implements:
@@ -84,6 +86,17 @@ class Engine(ABC):
                   **options: Any) -> "Engine":
         """Resolve ``spec``'s checkpoint (explicit path, cache, download: :mod:`lang_sam.hub`),
         check it fits ``spec.arch`` and load it. ``options`` an engine does not know are errors."""
+
+    @classmethod
+    def write_random_checkpoint(cls, path: str | os.PathLike, arch: Any, seed: int = 0, **options: Any) -> Path:
+        """Write a checkpoint of the network ``arch`` describes with random weights, in the format
+        :meth:`from_spec` reads (the released files' format), at ``path`` (written beside it and
+        renamed); for tests and benchmarks (:mod:`lang_sam.testing`). ``options`` are the engine's.
+
+        Raises:
+            InvalidArgumentError: the engine has no random-weight writer, or does not know an option.
+        """
+        raise InvalidArgumentError(f"{cls.__module__}.{cls.__name__} cannot write random-weight checkpoints")
 
     def check_image_size(self, height: int, width: int, what: str | None = None) -> None:
         """Raise :class:`~lang_sam.errors.ImageTooThinError` if this engine cannot take an image of
@@ -300,6 +313,21 @@ ROLES: dict[str, type[Engine] | tuple[type[Engine], ...]] = {
 }
 
 
+def prompt_count(boxes: Any = None, points: Any = None, mask_input: Any = None) -> int:
+    """The batch size ``B`` of a :meth:`Segmenter.predict` call's prompts: the common length of
+    those given (``boxes`` ``(B, 4)``, ``points`` ``(B, K, 2)``, ``mask_input`` ``(B, 1, h, w)``).
+
+    Raises:
+        InvalidPromptError: none is given, or their lengths differ.
+    """
+    sizes = [len(t) for t in (boxes, points, mask_input) if t is not None]
+    if not sizes:
+        raise InvalidPromptError("give at least one of boxes, points or mask_input")
+    if len(set(sizes)) != 1:
+        raise InvalidPromptError(f"boxes, points and mask_input must have the same batch size, got {sizes}")
+    return sizes[0]
+
+
 _M = TypeVar("_M", bound=torch.nn.Module)
 
 
@@ -313,9 +341,17 @@ def on_device(model: _M, device: torch.device) -> _M:
 
 
 def engine_for(spec: ModelSpec) -> type[Engine]:
-    """The engine class named by ``spec.engine`` (``"package.module:Class"``), imported now;
-    raises :class:`~lang_sam.errors.InvalidArgumentError` if it cannot be imported or does not
-    implement its family's interface (:data:`ROLES`)."""
+    """The engine class named by ``spec.engine`` (``"package.module:Class"``; empty, the family's
+    :data:`~lang_sam.models.registry.DEFAULT_ENGINES` entry), imported now.
+
+    Raises:
+        InvalidArgumentError: the class cannot be imported, or does not implement its family's
+            interface (:data:`ROLES`).
+    """
+    from lang_sam.models.registry import DEFAULT_ENGINES
+
+    if not spec.engine and spec.family in DEFAULT_ENGINES:
+        spec = replace(spec, engine=DEFAULT_ENGINES[spec.family])
     module_name, _, class_name = spec.engine.partition(":")
     role = ROLES.get(spec.family, Engine)
     try:

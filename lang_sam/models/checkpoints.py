@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 import torch
 from torch import nn
 
 from lang_sam.errors import CheckpointError, CheckpointMismatchError
-from lang_sam.hub.registry import FAMILIES, ModelSpec, model_names, registered_specs
+from lang_sam.hub.spec import FAMILIES, ModelSpec
+from lang_sam.models.registry import model_names, registered_specs
 
 __all__ = [
     "state_dict_from", "strip_prefix", "count_blocks", "looks_like", "check_architecture", "load_into",
+    "perturb", "save_atomic",
 ]
 
 logger = logging.getLogger(__name__)
@@ -163,7 +166,17 @@ def load_network(
     download: :func:`lang_sam.hub.resolve_checkpoint`), read it safely, check it fits ``spec.arch``
     (:func:`check_architecture`), build the network with ``build(spec)`` (on the meta device, no
     init) and :func:`load_into` it (``load_kwargs``: ``allowed_unexpected``, ``optional``).
-    Returns ``(network, path)``."""
+    Returns ``(network, path)``.
+
+    Raises:
+        WeightsNotFoundError: offline, or no source, and the file is nowhere on disk.
+        DownloadError: every source failed (:class:`~lang_sam.errors.GatedModelError` for a gated
+            repository without access).
+        ChecksumMismatchError: a downloaded file's sha256 is not the registered one.
+        CheckpointError: the file is not a readable checkpoint
+            (:class:`~lang_sam.errors.UnsafeCheckpointError`: it holds Python objects and is not
+            trusted; :class:`~lang_sam.errors.CheckpointMismatchError`: another architecture's).
+    """
     from lang_sam.hub import load_checkpoint, resolve_checkpoint
 
     path = resolve_checkpoint(spec, ckpt_path, progress=progress)
@@ -172,3 +185,26 @@ def load_network(
     model = build(spec)
     load_into(model, state, spec, str(path), fingerprint, **load_kwargs)
     return model, path
+
+
+def perturb(module: nn.Module, generator: torch.Generator) -> None:
+    """Give a random network's norms and biases random values too (``N(0, 0.02)`` added in place),
+    so that no parameter of a random-weight checkpoint is trivially 0 or 1."""
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if p.ndim == 1 and ("norm" in name.lower() or name.endswith("bias")):
+                p.add_(torch.randn(p.shape, generator=generator) * 0.02)
+
+
+def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save(obj)`` to a temporary name beside ``path`` and rename it (parents created).
+
+    Raises:
+        OSError: the folder cannot be written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".incomplete")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+    return path

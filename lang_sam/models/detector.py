@@ -14,10 +14,10 @@ import bisect
 import logging
 import os
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, Any, Mapping, Protocol, cast
 
 import torch
 import torch.nn.functional as F
@@ -25,14 +25,14 @@ from PIL import Image
 
 from lang_sam.cache import EncodingCache
 from lang_sam.errors import PromptTooLongError
-from lang_sam.hub import GDinoArch, ModelSpec
+from lang_sam.hub import ModelSpec
 from lang_sam.models.base import Detector
-from lang_sam.models.checkpoints import count_blocks, load_network
+from lang_sam.models.checkpoints import count_blocks, load_network, perturb, save_atomic
 from lang_sam.models.text_encoder import BERT_DIR, BertTextEncoder, build_bert, load_tokenizer
 from lang_sam.patches import bundled_text_encoder, empty_parameters, quiet_third_party, swin_backbone
 from lang_sam.precision import autocast, check_precision
 from lang_sam.results import Detections
-from lang_sam.validation import check_prompt, check_threshold
+from lang_sam.validation import check_prompt, check_threshold, open_image
 
 if TYPE_CHECKING:  # transformers is imported when the network is built, not with this module
     from transformers import PreTrainedTokenizerBase
@@ -40,9 +40,50 @@ if TYPE_CHECKING:  # transformers is imported when the network is built, not wit
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "ImageFeatures", "GroundingDINODetector", "build_groundingdino_model",
+    "GDinoArch", "SPECS", "ImageFeatures", "random_gdino_state_dict", "GroundingDINODetector", "build_groundingdino_model",
     "preprocess_caption",
 ]
+
+@dataclass(frozen=True)
+class GDinoArch:
+    """A GroundingDINO configuration: one of groundingdino's bundled config files, plus overrides.
+
+    ``bert`` overrides keys of the bundled bert-base-uncased config; ``swin`` overrides keys of the
+    config's Swin entry in groundingdino's ``build_swin_transformer`` table (``embed_dim``,
+    ``depths``, ``num_heads``, ``window_size``). Tiny test models use both.
+
+    ``image_size`` and ``max_size`` are the input transform's ``RandomResize([image_size],
+    max_size=max_size)``: the shorter side is resized to ``image_size`` pixels unless the longer one
+    would pass ``max_size``. Every release runs at 800 and 1333; tiny test models read less.
+    """
+
+    config_file: str
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    bert: Mapping[str, Any] = field(default_factory=dict)
+    swin: Mapping[str, Any] = field(default_factory=dict)
+    image_size: int = 800
+    max_size: int = 1333
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """``(image_size, max_size)``, what :class:`~lang_sam.models.detector.GroundingDINODetector`
+        takes as ``input_size``."""
+        return self.image_size, self.max_size
+
+
+HF_REPO = "ShilongLiu/GroundingDINO"
+_GITHUB_RELEASES = "https://github.com/IDEA-Research/GroundingDINO/releases/download"
+#: The GroundingDINO registry entries (IDEA Research, Apache-2.0), on the hub and on GitHub.
+SPECS = (
+    ModelSpec("gdino", "swinb", "groundingdino_swinb_cogcoor.pth", GDinoArch("GroundingDINO_SwinB_cfg.py"),
+              urls=(f"{_GITHUB_RELEASES}/v0.1.0-alpha2/groundingdino_swinb_cogcoor.pth",),
+              sha256=None,  # not published alongside the release; the file is still size-checked by HTTP
+              hf_repo=HF_REPO),
+    ModelSpec("gdino", "swint", "groundingdino_swint_ogc.pth", GDinoArch("GroundingDINO_SwinT_OGC.py"),
+              urls=(f"{_GITHUB_RELEASES}/v0.1.0-alpha/groundingdino_swint_ogc.pth",),
+              sha256="3b3ca2563c77c69f651d7bd133e97139c186df06231157a64c507099c52bc799",
+              hf_repo=HF_REPO),
+)
 
 #: GroundingDINO reads at most this many tokens ([CLS] and [SEP] included).
 MAX_TEXT_LEN = 256
@@ -199,7 +240,14 @@ class GroundingDINODetector(Detector):
         progress: bool = True,
         **kwargs,
     ) -> "GroundingDINODetector":
-        """Resolve, load and check ``spec``'s checkpoint (see :mod:`lang_sam.hub`)."""
+        """Resolve ``spec``'s GroundingDINO checkpoint (see :mod:`lang_sam.hub`), check it is a
+        GroundingDINO of ``spec.arch``'s configuration and load it; ``kwargs`` go to the constructor.
+
+        Raises:
+            WeightsNotFoundError, DownloadError, ChecksumMismatchError, CheckpointError: the
+                GroundingDINO file could not be found, fetched or read (see
+                :func:`~lang_sam.models.checkpoints.load_network`).
+        """
         model, path = load_network(
             spec, ckpt_path, lambda s: build_groundingdino_model(s, empty=True), gdino_fingerprint,
             progress=progress, allowed_unexpected=ALLOWED_UNEXPECTED, optional=OPTIONAL_KEYS,
@@ -212,6 +260,22 @@ class GroundingDINODetector(Detector):
     def count_tokens(self, text_prompt: str) -> int:
         """Number of tokens GroundingDINO sees for ``text_prompt`` ([CLS] and [SEP] included)."""
         return len(self.tokenizer(preprocess_caption(text_prompt))["input_ids"])
+
+    @classmethod
+    def write_random_checkpoint(cls, path: str | os.PathLike, arch: GDinoArch, seed: int = 0,
+                                **options: Any) -> Path:
+        """Save a GroundingDINO of ``arch`` with random weights in the released format
+        (``{"model": state_dict}``, with the ``label_enc.weight`` entry the released files carry).
+        ``options`` go to :func:`random_gdino_state_dict` (``few_boxes=True``: a realistic handful
+        of boxes).
+
+        Raises:
+            TypeError: an option :func:`random_gdino_state_dict` does not take.
+        """
+        state = random_gdino_state_dict(arch, seed, **options)
+        args_hidden = next(v for k, v in state.items() if k == "feat_map.weight").shape[0]
+        state = {**state, "label_enc.weight": torch.zeros(2001, args_hidden)}
+        return save_atomic({"model": state}, path)
 
     def check_prompt(self, text_prompt: str) -> str:
         """Validate a one-pass prompt; raise :class:`PromptTooLongError` past the 256-token window."""
@@ -468,3 +532,77 @@ class GroundingDINODetector(Detector):
             text = cast(str, self.tokenizer.decode(tokens))  # a flat list of ids decodes to one str
             out.append(text.replace(".", ""))
         return out
+
+
+def _calibration_image():
+    """A deterministic photo-like 600x400 RGB image (gradients and a few solid shapes)."""
+    import numpy as np
+    from PIL import Image
+
+    h, w = 400, 600
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.stack([xx * 255 // (w - 1), yy * 255 // (h - 1), (xx + yy) * 255 // (h + w - 2)], -1)
+    img = img.astype(np.uint8)
+    for i, (y0, x0, c) in enumerate([(40, 60, 200), (150, 300, 30), (250, 100, 120), (60, 420, 250)]):
+        img[y0:y0 + 90 + 10 * i, x0:x0 + 120, :] = (c, 255 - c, (c * 7) % 256)
+    return Image.fromarray(img)
+
+
+def random_gdino_state_dict(
+    arch: GDinoArch, seed: int = 0, *, few_boxes: bool = False, target_boxes: int = 8,
+    calibration_image=None, feature_scale: float = 1 / 16, calibration_prompt: str = "object.",
+) -> dict[str, torch.Tensor]:
+    """The state dict of a GroundingDINO network of ``arch`` with random weights.
+
+    Random GroundingDINO scores saturate: nearly every query scores about 1 for some token, so all
+    900 queries pass the 0.3 threshold (and SAM then decodes 900 masks). ``few_boxes=True`` gives a
+    realistic handful instead, by setting two LayerNorms (compute is unchanged):
+
+    - the last text-enhancer layer's output norm to weight 0 and a random bias ``c``, so every
+      token's feature is ``c`` and a query's score depends on the prompt only a little (the
+      prompt still reaches the decoder through the earlier fusion layers);
+    - the decoder's final norm to weight ``feature_scale`` and a bias ``-k c / |c|^2``, which
+      lowers every logit by ``k``. ``k`` is calibrated with one forward pass on
+      ``calibration_image`` (a path or PIL image; default a fixed synthetic 600x400 image) so that
+      exactly ``target_boxes`` queries score over 0.3 there for ``calibration_prompt`` (default
+      ``"object."``); other prompts give about as many (6 instead of 8 was seen), so calibrate
+      with the prompt you measure, and other images other counts (the
+      scores' offset depends on the image: 532 boxes were seen on another photo), so calibrate on
+      the image you measure.
+      A list of images calibrates on all of them: at most ``target_boxes`` on each, exactly that
+      many on the one that gives most (e.g. every distinct tile of a sliced benchmark).
+
+    Raises:
+        ImageNotFoundError: a calibration image path does not exist.
+        InvalidImageError: a calibration image cannot be read.
+    """
+    torch.manual_seed(seed)
+    net = build_groundingdino_model(arch)
+    generator = torch.Generator().manual_seed(seed)
+    perturb(net, generator)
+    state = net.state_dict()
+    if not few_boxes:
+        return state
+    width = state["transformer.decoder.norm.weight"].shape[0]
+    last = max(int(k.split(".")[3]) for k in state if k.startswith("transformer.encoder.text_layers."))
+    text_norm = f"transformer.encoder.text_layers.{last}.norm2"
+    c = torch.randn(width, generator=generator)
+    state[f"{text_norm}.weight"] = torch.zeros(width)
+    state[f"{text_norm}.bias"] = c
+    state["transformer.decoder.norm.weight"] = torch.full((width,), feature_scale)
+    state["transformer.decoder.norm.bias"] = torch.zeros(width)
+    net.load_state_dict(state)
+    detector = GroundingDINODetector(net, input_size=arch.input_size)  # as the spec runs it
+    images = calibration_image if isinstance(calibration_image, (list, tuple)) else [calibration_image]
+    wanted = -float("inf")
+    for image in images:
+        if image is None:
+            image = _calibration_image()
+        elif not hasattr(image, "size"):
+            image = open_image(image)
+        scores, _ = detector.forward_text(detector.encode_image(image), preprocess_caption(calibration_prompt))
+        logits = torch.logit(scores[:, 1].double())  # every token scores the same now
+        wanted = max(wanted, logits.topk(target_boxes).values[-1].item())
+    k = wanted - torch.logit(torch.tensor(0.3, dtype=torch.float64)).item() + 1e-3
+    state["transformer.decoder.norm.bias"] = -k * c / c.dot(c)
+    return state

@@ -4,7 +4,7 @@
 encoder, prompt encoder and mask decoder answer image prompts; its memory attention and memory
 encoder follow objects through frames). It loads **Meta's released files**
 (``sam2.1_hiera_*.pt``, ``{"model": state_dict}`` in the layout of Meta's ``sam2`` package),
-converting names at load time (:func:`meta_to_transformers`), and computes what Meta's
+converting names at load time (:func:`lang_sam.models.sam2_keys.meta_to_transformers`), and computes what Meta's
 ``SAM2ImagePredictor`` computes: the same resize and normalisation, boxes given to the prompt
 encoder as two corner points before any clicked points, the same dynamic single-mask choice and
 upsampling (tests/test_sam2.py compares the two on the same weights).
@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence, cast
 
 import numpy as np
@@ -34,9 +34,12 @@ import torch.nn.functional as F
 
 from lang_sam.cache import EncodingCache
 from lang_sam.errors import EngineUnavailableError, InvalidArgumentError, InvalidPromptError
-from lang_sam.hub import ModelSpec, Sam2Arch
-from lang_sam.models.base import Segmenter, TrackStep, VideoSegmenter, on_device
-from lang_sam.models.checkpoints import check_architecture, count_blocks, load_into, state_dict_from
+from lang_sam.hub import ModelSpec
+from lang_sam.models.base import Segmenter, TrackStep, VideoSegmenter, on_device, prompt_count
+from lang_sam.models.checkpoints import (
+    check_architecture, count_blocks, load_into, perturb, save_atomic, state_dict_from,
+)
+from lang_sam.models.sam2_keys import meta_to_transformers, transformers_to_meta
 from lang_sam.patches import empty_parameters, quiet_third_party
 from lang_sam.precision import autocast, check_precision
 from lang_sam.results import MaskPrediction
@@ -47,15 +50,53 @@ if TYPE_CHECKING:  # transformers' SAM 2 is imported when a model is built (_tra
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "Sam2Segmenter", "Sam2Session", "build_sam2_model", "sam2_config",
-    "sam2_fingerprint", "meta_to_transformers", "transformers_to_meta", "load_sam2_state",
+    "Sam2Arch", "SPECS", "Sam2Segmenter", "Sam2Session", "build_sam2_model", "sam2_config",
+    "sam2_fingerprint", "load_sam2_state", "random_sam2_state_dict",
 ]
+
+@dataclass(frozen=True)
+class Sam2Arch:
+    """Shape of a SAM 2.1 network: the Hiera image encoder of Meta's
+    ``configs/sam2.1/sam2.1_hiera_{t,s,b+,l}.yaml`` (``image_encoder.trunk``) and the number of
+    memory-attention layers (and the input size, 1024 in every release). Everything else (256-wide
+    decoder and neck, 64-wide memory, 7 memories) is the same for the four released sizes. Stage ``i`` has
+    ``embed_dim * 2**i`` channels and ``num_heads * 2**i`` heads (Hiera's ``dim_mul`` and
+    ``head_mul``)."""
+
+    embed_dim: int
+    num_heads: int
+    stages: tuple[int, ...]
+    global_att_blocks: tuple[int, ...]
+    window_spec: tuple[int, ...] = (8, 4, 14, 7)
+    window_pos_embed_bkg_spatial_size: tuple[int, int] = (7, 7)
+    memory_attention_layers: int = 4
+    image_size: int = 1024  # tiny test models use less (Meta's SAM2ImagePredictor needs 1024)
+    meta_config: str = ""  # Meta's config file, for reference (its sam2 package's name for it)
+
+
+# SAM 2.1 (Meta, 2024-09-28 release, Apache-2.0): ``{"model": state_dict}`` files in Meta's layout,
+# converted to transformers' Sam2 layout at load time. Meta publishes no sha256 for these files (not
+# in the sam2 repository, its download script or release notes; none found on the web either), so,
+# like swinb, they are size-checked by HTTP only.
+_SAM2_BASE = "https://dl.fbaipublicfiles.com/segment_anything_2/092824"
+#: The SAM 2.1 registry entries, run by :class:`Sam2Segmenter`.
+SPECS = tuple(
+    ModelSpec("sam", name, f"{name}.pt", arch, urls=(f"{_SAM2_BASE}/{name}.pt",), sha256=None,
+              engine="lang_sam.models.sam2:Sam2Segmenter")
+    for name, arch in (
+        ("sam2.1_hiera_tiny", Sam2Arch(96, 1, (1, 2, 7, 2), (5, 7, 9), meta_config="sam2.1_hiera_t.yaml")),
+        ("sam2.1_hiera_small", Sam2Arch(96, 1, (1, 2, 11, 2), (7, 10, 13), meta_config="sam2.1_hiera_s.yaml")),
+        ("sam2.1_hiera_base_plus", Sam2Arch(112, 2, (2, 3, 16, 3), (12, 16, 20),
+                                            window_pos_embed_bkg_spatial_size=(14, 14),
+                                            meta_config="sam2.1_hiera_b+.yaml")),
+        ("sam2.1_hiera_large", Sam2Arch(144, 2, (2, 6, 36, 4), (23, 33, 43), window_spec=(8, 4, 16, 8),
+                                        meta_config="sam2.1_hiera_l.yaml")),
+    )
+)
 
 #: Meta's ``SAM2Transforms`` normalisation (ImageNet mean / std, on 0..1 values).
 _MEAN = (0.485, 0.456, 0.406)
 _STD = (0.229, 0.224, 0.225)
-#: Blocks of Meta's memory-encoder mask downsampler (total stride 16 in steps of 2).
-_DOWNSAMPLER_LAYERS = 4
 
 
 #: The transformers SAM 2.1 runs on: 4.56-4.57 have a SAM 2 whose outputs differ (tuples where
@@ -96,7 +137,7 @@ def _arch(spec_or_arch: ModelSpec | Sam2Arch) -> Sam2Arch:
 
 
 def sam2_config(spec_or_arch: ModelSpec | Sam2Arch):
-    """transformers' ``Sam2VideoConfig`` of a :class:`~lang_sam.hub.Sam2Arch`: Meta's
+    """transformers' ``Sam2VideoConfig`` of a :class:`Sam2Arch`: Meta's
     ``sam2.1_hiera_*.yaml`` expressed in transformers' names (its other defaults are SAM 2.1's:
     dynamic single-mask selection with delta 0.05 and threshold 0.98, 7 memories, object pointers
     with temporal encoding, the occlusion embedding)."""
@@ -130,188 +171,8 @@ def build_sam2_model(spec_or_arch: ModelSpec | Sam2Arch, *, empty: bool = False)
     return model.eval()
 
 
-# --- Meta's names <-> transformers' names -----------------------------------------------------------
-#
-# Written from the two networks' module trees (Meta's sam2.modeling and transformers'
-# modeling_sam2_video): one template per parameter family, "{a}" / "{b}" an index, "{p}" weight or bias.
-# Each template pair is used both ways. Three things are not renames and are handled apart: Meta's
-# four point embeddings (one Embedding each) are one 4-row Embedding in transformers; Meta's random
-# Fourier matrix is stored twice by transformers (prompt encoder and image-wide positional embedding);
-# Meta's memory-encoder downsampler is one Sequential (conv, norm, GELU) x 4 + conv.
-
-_ATTN = ("q_proj", "k_proj", "v_proj")
-
-
-def _templates() -> list[tuple[str, str]]:
-    t = [
-        ("maskmem_tpos_enc", "memory_temporal_positional_encoding"),
-        ("no_mem_embed", "no_memory_embedding"),
-        ("no_mem_pos_enc", "no_memory_positional_encoding"),
-        ("no_obj_ptr", "no_object_pointer"),
-        ("no_obj_embed_spatial", "occlusion_spatial_embedding_parameter"),
-        ("mask_downsample.{p}", "mask_downsample.{p}"),
-        ("obj_ptr_tpos_proj.{p}", "temporal_positional_encoding_projection_layer.{p}"),
-        ("image_encoder.trunk.pos_embed", "vision_encoder.backbone.pos_embed"),
-        ("image_encoder.trunk.pos_embed_window", "vision_encoder.backbone.pos_embed_window"),
-        ("image_encoder.trunk.patch_embed.proj.{p}", "vision_encoder.backbone.patch_embed.projection.{p}"),
-        ("image_encoder.trunk.blocks.{a}.norm{b}.{p}", "vision_encoder.backbone.blocks.{a}.layer_norm{b}.{p}"),
-        ("image_encoder.trunk.blocks.{a}.attn.qkv.{p}", "vision_encoder.backbone.blocks.{a}.attn.qkv.{p}"),
-        ("image_encoder.trunk.blocks.{a}.attn.proj.{p}", "vision_encoder.backbone.blocks.{a}.attn.proj.{p}"),
-        ("image_encoder.trunk.blocks.{a}.proj.{p}", "vision_encoder.backbone.blocks.{a}.proj.{p}"),
-        ("image_encoder.trunk.blocks.{a}.mlp.layers.0.{p}", "vision_encoder.backbone.blocks.{a}.mlp.proj_in.{p}"),
-        ("image_encoder.trunk.blocks.{a}.mlp.layers.1.{p}", "vision_encoder.backbone.blocks.{a}.mlp.proj_out.{p}"),
-        ("image_encoder.neck.convs.{a}.conv.{p}", "vision_encoder.neck.convs.{a}.{p}"),
-        ("memory_attention.layers.{a}.linear{b}.{p}", "memory_attention.layers.{a}.linear{b}.{p}"),
-        ("memory_attention.layers.{a}.norm{b}.{p}", "memory_attention.layers.{a}.layer_norm{b}.{p}"),
-        ("memory_attention.norm.{p}", "memory_attention.layer_norm.{p}"),
-        ("memory_encoder.pix_feat_proj.{p}", "memory_encoder.feature_projection.{p}"),
-        ("memory_encoder.fuser.layers.{a}.gamma", "memory_encoder.memory_fuser.layers.{a}.scale"),
-        ("memory_encoder.fuser.layers.{a}.dwconv.{p}", "memory_encoder.memory_fuser.layers.{a}.depthwise_conv.{p}"),
-        ("memory_encoder.fuser.layers.{a}.norm.{p}", "memory_encoder.memory_fuser.layers.{a}.layer_norm.{p}"),
-        ("memory_encoder.fuser.layers.{a}.pwconv{b}.{p}",
-         "memory_encoder.memory_fuser.layers.{a}.pointwise_conv{b}.{p}"),
-        ("memory_encoder.out_proj.{p}", "memory_encoder.projection.{p}"),
-        ("sam_prompt_encoder.not_a_point_embed.weight", "prompt_encoder.not_a_point_embed.weight"),
-        ("sam_prompt_encoder.no_mask_embed.weight", "prompt_encoder.no_mask_embed.weight"),
-        ("sam_mask_decoder.transformer.layers.{a}.norm{b}.{p}", "mask_decoder.transformer.layers.{a}.layer_norm{b}.{p}"),
-        ("sam_mask_decoder.transformer.layers.{a}.mlp.layers.0.{p}", "mask_decoder.transformer.layers.{a}.mlp.proj_in.{p}"),
-        ("sam_mask_decoder.transformer.layers.{a}.mlp.layers.1.{p}",
-         "mask_decoder.transformer.layers.{a}.mlp.proj_out.{p}"),
-        ("sam_mask_decoder.transformer.norm_final_attn.{p}", "mask_decoder.transformer.layer_norm_final_attn.{p}"),
-        ("sam_mask_decoder.output_upscaling.0.{p}", "mask_decoder.upscale_conv1.{p}"),
-        ("sam_mask_decoder.output_upscaling.1.{p}", "mask_decoder.upscale_layer_norm.{p}"),
-        ("sam_mask_decoder.output_upscaling.3.{p}", "mask_decoder.upscale_conv2.{p}"),
-        ("sam_mask_decoder.conv_s{b}.{p}", "mask_decoder.conv_s{b}.{p}"),
-    ]
-    for i, name in ((0, "conv1"), (1, "layer_norm1"), (3, "conv2"), (4, "layer_norm2"), (6, "conv3")):
-        t.append((f"sam_prompt_encoder.mask_downscaling.{i}.{{p}}", f"prompt_encoder.mask_embed.{name}.{{p}}"))
-    for token in ("iou_token", "mask_tokens", "obj_score_token"):
-        t.append((f"sam_mask_decoder.{token}.weight", f"mask_decoder.{token}.weight"))
-    for proj in _ATTN + ("out_proj",):
-        hf = "o_proj" if proj == "out_proj" else proj
-        for attn in ("self_attn", "cross_attn_image"):
-            t.append((f"memory_attention.layers.{{a}}.{attn}.{proj}.{{p}}",
-                      f"memory_attention.layers.{{a}}.{attn}.{hf}.{{p}}"))
-        for attn in ("self_attn", "cross_attn_token_to_image", "cross_attn_image_to_token"):
-            t.append((f"sam_mask_decoder.transformer.layers.{{a}}.{attn}.{proj}.{{p}}",
-                      f"mask_decoder.transformer.layers.{{a}}.{attn}.{hf}.{{p}}"))
-        t.append((f"sam_mask_decoder.transformer.final_attn_token_to_image.{proj}.{{p}}",
-                  f"mask_decoder.transformer.final_attn_token_to_image.{hf}.{{p}}"))
-    # Three-layer MLPs: Meta's layers.0 / 1 / 2 are transformers' proj_in / layers.0 / proj_out.
-    for meta, hf in (("sam_mask_decoder.output_hypernetworks_mlps.{a}", "mask_decoder.output_hypernetworks_mlps.{a}"),
-                     ("sam_mask_decoder.iou_prediction_head", "mask_decoder.iou_prediction_head"),
-                     ("sam_mask_decoder.pred_obj_score_head", "mask_decoder.pred_obj_score_head"),
-                     ("obj_ptr_proj", "object_pointer_proj")):
-        for i, name in ((0, "proj_in"), (1, "layers.0"), (2, "proj_out")):
-            t.append((f"{meta}.layers.{i}.{{p}}", f"{hf}.{name}.{{p}}"))
-    for i in range(_DOWNSAMPLER_LAYERS):
-        t.append((f"memory_encoder.mask_downsampler.encoder.{3 * i}.{{p}}",
-                  f"memory_encoder.mask_downsampler.layers.{i}.conv.{{p}}"))
-        t.append((f"memory_encoder.mask_downsampler.encoder.{3 * i + 1}.{{p}}",
-                  f"memory_encoder.mask_downsampler.layers.{i}.layer_norm.{{p}}"))
-    t.append((f"memory_encoder.mask_downsampler.encoder.{3 * _DOWNSAMPLER_LAYERS}.{{p}}",
-              "memory_encoder.mask_downsampler.final_conv.{p}"))
-    return t
-
-
-def _compile(template: str) -> re.Pattern:
-    pattern = re.escape(template)
-    for name, group in (("a", r"(?P<a>\d+)"), ("b", r"(?P<b>\d+)"), ("p", r"(?P<p>weight|bias)")):
-        pattern = pattern.replace(re.escape("{" + name + "}"), group)
-    return re.compile(pattern + "$")
-
-
-@dataclass
-class _Rules:
-    forward: list[tuple[re.Pattern, str]] = field(default_factory=list)
-    backward: list[tuple[re.Pattern, str]] = field(default_factory=list)
-
-
-_RULES: _Rules | None = None
-
-
-def _rules() -> _Rules:
-    global _RULES
-    if _RULES is None:
-        rules = _Rules()
-        for meta, hf in _templates():
-            rules.forward.append((_compile(meta), hf))
-            rules.backward.append((_compile(hf), meta))
-        _RULES = rules
-    return _RULES
-
-
-def _rename(key: str, table: list[tuple[re.Pattern, str]]) -> str | None:
-    for pattern, target in table:
-        m = pattern.match(key)
-        if m:
-            return target.format(**m.groupdict())
-    return None
-
-
-_META_PE = "sam_prompt_encoder.pe_layer.positional_encoding_gaussian_matrix"
-_HF_PE = ("prompt_encoder.shared_embedding.positional_embedding", "shared_image_embedding.positional_embedding")
-_META_POINTS = "sam_prompt_encoder.point_embeddings.{}.weight"
-_HF_POINTS = "prompt_encoder.point_embed.weight"
-
-
-def meta_to_transformers(state_dict: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """Meta's SAM 2.1 state dict (``sam2.1_hiera_*.pt``'s ``"model"``) in transformers'
-    ``Sam2VideoModel`` names. Tensors are not copied (the four point embeddings are stacked into
-    one). Returns ``(converted, unknown)``: ``unknown`` lists Meta-side keys no rule knows."""
-    rules = _rules()
-    out: dict[str, torch.Tensor] = {}
-    unknown: list[str] = []
-    points: dict[int, torch.Tensor] = {}
-    for key, value in state_dict.items():
-        if key == _META_PE:
-            for name in _HF_PE:
-                out[name] = value
-            continue
-        m = re.fullmatch(r"sam_prompt_encoder\.point_embeddings\.(\d+)\.weight", key)
-        if m:
-            points[int(m.group(1))] = value
-            continue
-        new = _rename(key, rules.forward)
-        if new is None:
-            unknown.append(key)
-        else:
-            out[new] = value
-    if points:
-        if sorted(points) != list(range(len(points))):
-            unknown.extend(_META_POINTS.format(i) for i in sorted(points))
-        else:
-            out[_HF_POINTS] = torch.cat([points[i] for i in range(len(points))], dim=0)
-    return out, unknown
-
-
-def transformers_to_meta(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The inverse of :func:`meta_to_transformers`: a ``Sam2VideoModel`` state dict in Meta's names
-    (what ``torch.save({"model": ...})`` of Meta's ``SAM2Base`` holds). Raises
-    :class:`~lang_sam.errors.InvalidArgumentError` naming keys it cannot map."""
-    rules = _rules()
-    out: dict[str, torch.Tensor] = {}
-    unknown = []
-    for key, value in state_dict.items():
-        if key in _HF_PE:
-            out[_META_PE] = state_dict[_HF_PE[0]]
-            continue
-        if key == _HF_POINTS:
-            for i, row in enumerate(value):
-                out[_META_POINTS.format(i)] = row[None].clone()
-            continue
-        new = _rename(key, rules.backward)
-        if new is None:
-            unknown.append(key)
-        else:
-            out[new] = value
-    if unknown:
-        raise InvalidArgumentError(f"{len(unknown)} keys have no Meta name: {unknown[:5]}")
-    return out
-
-
 def sam2_fingerprint(source) -> tuple | None:
-    """(Hiera width, Hiera depth) of a :class:`~lang_sam.hub.Sam2Arch` or of a SAM 2.1 state dict in
+    """(Hiera width, Hiera depth) of a :class:`Sam2Arch` or of a SAM 2.1 state dict in
     Meta's or transformers' names; ``None`` for anything else (a SAM v1 or GroundingDINO file)."""
     if isinstance(source, Sam2Arch):
         return (source.embed_dim, sum(source.stages))
@@ -440,8 +301,14 @@ class Sam2Segmenter(Segmenter, VideoSegmenter):
         :mod:`lang_sam.hub`), check it is a SAM 2.1 of ``spec.arch``'s shape, convert Meta's
         names and load it. ``fast_attention`` is accepted for the facade's sake and changes
         nothing (transformers' SAM 2 always uses ``scaled_dot_product_attention``, as Meta's
-        does). ``options``: ``chunk_size``, ``chunk_bytes``, ``max_cond_frames``; others raise
-        :class:`~lang_sam.errors.InvalidArgumentError`."""
+        does). ``options``: ``chunk_size``, ``chunk_bytes``, ``max_cond_frames``.
+
+        Raises:
+            WeightsNotFoundError, DownloadError, ChecksumMismatchError, CheckpointError: as
+                :func:`~lang_sam.models.checkpoints.load_network` says, for the SAM 2.1 file.
+            InvalidArgumentError: an unknown option.
+            EngineUnavailableError: the installed transformers has no SAM 2.1.
+        """
         from lang_sam.hub import load_checkpoint, resolve_checkpoint
 
         known = {"chunk_size", "chunk_bytes", "max_cond_frames"}
@@ -458,6 +325,18 @@ class Sam2Segmenter(Segmenter, VideoSegmenter):
         return cls(model, device, spec.name, precision=precision, cache_size=cache_size, **options)
 
     # -- images --
+
+    @classmethod
+    def write_random_checkpoint(cls, path: str | os.PathLike, arch: Sam2Arch, seed: int = 0, **options: Any) -> Path:
+        """Save a SAM 2.1 of ``arch`` with random weights in Meta's released format
+        (``{"model": state_dict}``, Meta's names: :func:`random_sam2_state_dict`, which takes
+        ``options``: ``object_score``).
+
+        Raises:
+            TypeError: an option :func:`random_sam2_state_dict` does not take.
+            EngineUnavailableError: the installed transformers has no SAM 2.1.
+        """
+        return save_atomic({"model": random_sam2_state_dict(arch, seed, **options)}, path)
 
     def boxes_per_chunk(self, height: int, width: int, masks_per_prompt: int = 1) -> int:
         """How many prompts are decoded together for an image of ``height x width`` pixels."""
@@ -531,14 +410,9 @@ class Sam2Segmenter(Segmenter, VideoSegmenter):
 
             raise NoImageError("no image is set: call encode() and use() (or set_image()) first")
         H, W = enc.original_size
-        sizes = [len(t) for t in (boxes, points, mask_input) if t is not None]
-        if not sizes:
-            raise InvalidPromptError("give at least one of boxes, points or mask_input")
-        if len(set(sizes)) != 1:
-            raise InvalidPromptError(f"boxes, points and mask_input must have the same batch size, got {sizes}")
+        n = prompt_count(boxes, points, mask_input)
         if (points is None) != (point_labels is None):
             raise InvalidPromptError("points and point_labels go together: give both or neither")
-        n = sizes[0]
         c = 3 if multimask_output else 1
         masks = torch.empty((n, c, H, W), dtype=torch.bool)
         scores = torch.empty((n, c), dtype=torch.float32)
@@ -740,3 +614,24 @@ def load_sam2_state(spec: ModelSpec, state: Mapping[str, torch.Tensor], path: st
     model = build_sam2_model(spec, empty=True)
     load_into(model, converted, spec, path, sam2_fingerprint)
     return model
+
+
+def random_sam2_state_dict(arch: ModelSpec | Sam2Arch, seed: int = 0, *,
+                           object_score: float = 4.0) -> dict[str, torch.Tensor]:
+    """A SAM 2.1 state dict of ``arch`` (or a spec's) with random weights **in Meta's names** (what
+    the released ``sam2.1_hiera_*.pt`` files hold under ``"model"``).
+
+    Built with transformers' ``Sam2VideoModel`` and renamed with
+    :func:`lang_sam.models.sam2_keys.transformers_to_meta`. Random weights make SAM 2.1's
+    object-score head say "no object" about half the time, and then every mask is empty; the head's
+    output bias is set to ``object_score`` (a logit) so that masks are not trivially empty.
+
+    Raises:
+        EngineUnavailableError: the installed transformers has no SAM 2.1.
+    """
+    torch.manual_seed(seed)
+    net = build_sam2_model(arch)
+    perturb(net, torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        net.mask_decoder.pred_obj_score_head.proj_out.bias.fill_(object_score)
+    return transformers_to_meta(net.state_dict())

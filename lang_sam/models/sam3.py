@@ -4,7 +4,7 @@
 (``LangSAM(sam_type="sam3")``): it plays detector and segmenter at once, so no GroundingDINO is
 loaded. It runs transformers' implementation (``Sam3Model`` + ``Sam3Processor``, transformers >= 5)
 from a folder in the Hugging Face hub layout (``facebook/sam3``: ``config.json``,
-``model.safetensors``, tokenizer and processor files; :data:`lang_sam.hub.SAM3_FILES`).
+``model.safetensors``, tokenizer and processor files; :data:`SAM3_FILES`).
 
 How the 2023 ``predict(image, text_prompt, box_threshold, text_threshold)`` maps onto it:
 
@@ -34,7 +34,7 @@ import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import numpy as np
 import torch
@@ -60,8 +60,38 @@ if TYPE_CHECKING:  # SAM 3 is imported when a model is loaded (require_sam3), no
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Sam3Segmenter", "Sam3Features", "Sam3Prepared", "split_phrases", "require_sam3",
-           "TEXT_THRESHOLD_DEFAULT", "MAX_PHRASE_TOKENS", "Sam3VideoSession", "require_sam3_video"]
+__all__ = ["HubArch", "SAM3_FILES", "SPECS", "Sam3Segmenter", "Sam3Features", "Sam3Prepared", "split_phrases", "require_sam3",
+           "TEXT_THRESHOLD_DEFAULT", "MAX_PHRASE_TOKENS", "Sam3VideoSession", "require_sam3_video",
+           "clip_bpe_path", "write_clip_tokenizer"]
+
+@dataclass(frozen=True)
+class HubArch:
+    """A network stored as a folder in the Hugging Face hub layout (``config.json``, weights in
+    ``model.safetensors``, tokenizer and processor files), built by transformers from its
+    ``config.json``: ``model_type`` is what that file must say (``"sam3"``), or one of
+    ``compatible`` (``facebook/sam3`` holds the video model's config, ``"sam3_video"``, whose
+    detector part ``Sam3Model`` loads)."""
+
+    model_type: str
+    compatible: tuple[str, ...] = ()
+
+    @property
+    def model_types(self) -> tuple[str, ...]:
+        """Every ``config.json`` ``model_type`` this network loads from."""
+        return (self.model_type, *self.compatible)
+
+
+#: The files of a SAM 3 folder (``facebook/sam3`` on the hub; what ``save_pretrained`` of
+#: ``Sam3Model`` and ``Sam3Processor`` writes).
+SAM3_FILES = ("config.json", "model.safetensors", "processor_config.json", "tokenizer.json",
+              "tokenizer_config.json")
+
+#: The SAM 3 registry entry (Meta): a gated hub folder, run by :class:`Sam3Segmenter`.
+SPECS = (
+    ModelSpec("sam", "sam3", "sam3", HubArch("sam3", ("sam3_video",)), hf_repo="facebook/sam3", files=SAM3_FILES,
+              gated=True, engine="lang_sam.models.sam3:Sam3Segmenter",
+              licence="SAM License (Meta; gated on the hub: request access)"),
+)
 
 #: ``text_threshold``'s default in the 2023 API: a call that leaves it there is not warned.
 TEXT_THRESHOLD_DEFAULT = 0.25
@@ -71,8 +101,11 @@ _TRANSFORMERS_NEEDED = "5.0"
 
 
 def require_sam3() -> tuple[type[Sam3Model], type[Sam3Processor]]:
-    """``(Sam3Model, Sam3Processor)`` from transformers, or :class:`EngineUnavailableError` naming
-    the version needed (SAM 3 is in transformers 5; 4.x lacks it)."""
+    """``(Sam3Model, Sam3Processor)`` from transformers (SAM 3 is in transformers 5; 4.x lacks it).
+
+    Raises:
+        EngineUnavailableError: transformers is missing or has no SAM 3 (names the version needed).
+    """
     try:
         import transformers
     except ImportError as exc:  # pragma: no cover - transformers is a dependency
@@ -80,34 +113,36 @@ def require_sam3() -> tuple[type[Sam3Model], type[Sam3Processor]]:
             f"SAM 3 needs transformers>={_TRANSFORMERS_NEEDED}, which is not installed: "
             f"pip install 'transformers>={_TRANSFORMERS_NEEDED}'",
             package="transformers", required=f">={_TRANSFORMERS_NEEDED}", installed=None) from exc
+    model, processor = _classes(transformers, "SAM 3", "SAM 3", ("Sam3Model", "Sam3Processor"))
+    return model, processor
+
+
+def _classes(transformers: Any, who: str, what: str, names: tuple[str, ...]) -> tuple[Any, ...]:
+    """The classes ``names`` of ``transformers``, or :class:`EngineUnavailableError` saying that
+    ``who`` needs a newer one, since the installed one has no ``what``."""
     try:
-        from transformers import Sam3Model, Sam3Processor
-    except ImportError as exc:
+        return tuple(getattr(transformers, name) for name in names)
+    except (ImportError, AttributeError) as exc:
         version = getattr(transformers, "__version__", "unknown")
         raise EngineUnavailableError(
-            f"SAM 3 needs transformers>={_TRANSFORMERS_NEEDED} (Sam3Model, Sam3Processor); "
-            f"transformers {version} is installed, which has no SAM 3: pip install "
+            f"{who} needs transformers>={_TRANSFORMERS_NEEDED} ({', '.join(names)}); "
+            f"transformers {version} is installed, which has no {what}: pip install "
             f"'transformers>={_TRANSFORMERS_NEEDED},<6'",
             package="transformers", required=f">={_TRANSFORMERS_NEEDED}", installed=version) from exc
-    return Sam3Model, Sam3Processor
 
 
 def require_sam3_video() -> tuple[type[Sam3VideoModel], type[Sam3VideoProcessor]]:
-    """``(Sam3VideoModel, Sam3VideoProcessor)`` from transformers, or
-    :class:`EngineUnavailableError` naming the version needed (as :func:`require_sam3`)."""
-    require_sam3()
-    try:
-        from transformers import Sam3VideoModel, Sam3VideoProcessor
-    except ImportError as exc:
-        import transformers
+    """``(Sam3VideoModel, Sam3VideoProcessor)`` from transformers.
 
-        version = getattr(transformers, "__version__", "unknown")
-        raise EngineUnavailableError(
-            f"SAM 3 video needs transformers>={_TRANSFORMERS_NEEDED} (Sam3VideoModel, Sam3VideoProcessor); "
-            f"transformers {version} is installed, which has no SAM 3 video model: pip install "
-            f"'transformers>={_TRANSFORMERS_NEEDED},<6'",
-            package="transformers", required=f">={_TRANSFORMERS_NEEDED}", installed=version) from exc
-    return Sam3VideoModel, Sam3VideoProcessor
+    Raises:
+        EngineUnavailableError: transformers is missing or has no SAM 3 video model.
+    """
+    require_sam3()
+    import transformers
+
+    model, processor = _classes(transformers, "SAM 3 video", "SAM 3 video model",
+                                ("Sam3VideoModel", "Sam3VideoProcessor"))
+    return model, processor
 
 
 def split_phrases(text_prompt: str) -> tuple[str, ...]:
@@ -211,6 +246,71 @@ class Sam3Segmenter(TextSegmenter, TextVideoSegmenter):
         engine = cls(model, processor, device, spec.name, precision=precision, cache_size=cache_size)
         engine.folder, engine._attn = Path(folder), attn
         return engine
+
+    @classmethod
+    def write_random_checkpoint(cls, path: str | os.PathLike, arch: HubArch, seed: int = 0, *,
+                                config: dict | None = None, video: bool = False, tracker: dict | None = None,
+                                video_config: dict | None = None, **options: Any) -> Path:
+        """Write a random-weight SAM 3 folder in the hub layout (:data:`SAM3_FILES`) at ``path``
+        (beside it, then renamed): a ``Sam3Model`` of ``config`` (``Sam3Config`` keywords; none: the
+        released shape, about 3.4 GB) and a ``Sam3Processor`` with CLIP's tokenizer
+        (:func:`write_clip_tokenizer`). ``video=True``: the video model instead, as ``facebook/sam3``
+        is (``Sam3VideoModel``, the detector plus a tracker of ``tracker``, tracker_config keywords,
+        with ``video_config``'s ``Sam3VideoConfig`` keywords; ``Sam3Model`` loads its detector half).
+
+        Raises:
+            EngineUnavailableError: transformers has no SAM 3, or open-clip-torch (CLIP's BPE
+                vocabulary) is not installed.
+            InvalidArgumentError: another option is given.
+        """
+        import copy
+        import shutil
+        import tempfile
+
+        if options:
+            raise InvalidArgumentError(f"the SAM 3 writer takes no option(s) {sorted(options)}")
+
+        Sam3Model, Sam3Processor = require_sam3()
+        from transformers import CLIPTokenizer, PretrainedConfig, ProcessorMixin, Sam3Config, Sam3ImageProcessor
+
+        sam3_config = Sam3Config(**copy.deepcopy(config or {}))
+        # transformers types sub-configs as "dict | PretrainedConfig | None"; Sam3Config builds them as configs.
+        vision = cast(PretrainedConfig, sam3_config.vision_config)
+        side = cast(PretrainedConfig, vision.backbone_config).image_size
+        torch.manual_seed(seed)
+        if video:
+            from transformers import Sam3VideoConfig, Sam3VideoModel
+
+            tracker_config = {} if tracker is None else {"vision_config": vision.to_dict(), **copy.deepcopy(tracker)}
+            vconfig = Sam3VideoConfig(detector_config=sam3_config.to_dict(), tracker_config=tracker_config,
+                                      **(video_config or {}))
+            vconfig.image_size = side
+            model = Sam3VideoModel(vconfig).eval()
+        else:
+            model = Sam3Model(sam3_config).eval()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        try:
+            tokenizer = CLIPTokenizer(*(str(write_clip_tokenizer(tmp / "bpe") / f)
+                                        for f in ("vocab.json", "merges.txt")))
+            processor: ProcessorMixin = Sam3Processor(Sam3ImageProcessor(size={"height": side, "width": side}),
+                                                      tokenizer)
+            if video:
+                from transformers import Sam3VideoProcessor
+                from transformers.models.sam2_video.video_processing_sam2_video import Sam2VideoVideoProcessor
+
+                processor = Sam3VideoProcessor(processor.image_processor,
+                                               Sam2VideoVideoProcessor(size={"height": side, "width": side}), tokenizer)
+            out = tmp / "folder"
+            model.save_pretrained(out)
+            processor.save_pretrained(out)
+            if path.exists():
+                shutil.rmtree(path)
+            os.replace(out, path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return path
 
     # ----------------------------------------------------------------------------------------
     def prepare(self, text_prompt: str, box_threshold: float, text_threshold: float) -> Sam3Prepared:
@@ -544,3 +644,55 @@ def _check_folder(spec: ModelSpec, folder: Path) -> None:
             f"{' or '.join(map(repr, want))} that sam_type={spec.name!r} expects")
     if (folder / "model.safetensors").exists():
         check_safetensors(folder / "model.safetensors")
+
+
+def clip_bpe_path() -> Path:
+    """CLIP's BPE merges (``bpe_simple_vocab_16e6.txt.gz``, MIT licence) as the ``open-clip-torch``
+    package ships them (the ``test`` extra installs it), found without importing it; raises
+    :class:`~lang_sam.errors.EngineUnavailableError` if it is not installed. Never downloaded."""
+    import importlib.util
+
+    from lang_sam.errors import EngineUnavailableError
+
+    spec = importlib.util.find_spec("open_clip")
+    path = Path(next(iter(spec.submodule_search_locations or ()), "")) / "bpe_simple_vocab_16e6.txt.gz" \
+        if spec is not None else None
+    if path is None or not path.is_file():
+        raise EngineUnavailableError(
+            "writing a random SAM 3 folder needs CLIP's BPE vocabulary from open-clip-torch: "
+            "pip install open-clip-torch (or pip install 'lang-sam[test]')",
+            package="open-clip-torch", required=">=2", installed=None)
+    return path
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2 / CLIP's reversible map of the 256 bytes to printable characters."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
+        list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs)))
+
+
+def write_clip_tokenizer(folder: str | os.PathLike) -> Path:
+    """Write CLIP's tokenizer (``vocab.json``, ``merges.txt``: 49408 tokens, the vocabulary SAM 3's
+    text encoder reads) into ``folder``, built from :func:`clip_bpe_path` as open_clip builds it."""
+    import gzip
+    import json
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    merges = gzip.open(clip_bpe_path()).read().decode("utf-8").split("\n")[1:49152 - 256 - 2 + 1]
+    pairs = [tuple(m.split()) for m in merges]
+    vocab = list(_bytes_to_unicode().values())
+    vocab = vocab + [v + "</w>" for v in vocab] + ["".join(m) for m in pairs]
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    (folder / "vocab.json").write_text(json.dumps({v: i for i, v in enumerate(vocab)}), encoding="utf-8")
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(" ".join(m) for m in pairs) + "\n",
+                                       encoding="utf-8")
+    return folder

@@ -10,23 +10,59 @@ from __future__ import annotations
 import logging
 import os
 from contextlib import nullcontext
+from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from lang_sam.cache import EncodingCache
-from lang_sam.errors import InvalidArgumentError, InvalidPromptError
-from lang_sam.hub import ModelSpec, SamArch
-from lang_sam.models.base import MaskLogits, Segmenter
-from lang_sam.models.checkpoints import count_blocks, load_network
+from lang_sam.errors import InvalidArgumentError
+from lang_sam.hub import ModelSpec
+from lang_sam.models.base import MaskLogits, Segmenter, prompt_count
+from lang_sam.models.checkpoints import count_blocks, load_network, perturb, save_atomic
 from lang_sam.patches import empty_parameters, quiet_third_party, use_fast_attention
 from lang_sam.precision import autocast, check_precision
 from lang_sam.results import MaskPrediction
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SamSegmenter", "build_sam_model", "sam_fingerprint"]
+__all__ = ["SamArch", "SPECS", "SamSegmenter", "build_sam_model", "sam_fingerprint", "random_sam_state_dict"]
+
+
+@dataclass(frozen=True)
+class SamArch:
+    """Shape of a SAM network (see ``segment_anything.build_sam``)."""
+
+    encoder_embed_dim: int
+    encoder_depth: int
+    encoder_num_heads: int
+    encoder_global_attn_indexes: tuple[int, ...]
+    image_size: int = 1024
+    patch_size: int = 16
+    window_size: int = 14
+    prompt_embed_dim: int = 256
+    decoder_depth: int = 2
+    decoder_mlp_dim: int = 2048
+    decoder_num_heads: int = 8
+    iou_head_hidden_dim: int = 256
+
+
+_SAM_BASE = "https://dl.fbaipublicfiles.com/segment_anything"
+#: The SAM v1 registry entries (Meta, 2023-04, Apache-2.0): bare state dicts, sha256 published.
+SPECS = tuple(
+    ModelSpec("sam", name, file, arch, urls=(f"{_SAM_BASE}/{file}",), sha256=sha)
+    for name, arch, file, sha in (
+        ("vit_h", SamArch(1280, 32, 16, (7, 15, 23, 31)), "sam_vit_h_4b8939.pth",
+         "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e"),
+        ("vit_l", SamArch(1024, 24, 16, (5, 11, 17, 23)), "sam_vit_l_0b3195.pth",
+         "3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622"),
+        ("vit_b", SamArch(768, 12, 12, (2, 5, 8, 11)), "sam_vit_b_01ec64.pth",
+         "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912"),
+    )
+)
 
 
 @quiet_third_party()
@@ -173,11 +209,31 @@ class SamSegmenter(Segmenter):
         progress: bool = True,
         **kwargs,
     ) -> "SamSegmenter":
-        """Resolve, load and check ``spec``'s checkpoint (see :mod:`lang_sam.hub`)."""
+        """Resolve ``spec``'s SAM checkpoint (see :mod:`lang_sam.hub`), check it is a SAM of
+        ``spec.arch``'s shape and load it; ``kwargs`` go to the constructor.
+
+        Raises:
+            WeightsNotFoundError, DownloadError, ChecksumMismatchError, CheckpointError: finding,
+                fetching or reading the SAM file failed (see
+                :func:`~lang_sam.models.checkpoints.load_network`).
+            InvalidArgumentError: an unknown option (``kwargs``) or a bad ``chunk_size``.
+        """
         model, path = load_network(spec, ckpt_path, lambda s: build_sam_model(s, empty=True),
                                    sam_fingerprint, progress=progress)
         logger.info("loaded SAM %s from %s", spec.name, path)
         return cls(model, device, spec.name, **kwargs)
+
+    @classmethod
+    def write_random_checkpoint(cls, path: str | os.PathLike, arch: SamArch, seed: int = 0, **options: Any) -> Path:
+        """Save a SAM of ``arch`` with random weights (:func:`random_sam_state_dict`) in the released
+        format, a bare state dict.
+
+        Raises:
+            InvalidArgumentError: an option is given (SAM v1's writer takes none).
+        """
+        if options:
+            raise InvalidArgumentError(f"the SAM writer takes no option(s) {sorted(options)}")
+        return save_atomic(random_sam_state_dict(arch, seed), path)
 
     def check_image_size(self, height: int, width: int, what: str | None = None) -> None:
         """An image whose short side SAM's ``ResizeLongestSide`` (long side to the encoder's
@@ -261,12 +317,7 @@ class SamSegmenter(Segmenter):
         """
         p = self.predictor
         H, W = p.original_size
-        sizes = [len(t) for t in (boxes, points, mask_input) if t is not None]
-        if not sizes:
-            raise InvalidPromptError("give at least one of boxes, points or mask_input")
-        if len(set(sizes)) != 1:
-            raise InvalidPromptError(f"boxes, points and mask_input must have the same batch size, got {sizes}")
-        n = sizes[0]
+        n = prompt_count(boxes, points, mask_input)
         c = 3 if multimask_output else 1
         masks = torch.empty((n, c, H, W), dtype=torch.bool)
         scores = torch.empty((n, c), dtype=torch.float32)
@@ -326,3 +377,12 @@ def _to_input_frame(coords, numpy_fn, torch_fn, original_size) -> torch.Tensor |
     if isinstance(coords, torch.Tensor):
         return torch_fn(coords, original_size)
     return torch.as_tensor(numpy_fn(np.asarray(coords), original_size), dtype=torch.float)
+
+
+def random_sam_state_dict(arch: ModelSpec | SamArch, seed: int = 0) -> dict[str, torch.Tensor]:
+    """The state dict of a SAM network of ``arch`` (or a spec's) with random weights (norms and
+    biases too: :func:`~lang_sam.models.checkpoints.perturb`), the same for the same ``seed``."""
+    torch.manual_seed(seed)
+    net = build_sam_model(arch)
+    perturb(net, torch.Generator().manual_seed(seed))
+    return net.state_dict()

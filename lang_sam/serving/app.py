@@ -178,7 +178,8 @@ def sam_choices(current: str | None = None) -> list[str]:
     """The SAM types the demo offers: every registered one, except a gated one (SAM 3: its
     weights need an access token, so the demo cannot fetch them) whose weights are not on disk
     (``LANG_SAM_WEIGHTS_DIR``, the caches) and that is not the one loaded (``current``)."""
-    from lang_sam.hub import candidate_paths, is_present, registered_specs
+    from lang_sam.hub import candidate_paths, is_present
+    from lang_sam.models.registry import registered_specs
 
     return sorted(s.name for s in registered_specs("sam")
                   if not s.gated or s.name == current or any(is_present(s, p) for p in candidate_paths(s)))

@@ -38,7 +38,7 @@ from lang_sam.errors import (
     VideoTooLargeError,
     WeightsNotFoundError,
 )
-from lang_sam.hub import DEFAULT_GDINO, DEFAULT_SAM, get_spec
+from lang_sam.models.registry import DEFAULT_GDINO, DEFAULT_SAM, get_spec
 from lang_sam.pipeline import DenseMasks, MaskCoverage, MaskSink, RleMasks
 from lang_sam.results import MASK_KINDS, ServedMasks, ServedPrediction, ServedSegmentation, ServedTracks
 from lang_sam.validation import BOX_THRESHOLD, TEXT_THRESHOLD, check_device
