@@ -113,8 +113,7 @@ class LangSAM:
         return engine_for(spec).from_spec(spec, ckpt_path, self.device, precision=self.precision,
                                           cache_size=self._cache_size, **extra)
 
-    def _wire(self) -> None:
-        """The original's attributes, from the engines now loaded; drops the pinned image."""
+    def _wire(self) -> None:  # the original's attributes, from the engines now loaded; drops the pinned image
         self._pinned: EncodedImage | None = None
         self.sam = getattr(self.segmenter, "predictor", None)  # the original's attribute: a SamPredictor
         self.groundingdino = getattr(self.detector, "model") if self.detector is not self.segmenter else None
@@ -122,11 +121,11 @@ class LangSAM:
     def build_sam(self, ckpt_path: str | os.PathLike | None = None, *, sam_type: str | None = None) -> None:
         """(Re)load SAM: ``build_sam()``, ``build_sam("path.pth")``, ``build_sam(sam_type="vit_b")``.
 
-        The first argument may also be a type name (``build_sam("vit_b")``, as the original web
-        demo called it): a string that does not look like a path (no folder separator, no leading
-        ``~`` or ``.``, no checkpoint extension such as ``.pth``) is a type, whatever files the
-        working folder holds, so an unknown one raises :class:`~lang_sam.errors.UnknownModelError`
-        listing the valid types. For a file of such a name, pass ``"./name"`` or a ``Path``.
+        The first argument may also be a type name (``build_sam("vit_b")``, as the original web demo called
+        it): a string that does not look like a path (no folder separator, no leading ``~`` or ``.``, no
+        checkpoint extension such as ``.pth``) is a type, whatever files the working folder holds, so an
+        unknown one raises :class:`~lang_sam.errors.UnknownModelError` listing the valid types. For a
+        file of such a name, pass ``"./name"`` or a ``Path``.
         """
         if isinstance(ckpt_path, str) and sam_type is None and is_type_name(ckpt_path):
             sam_type, ckpt_path = ckpt_path, None
@@ -165,6 +164,7 @@ class LangSAM:
         self.engines.clear_cache()
         self._pinned = None
 
+    #: Read an image once for several calls (an :class:`EncodedImage`): :meth:`Engines.encode`.
     encode = runs_on_engines(Engines.encode)
 
     @overload
@@ -184,9 +184,8 @@ class LangSAM:
         """GroundingDINO alone: ``(boxes (N, 4) float32 xyxy pixels, logits (N,), phrases)``,
         the 2023 order (``logits`` are the detector's scores, probabilities in [0, 1]).
 
-        With ``tile``: the tiled detections of :func:`lang_sam.pipeline.detect` (not merged), a
-        :class:`~lang_sam.results.Detections` with ``tile_index`` and ``tiles``;
-        ``progress("detect", tiles_done, tiles)`` after each tile (and with 0 first).
+        With ``tile``: the tiled detections of :func:`lang_sam.pipeline.detect` (not merged), a :class:`Detections`
+        with ``tile_index`` and ``tiles``; ``progress("detect", tiles_done, tiles)`` after each tile (and 0 first).
 
         Raises:
             InvalidPromptError, InvalidThresholdError: a bad prompt or threshold (before image work).
@@ -222,7 +221,9 @@ class LangSAM:
             return pipeline.segment(self.engines, pipeline.rgb(image), boxes, tile=tile, progress=progress)
         return pipeline.segment(self.engines, image, boxes)[0][:, None]
 
+    #: SAM's own prompts (boxes, points, masks) on an image: :meth:`lang_sam.engines.Engines.segment`.
     segment = runs_on_engines(Engines.segment)
+    #: Segment everything (SAM's automatic mask generator): :meth:`lang_sam.engines.Engines.generate`.
     generate = runs_on_engines(Engines.generate)
 
     @overload
@@ -240,22 +241,20 @@ class LangSAM:
                 *, tile: TileSpec | None = None, progress: Progress | None = None) -> Prediction | TiledPrediction:
         """Segment what ``text_prompt`` names. Returns ``(masks, boxes, phrases, logits)``.
 
-        ``image`` (the 2023 keyword ``image_pil=`` works too) may be a PIL image (any mode), an
-        ``HxWx3`` uint8 array, a path or an :meth:`encode` handle. See :class:`Prediction` for
-        shapes; nothing found gives ``(0, H, W)``, ``(0, 4)``, ``[]``, ``(0,)``. A recent image
-        (same pixels) reuses its encodings: only the prompt-dependent work runs.
+        ``image`` (the 2023 keyword ``image_pil=`` works too) may be a PIL image (any mode), an ``HxWx3``
+        uint8 array, a path or an :meth:`encode` handle. See :class:`Prediction` for shapes; nothing found
+        gives ``(0, H, W)``, ``(0, 4)``, ``[]``, ``(0,)``. A recent image (same pixels) reuses its
+        encodings: only the prompt-dependent work runs.
 
-        ``tile`` (a :class:`TileSpec`, e.g. ``TileSpec()``: 1024-px tiles, 20 % overlap): detect on
-        each tile at full resolution, merge what two tiles found twice (``tile.merge``), segment each
-        kept box on a tile-sized window. Returns a :class:`~lang_sam.results.TiledPrediction` (unpacks
-        the same way; masks as crops, ``.dense()`` for ``(N, H, W)``); a tile at least as large as
-        the image gives the untiled result. ``progress(stage, done, total)``: ``"detect"`` in tiles,
-        ``"segment"`` in boxes.
+        ``tile`` (a :class:`TileSpec`, e.g. ``TileSpec()``: 1024-px tiles, 20 % overlap): detect on each
+        tile at full resolution, merge what two tiles found twice (``tile.merge``), segment each kept box
+        on a tile-sized window. Returns a :class:`~lang_sam.results.TiledPrediction` (unpacks the same
+        way; masks as crops, ``.dense()`` for ``(N, H, W)``); a tile at least as large as the image gives
+        the untiled result. ``progress(stage, done, total)``: ``"detect"`` in tiles, ``"segment"`` in boxes.
 
         Raises:
             InvalidPromptError, InvalidThresholdError: a bad prompt or threshold (before image work).
-            InvalidImageError: ``image`` cannot be read; ``ImageTooThinError``: an engine cannot take
-                it (or one of its tiles).
+            InvalidImageError: ``image`` cannot be read; ``ImageTooThinError``: an engine cannot take it.
         """
         return pipeline.predict(self.engines, image, text_prompt, box_threshold, text_threshold, tile=tile,
                                 progress=progress)
@@ -273,6 +272,7 @@ class LangSAM:
         """One :class:`Prediction` per prompt for one image (:func:`lang_sam.pipeline.predict_prompts`)."""
         return pipeline.predict_prompts(self.engines, image, text_prompts, box_threshold, text_threshold)
 
+    #: One :class:`Prediction` per image (one prompt, or one each): :func:`lang_sam.pipeline.predict_batch`.
     predict_batch = runs_on_engines(pipeline.predict_batch)
 
     #: Track what a text prompt names through a video: :func:`lang_sam.video.predict_video` on :attr:`engines`.
