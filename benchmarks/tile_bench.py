@@ -6,8 +6,8 @@
 Three configurations, each in its own fresh process (so peak memory is measured alike):
 
 - ``untiled``: ``LangSAM.predict`` on a 6000x4000 image (GroundingDINO sees it at 1200x800);
-- ``tiled``: ``LangSAM.predict_tiled`` on the same image, 1024-px tiles, 20 % overlap (40 tiles);
-- ``large``: ``predict_tiled`` on a 12000x12000 image, 2048-px tiles, 10 % overlap (49 tiles);
+- ``tiled``: ``LangSAM.predict(tile=...)`` on the same image, 1024-px tiles, 20 % overlap (40 tiles);
+- ``large``: ``predict(tile=...)`` on a 12000x12000 image, 2048-px tiles, 10 % overlap (49 tiles);
   the issue's target is a peak RSS under 4 GB.
 
 Checkpoints: full-size random-weight vit_b + Swin-T (compute does not depend on weight values),
@@ -202,7 +202,7 @@ def run_config(name: str, configs: dict, tiny: bool, weights: Path, tmp: Path, o
         res["mask_mib"] = pred.masks.numel() / 2**20
         res["tiles"] = 1
     else:
-        pred = model.predict_tiled(image, PROMPT, tile=TileSpec(size, overlap))
+        pred = model.predict(image, PROMPT, tile=TileSpec(size, overlap))
         res["mask_mib"] = sum(m.nbytes for m in pred.masks) / 2**20
         res["tiles"] = len(pred.tiles)
     res["predict_s"] = time.perf_counter() - t0

@@ -9,7 +9,8 @@ Importing this package builds no model, probes no device and touches no network.
 from lang_sam import errors as _errors
 from lang_sam.errors import *  # noqa: F401,F403 - the typed errors, listed in errors.__all__
 from lang_sam.hub import GDINO_MODELS, SAM_MODELS
-from lang_sam.lang_sam import EncodedImage, LangSAM
+from lang_sam.engines import EncodedImage
+from lang_sam.lang_sam import LangSAM
 from lang_sam.masks import CropMask
 from lang_sam.generate import GenerateSettings
 from lang_sam.results import (

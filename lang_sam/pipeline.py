@@ -1,7 +1,7 @@
 """detect -> select -> segment, written once.
 
-Every text-prompted entry point runs :func:`run`: :meth:`LangSAM.predict` (and ``predict_prompt``,
-``predict_prompts``, ``predict_batch``), :meth:`LangSAM.predict_tiled`, the labelling pipeline
+Every text-prompted entry point runs :func:`run`: :meth:`LangSAM.predict` (with or without
+``tile=``; and ``predict_prompt``, ``predict_prompts``, ``predict_batch``), the labelling pipeline
 (:func:`lang_sam.labeling.run.label_image`, so ``label_folder`` and ``label_dataset``) and the
 server (:meth:`lang_sam.serving.service.ModelService.predict`). What differs between them is
 passed in, never copied:
@@ -9,33 +9,37 @@ passed in, never copied:
 - ``select``: steps from :class:`~lang_sam.results.Detections` to the detections kept (nothing
   for ``predict``; :func:`merge_tiles` for tiles; class mapping and per-class NMS for labelling;
   :func:`top_k` for the server);
-- ``tile``: detection on tiles at full resolution and SAM on tile-sized windows
+- ``tile``: detection on tiles at full resolution and segmentation on tile-sized windows
   (:mod:`lang_sam.tiling`), masks as crops;
 - ``collect``: the form masks take as each decoding chunk arrives (:class:`DenseMasks`, the
   default; :class:`CropMasks`; :class:`RleMasks` and :class:`MaskCoverage`, the server's), so no
   consumer holds more than it keeps.
 
-``model`` is a :class:`~lang_sam.LangSAM` (its ``detector`` a
-:class:`~lang_sam.models.base.Detector`, its ``segmenter`` a :class:`~lang_sam.models.base.Segmenter`;
-or both one :class:`~lang_sam.models.base.TextSegmenter`, such as SAM 3, whose masks of the kept
-detections come from its ``masks_for`` instead of box prompts, on the same windows when tiled).
+What runs is an :class:`~lang_sam.engines.Engines` (``LangSAM``'s is ``model.engines``): its
+detector finds the boxes, and its :meth:`~lang_sam.engines.Engines.decoder` gives the masks of the
+kept detections, whatever the segmenter is (box prompts, or a text segmenter such as SAM 3, whose
+masks come from its ``masks_for``), in one chunk loop, on the same windows when tiled.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol, Sequence, cast
+from typing import Any, Callable, Iterator, Protocol, Sequence, cast
 
+import numpy as np
 import torch
 from PIL import Image
 
+from lang_sam.engines import Decode, EncodedImage, Engines, prompt_list
+from lang_sam.errors import InvalidArgumentError
 from lang_sam.masks import CropMask
-from lang_sam.results import Detections, Tile
+from lang_sam.results import Detections, Prediction, Tile, TiledPrediction
 from lang_sam.tiling import TileSpec, merge_detections, sam_window, to_image_pixels
-from lang_sam.validation import as_numpy, to_rgb_pil
+from lang_sam.validation import ImageInput, as_numpy, to_rgb_pil
 
 __all__ = [
-    "run", "detect", "segment", "rgb", "Segmented", "Select", "MaskSink", "DenseMasks", "CropMasks",
+    "run", "detect", "segment", "predict", "prediction", "tiled_prediction", "predict_prompts",
+    "predict_batch", "rgb", "Segmented", "Select", "MaskSink", "DenseMasks", "CropMasks",
     "RleMasks", "MaskCoverage", "merge_tiles", "top_k", "TILE_MASK_BYTES",
 ]
 
@@ -87,7 +91,7 @@ class RleMasks:
 
     def __init__(self, n: int, image_size: tuple[int, ...]):
         self.image_size = (int(image_size[-2]), int(image_size[-1]))
-        self.masks: list = []
+        self.masks: list[Any] = []
 
     def add(self, masks: torch.Tensor) -> None:
         """Encode the next ``(n, H, W)`` (or ``(n, C, H, W)``) bool masks."""
@@ -117,7 +121,7 @@ class MaskCoverage:
         self.many = torch.zeros((height, width), dtype=torch.bool)
         self.count = 0
 
-    def add(self, masks: Any) -> None:
+    def add(self, masks: torch.Tensor | np.ndarray) -> None:
         """Add ``(k, H, W)`` (or ``(k, C, H, W)``) bool masks, torch or numpy."""
         masks = torch.as_tensor(masks).reshape(-1, *self.any.shape)
         if not len(masks):
@@ -157,45 +161,50 @@ class Segmented:
     detections: Detections
     masks: Any
     iou_scores: torch.Tensor
-    encoded: Any = None
+    encoded: EncodedImage | None = None
+
+
+#: ``collect(n, shape)``: a new :class:`MaskSink` for ``n`` boxes with masks of ``shape``.
+Collect = Callable[[int, tuple[int, int]], MaskSink]
 
 
 def run(
-    model: Any,
-    image: Any,
+    engines: Engines,
+    image: ImageInput | EncodedImage,
     text_prompt: str,
     box_threshold: float = 0.3,
     text_threshold: float = 0.25,
     *,
     select: Sequence[Select] = (),
     tile: TileSpec | None = None,
-    collect: Callable[[int, tuple[int, int]], MaskSink] = DenseMasks,
+    collect: Collect = DenseMasks,
     progress: Progress | None = None,
 ) -> Segmented:
     """Detect what ``text_prompt`` names in ``image``, keep what ``select`` keeps (steps applied
-    in order), segment each kept box.
+    in order), segment each kept detection.
 
-    ``image``: anything :meth:`LangSAM.encode` takes (an :class:`~lang_sam.EncodedImage` reuses its
+    ``image``: anything :meth:`Engines.encode` takes (an :class:`~lang_sam.EncodedImage` reuses its
     encodings). With ``tile``, ``select`` must merge what neighbouring tiles found twice (include
     :func:`merge_tiles`, after any step that renames phrases); masks are then crops whatever
     ``collect`` is. The prompt and thresholds are checked before any image work.
+
+    Raises:
+        InvalidPromptError, InvalidThresholdError: a bad prompt or threshold (before any image work).
+        InvalidImageError: ``image`` cannot be read; ``ImageTooThinError`` (one of them): an engine
+            cannot take it (or, with ``tile``, one of its tiles), before any detection.
     """
-    prepared = model.detector.prepare(text_prompt, box_threshold, text_threshold)
-    image = model.encode(image) if tile is None else rgb(image)  # read once, here
-    _check_sizes(model, image, tile)
-    det, enc = detect(model, image, prepared, tile=tile, progress=progress)
+    prepared = engines.prepare(text_prompt, box_threshold, text_threshold)
+    image = engines.encode(image) if tile is None else rgb(image)  # read once, here
+    _check_sizes(engines, image, tile)
+    det, enc = detect(engines, image, prepared, tile=tile, progress=progress)
     for step in select:
         det = step(det)
-    if model.segmenter.segments_text:
-        masks, iou = _text_masks(model, image if enc is None else enc, det, prepared, tile=tile,
-                                 collect=collect, progress=progress)
-    else:
-        masks, iou = segment(model, image if enc is None else enc, det.boxes, tile=tile,
-                             collect=collect, progress=progress)
+    masks, iou = segment(engines, image if enc is None else enc, det, prepared, tile=tile,
+                         collect=collect, progress=progress)
     return Segmented(det, masks, iou, enc)
 
 
-def _check_sizes(model: Any, image: Any, tile: TileSpec | None) -> None:
+def _check_sizes(engines: Engines, image: ImageInput | EncodedImage, tile: TileSpec | None) -> None:
     """Refuse, before any detection, an image (or with ``tile``, a tile of it) that an engine's
     resize would make 0 pixels thin (:class:`~lang_sam.errors.ImageTooThinError`); each engine
     checks again what it encodes (``check_image_size``)."""
@@ -204,70 +213,44 @@ def _check_sizes(model: Any, image: Any, tile: TileSpec | None) -> None:
     if tile is not None:
         shapes = dict.fromkeys((t[3] - t[1], t[2] - t[0]) for t in tile.grid(W, H))
         sizes = {(h, w): f"a {w}x{h} tile of the {W}x{H} image" for h, w in shapes}
-    for engine in (model.segmenter, model.detector):  # every Engine has it (a no-op by default)
-        for (h, w), what in sizes.items():
-            engine.check_image_size(h, w, what)
-
-
-def _text_masks(model: Any, image: Any, det: Detections, prepared: Any, *, tile: TileSpec | None,
-                collect: Callable[[int, tuple[int, int]], MaskSink], progress: Progress | None):
-    """:func:`segment`'s step for a text segmenter: the masks of the kept detections ``det`` from
-    its ``masks_for`` (its scores as ``iou_scores``), in chunks; tiled, on the same windows as
-    SAM's (each box on the window that holds it, detected there again: features cached)."""
-    seg = model.segmenter
-    if tile is not None:
-        def decode(enc, local, idx, size):
-            part = Detections(local, det.scores[idx], [det.phrases[i] for i in idx], size)
-            return seg.masks_for(model.features(enc), part, prepared)
-
-        return _segment_tiled(model, rgb(image), det.boxes, tile, progress, decode=decode)
-    report = _report(progress)
-    enc = model.encode(image)
-    H, W = enc.pixels.shape[:2]
-    n = len(det)
-    sink = collect(n, (H, W))
-    iou = torch.zeros((n,), dtype=torch.float32)
-    report("segment", 0, n)
-    if n:
-        features = model.features(enc)
-        step = seg.boxes_per_chunk(H, W)
-        for start in range(0, n, step):
-            m, s = seg.masks_for(features, det.take(list(range(start, min(n, start + step)))), prepared)
-            sink.add(m)
-            iou[start:start + len(m)] = s
-            report("segment", start + len(m), n)
-    else:
-        report("segment", 0, 0)
-    return sink.result(), iou
+    for (h, w), what in sizes.items():
+        engines.check_image_size(h, w, what)
 
 
 def _report(progress: Progress | None) -> Progress:
     return progress if progress is not None else (lambda stage, done, total: None)
 
 
-def rgb(image: Any) -> Image.Image:
-    """The RGB PIL image of anything :meth:`LangSAM.encode` takes (an encoded handle's own)."""
-    held = getattr(image, "image", None)
-    return held if isinstance(held, Image.Image) and hasattr(image, "pixels") else to_rgb_pil(image)
+def rgb(image: ImageInput | EncodedImage) -> Image.Image:
+    """The RGB PIL image of anything :meth:`Engines.encode` takes (an encoded handle's own).
+
+    Raises:
+        InvalidImageError: ``image`` cannot be read as an RGB image.
+    """
+    return image.image if isinstance(image, EncodedImage) else to_rgb_pil(image)
 
 
-def _window(model: Any, image: Image.Image, box: Tile) -> Any:
+def _window(engines: Engines, image: Image.Image, box: Tile) -> EncodedImage:
     """An encode handle of the window ``box`` (x0, y0, x1, y1) of ``image``."""
     whole = tuple(box) == (0, 0, *image.size)
-    return model.encode(image if whole else image.crop(box))
+    return engines.encode(image if whole else image.crop(box))
 
 
-def detect(model: Any, image: Any, prepared: Any, *, tile: TileSpec | None = None,
-           progress: Progress | None = None) -> tuple[Detections, Any]:
-    """The detector's boxes for ``prepared`` (from ``model.detector.prepare``) and the encode
-    handle of ``image`` (None with ``tile``). With ``tile``, GroundingDINO runs on each tile of
+def detect(engines: Engines, image: ImageInput | EncodedImage, prepared: Any, *, tile: TileSpec | None = None,
+           progress: Progress | None = None) -> tuple[Detections, EncodedImage | None]:
+    """The detector's boxes for ``prepared`` (from :meth:`Engines.prepare`) and the encode
+    handle of ``image`` (None with ``tile``). With ``tile``, the detector runs on each tile of
     ``tile.grid`` at full resolution, one tile's work held at a time; boxes are mapped to image
-    pixels and cut at the tile's inner borders, not merged (``tile_index`` says which tile)."""
+    pixels and cut at the tile's inner borders, not merged (``tile_index`` says which tile).
+
+    Raises:
+        InvalidImageError: ``image`` cannot be read.
+    """
     report = _report(progress)
     if tile is None:
         report("detect", 0, 1)
-        enc = model.encode(image)
-        det = model.detector.detect(model.features(enc), prepared, return_prompts=model.return_prompts)
+        enc = engines.encode(image)
+        det = engines.detect(enc, prepared)
         report("detect", 1, 1)
         return det, enc
     pil = rgb(image)
@@ -276,35 +259,38 @@ def detect(model: Any, image: Any, prepared: Any, *, tile: TileSpec | None = Non
     parts = []
     report("detect", 0, len(tiles))
     for i, t in enumerate(tiles):
-        enc = _window(model, pil, t)
-        d = model.detector.detect(model.features(enc), prepared, return_prompts=model.return_prompts)
+        d = engines.detect(_window(engines, pil, t), prepared)
         parts.append(Detections(to_image_pixels(d.boxes, t, (H, W)), d.scores, d.phrases, (H, W),
                                 tile_index=torch.full((len(d),), i, dtype=torch.int64)))
         report("detect", i + 1, len(tiles))
     return Detections.concat(parts, (H, W), tiles=tiles), None
 
 
-def segment(model: Any, image: Any, boxes: torch.Tensor, *, tile: TileSpec | None = None,
-            collect: Callable[[int, tuple[int, int]], MaskSink] = DenseMasks,
+def segment(engines: Engines, image: ImageInput | EncodedImage, detections: Detections | torch.Tensor,
+            prepared: Any = None, *, tile: TileSpec | None = None, collect: Collect = DenseMasks,
             progress: Progress | None = None) -> tuple[Any, torch.Tensor]:
-    """SAM masks for ``(N, 4)`` float32 xyxy image-pixel ``boxes``: ``(masks, iou_scores (N,) float32)``. Without ``tile``, on the
-    whole image (``image`` an encode handle or anything ``encode`` takes), in the segmenter's
-    decoding chunks, each handed to ``collect(N, (H, W))``; no box, no SAM work. With ``tile``,
-    each box on a window (:func:`lang_sam.tiling.sam_window`), masks as ``N`` crops."""
+    """Masks for ``detections`` (or ``(N, 4)`` float32 xyxy image-pixel boxes alone):
+    ``(masks, iou_scores (N,) float32)``, from :meth:`Engines.decoder` (a text segmenter needs the
+    ``prepared`` prompt they were detected for; a box segmenter uses the boxes). Without ``tile``,
+    on the whole image (``image`` an encode handle or anything ``encode`` takes), in the
+    segmenter's decoding chunks, each handed to ``collect(N, (H, W))``; no box, no segmenter work.
+    With ``tile``, each box on a window (:func:`lang_sam.tiling.sam_window`), masks as ``N`` crops.
+
+    Raises:
+        UnsupportedPromptError: boxes alone (no ``prepared``) for a text segmenter (SAM 3).
+    """
     if tile is not None:
-        return _segment_tiled(model, rgb(image), boxes, tile, progress)
+        return _segment_tiled(engines, rgb(image), detections, prepared, tile, progress)
     report = _report(progress)
-    enc = model.encode(image)
+    enc = engines.encode(image)
     H, W = enc.pixels.shape[:2]
-    n = len(boxes)
+    det = _as_detections(detections, (H, W))
+    n = len(det)
     sink = collect(n, (H, W))
     iou = torch.zeros((n,), dtype=torch.float32)
     report("segment", 0, n)
     if n:
-        encoding = model.sam_encoding(enc)
-        step = model.segmenter.boxes_per_chunk(H, W)
-        for start in range(0, n, step):
-            m, s = model.segmenter.segment_boxes(encoding, boxes[start:start + step])
+        for start, m, s in _chunks(engines.decoder(enc, prepared), det, engines.boxes_per_chunk(H, W)):
             sink.add(m)
             iou[start:start + len(m)] = s
             report("segment", start + len(m), n)
@@ -313,13 +299,31 @@ def segment(model: Any, image: Any, boxes: torch.Tensor, *, tile: TileSpec | Non
     return sink.result(), iou
 
 
-def _segment_tiled(model: Any, pil: Image.Image, boxes: torch.Tensor, tile: TileSpec,
-                   progress: Progress | None, decode: Callable | None = None
+def _as_detections(detections: Detections | torch.Tensor, image_size: tuple[int, int]) -> Detections:
+    """Boxes alone as detections (score 0, no phrase)."""
+    if isinstance(detections, Detections):
+        return detections
+    n = len(detections)
+    return Detections(detections, torch.zeros((n,), dtype=torch.float32), [""] * n, image_size)
+
+
+def _chunks(decode: Decode, det: Detections, step: int) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    """``(start, masks, scores)`` of ``det`` decoded ``step`` detections at a time (one decoder call each)."""
+    n = len(det)
+    for start in range(0, n, step):
+        m, s = decode(det.take(list(range(start, min(n, start + step)))))
+        yield start, m, s
+
+
+def _segment_tiled(engines: Engines, pil: Image.Image, detections: Detections | torch.Tensor,
+                   prepared: Any, tile: TileSpec, progress: Progress | None
                    ) -> tuple[list[CropMask], torch.Tensor]:
-    """Each box on its window; ``decode(window_enc, local_boxes, indices, (h, w))`` gives their
-    masks and scores (default: SAM's box prompts, in the segmenter's decoding chunks)."""
+    """Each detection on its window (:func:`lang_sam.tiling.sam_window`), decoded there in the
+    segmenter's chunks; masks as crops in image pixels."""
     report = _report(progress)
     W, H = pil.size
+    det = _as_detections(detections, (H, W))
+    boxes = det.boxes
     tiles = tile.grid(W, H)
     groups: dict[tuple, list[int]] = {}
     windows = list(tiles)  # a window made for a box no tile holds is offered to later boxes too
@@ -333,33 +337,87 @@ def _segment_tiled(model: Any, pil: Image.Image, boxes: torch.Tensor, tile: Tile
     done = 0
     report("segment", 0, len(boxes))
     for window, idx in groups.items():
-        enc = _window(model, pil, window)
+        enc = _window(engines, pil, window)
         local = boxes[idx]
         if window[:2] != (0, 0):
             local = local - torch.tensor([window[0], window[1], window[0], window[1]], dtype=local.dtype)
         h, w = window[3] - window[1], window[2] - window[0]
-        step = model.segmenter.boxes_per_chunk(h, w)
+        step = engines.boxes_per_chunk(h, w)
         # Whole decoding chunks (the same decoding as predict), about TILE_MASK_BYTES of masks.
         group = step * max(1, TILE_MASK_BYTES // (h * w * step))
-        encoding = model.sam_encoding(enc) if decode is None else None
+        decode = engines.decoder(enc, prepared)
+        here = Detections(local, det.scores[idx], [det.phrases[i] for i in idx], (h, w))
         for start in range(0, len(idx), group):
             part = idx[start:start + group]
-            if decode is None:
-                m, s = _segment_chunks(model, encoding, local[start:start + group], step)
-            else:
-                m, s = decode(enc, local[start:start + group], part, (h, w))
-            for j, k in enumerate(part):
-                masks[k] = CropMask.from_window(m[j].numpy(), window[0], window[1], (H, W))
-                iou[k] = s[j]
+            for offset, m, s in _chunks(decode, here.take(list(range(start, start + len(part)))), step):
+                for j in range(len(m)):
+                    k = part[offset + j]
+                    masks[k] = CropMask.from_window(m[j].numpy(), window[0], window[1], (H, W))
+                    iou[k] = s[j]
             done += len(part)
             report("segment", done, len(boxes))
     return cast("list[CropMask]", masks), iou  # every box is in exactly one group: none is left None
 
 
-def _segment_chunks(model: Any, encoding: Any, boxes: torch.Tensor, step: int):
-    """``segment_boxes`` in the segmenter's decoding chunks (each chunk one decoder call)."""
-    parts = [model.segmenter.segment_boxes(encoding, boxes[s:s + step]) for s in range(0, len(boxes), step)]
-    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+def predict(engines: Engines, image: ImageInput | EncodedImage, text_prompt: str, box_threshold: float = 0.3,
+            text_threshold: float = 0.25, *, tile: TileSpec | None = None,
+            progress: Progress | None = None) -> Prediction | TiledPrediction:
+    """:meth:`LangSAM.predict`: :func:`run` with nothing selected (a :class:`~lang_sam.results.Prediction`,
+    dense masks), or with ``tile`` merging what two tiles found twice (:func:`merge_tiles`; a
+    :class:`~lang_sam.results.TiledPrediction`, masks as crops).
+
+    Raises:
+        What :func:`run` raises.
+    """
+    if tile is None:
+        return prediction(run(engines, image, text_prompt, box_threshold, text_threshold, progress=progress))
+    return tiled_prediction(run(engines, rgb(image), text_prompt, box_threshold, text_threshold,
+                                select=[merge_tiles(tile)], tile=tile, progress=progress))
+
+
+def prediction(out: Segmented) -> Prediction:
+    """What :meth:`LangSAM.predict` returns for an untiled :func:`run` (dense masks)."""
+    det = out.detections
+    return Prediction(out.masks, det.boxes, det.phrases, det.scores, iou_scores=out.iou_scores)
+
+
+def tiled_prediction(out: Segmented) -> TiledPrediction:
+    """What :meth:`LangSAM.predict` returns with ``tile=`` (masks as crops, the tile grid)."""
+    det = out.detections
+    return TiledPrediction(out.masks, det.boxes, det.phrases, det.scores, iou_scores=out.iou_scores,
+                           image_size=det.image_size, tiles=det.tiles)
+
+
+def predict_prompts(engines: Engines, image: ImageInput | EncodedImage, text_prompts: Sequence[str],
+                    box_threshold: float = 0.3, text_threshold: float = 0.25) -> list[Prediction]:
+    """One :class:`~lang_sam.results.Prediction` per prompt for one image; the image is encoded once.
+    Each prompt gets its own detector pass, so phrases never merge across prompts.
+
+    Raises:
+        InvalidPromptTypeError: one string instead of a list. InvalidPromptError: an empty list.
+    """
+    prompts = prompt_list(text_prompts)
+    enc = engines.encode(image)
+    return [prediction(run(engines, enc, p, box_threshold, text_threshold)) for p in prompts]
+
+
+def predict_batch(engines: Engines, images: Sequence[ImageInput | EncodedImage], text_prompts: str | Sequence[str],
+                  box_threshold: float = 0.3, text_threshold: float = 0.25) -> list[Prediction]:
+    """One :class:`~lang_sam.results.Prediction` per image (:meth:`LangSAM.predict` on each):
+    ``text_prompts`` is one prompt for every image, or a list with one prompt per image.
+
+    Raises:
+        InvalidArgumentError: not as many prompts as images.
+        InvalidPromptTypeError, InvalidPromptError: what :meth:`LangSAM.predict` raises for a prompt.
+    """
+    images = list(images)
+    if isinstance(text_prompts, str):
+        prompts = [text_prompts] * len(images)
+    else:
+        prompts = prompt_list(text_prompts)
+        if len(prompts) != len(images):
+            raise InvalidArgumentError(f"got {len(images)} images but {len(prompts)} prompts")
+    return [prediction(run(engines, img, p, box_threshold, text_threshold)) for img, p in zip(images, prompts)]
 
 
 # --------------------------------------------------------------------------------------------

@@ -264,7 +264,7 @@ class Prediction(_PredictionFields):
 
 
 class TiledPrediction(_TiledPredictionFields):
-    """What :meth:`LangSAM.predict_tiled` returns; unpacks as ``masks, boxes, phrases, logits``,
+    """What :meth:`LangSAM.predict` returns with ``tile=``; unpacks as ``masks, boxes, phrases, logits``,
     as :class:`Prediction` does, in full-image pixels.
 
     - ``masks``: ``N`` :class:`~lang_sam.masks.CropMask` (a crop and its offset: memory is the

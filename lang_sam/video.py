@@ -1,6 +1,7 @@
 """Text-prompted video: detect on key frames, follow objects between them, keep ids stable.
 
-:func:`predict_video` (and :meth:`LangSAM.predict_video`, which runs it) reads a video one frame at
+:func:`predict_video` (and :meth:`LangSAM.predict_video`, which runs it on the model's
+:class:`~lang_sam.engines.Engines`) reads a video one frame at
 a time (:mod:`lang_sam.video_io`) and yields one :class:`~lang_sam.results.TrackedFrame` per frame:
 
 1. **Key frames.** The detector (GroundingDINO, through :func:`lang_sam.pipeline.detect`, so the
@@ -37,13 +38,14 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, cast
 
 import numpy as np
 
 import torch
 
 from lang_sam import pipeline
+from lang_sam.engines import Engines
 from lang_sam.errors import (
     IgnoredArgumentWarning,
     InvalidArgumentError,
@@ -117,20 +119,20 @@ def video_types() -> list[str]:
     return out
 
 
-def _check_tracker(model: Any) -> None:
-    seg = model.segmenter
+def _check_tracker(engines: Engines) -> None:
+    seg = engines.segmenter
     if seg.can_track:  # it implements VideoSegmenter or TextVideoSegmenter
         return
     types = video_types()
     can = ", ".join(types) if types else "none is registered"
     raise TrackingNotSupportedError(
-        f"sam_type {model.sam_type!r} ({type(seg).__name__}) cannot follow objects through a video: "
+        f"sam_type {engines.sam_type!r} ({type(seg).__name__}) cannot follow objects through a video: "
         f"expected a video segmenter (one that follows boxes, or one that tracks text itself; "
-        f"sam_type one of: {can})", sam_type=model.sam_type, video_types=types)
+        f"sam_type one of: {can})", sam_type=engines.sam_type, video_types=types)
 
 
 def predict_video(
-    model: Any,
+    engines: Engines,
     video: Any,
     text_prompt: str,
     *,
@@ -147,7 +149,8 @@ def predict_video(
     :class:`~lang_sam.results.TrackedFrame` per frame, in order, as each frame is processed.
 
     Args:
-        model: a :class:`~lang_sam.LangSAM` whose segmenter is a video segmenter (SAM 2.1).
+        engines: an :class:`~lang_sam.engines.Engines` whose segmenter can track (SAM 2.1, SAM 3);
+            :meth:`LangSAM.predict_video` passes the model's own (``model.engines``).
         video: a video file, a folder of frame images, or any iterable of frames (PIL images or
             ``HxWx3`` uint8 RGB arrays): see :func:`lang_sam.video_io.open_video`.
         text_prompt, box_threshold, text_threshold: as in :meth:`LangSAM.predict`.
@@ -170,14 +173,22 @@ def predict_video(
     ``(N, H, W)`` bool in frame pixels, boxes their bounding boxes (:func:`lang_sam.tracking.mask_boxes`),
     ``track_ids`` ascending; ``scores`` and ``phrases`` those of the detection that started each
     track. A frame where nothing is tracked has ``N = 0``.
+
+    Raises:
+        TrackingNotSupportedError: the segmenter cannot follow objects (SAM v1 ``vit_*``).
+        InvalidArgumentError: ``detect_every``, ``max_candidates`` or ``lost_after`` is not an int >= 1.
+        InvalidPromptError: a bad prompt. InvalidThresholdError: a threshold (``iou_threshold``
+            included) out of range.
+        InvalidVideoError: the video cannot be opened (now) or a frame cannot be read (while iterating).
     """
-    _check_tracker(model)
-    segmenter = model.segmenter
+    _check_tracker(engines)
+    segmenter = engines.segmenter
     for name, value in (("detect_every", detect_every), ("max_candidates", max_candidates)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise InvalidArgumentError(f"{name} must be an int >= 1, got {value!r}")
-    if segmenter.tracks_text:  # a TextVideoSegmenter
-        prepared = segmenter.prepare(text_prompt, box_threshold, text_threshold)
+    if segmenter.tracks_text:
+        text = cast(TextVideoSegmenter, segmenter)  # tracks_text: it implements TextVideoSegmenter
+        prepared = text.prepare(text_prompt, box_threshold, text_threshold)
         TrackTable(iou_threshold, lost_after)  # checks them as the other path does
         ignored = [f"{n}={v!r}" for n, v, d in (("detect_every", detect_every, DETECT_EVERY),
                                                 ("box_threshold", box_threshold, 0.3),
@@ -186,19 +197,20 @@ def predict_video(
                                                 ("max_candidates", max_candidates, MAX_CANDIDATES)) if v != d]
         if ignored:
             warnings.warn(
-                f"{', '.join(ignored)} ignored: sam_type {model.sam_type!r} detects on every frame and "
+                f"{', '.join(ignored)} ignored: sam_type {engines.sam_type!r} detects on every frame and "
                 "follows objects itself (its own detection thresholds and track ending apply)",
                 IgnoredArgumentWarning, stacklevel=3)
         source = open_video(video)
-        return _run_text(segmenter, source, prepared, bool(offload), progress)
-    prepared = model.detector.prepare(text_prompt, box_threshold, text_threshold)
+        return _run_text(text, source, prepared, bool(offload), progress)
+    prepared = engines.prepare(text_prompt, box_threshold, text_threshold)
     table = TrackTable(iou_threshold, lost_after)
     source = open_video(video)
-    return _run(model, segmenter, source, prepared, table, detect_every, pipeline.top_k(max_candidates),
+    boxes = cast(VideoSegmenter, segmenter)  # can_track and not tracks_text: a VideoSegmenter
+    return _run(engines, boxes, source, prepared, table, detect_every, pipeline.top_k(max_candidates),
                 bool(offload), progress)
 
 
-def _run(model, segmenter: VideoSegmenter, source, prepared, table: TrackTable, detect_every: int,
+def _run(engines: Engines, segmenter: VideoSegmenter, source, prepared, table: TrackTable, detect_every: int,
          select, offload: bool, progress) -> Iterator[TrackedFrame]:
     session = segmenter.start_video(offload=offload)
     obj_of: dict[int, int] = {}  # track id -> the segmenter session's object id
@@ -208,7 +220,7 @@ def _run(model, segmenter: VideoSegmenter, source, prepared, table: TrackTable, 
     for i, frame in enumerate(source):
         det = None
         if first_key is None or (i - first_key) % detect_every == 0:
-            det, _ = pipeline.detect(model, frame, prepared)
+            det, _ = pipeline.detect(engines, frame, prepared)
             if len(det) and first_key is None:
                 first_key = i
             det = select(det) if len(det) else None

@@ -38,9 +38,11 @@ def test_signatures_match_the_original():
     pred = inspect.signature(LangSAM.predict).parameters
     # One image parameter name everywhere ("image"); the 2023 keyword image_pil= still works
     # (test_the_2023_image_pil_keyword_still_works).
+    # Then the keyword-only additions: sliced inference (issue 26 folded predict_tiled in) and progress.
     assert [(n, p.default) for n, p in pred.items()][1:] == [
         ("image", inspect.Parameter.empty), ("text_prompt", inspect.Parameter.empty),
-        ("box_threshold", 0.3), ("text_threshold", 0.25)]
+        ("box_threshold", 0.3), ("text_threshold", 0.25), ("tile", None), ("progress", None)]
+    assert [p.kind for p in pred.values()][-2:] == [inspect.Parameter.KEYWORD_ONLY] * 2
     assert set(lang_sam.SAM_MODELS) >= {"vit_h", "vit_l", "vit_b"}
     for name in lang_sam.__all__:
         assert hasattr(lang_sam, name)

@@ -253,7 +253,7 @@ def _param(blocks: list[Block]):
 
 #: Python examples that cost over ~10 s on the tiny models (every tile of an image through both
 #: networks; many prompts and images in one block).
-SLOW_PYTHON = ("predict_tiled(", "predict_batch(")
+SLOW_PYTHON = ("tile=TileSpec(", "predict_batch(")
 
 
 @pytest.mark.parametrize("block", [_param(places) for places in DISTINCT.values()])

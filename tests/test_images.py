@@ -195,7 +195,7 @@ def _calls():
 
     return {
         "predict": lambda m, im: m.predict(im, "thing", box_threshold=0.0, text_threshold=0.0),
-        "predict_tiled": lambda m, im: m.predict_tiled(im, "thing", box_threshold=0.0, text_threshold=0.0,
+        "predict_tile": lambda m, im: m.predict(im, "thing", box_threshold=0.0, text_threshold=0.0,
                                                        tile=TileSpec(size=1024)),
         "predict_dino": lambda m, im: m.predict_dino(im, "thing", 0.0, 0.0),
         "segment": lambda m, im: m.segment(im, boxes=[0, 0, 1, 1]),
@@ -216,14 +216,14 @@ THIN = {
     ("sam", "predict_dino", (1, 1065)): None,
     ("sam", "segment", (512, 1)): None,  # 512 x 256/512 = 0.5 px rounds up to 1
     ("sam", "predict", (1, 1)): None,
-    ("sam", "predict_tiled", (2000, 1)): "a 1024x1 tile of the 2000x1 image is too thin for SAM",
+    ("sam", "predict_tile", (2000, 1)): "a 1024x1 tile of the 2000x1 image is too thin for SAM",
     **{("sam2", "predict", size): GDINO_THIN for size in ((2000, 1), (5000, 2), (100000, 1), (1, 2000))},
     ("sam2", "predict", (1065, 1)): None,
     ("sam2", "predict", (1, 1)): None,
     **{("sam2", call, size): None for call in ("segment", "generate")
        for size in ((2000, 1), (5000, 2), (100000, 1), (1, 2000))},
-    ("sam2", "predict_tiled", (1, 2000)): None,
-    **{("sam3", call, size): None for call in ("predict", "predict_tiled")
+    ("sam2", "predict_tile", (1, 2000)): None,
+    **{("sam3", call, size): None for call in ("predict", "predict_tile")
        for size in ((2000, 1), (5000, 2), (1, 2000))},
     ("sam3", "predict", (100000, 1)): None,
 }
@@ -250,7 +250,7 @@ def test_a_thin_image_is_refused_by_the_engine_it_does_not_fit_or_works(thin_mod
     assert isinstance(e, InvalidImageError) and isinstance(e, ValueError)
     msg = str(e)
     assert words in msg and f"{size[0]}x{size[1]}" in msg and "expected each side >= 1 pixel" in msg, msg
-    checked = (1024, 1) if call == "predict_tiled" else size  # a tile, with tiles
+    checked = (1024, 1) if call == "predict_tile" else size  # a tile, with tiles
     assert (e.width, e.height) == checked and min(e.resized) == 0
 
 

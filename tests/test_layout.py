@@ -23,7 +23,7 @@ LAYERS: list[set[str]] = [
     # results as other libraries' types (supervision, imported lazily), the result types: no models
     {"hub.*"},
     {"models.*"},
-    {"lang_sam", "pipeline", "generate", "utils", "testing", "video"},  # "lang_sam" is lang_sam/lang_sam.py, the facade;
+    {"lang_sam", "engines", "pipeline", "generate", "utils", "testing", "video"},  # "lang_sam" is lang_sam/lang_sam.py, the facade;
     # pipeline: detect -> select -> segment, which the facade, labelling and serving all run
     {"labeling.*"},  # labeling.distributed: the pipeline on Ray Data (the [ray] extra)
     {"serving.*"},

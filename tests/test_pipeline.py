@@ -12,11 +12,13 @@ from PIL import Image
 
 from fidelity_helpers import SAM_LOGIT_ATOL, assert_masks_match, sam_mask_logits
 from lang_sam import Detections, LangSAM, MaskPrediction, Prediction, TiledPrediction, TileSpec, pipeline
+from lang_sam.engines import Engines
 from lang_sam.errors import InvalidArgumentError, InvalidResultError
 from lang_sam.hub import ModelSpec
 from lang_sam.models.registry import register_model, unregister_model
 from lang_sam.labeling.run import LabelSettings, label_folder
 from lang_sam.masks import CropMask
+from lang_sam.models.base import engine_for
 from lang_sam.serving.service import ModelService
 from plugin_engines import BoxFill, BoxFillArch, expected_mask
 
@@ -38,7 +40,7 @@ def runs(monkeypatch):
 @pytest.mark.slow
 def test_every_text_entry_point_runs_the_one_pipeline(runs, model, image, tiny_specs, sam_ckpt,
                                                        gdino_ckpt, tmp_path):
-    """predict (and its variants), predict_tiled, label_folder (tiled or not) and the server all go
+    """predict (and its variants, tiled or not), label_folder (tiled or not) and the server all go
     through lang_sam.pipeline.run; label_dataset's workers call label_image, tested in test_ray."""
     model.predict(image, "car", 0.0, 0.0)
     model.predict_prompts(image, ["car", "wheel"], 0.0, 0.0)
@@ -47,7 +49,7 @@ def test_every_text_entry_point_runs_the_one_pipeline(runs, model, image, tiny_s
     model.predict_batch([image], "car", 0.0, 0.0)
     assert runs == [(0, False)] * 5
     runs.clear()
-    model.predict_tiled(image, "car", 0.0, 0.0, tile=TileSpec(160))
+    model.predict(image, "car", 0.0, 0.0, tile=TileSpec(160))
     assert runs == [(1, True)]  # merge_tiles
     runs.clear()
     Image.fromarray(np.asarray(image)).save(tmp_path / "a.png")
@@ -66,7 +68,7 @@ def test_every_text_entry_point_runs_the_one_pipeline(runs, model, image, tiny_s
 def test_the_servers_top_k_is_a_select_step(model, image):
     full = model.predict(image, "car", 0.0, 0.0)
     assert len(full.phrases) > 3, "the tiny models found too little to test"
-    out = pipeline.run(model, image, "car", 0.0, 0.0, select=[pipeline.top_k(3)])
+    out = pipeline.run(model.engines, image, "car", 0.0, 0.0, select=[pipeline.top_k(3)])
     keep = torch.argsort(full.logits, descending=True, stable=True)[:3].sort().values
     assert torch.equal(out.detections.boxes, full.boxes[keep])
     # SAM decodes the 3 boxes together where predict decoded them among all: another batch size,
@@ -79,11 +81,35 @@ def test_the_servers_top_k_is_a_select_step(model, image):
 
 @pytest.mark.slow
 def test_crop_masks_equal_dense_masks(model, image):
-    dense = pipeline.run(model, image, "car", 0.0, 0.0)
-    crops = pipeline.run(model, image, "car", 0.0, 0.0, collect=pipeline.CropMasks)
+    dense = pipeline.run(model.engines, image, "car", 0.0, 0.0)
+    crops = pipeline.run(model.engines, image, "car", 0.0, 0.0, collect=pipeline.CropMasks)
     assert all(isinstance(m, CropMask) for m in crops.masks) and len(crops.masks) == len(dense.masks)
     assert all(np.array_equal(c.to_dense(), d.numpy()) for c, d in zip(crops.masks, dense.masks))
     assert torch.equal(crops.iou_scores, dense.iou_scores)
+
+
+@pytest.fixture(scope="module")
+def bare_engines(tiny_specs, sam_ckpt, gdino_ckpt):
+    """The tiny detector and segmenter loaded from their registry entries, with no LangSAM."""
+    sam, gdino = tiny_specs
+    return Engines(engine_for(gdino).from_spec(gdino, gdino_ckpt, "cpu"),
+                   engine_for(sam).from_spec(sam, sam_ckpt, "cpu", fast_attention=True))
+
+
+@pytest.mark.slow
+def test_the_pipeline_runs_engines_built_without_the_facade(bare_engines, model, image):
+    """Issue 26, item 1: run / detect / segment take an Engines, nothing of LangSAM's."""
+    want = model.predict(image, "car", 0.0, 0.0)
+    assert len(want.phrases) > 3, "the tiny models found too little to test"
+    out = pipeline.run(bare_engines, image, "car", 0.0, 0.0)
+    assert torch.equal(out.masks, want.masks) and torch.equal(out.detections.boxes, want.boxes)
+    assert out.detections.phrases == want.phrases and torch.equal(out.iou_scores, want.iou_scores)
+    det, enc = pipeline.detect(bare_engines, image, bare_engines.prepare("car", 0.0, 0.0))
+    assert enc is not None and torch.equal(det.boxes, want.boxes) and torch.equal(det.scores, want.logits)
+    masks, iou = pipeline.segment(bare_engines, enc, det)  # the encoded image: no second encoding
+    assert torch.equal(masks, want.masks) and torch.equal(iou, want.iou_scores)
+    masks, iou = pipeline.segment(bare_engines, enc, det.boxes)  # boxes alone, as predict_sam gives them
+    assert torch.equal(masks, want.masks) and torch.equal(iou, want.iou_scores)
 
 
 # ------------------------------------------------------------------------------------------
@@ -111,7 +137,7 @@ def test_a_new_segmenter_family_runs_everywhere_without_editing_lang_sam(box_fil
     assert len(phrases) > 3, "the tiny detector found too little to test"
     H, W = masks.shape[1:]
     assert all(np.array_equal(mask.numpy(), expected_mask(b, (H, W), 2)) for mask, b in zip(masks, boxes))
-    tiled = m.predict_tiled(image, "car", 0.0, 0.0, tile=TileSpec(160))
+    tiled = m.predict(image, "car", 0.0, 0.0, tile=TileSpec(160))
     assert all(np.array_equal(c.to_dense(), expected_mask(b, (H, W), 2)) for c, b in zip(tiled.masks, tiled.boxes))
     # Labelling writes the family's masks: COCO areas are those of the filled boxes.
     Image.fromarray(np.asarray(image)).save(tmp_path / "a.png")
@@ -252,7 +278,7 @@ def test_results_check_their_fields_when_built(build, field):
 @pytest.mark.slow
 def test_both_predictions_unpack_as_the_2023_four_tuple(model, image):
     plain = model.predict(image, "car", 0.0, 0.0)
-    tiled = model.predict_tiled(image, "car", 0.0, 0.0, tile=TileSpec(10_000))
+    tiled = model.predict(image, "car", 0.0, 0.0, tile=TileSpec(10_000))
     for result in (plain, tiled):
         masks, boxes, phrases, logits = result
         assert (boxes, phrases, logits) == (result.boxes, result.phrases, result.logits)

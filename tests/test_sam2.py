@@ -397,7 +397,7 @@ def few_boxes_gdino(tmp_path_factory, tiny_specs, image):
 @pytest.mark.slow
 def test_predict_tiling_labelling_and_the_server_run_sam2_unchanged(sam2_specs, sam2_ckpts, few_boxes_gdino,
                                                                     tiny_specs, image, tmp_path):
-    """LangSAM.predict, predict_tiled, label_folder and the server's ModelService give SAM 2.1's
+    """LangSAM.predict (tiled or not), label_folder and the server's ModelService give SAM 2.1's
     masks for the detector's boxes, through code that knows nothing of SAM 2.1."""
     import json
 
@@ -413,7 +413,7 @@ def test_predict_tiling_labelling_and_the_server_run_sam2_unchanged(sam2_specs, 
     assert 1 <= len(boxes) <= 6 and masks.shape == (len(boxes), image.height, image.width)
     assert masks.flatten(1).any(1).all(), "empty masks: nothing is compared"
     assert torch.equal(masks, m.segment(image, boxes=boxes).masks[:, 0])  # the engine's masks
-    tiled = m.predict_tiled(image, "car", tile=TileSpec(10_000))  # one tile: predict's result
+    tiled = m.predict(image, "car", tile=TileSpec(10_000))  # one tile: predict's result
     assert torch.equal(tiled.dense(), masks)
     Image.fromarray(np.asarray(image)).save(tmp_path / "a.png")
     settings = LabelSettings.create("car", sam_type=sam, gdino_type=gdino)

@@ -214,10 +214,10 @@ def test_predict_prompts_and_set_image(sam3, photo):
 def test_tiled_with_one_tile_equals_predict_and_small_tiles_give_crops(sam3, photo):
     t = 0.0
     whole = sam3.predict(photo, "cat", t)
-    tiled = sam3.predict_tiled(photo, "cat", t, tile=TileSpec(size=256, overlap=0.2))
+    tiled = sam3.predict(photo, "cat", t, tile=TileSpec(size=256, overlap=0.2))
     assert tiled.phrases == whole.phrases
     assert torch.equal(tiled.dense(), whole.masks) and torch.allclose(tiled.boxes, whole.boxes)
-    small = sam3.predict_tiled(photo, "cat", 0.2505, tile=TileSpec(size=64, overlap=0.25))
+    small = sam3.predict(photo, "cat", 0.2505, tile=TileSpec(size=64, overlap=0.25))
     dense = small.dense()
     assert dense.shape == (len(small.phrases), photo.height, photo.width) and dense.dtype == torch.bool
     assert len(small.phrases) > 0 and (small.logits > 0.2505).all()

@@ -1,7 +1,7 @@
 """``to_supervision()``: lang-sam's results as ``supervision.Detections`` (issue 14 item 5).
 
 Fields, dtypes and shapes on crafted detections (dense masks and crops, empty ones included) and
-on the tiny models' ``predict`` / ``predict_tiled``; supervision's own COCO export of our
+on the tiny models' ``predict`` (with and without ``tile=``); supervision's own COCO export of our
 detections against our COCO writer; the README's annotator example, run; the errors.
 """
 
@@ -189,7 +189,7 @@ PROMPT = "cat. remote control"
 @pytest.fixture(scope="module")
 def predictions(model):
     plain = model.predict(SMALL, PROMPT)
-    tiled = model.predict_tiled(SMALL, PROMPT, tile=TILE)
+    tiled = model.predict(SMALL, PROMPT, tile=TILE)
     assert len(plain.phrases) > 1 and len(tiled.phrases) > 1, "the tiny models found too little to test"
     return {"dense": plain, "crops": tiled}
 

@@ -1,6 +1,6 @@
 """Sliced inference for large images: the grid and the merge on crafted boxes, masks kept as crops
 (every writer gives what it gives for dense masks), and the tiled path on the tiny models:
-``predict_tiled``, the labelling pipeline and ``lang-sam predict --tile``."""
+``predict(tile=...)``, the labelling pipeline and ``lang-sam predict --tile``."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from conftest import make_image
-from lang_sam import CropMask, TiledPrediction, TileSpec
+from lang_sam import CropMask, Prediction, TiledPrediction, TileSpec, pipeline
 from lang_sam.errors import InvalidTileError
 from lang_sam.labeling import formats as fmt
 from lang_sam.labeling.run import ImageItem, LabelSettings, label_image
@@ -326,7 +326,7 @@ def test_a_tile_as_large_as_the_image_gives_exactly_predict(model):
     plain = model.predict(SMALL, "cat. remote control")
     assert len(plain.boxes) > 0
     for size in (256, 150):   # larger than the image; as large as its long side
-        tiled = model.predict_tiled(SMALL, "cat. remote control", tile=TileSpec(size))
+        tiled = model.predict(SMALL, "cat. remote control", tile=TileSpec(size))
         assert tiled.tiles == [(0, 0, 150, 90)]
         assert same_as_predict(tiled, plain)
         assert all(isinstance(m, CropMask) for m in tiled.masks)
@@ -345,7 +345,7 @@ def test_tiled_prediction_repr_is_one_short_line_whatever_n():
 
 @pytest.mark.slow
 def test_tiles_are_detected_at_full_resolution_in_image_pixels(model):
-    det = model.predict_dino_tiled(SMALL, "cat", 0.3, 0.25, tile=TILE)
+    det = model.predict_dino(SMALL, "cat", 0.3, 0.25, tile=TILE)
     assert list(det.tiles) == [(0, 0, 96, 90), (54, 0, 150, 90)]
     assert det.image_size == (90, 150)
     pil = Image.fromarray(SMALL)
@@ -367,7 +367,7 @@ def test_each_box_is_segmented_on_its_window_at_full_resolution(model):
     boxes = torch.tensor([[10.0, 10.0, 40.0, 50.0],      # tile (0, 0)
                           [120.0, 60.0, 149.0, 89.0],    # the right tile
                           [5.0, 5.0, 145.0, 85.0]])      # wider than a tile: its own window
-    masks, scores = model.predict_sam_tiled(SMALL, boxes, tile=TILE)
+    masks, scores = model.predict_sam(SMALL, boxes, tile=TILE)
     assert len(masks) == 3 and scores.shape == (3,) and scores.dtype == torch.float32
     pil = Image.fromarray(SMALL)
     windows = [(0, 0, 96, 90), (54, 0, 150, 90), (0, 0, 150, 90)]
@@ -380,18 +380,36 @@ def test_each_box_is_segmented_on_its_window_at_full_resolution(model):
         assert mask.image_size == (90, 150) and np.array_equal(mask.to_dense(), want)
         assert abs(float(score) - float(expected.iou_scores[0, 0])) < 1e-4
     with pytest.raises(ValueError, match=r"\(N, 4\)"):
-        model.predict_sam_tiled(SMALL, torch.zeros(4), tile=TILE)
+        model.predict_sam(SMALL, torch.zeros(4), tile=TILE)
+
+
+def test_predict_with_tile_is_the_tiled_pipeline_run(model):
+    """``predict(..., tile=)`` (issue 26 folded ``predict_tiled`` into it): the pipeline run with
+    ``merge_tiles``, as a TiledPrediction; ``progress`` hears of each tile and of the boxes."""
+    calls: list = []
+    got = model.predict(SMALL, "cat", tile=TILE, progress=lambda *a: calls.append(a))
+    out = pipeline.run(model.engines, SMALL, "cat", select=[pipeline.merge_tiles(TILE)], tile=TILE)
+    assert isinstance(got, TiledPrediction) and list(got.tiles) == list(out.detections.tiles) == list(TILE.grid(150, 90))
+    assert torch.equal(got.boxes, out.detections.boxes) and got.phrases == out.detections.phrases
+    assert torch.equal(got.logits, out.detections.scores) and torch.equal(got.iou_scores, out.iou_scores)
+    assert got.image_size == (90, 150) and len(got.masks) == len(out.masks) > 0
+    assert all(np.array_equal(a.to_dense(), b.to_dense()) for a, b in zip(got.masks, out.masks))
+    assert calls[:3] == [("detect", 0, 2), ("detect", 1, 2), ("detect", 2, 2)]
+    n = len(got.phrases)
+    assert calls[3] == ("segment", 0, n) and calls[-1] == ("segment", n, n)
+    plain = model.predict(SMALL, "cat")  # no tile: the 2023 result, dense masks
+    assert isinstance(plain, Prediction) and not isinstance(plain, TiledPrediction)
 
 
 @pytest.mark.slow
-def test_predict_tiled_merges_duplicates_across_tiles(model):
-    det = model.predict_dino_tiled(SMALL, "cat", tile=TILE)
-    out = model.predict_tiled(SMALL, "cat", tile=TILE)
+def test_predict_with_tile_merges_duplicates_across_tiles(model):
+    det = model.predict_dino(SMALL, "cat", 0.3, 0.25, tile=TILE)
+    out = model.predict(SMALL, "cat", tile=TILE)
     keep, boxes = merge_detections(det.boxes, det.scores, det.phrases, det.tile_index, TILE)
     assert 0 < len(out.phrases) < len(det), "the overlap found objects twice; the merge removed some"
     assert torch.equal(out.boxes, boxes) and out.phrases == [det.phrases[i] for i in keep]
     assert torch.equal(out.logits, det.scores[torch.from_numpy(keep)])
-    masks, scores = model.predict_sam_tiled(SMALL, boxes, tile=TILE)
+    masks, scores = model.predict_sam(SMALL, boxes, tile=TILE)
     assert torch.equal(out.iou_scores, scores)
     assert all(np.array_equal(a.mask, b.mask) and a.bbox == b.bbox for a, b in zip(out.masks, masks))
     # What is left has no cross-tile duplicate of one phrase.
@@ -405,7 +423,7 @@ def test_predict_tiled_merges_duplicates_across_tiles(model):
     assert all(m.image_size == (90, 150) for m in out.masks)
     # Greedy merging keeps the same detections, with boxes grown to the union of those merged.
     greedy = TileSpec(96, 0.25, merge="greedy")
-    out = model.predict_tiled(SMALL, "cat", tile=greedy)
+    out = model.predict(SMALL, "cat", tile=greedy)
     keep_g, boxes_g = merge_detections(det.boxes, det.scores, det.phrases, det.tile_index, greedy)
     assert np.array_equal(keep_g, keep) and torch.equal(out.boxes, boxes_g)
     assert not torch.equal(boxes_g, boxes) and bool((boxes_g[:, :2] <= boxes[:, :2]).all())

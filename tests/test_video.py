@@ -239,7 +239,7 @@ def test_the_facade_passes_the_pipeline_defaults():
 
     facade = inspect.signature(LangSAM.predict_video).parameters
     pipeline = inspect.signature(predict_video).parameters
-    shared = [n for n in pipeline if n not in ("model", "video", "text_prompt")]
+    shared = [n for n in pipeline if n not in ("engines", "video", "text_prompt")]
     assert [n for n in facade if n not in ("self", "video", "text_prompt")] == shared
     assert all(facade[n].default == pipeline[n].default for n in shared)
 

@@ -591,7 +591,7 @@ def label_image(
     steps = [to_classes, pipeline.merge_tiles(tile) if tile is not None else None,
              nms(settings.nms) if settings.nms is not None else None, warn_many]
     out = pipeline.run(
-        model, image, settings.prompt, settings.box_threshold, settings.text_threshold,
+        model.engines, image, settings.prompt, settings.box_threshold, settings.text_threshold,
         select=[s for s in steps if s is not None], tile=tile, collect=pipeline.CropMasks,
         progress=on_progress,
     )

@@ -230,6 +230,10 @@ class TextSegmenter(Engine):
         window's pixels) gets the mask of the one found there that its box overlaps most
         (``prepared`` is then detected on ``features`` first), or an empty mask and score 0."""
 
+    @abstractmethod
+    def boxes_per_chunk(self, height: int, width: int, masks_per_prompt: int = 1) -> int:
+        """How many detections :meth:`masks_for` is given at once on a ``height x width`` image."""
+
 
 class TrackStep(NamedTuple):
     """What :meth:`VideoSegmenter.track` returns for one frame: the objects it follows there.

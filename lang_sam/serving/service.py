@@ -356,7 +356,7 @@ class ModelService:
         with self._lock:
             model = self._ensure(sam_type, gdino_type, progress)
             progress(0.5, "detecting")
-            out = pipeline.run(model, image, text_prompt, box_threshold, text_threshold,
+            out = pipeline.run(model.engines, image, text_prompt, box_threshold, text_threshold,
                                select=[count, pipeline.top_k(self.max_detections)], collect=collect)
             det = out.detections
             return ServedPrediction(ServedMasks(masks, out.masks), det.boxes, det.phrases, det.scores, found[0],

@@ -117,15 +117,15 @@ def sam_prompts(model: LangSAM, image: Image.Image) -> None:
 
 def tiles_and_video(model: LangSAM, image: Image.Image) -> None:
     """Sliced inference (masks as crops) and tracking through a video."""
-    tiled = model.predict_tiled(image, "car", tile=TileSpec(size=512))
+    tiled = model.predict(image, "car", tile=TileSpec(size=512))
     masks, boxes, phrases, logits = tiled
     assert_type(tiled, TiledPrediction)
     assert_type(masks, list[CropMask])
     assert_type(tiled.dense(), torch.Tensor)
     assert_type(tiled.image_size, tuple[int, int])
     tiled.masks.shape  # type: ignore[attr-defined]  # crops, not one tensor: tiled.dense()
-    assert_type(model.predict_dino_tiled(image, "car"), Detections)
-    crops, iou = model.predict_sam_tiled(image, boxes)
+    assert_type(model.predict_dino(image, "car", 0.3, 0.25, tile=TileSpec()), Detections)
+    crops, iou = model.predict_sam(image, boxes, tile=TileSpec())
     assert_type(crops, list[CropMask])
 
     for frame in model.predict_video("clip.mp4", "car", detect_every=5):
