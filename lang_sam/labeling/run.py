@@ -494,15 +494,11 @@ class ImageKind(ItemKind):
     ``classmap`` only names classes in :func:`label_image` (default ``settings.classmap()``);
     ids are given by the run."""
 
-    item_type = ImageItem
-    suffixes = IMAGE_EXTENSIONS
+    item_type, suffixes, output_dirs, model_attr = ImageItem, IMAGE_EXTENSIONS, OUTPUT_DIRS, "predict"
     noun, source_noun, input_hint = "image", "photo", "an image file, a folder"
     verb, verbing, done_verb = "label", "labelling", "labelled"
     records, record_field = "records", "file_name"
-    output_dirs = OUTPUT_DIRS
-    model_attr = "predict"
-    run_errors = RUN_ERRORS  # first: they are ValueErrors, as InvalidImageError is
-    item_errors = IMAGE_ERRORS
+    run_errors, item_errors = RUN_ERRORS, IMAGE_ERRORS  # run_errors first: ValueErrors, as InvalidImageError
 
     def __init__(self, settings: LabelSettings, formats: Sequence[str] = DEFAULT_FORMATS,
                  classmap: ClassMap | None = None):
@@ -574,8 +570,7 @@ class LabelRun(FolderRun):
     :class:`ClassMap` (saved in ``.lang-sam/run.json``; a resumed run keeps its ids).
 
     Raises:
-        InvalidRunError: see :class:`~lang_sam.labeling.folder_run.FolderRun`; also an unknown
-            format.
+        InvalidRunError: see :class:`~lang_sam.labeling.folder_run.FolderRun`; an unknown format.
         OutputLockedError: another run holds the folder.
     """
 
@@ -609,7 +604,11 @@ class LabelRun(FolderRun):
         return dict(super().state(), classes=self.classmap.state())
 
     def write(self, labels: ImageLabels) -> dict:
-        """Give the detections class ids, write the image's files, then its record (last)."""
+        """Give the detections class ids, write the image's files, then its record (last).
+
+        Raises:
+            InvalidArgumentError: the run writes overlays and ``labels`` has none rendered.
+        """
         n_classes = len(self.classmap)
         ids = [self.classmap.id_of(n) for n in labels.names]
         if len(self.classmap) != n_classes:

@@ -303,15 +303,11 @@ class VideoKind(ItemKind):
     this process, or a Ray worker sharing the folder; picklable), which writes the video's files
     and record; the run only counts the record (:meth:`write`) and writes the run-wide COCO file."""
 
-    item_type = VideoItem
-    suffixes = VIDEO_EXTENSIONS
+    item_type, suffixes, output_dirs, model_attr = VideoItem, VIDEO_EXTENSIONS, OUTPUT_DIRS, "predict_video"
     noun, source_noun, input_hint = "video", "video", "a video file, a folder of videos"
     verb, verbing, done_verb = "track", "tracking", "tracked"
     records, record_field, tag = "videos", "video", "track"
-    output_dirs = OUTPUT_DIRS
-    model_attr = "predict_video"
-    run_errors = TRACK_RUN_ERRORS
-    item_errors = VIDEO_FAILURES
+    run_errors, item_errors = TRACK_RUN_ERRORS, VIDEO_FAILURES
 
     def __init__(self, settings: TrackSettings, formats: Sequence[str], output: str | os.PathLike):
         self.settings = settings
