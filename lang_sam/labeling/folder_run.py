@@ -5,9 +5,10 @@ An input kind (:class:`ItemKind`: images in :mod:`lang_sam.labeling.run`, videos
 its files are collected by, its per-item work, the outputs it plans and writes, and what it adds
 to the summary. Everything else is here, once:
 
-1. :func:`~lang_sam.labeling.inputs.collect_files`: the files named by files, folders (searched recursively by suffix;
-   folders holding a lang-sam run are skipped) and ``.txt`` lists, each with its path relative to
-   its input (``rel``; ``key`` is ``rel`` without its suffix and names the item's outputs);
+1. :func:`~lang_sam.labeling.inputs.collect_files`: the files named by files, folders (searched
+   recursively by suffix; folders holding a lang-sam run are skipped) and ``.txt`` lists, each
+   with its path relative to its input (``rel``; ``key``, ``rel`` without its suffix, names the
+   item's outputs);
 2. :class:`FolderRun`: the output folder being filled: its lock
    (:class:`~lang_sam.labeling.lock.OutputLock`), its settings (``.lang-sam/run.json``, compared
    on resume), the written list (``.lang-sam/written``: every output listed before it is written,
@@ -87,7 +88,8 @@ class ItemKind:
     None: no tag), ``output_dirs`` (the top folders its outputs go in), ``model_attr`` (what a
     loaded model has: a ``model`` without it is a loader, called when an item is left to do),
     ``run_errors`` (raised as they are: the same for every item), ``item_errors`` (the item
-    fails, the run goes on; anything else stops the run).
+    fails, the run goes on; anything else stops the run). An instance holds the run's settings
+    and ``formats`` (the output format names it writes).
     """
 
     item_type: ClassVar[type] = FileItem
@@ -557,8 +559,8 @@ class FolderRun:
 def run_folder(kind: ItemKind | type[ItemKind], open_run: Callable[[Path], FolderRun], model: Any,
                inputs: Sequence[str | os.PathLike], output: str | os.PathLike,
                hooks: RunHooks | None = None) -> Any:
-    """Run every item of ``inputs`` (:func:`~lang_sam.labeling.inputs.collect_files` by ``kind``) into ``output`` in this
-    process; return the run's summary.
+    """Run every item of ``inputs`` (:func:`~lang_sam.labeling.inputs.collect_files` by ``kind``)
+    into ``output`` in this process; return the run's summary.
 
     ``open_run(output)`` opens the :class:`FolderRun`. ``model`` is what ``kind.work`` takes, or a
     callable returning it (called only if some item is left to do: a finished resumed run loads

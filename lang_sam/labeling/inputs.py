@@ -142,9 +142,10 @@ def collect_files(
     exclude: str | os.PathLike | None = None,
 ) -> list:
     """The items of ``kind`` (an :class:`~lang_sam.labeling.folder_run.ItemKind` or its class:
-    its ``item_type``, ``suffixes``, ``noun``, ``source_noun``, ``input_hint``) named by ``inputs``: files (any suffix), folders
-    (searched recursively for ``kind.suffixes``, any case) and ``.txt`` files listing paths (one
-    per line, relative to the list's folder; ``#`` starts a comment).
+    its ``item_type``, ``suffixes``, ``noun``, ``source_noun``, ``input_hint``) named by
+    ``inputs``: files (any suffix), folders (searched recursively for ``kind.suffixes``, any case)
+    and ``.txt`` files listing paths (one per line, relative to the list's folder; ``#`` starts a
+    comment).
 
     Each item's ``rel`` is its path relative to the folder given (a file given alone: its name;
     a list: the listed files' common folder). Files under ``exclude`` (the output folder) are
