@@ -142,7 +142,7 @@ def collect_files(
     exclude: str | os.PathLike | None = None,
 ) -> list:
     """The items of ``kind`` (an :class:`~lang_sam.labeling.folder_run.ItemKind` or its class:
-    its ``item_type``, ``suffixes``, ``noun``, ``source_noun``, ``input_hint``) named by
+    its ``item_type``, ``suffixes``, ``noun``, ``source_noun``, ``input_hint``, ``verb``) named by
     ``inputs``: files (any suffix), folders (searched recursively for ``kind.suffixes``, any case)
     and ``.txt`` files listing paths (one per line, relative to the list's folder; ``#`` starts a
     comment).
@@ -192,8 +192,8 @@ def collect_files(
         more = f" (+{len(skipped_runs) - 5} more)" if len(skipped_runs) > 5 else ""
         logger.warning(
             "skipped %d folder(s) holding a lang-sam run's outputs (overlays and masks are not "
-            "%ss): %s%s. Give such a folder as an input of its own to use its files.",
-            len(skipped_runs), kind.source_noun, shown, more)
+            "%ss): %s%s. Give such a folder as an input of its own to %s its files.",
+            len(skipped_runs), kind.source_noun, shown, more, kind.verb)
     if not items:
         raise InvalidRunError(
             f"no {noun}s found in {', '.join(map(str, inputs))} "
