@@ -352,7 +352,7 @@ def test_overwrite_removes_only_lang_sam_outputs(tmp_path):
     # and once the new run has written something, its folder is resumed, or refused, like any other
     with LabelRun(out, settings, ALL_FORMATS.split(","), resume=True) as again:
         assert again.resumed
-        again._claim([out / "overlays" / "new.png"])
+        again.claim([out / "overlays" / "new.png"])
     (out / "overlays").mkdir()
     (out / "overlays" / "new.png").write_bytes(b"x")
     with pytest.raises(InvalidRunError, match="resume=True"):
@@ -566,7 +566,7 @@ def test_errors_name_cli_flags_in_the_cli_and_python_arguments_in_python(tmp_pat
     out = tmp_path / "out"
     with LabelRun(out, LabelSettings.create("car")) as earlier:  # an earlier run: its settings,
         earlier.start([])
-        earlier._claim([out / "overlays" / "x.png"])  # and an output file it wrote
+        earlier.claim([out / "overlays" / "x.png"])  # and an output file it wrote
     (out / "overlays").mkdir()
     (out / "overlays" / "x.png").write_bytes(b"x")
     flags, kwargs = {"both": (["--resume", "--overwrite"], {"resume": True, "overwrite": True}),
