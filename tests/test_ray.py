@@ -24,6 +24,7 @@ from PIL import Image
 
 from conftest import make_image
 from lang_sam.cli import main
+from lang_sam.labeling.hooks import RunHooks
 from lang_sam.labeling.run import LabelSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,6 +40,22 @@ pytestmark = pytest.mark.slow  # a Ray instance and whole labelling runs: minute
 def car(tiny_specs) -> LabelSettings:
     """The settings of the Ray runs called from Python: prompt "car", the tiny models."""
     return LabelSettings.create("car", sam_type=tiny_specs[0].name, gdino_type=tiny_specs[1].name)
+
+
+class Heard(RunHooks):
+    """What a Ray driver told its hooks."""
+
+    def __init__(self):
+        self.started, self.done_items, self.failures = None, [], []
+
+    def start(self, todo):
+        self.started = [item.rel.as_posix() for item in todo]
+
+    def done(self, item):
+        self.done_items.append(item.rel.as_posix())
+
+    def failed(self, item, error):
+        self.failures.append((item.rel.as_posix(), error))
 
 
 def files(root: Path) -> dict[str, bytes]:
@@ -159,11 +176,11 @@ def test_killed_actor_is_replaced_and_its_image_redone(ray_address, work, refere
     class DyingLabeller(ImageLabeller):
         """Exits the actor's process on ``b.jpg``, once, in the middle of the run."""
 
-        def label(self, item):
+        def work(self, item):
             if item.rel.as_posix() == "b.jpg" and not marker.exists():
                 marker.write_text(str(os.getpid()))
                 os._exit(1)
-            return super().label(item)
+            return super().work(item)
 
     out = work / "killed"
     settings = LabelSettings.create("car. wheel", nms=0.9, sam_type=tiny_specs[0].name,
@@ -191,22 +208,24 @@ def test_image_that_always_kills_its_actor_fails_alone(ray_address, work, tiny_s
     from lang_sam.labeling import distributed
 
     class PoisonLabeller(distributed.ImageLabeller):
-        def label(self, item):
+        def work(self, item):
             if item.rel.as_posix() == poison:
                 os._exit(1)
-            return super().label(item)
+            return super().work(item)
 
     monkeypatch.setattr(distributed, "TASK_RETRIES", retries)  # two deaths or one, not four
     out = work / f"poison-{poison}"
-    failures = []
+    hooks = Heard()
     summary = distributed.label_dataset(
         [work / "imgs" / "a.png", work / "imgs" / "b.jpg"], out, car(tiny_specs), "coco",
         sam_ckpt=sam_ckpt, gdino_ckpt=gdino_ckpt, workers=1, cpus_per_worker=1, labeller=PoisonLabeller,
-        on_failure=lambda item, why: failures.append((item.rel.as_posix(), why)),
+        hooks=hooks,
     )
     assert (summary.labelled, [i.rel.as_posix() for i, _ in summary.failed]) == (1, [poison])
     assert f"died {1 + retries} times" in summary.failed[0][1]
-    assert failures == [(poison, summary.failed[0][1])]
+    assert hooks.failures == [(poison, summary.failed[0][1])]
+    # The hooks heard the plan, then each image once, as the run settled it.
+    assert hooks.started == ["a.png", "b.jpg"] and hooks.done_items == [healthy]
     coco = json.loads((out / "coco" / "annotations.json").read_text())
     assert [im["file_name"] for im in coco["images"]] == [healthy]
 
