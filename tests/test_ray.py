@@ -298,6 +298,92 @@ def test_an_unexpected_worker_error_stops_the_run(ray_address, work, tiny_specs,
     assert [im["file_name"] for im in coco["images"]] == ["a.png"]
 
 
+@pytest.mark.parametrize("by_batch", [True, False])
+def test_any_item_kind_runs_on_the_one_driver(ray_address, tmp_path, by_batch):
+    """Issue 26 item 2: run_on_ray names no input kind. A toy kind (notes whose words are
+    counted) brings only its item type, its run and its Worker, and runs through either dispatch
+    with the failure policy of its run and the hooks of every run."""
+    from dataclasses import dataclass
+    from pathlib import PurePosixPath
+    from types import SimpleNamespace
+
+    from lang_sam.labeling.distributed import Job, RayOptions, Worker, run_on_ray
+
+    @dataclass(frozen=True)
+    class Note:
+        path: Path
+        rel: PurePosixPath
+
+    class WordCounter(Worker):
+        noun = "note(s) to count"
+
+        def load_model(self):
+            return self.job.settings["word"]
+
+        def work(self, note):
+            text = note.path.read_text()
+            if "poison" in text:
+                raise ValueError(f"{note.rel}: unreadable")
+            return text.split().count(self.model), self.job.output
+
+        def failure(self, note, exc):
+            return f"failed: {exc}"
+
+        @classmethod
+        def lost(cls, note, why):
+            return f"lost: {why}"
+
+        @classmethod
+        def outcome(cls, note, kind, value):
+            return value if kind == "done" else ValueError(value)
+
+    WordCounter.batched = by_batch
+
+    class NoteRun:
+        def __init__(self, out):
+            self.out, self.closed = out, False
+            self.summary = SimpleNamespace(counts={}, failed=[], interrupted=False, seconds=None)
+
+        def start(self, items):
+            return [item for item in items if item.rel.name != "done.txt"]  # resumed: done already
+
+        def settle(self, note, outcome, on_failure):
+            if isinstance(outcome, Exception):
+                self.summary.failed.append((note.rel.as_posix(), str(outcome)))
+                on_failure(note, outcome)
+                return None
+            self.summary.counts[note.rel.as_posix()] = outcome
+            return outcome
+
+        def close(self, started):
+            self.closed = True
+            return self.summary
+
+        def release(self):
+            pass
+
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    for name, text in [("a.txt", "cat dog cat"), ("b.txt", "cat"), ("bad.txt", "poison"), ("done.txt", "")]:
+        (notes / name).write_text(text)
+    runs = []
+
+    def open_run(out):
+        runs.append(NoteRun(out))
+        return runs[0], [Note(notes / name, PurePosixPath(name)) for name in sorted(os.listdir(notes))]
+
+    hooks = Heard()
+    summary = run_on_ray(tmp_path / "out", open_run, WordCounter, Job(settings={"word": "cat"}),
+                         RayOptions(workers=1, cpus_per_worker=1), hooks)
+    out = str(tmp_path / "out")
+    assert runs[0].out == tmp_path / "out" and runs[0].closed
+    assert summary.counts == {"a.txt": (2, out), "b.txt": (1, out)}  # job.output: the output folder
+    assert summary.failed == [("bad.txt", "failed: bad.txt: unreadable")] and not summary.interrupted
+    assert hooks.started == ["a.txt", "b.txt", "bad.txt"]
+    assert sorted(hooks.done_items) == ["a.txt", "b.txt"]
+    assert [(rel, str(error)) for rel, error in hooks.failures] == summary.failed
+
+
 # ------------------------------------------------------------------------------------------
 # The driver killed mid-run, then --resume
 # ------------------------------------------------------------------------------------------

@@ -186,7 +186,10 @@ class Worker:
 
     def result(self, item: Any) -> bytes:
         """One item on the actor: the pickled ``("done", value)``, ``("failed", failure)``, or
-        ``("fatal", error)`` for what fails every item alike (the models, the prompt)."""
+        ``("fatal", error)`` for what fails every item alike (the models, the prompt). Pickled by
+        Ray's cloudpickle, so values of classes the workers cannot import (a test's) travel too."""
+        from ray import cloudpickle
+
         if not self.loaded:
             self.loaded = True
             try:
@@ -196,13 +199,13 @@ class Worker:
                 logger.debug("worker could not load the models", exc_info=True)
                 self.error = _portable(exc)
         if self.error is not None:
-            return pickle.dumps(("fatal", self.error))
+            return cloudpickle.dumps(("fatal", self.error))
         try:
             value = self.work(item)
         except Exception as exc:  # classified here, where the exception and its traceback are
             failed = self.failure(item, exc)
-            return pickle.dumps(("fatal", _portable(exc)) if failed is None else ("failed", failed))
-        return pickle.dumps(("done", value))
+            return cloudpickle.dumps(("fatal", _portable(exc)) if failed is None else ("failed", failed))
+        return cloudpickle.dumps(("done", value))
 
 
 def _langsam(job: Job) -> LangSAM:
@@ -387,7 +390,7 @@ def _batches(ray, todo: Sequence[Any], worker: type[Worker], job: Job, plan: _Pl
     batch_size = int(options.batch_size)
     per_block = max(batch_size, math.ceil(len(todo) / MAX_BLOCKS))
     per_block = math.ceil(per_block / batch_size) * batch_size
-    rows = [{"index": i, "item": pickle.dumps(item)} for i, item in enumerate(todo)]
+    rows = [{"index": i, "item": ray.cloudpickle.dumps(item)} for i, item in enumerate(todo)]
     blocks = math.ceil(len(rows) / per_block)
     logger.info("Ray: %d worker(s) x (%g CPU, %g GPU), %d %s", plan.workers, plan.cpus, plan.gpus,
                 len(todo), worker.noun)
