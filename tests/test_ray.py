@@ -24,6 +24,7 @@ from PIL import Image
 
 from conftest import make_image
 from lang_sam.cli import main
+from lang_sam.labeling.hooks import RunHooks
 from lang_sam.labeling.run import LabelSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,6 +40,22 @@ pytestmark = pytest.mark.slow  # a Ray instance and whole labelling runs: minute
 def car(tiny_specs) -> LabelSettings:
     """The settings of the Ray runs called from Python: prompt "car", the tiny models."""
     return LabelSettings.create("car", sam_type=tiny_specs[0].name, gdino_type=tiny_specs[1].name)
+
+
+class Heard(RunHooks):
+    """What a Ray driver told its hooks."""
+
+    def __init__(self):
+        self.started, self.done_items, self.failures = None, [], []
+
+    def start(self, todo):
+        self.started = [item.rel.as_posix() for item in todo]
+
+    def done(self, item):
+        self.done_items.append(item.rel.as_posix())
+
+    def failed(self, item, error):
+        self.failures.append((item.rel.as_posix(), error))
 
 
 def files(root: Path) -> dict[str, bytes]:
@@ -159,11 +176,11 @@ def test_killed_actor_is_replaced_and_its_image_redone(ray_address, work, refere
     class DyingLabeller(ImageLabeller):
         """Exits the actor's process on ``b.jpg``, once, in the middle of the run."""
 
-        def label(self, item):
+        def work(self, item):
             if item.rel.as_posix() == "b.jpg" and not marker.exists():
                 marker.write_text(str(os.getpid()))
                 os._exit(1)
-            return super().label(item)
+            return super().work(item)
 
     out = work / "killed"
     settings = LabelSettings.create("car. wheel", nms=0.9, sam_type=tiny_specs[0].name,
@@ -191,22 +208,24 @@ def test_image_that_always_kills_its_actor_fails_alone(ray_address, work, tiny_s
     from lang_sam.labeling import distributed
 
     class PoisonLabeller(distributed.ImageLabeller):
-        def label(self, item):
+        def work(self, item):
             if item.rel.as_posix() == poison:
                 os._exit(1)
-            return super().label(item)
+            return super().work(item)
 
     monkeypatch.setattr(distributed, "TASK_RETRIES", retries)  # two deaths or one, not four
     out = work / f"poison-{poison}"
-    failures = []
+    hooks = Heard()
     summary = distributed.label_dataset(
         [work / "imgs" / "a.png", work / "imgs" / "b.jpg"], out, car(tiny_specs), "coco",
         sam_ckpt=sam_ckpt, gdino_ckpt=gdino_ckpt, workers=1, cpus_per_worker=1, labeller=PoisonLabeller,
-        on_failure=lambda item, why: failures.append((item.rel.as_posix(), why)),
+        hooks=hooks,
     )
     assert (summary.labelled, [i.rel.as_posix() for i, _ in summary.failed]) == (1, [poison])
     assert f"died {1 + retries} times" in summary.failed[0][1]
-    assert failures == [(poison, summary.failed[0][1])]
+    assert hooks.failures == [(poison, summary.failed[0][1])]
+    # The hooks heard the plan, then each image once, as the run settled it.
+    assert hooks.started == ["a.png", "b.jpg"] and hooks.done_items == [healthy]
     coco = json.loads((out / "coco" / "annotations.json").read_text())
     assert [im["file_name"] for im in coco["images"]] == [healthy]
 
@@ -277,6 +296,92 @@ def test_an_unexpected_worker_error_stops_the_run(ray_address, work, tiny_specs,
     assert any("Traceback" in r.getMessage() and "b.jpg" in r.getMessage() for r in caplog.records)
     coco = json.loads((out / "coco" / "annotations.json").read_text())
     assert [im["file_name"] for im in coco["images"]] == ["a.png"]
+
+
+@pytest.mark.parametrize("by_batch", [True, False])
+def test_any_item_kind_runs_on_the_one_driver(ray_address, tmp_path, by_batch):
+    """Issue 26 item 2: run_on_ray names no input kind. A toy kind (notes whose words are
+    counted) brings only its item type, its run and its Worker, and runs through either dispatch
+    with the failure policy of its run and the hooks of every run."""
+    from dataclasses import dataclass
+    from pathlib import PurePosixPath
+    from types import SimpleNamespace
+
+    from lang_sam.labeling.distributed import Job, RayOptions, Worker, run_on_ray
+
+    @dataclass(frozen=True)
+    class Note:
+        path: Path
+        rel: PurePosixPath
+
+    class WordCounter(Worker):
+        noun = "note(s) to count"
+
+        def load_model(self):
+            return self.job.settings["word"]
+
+        def work(self, note):
+            text = note.path.read_text()
+            if "poison" in text:
+                raise ValueError(f"{note.rel}: unreadable")
+            return text.split().count(self.model), self.job.output
+
+        def failure(self, note, exc):
+            return f"failed: {exc}"
+
+        @classmethod
+        def lost(cls, note, why):
+            return f"lost: {why}"
+
+        @classmethod
+        def outcome(cls, note, kind, value):
+            return value if kind == "done" else ValueError(value)
+
+    WordCounter.batched = by_batch
+
+    class NoteRun:
+        def __init__(self, out):
+            self.out, self.closed = out, False
+            self.summary = SimpleNamespace(counts={}, failed=[], interrupted=False, seconds=None)
+
+        def start(self, items):
+            return [item for item in items if item.rel.name != "done.txt"]  # resumed: done already
+
+        def settle(self, note, outcome, on_failure):
+            if isinstance(outcome, Exception):
+                self.summary.failed.append((note.rel.as_posix(), str(outcome)))
+                on_failure(note, outcome)
+                return None
+            self.summary.counts[note.rel.as_posix()] = outcome
+            return outcome
+
+        def close(self, started):
+            self.closed = True
+            return self.summary
+
+        def release(self):
+            pass
+
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    for name, text in [("a.txt", "cat dog cat"), ("b.txt", "cat"), ("bad.txt", "poison"), ("done.txt", "")]:
+        (notes / name).write_text(text)
+    runs = []
+
+    def open_run(out):
+        runs.append(NoteRun(out))
+        return runs[0], [Note(notes / name, PurePosixPath(name)) for name in sorted(os.listdir(notes))]
+
+    hooks = Heard()
+    summary = run_on_ray(tmp_path / "out", open_run, WordCounter, Job(settings={"word": "cat"}),
+                         RayOptions(workers=1, cpus_per_worker=1), hooks)
+    out = str(tmp_path / "out")
+    assert runs[0].out == tmp_path / "out" and runs[0].closed
+    assert summary.counts == {"a.txt": (2, out), "b.txt": (1, out)}  # job.output: the output folder
+    assert summary.failed == [("bad.txt", "failed: bad.txt: unreadable")] and not summary.interrupted
+    assert hooks.started == ["a.txt", "b.txt", "bad.txt"]
+    assert sorted(hooks.done_items) == ["a.txt", "b.txt"]
+    assert [(rel, str(error)) for rel, error in hooks.failures] == summary.failed
 
 
 # ------------------------------------------------------------------------------------------
