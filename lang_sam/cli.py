@@ -29,7 +29,7 @@ import logging
 import math
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 from lang_sam.cli_report import (
     EXIT_CODES, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_MODELS, EXIT_OK, EXIT_STOPPED, EXIT_USAGE, LogHandler,
@@ -265,7 +265,7 @@ def tile_spec(args: argparse.Namespace):
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from lang_sam.errors import InvalidRunError
-    from lang_sam.labeling.run import LabelSettings, label_folder, parse_formats
+    from lang_sam.labeling.run import LabelSettings, parse_formats
     from lang_sam.settings import max_image_pixels
     from lang_sam.validation import check_device
 
@@ -293,22 +293,36 @@ def cmd_predict(args: argparse.Namespace) -> int:
         gdino_type=args.gdino_type, tile=tile_spec(args), everything=everything,
     )
     reporter = ProgressReporter("labelling", "img", quiet=args.quiet)
+    return _run(args, "label", settings, formats, reporter, overwrite=args.overwrite)
+
+
+def _run(args: argparse.Namespace, kind: str, settings, formats: list[str], reporter: ProgressReporter,
+         **options) -> int:
+    """Run ``kind`` (``"label"``: :func:`~lang_sam.labeling.run.label_folder`, ``"track"``:
+    :func:`~lang_sam.labeling.video_run.track_folder`; with ``--ray`` their Ray drivers in
+    :mod:`lang_sam.labeling.distributed`) on the flags, with ``options`` (``overwrite=``) and
+    ``reporter`` showing it; print its summary and return the exit status it calls for."""
     try:
         if args.ray:
-            from lang_sam.labeling.distributed import label_dataset
+            from lang_sam.labeling import distributed
 
-            summary = label_dataset(
+            ray_run = distributed.label_dataset if kind == "label" else distributed.track_dataset
+            if kind == "label":
+                options["batch_size"] = args.batch_size or 1
+            summary = ray_run(
                 args.inputs, args.output, settings, formats, sam_ckpt=args.sam_ckpt,
                 gdino_ckpt=args.gdino_ckpt, device=args.device, precision=args.precision,
-                cache_size=args.cache_size, resume=args.resume, overwrite=args.overwrite,
-                workers=args.workers, gpus_per_worker=args.gpus_per_worker,
-                cpus_per_worker=args.cpus_per_worker, batch_size=args.batch_size or 1,
-                ray_address=args.ray_address, **_old_hook_kwargs(reporter, "ray"),
-            )
+                cache_size=args.cache_size, resume=args.resume, workers=args.workers,
+                gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker,
+                ray_address=args.ray_address, **options, **_old_hook_kwargs(reporter, "ray"))
         else:
-            summary = label_folder(_model_loader(args), args.inputs, args.output, settings, formats,
-                                   resume=args.resume, overwrite=args.overwrite,
-                                   **_old_hook_kwargs(reporter, "label"))
+            run: Callable[..., Any]
+            if kind == "label":
+                from lang_sam.labeling.run import label_folder as run
+            else:
+                from lang_sam.labeling.video_run import track_folder as run
+            summary = run(_model_loader(args), args.inputs, args.output, settings, formats,
+                          resume=args.resume, **options, **_old_hook_kwargs(reporter, kind))
     finally:
         reporter.close()
     return print_summary(summary)
@@ -392,7 +406,7 @@ def _add_track_parser(sub) -> None:
 
 def cmd_track(args: argparse.Namespace) -> int:
     from lang_sam.errors import InvalidRunError
-    from lang_sam.labeling.video_run import TrackSettings, parse_video_formats, track_folder
+    from lang_sam.labeling.video_run import TrackSettings, parse_video_formats
     from lang_sam.validation import check_device
 
     try:
@@ -411,23 +425,7 @@ def cmd_track(args: argparse.Namespace) -> int:
         detect_every=args.detect_every, sam_type=args.sam_type, gdino_type=args.gdino_type)
     # In one process, one bar over every frame to track; on Ray, over the videos as they finish.
     reporter = ProgressReporter("tracking", "video", quiet=args.quiet, frames=not args.ray)
-    try:
-        if args.ray:
-            from lang_sam.labeling.distributed import track_dataset
-
-            summary = track_dataset(
-                args.inputs, args.output, settings, formats, sam_ckpt=args.sam_ckpt,
-                gdino_ckpt=args.gdino_ckpt, device=args.device, precision=args.precision,
-                cache_size=args.cache_size, resume=args.resume, workers=args.workers,
-                gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker,
-                ray_address=args.ray_address, **_old_hook_kwargs(reporter, "ray"),
-            )
-        else:
-            summary = track_folder(_model_loader(args), args.inputs, args.output, settings, formats,
-                                   resume=args.resume, **_old_hook_kwargs(reporter, "track"))
-    finally:
-        reporter.close()
-    return print_summary(summary)
+    return _run(args, "track", settings, formats, reporter)
 
 
 # --------------------------------------------------------------------------------------------
