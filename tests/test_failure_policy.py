@@ -17,7 +17,8 @@ import pytest
 from PIL import Image
 
 from conftest import make_image
-from lang_sam.cli import EXIT_STOPPED, main
+from lang_sam.cli import main
+from lang_sam.cli_report import EXIT_STOPPED
 from lang_sam.errors import InvalidImageError, InvalidPromptError, RunStoppedError
 from lang_sam.labeling.folder_run import ItemFailure
 from lang_sam.labeling.hooks import RunHooks
