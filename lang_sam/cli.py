@@ -33,7 +33,7 @@ from typing import Any, Callable, Sequence
 
 from lang_sam.cli_report import (
     EXIT_CODES, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_MODELS, EXIT_OK, EXIT_STOPPED, EXIT_USAGE, LogHandler,
-    ProgressReporter, _old_hook_kwargs, cli_message, print_summary,
+    ProgressReporter, cli_message, print_summary,
 )
 
 __all__ = ["main", "build_parser", "build_serve_parser"]
@@ -314,7 +314,7 @@ def _run(args: argparse.Namespace, kind: str, settings, formats: list[str], repo
                 gdino_ckpt=args.gdino_ckpt, device=args.device, precision=args.precision,
                 cache_size=args.cache_size, resume=args.resume, workers=args.workers,
                 gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker,
-                ray_address=args.ray_address, **options, **_old_hook_kwargs(reporter, "ray"))
+                ray_address=args.ray_address, hooks=reporter, **options)
         else:
             run: Callable[..., Any]
             if kind == "label":
@@ -322,7 +322,7 @@ def _run(args: argparse.Namespace, kind: str, settings, formats: list[str], repo
             else:
                 from lang_sam.labeling.video_run import track_folder as run
             summary = run(_model_loader(args), args.inputs, args.output, settings, formats,
-                          resume=args.resume, **options, **_old_hook_kwargs(reporter, kind))
+                          resume=args.resume, hooks=reporter, **options)
     finally:
         reporter.close()
     return print_summary(summary)

@@ -15,7 +15,7 @@ import logging
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 from lang_sam.labeling.hooks import RunHooks
 
@@ -150,34 +150,6 @@ class ProgressReporter(RunHooks):
         """End the bar (a no-op when none was drawn)."""
         if self.bar is not None:
             self.bar.close()
-
-
-def _old_hook_kwargs(reporter: ProgressReporter, kind: str) -> dict:
-    """``reporter`` as the keyword arguments the run functions take until they take ``hooks=``
-    (issue 26: delete this at that merge and pass ``hooks=reporter``). ``kind``: ``"label"``
-    (:func:`~lang_sam.labeling.run.label_folder`), ``"track"``
-    (:func:`~lang_sam.labeling.video_run.track_folder`) or ``"ray"`` (either Ray driver)."""
-    if kind == "track":
-        return dict(on_start=reporter.start, on_failure=reporter.failed,
-                    on_frame=lambda item, done, total: reporter.step(item, "frame", done, total))
-    failed: set[int] = set()
-
-    def on_failure(item: Any, error: BaseException | str) -> None:
-        failed.add(id(item))
-        reporter.failed(item, error)
-
-    def progress(items: Any) -> Iterator[Any]:
-        # label_folder passes its list of items; the Ray drivers their arrivals, whose ``todo`` it is.
-        reporter.start(getattr(items, "todo", items))
-        for item in items:
-            yield item  # resumed once the run has settled the item
-            if id(item) not in failed:
-                reporter.done(item)
-
-    hooks: dict[str, Callable[..., Any]] = dict(progress=progress, on_failure=on_failure)
-    if kind == "label":
-        hooks["on_progress"] = reporter.step
-    return hooks
 
 
 # --------------------------------------------------------------------------------------------

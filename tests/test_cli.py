@@ -654,21 +654,19 @@ def _items(*names):
     return [ImageItem(Path("/in") / n, PurePosixPath(n)) for n in names]
 
 
-@pytest.mark.parametrize("kind", ["label", "ray"])
-def test_reporter_counts_each_item_once_and_names_the_skipped(kind, capsys):
-    """Through the run functions' keywords (``_old_hook_kwargs``, until they take ``hooks=``): a
-    failed item is counted by its ``failed`` call, the others when the run asks for the next."""
-    from lang_sam.cli_report import ProgressReporter, _old_hook_kwargs
+def test_reporter_counts_each_item_once_and_names_the_skipped(capsys):
+    """As a run's hooks: a failed item is counted by its ``failed`` call, the others by ``done``."""
+    from lang_sam.cli_report import ProgressReporter
 
     todo = _items("a.png", "b.png", "c.png")
     reporter = ProgressReporter("labelling", "img")
-    hooks = _old_hook_kwargs(reporter, kind)
-    assert sorted(hooks) == (["on_failure", "on_progress", "progress"] if kind == "label"
-                             else ["on_failure", "progress"])
-    for item in hooks["progress"](todo):
+    reporter.start(todo)
+    for item in todo:
         assert reporter.bar.n == todo.index(item)  # the items before it, not itself yet
         if item.rel.name == "b.png":
-            hooks["on_failure"](item, ValueError("unreadable"))
+            reporter.failed(item, ValueError("unreadable"))
+        else:
+            reporter.done(item)
     assert reporter.bar.total == 3 and reporter.bar.n == 3
     assert reporter.bar.postfix == "c.png"
     reporter.close()

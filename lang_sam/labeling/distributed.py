@@ -1,33 +1,35 @@
 """Label or track a dataset on a Ray cluster (``lang-sam predict --ray``, ``lang-sam track --ray``).
 
-One driver, :func:`run_on_ray`, serves every input kind; a kind supplies its folder run and its
-:class:`Worker` (a picklable "work one item on an actor" class). The driver (this process) finds
-the items and opens the output folder (lock, settings check, resume skipping, records), sizes a
-pool of ``workers`` actors (``num_gpus=gpus_per_worker``, ``num_cpus=cpus_per_worker``) and sends
-them the items left to do. Each actor loads its models on its first item (in a task, not its
-constructor: a worker that dies loading them, out of memory, falls under the task retries
-instead of being restarted forever) and works each item with the single-process command's
-function (:func:`label_image`, :func:`~lang_sam.labeling.video_run.track_video`); a failing item
-never kills it. The driver settles each result with the run's ``settle`` (write, fail, or stop
-the run: the policy of one process), then closes the run: the files, records, class ids and
+One driver, :func:`run_on_ray`, and one worker, :class:`Worker`, serve every input kind: the
+run's :class:`~lang_sam.labeling.folder_run.ItemKind` (``run.kind``, picklable) travels to the
+workers and does the kind's work there. The driver (this process) finds the items and opens the
+output folder (lock, settings check, resume skipping, records), sizes a pool of ``workers``
+actors (``num_gpus=gpus_per_worker``, ``num_cpus=cpus_per_worker``) and sends them the items
+left to do. Each actor loads its model on its first item (in a task, not its constructor: a
+worker that dies loading it, out of memory, falls under the task retries instead of being
+restarted forever) and works each item with ``kind.work``, the single-process run's function
+(:func:`~lang_sam.labeling.run.label_image`, :func:`~lang_sam.labeling.video_run.track_video`);
+an error is classified there by ``kind.failure_kind`` and a failing item never kills it. The
+driver settles each result with ``run.settle`` (write through ``kind.write``, fail, or stop the
+run: the policy of one process), then closes the run: the files, records, class ids and
 failures of the command without ``--ray``; killed mid-run, it leaves what ``resume=True`` completes.
 
-The worker chooses how items travel (:attr:`Worker.batched`), as fault handling differs. Images
-(:class:`ImageLabeller`) go through Ray Data's ``map_batches``, back in input order (class ids
-follow it); only the driver writes. Ray restarts a dead actor and retries its batch
-(``max_restarts=-1``, ``max_task_retries=`` :data:`TASK_RETRIES`, set explicitly: Ray Data's
-defaults are ``-1`` and ``-1``); a result met twice is written once. A batch whose worker died
-on it ``1 + TASK_RETRIES`` times is dropped (``max_errored_blocks``) and its images fail, so an
-image that always kills its worker fails alone (one batch at a time per actor); past
-``max_dead_batches`` the run stops (:class:`RayJobError`). Videos (:class:`VideoTracker`) go one
-per task through a plain actor pool, the actor writing their files; one whose actor died fails.
+The kind chooses how items travel (``kind.batched``), as fault handling differs, and how an
+outcome is packed for the trip (``kind.pack`` / ``kind.unpack``: image masks bit-packed). Images
+go through Ray Data's ``map_batches``, back in input order (class ids follow it); only the
+driver writes. Ray restarts a dead actor and retries its batch (``max_restarts=-1``,
+``max_task_retries=`` :data:`TASK_RETRIES`, set explicitly: Ray Data's defaults are ``-1`` and
+``-1``); a result met twice is written once. A batch whose worker died on it ``1 + TASK_RETRIES``
+times is dropped (``max_errored_blocks``) and its images fail, so an image that always kills
+its worker fails alone (one batch at a time per actor); past ``max_dead_batches`` the run stops
+(:class:`RayJobError`). Videos go one per task through a plain actor pool, the actor writing
+their files (``VideoKind.work``); one whose actor died fails.
 
 ``import lang_sam`` never imports this module; this module imports Ray only when a run starts.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import os
@@ -37,18 +39,16 @@ import traceback
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Generator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Generator, Mapping, Sequence, cast
 
 import numpy as np
 
-from lang_sam.errors import InvalidRunError, RayJobError, RayNotInstalledError, UnknownModelError
+from lang_sam.errors import InvalidArgumentError, InvalidRunError, RayJobError, RayNotInstalledError, UnknownModelError
 from lang_sam.hub import DEFAULT_GDINO, DEFAULT_SAM, DEFAULT_TRACK_SAM, ModelSpec, get_spec, register_model
 from lang_sam.labeling.hooks import RunHooks
-from lang_sam.labeling.run import (
-    DEFAULT_FORMATS, ImageFailure, ImageItem, ImageLabels, LabelRun, LabelSettings, RunSummary,
-    collect_images, failure_kind, failure_reason, label_image, local_path, parse_formats,
-)
-from lang_sam.masks import CropMask
+from lang_sam.labeling.folder_run import FolderRun, ItemFailure, ItemKind, failure_reason
+from lang_sam.labeling.inputs import local_path
+from lang_sam.labeling.run import DEFAULT_FORMATS, ImageItem, LabelRun, LabelSettings, RunSummary, collect_images, parse_formats
 from lang_sam.settings import environment
 
 if TYPE_CHECKING:
@@ -57,8 +57,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "RAY_INSTALL", "TASK_RETRIES", "MAX_DEAD_BATCHES", "Job", "RayOptions", "Worker", "ImageLabeller",
-    "VideoTracker", "run_on_ray", "label_dataset", "track_dataset", "import_ray",
+    "RAY_INSTALL", "TASK_RETRIES", "MAX_DEAD_BATCHES", "Job", "RayOptions", "Worker", "run_on_ray",
+    "label_dataset", "track_dataset", "import_ray",
 ]
 
 #: The command that installs what a Ray run needs.
@@ -73,11 +73,11 @@ MAX_DEAD_BATCHES = 10
 #: million tasks (per-task overhead is a few ms; a block is also what a dead actor redoes).
 MAX_BLOCKS = 10_000
 #: The failure listed for an item whose result never came back (batched).
-NO_RESULT = ("no result from the Ray workers: the worker labelling it died {n} times (killed, out "
+NO_RESULT = ("no result from the Ray workers: the worker {verbing} it died {n} times (killed, out "
              "of memory or crashed) or raised an unexpected error (see Ray's log above); run again "
              "with resume to retry it")
 #: The failure listed for an item whose worker died while working it (actor pool).
-NO_VIDEO_RESULT = ("no result from the Ray worker tracking it (killed, out of memory or crashed: "
+NO_POOL_RESULT = ("no result from the Ray worker {verbing} it (killed, out of memory or crashed: "
                    "{exc}); run again with resume to retry it")
 
 
@@ -97,23 +97,29 @@ def import_ray():
     return ray
 
 
-# ---- The worker side: one class per input kind ---------------------------------------------
+# ---- The worker side: one worker for every input kind --------------------------------------
+
+def _langsam(**kwargs: Any) -> LangSAM:
+    from lang_sam import LangSAM
+
+    return LangSAM(**kwargs)
+
 
 @dataclass(frozen=True)
 class Job:
-    """What every actor needs, sent once per actor (picklable): the run's ``settings`` and parsed
-    ``formats``; ``model``, what :meth:`Worker.load_model` reads (:class:`~lang_sam.LangSAM`
-    keyword arguments); ``specs``, registry entries registered on the actor first (types known
-    only to the driver work too). :func:`run_on_ray` fills in the rest from its plan:
-    ``threads`` (torch threads per actor), ``output`` (the output folder, absolute) and
+    """What every actor needs, sent once per actor (picklable): ``load(**model)`` builds the model
+    :meth:`~lang_sam.labeling.folder_run.ItemKind.work` takes (default a
+    :class:`~lang_sam.LangSAM` of ``model``'s keyword arguments); ``specs``, registry entries
+    registered on the actor first (types known only to the driver work too). :func:`run_on_ray`
+    fills in the rest: ``kind``, the run's :class:`~lang_sam.labeling.folder_run.ItemKind`
+    (``run.kind``: its settings and formats), ``threads`` (torch threads per actor) and
     ``model["device"]`` when it is None (``"cpu"`` without a GPU)."""
 
-    settings: Any
-    formats: tuple[str, ...] = ()
     model: Mapping[str, Any] = field(default_factory=dict)
     specs: tuple[ModelSpec, ...] = ()
+    load: Callable[..., Any] = _langsam
+    kind: ItemKind | None = None
     threads: int | None = None
-    output: str = ""
 
 
 def _register(specs: Sequence[ModelSpec]) -> None:
@@ -136,58 +142,39 @@ def _portable(exc: BaseException) -> BaseException | str:
 
 
 class Worker:
-    """The work of one input kind on a Ray actor. :func:`run_on_ray` pickles the class and the
-    run's :class:`Job` to each actor, builds one worker there and calls :meth:`result` per item.
-    A kind subclasses it and supplies :meth:`load_model`, :meth:`work` and :meth:`failure` (run
-    on the actor), :meth:`lost` and, if the values need it, :meth:`outcome` (run by the driver);
-    :attr:`batched` and :attr:`noun` if the defaults do not fit.
-    """
-
-    #: True: items travel in ``batch_size`` batches through Ray Data's ``map_batches``, streamed
-    #: back in input order, a batch retried :data:`TASK_RETRIES` times after its actor died.
-    #: False: one item per task on a plain actor pool, settled as they finish; an item whose
-    #: actor died fails at once.
-    batched: ClassVar[bool] = False
-    #: What the items are, for the driver's log line.
-    noun: ClassVar[str] = "item(s) to do"
+    """The one Ray worker: it holds the run's kind (``job.kind``) and its model, and works each
+    item with :meth:`ItemKind.work <lang_sam.labeling.folder_run.ItemKind.work>`, classifying an
+    error there with :meth:`ItemKind.failure_kind <lang_sam.labeling.folder_run.ItemKind.failure_kind>`.
+    :func:`run_on_ray` pickles the class and the :class:`Job` to each actor, builds one worker
+    there and calls :meth:`result` per item. Subclass it only to inject faults (tests)."""
 
     def __init__(self, job: Job):
         import torch
 
-        self.job, self.loaded = job, False
+        if job.kind is None:
+            raise InvalidArgumentError("a Ray worker needs the run's kind (Job.kind, filled in by run_on_ray)")
+        self.job, self.kind, self.loaded = job, job.kind, False
         self.model: Any = None
         self.error: BaseException | str | None = None
         if job.threads:
             torch.set_num_threads(job.threads)
 
     def load_model(self) -> Any:
-        """``self.model`` from ``self.job``, once, by the first item (``job.specs`` registered);
-        what it raises fails the run."""
-        raise NotImplementedError
+        """The model of ``self.job`` (``job.load(**job.model)``), checked by ``kind.prepare``
+        (a bad prompt fails here, once); what it raises fails the run."""
+        model = self.job.load(**self.job.model)
+        self.kind.prepare(model)
+        return model
 
     def work(self, item: Any) -> Any:
-        """One item's work: a picklable value (for :meth:`outcome`), or an exception raised."""
-        raise NotImplementedError
-
-    def failure(self, item: Any, exc: BaseException) -> Any | None:
-        """``exc`` from :meth:`work` (called in its ``except`` block) as a picklable failure the
-        run's ``settle`` takes; None: it is the run's error, which the driver raises."""
-        raise NotImplementedError
-
-    @classmethod
-    def lost(cls, item: Any, why: str) -> Any:
-        """The failure, as the run's ``settle`` takes it, of an item whose result never came."""
-        raise NotImplementedError
-
-    @classmethod
-    def outcome(cls, item: Any, kind: str, value: Any) -> Any:
-        """A ``"done"`` or ``"failed"`` value as the run's ``settle`` takes it (as it is here)."""
-        return value
+        """One item's outcome, as ``kind.pack`` sends it to the driver."""
+        return self.kind.pack(self.kind.work(self.model, item, None))
 
     def result(self, item: Any) -> bytes:
-        """One item on the actor: the pickled ``("done", value)``, ``("failed", failure)``, or
-        ``("fatal", error)`` for what fails every item alike (the models, the prompt). Pickled by
-        Ray's cloudpickle, so values of classes the workers cannot import (a test's) travel too."""
+        """One item on the actor: the pickled ``("done", packed outcome)``, ``("failed",
+        ItemFailure)``, or ``("fatal", error)`` for what fails every item alike (the models, the
+        prompt: a ``"run"`` error). Pickled by Ray's cloudpickle, so values of classes the
+        workers cannot import (a test's) travel too."""
         from ray import cloudpickle
 
         if not self.loaded:
@@ -203,103 +190,15 @@ class Worker:
         try:
             value = self.work(item)
         except Exception as exc:  # classified here, where the exception and its traceback are
-            failed = self.failure(item, exc)
-            return cloudpickle.dumps(("fatal", _portable(exc)) if failed is None else ("failed", failed))
+            kind = self.kind.failure_kind(exc)
+            if kind == "run":
+                return cloudpickle.dumps(("fatal", _portable(exc)))
+            if kind == "item":
+                logger.debug("failure on %s", item.path, exc_info=True)
+                return cloudpickle.dumps(("failed", ItemFailure(kind, _portable(exc))))
+            # Out of memory, a bug: not this item's fault; the driver stops the run and logs this.
+            return cloudpickle.dumps(("failed", ItemFailure(kind, failure_reason(exc), traceback.format_exc())))
         return cloudpickle.dumps(("done", value))
-
-
-def _langsam(job: Job) -> LangSAM:
-    from lang_sam import LangSAM
-
-    return LangSAM(**job.model)
-
-
-class ImageLabeller(Worker):
-    """Images (``predict --ray``): each through :func:`label_image`. A value is the image's
-    :class:`ImageLabels`, each mask (a :class:`~lang_sam.masks.CropMask`) bit-packed (8x
-    smaller, exact), never full-size; a failure an :class:`ImageFailure` (by :func:`failure_kind`)."""
-
-    batched = True
-    noun = "image(s) to label"
-
-    def __init__(self, job: Job):
-        super().__init__(job)
-        self.classmap = job.settings.classmap()
-
-    def load_model(self) -> LangSAM:
-        """A :class:`~lang_sam.LangSAM` for ``job.model``, with the prompt checked against it."""
-        model = _langsam(self.job)
-        self.job.settings.check(model)  # a bad prompt fails here, once
-        return model
-
-    def work(self, item: ImageItem) -> dict:
-        labels = label_image(self.model, item, self.job.settings, self.job.formats, self.classmap)
-        state = {f.name: getattr(labels, f.name) for f in dataclasses.fields(labels) if f.name != "item"}
-        state["masks"] = [
-            (np.packbits(m.mask, axis=None), m.mask.shape, m.x0, m.y0, m.image_size) for m in state["masks"]
-        ]
-        return state
-
-    def failure(self, item: ImageItem, exc: BaseException) -> ImageFailure | None:
-        kind = failure_kind(exc)
-        if kind == "run":
-            return None
-        if kind == "image":
-            logger.debug("failure on %s", item.path, exc_info=True)
-            return ImageFailure(kind, _portable(exc))
-        # Out of memory, a bug: not this image's fault; the driver stops the run and logs this.
-        return ImageFailure(kind, failure_reason(exc), traceback.format_exc())
-
-    @classmethod
-    def lost(cls, item: ImageItem, why: str) -> ImageFailure:
-        return ImageFailure("image", why)
-
-    @classmethod
-    def outcome(cls, item: ImageItem, kind: str, value: Any) -> ImageLabels | ImageFailure:
-        if kind != "done":
-            return value
-        state = dict(value)
-        state["masks"] = [CropMask(_unbits(bits, shape), x0, y0, tuple(size))
-                          for bits, shape, x0, y0, size in state["masks"]]
-        return ImageLabels(item=item, **state)
-
-
-def _unbits(bits: np.ndarray, shape: Sequence[int]) -> np.ndarray:
-    count = int(np.prod(shape))
-    return np.unpackbits(bits, count=count)[:count].reshape(tuple(shape)).astype(bool)
-
-
-class VideoTracker(Worker):
-    """Videos (``track --ray``): each through :func:`~lang_sam.labeling.video_run.track_video`,
-    which writes its files and record into ``job.output``. A value is the record without its
-    COCO frames; a failure ``(kind, reason, traceback)`` (by ``video_failure_kind``)."""
-
-    noun = "video(s) to track"
-
-    def load_model(self) -> LangSAM:
-        """A :class:`~lang_sam.LangSAM` for ``job.model``, its detector prepared for the prompt."""
-        model = _langsam(self.job)
-        s = self.job.settings
-        model.detector.prepare(s.prompt, s.box_threshold, s.text_threshold)
-        return model
-
-    def work(self, item: Any) -> dict:
-        from lang_sam.labeling.video_run import track_video
-
-        record = track_video(self.model, item, self.job.settings, self.job.output, self.job.formats)
-        return {k: v for k, v in record.items() if k != "coco"}
-
-    def failure(self, item: Any, exc: BaseException) -> tuple[str, str, str | None] | None:
-        from lang_sam.labeling.video_run import video_failure_kind
-
-        kind = video_failure_kind(exc)
-        if kind == "run":
-            return None
-        return kind, failure_reason(exc), traceback.format_exc() if kind == "stop" else None
-
-    @classmethod
-    def lost(cls, item: Any, why: str) -> tuple[str, str, None]:
-        return "video", why, None
 
 
 # ---- The driver side: one driver for every kind --------------------------------------------
@@ -393,7 +292,7 @@ def _batches(ray, todo: Sequence[Any], worker: type[Worker], job: Job, plan: _Pl
     rows = [{"index": i, "item": ray.cloudpickle.dumps(item)} for i, item in enumerate(todo)]
     blocks = math.ceil(len(rows) / per_block)
     logger.info("Ray: %d worker(s) x (%g CPU, %g GPU), %d %s", plan.workers, plan.cpus, plan.gpus,
-                len(todo), worker.noun)
+                len(todo), _todo_noun(job))
     ds = ray.data.from_items(rows, override_num_blocks=blocks)
     ctx = ds.context  # this dataset's own copy: the process-wide DataContext is left alone
     ctx.execution_options.preserve_order = True  # class ids follow the input order, as in one process
@@ -450,7 +349,7 @@ def _pool(ray, todo: Sequence[Any], worker: type[Worker], job: Job, plan: _Plan,
         num_cpus=plan.cpus, num_gpus=plan.gpus or None, runtime_env={"env_vars": env} if env else None)
     idle = [actor.remote(job) for _ in range(min(plan.workers, len(todo)))]
     logger.info("Ray: %d worker(s) x (%g CPU, %g GPU), %d %s", len(idle), plan.cpus, plan.gpus,
-                len(todo), worker.noun)
+                len(todo), _todo_noun(job))
     queue = list(enumerate(todo))
     running: dict[Any, tuple[int, Any]] = {}
     try:
@@ -466,23 +365,26 @@ def _pool(ray, todo: Sequence[Any], worker: type[Worker], job: Job, plan: _Plan,
             try:
                 result = ray.get(ref)
             except ray.exceptions.RayActorError as exc:  # the worker died mid-item
-                result = pickle.dumps(("lost", NO_VIDEO_RESULT.format(exc=exc)))
+                result = pickle.dumps(("lost", NO_POOL_RESULT.format(verbing=_kind(job).verbing, exc=exc)))
             yield i, result
     finally:
         for ref in running:
             ray.cancel(ref, force=True)
 
 
-def _settle(run, todo: Sequence[Any], arrivals: Generator[tuple[int, bytes], None, None],
-            worker: type[Worker], hooks: RunHooks) -> None:
-    """Settle each arrived result with ``run.settle`` (once per item), then fail the items whose
-    result never came."""
+def _kind(job: Job) -> ItemKind:
+    return cast(ItemKind, job.kind)
+
+
+def _todo_noun(job: Job) -> str:
+    return f"{_kind(job).noun}(s) to {_kind(job).verb}"
+
+
+def _settle(run: FolderRun, todo: Sequence[Any], arrivals: Generator[tuple[int, bytes], None, None],
+            hooks: RunHooks) -> None:
+    """Settle each arrived result with ``run.settle`` (once per item; a packed outcome unpacked by
+    ``run.kind.unpack``), then fail the items whose result never came."""
     seen = bytearray(len(todo))
-
-    def settle(item, outcome) -> None:
-        if run.settle(item, outcome, lambda item, error: hooks.failed(item, error)) is not None:
-            hooks.done(item)
-
     for i, result in arrivals:
         item = todo[i]
         if seen[i]:  # a retried task's result met twice: written once
@@ -492,10 +394,12 @@ def _settle(run, todo: Sequence[Any], arrivals: Generator[tuple[int, bytes], Non
         kind, value = pickle.loads(result)
         if kind == "fatal":  # what failed every worker alike: the run's error
             raise value if isinstance(value, BaseException) else RayJobError(value)
-        settle(item, worker.lost(item, value) if kind == "lost" else worker.outcome(item, kind, value))
+        if kind == "done":
+            value = run.kind.unpack(item, value)
+        run.settle(item, ItemFailure("item", value) if kind == "lost" else value, hooks)
     for item, was_seen in zip(todo, seen):
         if not was_seen:
-            settle(item, worker.lost(item, NO_RESULT.format(n=1 + TASK_RETRIES)))
+            run.settle(item, ItemFailure("item", NO_RESULT.format(verbing=run.kind.verbing, n=1 + TASK_RETRIES)), hooks)
 
 
 def _absolute(item: Any) -> Any:
@@ -503,21 +407,22 @@ def _absolute(item: Any) -> Any:
     return replace(item, path=Path(os.path.abspath(item.path)))
 
 
-def run_on_ray(output: str | os.PathLike, open_run: Callable[[Path], tuple[Any, Sequence[Any]]],
-               worker: type[Worker], job: Job, options: RayOptions = RayOptions(),
-               hooks: RunHooks | None = None) -> Any:
+def run_on_ray(output: str | os.PathLike, open_run: Callable[[Path], tuple[FolderRun, Sequence[Any]]],
+               job: Job = Job(), options: RayOptions = RayOptions(), hooks: RunHooks | None = None,
+               worker: type[Worker] = Worker) -> Any:
     """Run a folder run's items on Ray; return its summary. The one driver of every input kind.
 
     ``open_run(out)`` (``out``: ``output`` as a local path) finds the items and opens the run,
-    returning ``(run, items)``; ``run`` has ``start(items) -> todo``, ``settle(item, outcome,
-    on_failure) -> record, or None when the item failed``, ``close(started) -> summary``,
-    ``release()`` and ``summary`` (as :class:`~lang_sam.labeling.run.LabelRun`); items are
-    picklable dataclasses with a ``path`` (made absolute here). With nothing to do no Ray starts.
-    Otherwise the driver connects (``options.address``), sizes the actor pool, completes ``job``
-    (see :class:`Job`), calls ``hooks.start(todo)``, sends the items to ``worker`` actors, and
-    settles each result as it arrives (``hooks.done`` / ``hooks.failed``). Ctrl-C ends the run
-    with ``summary.interrupted``; the run is closed in every case, and a Ray instance started
-    here shut down (its time counted in ``summary.seconds``).
+    returning ``(run, items)``: ``run`` a :class:`~lang_sam.labeling.folder_run.FolderRun`
+    whose ``kind`` (an :class:`~lang_sam.labeling.folder_run.ItemKind`, picklable) is sent to
+    the workers, ``items`` of ``run.kind.item_type`` (their ``path`` made absolute here). With
+    nothing to do no Ray starts. Otherwise the driver connects (``options.address``), sizes the
+    actor pool, completes ``job`` (see :class:`Job`), calls ``hooks.start(todo)``, sends the
+    items to ``worker`` actors (each runs ``run.kind.work``; ``run.kind.batched`` chooses the
+    dispatch: see the module doc), and settles each result as it arrives (``run.settle``, which
+    writes through ``run.kind.write`` and tells ``hooks.done`` / ``hooks.failed``). Ctrl-C ends
+    the run with ``summary.interrupted``; the run is closed in every case, and a Ray instance
+    started here shut down (its time counted in ``summary.seconds``).
 
     Raises:
         RayNotInstalledError: Ray Data is not installed.
@@ -549,12 +454,12 @@ def run_on_ray(output: str | os.PathLike, open_run: Callable[[Path], tuple[Any, 
         model = dict(job.model)
         if "device" in model and model["device"] is None and not plan.gpus > 0:
             model["device"] = "cpu"
-        job = replace(job, model=model, threads=max(1, int(plan.cpus)), output=os.path.abspath(out))
+        job = replace(job, model=model, kind=run.kind, threads=max(1, int(plan.cpus)))
         hooks.start(todo)
-        dispatch = _batches if worker.batched else _pool
+        dispatch = _batches if run.kind.batched else _pool
         arrivals = dispatch(ray, [_absolute(item) for item in todo], worker, job, plan, options)
         try:
-            _settle(run, todo, arrivals, worker, hooks)
+            _settle(run, todo, arrivals, hooks)
         finally:
             arrivals.close()  # stops Ray's work (and its actors) if the loop ended early
     except KeyboardInterrupt:
@@ -577,18 +482,18 @@ def _check_settings(settings: Any, cls: type) -> None:
                               f"got {type(settings).__name__}")
 
 
-def _langsam_job(settings, default_sam: str, formats: Sequence[str], sam_ckpt, gdino_ckpt, device,
-                 precision: str, cache_size: int) -> Job:
-    """The :class:`Job` of a LangSAM worker: ``settings`` naming its model types (the defaults
-    filled in, so the run's record names them), their registry entries, and the ``LangSAM``
+def _langsam_job(settings, default_sam: str, sam_ckpt, gdino_ckpt, device, precision: str,
+                 cache_size: int) -> tuple[Any, Job]:
+    """``settings`` naming its model types (the defaults filled in, so the run's record names
+    them), and the :class:`Job` of a LangSAM worker: their registry entries, and the ``LangSAM``
     keyword arguments every worker builds its model with (checkpoint paths made absolute:
     workers may start elsewhere)."""
     sam_type, gdino_type = settings.sam_type or default_sam, settings.gdino_type or DEFAULT_GDINO
     model = dict(sam_type=sam_type, ckpt_path=_abspath(sam_ckpt), gdino_type=gdino_type,
                  gdino_ckpt_path=_abspath(gdino_ckpt), device=device, precision=precision,
                  cache_size=cache_size)
-    return Job(settings=replace(settings, sam_type=sam_type, gdino_type=gdino_type), formats=tuple(formats),
-               model=model, specs=(get_spec("sam", sam_type), get_spec("gdino", gdino_type)))
+    job = Job(model=model, specs=(get_spec("sam", sam_type), get_spec("gdino", gdino_type)))
+    return replace(settings, sam_type=sam_type, gdino_type=gdino_type), job
 
 
 def _abspath(path: str | os.PathLike | None) -> str | None:
@@ -604,7 +509,7 @@ def label_dataset(
     cache_size: int = 2, resume: bool = False, overwrite: bool = False, workers: int | None = None,
     gpus_per_worker: float | None = None, cpus_per_worker: float | None = None, batch_size: int = 1,
     max_dead_batches: int = MAX_DEAD_BATCHES, hooks: RunHooks | None = None,
-    labeller: type[ImageLabeller] = ImageLabeller, ray_address: str | None = None,
+    ray_address: str | None = None, worker: type[Worker] = Worker,
 ) -> RunSummary:
     """Label every image of ``inputs`` into ``output`` on Ray; return a :class:`RunSummary`.
 
@@ -633,7 +538,8 @@ def label_dataset(
 
     ``hooks`` (a :class:`~lang_sam.labeling.hooks.RunHooks`) hears of the images to label, then
     of each one done or failed as it is settled. The driver's :data:`lang_sam.settings.ENV_NAMES`
-    are set on the workers. ``labeller``: the worker class (:class:`ImageLabeller` or a subclass).
+    are set on the workers. ``worker``: the worker class (:class:`Worker`, or a subclass injecting
+    faults in tests).
 
     Raises:
         InvalidRunError: ``settings`` is not a :class:`LabelSettings`, a Ray option is out of
@@ -649,13 +555,13 @@ def label_dataset(
     _check_settings(settings, LabelSettings)
     formats = parse_formats(formats)
     options = RayOptions(workers, gpus_per_worker, cpus_per_worker, batch_size, max_dead_batches, ray_address)
-    job = _langsam_job(settings, DEFAULT_SAM, formats, sam_ckpt, gdino_ckpt, device, precision, cache_size)
+    settings, job = _langsam_job(settings, DEFAULT_SAM, sam_ckpt, gdino_ckpt, device, precision, cache_size)
 
     def open_run(out: Path) -> tuple[LabelRun, list[ImageItem]]:
         items = collect_images(inputs, exclude=out)
-        return LabelRun(out, job.settings, formats, resume=resume, overwrite=overwrite), items
+        return LabelRun(out, settings, formats, resume=resume, overwrite=overwrite), items
 
-    return run_on_ray(output, open_run, labeller, job, options, hooks)
+    return run_on_ray(output, open_run, job, options, hooks, worker)
 
 
 def track_dataset(
@@ -670,7 +576,7 @@ def track_dataset(
     :class:`~lang_sam.labeling.video_run.TrackSummary`, the outputs of ``lang-sam track``.
 
     Arguments are :func:`~lang_sam.labeling.video_run.track_folder`'s and :func:`label_dataset`'s.
-    Each :class:`VideoTracker` actor writes its videos' files (``output`` must be on a filesystem
+    Each actor writes its videos' files (:meth:`~lang_sam.labeling.video_run.VideoKind.work`) (``output`` must be on a filesystem
     the workers share); the driver settles each video and writes ``coco/annotations.json``. A
     worker that dies mid-video leaves it without a record (redone on resume), listed as failed.
 
@@ -685,11 +591,11 @@ def track_dataset(
     _check_settings(settings, TrackSettings)
     formats = parse_video_formats(formats)
     options = RayOptions(workers, gpus_per_worker, cpus_per_worker, address=ray_address)
-    job = _langsam_job(settings, DEFAULT_TRACK_SAM, formats, sam_ckpt, gdino_ckpt, device, precision,
-                       cache_size)
+    settings, job = _langsam_job(settings, DEFAULT_TRACK_SAM, sam_ckpt, gdino_ckpt, device, precision,
+                                 cache_size)
 
     def open_run(out: Path) -> tuple[TrackRun, list]:
         items = collect_videos(inputs, exclude=out)
-        return TrackRun(out, job.settings, formats, resume=resume), items
+        return TrackRun(out, settings, formats, resume=resume), items
 
-    return run_on_ray(output, open_run, VideoTracker, job, options, hooks)
+    return run_on_ray(output, open_run, job, options, hooks)

@@ -88,8 +88,10 @@ class ItemKind:
     None: no tag), ``output_dirs`` (the top folders its outputs go in), ``model_attr`` (what a
     loaded model has: a ``model`` without it is a loader, called when an item is left to do),
     ``run_errors`` (raised as they are: the same for every item), ``item_errors`` (the item
-    fails, the run goes on; anything else stops the run). An instance holds the run's settings
-    and ``formats`` (the output format names it writes).
+    fails, the run goes on; anything else stops the run), ``batched`` (on Ray: items go in Ray
+    Data batches, retried when their worker dies, else one per task on an actor pool; see
+    :mod:`lang_sam.labeling.distributed`). An instance holds the run's settings and ``formats``
+    (the output format names it writes).
     """
 
     item_type: ClassVar[type] = FileItem
@@ -107,6 +109,7 @@ class ItemKind:
     model_attr: ClassVar[str] = "predict"
     run_errors: ClassVar[tuple[type[BaseException], ...]] = ()
     item_errors: ClassVar[tuple[type[BaseException], ...]] = ()
+    batched: ClassVar[bool] = False
 
     formats: list[str]
 
@@ -129,6 +132,15 @@ class ItemKind:
         where the model is (this process, or a Ray worker); ``step(stage, done, total)`` hears of
         the progress within it."""
         raise NotImplementedError
+
+    def pack(self, outcome: Any) -> Any:
+        """``outcome`` as a Ray worker sends it to the driver (picklable; smaller if need be).
+        As it is by default."""
+        return outcome
+
+    def unpack(self, item: Any, packed: Any) -> Any:
+        """The outcome of ``item`` from what :meth:`pack` made of it, on the driver."""
+        return packed
 
     def planned(self, run: "FolderRun", item: Any) -> list[Path]:
         """The files ``item`` writes whose names are known before its work."""

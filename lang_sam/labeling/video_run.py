@@ -312,7 +312,7 @@ class VideoKind(ItemKind):
     def __init__(self, settings: TrackSettings, formats: Sequence[str], output: str | os.PathLike):
         self.settings = settings
         self.formats = parse_video_formats(list(formats))
-        self.output = Path(output)
+        self.output = Path(os.path.abspath(output))  # absolute: Ray workers may start elsewhere
 
     def prepare(self, model: Any) -> None:
         cast("LangSAM", model).detector.prepare(self.settings.prompt, self.settings.box_threshold,
@@ -321,6 +321,10 @@ class VideoKind(ItemKind):
     def work(self, model: Any, item: VideoItem, step: Callable[[str, int, int | None], None] | None) -> dict:
         on_frame = None if step is None else (lambda item, done, total: step("frame", done, total))
         return track_video(model, item, self.settings, self.output, self.formats, on_frame=on_frame)
+
+    def pack(self, outcome: dict) -> dict:
+        """The record without its per-frame COCO records (read back from its file by :meth:`finish`)."""
+        return self.keep(outcome)
 
     def planned(self, run: FolderRun, item: VideoItem) -> list[Path]:
         return planned_outputs(vf.VideoLayout(run.root), item.key, self.formats)
