@@ -126,19 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_everything_arguments(p)
     _add_model_arguments(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    r = p.add_argument_group(
-        "Ray", "label on a Ray cluster (pip install 'lang-sam[ray]'); the same outputs as without --ray")
-    r.add_argument("--ray", action="store_true",
-                   help="run on Ray Data: a local Ray instance, or the cluster of --ray-address")
-    r.add_argument("--ray-address", default=None, metavar="ADDR",
-                   help="join a running cluster from one of its nodes: auto, or the head's HOST:6379 "
-                        "(default: a Ray instance already running here, else a new local one)")
-    r.add_argument("--workers", type=_positive_int, default=None, metavar="N",
-                   help="model actors (default: one per GPU, or one per node without GPUs)")
-    r.add_argument("--gpus-per-worker", type=_non_negative, default=None, metavar="G",
-                   help="GPUs per actor, fractions share a GPU (default: 1 if the cluster has GPUs, else 0)")
-    r.add_argument("--cpus-per-worker", type=_positive, default=None, metavar="C",
-                   help="CPUs per actor, also its torch threads (default: the CPUs shared among the workers)")
+    r = _add_ray_arguments(
+        p, "label on a Ray cluster (pip install 'lang-sam[ray]'); the same outputs as without --ray",
+        "Ray Data", " (default: a Ray instance already running here, else a new local one)",
+        ", fractions share a GPU")
     r.add_argument("--batch-size", type=_positive_int, default=None, metavar="B",
                    help="images per call of a worker (default: 1)")
 
@@ -390,18 +381,26 @@ def _add_track_parser(sub) -> None:
     if DEFAULT_TRACK_SAM in model_names("sam"):  # predict's default (SAM v1) cannot track
         t.set_defaults(sam_type=DEFAULT_TRACK_SAM)
     t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    r = t.add_argument_group("Ray", "one video per task on a Ray cluster (pip install 'lang-sam[ray]'); "
-                                    "the same outputs as without --ray")
+    _add_ray_arguments(t, "one video per task on a Ray cluster (pip install 'lang-sam[ray]'); the same "
+                          "outputs as without --ray", "Ray", "", "")
+
+
+def _add_ray_arguments(p: argparse.ArgumentParser, description: str, runs_on: str, address_default: str,
+                       gpus_note: str):
+    """The Ray flags predict and track share, in their group (returned: predict adds its own)."""
+    r = p.add_argument_group("Ray", description)
     r.add_argument("--ray", action="store_true",
-                   help="run on Ray: a local Ray instance, or the cluster of --ray-address")
+                   help=f"run on {runs_on}: a local Ray instance, or the cluster of --ray-address")
     r.add_argument("--ray-address", default=None, metavar="ADDR",
-                   help="join a running cluster from one of its nodes: auto, or the head's HOST:6379")
+                   help="join a running cluster from one of its nodes: auto, or the head's HOST:6379"
+                        + address_default)
     r.add_argument("--workers", type=_positive_int, default=None, metavar="N",
                    help="model actors (default: one per GPU, or one per node without GPUs)")
     r.add_argument("--gpus-per-worker", type=_non_negative, default=None, metavar="G",
-                   help="GPUs per actor (default: 1 if the cluster has GPUs, else 0)")
+                   help=f"GPUs per actor{gpus_note} (default: 1 if the cluster has GPUs, else 0)")
     r.add_argument("--cpus-per-worker", type=_positive, default=None, metavar="C",
                    help="CPUs per actor, also its torch threads (default: the CPUs shared among the workers)")
+    return r
 
 
 def cmd_track(args: argparse.Namespace) -> int:

@@ -206,8 +206,12 @@ _Run = TypeVar("_Run", bound="FolderRun")
 class FolderSummary(Generic[ItemT]):
     """What every run's summary holds: ``failed`` pairs each failed item with the reason,
     ``skipped`` counts the items a resumed run found complete, ``seconds`` the wall time.
-    A kind's summary adds its counts and says, by :meth:`began` and :attr:`finished`, which of
-    them are the items given and the items done now."""
+    A kind's summary adds its counts and names, in :attr:`given_field` and
+    :attr:`finished_field`, those of the items given and the items done now (or overrides
+    :meth:`began` and :attr:`finished`)."""
+
+    given_field: ClassVar[str] = ""
+    finished_field: ClassVar[str] = ""
 
     output: Path
     formats: list[str]
@@ -218,12 +222,17 @@ class FolderSummary(Generic[ItemT]):
 
     def began(self, items: int) -> None:
         """The run was given ``items`` items."""
-        raise NotImplementedError
+        setattr(self, self.given_field, items)
 
     @property
     def finished(self) -> int:
         """Items done by this call (not skipped, not failed)."""
-        raise NotImplementedError
+        return int(getattr(self, self.finished_field))
+
+    @property
+    def left(self) -> int:
+        """Items neither done nor failed (after an interruption)."""
+        return int(getattr(self, self.given_field)) - self.finished - self.skipped - len(self.failed)
 
 
 # --------------------------------------------------------------------------------------------

@@ -440,6 +440,7 @@ class RunSummary(FolderSummary[ImageItem]):
     records (from an older lang-sam) hold no such counts.
     """
 
+    given_field, finished_field = "images", "labelled"
     images: int = 0
     labelled: int = 0
     detections: int = 0
@@ -453,18 +454,6 @@ class RunSummary(FolderSummary[ImageItem]):
     def written(self, fmt_name: str) -> int:
         """Instances of the whole run that format ``fmt_name`` holds."""
         return self.run_detections - sum(self.export_dropped.get(fmt_name, {}).values())
-
-    @property
-    def left(self) -> int:
-        """Images neither done nor failed (after an interruption)."""
-        return self.images - self.labelled - self.skipped - len(self.failed)
-
-    def began(self, items: int) -> None:
-        self.images = items
-
-    @property
-    def finished(self) -> int:
-        return self.labelled
 
     @property
     def images_per_second(self) -> float:

@@ -272,6 +272,7 @@ class TrackSummary(FolderSummary[VideoItem]):
     warning of its record (a video that ended clearly short of its header's frame count);
     ``run_videos`` is the number of videos the output holds (resumed ones included)."""
 
+    given_field, finished_field = "videos", "tracked"
     videos: int = 0
     tracked: int = 0
     frames: int = 0
@@ -279,18 +280,6 @@ class TrackSummary(FolderSummary[VideoItem]):
     detections: int = 0
     warnings: list[tuple[VideoItem, str]] = field(default_factory=list)
     run_videos: int = 0
-
-    def began(self, items: int) -> None:
-        self.videos = items
-
-    @property
-    def finished(self) -> int:
-        return self.tracked
-
-    @property
-    def left(self) -> int:
-        """Videos neither done nor failed (after an interruption)."""
-        return self.videos - self.tracked - self.skipped - len(self.failed)
 
     @property
     def frames_per_second(self) -> float:
