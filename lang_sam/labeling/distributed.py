@@ -532,7 +532,7 @@ def label_dataset(
     - ``workers``: actors; default every GPU (``GPUs // gpus_per_worker``), or one per node on CPUs;
     - ``cpus_per_worker``: CPUs per actor and its torch threads; default the cluster's CPUs shared
       among the workers (at most one node's);
-    - ``batch_size``: images per call of the labeller (each image is still labelled alone);
+    - ``batch_size``: images per call of a worker (each image is still labelled alone);
     - ``max_dead_batches``: batches that may fail because their worker kept dying before the run
       stops (see the module doc).
 
