@@ -1,4 +1,5 @@
-"""The ``lang-sam`` command: argument parsing and printing; the work is done by the library.
+"""The ``lang-sam`` command: argument parsing; the work is done by the library (what it prints, by
+:mod:`lang_sam.cli_report`).
 
     lang-sam predict photos/ --prompt "car. wheel" --output labels/ --format overlay,coco,yolo
     lang-sam predict photos/ --classes "car=car. automobile" --classes wheel --output labels/ --resume
@@ -15,83 +16,32 @@ never imports :mod:`lang_sam.serving` (nor FastAPI or Gradio). ``predict`` runs
 :func:`lang_sam.labeling.run.label_folder` (see there for the output layout), or
 with ``--ray`` :func:`lang_sam.labeling.distributed.label_dataset` (the same pipeline on Ray Data).
 ``main(argv)`` returns the exit status instead of exiting, so it can be called in-process
-(:data:`EXIT_CODES`): 0 success, 1 some images failed, 2 usage error (bad flags or input),
-3 models or weights unavailable (missing and not downloadable, corrupt, wrong architecture),
-4 the run stopped on an error that is no image's fault (out of memory, a full disk), 130 interrupted.
+(:data:`lang_sam.cli_report.EXIT_CODES`): 0 success, 1 some images failed, 2 usage error (bad flags
+or input), 3 models or weights unavailable (missing and not downloadable, corrupt, wrong
+architecture), 4 the run stopped on an error that is no image's fault (out of memory, a full disk),
+130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import sys
-import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
-__all__ = ["main", "build_parser", "build_serve_parser", "print_summary", "cli_message", "EXIT_CODES"]
+from lang_sam.cli_report import (
+    EXIT_CODES, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_MODELS, EXIT_OK, EXIT_STOPPED, EXIT_USAGE, LogHandler,
+    ProgressReporter, cli_message, print_summary,
+)
+
+__all__ = ["main", "build_parser", "build_serve_parser"]
 
 logger = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_MODELS, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
-
-#: Every exit status of ``lang-sam`` (also in ``--help`` and the README).
-EXIT_CODES = {
-    EXIT_OK: "success",
-    EXIT_FAILED: "some images failed (listed in the summary; the others are written)",
-    EXIT_USAGE: "usage error: bad flags, settings or inputs; nothing was labelled",
-    EXIT_MODELS: "models or weights unavailable: missing and not downloadable, corrupt, or of "
-                 "another architecture",
-    EXIT_STOPPED: "the run stopped on an error that is no image's fault (out of memory, a full disk): "
-                  "the images done are written; fix the cause and run again with --resume",
-    EXIT_INTERRUPTED: "interrupted (Ctrl-C): run again with --resume to finish",
-}
-
-#: How the command names the library's parameters in messages (:meth:`LangSAMError.worded`).
-CLI_NAMES = {
-    "resume": "--resume", "overwrite": "--overwrite", "prompt": "--prompt", "classes": "--classes",
-    "box_threshold": "--box-threshold", "text_threshold": "--text-threshold", "nms": "--nms",
-    "sam_type": "--sam-type", "gdino_type": "--gdino-type", "tile": "--tile (and its options)",
-    "nms_on": "--nms 0.5", "detect_every": "--detect-every", "formats": "--format",
-    "everything": "--everything",
-}
-
-
 def _epilog() -> str:
     return "exit status: " + "; ".join(f"{code} {what}" for code, what in EXIT_CODES.items())
-
-
-class _LogHandler(logging.Handler):
-    """The command's log lines, ``lang-sam: <message>`` on stderr, written around the progress bar
-    (``tqdm.write``), with the parameters a record names (its ``named`` attribute: template and
-    Python names) worded as this command's flags."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            from tqdm import tqdm
-
-            from lang_sam.errors import name_params
-
-            named = getattr(record, "named", None)
-            if named:
-                template, params = named
-                text = name_params(template, {k: CLI_NAMES.get(k, v) for k, v in params.items()})
-            else:
-                text = record.getMessage()
-            if record.exc_info:  # -vv: the traceback of a failed image
-                text += "\n" + logging.Formatter().formatException(record.exc_info)
-            tqdm.write(f"lang-sam: {text}", file=sys.stderr)
-        except Exception:  # a log line must never end the command
-            self.handleError(record)
-
-
-def cli_message(exc: BaseException) -> str:
-    """``exc``'s message with the parameters it names worded as this command's flags."""
-    from lang_sam.errors import LangSAMError
-
-    return exc.worded(CLI_NAMES) if isinstance(exc, LangSAMError) else str(exc)
 
 
 def _unit_float(text: str) -> float:
@@ -176,19 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_everything_arguments(p)
     _add_model_arguments(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    r = p.add_argument_group(
-        "Ray", "label on a Ray cluster (pip install 'lang-sam[ray]'); the same outputs as without --ray")
-    r.add_argument("--ray", action="store_true",
-                   help="run on Ray Data: a local Ray instance, or the cluster of --ray-address")
-    r.add_argument("--ray-address", default=None, metavar="ADDR",
-                   help="join a running cluster from one of its nodes: auto, or the head's HOST:6379 "
-                        "(default: a Ray instance already running here, else a new local one)")
-    r.add_argument("--workers", type=_positive_int, default=None, metavar="N",
-                   help="model actors (default: one per GPU, or one per node without GPUs)")
-    r.add_argument("--gpus-per-worker", type=_non_negative, default=None, metavar="G",
-                   help="GPUs per actor, fractions share a GPU (default: 1 if the cluster has GPUs, else 0)")
-    r.add_argument("--cpus-per-worker", type=_positive, default=None, metavar="C",
-                   help="CPUs per actor, also its torch threads (default: the CPUs shared among the workers)")
+    r = _add_ray_arguments(
+        p, "label on a Ray cluster (pip install 'lang-sam[ray]'); the same outputs as without --ray",
+        "Ray Data", " (default: a Ray instance already running here, else a new local one)",
+        ", fractions share a GPU")
     r.add_argument("--batch-size", type=_positive_int, default=None, metavar="B",
                    help="images per call of a worker (default: 1)")
 
@@ -313,67 +254,9 @@ def tile_spec(args: argparse.Namespace):
 # predict
 # --------------------------------------------------------------------------------------------
 
-_WRITTEN = {"overlay": "overlays/", "masks": "masks/", "labelme": "labelme/",
-            "yolo": "yolo/labels/ + yolo/data.yaml", "coco": "coco/annotations.json"}
-
-
-def _rate(summary) -> str:
-    """Images per second, or seconds per image when an image takes over a second (a rate of
-    ``0.000 images/s`` says nothing of an hour per image)."""
-    if summary.labelled and summary.images_per_second < 1:
-        return f"{summary.seconds / summary.labelled:.1f} s/image"
-    return f"{summary.images_per_second:.2f} images/s"
-
-
-def _per_format(summary) -> str:
-    """``"coco 14 of 14, yolo 11 of 14 (3 left out: 1 empty mask, 2 outline <= 100 px)"``: what each
-    format that writes instances holds of the run's detections, and why it left the others out."""
-    parts = []
-    for f, reasons in summary.export_dropped.items():
-        text = f"{f} {summary.written(f)} of {summary.run_detections}"
-        if reasons:
-            why = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items()))
-            text += f" ({sum(reasons.values())} left out: {why})"
-        parts.append(text)
-    if not summary.run_detections or not parts:
-        return ""
-    note = f" ({summary.uncounted} image(s) from an older lang-sam not counted)" if summary.uncounted else ""
-    return ", ".join(parts) + note
-
-
-def print_summary(summary) -> int:
-    """Print a :class:`~lang_sam.labeling.run.RunSummary`; return the exit status it calls for."""
-    print(f"lang-sam predict: {summary.images} image(s): {summary.labelled} labelled, "
-          f"{summary.skipped} skipped (already complete), {len(summary.failed)} failed"
-          + (", interrupted" if summary.interrupted else ""))
-    # Each class quoted: a class "car wheel" (one phrase, from a prompt without ".") is not two.
-    print(f"outputs in {summary.output}: {', '.join(_WRITTEN[f] for f in summary.formats)}; "
-          f"classes ({len(summary.classes)}): {', '.join(map(json.dumps, summary.classes)) or '(none)'}")
-    if summary.labelled:
-        print(f"{summary.detections} detection(s) in the {summary.labelled} image(s) labelled now; "
-              f"{summary.seconds:.1f} s, {_rate(summary)}")
-    if summary.dropped:
-        print(f"{summary.dropped} detection(s) matched no class and were dropped")
-    if summary.run_images != summary.labelled:  # a resumed run: the files hold earlier work too
-        print(f"the output holds {summary.run_detections} detection(s) of {summary.run_images} image(s)")
-    per_format = _per_format(summary)
-    if per_format:
-        print(f"instances written per format: {per_format}")
-    if summary.failed:
-        print("failed images:")
-        for item, why in summary.failed:
-            print(f"  {item.path}: {why}")
-    if summary.interrupted:
-        print(f"interrupted: re-run the same command with --resume to finish ({summary.left} image(s) left)")
-        return EXIT_INTERRUPTED
-    return EXIT_FAILED if summary.failed else EXIT_OK
-
-
 def cmd_predict(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
-
     from lang_sam.errors import InvalidRunError
-    from lang_sam.labeling.run import LabelSettings, label_folder, parse_formats
+    from lang_sam.labeling.run import LabelSettings, parse_formats
     from lang_sam.settings import max_image_pixels
     from lang_sam.validation import check_device
 
@@ -394,82 +277,73 @@ def cmd_predict(args: argparse.Namespace) -> int:
         max_image_pixels()
     except ValueError as exc:
         raise InvalidRunError(str(exc)) from None
-    ray_only = [flag for flag, value in (
-        ("--ray-address", args.ray_address), ("--workers", args.workers),
-        ("--gpus-per-worker", args.gpus_per_worker), ("--cpus-per-worker", args.cpus_per_worker),
-        ("--batch-size", args.batch_size)) if value is not None]
-    if ray_only and not args.ray:
-        raise InvalidRunError(f"{', '.join(ray_only)}: only with --ray")
+    _check_ray_only(args, "--batch-size")
     settings = LabelSettings.create(
         args.prompt, args.classes, box_threshold=args.box_threshold,
         text_threshold=args.text_threshold, nms=args.nms, sam_type=args.sam_type,
         gdino_type=args.gdino_type, tile=tile_spec(args), everything=everything,
     )
+    reporter = ProgressReporter("labelling", "img", quiet=args.quiet)
+    return _run(args, "label", settings, formats, reporter, overwrite=args.overwrite)
 
-    def load_model():
+
+def _run(args: argparse.Namespace, kind: str, settings, formats: list[str], reporter: ProgressReporter,
+         **options) -> int:
+    """Run ``kind`` (``"label"``: :func:`~lang_sam.labeling.run.label_folder`, ``"track"``:
+    :func:`~lang_sam.labeling.video_run.track_folder`; with ``--ray`` their Ray drivers in
+    :mod:`lang_sam.labeling.distributed`) on the flags, with ``options`` (``overwrite=``) and
+    ``reporter`` showing it; print its summary and return the exit status it calls for."""
+    try:
+        if args.ray:
+            from lang_sam.labeling import distributed
+
+            ray_run = distributed.label_dataset if kind == "label" else distributed.track_dataset
+            if kind == "label":
+                options["batch_size"] = args.batch_size or 1
+            summary = ray_run(
+                args.inputs, args.output, settings, formats, sam_ckpt=args.sam_ckpt,
+                gdino_ckpt=args.gdino_ckpt, device=args.device, precision=args.precision,
+                cache_size=args.cache_size, resume=args.resume, workers=args.workers,
+                gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker,
+                ray_address=args.ray_address, hooks=reporter, **options)
+        else:
+            run: Callable[..., Any]
+            if kind == "label":
+                from lang_sam.labeling.run import label_folder as run
+            else:
+                from lang_sam.labeling.video_run import track_folder as run
+            summary = run(_model_loader(args), args.inputs, args.output, settings, formats,
+                          resume=args.resume, hooks=reporter, **options)
+    finally:
+        reporter.close()
+    return print_summary(summary)
+
+
+def _model_loader(args: argparse.Namespace):
+    """A callable loading the ``LangSAM`` of the model flags, which the run calls only when some
+    item is left to do."""
+    def load():
         from lang_sam import LangSAM
 
         print("lang-sam: loading models ...", file=sys.stderr)
         return LangSAM(**_model_kwargs(args))
 
-    bars: list = []  # the bar of progress(), for on_progress
-    shown = [0.0]
+    return load
 
-    def progress(todo):
-        bar = tqdm(todo, desc="labelling", unit="img", file=sys.stderr, disable=args.quiet,
-                   dynamic_ncols=True)
-        bars.append(bar)
-        for item in bar:
-            bar.set_postfix_str(item.rel.as_posix(), refresh=False)
-            yield item
 
-    def on_progress(item, stage, done, total):
-        # Within an image: tiles detected, then boxes segmented (a tiled image can take an hour).
-        if not bars or bars[-1].disable:
-            return
-        now = time.monotonic()
-        if done not in (0, total) and now - shown[0] < 0.5:
-            return
-        shown[0] = now
-        what = {"detect": f"detect {done}/{total} tile(s)", "generate": f"generate {done}/{total} point(s)"}.get(
-            stage, f"segment {done}/{total} box(es)")
-        bars[-1].set_postfix_str(f"{item.rel.as_posix()}: {what}")
+def _check_ray_only(args: argparse.Namespace, *more: str) -> None:
+    """Refuse the Ray flags (``--workers`` ..., and ``more``) without ``--ray``."""
+    from lang_sam.errors import InvalidRunError
 
-    def on_failure(item, exc):
-        tqdm.write(f"lang-sam: skipped {item.path}: {exc}", file=sys.stderr)
-
-    if args.ray:
-        from lang_sam.labeling.distributed import label_dataset
-
-        summary = label_dataset(
-            args.inputs, args.output, settings, formats, sam_ckpt=args.sam_ckpt,
-            gdino_ckpt=args.gdino_ckpt, device=args.device, precision=args.precision,
-            cache_size=args.cache_size, resume=args.resume, overwrite=args.overwrite,
-            workers=args.workers, gpus_per_worker=args.gpus_per_worker,
-            cpus_per_worker=args.cpus_per_worker, batch_size=args.batch_size or 1,
-            ray_address=args.ray_address, progress=progress, on_failure=on_failure,
-        )
-    else:
-        summary = label_folder(load_model, args.inputs, args.output, settings, formats, resume=args.resume,
-                               overwrite=args.overwrite, progress=progress, on_failure=on_failure,
-                               on_progress=on_progress)
-    return print_summary(summary)
+    flags = ("--ray-address", "--workers", "--gpus-per-worker", "--cpus-per-worker", *more)
+    given = [flag for flag in flags if getattr(args, flag[2:].replace("-", "_")) is not None]
+    if given and not args.ray:
+        raise InvalidRunError(f"{', '.join(given)}: only with --ray")
 
 
 # --------------------------------------------------------------------------------------------
 # track
 # --------------------------------------------------------------------------------------------
-
-_TRACK_WRITTEN = {"mot": "mot/", "coco": "coco/annotations.json", "overlay": "overlays/", "masks": "masks/"}
-
-
-def _track_usage_errors() -> tuple[type[Exception], ...]:
-    """The errors that make ``lang-sam track`` a usage error (2) besides ``predict``'s: a SAM type
-    that cannot track (``--sam-type``)."""
-    from lang_sam.errors import TrackingNotSupportedError
-
-    return (TrackingNotSupportedError,)
-
 
 def _add_track_parser(sub) -> None:
     """``lang-sam track``: its flags (the model flags are ``predict``'s)."""
@@ -507,49 +381,31 @@ def _add_track_parser(sub) -> None:
     if DEFAULT_TRACK_SAM in model_names("sam"):  # predict's default (SAM v1) cannot track
         t.set_defaults(sam_type=DEFAULT_TRACK_SAM)
     t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    r = t.add_argument_group("Ray", "one video per task on a Ray cluster (pip install 'lang-sam[ray]'); "
-                                    "the same outputs as without --ray")
+    _add_ray_arguments(t, "one video per task on a Ray cluster (pip install 'lang-sam[ray]'); the same "
+                          "outputs as without --ray", "Ray", "", "")
+
+
+def _add_ray_arguments(p: argparse.ArgumentParser, description: str, runs_on: str, address_default: str,
+                       gpus_note: str):
+    """The Ray flags predict and track share, in their group (returned: predict adds its own)."""
+    r = p.add_argument_group("Ray", description)
     r.add_argument("--ray", action="store_true",
-                   help="run on Ray: a local Ray instance, or the cluster of --ray-address")
+                   help=f"run on {runs_on}: a local Ray instance, or the cluster of --ray-address")
     r.add_argument("--ray-address", default=None, metavar="ADDR",
-                   help="join a running cluster from one of its nodes: auto, or the head's HOST:6379")
+                   help="join a running cluster from one of its nodes: auto, or the head's HOST:6379"
+                        + address_default)
     r.add_argument("--workers", type=_positive_int, default=None, metavar="N",
                    help="model actors (default: one per GPU, or one per node without GPUs)")
     r.add_argument("--gpus-per-worker", type=_non_negative, default=None, metavar="G",
-                   help="GPUs per actor (default: 1 if the cluster has GPUs, else 0)")
+                   help=f"GPUs per actor{gpus_note} (default: 1 if the cluster has GPUs, else 0)")
     r.add_argument("--cpus-per-worker", type=_positive, default=None, metavar="C",
                    help="CPUs per actor, also its torch threads (default: the CPUs shared among the workers)")
-
-
-def print_track_summary(summary) -> int:
-    """Print a :class:`~lang_sam.labeling.video_run.TrackSummary`; return the exit status it calls for."""
-    print(f"lang-sam track: {summary.videos} video(s): {summary.tracked} tracked, {summary.skipped} "
-          f"skipped (already complete), {len(summary.failed)} failed"
-          + (", interrupted" if summary.interrupted else ""))
-    print(f"outputs in {summary.output}: {', '.join(_TRACK_WRITTEN[f] for f in summary.formats)}")
-    if summary.tracked:
-        print(f"{summary.frames} frame(s), {summary.tracks} track(s), {summary.detections} tracked "
-              f"object(s) over all frames in the {summary.tracked} video(s) tracked now; "
-              f"{summary.seconds:.1f} s, {summary.frames_per_second:.2f} frames/s")
-    if summary.failed:
-        print("failed videos:")
-        for item, why in summary.failed:
-            print(f"  {item.path}: {why}")
-    if summary.warnings:  # tracked, with a warning (a video cut short of its header's frame count)
-        print("warnings:")
-        for item, why in summary.warnings:
-            print(f"  {item.path}: {why}")
-    if summary.interrupted:
-        print(f"interrupted: re-run the same command with --resume to finish ({summary.left} video(s) left)")
-        return EXIT_INTERRUPTED
-    return EXIT_FAILED if summary.failed else EXIT_OK
+    return r
 
 
 def cmd_track(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
-
     from lang_sam.errors import InvalidRunError
-    from lang_sam.labeling.video_run import TrackSettings, parse_video_formats, probe_video, track_folder
+    from lang_sam.labeling.video_run import TrackSettings, parse_video_formats
     from lang_sam.validation import check_device
 
     try:
@@ -562,64 +418,13 @@ def cmd_track(args: argparse.Namespace) -> int:
         raise InvalidRunError("lang-sam track reads videos with PyAV, which is not installed: "
                               "pip install 'lang-sam[video]'") from None
     check_device(args.device)
-    ray_only = [flag for flag, value in (
-        ("--ray-address", args.ray_address), ("--workers", args.workers),
-        ("--gpus-per-worker", args.gpus_per_worker), ("--cpus-per-worker", args.cpus_per_worker))
-        if value is not None]
-    if ray_only and not args.ray:
-        raise InvalidRunError(f"{', '.join(ray_only)}: only with --ray")
+    _check_ray_only(args)
     settings = TrackSettings.create(
         args.prompt, box_threshold=args.box_threshold, text_threshold=args.text_threshold,
         detect_every=args.detect_every, sam_type=args.sam_type, gdino_type=args.gdino_type)
-
-    def on_failure(item, exc):
-        tqdm.write(f"lang-sam: skipped {item.path}: {exc}", file=sys.stderr)
-
-    if args.ray:
-        from lang_sam.labeling.distributed import track_dataset
-
-        def progress(todo):
-            yield from tqdm(todo, desc="tracking", unit="video", file=sys.stderr, disable=args.quiet,
-                            dynamic_ncols=True)
-
-        summary = track_dataset(
-            args.inputs, args.output, settings, formats, sam_ckpt=args.sam_ckpt,
-            gdino_ckpt=args.gdino_ckpt, device=args.device, precision=args.precision,
-            cache_size=args.cache_size, resume=args.resume, workers=args.workers,
-            gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker,
-            ray_address=args.ray_address, progress=progress, on_failure=on_failure,
-        )
-        return print_track_summary(summary)
-
-    def load_model():
-        from lang_sam import LangSAM
-
-        print("lang-sam: loading models ...", file=sys.stderr)
-        return LangSAM(**_model_kwargs(args))
-
-    bars: list = []
-
-    def on_start(todo):
-        if todo:  # one bar over every frame to track (totals from the containers' headers)
-            counts = [probe_video(item.path)[0] for item in todo]
-            total = None if any(c is None for c in counts) else sum(counts)
-            bars.append(tqdm(total=total, desc="tracking", unit="frame", file=sys.stderr,
-                             disable=args.quiet, dynamic_ncols=True))
-
-    def on_frame(item, done, total):
-        if bars:
-            bars[-1].update(1)
-            if done == 1 or done == total:
-                bars[-1].set_postfix_str(item.rel.as_posix(), refresh=False)
-
-    try:
-        summary = track_folder(load_model, args.inputs, args.output, settings, formats,
-                               resume=args.resume, on_start=on_start, on_frame=on_frame,
-                               on_failure=on_failure)
-    finally:
-        for bar in bars:
-            bar.close()
-    return print_track_summary(summary)
+    # In one process, one bar over every frame to track; on Ray, over the videos as they finish.
+    reporter = ProgressReporter("tracking", "video", quiet=args.quiet, frames=not args.ray)
+    return _run(args, "track", settings, formats, reporter)
 
 
 # --------------------------------------------------------------------------------------------
@@ -846,11 +651,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from lang_sam.errors import (
         MODEL_ERRORS, DeviceError, InvalidClassMapError, InvalidPromptError, InvalidRunError,
-        InvalidThresholdError, InvalidTileError, LangSAMError, RunStoppedError, UnknownModelError,
+        InvalidThresholdError, InvalidTileError, LangSAMError, RunStoppedError, TrackingNotSupportedError,
+        UnknownModelError,
     )
 
     pkg_logger = logging.getLogger("lang_sam")
-    handler = _LogHandler()
+    handler = LogHandler()
     old_level = pkg_logger.level
     pkg_logger.addHandler(handler)
     pkg_logger.setLevel(logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else logging.WARNING)
@@ -858,7 +664,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                "download": cmd_download}[args.command]
     usage_errors: tuple[type[Exception], ...] = (
         InvalidRunError, InvalidClassMapError, InvalidPromptError, InvalidThresholdError, DeviceError,
-        InvalidTileError, UnknownModelError, *_track_usage_errors())
+        InvalidTileError, UnknownModelError, TrackingNotSupportedError)  # track: a SAM that cannot track
     try:
         return command(args)
     except usage_errors as exc:

@@ -85,11 +85,12 @@ class LangSAMError(Exception):
     params: dict = {}
 
     @classmethod
-    def naming(cls: type[_E], template: str, **params: str) -> _E:
+    def naming(cls: type[_E], template: str, fields: dict | None = None, /, **params: str) -> _E:
         """An error of this class whose message is ``template`` with each ``{name}`` field replaced
         by ``params[name]`` (the Python spelling). Other text of ``template`` is kept as it is,
-        braces included."""
-        exc = cls(name_params(template, params))
+        braces included. ``fields``: the keyword arguments of the class's constructor (its
+        attributes, e.g. :class:`RunStoppedError`'s ``output``), given positionally."""
+        exc = cls(name_params(template, params), **(fields or {}))
         exc.template, exc.params = template, dict(params)
         return exc
 

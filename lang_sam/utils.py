@@ -30,10 +30,15 @@ __all__ = [
 def load_image(image_path: str | os.PathLike) -> Image.Image:
     """Read an image file as an RGB PIL image, with its EXIF orientation applied.
 
-    Grayscale, palette and RGBA files become RGB; 16-bit files are scaled to 8 bits. Raises
-    :class:`~lang_sam.errors.ImageNotFoundError` or :class:`~lang_sam.errors.InvalidImageError`
-    (:class:`~lang_sam.errors.ImageTooLargeError` over ``LANG_SAM_MAX_IMAGE_PIXELS``, by default
-    256 megapixels, checked before decoding).
+    Grayscale, palette and RGBA files become RGB; 16-bit files are scaled to 8 bits.
+
+    Raises:
+        ImageNotFoundError: ``image_path`` is not a file.
+        ImageTooLargeError: its header says it is over ``LANG_SAM_MAX_IMAGE_PIXELS`` (by default
+            256 megapixels), checked before decoding.
+        InvalidImageError: the file does not decode as an image.
+        InvalidSettingError: ``LANG_SAM_MAX_IMAGE_PIXELS`` is set to something other than a whole
+            number >= 0 (or ``none`` / ``off``).
     """
     return open_image(image_path)
 
@@ -56,6 +61,12 @@ def draw_image(
 
     Returns:
         A new ``HxWx3`` uint8 array.
+
+    Raises:
+        InvalidImageError: ``image`` is not an ``HxW``/``HxWx1``/``HxWx3``/``HxWx4`` array of
+            pixels (uint8, bool, integers up to 16 bits, or floats in [0, 1]), or has zero size.
+        InvalidArgumentError: ``labels`` and ``boxes`` differ in length, or the masks' ``(H, W)``
+            is not the image's.
     """
     from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
@@ -118,6 +129,9 @@ def generate_labelme_json(
         labels: ``N`` labels.
         image_size: ``(height, width)``.
         image_path: stored as ``imagePath``.
+
+    Raises:
+        InvalidArgumentError: ``binary_masks`` and ``labels`` differ in length.
     """
     masks = binary_masks if is_crop_list(binary_masks) else as_numpy(binary_masks)
     if len(masks) != len(labels):

@@ -81,9 +81,14 @@ def default_device():
 
 def check_device(device: Any):
     """A ``torch.device`` that exists here, from a name (``"cuda:1"``), a ``torch.device``, or None
-    (:func:`default_device`). Raises :class:`DeviceError` for a name PyTorch does not know
-    (``"gpu"``), a device type that is not available (``"cuda"`` without a GPU), or a GPU index past
-    the last one, listing :func:`available_devices`."""
+    (:func:`default_device`).
+
+    Raises:
+        DeviceError: ``device`` is not a str, ``torch.device`` or None; a name PyTorch does not
+            know (``"gpu"``); a device type that is not available (``"cuda"`` without a GPU) or
+            not supported; or a GPU index past the last one. The message lists
+            :func:`available_devices`.
+    """
     import torch
 
     if device is None:
@@ -127,7 +132,12 @@ def check_device(device: Any):
 
 
 def check_threshold(name: str, value: Any) -> float:
-    """A float in [0, 1]; anything else raises :class:`InvalidThresholdError`."""
+    """``value`` as a float in [0, 1].
+
+    Raises:
+        InvalidThresholdError: ``value`` is not a real number (a bool is not), is NaN, or is
+            outside [0, 1]; the message names it ``name``.
+    """
     if isinstance(value, bool) or not isinstance(value, Real) or math.isnan(float(value)):
         raise InvalidThresholdError(f"{name} must be a number in [0, 1], got {value!r}")
     value = float(value)
@@ -137,7 +147,12 @@ def check_threshold(name: str, value: Any) -> float:
 
 
 def check_prompt(text_prompt: Any) -> str:
-    """A non-empty string (after stripping white space and dots); raises :class:`InvalidPromptError`."""
+    """``text_prompt`` unchanged, once checked to be a non-empty string (after stripping white
+    space and dots).
+
+    Raises:
+        InvalidPromptError: ``text_prompt`` is not a str, or holds nothing but white space and dots.
+    """
     if not isinstance(text_prompt, str):
         raise InvalidPromptError(
             f"text_prompt must be a str such as 'car. wheel', got {type(text_prompt).__name__}"
@@ -183,7 +198,13 @@ def check_sam_prompts(
     numpy arrays ``boxes (B, 4)`` and ``points (B, K, 2)`` float64, ``point_labels (B, K)`` int32,
     ``mask_input (B, 1, 256, 256)`` float32 (absent ones None), a ``(K, 2)`` point set or a single
     mask repeated for each of ``B`` boxes. Every number must be finite as float32 (the dtype SAM
-    computes in). Raises :class:`InvalidPromptError` naming what was expected.
+    computes in).
+
+    Raises:
+        InvalidPromptError: no prompt at all; a prompt that is not finite float32 numbers of the
+            shapes above; boxes not xyxy or far outside the image; points outside the image;
+            point labels not 0/1, not one per point, or without points; batch sizes that differ
+            (other than 1); the message names what was expected.
     """
     H, W = image_size
     if boxes is None and points is None and mask_input is None:
@@ -261,7 +282,12 @@ def check_resized(height: int, width: int, resized: tuple[int, int], *, engine: 
     input gives ``resized`` ``(h, w)`` with a side under 1 pixel (a 100000x1 image). ``resize`` says
     what the engine's resize is (for the message); the engine takes images whose long side is at
     most (``inclusive``) or less than ``max_aspect`` times the short one. ``what``: the message's
-    subject (default ``"image WxH"``; a tile says which image it is of)."""
+    subject (default ``"image WxH"``; a tile says which image it is of).
+
+    Raises:
+        ImageTooThinError: a side of ``resized`` is under 1 pixel (with the image's size, the
+            engine and its aspect limit as attributes).
+    """
     if min(resized) >= 1:
         return
     long, short = max(height, width), min(height, width)
@@ -303,6 +329,10 @@ def to_rgb_array(image: np.ndarray, what: str = "image") -> np.ndarray:
     """An ``HxW``, ``HxWx1``, ``HxWx3`` or ``HxWx4`` array -> contiguous ``HxWx3`` uint8 RGB.
 
     16-bit pixels are scaled to 8 bits; alpha is dropped (as PIL's ``convert("RGB")`` does).
+
+    Raises:
+        InvalidImageError: another shape, a zero-size image, or pixels that are not uint8, bool,
+            integers in [0, 65535] or finite floats in [0, 1]; the message starts with ``what``.
     """
     arr = np.asarray(image)
     if arr.ndim == 3 and arr.shape[2] in (1, 3, 4):
@@ -328,6 +358,13 @@ def to_rgb_pil(image: ImageInput, what: str = "image") -> Image.Image:
 
     PIL images of any mode are converted like ``Image.convert("RGB")``, except 16/32-bit and float
     modes, which are scaled to 8 bits rather than clipped. Paths are read with :func:`open_image`.
+
+    Raises:
+        InvalidImageError: ``image`` is none of the accepted types, has zero size, is an array
+            :func:`to_rgb_array` refuses, or is a path to a file that does not decode.
+        ImageNotFoundError: ``image`` is a path that is not a file.
+        ImageTooLargeError: ``image`` is a path to an image over the pixel limit (:func:`open_image`).
+        InvalidSettingError: ``image`` is a path and ``LANG_SAM_MAX_IMAGE_PIXELS`` is invalid.
     """
     if isinstance(image, (str, os.PathLike)):
         return open_image(image)
@@ -395,8 +432,15 @@ def open_image(source: str | os.PathLike | bytes | BinaryIO, *, max_pixels: Any 
     a larger image raises :class:`ImageTooLargeError` (an :class:`InvalidImageError`). The default
     is :func:`lang_sam.settings.max_image_pixels` (``LANG_SAM_MAX_IMAGE_PIXELS``, 256 megapixels
     unless set); ``None`` means no limit. This limit replaces Pillow's own guard for the header
-    (``PIL.Image.MAX_IMAGE_PIXELS`` is never changed: it is the whole process's). Raises :class:`ImageNotFoundError` for a missing path and :class:`InvalidImageError`
-    for anything unreadable.
+    (``PIL.Image.MAX_IMAGE_PIXELS`` is never changed: it is the whole process's).
+
+    Raises:
+        ImageNotFoundError: ``source`` is a path that is not a file.
+        ImageTooLargeError: the header gives more than ``max_pixels`` pixels (nothing is decoded).
+        InvalidImageError: empty bytes, a ``source`` of another type, or data that does not decode
+            as an image.
+        InvalidSettingError: ``max_pixels`` is left to ``LANG_SAM_MAX_IMAGE_PIXELS``, which is set
+            to something other than a whole number >= 0 (or ``none`` / ``off``).
     """
     from lang_sam.settings import ENV_MAX_PIXELS, max_image_pixels
 

@@ -324,7 +324,25 @@ def open_video(video: Any, *, max_pixels: int | None = None) -> VideoSource:
     ever decoded whole: a frame over it raises :class:`~lang_sam.errors.VideoTooLargeError`
     (here if the probe meets it, else when that frame is reached); a file whose frame size
     neither its header nor its first frame gives, or whose streams are found only by decoding
-    (MPEG program streams, FLV), raises :class:`~lang_sam.errors.InvalidVideoError`."""
+    (MPEG program streams, FLV), raises :class:`~lang_sam.errors.InvalidVideoError`.
+
+    Raises:
+        VideoNotFoundError: ``video`` is a path that is neither a file nor a folder.
+        VideoNotInstalledError: ``video`` is a video file and PyAV (the ``[video]`` extra) is
+            not installed.
+        VideoTooLargeError: with ``max_pixels``, FFmpeg's probe of the file or its header gives a
+            frame over it.
+        InvalidVideoError: a folder without frame images; a file FFmpeg cannot open, without a
+            video stream, or (with ``max_pixels``) of unknown frame size or streams found only by
+            decoding; one image (bytes, a PIL image, a 3-d array) or an object that is not
+            iterable instead of a video.
+
+    Iterating the returned :class:`VideoSource` raises, at the frame concerned,
+    :class:`~lang_sam.errors.InvalidVideoError` (a frame that does not decode, is not an image, or
+    differs in size from frame 0), :class:`~lang_sam.errors.VideoTooLargeError` (with
+    ``max_pixels``) or :class:`~lang_sam.errors.VideoNotFoundError` (a folder's frame removed
+    while reading).
+    """
     if isinstance(video, VideoSource):
         return video
     if isinstance(video, (str, os.PathLike)):
@@ -387,7 +405,14 @@ def open_video(video: Any, *, max_pixels: int | None = None) -> VideoSource:
 
 def iter_frames(video: Any) -> Iterator[np.ndarray]:
     """The frames of ``video`` (see :func:`open_video`) as ``HxWx3`` uint8 RGB arrays, decoded one
-    at a time."""
+    at a time.
+
+    Raises:
+        VideoNotFoundError: as :func:`open_video`, now; while iterating, a folder's frame removed.
+        VideoNotInstalledError: as :func:`open_video`.
+        InvalidVideoError: as :func:`open_video`, now; while iterating, at a frame that does not
+            decode, is not an image, or differs in size from frame 0.
+    """
     return iter(open_video(video))
 
 
@@ -407,6 +432,12 @@ class VideoWriter:
         with VideoWriter("out.mp4", fps=30) as w:
             for frame in frames:
                 w.write(frame)
+
+    Raises:
+        VideoNotInstalledError: PyAV (the ``[video]`` extra) is not installed.
+        InvalidVideoError: ``fps`` is not a number > 0.
+        OSError: ``path``'s folder cannot be made.
+        av.FFmpegError: FFmpeg cannot create the temporary file next to ``path``.
     """
 
     def __init__(self, path: str | os.PathLike, fps: float = 30.0, *, crf: int = 23, codec: str = "h264"):
@@ -428,7 +459,12 @@ class VideoWriter:
         self.frames = 0
 
     def write(self, frame: Any) -> None:
-        """Append one ``HxWx3`` uint8 RGB frame."""
+        """Append one ``HxWx3`` uint8 RGB frame.
+
+        Raises:
+            InvalidVideoError: ``frame`` is not an ``HxWx3`` uint8 array (or a PIL image), or is
+                not the size of the first frame.
+        """
         arr = np.asarray(frame.convert("RGB")) if isinstance(frame, Image.Image) else frame
         if not (isinstance(arr, np.ndarray) and arr.ndim == 3 and arr.shape[2] == 3 and arr.dtype == np.uint8):
             raise InvalidVideoError(
@@ -456,8 +492,13 @@ class VideoWriter:
         self.frames += 1
 
     def close(self) -> Path:
-        """Finish the file and move it to ``path`` (returned). A writer given no frame writes no
-        file and raises :class:`~lang_sam.errors.InvalidVideoError`."""
+        """Finish the file and move it to ``path`` (returned).
+
+        Raises:
+            InvalidVideoError: no frame was written (no file is written either).
+            av.FFmpegError: FFmpeg cannot finish the file (the temporary file is removed).
+            OSError: the file cannot be moved to ``path`` (the temporary file is removed).
+        """
         if self.container is None:
             return self.path
         if self.stream is None:

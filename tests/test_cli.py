@@ -352,7 +352,7 @@ def test_overwrite_removes_only_lang_sam_outputs(tmp_path):
     # and once the new run has written something, its folder is resumed, or refused, like any other
     with LabelRun(out, settings, ALL_FORMATS.split(","), resume=True) as again:
         assert again.resumed
-        again._claim([out / "overlays" / "new.png"])
+        again.claim([out / "overlays" / "new.png"])
     (out / "overlays").mkdir()
     (out / "overlays" / "new.png").write_bytes(b"x")
     with pytest.raises(InvalidRunError, match="resume=True"):
@@ -566,7 +566,7 @@ def test_errors_name_cli_flags_in_the_cli_and_python_arguments_in_python(tmp_pat
     out = tmp_path / "out"
     with LabelRun(out, LabelSettings.create("car")) as earlier:  # an earlier run: its settings,
         earlier.start([])
-        earlier._claim([out / "overlays" / "x.png"])  # and an output file it wrote
+        earlier.claim([out / "overlays" / "x.png"])  # and an output file it wrote
     (out / "overlays").mkdir()
     (out / "overlays" / "x.png").write_bytes(b"x")
     flags, kwargs = {"both": (["--resume", "--overwrite"], {"resume": True, "overwrite": True}),
@@ -596,7 +596,8 @@ def test_missing_weights_exit_3_not_1(tmp_path, monkeypatch, capsys):
 
 
 def test_help_shows_defaults_exit_statuses_and_one_meaning_of_ray_address(capsys):
-    from lang_sam.cli import EXIT_CODES, build_parser
+    from lang_sam.cli import build_parser
+    from lang_sam.cli_report import EXIT_CODES
 
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, __import__("argparse")._SubParsersAction))
@@ -639,3 +640,62 @@ def test_serve_refuses_a_port_in_use_before_loading_models(command, tmp_path, mo
     assert rc == 2, err
     assert err.strip() == (f"lang-sam {command}: error: cannot listen on 127.0.0.1:{port}: the port is in "
                            "use by another program; choose another --port")
+
+
+# ------------------------------------------------------------------------------------------
+# The one progress reporter (issue 26, item 2): items or frames, the postfix, skipped lines
+# ------------------------------------------------------------------------------------------
+
+def _items(*names):
+    from pathlib import PurePosixPath
+
+    from lang_sam.labeling.run import ImageItem
+
+    return [ImageItem(Path("/in") / n, PurePosixPath(n)) for n in names]
+
+
+def test_reporter_counts_each_item_once_and_names_the_skipped(capsys):
+    """As a run's hooks: a failed item is counted by its ``failed`` call, the others by ``done``."""
+    from lang_sam.cli_report import ProgressReporter
+
+    todo = _items("a.png", "b.png", "c.png")
+    reporter = ProgressReporter("labelling", "img")
+    reporter.start(todo)
+    for item in todo:
+        assert reporter.bar.n == todo.index(item)  # the items before it, not itself yet
+        if item.rel.name == "b.png":
+            reporter.failed(item, ValueError("unreadable"))
+        else:
+            reporter.done(item)
+    assert reporter.bar.total == 3 and reporter.bar.n == 3
+    assert reporter.bar.postfix == "c.png"
+    reporter.close()
+    err = capsys.readouterr().err
+    assert "lang-sam: skipped /in/b.png: unreadable" in err and "labelling" in err and "3/3" in err
+
+
+def test_reporter_frames_within_image_steps_and_nothing_to_do(tmp_path, monkeypatch, capsys):
+    from lang_sam.cli_report import ProgressReporter
+
+    reporter = ProgressReporter("tracking", "video", frames=True)
+    reporter.start([])
+    assert reporter.bar is None  # nothing to do: no bar at all
+    reporter.close()
+    monkeypatch.setattr("lang_sam.labeling.video_run.probe_video", lambda path: (5, 25.0))
+    a, b = _items("a.mp4", "b.mp4")
+    reporter.start([a, b])
+    for done in range(1, 6):
+        reporter.step(a, "frame", done, 5)
+    reporter.done(a)  # a frame bar counts frames, not videos
+    assert (reporter.bar.n, reporter.bar.total, reporter.bar.unit) == (5, 10, "frame")
+    reporter.close()
+    images = ProgressReporter("labelling", "img")
+    images.start([a])
+    images.step(a, "detect", 0, 4)
+    assert images.bar.postfix == "a.mp4: detect 0/4 tile(s)"
+    images.step(a, "detect", 1, 4)  # within half a second of the last: not shown
+    assert images.bar.postfix == "a.mp4: detect 0/4 tile(s)"
+    images.step(a, "segment", 7, 7)  # a stage's last step is always shown
+    assert images.bar.postfix == "a.mp4: segment 7/7 box(es)" and images.bar.n == 0
+    images.close()
+    assert "tracking" in capsys.readouterr().err

@@ -15,6 +15,7 @@ from PIL import Image
 from conftest import make_image
 from lang_sam.cli import main
 from lang_sam.errors import InvalidRunError
+from lang_sam.labeling.hooks import RunHooks
 from lang_sam.labeling.run import EVERYTHING_CLASS, LabelSettings, label_folder
 
 ALL_FORMATS = "overlay,masks,coco,labelme,yolo"
@@ -112,9 +113,13 @@ def test_predict_everything_every_format_parses_back(tmp_path, model_args, model
 def test_label_folder_everything_reports_generate_progress(tmp_path, model):
     Image.fromarray(make_image(40, 50, 3)).save(tmp_path / "x.png")
     seen = []
+
+    class Hooks(RunHooks):
+        def step(self, item, stage, done, total):
+            seen.append((stage, done, total))
+
     settings = LabelSettings.create(everything=dict(SETTINGS, points_per_side=1))
-    summary = label_folder(model, [tmp_path / "x.png"], tmp_path / "out", settings, ["coco"],
-                           on_progress=lambda item, stage, done, total: seen.append((stage, done, total)))
+    summary = label_folder(model, [tmp_path / "x.png"], tmp_path / "out", settings, ["coco"], hooks=Hooks())
     assert summary.labelled == 1 and summary.classes == [EVERYTHING_CLASS]
     assert summary.detections == len(model.generate(make_image(40, 50, 3), **dict(SETTINGS, points_per_side=1)))
     assert seen == [("generate", 0, 1), ("generate", 1, 1)]

@@ -288,7 +288,7 @@ def test_run_counts_what_each_format_left_out_and_counts_add_up(tmp_path, as_cro
 
 
 def test_cli_summary_prints_what_each_format_left_out(tmp_path, capsys):
-    from lang_sam.cli import print_summary
+    from lang_sam.cli_report import print_summary
     from lang_sam.labeling.run import RunSummary
 
     summary = RunSummary(output=tmp_path, formats=["overlay", "coco", "yolo"], images=2, labelled=2,
@@ -306,7 +306,7 @@ def test_cli_summary_prints_what_each_format_left_out(tmp_path, capsys):
     (10, 4.0, "2.50 images/s"),
 ])
 def test_cli_summary_rate_is_readable_for_slow_and_fast_runs(tmp_path, capsys, labelled, seconds, rate):
-    from lang_sam.cli import print_summary
+    from lang_sam.cli_report import print_summary
     from lang_sam.labeling.run import RunSummary
 
     print_summary(RunSummary(output=tmp_path, formats=["coco"], images=labelled, labelled=labelled,

@@ -17,11 +17,12 @@ import pytest
 from PIL import Image
 
 from conftest import make_image
-from lang_sam.cli import EXIT_STOPPED, main
+from lang_sam.cli import main
+from lang_sam.cli_report import EXIT_STOPPED
 from lang_sam.errors import InvalidImageError, InvalidPromptError, RunStoppedError
-from lang_sam.labeling.run import (
-    ImageFailure, ImageItem, ImageLabels, LabelRun, LabelSettings, label_folder,
-)
+from lang_sam.labeling.folder_run import ItemFailure
+from lang_sam.labeling.hooks import RunHooks
+from lang_sam.labeling.run import ImageItem, ImageLabels, LabelRun, LabelSettings, label_folder
 
 OOM = "DefaultCPUAllocator: can't allocate memory: you tried to allocate 123456789 bytes"
 
@@ -128,10 +129,10 @@ TRACE = f"Traceback (most recent call last):\n  File \"worker.py\", line 1, in l
     ("labels", "written"),
     ("labels, record path taken", "stop: writing"),
     (InvalidImageError(BAD), "image"),
-    (ImageFailure("image", f"InvalidImageError: {BAD}"), "image"),  # as a Ray worker sends it
+    (ItemFailure("item", f"InvalidImageError: {BAD}"), "image"),  # as a Ray worker sends it
     (InvalidPromptError("the prompt is empty"), "run"),
     (RuntimeError(OOM), "stop: labelling"),
-    (ImageFailure("stop", f"RuntimeError: {OOM}", TRACE), "stop: labelling"),
+    (ItemFailure("stop", f"RuntimeError: {OOM}", TRACE), "stop: labelling"),
 ], ids=["labels", "write-fails", "image-error", "image-error-from-worker", "run-error", "oom",
         "oom-from-worker"])
 def test_one_failure_policy_for_one_process_and_ray_workers(tmp_path, caplog, outcome, expect):
@@ -139,6 +140,16 @@ def test_one_failure_policy_for_one_process_and_ray_workers(tmp_path, caplog, ou
     both now call LabelRun.settle, so an error has the same effect raised here or sent by a worker."""
     item = ImageItem(tmp_path / "a.png", PurePosixPath("a.png"))
     heard: list = []
+    finished: list = []
+
+    class Hooks(RunHooks):
+        def done(self, item):
+            finished.append(item)
+
+        def failed(self, item, error):
+            heard.append((item, error))
+
+    hooks = Hooks()
     run = LabelRun(tmp_path / "out", LabelSettings.create("car"), ["coco"])
     try:
         run.start([item])
@@ -149,23 +160,24 @@ def test_one_failure_policy_for_one_process_and_ray_workers(tmp_path, caplog, ou
                                   np.zeros((0, 6, 8), bool))
         with caplog.at_level(logging.INFO, logger="lang_sam"):
             if expect == "written":
-                assert run.settle(item, outcome, lambda *a: heard.append(a))["file_name"] == "a.png"
+                assert run.settle(item, outcome, hooks)["file_name"] == "a.png"
             elif expect == "image":
-                assert run.settle(item, outcome, lambda *a: heard.append(a)) is None
+                assert run.settle(item, outcome, hooks) is None
             elif expect == "run":
                 with pytest.raises(InvalidPromptError) as raised:
-                    run.settle(item, outcome, lambda *a: heard.append(a))
+                    run.settle(item, outcome, hooks)
                 assert raised.value is outcome  # the run's own error, as it was raised
             else:
                 with pytest.raises(RunStoppedError) as stopped:
-                    run.settle(item, outcome, lambda *a: heard.append(a))
+                    run.settle(item, outcome, hooks)
     finally:
         run.release()
     summary = run.summary
     assert summary.labelled == (expect == "written")
+    assert finished == ([item] if expect == "written" else [])
     if expect == "image":
         assert summary.failed == [(item, f"InvalidImageError: {BAD}")]
-        error = outcome.error if isinstance(outcome, ImageFailure) else outcome
+        error = outcome.error if isinstance(outcome, ItemFailure) else outcome
         assert heard == [(item, error)]
         assert [r.getMessage() for r in caplog.records] == [f"a.png failed: {error}"]
         return
@@ -177,7 +189,7 @@ def test_one_failure_policy_for_one_process_and_ray_workers(tmp_path, caplog, ou
     assert (e.image, e.labelled) == ("a.png", 0) and "resume=True" in str(e)
     [log] = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert log.getMessage().startswith(f"{expect[6:]} a.png failed; the run stops")
-    if isinstance(outcome, ImageFailure):  # the worker's traceback, as text; nothing to chain
+    if isinstance(outcome, ItemFailure):  # the worker's traceback, as text; nothing to chain
         assert e.cause == f"RuntimeError: {OOM}" and e.__cause__ is None
         assert log.getMessage().endswith(TRACE.rstrip()) and not log.exc_info
     else:
@@ -185,6 +197,6 @@ def test_one_failure_policy_for_one_process_and_ray_workers(tmp_path, caplog, ou
         assert e.cause.startswith("RuntimeError: " if expect.endswith("labelling") else "IsADirectoryError: ")
 
 
-def test_a_worker_failure_is_image_or_stop_only():
-    with pytest.raises(ValueError, match="'image' or 'stop', got 'run'"):
-        ImageFailure("run", "InvalidPromptError: the prompt is empty")
+def test_a_worker_failure_is_item_or_stop_only():
+    with pytest.raises(ValueError, match="'item' or 'stop', got 'run'"):
+        ItemFailure("run", "InvalidPromptError: the prompt is empty")

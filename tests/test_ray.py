@@ -24,6 +24,9 @@ from PIL import Image
 
 from conftest import make_image
 from lang_sam.cli import main
+from lang_sam.errors import RunStoppedError
+from lang_sam.labeling.hooks import RunHooks
+from lang_sam.labeling.inputs import collect_files
 from lang_sam.labeling.run import LabelSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,6 +42,22 @@ pytestmark = pytest.mark.slow  # a Ray instance and whole labelling runs: minute
 def car(tiny_specs) -> LabelSettings:
     """The settings of the Ray runs called from Python: prompt "car", the tiny models."""
     return LabelSettings.create("car", sam_type=tiny_specs[0].name, gdino_type=tiny_specs[1].name)
+
+
+class Heard(RunHooks):
+    """What a Ray driver told its hooks."""
+
+    def __init__(self):
+        self.started, self.done_items, self.failures = None, [], []
+
+    def start(self, todo):
+        self.started = [item.rel.as_posix() for item in todo]
+
+    def done(self, item):
+        self.done_items.append(item.rel.as_posix())
+
+    def failed(self, item, error):
+        self.failures.append((item.rel.as_posix(), error))
 
 
 def files(root: Path) -> dict[str, bytes]:
@@ -152,25 +171,25 @@ def test_ray_with_tiles_equals_single_process_with_tiles(ray_address, work, mode
 
 def test_killed_actor_is_replaced_and_its_image_redone(ray_address, work, reference, tiny_specs,
                                                        sam_ckpt, gdino_ckpt):
-    from lang_sam.labeling.distributed import ImageLabeller, label_dataset
+    from lang_sam.labeling.distributed import Worker, label_dataset
 
     marker = work / "killed-once"
 
-    class DyingLabeller(ImageLabeller):
+    class DyingLabeller(Worker):
         """Exits the actor's process on ``b.jpg``, once, in the middle of the run."""
 
-        def label(self, item):
+        def work(self, item):
             if item.rel.as_posix() == "b.jpg" and not marker.exists():
                 marker.write_text(str(os.getpid()))
                 os._exit(1)
-            return super().label(item)
+            return super().work(item)
 
     out = work / "killed"
     settings = LabelSettings.create("car. wheel", nms=0.9, sam_type=tiny_specs[0].name,
                                     gdino_type=tiny_specs[1].name)
     summary = label_dataset(
         [work / "imgs"], out, settings, ALL_FORMATS.split(","), sam_ckpt=sam_ckpt, gdino_ckpt=gdino_ckpt,
-        workers=2, cpus_per_worker=1, labeller=DyingLabeller,
+        workers=2, cpus_per_worker=1, worker=DyingLabeller,
     )
     assert marker.exists()  # an actor did die
     assert int(marker.read_text()) != os.getpid()
@@ -190,23 +209,25 @@ def test_image_that_always_kills_its_actor_fails_alone(ray_address, work, tiny_s
     batch queued behind the poison one died with it. Poison first with no retries shows it at once."""
     from lang_sam.labeling import distributed
 
-    class PoisonLabeller(distributed.ImageLabeller):
-        def label(self, item):
+    class PoisonLabeller(distributed.Worker):
+        def work(self, item):
             if item.rel.as_posix() == poison:
                 os._exit(1)
-            return super().label(item)
+            return super().work(item)
 
     monkeypatch.setattr(distributed, "TASK_RETRIES", retries)  # two deaths or one, not four
     out = work / f"poison-{poison}"
-    failures = []
+    hooks = Heard()
     summary = distributed.label_dataset(
         [work / "imgs" / "a.png", work / "imgs" / "b.jpg"], out, car(tiny_specs), "coco",
-        sam_ckpt=sam_ckpt, gdino_ckpt=gdino_ckpt, workers=1, cpus_per_worker=1, labeller=PoisonLabeller,
-        on_failure=lambda item, why: failures.append((item.rel.as_posix(), why)),
+        sam_ckpt=sam_ckpt, gdino_ckpt=gdino_ckpt, workers=1, cpus_per_worker=1, worker=PoisonLabeller,
+        hooks=hooks,
     )
     assert (summary.labelled, [i.rel.as_posix() for i, _ in summary.failed]) == (1, [poison])
     assert f"died {1 + retries} times" in summary.failed[0][1]
-    assert failures == [(poison, summary.failed[0][1])]
+    assert hooks.failures == [(poison, summary.failed[0][1])]
+    # The hooks heard the plan, then each image once, as the run settled it.
+    assert hooks.started == ["a.png", "b.jpg"] and hooks.done_items == [healthy]
     coco = json.loads((out / "coco" / "annotations.json").read_text())
     assert [im["file_name"] for im in coco["images"]] == [healthy]
 
@@ -216,7 +237,7 @@ def test_workers_dying_while_loading_the_models_stop_the_run(ray_address, work, 
     from lang_sam.labeling import distributed
     from lang_sam.errors import RayJobError
 
-    class OutOfMemoryLoader(distributed.ImageLabeller):
+    class OutOfMemoryLoader(distributed.Worker):
         def load_model(self):
             os._exit(1)  # what the kernel's OOM killer does to a worker loading the models
 
@@ -225,7 +246,7 @@ def test_workers_dying_while_loading_the_models_stop_the_run(ray_address, work, 
         distributed.label_dataset(
             [work / "imgs" / "a.png"], work / "oom", car(tiny_specs), "coco", sam_ckpt=sam_ckpt,
             gdino_ckpt=gdino_ckpt, workers=1, cpus_per_worker=1, max_dead_batches=0,
-            labeller=OutOfMemoryLoader,
+            worker=OutOfMemoryLoader,
         )
     assert not (work / "oom" / ".lang-sam" / "records").exists()
 
@@ -249,9 +270,8 @@ def test_an_unexpected_worker_error_stops_the_run(ray_address, work, tiny_specs,
     is raised by lang_sam.pipeline.run, patched on the worker: label_dataset's workers run the one
     pipeline (item 2; tests/test_pipeline.py checks the other entry points)."""
     from lang_sam.labeling import distributed
-    from lang_sam.errors import RunStoppedError
 
-    class OutOfMemoryOnB(distributed.ImageLabeller):
+    class OutOfMemoryOnB(distributed.Worker):
         def load_model(self):
             from lang_sam import pipeline
 
@@ -270,13 +290,57 @@ def test_an_unexpected_worker_error_stops_the_run(ray_address, work, tiny_specs,
         distributed.label_dataset(
             [work / "imgs" / "a.png", work / "imgs" / "b.jpg"], out, car(tiny_specs), "coco",
             sam_ckpt=sam_ckpt, gdino_ckpt=gdino_ckpt, workers=1, cpus_per_worker=1,
-            labeller=OutOfMemoryOnB,
+            worker=OutOfMemoryOnB,
         )
     assert (err.value.image, err.value.labelled) == ("b.jpg", 1)
     assert "can't allocate memory (in pipeline.run)" in err.value.cause and "resume=True" in str(err.value)
     assert any("Traceback" in r.getMessage() and "b.jpg" in r.getMessage() for r in caplog.records)
     coco = json.loads((out / "coco" / "annotations.json").read_text())
     assert [im["file_name"] for im in coco["images"]] == ["a.png"]
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_a_third_kind_runs_on_the_one_driver(ray_address, tmp_path, monkeypatch, batched):
+    """Issue 26 item 2: the toy word-count kind of tests/test_generic_run.py, unchanged, runs
+    through run_on_ray (either dispatch) into the files and summary of its run in one process,
+    with the same failure policy and resume; neither the run nor the driver names it."""
+    from ray import cloudpickle
+
+    import test_generic_run as toy
+    from lang_sam.labeling.distributed import Job, RayOptions, run_on_ray
+
+    cloudpickle.register_pickle_by_value(toy)  # the workers cannot import the tests
+    monkeypatch.setattr(toy.WordKind, "batched", batched)
+    texts = tmp_path / "texts"
+    (texts / "sub").mkdir(parents=True)
+    for rel, text in [("a.txt2", "one two three"), ("sub/b.TXT2", "four five"), ("c.txt2", "BAD file")]:
+        (texts / rel).write_text(text)
+
+    def on_ray(out, hooks=None, **kw):
+        def open_run(o):
+            return toy.open_run(o, **kw), collect_files([texts], toy.WordKind, exclude=o)
+
+        return run_on_ray(out, open_run, Job(load=toy.Splitter), RayOptions(workers=1, cpus_per_worker=1), hooks)
+
+    ref, out = tmp_path / "ref", tmp_path / "out"
+    want = toy.run(texts, ref)
+    heard = toy.Heard()
+    got = on_ray(out, heard)
+    assert (got.texts, got.counted, got.skipped, got.words, got.run_words) == (3, 2, 0, 5, 5)
+    assert got.failed == want.failed and [why for _, why in got.failed] == ["UnreadableText: c.txt2: unreadable"]
+    assert [e[:2] for e in heard.events] == [("start", ["a", "c", "sub/b"]), ("done", "a"), ("failed", "c"),
+                                             ("done", "sub/b")]
+    assert_same_tree(out, ref)
+    # Resumed, the done texts are skipped and the failed one is tried again, as in one process.
+    (texts / "c.txt2").write_text("now it reads")
+    want, got = toy.run(texts, ref, resume=True), on_ray(out, resume=True)
+    assert (got.counted, got.skipped, got.failed, got.run_words) == (1, 2, [], 8) == (
+        want.counted, want.skipped, want.failed, want.run_words)
+    assert_same_tree(out, ref)
+    # An error that is no item's fault stops the run, as in one process.
+    (texts / "d.txt2").write_text("OOM")
+    with pytest.raises(RunStoppedError, match="MemoryError: out of memory"):
+        on_ray(out, resume=True)
 
 
 # ------------------------------------------------------------------------------------------

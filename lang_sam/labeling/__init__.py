@@ -4,8 +4,11 @@
   :func:`class_nms`;
 - :mod:`lang_sam.labeling.formats`: COCO (RLE), LabelMe, YOLO, mask and overlay PNG writers;
 - :mod:`lang_sam.labeling.atomic`: write to a temporary name, then rename;
-- :mod:`lang_sam.labeling.run`: the pipeline (:func:`collect_images`, :func:`label_image`,
-  :class:`LabelRun`, :func:`label_folder`) used by ``lang-sam predict``, the examples and Ray.
+- :mod:`lang_sam.labeling.folder_run` (with :mod:`lang_sam.labeling.inputs`): the one folder run
+  of every input kind (collect, lock, resume, failure policy, summary);
+- :mod:`lang_sam.labeling.run`: images on it (:func:`collect_images`, :func:`label_image`,
+  :class:`LabelRun`, :func:`label_folder`) for ``lang-sam predict``, the examples and Ray;
+  :mod:`lang_sam.labeling.video_run`: videos on it (``lang-sam track``).
 """
 
 from lang_sam.labeling.atomic import atomic_write_bytes, atomic_write_text, write_json, write_png

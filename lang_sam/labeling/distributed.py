@@ -1,32 +1,29 @@
-"""Label a dataset on a Ray cluster: ``lang-sam predict --ray``, built on Ray Data.
+"""Label or track a dataset on a Ray cluster (``lang-sam predict --ray``, ``lang-sam track --ray``).
 
-It runs the labelling pipeline of :mod:`lang_sam.labeling.run`, split where that module splits it:
+One driver, :func:`run_on_ray`, and one worker, :class:`Worker`, serve every input kind: the
+run's :class:`~lang_sam.labeling.folder_run.ItemKind` (``run.kind``, picklable) travels to the
+workers and does the kind's work there. The driver (this process) finds the items and opens the
+output folder (lock, settings check, resume skipping, records), sizes a pool of ``workers``
+actors (``num_gpus=gpus_per_worker``, ``num_cpus=cpus_per_worker``) and sends them the items
+left to do. Each actor loads its model on its first item (in a task, not its constructor: a
+worker that dies loading it, out of memory, falls under the task retries instead of being
+restarted forever) and works each item with ``kind.work``, the single-process run's function
+(:func:`~lang_sam.labeling.run.label_image`, :func:`~lang_sam.labeling.video_run.track_video`);
+an error is classified there by ``kind.failure_kind`` and a failing item never kills it. The
+driver settles each result with ``run.settle`` (write through ``kind.write``, fail, or stop the
+run: the policy of one process), then closes the run: the files, records, class ids and
+failures of the command without ``--ray``; killed mid-run, it leaves what ``resume=True`` completes.
 
-- the driver (this process) finds the images (:func:`collect_images`), opens the output folder
-  (:class:`LabelRun`: settings check, resume skipping, records), and makes the images still to
-  label a Ray dataset of ``{index, path, rel}`` rows;
-- ``map_batches`` runs :class:`ImageLabeller` on a fixed pool of ``workers`` Ray actors
-  (``num_gpus=gpus_per_worker``, ``num_cpus=cpus_per_worker``); each actor loads
-  :class:`~lang_sam.LangSAM` once and calls :func:`label_image` per image, the function the
-  single-process command calls. An image that fails (unreadable, too large) comes back as a failure
-  row; it never kills the actor;
-- the driver streams the results back in input order (``preserve_order``, ``iter_rows``; never
-  ``take_all``) and settles each image with :meth:`LabelRun.settle` (write it, fail it, or stop
-  the run: the failure policy of one process), then writes the run-wide files with
-  :meth:`LabelRun.finish`. Files, records, class ids and failures are therefore those of
-  ``lang-sam predict`` without ``--ray`` on the same folder and settings.
-
-Faults: Ray restarts an actor that dies (killed, out of memory) and retries its tasks
-(``max_restarts=-1``, ``max_task_retries=`` :data:`TASK_RETRIES`, set explicitly below; Ray
-Data's own defaults, in ``ActorPoolMapOperator``, are ``-1`` and ``-1``, and its actor pool
-assumes actors are always restarted). Only the driver writes, so a dead actor leaves no
-half-written file, and a result that arrives twice is written once. A batch whose worker died on
-it ``1 + TASK_RETRIES`` times is dropped by Ray Data (``max_errored_blocks``) and its images are
-listed as failed, so one image that always kills its worker fails alone instead of retrying
-forever (each actor holds one batch at a time, so no other batch dies with it); past ``max_dead_batches`` dropped batches the run stops (:class:`RayJobError`). The
-models are loaded by an actor's first batch, not its constructor, so that a worker that dies while
-loading them falls under these task retries (a constructor would be restarted forever). The
-driver killed mid-run leaves a folder that ``resume=True`` completes.
+The kind chooses how items travel (``kind.batched``), as fault handling differs, and how an
+outcome is packed for the trip (``kind.pack`` / ``kind.unpack``: image masks bit-packed). Images
+go through Ray Data's ``map_batches``, back in input order (class ids follow it); only the
+driver writes. Ray restarts a dead actor and retries its batch (``max_restarts=-1``,
+``max_task_retries=`` :data:`TASK_RETRIES`, set explicitly: Ray Data's defaults are ``-1`` and
+``-1``); a result met twice is written once. A batch whose worker died on it ``1 + TASK_RETRIES``
+times is dropped (``max_errored_blocks``) and its images fail, so an image that always kills
+its worker fails alone (one batch at a time per actor); past ``max_dead_batches`` the run stops
+(:class:`RayJobError`). Videos go one per task through a plain actor pool, the actor writing
+their files (``VideoKind.work``); one whose actor died fails.
 
 ``import lang_sam`` never imports this module; this module imports Ray only when a run starts.
 """
@@ -40,31 +37,19 @@ import pickle
 import time
 import traceback
 import warnings
-from dataclasses import dataclass, fields, replace
-from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Generator, Mapping, Sequence, cast
 
 import numpy as np
 
-from lang_sam.errors import InvalidRunError, RayJobError, RayNotInstalledError, UnknownModelError
+from lang_sam.errors import InvalidArgumentError, InvalidRunError, RayJobError, RayNotInstalledError, UnknownModelError
 from lang_sam.hub import ModelSpec
 from lang_sam.models.registry import DEFAULT_GDINO, DEFAULT_SAM, DEFAULT_TRACK_SAM, get_spec, register_model
-from lang_sam.labeling.run import (
-    DEFAULT_FORMATS,
-    ImageFailure,
-    ImageItem,
-    ImageLabels,
-    LabelRun,
-    LabelSettings,
-    RunSummary,
-    collect_images,
-    failure_kind,
-    failure_reason,
-    label_image,
-    local_path,
-    parse_formats,
-)
-from lang_sam.masks import CropMask
+from lang_sam.labeling.hooks import RunHooks
+from lang_sam.labeling.folder_run import FolderRun, ItemFailure, ItemKind, failure_reason
+from lang_sam.labeling.inputs import local_path
+from lang_sam.labeling.run import DEFAULT_FORMATS, ImageItem, LabelRun, LabelSettings, RunSummary, collect_images, parse_formats
 from lang_sam.settings import environment
 
 if TYPE_CHECKING:
@@ -73,8 +58,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "RAY_INSTALL", "TASK_RETRIES", "MAX_DEAD_BATCHES", "LabelJob", "ImageLabeller", "label_dataset",
-    "import_ray", "TrackJob", "VideoTracker", "track_dataset",
+    "RAY_INSTALL", "TASK_RETRIES", "MAX_DEAD_BATCHES", "Job", "RayOptions", "Worker", "run_on_ray",
+    "label_dataset", "track_dataset", "import_ray",
 ]
 
 #: The command that installs what a Ray run needs.
@@ -88,14 +73,21 @@ MAX_DEAD_BATCHES = 10
 #: when the run has over ``MAX_BLOCKS * batch_size`` images, so a million images do not make a
 #: million tasks (per-task overhead is a few ms; a block is also what a dead actor redoes).
 MAX_BLOCKS = 10_000
-#: The failure listed for an image whose result never came back.
-NO_RESULT = ("no result from the Ray workers: the worker labelling it died {n} times (killed, out "
+#: The failure listed for an item whose result never came back (batched).
+NO_RESULT = ("no result from the Ray workers: the worker {verbing} it died {n} times (killed, out "
              "of memory or crashed) or raised an unexpected error (see Ray's log above); run again "
              "with resume to retry it")
+#: The failure listed for an item whose worker died while working it (actor pool).
+NO_POOL_RESULT = ("no result from the Ray worker {verbing} it (killed, out of memory or crashed: "
+                   "{exc}); run again with resume to retry it")
 
 
 def import_ray():
-    """``ray`` with Ray Data, or :class:`RayNotInstalledError` naming the install command."""
+    """``ray`` with Ray Data.
+
+    Raises:
+        RayNotInstalledError: Ray or Ray Data is not installed (the message names the install command).
+    """
     try:
         import ray
         import ray.data  # noqa: F401
@@ -106,23 +98,28 @@ def import_ray():
     return ray
 
 
-# --------------------------------------------------------------------------------------------
-# The worker side
-# --------------------------------------------------------------------------------------------
+# ---- The worker side: one worker for every input kind --------------------------------------
+
+def _langsam(**kwargs: Any) -> LangSAM:
+    from lang_sam import LangSAM
+
+    return LangSAM(**kwargs)
+
 
 @dataclass(frozen=True)
-class LabelJob:
-    """What every actor needs, sent once per actor (picklable).
+class Job:
+    """What every actor needs, sent once per actor (picklable): ``load(**model)`` builds the model
+    :meth:`~lang_sam.labeling.folder_run.ItemKind.work` takes (default a
+    :class:`~lang_sam.LangSAM` of ``model``'s keyword arguments); ``specs``, registry entries
+    registered on the actor first (types known only to the driver work too). :func:`run_on_ray`
+    fills in the rest: ``kind``, the run's :class:`~lang_sam.labeling.folder_run.ItemKind`
+    (``run.kind``: its settings and formats), ``threads`` (torch threads per actor) and
+    ``model["device"]`` when it is None (``"cpu"`` without a GPU)."""
 
-    ``model`` holds :class:`~lang_sam.LangSAM` keyword arguments; ``specs`` the registry entries of
-    its model types as the driver knows them (registered in the actor, so types registered only
-    in the driver work too); ``threads`` is the torch thread count per actor (None: torch's own).
-    """
-
-    settings: LabelSettings
-    formats: tuple[str, ...]
-    model: Mapping[str, Any]
+    model: Mapping[str, Any] = field(default_factory=dict)
     specs: tuple[ModelSpec, ...] = ()
+    load: Callable[..., Any] = _langsam
+    kind: ItemKind | None = None
     threads: int | None = None
 
 
@@ -145,102 +142,96 @@ def _portable(exc: BaseException) -> BaseException | str:
         return failure_reason(exc)
 
 
-def _pack(labels: ImageLabels) -> dict:
-    """An :class:`ImageLabels` for the trip to the driver: each mask (a
-    :class:`~lang_sam.masks.CropMask`, labelling's one form) as its bit-packed crop (8x smaller,
-    exact) with its offset, never as a full-size array."""
-    state = {f.name: getattr(labels, f.name) for f in fields(labels) if f.name != "item"}
-    state["masks"] = [
-        (np.packbits(m.mask, axis=None), m.mask.shape, m.x0, m.y0, m.image_size) for m in state["masks"]
-    ]
-    return state
+class Worker:
+    """The one Ray worker: it holds the run's kind (``job.kind``) and its model, and works each
+    item with :meth:`ItemKind.work <lang_sam.labeling.folder_run.ItemKind.work>`, classifying an
+    error there with :meth:`ItemKind.failure_kind <lang_sam.labeling.folder_run.ItemKind.failure_kind>`.
+    :func:`run_on_ray` pickles the class and the :class:`Job` to each actor, builds one worker
+    there and calls :meth:`result` per item. Subclass it only to inject faults (tests)."""
 
-
-def _unbits(bits: np.ndarray, shape: Sequence[int]) -> np.ndarray:
-    count = int(np.prod(shape))
-    return np.unpackbits(bits, count=count)[:count].reshape(tuple(shape)).astype(bool)
-
-
-def _unpack(state: dict, item: ImageItem) -> ImageLabels:
-    state = dict(state)
-    state["masks"] = [CropMask(_unbits(bits, shape), x0, y0, tuple(size))
-                      for bits, shape, x0, y0, size in state["masks"]]
-    return ImageLabels(item=item, **state)
-
-
-class ImageLabeller:
-    """The callable class Ray Data runs on each actor: one :class:`~lang_sam.LangSAM` per actor.
-
-    ``__call__`` takes a numpy batch ``{"index": (B,) int64, "path": (B,) str, "rel": (B,) str}``
-    and returns ``{"index": (B,) int64, "result": (B,) object}``, each result the pickled
-    ``(kind, value)`` of one image: ``("done", packed ImageLabels)``, ``("failed",``
-    :class:`ImageFailure` ``)`` (an image's own fault, or an error that stops the run, by
-    :func:`failure_kind`), which the driver settles as one process would, or ``("fatal",
-    exception)`` for what fails every image alike (the models could not be loaded, a prompt phrase
-    over GroundingDINO's 256 tokens), which the driver raises.
-
-    The models are loaded by the first call (:meth:`load_model`), not by ``__init__``: Ray Data
-    restarts its actors without limit, so a process that died while loading (out of memory) in
-    ``__init__`` would be restarted forever; in a call it is a task failure, which Ray retries
-    :data:`TASK_RETRIES` times and then reports.
-    """
-
-    def __init__(self, job: LabelJob):
+    def __init__(self, job: Job):
         import torch
 
-        self.job = job
-        self.classmap = job.settings.classmap()
-        self.model = None
+        if job.kind is None:
+            raise InvalidArgumentError("a Ray worker needs the run's kind (Job.kind, filled in by run_on_ray)")
+        self.job, self.kind, self.loaded = job, job.kind, False
+        self.model: Any = None
         self.error: BaseException | str | None = None
         if job.threads:
             torch.set_num_threads(job.threads)
 
-    def load_model(self):
-        """A :class:`~lang_sam.LangSAM` for ``job.model``, with the prompt checked against it."""
-        from lang_sam import LangSAM
-
-        _register(self.job.specs)
-        model = LangSAM(**self.job.model)
-        s = self.job.settings
-        s.check(model)  # a bad prompt fails here, once
+    def load_model(self) -> Any:
+        """The model of ``self.job`` (``job.load(**job.model)``), checked by ``kind.prepare``
+        (a bad prompt fails here, once); what it raises fails the run."""
+        model = self.job.load(**self.job.model)
+        self.kind.prepare(model)
         return model
 
-    def __call__(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if self.model is None and self.error is None:
+    def work(self, item: Any) -> Any:
+        """One item's outcome, as ``kind.pack`` sends it to the driver."""
+        return self.kind.pack(self.kind.work(self.model, item, None))
+
+    def result(self, item: Any) -> bytes:
+        """One item on the actor: the pickled ``("done", packed outcome)``, ``("failed",
+        ItemFailure)``, or ``("fatal", error)`` for what fails every item alike (the models, the
+        prompt: a ``"run"`` error). Pickled by Ray's cloudpickle, so values of classes the
+        workers cannot import (a test's) travel too."""
+        from ray import cloudpickle
+
+        if not self.loaded:
+            self.loaded = True
             try:
+                _register(self.job.specs)
                 self.model = self.load_model()
             except Exception as exc:  # the run's error, raised by the driver; not a dead actor
                 logger.debug("worker could not load the models", exc_info=True)
                 self.error = _portable(exc)
-        results = [
-            self.label(ImageItem(Path(str(path)), PurePosixPath(str(rel))))
-            for path, rel in zip(batch["path"], batch["rel"])
-        ]
-        out = np.empty(len(results), dtype=object)
-        out[:] = results
-        return {"index": np.asarray(batch["index"], dtype=np.int64), "result": out}
-
-    def label(self, item: ImageItem) -> bytes:
-        """One image through :func:`label_image`; the pickled ``(kind, value)`` result."""
         if self.error is not None:
-            return pickle.dumps(("fatal", self.error))
+            return cloudpickle.dumps(("fatal", self.error))
         try:
-            labels = label_image(self.model, item, self.job.settings, self.job.formats, self.classmap)
+            value = self.work(item)
         except Exception as exc:  # classified here, where the exception and its traceback are
-            kind = failure_kind(exc)
+            kind = self.kind.failure_kind(exc)
             if kind == "run":
-                return pickle.dumps(("fatal", _portable(exc)))
-            if kind == "image":
+                return cloudpickle.dumps(("fatal", _portable(exc)))
+            if kind == "item":
                 logger.debug("failure on %s", item.path, exc_info=True)
-                return pickle.dumps(("failed", ImageFailure(kind, _portable(exc))))
-            # Out of memory, a bug: not this image's fault; the driver stops the run and logs this.
-            return pickle.dumps(("failed", ImageFailure(kind, failure_reason(exc), traceback.format_exc())))
-        return pickle.dumps(("done", _pack(labels)))
+                return cloudpickle.dumps(("failed", ItemFailure(kind, _portable(exc))))
+            # Out of memory, a bug: not this item's fault; the driver stops the run and logs this.
+            return cloudpickle.dumps(("failed", ItemFailure(kind, failure_reason(exc), traceback.format_exc())))
+        return cloudpickle.dumps(("done", value))
 
 
-# --------------------------------------------------------------------------------------------
-# The driver side
-# --------------------------------------------------------------------------------------------
+# ---- The driver side: one driver for every kind --------------------------------------------
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Where a run goes (``address``) and how its actor pool is sized (see :func:`label_dataset`).
+
+    Raises:
+        InvalidRunError: ``workers`` is not a whole number >= 1, ``gpus_per_worker`` a number
+            >= 0, ``cpus_per_worker`` a number >= 0.01, ``batch_size`` a whole number >= 1 or
+            ``max_dead_batches`` a whole number >= 0 (checked on construction).
+    """
+
+    workers: int | None = None
+    gpus_per_worker: float | None = None
+    cpus_per_worker: float | None = None
+    batch_size: int = 1
+    max_dead_batches: int = MAX_DEAD_BATCHES
+    address: str | None = None
+
+    def __post_init__(self):
+        for name, minimum, integer in (("workers", 1, True), ("gpus_per_worker", 0, False),
+                                       ("cpus_per_worker", 0.01, False), ("batch_size", 1, True),
+                                       ("max_dead_batches", 0, True)):
+            value = getattr(self, name)
+            ok = value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                   and value >= minimum and (not integer or float(value).is_integer()))
+            if not ok:
+                kind = "a whole number" if integer else "a number"
+                raise InvalidRunError(f"{name} must be {kind} >= {minimum:g}, got {value!r}")
+
 
 def _connect(ray, address: str | None) -> bool:
     """Connect to Ray; True when this call started it (and the run must shut it down)."""
@@ -262,8 +253,9 @@ class _Plan:
     cpus: float
 
 
-def _plan(ray, workers: int | None, gpus: float | None, cpus: float | None, local: bool) -> _Plan:
+def _plan(ray, options: RayOptions, local: bool) -> _Plan:
     """Size the actor pool from the cluster's resources (see :func:`label_dataset`)."""
+    workers, gpus, cpus = options.workers, options.gpus_per_worker, options.cpus_per_worker
     total = ray.cluster_resources()
     nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
     total_gpus, total_cpus = float(total.get("GPU", 0)), float(total.get("CPU", 0))
@@ -291,145 +283,186 @@ def _plan(ray, workers: int | None, gpus: float | None, cpus: float | None, loca
     return _Plan(workers=int(workers), gpus=float(gpus), cpus=float(cpus))
 
 
-class _Arrivals:
-    """The images whose results arrived, in input order, for the ``progress`` wrapper (it has a
-    length, so a ``tqdm`` shows done / total). ``self.result`` is the current image's result."""
+def _batches(ray, todo: Sequence[Any], worker: type[Worker], job: Job, plan: _Plan,
+             options: RayOptions) -> Generator[tuple[int, bytes], None, None]:
+    """``(index in todo, result)`` through Ray Data's ``map_batches``, streamed in input order (a
+    batch retried after its actor died may repeat an index; a dropped batch's items never come)."""
+    batch_size = int(options.batch_size)
+    per_block = max(batch_size, math.ceil(len(todo) / MAX_BLOCKS))
+    per_block = math.ceil(per_block / batch_size) * batch_size
+    rows = [{"index": i, "item": ray.cloudpickle.dumps(item)} for i, item in enumerate(todo)]
+    blocks = math.ceil(len(rows) / per_block)
+    logger.info("Ray: %d worker(s) x (%g CPU, %g GPU), %d %s", plan.workers, plan.cpus, plan.gpus,
+                len(todo), _todo_noun(job))
+    ds = ray.data.from_items(rows, override_num_blocks=blocks)
+    ctx = ds.context  # this dataset's own copy: the process-wide DataContext is left alone
+    ctx.execution_options.preserve_order = True  # class ids follow the input order, as in one process
+    ctx.enable_progress_bars = False  # the caller's one bar replaces Ray Data's
+    # A batch whose worker kept dying is dropped and its images fail; past max_dead_batches
+    # such batches (the workers die whatever the image: e.g. out of memory loading the models)
+    # Ray Data stops the run.
+    ctx.max_errored_blocks = int(options.max_dead_batches)
+    # Loading the models (or downloading them) and 50 s CPU images are legitimately slow.
+    for name, value in (("print_on_execution_start", False), ("execution_no_progress_timeout_s", -1)):
+        if hasattr(ctx, name):
+            setattr(ctx, name, value)
+    # No more actors than batches (each loads the models), and one batch at a time on each: a
+    # batch queued behind one that kills its actor would die with it and be counted against its
+    # own retries, so an image sharing a worker with a poison image could fail (seen in CI).
+    strategy = ray.data.ActorPoolStrategy(size=min(plan.workers, blocks),
+                                          max_tasks_in_flight_per_actor=1)
+    env = environment()
+    with warnings.catch_warnings():
+        # Ray 2.60 deprecates passing max_restarts / max_task_retries as remote args, and offers
+        # no other way to set them; they are set explicitly so Ray's defaults cannot change them.
+        warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
+        ds = ds.map_batches(
+            _BatchWorker, fn_constructor_kwargs={"worker": worker, "job": job}, batch_size=batch_size,
+            batch_format="numpy", compute=strategy, num_cpus=plan.cpus, num_gpus=plan.gpus or None,
+            runtime_env={"env_vars": env} if env else None,
+            max_restarts=-1,  # a dead actor is always replaced ...
+            max_task_retries=TASK_RETRIES,  # ... and its batch retried this many times
+        )
+    for row in ds.iter_rows():
+        yield int(row["index"]), row["result"]
 
-    def __init__(self, rows: Iterable[Mapping[str, Any]], todo: Sequence[ImageItem]):
-        self.rows, self.todo = rows, todo
-        self.seen = bytearray(len(todo))
-        self.result: bytes | None = None
 
-    def __len__(self) -> int:
-        return len(self.todo)
+class _BatchWorker:
+    """Ray Data's callable class: one :class:`Worker` per actor. A numpy batch ``{"index": (B,)
+    int64, "item": (B,) pickled items}`` -> ``{"index": (B,) int64, "result": (B,) bytes}``."""
 
-    def __iter__(self) -> Iterator[ImageItem]:
-        for row in self.rows:
-            i = int(row["index"])
-            if self.seen[i]:  # a retried task's result met twice: written once
-                logger.info("a second result for %s ignored", self.todo[i].path)
-                continue
-            self.seen[i] = 1
-            self.result = row["result"]
-            yield self.todo[i]
+    def __init__(self, worker: type[Worker], job: Job):
+        self.worker = worker(job)
 
-    def missing(self) -> list[ImageItem]:
-        return [item for item, seen in zip(self.todo, self.seen) if not seen]
+    def __call__(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        results = [self.worker.result(pickle.loads(item)) for item in batch["item"]]
+        out = np.empty(len(results), dtype=object)
+        out[:] = results
+        return {"index": np.asarray(batch["index"], dtype=np.int64), "result": out}
 
 
-def _check_count(name: str, value, *, minimum: float, integer: bool = False) -> None:
-    if value is None:
-        return
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= minimum
-    if integer:
-        ok = ok and float(value).is_integer()
-    if not ok:
-        kind = "a whole number" if integer else "a number"
-        raise InvalidRunError(f"{name} must be {kind} >= {minimum:g}, got {value!r}")
+def _pool(ray, todo: Sequence[Any], worker: type[Worker], job: Job, plan: _Plan,
+          options: RayOptions) -> Generator[tuple[int, bytes], None, None]:
+    """``(index in todo, result)`` as each task finishes, one item in flight per actor of a plain
+    actor pool; an item whose actor died comes back ``("lost", why)`` (Ray restarts the actor)."""
+    env = environment()
+    actor = ray.remote(max_restarts=-1)(worker).options(
+        num_cpus=plan.cpus, num_gpus=plan.gpus or None, runtime_env={"env_vars": env} if env else None)
+    idle = [actor.remote(job) for _ in range(min(plan.workers, len(todo)))]
+    logger.info("Ray: %d worker(s) x (%g CPU, %g GPU), %d %s", len(idle), plan.cpus, plan.gpus,
+                len(todo), _todo_noun(job))
+    queue = list(enumerate(todo))
+    running: dict[Any, tuple[int, Any]] = {}
+    try:
+        while queue or running:
+            while queue and idle:
+                a = idle.pop()
+                i, item = queue.pop(0)
+                running[a.result.remote(item)] = (i, a)
+            done, _ = ray.wait(list(running), num_returns=1)
+            ref = done[0]
+            i, a = running.pop(ref)
+            idle.append(a)  # a dead one is restarted by Ray (max_restarts), or its next call fails too
+            try:
+                result = ray.get(ref)
+            except ray.exceptions.RayActorError as exc:  # the worker died mid-item
+                result = pickle.dumps(("lost", NO_POOL_RESULT.format(verbing=_kind(job).verbing, exc=exc)))
+            yield i, result
+    finally:
+        for ref in running:
+            ray.cancel(ref, force=True)
 
 
-def label_dataset(
-    inputs: Sequence[str | os.PathLike],
-    output: str | os.PathLike,
-    settings: LabelSettings,
-    formats: Sequence[str] | str = DEFAULT_FORMATS,
-    *,
-    sam_ckpt: str | os.PathLike | None = None,
-    gdino_ckpt: str | os.PathLike | None = None,
-    device: str | None = None,
-    precision: str = "fp32",
-    cache_size: int = 2,
-    resume: bool = False,
-    overwrite: bool = False,
-    workers: int | None = None,
-    gpus_per_worker: float | None = None,
-    cpus_per_worker: float | None = None,
-    batch_size: int = 1,
-    max_dead_batches: int = MAX_DEAD_BATCHES,
-    progress: Callable[[Iterable[ImageItem]], Iterable[ImageItem]] | None = None,
-    on_failure: Callable[[ImageItem, BaseException | str], None] | None = None,
-    labeller: type = ImageLabeller,
-    ray_address: str | None = None,
-) -> RunSummary:
-    """Label every image of ``inputs`` into ``output`` on Ray; return a :class:`RunSummary`.
+def _kind(job: Job) -> ItemKind:
+    return cast(ItemKind, job.kind)
 
-    Inputs, ``settings`` (a :class:`LabelSettings`: prompt or classes, thresholds, ``nms``,
-    ``tile`` (sliced inference on each worker), and the model types), ``formats``, output layout,
-    ``resume``, ``overwrite``, the failure policy (:meth:`LabelRun.settle`) and the summary are
-    those of :func:`lang_sam.labeling.run.label_folder`. The models are ``settings.sam_type`` /
-    ``settings.gdino_type`` (None: the defaults, then named in the run's record), loaded on each
-    worker with ``sam_ckpt`` / ``gdino_ckpt`` / ``device`` / ``precision`` / ``cache_size`` as in
-    :class:`~lang_sam.LangSAM` (``ckpt_path``, ``gdino_ckpt_path``, ...). Paths, checkpoints
-    included, must be readable under the same names on every Ray node (a shared filesystem), and
-    ``output`` writable by this process (only the driver writes).
 
-    Ray: ``ray_address=None`` starts a local Ray instance for the run (all this machine's CPUs and
-    GPUs) unless this process is already connected or a Ray instance runs on this machine;
-    ``"auto"`` or the head's ``"HOST:6379"`` joins a running cluster from one of its nodes
-    (``ray.init(address=...)``; a Ray Client ``"ray://HOST:10001"`` address needs ``ray[client]``,
-    which ``lang-sam[ray]`` does not install, and is untested). The actor pool:
+def _todo_noun(job: Job) -> str:
+    return f"{_kind(job).noun}(s) to {_kind(job).verb}"
 
-    - ``gpus_per_worker``: GPUs per actor (fractions share a GPU: 0.5 puts two models on one);
-      default 1 if the cluster has a GPU, else 0;
-    - ``workers``: actors; default every GPU (``GPUs // gpus_per_worker``), or one per node on CPUs;
-    - ``cpus_per_worker``: CPUs per actor and its torch threads; default the cluster's CPUs shared
-      among the workers (at most one node's);
-    - ``batch_size``: images per call of the labeller (each image is still labelled alone).
 
-    ``device`` defaults to ``"cpu"`` for actors without a GPU. ``progress`` wraps the iterable of
-    images as their results arrive (it has a length: e.g. ``tqdm``); ``on_failure`` hears of each
-    failed image with its exception (or its text). The driver's lang-sam environment variables
-    (:data:`lang_sam.settings.ENV_NAMES`) are set on the workers too. ``max_dead_batches``: how
-    many batches may fail because their worker kept dying before the run stops (see the module
-    doc). ``labeller`` is the callable class Ray runs (default :class:`ImageLabeller`; a subclass
-    takes the same :class:`LabelJob`).
+def _settle(run: FolderRun, todo: Sequence[Any], arrivals: Generator[tuple[int, bytes], None, None],
+            hooks: RunHooks) -> None:
+    """Settle each arrived result with ``run.settle`` (once per item; a packed outcome unpacked by
+    ``run.kind.unpack``), then fail the items whose result never came."""
+    seen = bytearray(len(todo))
+    for i, result in arrivals:
+        item = todo[i]
+        if seen[i]:  # a retried task's result met twice: written once
+            logger.info("a second result for %s ignored", item.path)
+            continue
+        seen[i] = 1
+        kind, value = pickle.loads(result)
+        if kind == "fatal":  # what failed every worker alike: the run's error
+            raise value if isinstance(value, BaseException) else RayJobError(value)
+        if kind == "done":
+            value = run.kind.unpack(item, value)
+        run.settle(item, ItemFailure("item", value) if kind == "lost" else value, hooks)
+    for item, was_seen in zip(todo, seen):
+        if not was_seen:
+            run.settle(item, ItemFailure("item", NO_RESULT.format(verbing=run.kind.verbing, n=1 + TASK_RETRIES)), hooks)
 
-    Raises the errors of :func:`~lang_sam.labeling.run.label_folder`, what failed every worker
-    alike (e.g. :class:`~lang_sam.errors.WeightsNotFoundError`,
-    :class:`~lang_sam.errors.PromptTooLongError`), :class:`RayNotInstalledError`, and
-    :class:`RayJobError` when Ray could not carry on.
+
+def _absolute(item: Any) -> Any:
+    """``item`` with its ``path`` absolute (workers may start in another folder)."""
+    return replace(item, path=Path(os.path.abspath(item.path)))
+
+
+def run_on_ray(output: str | os.PathLike, open_run: Callable[[Path], tuple[FolderRun, Sequence[Any]]],
+               job: Job = Job(), options: RayOptions = RayOptions(), hooks: RunHooks | None = None,
+               worker: type[Worker] = Worker) -> Any:
+    """Run a folder run's items on Ray; return its summary. The one driver of every input kind.
+
+    ``open_run(out)`` (``out``: ``output`` as a local path) finds the items and opens the run,
+    returning ``(run, items)``: ``run`` a :class:`~lang_sam.labeling.folder_run.FolderRun`
+    whose ``kind`` (an :class:`~lang_sam.labeling.folder_run.ItemKind`, picklable) is sent to
+    the workers, ``items`` of ``run.kind.item_type`` (their ``path`` made absolute here). With
+    nothing to do no Ray starts. Otherwise the driver connects (``options.address``), sizes the
+    actor pool, completes ``job`` (see :class:`Job`), calls ``hooks.start(todo)``, sends the
+    items to ``worker`` actors (each runs ``run.kind.work``; ``run.kind.batched`` chooses the
+    dispatch: see the module doc), and settles each result as it arrives (``run.settle``, which
+    writes through ``run.kind.write`` and tells ``hooks.done`` / ``hooks.failed``). Ctrl-C ends
+    the run with ``summary.interrupted``; the run is closed in every case, and a Ray instance
+    started here shut down (its time counted in ``summary.seconds``).
+
+    Raises:
+        RayNotInstalledError: Ray Data is not installed.
+        InvalidRunError: no node can hold one worker of a local Ray instance started here;
+            and what ``open_run`` and ``run.start`` raise (the run's folder, inputs, settings).
+        RunStoppedError: an item failed by no fault of its own (``run.settle``).
+        RayJobError: Ray could not carry on, or a worker's run error did not survive pickling.
+        Exception: what failed every worker alike, as the worker raised it (e.g.
+            :class:`~lang_sam.errors.WeightsNotFoundError`, :class:`~lang_sam.errors.PromptTooLongError`).
     """
     started = time.perf_counter()
-    if not isinstance(settings, LabelSettings):
-        raise InvalidRunError(f"settings must be a LabelSettings (LabelSettings.create(prompt, ...)), "
-                              f"got {type(settings).__name__}")
-    sam_type, gdino_type = settings.sam_type or DEFAULT_SAM, settings.gdino_type or DEFAULT_GDINO
-    settings = replace(settings, sam_type=sam_type, gdino_type=gdino_type)  # the record names the models
-    formats = parse_formats(formats)
-    _check_count("workers", workers, minimum=1, integer=True)
-    _check_count("gpus_per_worker", gpus_per_worker, minimum=0)
-    _check_count("cpus_per_worker", cpus_per_worker, minimum=0.01)
-    _check_count("batch_size", batch_size, minimum=1, integer=True)
-    _check_count("max_dead_batches", max_dead_batches, minimum=0, integer=True)
-    specs = (get_spec("sam", sam_type), get_spec("gdino", gdino_type))
+    hooks = hooks if hooks is not None else RunHooks()
     ray = import_ray()
-
     out = local_path(output, "output")
-    items = collect_images(inputs, exclude=out)
-    run = LabelRun(out, settings, formats, resume=resume, overwrite=overwrite)
+    run, items = open_run(out)
     try:
         todo = run.start(items)
     except BaseException:
         run.release()
         raise
-    if not todo:  # a finished resumed run starts no Ray, as label_folder loads no model
+    if not todo:  # a finished resumed run starts no Ray, as a run in one process loads no model
+        hooks.start(todo)
         return run.close(started)
 
     started_ray = False
     try:
-        started_ray = _connect(ray, ray_address)
-        plan = _plan(ray, workers, gpus_per_worker, cpus_per_worker,
-                     local=started_ray and ray_address is None)
-        model = _model_options(plan, sam_type, sam_ckpt, gdino_type, gdino_ckpt, device, precision, cache_size)
-        job = LabelJob(settings=settings, formats=tuple(run.formats), model=model, specs=specs,
-                       threads=max(1, int(plan.cpus)))
-        logger.info("Ray: %d worker(s) x (%g CPU, %g GPU), %d image(s) to label",
-                    plan.workers, plan.cpus, plan.gpus, len(todo))
-        results = _results(ray, todo, job, plan, int(batch_size), labeller, int(max_dead_batches))
+        started_ray = _connect(ray, options.address)
+        plan = _plan(ray, options, local=started_ray and options.address is None)
+        model = dict(job.model)
+        if "device" in model and model["device"] is None and not plan.gpus > 0:
+            model["device"] = "cpu"
+        job = replace(job, model=model, kind=run.kind, threads=max(1, int(plan.cpus)))
+        hooks.start(todo)
+        dispatch = _batches if run.kind.batched else _pool
+        arrivals = dispatch(ray, [_absolute(item) for item in todo], worker, job, plan, options)
         try:
-            _drain(run, _Arrivals(results, todo), progress, on_failure)
+            _settle(run, todo, arrivals, hooks)
         finally:
-            results.close()  # stops Ray Data's execution (and its actors) if the loop ended early
+            arrivals.close()  # stops Ray's work (and its actors) if the loop ended early
     except KeyboardInterrupt:
         run.summary.interrupted = True
     except ray.exceptions.RayError as exc:
@@ -444,279 +477,126 @@ def label_dataset(
     return run.summary
 
 
-def _model_options(plan, sam_type, sam_ckpt, gdino_type, gdino_ckpt, device, precision, cache_size) -> dict:
-    """The ``LangSAM`` keyword arguments every worker builds its model with: checkpoint paths
-    made absolute (workers may start elsewhere), the device ``"cpu"`` when the plan gives no GPU."""
-    return dict(
-        sam_type=sam_type, ckpt_path=_abspath(sam_ckpt), gdino_type=gdino_type,
-        gdino_ckpt_path=_abspath(gdino_ckpt),
-        device=device if device is not None else (None if plan.gpus > 0 else "cpu"),
-        precision=precision, cache_size=cache_size,
-    )
+def _check_settings(settings: Any, cls: type) -> None:
+    if not isinstance(settings, cls):
+        raise InvalidRunError(f"settings must be a {cls.__name__} ({cls.__name__}.create(prompt, ...)), "
+                              f"got {type(settings).__name__}")
+
+
+def _langsam_job(settings, default_sam: str, sam_ckpt, gdino_ckpt, device, precision: str,
+                 cache_size: int) -> tuple[Any, Job]:
+    """``settings`` naming its model types (the defaults filled in, so the run's record names
+    them), and the :class:`Job` of a LangSAM worker: their registry entries, and the ``LangSAM``
+    keyword arguments every worker builds its model with (checkpoint paths made absolute:
+    workers may start elsewhere)."""
+    sam_type, gdino_type = settings.sam_type or default_sam, settings.gdino_type or DEFAULT_GDINO
+    model = dict(sam_type=sam_type, ckpt_path=_abspath(sam_ckpt), gdino_type=gdino_type,
+                 gdino_ckpt_path=_abspath(gdino_ckpt), device=device, precision=precision,
+                 cache_size=cache_size)
+    job = Job(model=model, specs=(get_spec("sam", sam_type), get_spec("gdino", gdino_type)))
+    return replace(settings, sam_type=sam_type, gdino_type=gdino_type), job
 
 
 def _abspath(path: str | os.PathLike | None) -> str | None:
     return None if path is None else os.path.abspath(os.path.expanduser(os.fspath(path)))
 
 
-def _results(ray, todo: Sequence[ImageItem], job: LabelJob, plan: _Plan, batch_size: int,
-             labeller: type, max_dead_batches: int) -> Generator[Mapping[str, Any], None, None]:
-    """The labeller's rows for ``todo``, streamed in input order."""
-    per_block = max(batch_size, math.ceil(len(todo) / MAX_BLOCKS))
-    per_block = math.ceil(per_block / batch_size) * batch_size
-    rows = [{"index": i, "path": os.path.abspath(item.path), "rel": item.rel.as_posix()}
-            for i, item in enumerate(todo)]
-    blocks = math.ceil(len(rows) / per_block)
-    ds = ray.data.from_items(rows, override_num_blocks=blocks)
-    ctx = ds.context  # this dataset's own copy: the process-wide DataContext is left alone
-    ctx.execution_options.preserve_order = True  # class ids follow the input order, as in one process
-    ctx.enable_progress_bars = False  # the caller's one bar replaces Ray Data's
-    # A batch whose worker kept dying is dropped and its images fail; past max_dead_batches
-    # such batches (the workers die whatever the image: e.g. out of memory loading the models)
-    # Ray Data stops the run.
-    ctx.max_errored_blocks = max_dead_batches
-    for name, value in (
-        ("print_on_execution_start", False),
-        # Loading the models (or downloading them) and 50 s CPU images are legitimately slow.
-        ("execution_no_progress_timeout_s", -1),
-    ):
-        if hasattr(ctx, name):
-            setattr(ctx, name, value)
-    # No more actors than batches (each loads the models), and one batch at a time on each: a
-    # batch queued behind one that kills its actor would die with it and be counted against its
-    # own retries, so an image sharing a worker with a poison image could fail (seen in CI).
-    strategy = ray.data.ActorPoolStrategy(size=min(plan.workers, blocks), max_tasks_in_flight_per_actor=1)
-    env = environment()
-    with warnings.catch_warnings():
-        # Ray 2.60 deprecates passing max_restarts / max_task_retries as remote args, and offers
-        # no other way to set them; they are set explicitly so Ray's defaults cannot change them.
-        warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
-        ds = ds.map_batches(
-            labeller,
-            fn_constructor_kwargs={"job": job},
-            batch_size=batch_size,
-            batch_format="numpy",
-            compute=strategy,
-            num_cpus=plan.cpus,
-            num_gpus=plan.gpus or None,
-            runtime_env={"env_vars": env} if env else None,
-            max_restarts=-1,  # a dead actor is always replaced ...
-            max_task_retries=TASK_RETRIES,  # ... and its batch retried this many times
-        )
-    yield from ds.iter_rows()
+# ---- The two kinds' entry points -----------------------------------------------------------
 
+def label_dataset(
+    inputs: Sequence[str | os.PathLike], output: str | os.PathLike, settings: LabelSettings,
+    formats: Sequence[str] | str = DEFAULT_FORMATS, *, sam_ckpt: str | os.PathLike | None = None,
+    gdino_ckpt: str | os.PathLike | None = None, device: str | None = None, precision: str = "fp32",
+    cache_size: int = 2, resume: bool = False, overwrite: bool = False, workers: int | None = None,
+    gpus_per_worker: float | None = None, cpus_per_worker: float | None = None, batch_size: int = 1,
+    max_dead_batches: int = MAX_DEAD_BATCHES, hooks: RunHooks | None = None,
+    ray_address: str | None = None, worker: type[Worker] = Worker,
+) -> RunSummary:
+    """Label every image of ``inputs`` into ``output`` on Ray; return a :class:`RunSummary`.
 
-def _drain(run: LabelRun, arrivals: _Arrivals, progress, on_failure) -> None:
-    """Settle each arrived result (:meth:`LabelRun.settle`); fail the images whose result never came."""
-    for item in (progress(arrivals) if progress is not None else arrivals):
-        assert arrivals.result is not None  # set before each item is yielded
-        kind, value = pickle.loads(arrivals.result)
-        if kind == "fatal":  # what failed every worker alike: the run's error
-            raise value if isinstance(value, BaseException) else RayJobError(value)
-        run.settle(item, _unpack(value, item) if kind == "done" else value, on_failure)
-    for item in arrivals.missing():
-        run.settle(item, ImageFailure("image", NO_RESULT.format(n=1 + TASK_RETRIES)), on_failure)
+    Inputs, ``settings`` (a :class:`LabelSettings`: prompt or classes, thresholds, ``nms``,
+    ``tile``, the model types), ``formats``, output layout, ``resume``, ``overwrite``, the failure
+    policy (:meth:`LabelRun.settle`) and the summary are those of
+    :func:`lang_sam.labeling.run.label_folder`. The models are ``settings.sam_type`` /
+    ``settings.gdino_type`` (None: the defaults, then named in the run's record), loaded on each
+    worker with ``sam_ckpt`` / ``gdino_ckpt`` / ``device`` (default ``"cpu"`` for actors without a
+    GPU) / ``precision`` / ``cache_size`` as :class:`~lang_sam.LangSAM` takes them. Paths,
+    checkpoints included, must be readable under the same names on every Ray node (a shared
+    filesystem); only the driver writes ``output``.
 
+    ``ray_address=None`` starts a local Ray instance (this machine's CPUs and GPUs) unless this
+    process is connected or one runs here; ``"auto"`` or ``"HOST:6379"`` joins a cluster from
+    one of its nodes (``"ray://HOST:10001"`` needs ``ray[client]``; untested). The actor pool:
 
-# --------------------------------------------------------------------------------------------
-# Videos: one video per task (lang-sam track --ray)
-# --------------------------------------------------------------------------------------------
+    - ``gpus_per_worker``: GPUs per actor (0.5 puts two models on one GPU); default 1 if the
+      cluster has a GPU, else 0;
+    - ``workers``: actors; default every GPU (``GPUs // gpus_per_worker``), or one per node on CPUs;
+    - ``cpus_per_worker``: CPUs per actor and its torch threads; default the cluster's CPUs shared
+      among the workers (at most one node's);
+    - ``batch_size``: images per call of a worker (each image is still labelled alone);
+    - ``max_dead_batches``: batches that may fail because their worker kept dying before the run
+      stops (see the module doc).
 
-@dataclass(frozen=True)
-class TrackJob:
-    """What every video actor needs (picklable): the run's :class:`TrackSettings`, formats and
-    output folder, and the model as in :class:`LabelJob`."""
+    ``hooks`` (a :class:`~lang_sam.labeling.hooks.RunHooks`) hears of the images to label, then
+    of each one done or failed as it is settled. The driver's :data:`lang_sam.settings.ENV_NAMES`
+    are set on the workers. ``worker``: the worker class (:class:`Worker`, or a subclass injecting
+    faults in tests).
 
-    settings: Any
-    formats: tuple[str, ...]
-    output: str
-    model: Mapping[str, Any]
-    specs: tuple[ModelSpec, ...] = ()
-    threads: int | None = None
+    Raises:
+        InvalidRunError: ``settings`` is not a :class:`LabelSettings`, a Ray option is out of
+            range (:class:`RayOptions`), no node can hold a worker, or what
+            :func:`~lang_sam.labeling.run.label_folder` raises for the inputs and the output.
+        UnknownModelError: a model type is not registered.
+        RayNotInstalledError: Ray Data is not installed.
+        RunStoppedError: an image failed by no fault of its own (out of memory, a bug).
+        RayJobError: Ray could not carry on (e.g. over ``max_dead_batches`` batches dropped).
+        Exception: what failed every worker alike, as raised there (e.g.
+            :class:`~lang_sam.errors.WeightsNotFoundError`, :class:`~lang_sam.errors.PromptTooLongError`).
+    """
+    _check_settings(settings, LabelSettings)
+    formats = parse_formats(formats)
+    options = RayOptions(workers, gpus_per_worker, cpus_per_worker, batch_size, max_dead_batches, ray_address)
+    settings, job = _langsam_job(settings, DEFAULT_SAM, sam_ckpt, gdino_ckpt, device, precision, cache_size)
 
+    def open_run(out: Path) -> tuple[LabelRun, list[ImageItem]]:
+        items = collect_images(inputs, exclude=out)
+        return LabelRun(out, settings, formats, resume=resume, overwrite=overwrite), items
 
-class VideoTracker:
-    """The Ray actor of ``lang-sam track --ray``: loads :class:`~lang_sam.LangSAM` on its first
-    video and runs :func:`lang_sam.labeling.video_run.track_video` (the single-process command's
-    one-video function) on each video it is given, writing that video's files and record into
-    the shared output folder. :meth:`track` returns the pickled ``(kind, value)`` of one video:
-    ``("done", record without its COCO frames)``, ``("failed", (kind, reason, traceback))`` (a
-    ``"video"`` or ``"stop"`` failure, by :func:`~lang_sam.labeling.video_run.video_failure_kind`)
-    or ``("fatal", exception)`` for what fails every video alike (the models, the prompt)."""
-
-    def __init__(self, job: TrackJob):
-        import torch
-
-        self.job = job
-        self.model: LangSAM | None = None
-        self.error: BaseException | str | None = None
-        if job.threads:
-            torch.set_num_threads(job.threads)
-
-    def track(self, path: str, rel: str) -> bytes:
-        from lang_sam.labeling.video_run import VideoItem, track_video, video_failure_kind
-
-        if self.model is None and self.error is None:
-            try:
-                from lang_sam import LangSAM
-
-                _register(self.job.specs)
-                model = LangSAM(**self.job.model)
-                s = self.job.settings
-                model.detector.prepare(s.prompt, s.box_threshold, s.text_threshold)
-                self.model = model
-            except Exception as exc:  # the run's error, raised by the driver
-                logger.debug("worker could not load the models", exc_info=True)
-                self.error = _portable(exc)
-        if self.error is not None:
-            return pickle.dumps(("fatal", self.error))
-        item = VideoItem(Path(path), PurePosixPath(rel))
-        try:
-            record = track_video(self.model, item, self.job.settings, self.job.output, self.job.formats)
-        except Exception as exc:
-            kind = video_failure_kind(exc)
-            if kind == "run":
-                return pickle.dumps(("fatal", _portable(exc)))
-            trace = traceback.format_exc() if kind == "stop" else None
-            return pickle.dumps(("failed", (kind, failure_reason(exc), trace)))
-        return pickle.dumps(("done", {k: v for k, v in record.items() if k != "coco"}))
+    return run_on_ray(output, open_run, job, options, hooks, worker)
 
 
 def track_dataset(
-    inputs: Sequence[str | os.PathLike],
-    output: str | os.PathLike,
-    settings: Any,
-    formats: Sequence[str] | str | None = None,
-    *,
-    sam_ckpt: str | os.PathLike | None = None,
-    gdino_ckpt: str | os.PathLike | None = None,
-    device: str | None = None,
-    precision: str = "fp32",
-    cache_size: int = 2,
-    resume: bool = False,
-    workers: int | None = None,
-    gpus_per_worker: float | None = None,
-    cpus_per_worker: float | None = None,
-    progress: Callable[[Iterable[Any]], Iterable[Any]] | None = None,
-    on_failure: Callable[[Any, BaseException | str], None] | None = None,
-    ray_address: str | None = None,
+    inputs: Sequence[str | os.PathLike], output: str | os.PathLike, settings: Any,
+    formats: Sequence[str] | str | None = None, *, sam_ckpt: str | os.PathLike | None = None,
+    gdino_ckpt: str | os.PathLike | None = None, device: str | None = None, precision: str = "fp32",
+    cache_size: int = 2, resume: bool = False, workers: int | None = None,
+    gpus_per_worker: float | None = None, cpus_per_worker: float | None = None,
+    hooks: RunHooks | None = None, ray_address: str | None = None,
 ):
     """Track every video of ``inputs`` into ``output`` on Ray, one video per task; return a
-    :class:`~lang_sam.labeling.video_run.TrackSummary`.
+    :class:`~lang_sam.labeling.video_run.TrackSummary`, the outputs of ``lang-sam track``.
 
-    The driver (this process) finds the videos and opens the output folder
-    (:class:`~lang_sam.labeling.video_run.TrackRun`: lock, settings, resume); a pool of
-    ``workers`` :class:`VideoTracker` actors (sized as in :func:`label_dataset`) each run
-    :func:`~lang_sam.labeling.video_run.track_video`, the function of the single-process
-    command, on one video at a time and write its files (``output`` must be on a filesystem the
-    workers share); the driver settles each video under the same failure policy and writes
-    ``coco/annotations.json`` at the end. So the outputs equal those of ``lang-sam track``
-    without ``--ray``. ``progress`` wraps the iterable of videos as they finish (it has a
-    length); ``on_failure`` hears of each failed video. A worker that dies mid-video leaves that
-    video without a record (its files are redone on resume); the video is listed as failed.
+    Arguments are :func:`~lang_sam.labeling.video_run.track_folder`'s and :func:`label_dataset`'s.
+    Each actor writes its videos' files (:meth:`~lang_sam.labeling.video_run.VideoKind.work`) (``output`` must be on a filesystem
+    the workers share); the driver settles each video and writes ``coco/annotations.json``. A
+    worker that dies mid-video leaves it without a record (redone on resume), listed as failed.
+
+    Raises:
+        InvalidRunError: ``settings`` is not a ``TrackSettings``, a Ray option is out of range,
+            or what :func:`~lang_sam.labeling.video_run.track_folder` raises for the folders.
+        UnknownModelError, RayNotInstalledError, RunStoppedError, RayJobError, Exception: as
+            :func:`label_dataset` (a video instead of an image).
     """
-    from lang_sam.labeling.video_run import (
-        TrackRun, TrackSettings, collect_videos, parse_video_formats,
-    )
+    from lang_sam.labeling.video_run import TrackRun, TrackSettings, collect_videos, parse_video_formats
 
-    started = time.perf_counter()
-    if not isinstance(settings, TrackSettings):
-        raise InvalidRunError(f"settings must be a TrackSettings (TrackSettings.create(prompt, ...)), "
-                              f"got {type(settings).__name__}")
-    sam_type, gdino_type = settings.sam_type or DEFAULT_TRACK_SAM, settings.gdino_type or DEFAULT_GDINO
-    settings = replace(settings, sam_type=sam_type, gdino_type=gdino_type)
+    _check_settings(settings, TrackSettings)
     formats = parse_video_formats(formats)
-    _check_count("workers", workers, minimum=1, integer=True)
-    _check_count("gpus_per_worker", gpus_per_worker, minimum=0)
-    _check_count("cpus_per_worker", cpus_per_worker, minimum=0.01)
-    specs = (get_spec("sam", sam_type), get_spec("gdino", gdino_type))
-    ray = import_ray()
+    options = RayOptions(workers, gpus_per_worker, cpus_per_worker, address=ray_address)
+    settings, job = _langsam_job(settings, DEFAULT_TRACK_SAM, sam_ckpt, gdino_ckpt, device, precision,
+                                 cache_size)
 
-    out = local_path(output, "output")
-    items = collect_videos(inputs, exclude=out)
-    run = TrackRun(out, settings, formats, resume=resume)
-    try:
-        todo = run.start(items)
-    except BaseException:
-        run.release()
-        raise
-    if not todo:
-        return run.close(started)
+    def open_run(out: Path) -> tuple[TrackRun, list]:
+        items = collect_videos(inputs, exclude=out)
+        return TrackRun(out, settings, formats, resume=resume), items
 
-    started_ray = False
-    try:
-        started_ray = _connect(ray, ray_address)
-        plan = _plan(ray, workers, gpus_per_worker, cpus_per_worker,
-                     local=started_ray and ray_address is None)
-        model = _model_options(plan, sam_type, sam_ckpt, gdino_type, gdino_ckpt, device, precision, cache_size)
-        job = TrackJob(settings=settings, formats=tuple(run.formats), output=os.path.abspath(out),
-                       model=model, specs=specs, threads=max(1, int(plan.cpus)))
-        env = environment()
-        actor = ray.remote(max_restarts=-1)(VideoTracker).options(
-            num_cpus=plan.cpus, num_gpus=plan.gpus or None,
-            runtime_env={"env_vars": env} if env else None)
-        pool = [actor.remote(job) for _ in range(min(plan.workers, len(todo)))]
-        logger.info("Ray: %d worker(s) x (%g CPU, %g GPU), %d video(s) to track",
-                    len(pool), plan.cpus, plan.gpus, len(todo))
-        arrivals = _VideoArrivals(ray, pool, todo)
-        for item in (progress(arrivals) if progress is not None else arrivals):
-            assert arrivals.result is not None  # set before each item is yielded
-            kind, value = arrivals.result
-            if kind == "fatal":
-                raise value if isinstance(value, BaseException) else RayJobError(value)
-            run.settle(item, value if kind == "done" else tuple(value), on_failure)
-    except KeyboardInterrupt:
-        run.summary.interrupted = True
-    except ray.exceptions.RayError as exc:
-        raise RayJobError(f"the Ray run stopped: {exc}") from exc
-    finally:
-        try:
-            run.close(started)
-        finally:
-            if started_ray:
-                ray.shutdown()
-                run.summary.seconds = time.perf_counter() - started
-    return run.summary
-
-
-class _VideoArrivals:
-    """The videos as their tasks finish (one video in flight per actor), for the ``progress``
-    wrapper (it has a length); ``self.result`` is the current video's unpickled result. A video
-    whose actor died gets a ``"video"`` failure result."""
-
-    def __init__(self, ray, pool: list, todo: Sequence[Any]):
-        self.ray, self.pool, self.todo = ray, pool, todo
-        self.result: tuple | None = None
-
-    def __len__(self) -> int:
-        return len(self.todo)
-
-    def __iter__(self) -> Iterator[Any]:
-        ray, queue = self.ray, list(enumerate(self.todo))
-        running: dict[Any, tuple[int, Any]] = {}
-        idle = list(self.pool)
-        try:
-            while queue or running:
-                while queue and idle:
-                    actor = idle.pop()
-                    i, item = queue.pop(0)
-                    ref = actor.track.remote(os.path.abspath(item.path), item.rel.as_posix())
-                    running[ref] = (i, actor)
-                done, _ = ray.wait(list(running), num_returns=1)
-                ref = done[0]
-                i, actor = running.pop(ref)
-                try:
-                    self.result = pickle.loads(ray.get(ref))
-                    idle.append(actor)
-                except ray.exceptions.RayActorError as exc:  # the worker died mid-video
-                    self.result = ("failed", ("video", NO_VIDEO_RESULT.format(exc=exc), None))
-                    idle.append(actor)  # Ray restarts it (max_restarts) or the next call fails too
-                yield self.todo[i]
-        finally:
-            for ref in running:
-                ray.cancel(ref, force=True)
-
-
-#: The failure listed for a video whose worker died while tracking it.
-NO_VIDEO_RESULT = ("no result from the Ray worker tracking it (killed, out of memory or crashed: "
-                   "{exc}); run again with resume to retry it")
+    return run_on_ray(output, open_run, job, options, hooks)

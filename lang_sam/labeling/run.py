@@ -1,21 +1,19 @@
 """The labelling pipeline: images in, dataset files out. ``lang-sam predict``, examples/label_folder.py,
-the Ray path and tiling all run through it.
-
-Three steps, split so that the model work can run anywhere (another process, a Ray actor) and the
-files are written in one place:
+the Ray path and tiling all run through it. Three steps, split so that the model work can run
+anywhere (another process, a Ray actor) and the files are written in one place:
 
 1. :func:`collect_images`: the images named by files, folders and ``.txt`` lists, each with the
    path relative to its input (``rel``) that names its outputs;
 2. :func:`label_image`: one image through the models (GroundingDINO boxes, classes, optional
-   per-class NMS, SAM masks of the kept boxes) -> :class:`ImageLabels`. Writes nothing, holds no
-   class id (ids are given in step 3, so that they do not depend on which worker finished first),
-   and is picklable;
-3. :class:`LabelRun`: an output folder being filled: its settings (``.lang-sam/run.json``), the
-   per-image files and records (``.lang-sam/records/<rel>.json``, written last, so an image counts
-   as done only when all its files are there), resume, and the run-wide COCO and YOLO files
-   rebuilt from the records by :meth:`LabelRun.finish`.
+   per-class NMS, SAM masks of the kept boxes) -> :class:`ImageLabels`: writes nothing, holds no
+   class id (given in step 3, not by which worker finished first), picklable;
+3. :class:`LabelRun`: an output folder being filled: settings (``.lang-sam/run.json``), per-image
+   files and records (``.lang-sam/records/<rel>.json``, written last: an image is done only when
+   all its files are), resume, the run-wide COCO and YOLO files rebuilt from the records.
 
-:func:`label_folder` runs the three in one process. Output layout (``<rel>`` is an image's path
+Steps 1 and 3 are the generic folder run (:mod:`lang_sam.labeling.folder_run`: lock, resume,
+written list, failure policy, summary) of :class:`ImageKind`, what images add to it.
+:func:`label_folder` runs the three in one process. Output layout (``<rel>``: an image's path
 relative to the folder it was found in, without its extension):
 
 - ``overlays/<rel>.png``: boxes, labels and masks drawn on the image;
@@ -24,40 +22,30 @@ relative to the folder it was found in, without its extension):
 - ``yolo/labels/<rel>.txt`` and ``yolo/data.yaml``;
 - ``coco/annotations.json`` (``file_name`` = the image's path relative to its input folder).
 
-Nothing here prints; progress goes through the ``progress`` callable given to :func:`label_folder`.
+Nothing here prints; progress goes through the ``hooks`` given to :func:`label_folder`.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import logging
 import os
-import re
-import time
-from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence, cast
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence, cast
 
 import numpy as np
 
 from lang_sam.errors import (
-    ImageNotFoundError,
-    InvalidArgumentError,
-    InvalidImageError,
-    InvalidPromptError,
-    InvalidRunError,
-    InvalidThresholdError,
-    OutputCollisionError,
-    RunStoppedError,
-    name_params,
+    ImageNotFoundError, InvalidArgumentError, InvalidImageError, InvalidPromptError, InvalidRunError,
+    InvalidThresholdError, name_params,
 )
 from lang_sam.labeling import formats as fmt
-from lang_sam.labeling.atomic import (
-    atomic_write_bytes, atomic_write_text, sweep_temp_files, temp_file_of, write_json,
-)
+from lang_sam.labeling.atomic import atomic_write_bytes, atomic_write_text, write_json
 from lang_sam.labeling.classes import ClassMap, class_nms
-from lang_sam.labeling.lock import OutputLock
+from lang_sam.labeling.folder_run import FolderRun, FolderSummary, ItemKind, run_folder
+from lang_sam.labeling.inputs import STATE_DIR, FileItem, collect_files, local_path, parse_names, read_json
+from lang_sam.labeling.hooks import RunHooks
 from lang_sam.masks import CropMask
 from lang_sam.results import Detections
 from lang_sam.tiling import TileSpec
@@ -69,36 +57,15 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "IMAGE_EXTENSIONS",
-    "FORMATS",
-    "DEFAULT_FORMATS",
-    "ImageItem",
-    "collect_images",
-    "local_path",
-    "parse_formats",
-    "Layout",
-    "LabelSettings",
-    "ImageLabels",
-    "label_image",
-    "LabelRun",
-    "RunSummary",
-    "label_folder",
-    "IMAGE_ERRORS",
-    "OUTPUT_DIRS",
-    "TILED_OVERLAY_MAX_PIXELS",
-    "MANY_BOXES",
-    "EVERYTHING_CLASS",
-    "RUN_ERRORS",
-    "failure_reason",
-    "failure_kind",
-    "ImageFailure",
+    "IMAGE_EXTENSIONS", "FORMATS", "DEFAULT_FORMATS", "ImageItem", "collect_images", "parse_formats",
+    "Layout", "LabelSettings", "ImageLabels", "label_image", "ImageKind", "LabelRun", "RunSummary",
+    "label_folder", "IMAGE_ERRORS", "OUTPUT_DIRS", "TILED_OVERLAY_MAX_PIXELS", "MANY_BOXES",
+    "EVERYTHING_CLASS", "RUN_ERRORS",
 ]
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 FORMATS = ("overlay", "masks", "coco", "labelme", "yolo")
 DEFAULT_FORMATS = ("overlay", "coco")
-STATE_DIR = ".lang-sam"
-RUN_VERSION = 1
 #: The folders a run writes in its output folder (``overwrite`` deletes only the files the
 #: earlier run recorded there).
 OUTPUT_DIRS = ("overlays", "masks", "labelme", "yolo", "coco", STATE_DIR)
@@ -115,44 +82,11 @@ TILED_OVERLAY_MAX_PIXELS = 16_000_000
 
 #: What one image may raise that fails that image only (the run goes on and lists it): the image
 #: is missing, undecodable, empty or over the pixel limit. Anything else (out of memory, a full
-#: disk, a bug) would fail image after image: the run stops (:class:`RunStoppedError`).
+#: disk, a bug) would fail image after image: the run stops (:class:`~lang_sam.errors.RunStoppedError`).
 IMAGE_ERRORS = (InvalidImageError, ImageNotFoundError)
 #: What :func:`label_image` may raise that would be the same for every image: the run stops.
 #: Checked before :data:`IMAGE_ERRORS` (they are ``ValueError`` s too).
 RUN_ERRORS = (InvalidPromptError, InvalidThresholdError)
-
-
-def failure_reason(exc: BaseException) -> str:
-    """How a failed image's reason is listed: ``"<exception type>: <message>"``."""
-    return f"{type(exc).__name__}: {exc}"
-
-
-def failure_kind(exc: BaseException) -> str:
-    """What an error raised while labelling or writing one image means for the run:
-    ``"run"`` (:data:`RUN_ERRORS`: it would be the same for every image; the run raises it),
-    ``"image"`` (:data:`IMAGE_ERRORS`: the image's own fault; it fails, the run goes on) or
-    ``"stop"`` (anything else: out of memory, a full disk, a bug; the run stops). Applied by
-    :meth:`LabelRun.settle`, and on Ray workers before an error is sent to the driver."""
-    if isinstance(exc, RUN_ERRORS):  # first: they are ValueErrors, as InvalidImageError is
-        return "run"
-    return "image" if isinstance(exc, IMAGE_ERRORS) else "stop"
-
-
-@dataclass(frozen=True)
-class ImageFailure:
-    """One image's error met in another process (a Ray worker), as :meth:`LabelRun.settle` takes
-    it: ``kind`` its :func:`failure_kind` there (``"image"`` or ``"stop"``; a ``"run"`` error is
-    the run's, raised as itself); ``error`` the exception, or its text where it is not sent
-    (it does not survive pickling, or the run stops on it); ``trace`` the traceback text, logged
-    by the process that writes when the run stops."""
-
-    kind: str
-    error: BaseException | str
-    trace: str | None = None
-
-    def __post_init__(self):
-        if self.kind not in ("image", "stop"):
-            raise InvalidArgumentError(f"ImageFailure.kind must be 'image' or 'stop', got {self.kind!r}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -160,182 +94,34 @@ class ImageFailure:
 # --------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class ImageItem:
-    """An image to label: its path, and its path relative to the folder it was given in."""
-
-    path: Path
-    rel: PurePosixPath
-
-    @property
-    def key(self) -> str:
-        """``rel`` without its extension: the stem of every output of this image."""
-        return self.rel.with_suffix("").as_posix()
-
-
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-
-
-def local_path(value: str | os.PathLike, what: str) -> Path:
-    """``value`` as a local :class:`~pathlib.Path` (``~`` expanded). Object storage (``s3://``,
-    ``gs://``) and other URLs raise :class:`InvalidRunError` saying so, instead of being taken for
-    a local folder named ``s3:``."""
-    if _URL.match(os.fspath(value)):
-        raise InvalidRunError(
-            f"{what} {os.fspath(value)!r} is a URL; object storage (s3://, gs://) is not supported "
-            "yet: mount the bucket as a filesystem (s3fs, gcsfuse) or copy the files to a local or "
-            "shared folder, and give that path"
-        )
-    return Path(value).expanduser()
-
-
-def _is_image(p: Path) -> bool:
-    return p.suffix.lower() in IMAGE_EXTENSIONS
-
-
-def _inside(p: Path, folder: Path | None) -> bool:
-    if folder is None:
-        return False
-    try:
-        p.relative_to(folder)
-        return True
-    except ValueError:
-        return False
-
-
-def _is_run_folder(folder: Path) -> bool:
-    """True if ``folder`` holds a lang-sam run's outputs (its run record)."""
-    return (folder / STATE_DIR / "run.json").is_file()
-
-
-def _images_in(root: Path) -> tuple[list[Path], list[Path]]:
-    """The image files under ``root`` (sorted by relative path), and the folders below ``root``
-    that were not searched because they hold a lang-sam run's outputs."""
-    found: list[Path] = []
-    runs: list[Path] = []
-    for folder, dirs, files in os.walk(root):
-        here = Path(folder)
-        keep = []
-        for d in sorted(dirs):
-            if d == STATE_DIR:
-                continue
-            if _is_run_folder(here / d):
-                runs.append(here / d)
-            else:
-                keep.append(d)
-        dirs[:] = keep
-        found.extend(here / f for f in files if _is_image(here / f) and (here / f).is_file())
-    found.sort(key=lambda f: f.relative_to(root).as_posix())
-    return found, runs
-
-
-def _read_list(list_file: Path) -> list[Path]:
-    try:
-        lines = list_file.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidRunError(f"cannot read image list {str(list_file)!r}: {exc}") from exc
-    out = []
-    for line in lines:
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        p = local_path(line, f"image listed in {str(list_file)!r}:")
-        out.append(p if p.is_absolute() else list_file.parent / p)
-    return out
+class ImageItem(FileItem):
+    """An image to label: its path, and its path relative to the folder it was given in
+    (``key``: ``rel`` without its extension, the stem of every output of this image)."""
 
 
 def collect_images(
     inputs: Sequence[str | os.PathLike], exclude: str | os.PathLike | None = None
 ) -> list[ImageItem]:
     """The images named by ``inputs``: image files, folders (searched recursively for
-    :data:`IMAGE_EXTENSIONS`, any case) and ``.txt`` files listing paths (one per line, relative
-    to the list's folder; ``#`` starts a comment).
+    :data:`IMAGE_EXTENSIONS`, any case) and ``.txt`` files listing paths: see
+    :func:`lang_sam.labeling.inputs.collect_files` (an earlier run's overlays and masks are
+    not photos: folders holding a lang-sam run are skipped, with a warning).
 
-    Each image's ``rel`` is its path relative to the folder given (a file given alone: its name;
-    a list: the listed files' common folder). Files under ``exclude`` (the output folder) are
-    skipped, and so are the folders met while searching a folder that hold a lang-sam run's
-    outputs (a ``.lang-sam/run.json``: an earlier run's overlays and masks are not photos; a
-    warning names them). A file met twice is kept once. Raises :class:`InvalidRunError` for a missing
-    input, for no image at all, and for two images whose outputs would collide (same ``rel``
-    without extension).
+    Raises:
+        InvalidRunError: a missing input, no image at all, or two images whose outputs would
+            collide (same ``rel`` without extension).
     """
-    excl = Path(exclude).resolve() if exclude is not None else None
-    items: list[ImageItem] = []
-    skipped_runs: list[Path] = []
-    seen: set[Path] = set()
-
-    def add(path: Path, rel: PurePosixPath) -> None:
-        real = path.resolve()
-        if real in seen or _inside(real, excl):
-            return
-        seen.add(real)
-        items.append(ImageItem(path, rel))
-
-    for raw in inputs:
-        p = local_path(raw, "input")
-        if p.is_dir():
-            found, runs = _images_in(p)
-            skipped_runs.extend(runs)
-            for f in found:
-                add(f, PurePosixPath(f.relative_to(p).as_posix()))
-        elif p.is_file() and p.suffix.lower() == ".txt":
-            listed = _read_list(p)
-            if listed:
-                base = Path(os.path.commonpath([str(q.resolve().parent) for q in listed]))
-                for q in listed:
-                    add(q, PurePosixPath(q.resolve().relative_to(base).as_posix()))
-        elif p.is_file():
-            add(p, PurePosixPath(p.name))
-        else:
-            raise InvalidRunError(
-                f"input not found: {str(raw)!r} (expected an image file, a folder or a .txt list)"
-            )
-    if skipped_runs:
-        shown = ", ".join(str(r) for r in skipped_runs[:5])
-        more = f" (+{len(skipped_runs) - 5} more)" if len(skipped_runs) > 5 else ""
-        logger.warning(
-            "skipped %d folder(s) holding a lang-sam run's outputs (overlays and masks are not "
-            "photos): %s%s. Give such a folder as an input of its own to label its files.",
-            len(skipped_runs), shown, more)
-    if not items:
-        raise InvalidRunError(
-            f"no images found in {', '.join(map(str, inputs))} "
-            f"(looked for {', '.join(sorted(IMAGE_EXTENSIONS))}, any case)"
-        )
-    by_key: dict[str, ImageItem] = {}
-    for item in items:
-        other = by_key.setdefault(item.key.casefold(), item)
-        if other is not item:
-            raise InvalidRunError(
-                f"{str(other.path)!r} and {str(item.path)!r} would write the same outputs "
-                f"({item.key!r}); give their common parent folder instead, or rename one"
-            )
-    return items
+    return collect_files(inputs, ImageKind, exclude)
 
 
 def parse_formats(values: Sequence[str] | str | None) -> list[str]:
-    """Output formats from names, comma-separated or not (``None``: :data:`DEFAULT_FORMATS`)."""
-    if not values:
-        return list(DEFAULT_FORMATS)
-    if isinstance(values, str):
-        values = [values]
-    out: list[str] = []
-    for v in values:
-        for f in v.split(","):
-            f = f.strip().lower()
-            if not f:
-                continue
-            if f not in FORMATS:
-                raise InvalidRunError(f"unknown format {f!r}: expected some of {', '.join(FORMATS)}")
-            if f not in out:
-                out.append(f)
-    if not out:
-        raise InvalidRunError(f"no format named: expected some of {', '.join(FORMATS)}")
-    return out
+    """Output formats from names, comma-separated or not (``None``: :data:`DEFAULT_FORMATS`).
 
+    Raises:
+        InvalidRunError: an unknown format, or none named.
+    """
+    return parse_names(values, FORMATS, DEFAULT_FORMATS)
 
-# --------------------------------------------------------------------------------------------
-# Output layout
-# --------------------------------------------------------------------------------------------
 
 class Layout:
     """Where each output of a run goes (see the module doc)."""
@@ -363,31 +149,8 @@ class Layout:
     def coco(self) -> Path:
         return self.root / "coco" / "annotations.json"
 
-    @property
-    def records(self) -> Path:
-        return self.root / STATE_DIR / "records"
-
-    def record(self, key: str) -> Path:
-        return self.records / f"{key}.json"
-
-    @property
-    def run(self) -> Path:
-        return self.root / STATE_DIR / "run.json"
-
-    @property
-    def written(self) -> Path:
-        """Every file the run writes, listed before it is written (one relative path a line)."""
-        return self.root / STATE_DIR / "written"
-
     def rel(self, p: Path) -> str:
         return p.relative_to(self.root).as_posix()
-
-
-def _read_json(path: Path) -> Any | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -664,8 +427,9 @@ def _png_bytes(array: np.ndarray) -> bytes:
 # --------------------------------------------------------------------------------------------
 
 @dataclass
-class RunSummary:
-    """What a run did. ``failed`` pairs each failed image with the reason.
+class RunSummary(FolderSummary[ImageItem]):
+    """What a run did (with :class:`~lang_sam.labeling.folder_run.FolderSummary`'s ``failed``,
+    ``skipped``, ``interrupted``, ``seconds``): ``images`` given.
 
     ``labelled``, ``detections`` and ``dropped`` (detections of no class) count this call's work;
     ``run_images`` and ``run_detections`` the whole run's, earlier (resumed) calls included: what
@@ -676,17 +440,12 @@ class RunSummary:
     records (from an older lang-sam) hold no such counts.
     """
 
-    output: Path
-    formats: list[str]
+    given_field, finished_field = "images", "labelled"
     images: int = 0
     labelled: int = 0
-    skipped: int = 0
     detections: int = 0
     dropped: int = 0
-    failed: list[tuple[ImageItem, str]] = field(default_factory=list)
     classes: list[str] = field(default_factory=list)
-    interrupted: bool = False
-    seconds: float = 0.0
     run_images: int = 0
     run_detections: int = 0
     export_dropped: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -697,78 +456,116 @@ class RunSummary:
         return self.run_detections - sum(self.export_dropped.get(fmt_name, {}).values())
 
     @property
-    def left(self) -> int:
-        """Images neither done nor failed (after an interruption)."""
-        return self.images - self.labelled - self.skipped - len(self.failed)
-
-    @property
     def images_per_second(self) -> float:
         return self.labelled / self.seconds if self.seconds > 0 else 0.0
 
 
-#: How the errors of :class:`LabelRun` name its arguments in Python (the CLI words them as flags:
-#: :meth:`lang_sam.errors.LangSAMError.worded`).
-_RUN_FLAGS = {"resume": "resume=True", "overwrite": "overwrite=True"}
+# --------------------------------------------------------------------------------------------
+# The image kind and its run
+# --------------------------------------------------------------------------------------------
 
+class ImageKind(ItemKind):
+    """Images as an input kind of :class:`~lang_sam.labeling.folder_run.FolderRun`: collected by
+    :data:`IMAGE_EXTENSIONS`, labelled by :func:`label_image` (where the model is: this process,
+    or a Ray worker; picklable) and written by :meth:`LabelRun.write` (where the run is).
+    ``classmap`` only names classes in :func:`label_image` (default ``settings.classmap()``);
+    ids are given by the run."""
 
-class FolderRun:
-    """What every run into an output folder shares (:class:`LabelRun`, and
-    :class:`lang_sam.labeling.video_run.TrackRun`): the folder's lock (``self.lock``, an
-    :class:`~lang_sam.labeling.lock.OutputLock`), given back by :meth:`close`, which ends the run
-    with the subclass's ``finish()`` and times it into ``self.summary``."""
+    item_type, suffixes, output_dirs, model_attr = ImageItem, IMAGE_EXTENSIONS, OUTPUT_DIRS, "predict"
+    noun, source_noun, input_hint = "image", "photo", "an image file, a folder"
+    verb, verbing, done_verb = "label", "labelling", "labelled"
+    records, record_field = "records", "file_name"
+    run_errors, item_errors = RUN_ERRORS, IMAGE_ERRORS  # run_errors first: ValueErrors, as InvalidImageError
+    batched = True  # on Ray: Ray Data batches, back in input order (class ids follow it)
 
-    lock: OutputLock
-    summary: Any
+    def __init__(self, settings: LabelSettings, formats: Sequence[str] = DEFAULT_FORMATS,
+                 classmap: ClassMap | None = None):
+        self.settings = settings
+        self.formats = parse_formats(list(formats))
+        self.classmap = classmap if classmap is not None else settings.classmap()
 
-    def finish(self) -> Any:
-        raise NotImplementedError
+    def prepare(self, model: Any) -> None:
+        self.settings.check(model)
 
-    def release(self) -> None:
-        """Give the output folder's lock back (done by :meth:`close`; a no-op when not held)."""
-        self.lock.release()
+    def work(self, model: Any, item: ImageItem, step: Callable[[str, int, int | None], None] | None) -> ImageLabels:
+        return label_image(model, item, self.settings, self.formats, self.classmap,
+                           cast("Callable[[str, int, int], None] | None", step))
 
-    def close(self, started: float) -> Any:
-        """End a run begun at ``started`` (``time.perf_counter()``): ``finish()``, where a Ctrl-C
-        while the run-wide files are written marks the summary ``interrupted`` (the files are
-        written atomically: old or new, never half), then the wall time into ``summary.seconds``;
-        the output folder's lock is given back."""
-        try:
-            self.finish()
-        except KeyboardInterrupt:
-            self.summary.interrupted = True
-        finally:
-            self.release()
-        self.summary.seconds = time.perf_counter() - started
-        return self.summary
+    def pack(self, outcome: ImageLabels) -> dict:
+        """The labels' fields but ``item``, each mask bit-packed (8x smaller, exact; never full-size)."""
+        state = {f.name: getattr(outcome, f.name) for f in fields(outcome) if f.name != "item"}
+        state["masks"] = [(np.packbits(m.mask, axis=None), m.mask.shape, m.x0, m.y0, m.image_size)
+                          for m in outcome.masks]
+        return state
+
+    def unpack(self, item: ImageItem, packed: dict) -> ImageLabels:
+        masks = [CropMask(np.unpackbits(bits, count=int(np.prod(shape))).reshape(tuple(shape)).astype(bool),
+                          x0, y0, tuple(size)) for bits, shape, x0, y0, size in packed["masks"]]
+        return ImageLabels(item=item, **dict(packed, masks=masks))
+
+    def planned(self, run: FolderRun, item: ImageItem) -> list[Path]:
+        layout, out = Layout(run.root), []
+        if "overlay" in self.formats:
+            out.append(layout.overlay(item.key))
+        if "labelme" in self.formats:
+            out.append(layout.labelme(item.key))
+        if "yolo" in self.formats:
+            out.append(layout.yolo(item.key))
+        return out
+
+    def existing(self, run: FolderRun, item: ImageItem) -> list[Path]:
+        folder = Layout(run.root).masks(item.key)
+        return sorted(folder.iterdir()) if "masks" in self.formats and folder.is_dir() else []
+
+    def run_wide(self, run: FolderRun) -> list[Path]:
+        layout = Layout(run.root)
+        return ([layout.coco] if "coco" in self.formats else []) + \
+            ([layout.yolo_yaml] if "yolo" in self.formats else [])
+
+    def write(self, run: FolderRun, item: ImageItem, outcome: ImageLabels) -> dict:
+        return cast(LabelRun, run).write(outcome)
+
+    def finish(self, run: FolderRun, done: list) -> None:
+        """COCO and YOLO's ``data.yaml`` from the records of the images done; the whole run's
+        detections and what each format left out."""
+        classes = cast(LabelRun, run).classmap.names
+        records = [run.done[item.key] for item in done]
+        run.claim(self.run_wide(run))
+        if "coco" in self.formats:
+            builder = fmt.CocoBuilder()
+            for rec in records:
+                builder.add(rec)
+            builder.write(Layout(run.root).coco, classes)
+        s = cast(RunSummary, run.summary)
+        s.run_images, s.run_detections, s.uncounted = len(records), 0, 0
+        s.export_dropped = {f: {} for f in self.formats if f != "overlay"}
+        for rec in records:
+            s.run_detections += len(rec.get("annotations", ()))
+            losses = rec.get("exports")
+            if not isinstance(losses, dict):
+                s.uncounted += 1
+                continue
+            for f, reasons in s.export_dropped.items():
+                for why, n in losses.get(f, {}).items():
+                    reasons[why] = reasons.get(why, 0) + int(n)
+        if "yolo" in self.formats:
+            atomic_write_text(Layout(run.root).yolo_yaml, fmt.yolo_data_yaml(classes))
+        s.classes = classes
 
 
 class LabelRun(FolderRun):
-    """An output folder being filled by one run (see the module doc).
+    """An output folder being filled by one image labelling run: the generic
+    :class:`~lang_sam.labeling.folder_run.FolderRun` (lock, ``resume`` / ``overwrite``, written
+    list, collisions, :meth:`settle`, :meth:`close`) of an :class:`ImageKind`, plus the run's
+    :class:`ClassMap` (saved in ``.lang-sam/run.json``; a resumed run keeps its ids).
 
-    Opening it takes the folder's lock (:class:`~lang_sam.labeling.lock.OutputLock`: a second run
-    into the same folder raises :class:`~lang_sam.errors.OutputLockedError` at once, naming the
-    first; :meth:`close` or :meth:`release` gives it back) and checks the folder and the settings.
-
-    A folder is an earlier lang-sam run's only if it holds that run's record
-    (``.lang-sam/run.json``). The files lang-sam wrote there are known from the run's own records:
-    each image's record lists its outputs, and ``.lang-sam/written`` lists every file before it is
-    written (so a run killed mid-image still knows its files). An earlier run's outputs are never
-    mixed with a new run's:
-
-    - ``resume=True`` continues the earlier run: the settings must equal those in
-      ``.lang-sam/run.json`` (else :class:`InvalidRunError` says which differ) and the classes'
-      ids are kept;
-    - ``overwrite=True`` deletes the files the earlier run wrote (and its records), nothing else,
-      and starts a new run;
-    - neither: :class:`InvalidRunError`, naming both (``resume=True`` / ``overwrite=True``; the
-      CLI words them ``--resume`` / ``--overwrite``).
-
-    A folder without a run record, or whose run wrote no output yet (it stopped before its first
-    image), needs neither. Files that lang-sam did not write are never deleted or written over:
-    :meth:`start` raises :class:`~lang_sam.errors.OutputCollisionError` naming those that an
-    output of this run would replace. Then, for each image, :meth:`settle` (which calls
-    :meth:`write` or :meth:`fail`, or stops the run), and :meth:`finish` (or :meth:`close`) at the end.
+    Raises:
+        InvalidRunError: see :class:`~lang_sam.labeling.folder_run.FolderRun`; an unknown format.
+        OutputLockedError: another run holds the folder.
     """
+
+    kind: ImageKind
+    summary: RunSummary
 
     def __init__(
         self,
@@ -780,218 +577,28 @@ class LabelRun(FolderRun):
         overwrite: bool = False,
     ):
         out = local_path(output, "output")
-        if resume and overwrite:
-            raise InvalidRunError.naming("give {resume} or {overwrite}, not both", **_RUN_FLAGS)
-        if out.exists() and not out.is_dir():
-            raise InvalidRunError(f"output {str(out)!r} exists and is not a folder")
+        kind = ImageKind(settings, formats)
         self.layout = Layout(out)
         self.settings = settings
-        self.formats = parse_formats(list(formats))
-        self.config = settings.config()
         self.classmap = settings.classmap()
-        self.done: dict[str, dict] = {}
-        self.items: list[ImageItem] | None = None
-        self.summary = RunSummary(output=out, formats=list(self.formats))
-        self.lock = OutputLock(self.layout.root / STATE_DIR, out).acquire()
-        try:
-            self._open(out, resume, overwrite)
-        except BaseException:
-            self.release()
-            raise
+        super().__init__(kind, out, settings.config(), RunSummary(output=out, formats=list(kind.formats)),
+                         resume=resume, overwrite=overwrite)
 
-    def _open(self, out: Path, resume: bool, overwrite: bool) -> None:
-        self.ours = self._written_before()
-        earlier = self._earlier_outputs()
-        state = _read_json(self.layout.run) if resume else None
-        self.resumed = isinstance(state, dict) and state.get("version") == RUN_VERSION
+    def _open(self, resume: bool, overwrite: bool) -> None:
+        super()._open(resume, overwrite)
         if self.resumed:
-            assert isinstance(state, dict)  # resumed says so
-            old = state.get("config", {})
-            diff = [k for k in self.config if old.get(k) != self.config[k]]
-            if diff:
-                raise InvalidRunError.naming(
-                    f"resume: {out} was labelled with other settings ("
-                    + "; ".join(f"{{{k}}}: was {old.get(k)!r}, now {self.config[k]!r}" for k in diff)
-                    + "). Use the same settings, another output folder, or {overwrite} "
-                    "to delete that run's outputs and start again.",
-                    **_RUN_FLAGS, **{k: k for k in diff},
-                )
-            self.classmap = ClassMap.from_state(state["classes"])
-        elif earlier and not overwrite:
-            listed = ", ".join(f"{name}/" for name in earlier)
-            if resume:
-                raise InvalidRunError.naming(
-                    f"resume: {out} holds lang-sam outputs ({listed}) but no readable record of the "
-                    f"run that made them ({self.layout.rel(self.layout.run)}), so they cannot be "
-                    "resumed. Use {overwrite} to delete them and start again, or another output "
-                    "folder.", **_RUN_FLAGS,
-                )
-            raise InvalidRunError.naming(
-                f"{out} already holds the outputs of an earlier lang-sam run ({listed}). Use {{resume}} "
-                "to finish that run with the same settings, {overwrite} to delete the files it wrote "
-                "and start again (other files there are kept), or another output folder.", **_RUN_FLAGS,
-            )
-        elif resume:
-            logger.info("resume: no earlier run in %s; starting afresh", out)
-        self.overwrite = overwrite and not self.resumed
+            state = read_json(self.run_file)
+            self.classmap = ClassMap.from_state(cast(dict, state)["classes"])
 
-    def __enter__(self) -> "LabelRun":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()
-
-    def _sweep(self, paths: Iterable[Path]) -> None:
-        swept = sweep_temp_files(paths)
-        if swept:
-            logger.info("removed %d temporary file(s) left by an interrupted run", swept)
-
-    def _written_before(self) -> set[str]:
-        """The files (relative paths) that earlier runs in this folder wrote: none unless the folder
-        holds a run record; then the files ``.lang-sam/written`` lists, those the images' records
-        list, and the records themselves."""
-        layout = self.layout
-        if not layout.run.is_file():
-            return set()
-        ours: set[str] = set()
-        try:
-            text = layout.written.read_text(encoding="utf-8")
-        except OSError:
-            text = ""
-        ours.update(line for line in text.splitlines() if line and not line.startswith(".."))
-        if layout.records.is_dir():
-            for path in layout.records.rglob("*.json"):
-                ours.add(layout.rel(path))
-                rec = _read_json(path)
-                outputs = rec.get("outputs") if isinstance(rec, dict) else None
-                if isinstance(outputs, dict):
-                    ours.update(r for files in outputs.values() if isinstance(files, list)
-                                for r in files if isinstance(r, str) and not r.startswith(".."))
-        return ours
-
-    def _earlier_outputs(self) -> list[str]:
-        """The top folders (of :data:`OUTPUT_DIRS`) holding a file an earlier run wrote. A run
-        record alone (a run that stopped before its first image: missing weights, a bad prompt)
-        does not count."""
-        tops = {rel.split("/", 1)[0] for rel in self.ours if (self.layout.root / rel).is_file()}
-        return [name for name in OUTPUT_DIRS if name in tops]
-
-    def _remove_earlier(self) -> int:
-        """Delete the files earlier runs wrote (:meth:`_written_before`), their records and the
-        folders left empty; nothing else. Returns how many files went."""
-        root, n = self.layout.root, 0
-        folders: set[Path] = set()
-        for rel in sorted(self.ours):
-            path = root / rel
-            if path.is_file() or path.is_symlink():
-                path.unlink()
-                n += 1
-            folders.update(p for p in path.parents if p != root and root in p.parents)
-        for path in (self.layout.written, self.layout.run):
-            path.unlink(missing_ok=True)
-        for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
-            try:
-                folder.rmdir()  # only if empty: files lang-sam did not write stay, and their folders
-            except OSError:
-                pass
-        self.ours = set()
-        return n
-
-    def _claim(self, paths: Iterable[Path]) -> None:
-        """Write ``paths`` into ``.lang-sam/written`` before they are written themselves."""
-        new = [self.layout.rel(p) for p in paths]
-        new = [rel for rel in new if rel not in self.ours]
-        if not new:
-            return
-        with open(self.layout.written, "a", encoding="utf-8") as f:
-            f.write("".join(rel + "\n" for rel in new))
-        self.ours.update(new)
-
-    def _planned(self, item: ImageItem) -> list[Path]:
-        """The files this run's formats write for ``item`` whose names are known before its labels."""
-        layout, out = self.layout, []
-        if "overlay" in self.formats:
-            out.append(layout.overlay(item.key))
-        if "labelme" in self.formats:
-            out.append(layout.labelme(item.key))
-        if "yolo" in self.formats:
-            out.append(layout.yolo(item.key))
-        return out
-
-    def _run_wide(self) -> list[Path]:
-        """The run-wide files of this run's formats (COCO's annotations, YOLO's ``data.yaml``)."""
-        return ([self.layout.coco] if "coco" in self.formats else []) + \
-            ([self.layout.yolo_yaml] if "yolo" in self.formats else [])
-
-    def _check_collisions(self, items: Sequence[ImageItem]) -> None:
-        """Refuse to write over files lang-sam did not write (see :class:`OutputCollisionError`)."""
-        layout = self.layout
-        foreign: list[str] = []
-        for path in self._run_wide() + [p for item in items for p in self._planned(item)]:
-            if (path.exists() or path.is_symlink()) and layout.rel(path) not in self.ours:
-                foreign.append(layout.rel(path))
-        if "masks" in self.formats:
-            for item in items:
-                folder = layout.masks(item.key)
-                if folder.is_dir():
-                    # A killed run's temporary file of one of its own masks is not in the way:
-                    # start() sweeps it.
-                    foreign.extend(r for r in (layout.rel(p) for p in sorted(folder.iterdir()))
-                                   if r not in self.ours and temp_file_of(r) not in self.ours)
-        if foreign:
-            shown = ", ".join(foreign[:5]) + (f" (+{len(foreign) - 5} more)" if len(foreign) > 5 else "")
-            raise OutputCollisionError(
-                f"{layout.root} holds {len(foreign)} file(s) that lang-sam did not write where this "
-                f"run writes its outputs ({shown}); they are never deleted or written over. Move "
-                "them away, or choose another output folder.",
-                path=str(layout.root), files=foreign,
-            )
-
-    def _save_state(self) -> None:
-        write_json(self.layout.run, {"version": RUN_VERSION, "config": self.config,
-                                     "classes": self.classmap.state()}, indent=1)
-
-    def complete_record(self, item: ImageItem) -> dict | None:
-        """The image's saved record if every output of this run's formats is on disk, else None."""
-        rec = _read_json(self.layout.record(item.key))
-        if not isinstance(rec, dict) or rec.get("file_name") != item.rel.as_posix():
-            return None
-        if not set(self.formats) <= set(rec.get("formats", ())):
-            return None
-        outputs = rec.get("outputs", {})
-        for f in self.formats:
-            for rel in outputs.get(f, ()):
-                if not (self.layout.root / rel).is_file():
-                    return None
-        return rec
-
-    def start(self, items: Sequence[ImageItem]) -> list[ImageItem]:
-        """Take the run's images; return those still to label (on resume, complete ones are skipped).
-
-        Refuses (:class:`~lang_sam.errors.OutputCollisionError`) before touching anything when an
-        output would replace a file lang-sam did not write; then, with ``overwrite``, deletes the
-        earlier run's files, and records this run's settings (``.lang-sam/run.json``)."""
-        items = list(items)
-        self._check_collisions(items)  # before anything is deleted or written
-        # Temporary files of the files earlier runs wrote or this one will (a killed run's): only those.
-        self._sweep([self.layout.root / rel for rel in self.ours] + self._run_wide()
-                    + [p for item in items for p in self._planned(item)])
-        if self.overwrite and self.ours:
-            removed = self._remove_earlier()
-            logger.info("overwrite: removed %d file(s) of the earlier run from %s", removed, self.layout.root)
-        self._save_state()
-        self.items = items
-        self.summary.images = len(self.items)
-        if self.resumed:
-            for item in self.items:
-                rec = self.complete_record(item)
-                if rec is not None:
-                    self.done[item.key] = rec
-                    self.summary.skipped += 1
-        return [item for item in self.items if item.key not in self.done]
+    def state(self) -> dict:
+        return dict(super().state(), classes=self.classmap.state())
 
     def write(self, labels: ImageLabels) -> dict:
-        """Give the detections class ids, write the image's files, then its record (last)."""
+        """Give the detections class ids, write the image's files, then its record (last).
+
+        Raises:
+            InvalidArgumentError: the run writes overlays and ``labels`` has none rendered.
+        """
         n_classes = len(self.classmap)
         ids = [self.classmap.id_of(n) for n in labels.names]
         if len(self.classmap) != n_classes:
@@ -999,12 +606,12 @@ class LabelRun(FolderRun):
         item, layout = labels.item, self.layout
         height, width = labels.height, labels.width
         outputs: dict[str, list[str]] = {f: [] for f in self.formats}
-        planned = self._planned(item) + [layout.record(item.key)]
+        planned = self.kind.planned(self, item) + [self.record(item.key)]
         if "masks" in self.formats:
             folder = layout.masks(item.key)
             mask_paths = [folder / name for name in fmt.instance_mask_names(labels.names)]
             planned += mask_paths
-        self._claim(planned)
+        self.claim(planned)
         if "overlay" in self.formats:
             if labels.overlay_png is None:
                 raise InvalidArgumentError(f"{item.rel}: the overlay was not rendered (label_image without 'overlay')")
@@ -1033,111 +640,12 @@ class LabelRun(FolderRun):
                                        labels.scores, labels.names)
         record.update(formats=list(self.formats), outputs=outputs, dropped=labels.dropped,
                       exports=fmt.export_losses(labels.masks, self.formats))
-        write_json(layout.record(item.key), record)
+        write_json(self.record(item.key), record)
         self.done[item.key] = record
         self.summary.labelled += 1
         self.summary.detections += len(labels)
         self.summary.dropped += labels.dropped
         return record
-
-    def stopped(self, item: ImageItem, exc: BaseException | str) -> RunStoppedError:
-        """The error that stops the run at ``item`` because of ``exc`` (not the image's fault):
-        it says what finished, where the records are, and how to finish (resume)."""
-        cause = exc if isinstance(exc, str) else failure_reason(exc)
-        done = self.summary.labelled
-        err = RunStoppedError.naming(
-            f"the run stopped at {item.rel.as_posix()}: {cause}. This is not a fault of that image "
-            f"(out of memory, a full disk, or a bug: the traceback is in the log), so the run did "
-            f"not go on to the next one. {done} image(s) were labelled before it; their files and "
-            f"records are in {self.layout.root} (records: {self.layout.rel(self.layout.records)}/), "
-            "and the run-wide files cover them. Fix the cause, then run again with {resume} to "
-            "label the rest.",
-            resume="resume=True",
-        )
-        err.output, err.records, err.image = str(self.layout.root), str(self.layout.records), item.rel.as_posix()
-        err.labelled, err.cause = done, cause
-        return err
-
-    def fail(self, item: ImageItem, exc: BaseException | str) -> None:
-        """Note a failed image; an older record of it is stale now and goes."""
-        why = exc if isinstance(exc, str) else failure_reason(exc)
-        self.summary.failed.append((item, why))
-        self.layout.record(item.key).unlink(missing_ok=True)
-
-    def settle(
-        self,
-        item: ImageItem,
-        outcome: ImageLabels | BaseException | ImageFailure,
-        on_failure: Callable[[ImageItem, BaseException | str], None] | None = None,
-    ) -> dict | None:
-        """Settle one image under the run's failure policy, the one of :func:`label_folder` and of
-        :func:`~lang_sam.labeling.distributed.label_dataset`: ``outcome`` is the image's
-        :class:`ImageLabels` (written by :meth:`write`; an error while writing counts as one while
-        labelling), the exception labelling it raised, or an :class:`ImageFailure` from another
-        process. By :func:`failure_kind`:
-
-        - ``"run"``: raised as it is (the run's error, not this image's);
-        - ``"image"``: the image fails (:meth:`fail`, an INFO log line, ``on_failure(item, error)``)
-          and None is returned: the run goes on;
-        - ``"stop"``: logged at ERROR with its traceback, then the run stops: :meth:`stopped` is
-          raised (chained to the exception).
-
-        Returns the image's record when it was written.
-        """
-        stage = "labelling"
-        if isinstance(outcome, ImageLabels):
-            try:
-                return self.write(outcome)
-            except Exception as exc:  # a full disk, say
-                stage, outcome = "writing", exc
-        error: BaseException | str
-        if isinstance(outcome, ImageFailure):  # its kind is "image" or "stop", never "run"
-            kind, error, trace = outcome.kind, outcome.error, outcome.trace
-        else:
-            kind, error, trace = failure_kind(outcome), outcome, None
-            if kind == "run":
-                raise outcome
-        if kind == "image":
-            self.fail(item, error)
-            logger.info("%s failed: %s", item.rel, error)
-            if on_failure is not None:
-                on_failure(item, error)
-            return None
-        cause = error if isinstance(error, BaseException) else None
-        if trace is not None:
-            logger.error("%s %s failed; the run stops\n%s", stage, item.rel, trace.rstrip())
-        else:
-            logger.error("%s %s failed; the run stops", stage, item.rel, exc_info=cause)
-        raise self.stopped(item, error) from cause
-
-    def finish(self) -> RunSummary:
-        """Write the run-wide files (COCO, YOLO ``data.yaml``) from the records of the images done,
-        and count the whole run's detections and what each format left out."""
-        if self.items is None:  # never started (refused, or stopped before start): nothing to write
-            return self.summary
-        self._claim(self._run_wide())
-        done = [self.done[item.key] for item in self.items if item.key in self.done]
-        if "coco" in self.formats:
-            builder = fmt.CocoBuilder()
-            for rec in done:
-                builder.add(rec)
-            builder.write(self.layout.coco, self.classmap.names)
-        s = self.summary
-        s.run_images, s.run_detections, s.uncounted = len(done), 0, 0
-        s.export_dropped = {f: {} for f in self.formats if f != "overlay"}
-        for rec in done:
-            s.run_detections += len(rec.get("annotations", ()))
-            losses = rec.get("exports")
-            if not isinstance(losses, dict):
-                s.uncounted += 1
-                continue
-            for f, reasons in s.export_dropped.items():
-                for why, n in losses.get(f, {}).items():
-                    reasons[why] = reasons.get(why, 0) + int(n)
-        if "yolo" in self.formats:
-            atomic_write_text(self.layout.yolo_yaml, fmt.yolo_data_yaml(self.classmap.names))
-        self.summary.classes = self.classmap.names
-        return self.summary
 
 
 # --------------------------------------------------------------------------------------------
@@ -1153,52 +661,29 @@ def label_folder(
     *,
     resume: bool = False,
     overwrite: bool = False,
-    progress: Callable[[Iterable[ImageItem]], Iterable[ImageItem]] | None = None,
-    on_failure: Callable[[ImageItem, BaseException], None] | None = None,
-    on_progress: Callable[[ImageItem, str, int, int], None] | None = None,
+    hooks: RunHooks | None = None,
 ) -> RunSummary:
     """Label every image of ``inputs`` into ``output`` in this process; return a :class:`RunSummary`.
 
     ``model`` is a :class:`~lang_sam.LangSAM`, or a callable returning one, called only if some
-    image is left to label (a finished resumed run loads no model). ``progress`` wraps the
-    iterable of images to label (e.g. ``tqdm``); ``on_failure`` hears of each failed image;
-    ``on_progress(item, stage, done, total)`` of the progress within an image (tiles detected,
-    boxes segmented: see :func:`label_image`), which with tiling can take minutes.
+    image is left to label (a finished resumed run loads no model). ``hooks``
+    (:class:`~lang_sam.labeling.hooks.RunHooks`) hears of the images to do, of the progress within
+    each (``step``: tiles detected, boxes segmented, points generated: see :func:`label_image`;
+    with tiling it can take minutes) and of each image done or failed.
     ``resume`` / ``overwrite``: what to do with an earlier run's outputs in ``output`` (see
-    :class:`LabelRun`; with neither, such a folder raises :class:`InvalidRunError`).
-    A failed image (unreadable, too large, ...) is listed in the summary and the run goes on;
-    an error that is no image's fault stops the run (:meth:`LabelRun.settle`).
-    Ctrl-C stops the run cleanly: the run-wide files are written for the images done, and the
-    summary says ``interrupted``; run again with ``resume=True`` to finish.
+    :class:`LabelRun`). A failed image (unreadable, too large, ...) is listed in the summary and
+    the run goes on. Ctrl-C stops the run cleanly: the run-wide files are written for the images
+    done, and the summary says ``interrupted``; run again with ``resume=True`` to finish.
+
+    Raises:
+        InvalidRunError: a missing input, no image, colliding outputs, an unknown format, or an
+            output folder holding an earlier run without ``resume`` / ``overwrite`` (or with other
+            settings).
+        OutputLockedError: another run holds ``output``.
+        OutputCollisionError: an output would replace a file lang-sam did not write.
+        InvalidPromptError: the prompt is refused by the detector (before any image).
+        RunStoppedError: an error that is no image's fault (out of memory, a full disk, a bug).
     """
-    started = time.perf_counter()
-    out = local_path(output, "output")
-    items = collect_images(inputs, exclude=out)
-    run = LabelRun(out, settings, formats, resume=resume, overwrite=overwrite)
-    try:
-        todo = run.start(items)
-        if todo and callable(model) and not hasattr(model, "predict"):
-            model = model()
-        if todo:
-            # A bad prompt (a phrase over 256 tokens, ...) is said before any image, not once per image.
-            settings.check(model)
-    except BaseException:
-        run.release()  # no image was written: the run-wide files are left as they were
-        raise
-    classmap = settings.classmap()
-    try:
-        for item in (progress(todo) if progress is not None and todo else todo):  # no bar for nothing
-            step = None if on_progress is None else (
-                lambda stage, done, total, item=item: on_progress(item, stage, done, total))
-            outcome: ImageLabels | Exception
-            try:
-                outcome = label_image(model, item, settings, run.formats, classmap, step)
-            except Exception as exc:  # judged by run.settle: the image fails, or the run stops
-                outcome = exc
-            # In one process a failure is always an exception (settle's text form comes from Ray).
-            run.settle(item, outcome, cast("Callable[[ImageItem, BaseException | str], None] | None", on_failure))
-    except KeyboardInterrupt:
-        run.summary.interrupted = True
-    finally:
-        run.close(started)
-    return run.summary
+    return cast(RunSummary, run_folder(
+        ImageKind, lambda out: LabelRun(out, settings, formats, resume=resume, overwrite=overwrite),
+        model, inputs, output, hooks))

@@ -11,9 +11,10 @@ each video through :func:`track_video`, the one-video job.
    temporary mp4, the staging folder of its per-frame PNGs), and a resumed run sweeps what a
    killed one left; a video that ends clearly short of its header's frame count is tracked as
    far as it goes and its record (and the run's summary) carries the warning;
-3. :class:`TrackRun`: the output folder being filled: its lock, its settings
-   (``.lang-sam/run.json``, compared on resume), the videos still to do, and the run-wide
-   ``coco/annotations.json`` rebuilt from the videos' records by :meth:`TrackRun.finish`.
+3. :class:`TrackRun`: the output folder being filled: the generic
+   :class:`~lang_sam.labeling.folder_run.FolderRun` (lock, settings in ``.lang-sam/run.json``
+   compared on resume, written list, failure policy) of a :class:`VideoKind`, whose run-wide
+   ``coco/annotations.json`` is rebuilt from the videos' records when the run closes.
 
 :func:`track_folder` runs them in one process; :func:`lang_sam.labeling.distributed.track_dataset`
 runs step 2 on Ray workers (one video per task) and steps 1 and 3 in the driver. Nothing here
@@ -28,7 +29,7 @@ import re
 import shutil
 import time
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence, cast
 
 import numpy as np
@@ -40,15 +41,14 @@ from lang_sam.errors import (
     InvalidRunError,
     InvalidThresholdError,
     InvalidVideoError,
-    OutputCollisionError,
-    RunStoppedError,
     TrackingNotSupportedError,
     VideoNotFoundError,
 )
 from lang_sam.labeling import video_formats as vf
 from lang_sam.labeling.atomic import sweep_temp_files, write_json
-from lang_sam.labeling.lock import OutputLock
-from lang_sam.labeling.run import STATE_DIR, FolderRun, _is_run_folder, _read_json, _read_list, failure_reason, local_path
+from lang_sam.labeling.folder_run import FolderRun, FolderSummary, ItemKind, claim, run_folder
+from lang_sam.labeling.inputs import STATE_DIR, FileItem, collect_files, parse_names, read_json
+from lang_sam.labeling.hooks import RunHooks
 from lang_sam.validation import check_prompt, check_threshold
 from lang_sam.video import DETECT_EVERY, FrameTap
 from lang_sam.video_io import VIDEO_SUFFIXES
@@ -60,13 +60,12 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "VIDEO_EXTENSIONS", "VideoItem", "collect_videos", "parse_video_formats", "TrackSettings",
-    "track_video", "TrackRun", "TrackSummary", "track_folder", "VIDEO_FAILURES", "TRACK_RUN_ERRORS",
-    "video_failure_kind",
+    "track_video", "VideoKind", "TrackRun", "TrackSummary", "track_folder", "VIDEO_FAILURES",
+    "TRACK_RUN_ERRORS",
 ]
 
 #: What a folder is searched for (lower-cased suffixes); a file named directly may be any video.
 VIDEO_EXTENSIONS = frozenset(VIDEO_SUFFIXES)
-RUN_VERSION = 1
 #: The folders a tracking run writes in its output folder.
 OUTPUT_DIRS = ("mot", "coco", "overlays", "masks", STATE_DIR)
 
@@ -76,108 +75,37 @@ VIDEO_FAILURES = (InvalidVideoError, VideoNotFoundError, InvalidImageError, Imag
 TRACK_RUN_ERRORS = (InvalidPromptError, InvalidThresholdError, TrackingNotSupportedError)
 
 
-def video_failure_kind(exc: BaseException) -> str:
-    """``"run"`` (:data:`TRACK_RUN_ERRORS`: raised as it is), ``"video"`` (:data:`VIDEO_FAILURES`:
-    the video fails, the run goes on) or ``"stop"`` (anything else: out of memory, a full disk, a
-    bug: the run stops with :class:`~lang_sam.errors.RunStoppedError`)."""
-    if isinstance(exc, TRACK_RUN_ERRORS):
-        return "run"
-    return "video" if isinstance(exc, VIDEO_FAILURES) else "stop"
-
 
 # --------------------------------------------------------------------------------------------
 # Inputs
 # --------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class VideoItem:
-    """A video to track: its path, and its path relative to the folder it was given in."""
-
-    path: Path
-    rel: PurePosixPath
-
-    @property
-    def key(self) -> str:
-        """``rel`` without its suffix: the stem of every output of this video."""
-        return self.rel.with_suffix("").as_posix()
-
-
-def _is_video(p: Path) -> bool:
-    return p.suffix.lower() in VIDEO_EXTENSIONS
+class VideoItem(FileItem):
+    """A video to track: its path, and its path relative to the folder it was given in
+    (``key``: ``rel`` without its suffix, the stem of every output of this video)."""
 
 
 def collect_videos(inputs: Sequence[str | os.PathLike],
                    exclude: str | os.PathLike | None = None) -> list[VideoItem]:
     """The videos named by ``inputs``: video files (any suffix), folders (searched recursively for
     :data:`VIDEO_EXTENSIONS`, any case; folders holding a lang-sam run are skipped) and ``.txt``
-    lists (one path a line, relative to the list's folder, ``#`` comments). ``rel`` as in
-    :func:`lang_sam.labeling.run.collect_images`. Raises :class:`InvalidRunError` for a missing
-    input, no video at all, or two videos whose outputs would collide."""
-    excl = Path(exclude).resolve() if exclude is not None else None
-    items: list[VideoItem] = []
-    seen: set[Path] = set()
+    lists: see :func:`lang_sam.labeling.inputs.collect_files`.
 
-    def add(path: Path, rel: PurePosixPath) -> None:
-        real = path.resolve()
-        if real in seen or (excl is not None and (real == excl or excl in real.parents)):
-            return
-        seen.add(real)
-        items.append(VideoItem(path, rel))
-
-    for raw in inputs:
-        p = local_path(raw, "input")
-        if p.is_dir():
-            found: list[Path] = []
-            for folder, dirs, files in os.walk(p):
-                here = Path(folder)
-                dirs[:] = sorted(d for d in dirs if d != STATE_DIR and not _is_run_folder(here / d))
-                found.extend(here / f for f in files if _is_video(here / f) and (here / f).is_file())
-            for f in sorted(found, key=lambda f: f.relative_to(p).as_posix()):
-                add(f, PurePosixPath(f.relative_to(p).as_posix()))
-        elif p.is_file() and p.suffix.lower() == ".txt":
-            listed = _read_list(p)
-            if listed:
-                base = Path(os.path.commonpath([str(q.resolve().parent) for q in listed]))
-                for q in listed:
-                    add(q, PurePosixPath(q.resolve().relative_to(base).as_posix()))
-        elif p.is_file():
-            add(p, PurePosixPath(p.name))
-        else:
-            raise InvalidRunError(
-                f"input not found: {str(raw)!r} (expected a video file, a folder of videos or a .txt list)")
-    if not items:
-        raise InvalidRunError(
-            f"no videos found in {', '.join(map(str, inputs))} "
-            f"(looked for {', '.join(sorted(VIDEO_EXTENSIONS))}, any case)")
-    by_key: dict[str, VideoItem] = {}
-    for item in items:
-        other = by_key.setdefault(item.key.casefold(), item)
-        if other is not item:
-            raise InvalidRunError(
-                f"{str(other.path)!r} and {str(item.path)!r} would write the same outputs "
-                f"({item.key!r}); give their common parent folder instead, or rename one")
-    return items
+    Raises:
+        InvalidRunError: a missing input, no video at all, or two videos whose outputs would collide.
+    """
+    return collect_files(inputs, VideoKind, exclude)
 
 
 def parse_video_formats(values: Sequence[str] | str | None) -> list[str]:
-    """Formats from names, repeated or comma-separated (``None``: :data:`~lang_sam.labeling.video_formats.DEFAULT_VIDEO_FORMATS`)."""
-    if not values:
-        return list(vf.DEFAULT_VIDEO_FORMATS)
-    if isinstance(values, str):
-        values = [values]
-    out: list[str] = []
-    for v in values:
-        for f in v.split(","):
-            f = f.strip().lower()
-            if not f:
-                continue
-            if f not in vf.VIDEO_FORMATS:
-                raise InvalidRunError(f"unknown format {f!r}: expected some of {', '.join(vf.VIDEO_FORMATS)}")
-            if f not in out:
-                out.append(f)
-    if not out:
-        raise InvalidRunError(f"no format named: expected some of {', '.join(vf.VIDEO_FORMATS)}")
-    return out
+    """Formats from names, repeated or comma-separated (``None``:
+    :data:`~lang_sam.labeling.video_formats.DEFAULT_VIDEO_FORMATS`).
+
+    Raises:
+        InvalidRunError: an unknown format, or none named.
+    """
+    return parse_names(values, vf.VIDEO_FORMATS, vf.DEFAULT_VIDEO_FORMATS)
 
 
 @dataclass(frozen=True)
@@ -230,23 +158,6 @@ def planned_outputs(layout: vf.VideoLayout, key: str, formats: Sequence[str]) ->
     if "overlay" in formats:
         out.append(layout.overlay(key))
     return out
-
-
-def written_file(root: Path) -> Path:
-    """``.lang-sam/written``: every output a tracking run writes, listed (relative path a line; a
-    folder of per-frame PNGs as ``masks/<key>/``) before it is written, so that files of a video
-    stopped before its record are still known as this run's."""
-    return Path(root) / STATE_DIR / "written"
-
-
-def claim(root: Path, rels: Sequence[str]) -> None:
-    """Append ``rels`` to :func:`written_file` (one short ``O_APPEND`` write: Ray workers sharing
-    the folder do not interleave within a line)."""
-    if rels:
-        path = written_file(root)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a", encoding="utf-8") as f:
-            f.write("".join(r + "\n" for r in rels))
 
 
 _FRAME_PNG = re.compile(r"^\d{6}\.png$")
@@ -354,78 +265,137 @@ def track_video(
 # --------------------------------------------------------------------------------------------
 
 @dataclass
-class TrackSummary:
-    """What a tracking run did. ``tracked``, ``frames``, ``tracks`` and ``detections`` count this
-    call's work; ``failed`` pairs each failed video with the reason; ``warnings`` each video
-    tracked now with a warning of its record (a video that ended clearly short of its header's
-    frame count); ``run_videos`` is the number of videos the output holds (resumed ones included)."""
+class TrackSummary(FolderSummary[VideoItem]):
+    """What a tracking run did (with :class:`~lang_sam.labeling.folder_run.FolderSummary`'s
+    ``failed``, ``skipped``, ``interrupted``, ``seconds``). ``tracked``, ``frames``, ``tracks``
+    and ``detections`` count this call's work; ``warnings`` pairs each video tracked now with a
+    warning of its record (a video that ended clearly short of its header's frame count);
+    ``run_videos`` is the number of videos the output holds (resumed ones included)."""
 
-    output: Path
-    formats: list[str]
+    given_field, finished_field = "videos", "tracked"
     videos: int = 0
     tracked: int = 0
-    skipped: int = 0
     frames: int = 0
     tracks: int = 0
     detections: int = 0
-    failed: list[tuple[VideoItem, str]] = field(default_factory=list)
     warnings: list[tuple[VideoItem, str]] = field(default_factory=list)
-    interrupted: bool = False
-    seconds: float = 0.0
     run_videos: int = 0
-
-    @property
-    def left(self) -> int:
-        """Videos neither done nor failed (after an interruption)."""
-        return self.videos - self.tracked - self.skipped - len(self.failed)
 
     @property
     def frames_per_second(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
 
-class TrackRun(FolderRun):
-    """An output folder being filled by one tracking run.
+class VideoKind(ItemKind):
+    """Videos as an input kind of :class:`~lang_sam.labeling.folder_run.FolderRun`: collected by
+    :data:`VIDEO_EXTENSIONS`, tracked by :func:`track_video` into ``output`` (where the model is:
+    this process, or a Ray worker sharing the folder; picklable), which writes the video's files
+    and record; the run only counts the record (:meth:`write`) and writes the run-wide COCO file."""
 
-    Opening it takes the folder's lock (:class:`~lang_sam.labeling.lock.OutputLock`, as
-    ``lang-sam predict``: a second run into the same folder is refused at once) and checks the
-    folder: one holding an earlier tracking run (``.lang-sam/run.json``) needs ``resume=True`` and
-    the same settings and formats (else :class:`InvalidRunError` says what differs); one holding an
-    image labelling run is refused. :meth:`start` refuses (:class:`OutputCollisionError`) outputs
-    that would replace files lang-sam did not write, and returns the videos still to do (with
-    ``resume``, a video whose record lists all its files, all on disk, is skipped).
-    :meth:`settle` applies the failure policy to each video's outcome; :meth:`close` writes
-    ``coco/annotations.json`` from the records of every video done, in input order.
+    item_type, suffixes, output_dirs, model_attr = VideoItem, VIDEO_EXTENSIONS, OUTPUT_DIRS, "predict_video"
+    noun, source_noun, input_hint = "video", "video", "a video file, a folder of videos"
+    verb, verbing, done_verb = "track", "tracking", "tracked"
+    records, record_field, tag = "videos", "video", "track"
+    run_errors, item_errors = TRACK_RUN_ERRORS, VIDEO_FAILURES
+
+    def __init__(self, settings: TrackSettings, formats: Sequence[str], output: str | os.PathLike):
+        self.settings = settings
+        self.formats = parse_video_formats(list(formats))
+        self.output = Path(os.path.abspath(output))  # absolute: Ray workers may start elsewhere
+
+    def prepare(self, model: Any) -> None:
+        cast("LangSAM", model).detector.prepare(self.settings.prompt, self.settings.box_threshold,
+                                                self.settings.text_threshold)
+
+    def work(self, model: Any, item: VideoItem, step: Callable[[str, int, int | None], None] | None) -> dict:
+        on_frame = None if step is None else (lambda item, done, total: step("frame", done, total))
+        return track_video(model, item, self.settings, self.output, self.formats, on_frame=on_frame)
+
+    def pack(self, outcome: dict) -> dict:
+        """The record without its per-frame COCO records (read back from its file by :meth:`finish`)."""
+        return self.keep(outcome)
+
+    def planned(self, run: FolderRun, item: VideoItem) -> list[Path]:
+        return planned_outputs(vf.VideoLayout(run.root), item.key, self.formats)
+
+    def existing(self, run: FolderRun, item: VideoItem) -> list[Path]:
+        folder = vf.VideoLayout(run.root).masks(item.key)
+        if "masks" not in self.formats or not folder.is_dir():
+            return []
+        return [p for p in sorted(folder.iterdir()) if _FRAME_PNG.match(p.name)]
+
+    def run_wide(self, run: FolderRun) -> list[Path]:
+        return [vf.VideoLayout(run.root).coco] if "coco" in self.formats else []
+
+    def write(self, run: FolderRun, item: VideoItem, outcome: dict) -> dict:
+        """Count the video's record (:func:`track_video` wrote its files and the record)."""
+        s = cast(TrackSummary, run.summary)
+        s.tracked += 1
+        s.frames += int(outcome.get("frames", 0))
+        s.tracks += int(outcome.get("tracks", 0))
+        s.detections += int(outcome.get("detections", 0))
+        s.warnings.extend((item, str(w)) for w in outcome.get("warnings", ()))
+        return outcome
+
+    def complete(self, run: FolderRun, record: dict) -> bool:
+        if sorted(record.get("formats", ())) != sorted(self.formats):
+            return False
+        return all((run.root / rel).is_file() for files in record.get("outputs", {}).values() for rel in files)
+
+    def keep(self, record: dict) -> dict:
+        # The per-frame COCO records are read back from the record file by finish(), not held.
+        return {k: v for k, v in record.items() if k != "coco"}
+
+    def finish(self, run: FolderRun, done: list) -> None:
+        """``coco/annotations.json`` from the records of the videos done (input order)."""
+        if "coco" in self.formats:
+            layout = vf.VideoLayout(run.root)
+            claim(run.root, [layout.rel(layout.coco)])
+
+            def frames(item: VideoItem) -> list[dict]:
+                rec = read_json(run.record(item.key))
+                return rec.get("coco", []) if isinstance(rec, dict) else []
+
+            write_json(layout.coco, vf.coco_dataset(frames(item) for item in done))
+        cast(TrackSummary, run.summary).run_videos = len(done)
+
+
+class TrackRun(FolderRun):
+    """An output folder being filled by one tracking run: the generic
+    :class:`~lang_sam.labeling.folder_run.FolderRun` of a :class:`VideoKind`.
+
+    Opening it takes the folder's lock (as ``lang-sam predict``: a second run into the same folder
+    is refused at once) and checks the folder: one holding an earlier tracking run
+    (``.lang-sam/run.json``) needs ``resume=True`` and the same settings and formats; one holding
+    an image labelling run is refused. :meth:`start` refuses outputs that would replace files
+    lang-sam did not write, and returns the videos still to do (with ``resume``, a video whose
+    record lists all its files, all on disk, is skipped); :meth:`settle` applies the failure
+    policy; :meth:`close` writes ``coco/annotations.json`` from the records of every video done.
+
+    Raises:
+        InvalidRunError: an unknown format, an output that is a file, or a folder holding another
+            run (an image labelling run; a tracking run without ``resume`` or with other settings).
+        OutputLockedError: another run holds the folder.
     """
+
+    kind: VideoKind
+    summary: TrackSummary
 
     def __init__(self, output: str | os.PathLike, settings: TrackSettings, formats: Sequence[str],
                  *, resume: bool = False):
-        out = local_path(output, "output")
-        if out.exists() and not out.is_dir():
-            raise InvalidRunError(f"output {str(out)!r} exists and is not a folder")
-        self.root = out
-        self.layout = vf.VideoLayout(out)
+        kind = VideoKind(settings, formats, output)
         self.settings = settings
-        self.formats = parse_video_formats(list(formats))
-        self.config = dict(settings.config(), formats=sorted(self.formats))
-        self.summary = TrackSummary(output=out, formats=list(self.formats))
-        self.items: list[VideoItem] | None = None
-        self.done: dict[str, dict] = {}
-        self.lock = OutputLock(out / STATE_DIR, out).acquire()
-        try:
-            self._open(resume)
-        except BaseException:
-            self.release()
-            raise
+        self.layout = vf.VideoLayout(Path(output))
+        super().__init__(kind, output, dict(settings.config(), formats=sorted(kind.formats)),
+                         TrackSummary(output=Path(output), formats=list(kind.formats)), resume=resume)
 
-    @property
-    def run_file(self) -> Path:
-        return self.root / STATE_DIR / "run.json"
-
-    def _open(self, resume: bool) -> None:
-        state = _read_json(self.run_file)
+    def _open(self, resume: bool, overwrite: bool) -> None:
+        """Unlike an image run's: a folder holding a tracking run needs ``resume`` even when it
+        holds no output yet, and there is no ``overwrite``."""
+        self.ours = self._written_before()
+        self.resumed = False
+        state = read_json(self.run_file)
         if state is None:
-            self.resumed = False
             if resume:
                 logger.info("resume: no earlier run in %s; starting afresh", self.root)
             return
@@ -437,135 +407,12 @@ class TrackRun(FolderRun):
             raise InvalidRunError.naming(
                 f"{self.root} already holds the outputs of an earlier lang-sam track run. Use {{resume}} "
                 "to finish it with the same settings, or another output folder.", resume="resume=True")
-        old = state.get("config", {})
-        diff = [k for k in self.config if old.get(k) != self.config[k]]
+        diff, said = self._config_diff(state)
         if diff:
             raise InvalidRunError.naming(
-                f"resume: {self.root} was tracked with other settings ("
-                + "; ".join(f"{{{k}}}: was {old.get(k)!r}, now {self.config[k]!r}" for k in diff)
-                + "). Use the same settings, or another output folder.", **{k: k for k in diff})
+                f"resume: {self.root} was tracked with other settings ({said}). Use the same settings, "
+                "or another output folder.", **{k: k for k in diff})
         self.resumed = True
-
-    def complete_record(self, item: VideoItem) -> dict | None:
-        """The video's record if it is for this video and every file it lists is on disk."""
-        rec = _read_json(record_path(self.root, item.key))
-        if not isinstance(rec, dict) or rec.get("video") != item.rel.as_posix():
-            return None
-        if sorted(rec.get("formats", ())) != sorted(self.formats):
-            return None
-        for files in rec.get("outputs", {}).values():
-            if not all((self.root / rel).is_file() for rel in files):
-                return None
-        return rec
-
-    def _ours(self) -> set[str]:
-        """Files (and ``folder/`` prefixes) the earlier runs here wrote: those listed in
-        :func:`written_file` and in the videos' records."""
-        try:
-            ours = set(filter(None, written_file(self.root).read_text(encoding="utf-8").splitlines()))
-        except OSError:
-            ours = set()
-        folder = self.root / STATE_DIR / "videos"
-        if folder.is_dir():
-            for path in folder.rglob("*.json"):
-                rec = _read_json(path)
-                if isinstance(rec, dict) and isinstance(rec.get("outputs"), dict):
-                    ours.update(r for files in rec["outputs"].values() for r in files if isinstance(r, str))
-        return ours
-
-    def start(self, items: Sequence[VideoItem]) -> list[VideoItem]:
-        """Take the run's videos; return those still to track (see the class doc)."""
-        items = list(items)
-        ours = self._ours() if self.run_file.is_file() else set()
-        folders = tuple(r for r in ours if r.endswith("/"))
-
-        def foreign_file(path: Path) -> bool:
-            rel = self.layout.rel(path)
-            return (path.exists() or path.is_symlink()) and rel not in ours and not rel.startswith(folders)
-
-        paths = [p for item in items for p in planned_outputs(self.layout, item.key, self.formats)]
-        if "masks" in self.formats:
-            paths += [p for item in items if self.layout.masks(item.key).is_dir()
-                      for p in sorted(self.layout.masks(item.key).iterdir()) if _FRAME_PNG.match(p.name)]
-        if "coco" in self.formats:
-            paths.append(self.layout.coco)
-        foreign = [self.layout.rel(p) for p in paths if foreign_file(p)]
-        if foreign:
-            shown = ", ".join(foreign[:5]) + (f" (+{len(foreign) - 5} more)" if len(foreign) > 5 else "")
-            raise OutputCollisionError(
-                f"{self.root} holds {len(foreign)} file(s) that lang-sam did not write where this run "
-                f"writes its outputs ({shown}); they are never written over. Move them away, or "
-                "choose another output folder.", path=str(self.root), files=foreign)
-        write_json(self.run_file, {"kind": "track", "version": RUN_VERSION, "config": self.config}, indent=1)
-        self.items = items
-        self.summary.videos = len(items)
-        if self.resumed:
-            for item in items:
-                rec = self.complete_record(item)
-                if rec is not None:
-                    self.done[item.key] = {k: v for k, v in rec.items() if k != "coco"}
-                    self.summary.skipped += 1
-        return [item for item in items if item.key not in self.done]
-
-    def settle(self, item: VideoItem, outcome: dict | BaseException | tuple[str, str, str | None],
-               on_failure: Callable[[VideoItem, BaseException | str], None] | None = None) -> dict | None:
-        """One video's outcome: its record (done), the exception tracking it raised, or
-        ``(kind, reason, traceback)`` from another process (kind by :func:`video_failure_kind`).
-        ``"run"`` errors are raised; a ``"video"`` failure is listed (``on_failure`` hears of
-        it) and the run goes on; ``"stop"`` raises :class:`RunStoppedError`."""
-        if isinstance(outcome, dict):
-            # The per-frame COCO records are read back from the record file by finish(), not held.
-            self.done[item.key] = {k: v for k, v in outcome.items() if k != "coco"}
-            s = self.summary
-            s.tracked += 1
-            s.frames += int(outcome.get("frames", 0))
-            s.tracks += int(outcome.get("tracks", 0))
-            s.detections += int(outcome.get("detections", 0))
-            s.warnings.extend((item, str(w)) for w in outcome.get("warnings", ()))
-            return outcome
-        error: BaseException | str
-        if isinstance(outcome, tuple):
-            kind, error, trace = outcome
-        else:
-            kind, error, trace = video_failure_kind(outcome), outcome, None
-        if kind == "run":
-            raise error if isinstance(error, BaseException) else InvalidRunError(str(error))
-        if kind == "video":
-            why = error if isinstance(error, str) else failure_reason(error)
-            self.summary.failed.append((item, why))
-            logger.info("%s failed: %s", item.rel, why)
-            if on_failure is not None:
-                on_failure(item, error)
-            return None
-        cause = error if isinstance(error, BaseException) else None
-        if trace:
-            logger.error("tracking %s failed; the run stops\n%s", item.rel, trace.rstrip())
-        else:
-            logger.error("tracking %s failed; the run stops", item.rel, exc_info=cause)
-        text = error if isinstance(error, str) else failure_reason(error)
-        err = RunStoppedError.naming(
-            f"the run stopped at {item.rel.as_posix()}: {text}. This is not a fault of that video "
-            f"(out of memory, a full disk, or a bug: the traceback is in the log). "
-            f"{self.summary.tracked} video(s) were tracked before it; their files are in {self.root}. "
-            "Fix the cause, then run again with {resume} to track the rest.", resume="resume=True")
-        err.output, err.image, err.labelled, err.cause = str(self.root), item.rel.as_posix(), self.summary.tracked, text
-        raise err from cause
-
-    def finish(self) -> TrackSummary:
-        """Write ``coco/annotations.json`` from the records of the videos done (input order)."""
-        if self.items is None:
-            return self.summary
-        done = [item for item in self.items if item.key in self.done]
-        if "coco" in self.formats:
-            claim(self.root, [self.layout.rel(self.layout.coco)])
-
-            def frames(item: VideoItem) -> list[dict]:
-                rec = _read_json(record_path(self.root, item.key))
-                return rec.get("coco", []) if isinstance(rec, dict) else []
-
-            write_json(self.layout.coco, vf.coco_dataset(frames(item) for item in done))
-        self.summary.run_videos = len(done)
-        return self.summary
 
 
 def track_folder(
@@ -576,44 +423,25 @@ def track_folder(
     formats: Sequence[str] = vf.DEFAULT_VIDEO_FORMATS,
     *,
     resume: bool = False,
-    on_start: Callable[[list[VideoItem]], None] | None = None,
-    on_frame: Callable[[VideoItem, int, int | None], None] | None = None,
-    on_failure: Callable[[VideoItem, BaseException | str], None] | None = None,
+    hooks: RunHooks | None = None,
 ) -> TrackSummary:
     """Track every video of ``inputs`` into ``output`` in this process; return a :class:`TrackSummary`.
 
     ``model`` is a :class:`~lang_sam.LangSAM` or a callable returning one (called only if a video
-    is left to do). ``on_start(todo)`` hears of the videos to do before the first;
-    ``on_frame(item, done, total)`` of each frame; ``on_failure`` of each failed video. A video's
-    own fault (undecodable, missing) fails it and the run goes on; Ctrl-C stops the run cleanly
-    (``summary.interrupted``; the unfinished video leaves nothing half-written; ``resume=True``
-    finishes the run).
+    is left to do). ``hooks`` (:class:`~lang_sam.labeling.hooks.RunHooks`) hears of the videos to
+    do, of each frame (``step(item, "frame", done, total)``, ``total`` from the header or None)
+    and of each video done or failed. A video's own fault (undecodable, missing) fails it and the
+    run goes on; Ctrl-C stops the run cleanly (``summary.interrupted``; the unfinished video leaves
+    nothing half-written; ``resume=True`` finishes the run).
+
+    Raises:
+        InvalidRunError: a missing input, no video, colliding outputs, an unknown format, or an
+            output folder holding another run (or an earlier one without ``resume``).
+        OutputLockedError: another run holds ``output``.
+        OutputCollisionError: an output would replace a file lang-sam did not write.
+        InvalidPromptError: the prompt is refused by the detector (before any video).
+        TrackingNotSupportedError: the segmenter cannot track.
+        RunStoppedError: an error that is no video's fault (out of memory, a full disk, a bug).
     """
-    started = time.perf_counter()
-    out = local_path(output, "output")
-    items = collect_videos(inputs, exclude=out)
-    run = TrackRun(out, settings, formats, resume=resume)
-    try:
-        todo = run.start(items)
-        if todo and callable(model) and not hasattr(model, "predict_video"):
-            model = model()
-        if todo:  # model is the LangSAM now (a loader was called above)
-            cast("LangSAM", model).detector.prepare(settings.prompt, settings.box_threshold, settings.text_threshold)
-    except BaseException:
-        run.release()
-        raise
-    if on_start is not None:
-        on_start(todo)
-    try:
-        for item in todo:
-            outcome: dict | Exception
-            try:
-                outcome = track_video(model, item, settings, out, run.formats, on_frame=on_frame)
-            except Exception as exc:  # judged by settle: the video fails, or the run stops
-                outcome = exc
-            run.settle(item, outcome, on_failure)
-    except KeyboardInterrupt:
-        run.summary.interrupted = True
-    finally:
-        run.close(started)
-    return run.summary
+    return cast(TrackSummary, run_folder(
+        VideoKind, lambda out: TrackRun(out, settings, formats, resume=resume), model, inputs, output, hooks))
