@@ -9,7 +9,7 @@ prompts: :mod:`lang_sam.pipeline`; videos: :mod:`lang_sam.video`). The API is th
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Callable, Sequence, cast, overload
+from typing import TYPE_CHECKING, Any, Sequence, cast, overload
 
 import torch
 
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 __all__ = ["LangSAM", "SAM_MODELS", "GDINO_MODELS", "default_device"]
 
 Image = ImageInput | EncodedImage
-Progress = Callable[[str, int, int], None]
 
 
 class LangSAM:
@@ -71,8 +70,7 @@ class LangSAM:
     detector: Delegated[Detector | TextSegmenter] = Delegated()
     #: Give each box only the prompt part (between ``.``) holding its best token. Settable.
     return_prompts: Delegated[bool] = Delegated()
-    #: The original's attributes: SAM's predictor (None for engines without one) and the
-    #: GroundingDINO network (None with a text segmenter).
+    #: The original's attributes: SAM's predictor (None without one), GroundingDINO (None with a text segmenter).
     sam: SamPredictor | None
     groundingdino: torch.nn.Module | None
 
@@ -176,11 +174,11 @@ class LangSAM:
                      text_threshold: float) -> tuple[torch.Tensor, torch.Tensor, list[str]]: ...
     @overload
     def predict_dino(self, image: Image, text_prompt: str, box_threshold: float, text_threshold: float,
-                     *, tile: TileSpec, progress: Progress | None = None) -> Detections: ...
+                     *, tile: TileSpec, progress: pipeline.Progress | None = None) -> Detections: ...
 
     @takes_image_pil
     def predict_dino(self, image: Image, text_prompt: str, box_threshold: float, text_threshold: float,
-                     *, tile: TileSpec | None = None, progress: Progress | None = None
+                     *, tile: TileSpec | None = None, progress: pipeline.Progress | None = None
                      ) -> tuple[torch.Tensor, torch.Tensor, list[str]] | Detections:
         """GroundingDINO alone: ``(boxes (N, 4) float32 xyxy pixels, logits (N,), phrases)``,
         the 2023 order (``logits`` are the detector's scores, probabilities in [0, 1]).
@@ -201,12 +199,12 @@ class LangSAM:
     @overload
     def predict_sam(self, *, image_pil: Image, boxes: torch.Tensor) -> torch.Tensor: ...
     @overload
-    def predict_sam(self, image: Image, boxes: Any, *, tile: TileSpec, progress: Progress | None = None
+    def predict_sam(self, image: Image, boxes: Any, *, tile: TileSpec, progress: pipeline.Progress | None = None
                     ) -> tuple[list[CropMask], torch.Tensor]: ...
 
     @takes_image_pil
     def predict_sam(self, image: Image, boxes: Any, *, tile: TileSpec | None = None,
-                    progress: Progress | None = None) -> torch.Tensor | tuple[list[CropMask], torch.Tensor]:
+                    progress: pipeline.Progress | None = None) -> torch.Tensor | tuple[list[CropMask], torch.Tensor]:
         """SAM alone: ``(N, 1, H, W)`` bool masks for ``(N, 4)`` xyxy pixel boxes.
 
         With ``tile``: each box on a window of the image (:func:`lang_sam.tiling.sam_window`),
@@ -235,11 +233,12 @@ class LangSAM:
                 text_threshold: float = 0.25) -> Prediction: ...
     @overload
     def predict(self, image: Image, text_prompt: str, box_threshold: float = 0.3, text_threshold: float = 0.25,
-                *, tile: TileSpec, progress: Progress | None = None) -> TiledPrediction: ...
+                *, tile: TileSpec, progress: pipeline.Progress | None = None) -> TiledPrediction: ...
 
     @takes_image_pil
     def predict(self, image: Image, text_prompt: str, box_threshold: float = 0.3, text_threshold: float = 0.25,
-                *, tile: TileSpec | None = None, progress: Progress | None = None) -> Prediction | TiledPrediction:
+                *, tile: TileSpec | None = None, progress: pipeline.Progress | None = None
+                ) -> Prediction | TiledPrediction:
         """Segment what ``text_prompt`` names. Returns ``(masks, boxes, phrases, logits)``.
 
         ``image`` (the 2023 keyword ``image_pil=`` works too) may be a PIL image (any mode), an ``HxWx3``

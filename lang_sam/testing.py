@@ -19,7 +19,6 @@ import os
 from pathlib import Path
 from typing import Any, cast
 
-import torch
 
 from lang_sam.hub import ModelSpec
 from lang_sam.models.base import engine_for

@@ -239,3 +239,26 @@ def test_the_reexport_check_has_teeth(tmp_path):
     real = tmp_path / "real.py"
     real.write_text('from lang_sam.hub import get_spec\n\ndef f():\n    return get_spec\n')
     assert _only_reexports(shim) and not _only_reexports(real)
+
+
+#: Issue 26: a module a maintainer can read whole, and a facade that only wires its engines.
+MAX_MODULE_LINES = 700
+MAX_FACADE_LINES = 300
+
+
+def _lines(path: Path) -> int:
+    return len(path.read_text(encoding="utf-8").splitlines())
+
+
+def test_no_module_is_longer_than_a_maintainer_reads_whole():
+    assert {dotted(n): _lines(p) for n, p in MODULES.items() if _lines(p) > MAX_MODULE_LINES} == {}
+
+
+def test_the_facade_only_wires():
+    assert _lines(PKG / "lang_sam.py") < MAX_FACADE_LINES
+
+
+def test_the_size_checks_have_teeth(tmp_path):
+    long = tmp_path / "long.py"
+    long.write_text("x = 1\n" * (MAX_MODULE_LINES + 1))
+    assert _lines(long) > MAX_MODULE_LINES
