@@ -84,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     from lang_sam import __version__
     from lang_sam.models.registry import model_names
     from lang_sam.labeling.run import DEFAULT_FORMATS, FORMATS
+    from lang_sam.validation import BOX_THRESHOLD, TEXT_THRESHOLD
 
     parser = argparse.ArgumentParser(
         prog="lang-sam",
@@ -118,9 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "coco/ .lang-sam/; other files are kept) and start again")
     p.add_argument("--nms", type=_unit_float, default=None, metavar="IOU",
                    help="per-class box non-maximum suppression at this IoU (default: off)")
-    p.add_argument("--box-threshold", type=_unit_float, default=0.3, metavar="T",
+    p.add_argument("--box-threshold", type=_unit_float, default=BOX_THRESHOLD, metavar="T",
                    help="keep boxes whose best token scores over T, in [0, 1] (default: %(default)s)")
-    p.add_argument("--text-threshold", type=_unit_float, default=0.25, metavar="T",
+    p.add_argument("--text-threshold", type=_unit_float, default=TEXT_THRESHOLD, metavar="T",
                    help="a box's phrase is its tokens scoring over T, in [0, 1] (default: %(default)s)")
     _add_tile_arguments(p)
     _add_everything_arguments(p)
@@ -348,6 +349,7 @@ def _check_ray_only(args: argparse.Namespace, *more: str) -> None:
 def _add_track_parser(sub) -> None:
     """``lang-sam track``: its flags (the model flags are ``predict``'s)."""
     from lang_sam.labeling.video_formats import DEFAULT_VIDEO_FORMATS, VIDEO_FORMATS
+    from lang_sam.validation import BOX_THRESHOLD, TEXT_THRESHOLD
     from lang_sam.video import DETECT_EVERY
 
     t = sub.add_parser(
@@ -371,9 +373,9 @@ def _add_track_parser(sub) -> None:
     t.add_argument("--resume", action="store_true",
                    help="finish the run in --output: keep and skip videos whose outputs are complete, "
                         "redo unfinished ones (same settings required)")
-    t.add_argument("--box-threshold", type=_unit_float, default=0.3, metavar="T",
+    t.add_argument("--box-threshold", type=_unit_float, default=BOX_THRESHOLD, metavar="T",
                    help="keep boxes whose best token scores over T, in [0, 1] (default: %(default)s)")
-    t.add_argument("--text-threshold", type=_unit_float, default=0.25, metavar="T",
+    t.add_argument("--text-threshold", type=_unit_float, default=TEXT_THRESHOLD, metavar="T",
                    help="a box's phrase is its tokens scoring over T, in [0, 1] (default: %(default)s)")
     _add_model_arguments(t)
     from lang_sam.models.registry import DEFAULT_TRACK_SAM, model_names

@@ -25,7 +25,7 @@ from lang_sam.models.registry import DEFAULT_GDINO, DEFAULT_SAM, get_spec
 from lang_sam.precision import check_precision
 from lang_sam.results import Detections, Prediction, TiledPrediction
 from lang_sam.tiling import TileSpec
-from lang_sam.validation import ImageInput, check_device, default_device
+from lang_sam.validation import BOX_THRESHOLD, TEXT_THRESHOLD, ImageInput, check_device, default_device
 
 if TYPE_CHECKING:
     from segment_anything import SamPredictor
@@ -226,17 +226,17 @@ class LangSAM:
     generate = runs_on_engines(Engines.generate)
 
     @overload
-    def predict(self, image: Image, text_prompt: str, box_threshold: float = 0.3,
-                text_threshold: float = 0.25, *, tile: None = None) -> Prediction: ...
+    def predict(self, image: Image, text_prompt: str, box_threshold: float = BOX_THRESHOLD,
+                text_threshold: float = TEXT_THRESHOLD, *, tile: None = None) -> Prediction: ...
     @overload
-    def predict(self, *, image_pil: Image, text_prompt: str, box_threshold: float = 0.3,
-                text_threshold: float = 0.25) -> Prediction: ...
+    def predict(self, *, image_pil: Image, text_prompt: str, box_threshold: float = BOX_THRESHOLD,
+                text_threshold: float = TEXT_THRESHOLD) -> Prediction: ...
     @overload
-    def predict(self, image: Image, text_prompt: str, box_threshold: float = 0.3, text_threshold: float = 0.25,
+    def predict(self, image: Image, text_prompt: str, box_threshold: float = BOX_THRESHOLD, text_threshold: float = TEXT_THRESHOLD,
                 *, tile: TileSpec, progress: pipeline.Progress | None = None) -> TiledPrediction: ...
 
     @takes_image_pil
-    def predict(self, image: Image, text_prompt: str, box_threshold: float = 0.3, text_threshold: float = 0.25,
+    def predict(self, image: Image, text_prompt: str, box_threshold: float = BOX_THRESHOLD, text_threshold: float = TEXT_THRESHOLD,
                 *, tile: TileSpec | None = None, progress: pipeline.Progress | None = None
                 ) -> Prediction | TiledPrediction:
         """Segment what ``text_prompt`` names. Returns ``(masks, boxes, phrases, logits)``.
@@ -260,15 +260,15 @@ class LangSAM:
                                 progress=progress)
 
     @overload
-    def predict_prompts(self, image: Image, text_prompts: Sequence[str], box_threshold: float = 0.3,
-                        text_threshold: float = 0.25) -> list[Prediction]: ...
+    def predict_prompts(self, image: Image, text_prompts: Sequence[str], box_threshold: float = BOX_THRESHOLD,
+                        text_threshold: float = TEXT_THRESHOLD) -> list[Prediction]: ...
     @overload
-    def predict_prompts(self, *, image_pil: Image, text_prompts: Sequence[str], box_threshold: float = 0.3,
-                        text_threshold: float = 0.25) -> list[Prediction]: ...
+    def predict_prompts(self, *, image_pil: Image, text_prompts: Sequence[str], box_threshold: float = BOX_THRESHOLD,
+                        text_threshold: float = TEXT_THRESHOLD) -> list[Prediction]: ...
 
     @takes_image_pil
-    def predict_prompts(self, image: Image, text_prompts: Sequence[str], box_threshold: float = 0.3,
-                        text_threshold: float = 0.25) -> list[Prediction]:
+    def predict_prompts(self, image: Image, text_prompts: Sequence[str], box_threshold: float = BOX_THRESHOLD,
+                        text_threshold: float = TEXT_THRESHOLD) -> list[Prediction]:
         """One :class:`Prediction` per prompt for one image (:func:`lang_sam.pipeline.predict_prompts`)."""
         return pipeline.predict_prompts(self.engines, image, text_prompts, box_threshold, text_threshold)
 
@@ -288,7 +288,7 @@ class LangSAM:
         """Encode an image with both networks now and keep it for :meth:`predict_prompt`."""
         self._pinned = self.encode(image, eager=True)
 
-    def predict_prompt(self, text_prompt: str, box_threshold: float = 0.3, text_threshold: float = 0.25) -> Prediction:
+    def predict_prompt(self, text_prompt: str, box_threshold: float = BOX_THRESHOLD, text_threshold: float = TEXT_THRESHOLD) -> Prediction:
         """Like :meth:`predict`, on the image given to :meth:`set_image` (no image work at all).
 
         Raises:

@@ -35,7 +35,7 @@ from lang_sam.errors import InvalidArgumentError
 from lang_sam.masks import CropMask
 from lang_sam.results import Detections, Prediction, Tile, TiledPrediction
 from lang_sam.tiling import TileSpec, merge_detections, sam_window, to_image_pixels
-from lang_sam.validation import ImageInput, as_numpy, to_rgb_pil
+from lang_sam.validation import BOX_THRESHOLD, TEXT_THRESHOLD, ImageInput, as_numpy, to_rgb_pil
 
 __all__ = [
     "run", "detect", "segment", "predict", "prediction", "tiled_prediction", "predict_prompts",
@@ -172,8 +172,8 @@ def run(
     engines: Engines,
     image: ImageInput | EncodedImage,
     text_prompt: str,
-    box_threshold: float = 0.3,
-    text_threshold: float = 0.25,
+    box_threshold: float = BOX_THRESHOLD,
+    text_threshold: float = TEXT_THRESHOLD,
     *,
     select: Sequence[Select] = (),
     tile: TileSpec | None = None,
@@ -359,8 +359,8 @@ def _segment_tiled(engines: Engines, pil: Image.Image, detections: Detections | 
     return cast("list[CropMask]", masks), iou  # every box is in exactly one group: none is left None
 
 
-def predict(engines: Engines, image: ImageInput | EncodedImage, text_prompt: str, box_threshold: float = 0.3,
-            text_threshold: float = 0.25, *, tile: TileSpec | None = None,
+def predict(engines: Engines, image: ImageInput | EncodedImage, text_prompt: str, box_threshold: float = BOX_THRESHOLD,
+            text_threshold: float = TEXT_THRESHOLD, *, tile: TileSpec | None = None,
             progress: Progress | None = None) -> Prediction | TiledPrediction:
     """:meth:`LangSAM.predict`: :func:`run` with nothing selected (a :class:`~lang_sam.results.Prediction`,
     dense masks), or with ``tile`` merging what two tiles found twice (:func:`merge_tiles`; a
@@ -389,7 +389,7 @@ def tiled_prediction(out: Segmented) -> TiledPrediction:
 
 
 def predict_prompts(engines: Engines, image: ImageInput | EncodedImage, text_prompts: Sequence[str],
-                    box_threshold: float = 0.3, text_threshold: float = 0.25) -> list[Prediction]:
+                    box_threshold: float = BOX_THRESHOLD, text_threshold: float = TEXT_THRESHOLD) -> list[Prediction]:
     """One :class:`~lang_sam.results.Prediction` per prompt for one image; the image is encoded once.
     Each prompt gets its own detector pass, so phrases never merge across prompts.
 
@@ -402,7 +402,7 @@ def predict_prompts(engines: Engines, image: ImageInput | EncodedImage, text_pro
 
 
 def predict_batch(engines: Engines, images: Sequence[ImageInput | EncodedImage], text_prompts: str | Sequence[str],
-                  box_threshold: float = 0.3, text_threshold: float = 0.25) -> list[Prediction]:
+                  box_threshold: float = BOX_THRESHOLD, text_threshold: float = TEXT_THRESHOLD) -> list[Prediction]:
     """One :class:`~lang_sam.results.Prediction` per image (:meth:`LangSAM.predict` on each):
     ``text_prompts`` is one prompt for every image, or a list with one prompt per image.
 

@@ -57,6 +57,7 @@ from lang_sam.models.registry import registered_specs
 from lang_sam.models.base import TextVideoSegmenter, VideoSegmenter, engine_for
 from lang_sam.results import TrackedFrame
 from lang_sam.tracking import IOU_THRESHOLD, LOST_AFTER, TrackTable, mask_boxes
+from lang_sam.validation import BOX_THRESHOLD, TEXT_THRESHOLD
 from lang_sam.video_io import open_video
 
 logger = logging.getLogger(__name__)
@@ -137,8 +138,8 @@ def predict_video(
     text_prompt: str,
     *,
     detect_every: int = DETECT_EVERY,
-    box_threshold: float = 0.3,
-    text_threshold: float = 0.25,
+    box_threshold: float = BOX_THRESHOLD,
+    text_threshold: float = TEXT_THRESHOLD,
     iou_threshold: float = IOU_THRESHOLD,
     lost_after: int = LOST_AFTER,
     max_candidates: int = MAX_CANDIDATES,
@@ -191,7 +192,7 @@ def predict_video(
         prepared = text.prepare(text_prompt, box_threshold, text_threshold)
         TrackTable(iou_threshold, lost_after)  # checks them as the other path does
         ignored = [f"{n}={v!r}" for n, v, d in (("detect_every", detect_every, DETECT_EVERY),
-                                                ("box_threshold", box_threshold, 0.3),
+                                                ("box_threshold", box_threshold, BOX_THRESHOLD),
                                                 ("iou_threshold", iou_threshold, IOU_THRESHOLD),
                                                 ("lost_after", lost_after, LOST_AFTER),
                                                 ("max_candidates", max_candidates, MAX_CANDIDATES)) if v != d]

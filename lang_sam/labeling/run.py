@@ -49,7 +49,7 @@ from lang_sam.labeling.hooks import RunHooks
 from lang_sam.masks import CropMask
 from lang_sam.results import Detections
 from lang_sam.tiling import TileSpec
-from lang_sam.validation import check_prompt, check_threshold
+from lang_sam.validation import BOX_THRESHOLD, TEXT_THRESHOLD, check_prompt, check_threshold
 
 if TYPE_CHECKING:
     from lang_sam.lang_sam import LangSAM
@@ -176,8 +176,8 @@ class LabelSettings:
 
     prompt: str
     classes: tuple[str, ...] | None = None
-    box_threshold: float = 0.3
-    text_threshold: float = 0.25
+    box_threshold: float = BOX_THRESHOLD
+    text_threshold: float = TEXT_THRESHOLD
     nms: float | None = None
     sam_type: str | None = None
     gdino_type: str | None = None
@@ -190,8 +190,8 @@ class LabelSettings:
         prompt: str | None = None,
         classes: Sequence[str] | str | None = None,
         *,
-        box_threshold: float = 0.3,
-        text_threshold: float = 0.25,
+        box_threshold: float = BOX_THRESHOLD,
+        text_threshold: float = TEXT_THRESHOLD,
         nms: float | None = None,
         sam_type: str | None = None,
         gdino_type: str | None = None,

@@ -49,7 +49,7 @@ from lang_sam.labeling.atomic import sweep_temp_files, write_json
 from lang_sam.labeling.folder_run import FolderRun, FolderSummary, ItemKind, claim, run_folder
 from lang_sam.labeling.inputs import STATE_DIR, FileItem, collect_files, parse_names, read_json
 from lang_sam.labeling.hooks import RunHooks
-from lang_sam.validation import check_prompt, check_threshold
+from lang_sam.validation import BOX_THRESHOLD, TEXT_THRESHOLD, check_prompt, check_threshold
 from lang_sam.video import DETECT_EVERY, FrameTap
 from lang_sam.video_io import VIDEO_SUFFIXES
 
@@ -115,14 +115,14 @@ class TrackSettings:
     the model types (named in the run's record, so resuming with other models is refused)."""
 
     prompt: str
-    box_threshold: float = 0.3
-    text_threshold: float = 0.25
+    box_threshold: float = BOX_THRESHOLD
+    text_threshold: float = TEXT_THRESHOLD
     detect_every: int = DETECT_EVERY
     sam_type: str | None = None
     gdino_type: str | None = None
 
     @classmethod
-    def create(cls, prompt: str, *, box_threshold: float = 0.3, text_threshold: float = 0.25,
+    def create(cls, prompt: str, *, box_threshold: float = BOX_THRESHOLD, text_threshold: float = TEXT_THRESHOLD,
                detect_every: int = DETECT_EVERY, sam_type: str | None = None,
                gdino_type: str | None = None) -> "TrackSettings":
         """Checked settings (:class:`InvalidPromptError`, :class:`InvalidThresholdError`,

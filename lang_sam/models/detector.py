@@ -32,7 +32,7 @@ from lang_sam.models.text_encoder import BERT_DIR, BertTextEncoder, build_bert, 
 from lang_sam.patches import bundled_text_encoder, empty_parameters, quiet_third_party, swin_backbone
 from lang_sam.precision import autocast, check_precision
 from lang_sam.results import Detections
-from lang_sam.validation import check_prompt, check_threshold, open_image
+from lang_sam.validation import BOX_THRESHOLD, TEXT_THRESHOLD, check_prompt, check_threshold, open_image
 
 if TYPE_CHECKING:  # transformers is imported when the network is built, not with this module
     from transformers import PreTrainedTokenizerBase
@@ -443,8 +443,8 @@ class GroundingDINODetector(Detector):
         self,
         image: Image.Image,
         text_prompt: str,
-        box_threshold: float = 0.3,
-        text_threshold: float = 0.25,
+        box_threshold: float = BOX_THRESHOLD,
+        text_threshold: float = TEXT_THRESHOLD,
         *,
         return_prompts: bool = False,
         features: ImageFeatures | None = None,
@@ -603,6 +603,6 @@ def random_gdino_state_dict(
         scores, _ = detector.forward_text(detector.encode_image(image), preprocess_caption(calibration_prompt))
         logits = torch.logit(scores[:, 1].double())  # every token scores the same now
         wanted = max(wanted, logits.topk(target_boxes).values[-1].item())
-    k = wanted - torch.logit(torch.tensor(0.3, dtype=torch.float64)).item() + 1e-3
+    k = wanted - torch.logit(torch.tensor(BOX_THRESHOLD, dtype=torch.float64)).item() + 1e-3
     state["transformer.decoder.norm.bias"] = -k * c / c.dot(c)
     return state

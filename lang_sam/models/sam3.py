@@ -53,7 +53,7 @@ from lang_sam.hub import ModelSpec, resolve_checkpoint
 from lang_sam.models.base import TextSegmenter, TextTrackStep, TextVideoSegmenter, on_device
 from lang_sam.precision import autocast, check_precision
 from lang_sam.results import Detections
-from lang_sam.validation import check_prompt, check_threshold
+from lang_sam.validation import TEXT_THRESHOLD, check_prompt, check_threshold
 
 if TYPE_CHECKING:  # SAM 3 is imported when a model is loaded (require_sam3), not with this module
     from transformers import Sam3Model, Sam3Processor, Sam3VideoModel, Sam3VideoProcessor
@@ -61,7 +61,7 @@ if TYPE_CHECKING:  # SAM 3 is imported when a model is loaded (require_sam3), no
 logger = logging.getLogger(__name__)
 
 __all__ = ["HubArch", "SAM3_FILES", "SPECS", "Sam3Segmenter", "Sam3Features", "Sam3Prepared", "split_phrases", "require_sam3",
-           "TEXT_THRESHOLD_DEFAULT", "MAX_PHRASE_TOKENS", "Sam3VideoSession", "require_sam3_video",
+           "MAX_PHRASE_TOKENS", "Sam3VideoSession", "require_sam3_video",
            "clip_bpe_path", "write_clip_tokenizer"]
 
 @dataclass(frozen=True)
@@ -93,8 +93,6 @@ SPECS = (
               licence="SAM License (Meta; gated on the hub: request access)"),
 )
 
-#: ``text_threshold``'s default in the 2023 API: a call that leaves it there is not warned.
-TEXT_THRESHOLD_DEFAULT = 0.25
 #: SAM 3's text encoder reads 32 tokens per phrase (start and end tokens included).
 MAX_PHRASE_TOKENS = 32
 _TRANSFORMERS_NEEDED = "5.0"
@@ -319,7 +317,7 @@ class Sam3Segmenter(TextSegmenter, TextVideoSegmenter):
         ``box_threshold`` as the score threshold. ``text_threshold`` is checked, then ignored."""
         threshold = check_threshold("box_threshold", box_threshold)
         text_threshold = check_threshold("text_threshold", text_threshold)
-        if text_threshold != TEXT_THRESHOLD_DEFAULT and not self._warned:
+        if text_threshold != TEXT_THRESHOLD and not self._warned:
             self._warned = True
             warnings.warn(
                 f"text_threshold={text_threshold} is ignored by SAM 3 ({self.name!r}): it scores whole "
