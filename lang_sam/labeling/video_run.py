@@ -228,7 +228,7 @@ def track_video(
     claim(root, planned + ([layout.rel(layout.masks(item.key)) + "/"] if "masks" in formats else []))
     source = open_video(item.path)
     total = source.frame_count
-    sinks = vf.open_sinks(layout, item.key, item.rel.as_posix(), formats, source.fps or 25.0)
+    sinks = vf.open_sinks(layout, item.key, item.rel.as_posix(), formats, source.fps or vf.DEFAULT_FPS)
     tap = FrameTap(source)
     frames = detections = 0
     tracks: set[int] = set()
