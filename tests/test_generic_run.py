@@ -120,6 +120,8 @@ def open_run(out, resume=False, overwrite=False):
 
 
 class Heard(RunHooks):
+    """Every hook call as an event tuple (tests/test_track_cli.py uses it too)."""
+
     def __init__(self):
         self.events: list = []
 

@@ -252,23 +252,7 @@ def test_track_folder_from_python(engines, clips, tmp_path):
 def test_track_folder_tells_its_hooks_each_frame_and_each_video(engines, clips, tmp_path):
     """The one hook vocabulary (labeling.hooks.RunHooks): the videos to do, one "frame" step per
     frame (total from the header), then done or failed; a resumed run is told only what is left."""
-    from lang_sam.labeling.hooks import RunHooks
-
-    class Heard(RunHooks):
-        def __init__(self):
-            self.events: list = []
-
-        def start(self, todo):
-            self.events.append(("start", [i.key for i in todo]))
-
-        def step(self, item, stage, done, total):
-            self.events.append((item.key, stage, done, total))
-
-        def done(self, item):
-            self.events.append(("done", item.key))
-
-        def failed(self, item, error):
-            self.events.append(("failed", item.key, type(error).__name__))
+    from test_generic_run import Heard  # the generic run's recording hooks
 
     folder = tmp_path / "in"
     write_clip(folder / "b.mp4", [("green", 0, 99, (60, 20), (-1, 1), (18, 10))], 3)
@@ -276,8 +260,8 @@ def test_track_folder_tells_its_hooks_each_frame_and_each_video(engines, clips, 
     settings = TrackSettings.create("green")
     heard = Heard()
     summary = track_folder(engines.model, [folder], tmp_path / "o", settings, ["mot"], hooks=heard)
-    assert heard.events == [("start", ["b", "c"]), ("b", "frame", 1, 3), ("b", "frame", 2, 3), ("b", "frame", 3, 3),
-                            ("done", "b"), ("failed", "c", "InvalidVideoError")]
+    assert heard.events == [("start", ["b", "c"]), ("step", "b", "frame", 1, 3), ("step", "b", "frame", 2, 3),
+                            ("step", "b", "frame", 3, 3), ("done", "b"), ("failed", "c", "InvalidVideoError")]
     assert (summary.tracked, [i.key for i, _ in summary.failed]) == (1, ["c"])
     again = Heard()
     summary = track_folder(engines.model, [folder], tmp_path / "o", settings, ["mot"], resume=True, hooks=again)
