@@ -62,6 +62,7 @@ __all__ = [
     "GatedModelError",
     "MissingTokenError",
     "EngineUnavailableError",
+    "BackendUnavailableError",
     "UnsupportedPromptError",
     "MODEL_ERRORS",
     "name_params",
@@ -202,6 +203,18 @@ class EngineUnavailableError(LangSAMError, ImportError):
 
     def __reduce__(self):
         return (_rebuild_denied, (type(self), str(self), self.__dict__))
+
+
+class BackendUnavailableError(EngineUnavailableError):
+    """A backend whose runtime is not installed (``backend="openvino"`` without OpenVINO).
+    ``backend`` names the backend, ``extra`` the pip extra that installs it
+    (``pip install "lang-sam[<extra>]"``); ``package`` / ``required`` / ``installed`` as in
+    :class:`EngineUnavailableError`."""
+
+    def __init__(self, message: str, *, package: str = "", required: str = "", installed: str | None = None,
+                 backend: str = "", extra: str = ""):
+        super().__init__(message, package=package, required=required, installed=installed)
+        self.backend, self.extra = backend, extra
 
 
 class UnsupportedPromptError(LangSAMError, TypeError):

@@ -70,6 +70,12 @@ class Engine(ABC):
     precision: str
     model: torch.nn.Module
     cache: EncodingCache
+    #: The backends this engine's heavy parts can run on (:data:`lang_sam.models.openvino.BACKENDS`);
+    #: an engine that lists ``"openvino"`` takes ``backend="openvino"`` in :meth:`from_spec`.
+    #: Readable on the class, before loading weights.
+    backends: tuple[str, ...] = ("pytorch",)
+    #: The backend this engine was built with.
+    backend: str = "pytorch"
 
     takes_boxes = _Implements(lambda: (Segmenter,), "It takes box / point / mask prompts (a Segmenter).")
     segments_text = _Implements(lambda: (TextSegmenter,),
@@ -85,7 +91,8 @@ class Engine(ABC):
                   *, progress: bool = True, precision: str = "fp32", cache_size: int = 2,
                   **options: Any) -> "Engine":
         """Resolve ``spec``'s checkpoint (explicit path, cache, download: :mod:`lang_sam.hub`),
-        check it fits ``spec.arch`` and load it. ``options`` an engine does not know are errors."""
+        check it fits ``spec.arch`` and load it. ``options`` an engine does not know are errors;
+        ``backend=<name>`` is an option of the engines whose :attr:`backends` list it."""
 
     @classmethod
     def write_random_checkpoint(cls, path: str | os.PathLike, arch: Any, seed: int = 0, **options: Any) -> Path:

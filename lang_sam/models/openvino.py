@@ -1,0 +1,226 @@
+"""The OpenVINO backend: a heavy part of an engine converted once, cached on disk, compiled for the CPU.
+
+An engine built with ``backend="openvino"`` keeps its PyTorch model and replaces its heavy parts
+(an image encoder, a mask decoder, ...) by :class:`OVPart` objects made by :func:`compile_part`:
+callables that take and return ``torch.Tensor`` s like the module they replace. Everything around
+them (prompt handling, post-processing, the pipeline, tiling, video, the server) stays the same.
+
+Conversion (``openvino.convert_model`` of the part traced on example inputs) happens once per
+:class:`PartKey` (model, weights sha256, part, input shapes, precision, library versions) and is
+cached under :func:`cache_dir` (beside the weights): written to ``<key>.incomplete-<pid>`` under
+``<key>.lock``, with a ``manifest.json`` holding the sha256 of every file written last, then renamed.
+A cache entry whose manifest is missing, unreadable, from other versions or whose files do not
+match it is rebuilt, never loaded. A part that cannot be converted stays on PyTorch, with a
+:class:`BackendFallbackWarning` naming it.
+
+``import lang_sam`` never imports OpenVINO: :func:`require_openvino` does, when a backend asks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from lang_sam.errors import BackendUnavailableError, InvalidArgumentError
+
+__all__ = ["BACKENDS", "BackendFallbackWarning", "PartKey", "OVPart", "check_backend", "require_openvino",
+           "cache_dir", "compile_part"]
+
+logger = logging.getLogger(__name__)
+
+#: The backends an engine can run its heavy parts on; ``"pytorch"`` is the default.
+BACKENDS = ("pytorch", "openvino")
+_MANIFEST = "manifest.json"
+_FORMAT = 1  # bump when the cache layout changes: older entries are then rebuilt
+
+
+class BackendFallbackWarning(UserWarning):
+    """A part of an engine could not be converted for the requested backend and runs on PyTorch."""
+
+
+def check_backend(backend: Any) -> str:
+    """``backend`` checked against :data:`BACKENDS`.
+
+    Raises:
+        InvalidArgumentError: ``backend`` is not one of :data:`BACKENDS`.
+    """
+    if backend not in BACKENDS:
+        raise InvalidArgumentError(f"backend must be one of {', '.join(map(repr, BACKENDS))}; got {backend!r}")
+    return str(backend)
+
+
+def require_openvino() -> Any:
+    """The ``openvino`` module.
+
+    Raises:
+        BackendUnavailableError: OpenVINO is not installed (``pip install "lang-sam[openvino]"``).
+    """
+    try:
+        import openvino
+    except ImportError as e:
+        raise BackendUnavailableError(
+            'backend="openvino" needs OpenVINO, which is not installed: pip install "lang-sam[openvino]"',
+            package="openvino", required=">=2024.0", installed=None, backend="openvino", extra="openvino") from e
+    return openvino
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    ov = require_openvino()
+    try:
+        ours = version("lang-sam")
+    except PackageNotFoundError:  # a source tree that is not installed
+        ours = "0+unknown"
+    return {"openvino": str(ov.__version__), "torch": torch.__version__, "lang_sam": ours,
+            "format": str(_FORMAT)}
+
+
+@dataclass(frozen=True)
+class PartKey:
+    """What a converted part depends on; its :meth:`digest` names the cache entry.
+
+    ``model``: the registry name (``"vit_b"``); ``weights``: the checkpoint's sha256 (hex);
+    ``part``: the part's name (``"image_encoder"``); ``shapes``: the example inputs' shapes, in
+    order (converted parts have static shapes unless the engine says otherwise); ``precision``:
+    ``"fp32"`` or ``"int8"``; ``options``: anything else the conversion depends on, as sorted
+    ``(name, value)`` string pairs.
+    """
+
+    model: str
+    weights: str
+    part: str
+    shapes: tuple[tuple[int, ...], ...]
+    precision: str = "fp32"
+    options: tuple[tuple[str, str], ...] = ()
+
+    def fields(self) -> dict[str, Any]:
+        return {**asdict(self), **_versions()}
+
+    def digest(self) -> str:
+        """Hex sha256 (first 24 characters) of the key's fields and the library versions."""
+        text = json.dumps(self.fields(), sort_keys=True, default=list)
+        return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+    def dirname(self) -> str:
+        return f"{self.model}-{self.part}-{self.precision}-{self.digest()}"
+
+
+def cache_dir(weights_path: str | os.PathLike) -> Path:
+    """Where converted parts of the checkpoint ``weights_path`` are cached: ``$LANG_SAM_OPENVINO_CACHE``
+    if set, else an ``openvino/`` folder beside the checkpoint."""
+    root = os.environ.get("LANG_SAM_OPENVINO_CACHE")
+    return Path(root) if root else Path(weights_path).resolve().parent / "openvino"
+
+
+class OVPart:
+    """A compiled OpenVINO model standing in for a torch module: ``part(*tensors)`` returns a
+    tuple of float ``torch.Tensor`` s on the CPU, in the traced module's output order.
+    ``name`` is the part's name, ``path`` the cached ``model.xml``."""
+
+    def __init__(self, compiled: Any, name: str, path: Path):
+        self.compiled, self.name, self.path = compiled, name, path
+        self._request = compiled.create_infer_request()
+
+    def __call__(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        arrays = [t.detach().cpu().numpy() for t in inputs]
+        result = self._request.infer(arrays)
+        return tuple(torch.from_numpy(result[out].copy()) for out in self.compiled.outputs)
+
+    def __repr__(self) -> str:
+        return f"OVPart({self.name!r}, {str(self.path)!r})"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _valid(entry: Path, key: PartKey) -> bool:
+    """Whether ``entry`` is a complete cache entry of ``key``: its manifest names this key and
+    versions, and every file it lists is there with that sha256."""
+    try:
+        manifest = json.loads((entry / _MANIFEST).read_text())
+        if manifest.get("key") != json.loads(json.dumps(key.fields(), default=list)):
+            return False
+        files = manifest["files"]
+        return bool(files) and all(_sha256(entry / name) == digest for name, digest in files.items())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+
+
+def _convert(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], out: Path,
+             quantize: Callable[[Any], Any] | None) -> None:
+    ov = require_openvino()
+    with torch.no_grad():
+        model = ov.convert_model(module.eval(), example_input=tuple(example_inputs))
+    for i, t in enumerate(example_inputs):  # static shapes: what the key records
+        model.inputs[i].get_node().set_partial_shape(ov.PartialShape(list(t.shape)))
+    model.validate_nodes_and_infer_types()
+    if quantize is not None:
+        model = quantize(model)
+    ov.save_model(model, out / "model.xml", compress_to_fp16=False)
+
+
+def compile_part(key: PartKey, module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], root: Path, *,
+                 threads: int | None = None, quantize: Callable[[Any], Any] | None = None) -> OVPart | None:
+    """``module`` as a compiled OpenVINO model, converted (or loaded from ``root``) for ``key``.
+
+    Args:
+        key: what the conversion depends on (its shapes must be ``example_inputs``' shapes).
+        module: the torch part; called as ``module(*example_inputs)``, it returns a tensor or a
+            tuple of tensors.
+        example_inputs: tensors of the shapes and dtypes the part will be called with.
+        root: the cache folder (:func:`cache_dir`).
+        threads: CPU inference threads (default: OpenVINO's choice, the physical cores).
+        quantize: applied to the converted ``openvino.Model`` before saving (INT8: NNCF).
+
+    Returns:
+        The compiled part, or None if the part could not be converted: a
+        :class:`BackendFallbackWarning` naming it was issued and the caller keeps ``module``.
+
+    Raises:
+        BackendUnavailableError: OpenVINO is not installed.
+    """
+    ov = require_openvino()
+    from lang_sam.hub.download import _file_lock
+
+    root.mkdir(parents=True, exist_ok=True)
+    entry = root / key.dirname()
+    if not _valid(entry, key):
+        with _file_lock(root / (entry.name + ".lock")):
+            if not _valid(entry, key):  # another process may have written it while we waited
+                tmp = root / f"{entry.name}.incomplete-{os.getpid()}"
+                shutil.rmtree(tmp, ignore_errors=True)
+                tmp.mkdir()
+                try:
+                    _convert(module, example_inputs, tmp, quantize)
+                except Exception as e:  # noqa: BLE001 - any conversion failure keeps the part on PyTorch
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    warnings.warn(f"{key.model}: part {key.part!r} could not be converted to OpenVINO and runs on "
+                                  f"PyTorch ({type(e).__name__}: {e})", BackendFallbackWarning, stacklevel=2)
+                    return None
+                files = {p.name: _sha256(p) for p in sorted(tmp.iterdir())}
+                manifest = {"key": json.loads(json.dumps(key.fields(), default=list)), "files": files}
+                (tmp / _MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+                shutil.rmtree(entry, ignore_errors=True)  # a stale or corrupt entry
+                os.replace(tmp, entry)
+                logger.info("converted %s %s to OpenVINO: %s", key.model, key.part, entry)
+    # f32 explicitly: on CPUs with AMX / AVX-512-BF16 OpenVINO's default inference precision is bf16
+    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "f32"}
+    if threads is not None:
+        config["INFERENCE_NUM_THREADS"] = int(threads)
+    compiled = ov.Core().compile_model(str(entry / "model.xml"), "CPU", config)
+    return OVPart(compiled, key.part, entry / "model.xml")
