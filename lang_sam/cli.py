@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(same settings required)")
     p.add_argument("--overwrite", action="store_true",
                    help="delete an earlier run's outputs in --output (overlays/ masks/ labelme/ yolo/ "
-                        "coco/ .lang-sam/; other files are kept) and start again")
+                        "coco/ labelstudio/ cvat/ .lang-sam/; other files are kept) and start again")
     p.add_argument("--nms", type=_unit_float, default=None, metavar="IOU",
                    help="per-class box non-maximum suppression at this IoU (default: off)")
     p.add_argument("--box-threshold", type=_unit_float, default=BOX_THRESHOLD, metavar="T",

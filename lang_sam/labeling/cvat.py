@@ -167,7 +167,7 @@ class CvatTrackWriter(VideoSink):
             ET.SubElement(task, tag).text = text
         size = ET.SubElement(task, "original_size")
         ET.SubElement(size, "width").text, ET.SubElement(size, "height").text = str(self.size[1]), str(self.size[0])
-        ET.SubElement(root.find("meta"), "source").text = self.video  # type: ignore[arg-type]
+        ET.SubElement(root[1], "source").text = self.video  # <meta>, after <version>: the video's path
         for tid in sorted(self.tracks):
             t = self.tracks[tid]
             shapes = list(t["shapes"])
