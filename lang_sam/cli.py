@@ -111,12 +111,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", action="append", metavar="FMT",
                    help=f"output formats, repeatable or comma-separated: {','.join(FORMATS)} "
                         f"(default: {','.join(DEFAULT_FORMATS)})")
+    p.add_argument("--polygons", action="store_true", help="labelstudio, cvat: instances as polygons, not masks")
+    p.add_argument("--image-prefix", metavar="URL", help="labelstudio: an image is URL + its path relative to its "
+                   "input (default: Label Studio's local files, /data/local-files/?d=<absolute path>)")
     p.add_argument("--resume", action="store_true",
                    help="finish the run in --output: skip images whose outputs are all complete "
                         "(same settings required)")
     p.add_argument("--overwrite", action="store_true",
                    help="delete an earlier run's outputs in --output (overlays/ masks/ labelme/ yolo/ "
-                        "coco/ .lang-sam/; other files are kept) and start again")
+                        "coco/ labelstudio/ cvat/ .lang-sam/; other files are kept) and start again")
     p.add_argument("--nms", type=_unit_float, default=None, metavar="IOU",
                    help="per-class box non-maximum suppression at this IoU (default: off)")
     p.add_argument("--box-threshold", type=_unit_float, default=BOX_THRESHOLD, metavar="T",
@@ -258,6 +261,7 @@ def tile_spec(args: argparse.Namespace):
 def cmd_predict(args: argparse.Namespace) -> int:
     from lang_sam.errors import InvalidRunError
     from lang_sam.labeling.run import LabelSettings, parse_formats
+    from lang_sam.labeling.tool_formats import ExportOptions
     from lang_sam.settings import max_image_pixels
     from lang_sam.validation import check_device
 
@@ -285,7 +289,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         gdino_type=args.gdino_type, tile=tile_spec(args), everything=everything,
     )
     reporter = ProgressReporter("labelling", "img", quiet=args.quiet)
-    return _run(args, "label", settings, formats, reporter, overwrite=args.overwrite)
+    export = ExportOptions("polygon" if args.polygons else "mask", args.image_prefix)
+    return _run(args, "label", settings, formats, reporter, overwrite=args.overwrite, export=export)
 
 
 def _run(args: argparse.Namespace, kind: str, settings, formats: list[str], reporter: ProgressReporter,
@@ -367,6 +372,7 @@ def _add_track_parser(sub) -> None:
     t.add_argument("--format", action="append", metavar="FMT",
                    help=f"output formats, repeatable or comma-separated: {','.join(VIDEO_FORMATS)} "
                         f"(default: {','.join(DEFAULT_VIDEO_FORMATS)})")
+    t.add_argument("--polygons", action="store_true", help="cvat: tracks as polygons, not masks")
     t.add_argument("--detect-every", type=_positive_int, default=DETECT_EVERY, metavar="N",
                    help="run the detector on the first frame with detections and every N frames after "
                         "it; new objects are found on those frames (default: %(default)s)")
@@ -407,6 +413,7 @@ def _add_ray_arguments(p: argparse.ArgumentParser, description: str, runs_on: st
 
 def cmd_track(args: argparse.Namespace) -> int:
     from lang_sam.errors import InvalidRunError
+    from lang_sam.labeling.tool_formats import ExportOptions
     from lang_sam.labeling.video_run import TrackSettings, parse_video_formats
     from lang_sam.validation import check_device
 
@@ -426,7 +433,8 @@ def cmd_track(args: argparse.Namespace) -> int:
         detect_every=args.detect_every, sam_type=args.sam_type, gdino_type=args.gdino_type)
     # In one process, one bar over every frame to track; on Ray, over the videos as they finish.
     reporter = ProgressReporter("tracking", "video", quiet=args.quiet, frames=not args.ray)
-    return _run(args, "track", settings, formats, reporter)
+    export = ExportOptions("polygon" if args.polygons else "mask")
+    return _run(args, "track", settings, formats, reporter, export=export)
 
 
 # --------------------------------------------------------------------------------------------

@@ -170,9 +170,11 @@ class _Kind:
 
 _PREDICT = _Kind("predict", "image", "labelled", "images", "labelled",
                  {"overlay": "overlays/", "masks": "masks/", "labelme": "labelme/",
-                  "yolo": "yolo/labels/ + yolo/data.yaml", "coco": "coco/annotations.json"})
+                  "yolo": "yolo/labels/ + yolo/data.yaml", "coco": "coco/annotations.json",
+                  "labelstudio": "labelstudio/tasks.json + config.xml", "cvat": "cvat/annotations.xml"})
 _TRACK = _Kind("track", "video", "tracked", "videos", "tracked",
-               {"mot": "mot/", "coco": "coco/annotations.json", "overlay": "overlays/", "masks": "masks/"})
+               {"mot": "mot/", "coco": "coco/annotations.json", "overlay": "overlays/", "masks": "masks/",
+                "cvat": "cvat/"})
 
 
 def print_summary(summary: Any) -> int:

@@ -3,6 +3,8 @@
 - :mod:`lang_sam.labeling.classes`: :class:`ClassMap` (phrases -> stable class names and ids),
   :func:`class_nms`;
 - :mod:`lang_sam.labeling.formats`: COCO (RLE), LabelMe, YOLO, mask and overlay PNG writers;
+  :mod:`lang_sam.labeling.labelstudio`, :mod:`lang_sam.labeling.cvat` (with
+  :mod:`lang_sam.labeling.tool_formats`): what Label Studio and CVAT import;
 - :mod:`lang_sam.labeling.atomic`: write to a temporary name, then rename;
 - :mod:`lang_sam.labeling.folder_run` (with :mod:`lang_sam.labeling.inputs`): the one folder run
   of every input kind (collect, lock, resume, failure policy, summary);

@@ -510,12 +510,12 @@ def label_dataset(
     cache_size: int = 2, resume: bool = False, overwrite: bool = False, workers: int | None = None,
     gpus_per_worker: float | None = None, cpus_per_worker: float | None = None, batch_size: int = 1,
     max_dead_batches: int = MAX_DEAD_BATCHES, hooks: RunHooks | None = None,
-    ray_address: str | None = None, worker: type[Worker] = Worker,
+    ray_address: str | None = None, worker: type[Worker] = Worker, export: Any = None,
 ) -> RunSummary:
     """Label every image of ``inputs`` into ``output`` on Ray; return a :class:`RunSummary`.
 
     Inputs, ``settings`` (a :class:`LabelSettings`: prompt or classes, thresholds, ``nms``,
-    ``tile``, the model types), ``formats``, output layout, ``resume``, ``overwrite``, the failure
+    ``tile``, the model types), ``formats``, ``export``, output layout, ``resume``, ``overwrite``, the failure
     policy (:meth:`LabelRun.settle`) and the summary are those of
     :func:`lang_sam.labeling.run.label_folder`. The models are ``settings.sam_type`` /
     ``settings.gdino_type`` (None: the defaults, then named in the run's record), loaded on each
@@ -560,7 +560,7 @@ def label_dataset(
 
     def open_run(out: Path) -> tuple[LabelRun, list[ImageItem]]:
         items = collect_images(inputs, exclude=out)
-        return LabelRun(out, settings, formats, resume=resume, overwrite=overwrite), items
+        return LabelRun(out, settings, formats, resume=resume, overwrite=overwrite, export=export), items
 
     return run_on_ray(output, open_run, job, options, hooks, worker)
 
@@ -571,7 +571,7 @@ def track_dataset(
     gdino_ckpt: str | os.PathLike | None = None, device: str | None = None, precision: str = "fp32",
     cache_size: int = 2, resume: bool = False, workers: int | None = None,
     gpus_per_worker: float | None = None, cpus_per_worker: float | None = None,
-    hooks: RunHooks | None = None, ray_address: str | None = None,
+    hooks: RunHooks | None = None, ray_address: str | None = None, export: Any = None,
 ):
     """Track every video of ``inputs`` into ``output`` on Ray, one video per task; return a
     :class:`~lang_sam.labeling.video_run.TrackSummary`, the outputs of ``lang-sam track``.
@@ -597,6 +597,6 @@ def track_dataset(
 
     def open_run(out: Path) -> tuple[TrackRun, list]:
         items = collect_videos(inputs, exclude=out)
-        return TrackRun(out, settings, formats, resume=resume), items
+        return TrackRun(out, settings, formats, resume=resume, export=export), items
 
     return run_on_ray(output, open_run, job, options, hooks)

@@ -48,6 +48,8 @@ __all__ = [
     "labelme_dict",
     "largest_polygon",
     "POLYGON_FORMATS",
+    "SHAPES",
+    "check_shape",
     "polygon_loss",
     "export_losses",
     "yolo_lines",
@@ -272,6 +274,21 @@ def largest_polygon(mask: Any) -> np.ndarray | None:
 #: The formats that write an instance as a polygon, and so leave out a mask without one (see
 #: :func:`polygon_loss`). COCO (RLE), ``masks`` (PNGs) and ``overlay`` keep every instance.
 POLYGON_FORMATS = ("labelme", "yolo")
+
+#: How the annotation tools' formats (``labelstudio``, ``cvat``) write an instance: a mask
+#: (default) or a polygon (its largest outer contour, as :data:`POLYGON_FORMATS` do).
+SHAPES = ("mask", "polygon")
+
+
+def check_shape(shape: str) -> str:
+    """``shape`` if it is one of :data:`SHAPES`.
+
+    Raises:
+        InvalidArgumentError: it is not.
+    """
+    if shape not in SHAPES:
+        raise InvalidArgumentError(f"shape must be one of {', '.join(SHAPES)}, got {shape!r}")
+    return shape
 
 
 def polygon_loss(mask: Any) -> str | None:

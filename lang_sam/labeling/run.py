@@ -20,7 +20,8 @@ relative to the folder it was found in, without its extension):
 - ``masks/<rel>/<index>_<class>.png``: one 0/255 PNG per instance;
 - ``labelme/<rel>.json``;
 - ``yolo/labels/<rel>.txt`` and ``yolo/data.yaml``;
-- ``coco/annotations.json`` (``file_name`` = the image's path relative to its input folder).
+- ``coco/annotations.json`` (``file_name`` = the image's path relative to its input folder);
+- ``labelstudio/tasks.json`` + ``config.xml``, ``cvat/annotations.xml`` (:mod:`~lang_sam.labeling.tool_formats`).
 
 Nothing here prints; progress goes through the ``hooks`` given to :func:`label_folder`.
 """
@@ -40,7 +41,7 @@ from lang_sam.errors import (
     ImageNotFoundError, InvalidArgumentError, InvalidImageError, InvalidPromptError, InvalidRunError,
     InvalidThresholdError, name_params,
 )
-from lang_sam.labeling import formats as fmt
+from lang_sam.labeling import formats as fmt, tool_formats as tools
 from lang_sam.labeling.atomic import atomic_write_bytes, atomic_write_text, write_json
 from lang_sam.labeling.classes import ClassMap, class_nms
 from lang_sam.labeling.folder_run import FolderRun, FolderSummary, ItemKind, run_folder
@@ -64,11 +65,11 @@ __all__ = [
 ]
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
-FORMATS = ("overlay", "masks", "coco", "labelme", "yolo")
+FORMATS = ("overlay", "masks", "coco", "labelme", "yolo", "labelstudio", "cvat")
 DEFAULT_FORMATS = ("overlay", "coco")
 #: The folders a run writes in its output folder (``overwrite`` deletes only the files the
 #: earlier run recorded there).
-OUTPUT_DIRS = ("overlays", "masks", "labelme", "yolo", "coco", STATE_DIR)
+OUTPUT_DIRS = ("overlays", "masks", "labelme", "yolo", "coco", "labelstudio", "cvat", STATE_DIR)
 
 #: An image with more boxes to segment than this gets a warning from :func:`label_image` (SAM's
 #: time grows with the boxes: 531 boxes from random weights made one image take minutes).
@@ -479,8 +480,8 @@ class ImageKind(ItemKind):
     batched = True  # on Ray: Ray Data batches, back in input order (class ids follow it)
 
     def __init__(self, settings: LabelSettings, formats: Sequence[str] = DEFAULT_FORMATS,
-                 classmap: ClassMap | None = None):
-        self.settings = settings
+                 classmap: ClassMap | None = None, export: tools.ExportOptions | None = None):
+        self.settings, self.export = settings, export or tools.ExportOptions()
         self.formats = parse_formats(list(formats))
         self.classmap = classmap if classmap is not None else settings.classmap()
 
@@ -520,7 +521,7 @@ class ImageKind(ItemKind):
     def run_wide(self, run: FolderRun) -> list[Path]:
         layout = Layout(run.root)
         return ([layout.coco] if "coco" in self.formats else []) + \
-            ([layout.yolo_yaml] if "yolo" in self.formats else [])
+            ([layout.yolo_yaml] if "yolo" in self.formats else []) + tools.tool_files(run.root, self.formats)
 
     def write(self, run: FolderRun, item: ImageItem, outcome: ImageLabels) -> dict:
         return cast(LabelRun, run).write(outcome)
@@ -548,6 +549,9 @@ class ImageKind(ItemKind):
             for f, reasons in s.export_dropped.items():
                 for why, n in losses.get(f, {}).items():
                     reasons[why] = reasons.get(why, 0) + int(n)
+        s.export_dropped.update(tools.write_tool_files(  # Label Studio and CVAT, rebuilt as COCO is
+            run.root, self.formats, records, [i.path for i in done], classes, self.export,
+            f"lang-sam {self.settings.sam_type or ''}".strip()))
         if "yolo" in self.formats:
             atomic_write_text(Layout(run.root).yolo_yaml, fmt.yolo_data_yaml(classes))
         s.classes = classes
@@ -575,9 +579,10 @@ class LabelRun(FolderRun):
         *,
         resume: bool = False,
         overwrite: bool = False,
+        export: tools.ExportOptions | None = None,
     ):
         out = local_path(output, "output")
-        kind = ImageKind(settings, formats)
+        kind = ImageKind(settings, formats, export=export)
         self.layout = Layout(out)
         self.settings = settings
         self.classmap = settings.classmap()
@@ -662,6 +667,7 @@ def label_folder(
     resume: bool = False,
     overwrite: bool = False,
     hooks: RunHooks | None = None,
+    export: tools.ExportOptions | None = None,
 ) -> RunSummary:
     """Label every image of ``inputs`` into ``output`` in this process; return a :class:`RunSummary`.
 
@@ -671,7 +677,8 @@ def label_folder(
     each (``step``: tiles detected, boxes segmented, points generated: see :func:`label_image`;
     with tiling it can take minutes) and of each image done or failed.
     ``resume`` / ``overwrite``: what to do with an earlier run's outputs in ``output`` (see
-    :class:`LabelRun`). A failed image (unreadable, too large, ...) is listed in the summary and
+    :class:`LabelRun`). ``export``: how ``labelstudio`` and ``cvat`` write instances
+    (:class:`~lang_sam.labeling.tool_formats.ExportOptions`). A failed image (unreadable, too large, ...) is listed in the summary and
     the run goes on. Ctrl-C stops the run cleanly: the run-wide files are written for the images
     done, and the summary says ``interrupted``; run again with ``resume=True`` to finish.
 
@@ -685,5 +692,5 @@ def label_folder(
         RunStoppedError: an error that is no image's fault (out of memory, a full disk, a bug).
     """
     return cast(RunSummary, run_folder(
-        ImageKind, lambda out: LabelRun(out, settings, formats, resume=resume, overwrite=overwrite),
+        ImageKind, lambda out: LabelRun(out, settings, formats, resume=resume, overwrite=overwrite, export=export),
         model, inputs, output, hooks))

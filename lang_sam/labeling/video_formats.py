@@ -19,6 +19,8 @@ folder, without its suffix; frame numbers are 0-based in file names and 1-based 
   frame whose pixel values are track ids (0: background). Where masks overlap, the smaller mask's
   id is kept (it is drawn last: a small object in front of a large one stays visible). The PNGs
   are written into a staging folder and moved in when the video is done.
+- ``cvat``: ``cvat/<key>.xml``, "CVAT for video 1.1" tracks (:class:`lang_sam.labeling.cvat.CvatTrackWriter`,
+  opened by :func:`lang_sam.labeling.video_run.track_video`).
 - :class:`TrackRows` (the server's ``POST /track`` answer): one JSON-able row per frame, a summary
   per track and the MOT text, kept in memory; it writes no file.
 
@@ -74,7 +76,7 @@ __all__ = [
 ]
 
 #: The formats of ``lang-sam track``, and those written when none is named.
-VIDEO_FORMATS = ("mot", "coco", "overlay", "masks")
+VIDEO_FORMATS = ("mot", "coco", "overlay", "masks", "cvat")
 DEFAULT_VIDEO_FORMATS = ("mot", "overlay")
 #: The largest track id a 16-bit PNG of :class:`TrackPngWriter` can hold.
 MAX_TRACK_ID = 65535
@@ -104,6 +106,9 @@ class VideoLayout:
     @property
     def coco(self) -> Path:
         return self.root / "coco" / "annotations.json"
+
+    def cvat(self, key: str) -> Path:
+        return self.root / "cvat" / f"{key}.xml"
 
     def rel(self, p: Path) -> str:
         return p.relative_to(self.root).as_posix()

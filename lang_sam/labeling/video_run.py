@@ -46,9 +46,11 @@ from lang_sam.errors import (
 )
 from lang_sam.labeling import video_formats as vf
 from lang_sam.labeling.atomic import sweep_temp_files, write_json
+from lang_sam.labeling.cvat import CvatTrackWriter
 from lang_sam.labeling.folder_run import FolderRun, FolderSummary, ItemKind, claim, run_folder
 from lang_sam.labeling.inputs import STATE_DIR, FileItem, collect_files, parse_names, read_json
 from lang_sam.labeling.hooks import RunHooks
+from lang_sam.labeling.tool_formats import ExportOptions
 from lang_sam.validation import BOX_THRESHOLD, TEXT_THRESHOLD, check_prompt, check_threshold
 from lang_sam.video import DETECT_EVERY, FrameTap
 from lang_sam.video_io import VIDEO_SUFFIXES
@@ -67,7 +69,7 @@ __all__ = [
 #: What a folder is searched for (lower-cased suffixes); a file named directly may be any video.
 VIDEO_EXTENSIONS = frozenset(VIDEO_SUFFIXES)
 #: The folders a tracking run writes in its output folder.
-OUTPUT_DIRS = ("mot", "coco", "overlays", "masks", STATE_DIR)
+OUTPUT_DIRS = ("mot", "coco", "overlays", "masks", "cvat", STATE_DIR)
 
 #: What one video may raise that fails that video only (the run goes on and lists it).
 VIDEO_FAILURES = (InvalidVideoError, VideoNotFoundError, InvalidImageError, ImageNotFoundError)
@@ -157,6 +159,8 @@ def planned_outputs(layout: vf.VideoLayout, key: str, formats: Sequence[str]) ->
         out.append(layout.mot(key))
     if "overlay" in formats:
         out.append(layout.overlay(key))
+    if "cvat" in formats:
+        out.append(layout.cvat(key))
     return out
 
 
@@ -200,6 +204,7 @@ def track_video(
     formats: Sequence[str],
     *,
     on_frame: Callable[[VideoItem, int, int | None], None] | None = None,
+    export: ExportOptions | None = None,
 ) -> dict:
     """Track one video into ``output`` and return its record (also written, last, to
     ``.lang-sam/videos/<key>.json``): ``{"video", "formats", "outputs": {format: [files relative
@@ -212,7 +217,8 @@ def track_video(
     :class:`~lang_sam.results.TrackedFrame` to the writers as it comes; ``on_frame(item, done,
     total)`` hears of each frame (``total`` from the header, None when unknown). On any error,
     Ctrl-C included, the writers' unfinished files are removed and the error re-raised; no record
-    is written, so a resumed run does the video again. This is the function both the
+    is written, so a resumed run does the video again. ``export.shape``: masks or polygons in
+    ``cvat`` (:class:`~lang_sam.labeling.cvat.CvatTrackWriter`). This is the function both the
     single-process command and each Ray task run.
     """
     from lang_sam.video_io import open_video
@@ -228,7 +234,11 @@ def track_video(
     claim(root, planned + ([layout.rel(layout.masks(item.key)) + "/"] if "masks" in formats else []))
     source = open_video(item.path)
     total = source.frame_count
-    sinks = vf.open_sinks(layout, item.key, item.rel.as_posix(), formats, source.fps or vf.DEFAULT_FPS)
+    sinks = vf.open_sinks(layout, item.key, item.rel.as_posix(), [f for f in formats if f != "cvat"],
+                          source.fps or vf.DEFAULT_FPS)
+    if "cvat" in formats:
+        sinks["cvat"] = CvatTrackWriter(layout.cvat(item.key), root, item.rel.as_posix(),
+                                        (export or ExportOptions()).shape)
     tap = FrameTap(source)
     frames = detections = 0
     tracks: set[int] = set()
@@ -298,8 +308,9 @@ class VideoKind(ItemKind):
     records, record_field, tag = "videos", "video", "track"
     run_errors, item_errors = TRACK_RUN_ERRORS, VIDEO_FAILURES
 
-    def __init__(self, settings: TrackSettings, formats: Sequence[str], output: str | os.PathLike):
-        self.settings = settings
+    def __init__(self, settings: TrackSettings, formats: Sequence[str], output: str | os.PathLike,
+                 export: ExportOptions | None = None):
+        self.settings, self.export = settings, export or ExportOptions()
         self.formats = parse_video_formats(list(formats))
         self.output = Path(os.path.abspath(output))  # absolute: Ray workers may start elsewhere
 
@@ -309,7 +320,8 @@ class VideoKind(ItemKind):
 
     def work(self, model: Any, item: VideoItem, step: Callable[[str, int, int | None], None] | None) -> dict:
         on_frame = None if step is None else (lambda item, done, total: step("frame", done, total))
-        return track_video(model, item, self.settings, self.output, self.formats, on_frame=on_frame)
+        return track_video(model, item, self.settings, self.output, self.formats, on_frame=on_frame,
+                           export=self.export)
 
     def pack(self, outcome: dict) -> dict:
         """The record without its per-frame COCO records (read back from its file by :meth:`finish`)."""
@@ -382,11 +394,12 @@ class TrackRun(FolderRun):
     summary: TrackSummary
 
     def __init__(self, output: str | os.PathLike, settings: TrackSettings, formats: Sequence[str],
-                 *, resume: bool = False):
-        kind = VideoKind(settings, formats, output)
+                 *, resume: bool = False, export: ExportOptions | None = None):
+        kind = VideoKind(settings, formats, output, export)
         self.settings = settings
         self.layout = vf.VideoLayout(Path(output))
-        super().__init__(kind, output, dict(settings.config(), formats=sorted(kind.formats)),
+        shape = {"cvat_shape": kind.export.shape} if "cvat" in kind.formats else {}  # in its files
+        super().__init__(kind, output, dict(settings.config(), formats=sorted(kind.formats), **shape),
                          TrackSummary(output=Path(output), formats=list(kind.formats)), resume=resume)
 
     def _open(self, resume: bool, overwrite: bool) -> None:
@@ -424,6 +437,7 @@ def track_folder(
     *,
     resume: bool = False,
     hooks: RunHooks | None = None,
+    export: ExportOptions | None = None,
 ) -> TrackSummary:
     """Track every video of ``inputs`` into ``output`` in this process; return a :class:`TrackSummary`.
 
@@ -432,7 +446,8 @@ def track_folder(
     do, of each frame (``step(item, "frame", done, total)``, ``total`` from the header or None)
     and of each video done or failed. A video's own fault (undecodable, missing) fails it and the
     run goes on; Ctrl-C stops the run cleanly (``summary.interrupted``; the unfinished video leaves
-    nothing half-written; ``resume=True`` finishes the run).
+    nothing half-written; ``resume=True`` finishes the run). ``export``: how ``cvat`` writes
+    instances (:class:`~lang_sam.labeling.tool_formats.ExportOptions`).
 
     Raises:
         InvalidRunError: a missing input, no video, colliding outputs, an unknown format, or an
@@ -444,4 +459,4 @@ def track_folder(
         RunStoppedError: an error that is no video's fault (out of memory, a full disk, a bug).
     """
     return cast(TrackSummary, run_folder(
-        VideoKind, lambda out: TrackRun(out, settings, formats, resume=resume), model, inputs, output, hooks))
+        VideoKind, lambda out: TrackRun(out, settings, formats, resume=resume, export=export), model, inputs, output, hooks))
