@@ -89,8 +89,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
     def heard(sam_type: str, done: int, total: int) -> None:
         print(f"lang-sam compare: {sam_type}: {done}/{total} images", file=sys.stderr)
 
+    from lang_sam.errors import InvalidArgumentError, InvalidRunError
+    from lang_sam.evaluate import parse_thresholds
+
     sam_types = [s.strip() for s in args.sam_type.split(",") if s.strip()]
-    result = compare(args.inputs, args.gt, sam_types=sam_types, box_thresholds=args.box_threshold,
+    try:
+        thresholds = parse_thresholds(args.box_threshold)
+    except InvalidArgumentError as exc:
+        raise InvalidRunError(f"--box-threshold: {exc}") from None
+    if not sam_types:
+        raise InvalidRunError(f"--sam-type: expected SAM types separated by commas, got {args.sam_type!r}")
+    result = compare(args.inputs, args.gt, sam_types=sam_types, box_thresholds=thresholds,
                      gdino_type=args.gdino_type, text_threshold=args.text_threshold, prompt=args.prompt,
                      classes=args.classes, device=args.device, precision=args.precision, output=args.output,
                      on_image=heard)

@@ -232,7 +232,7 @@ def compare(
     from lang_sam.lang_sam import LangSAM
     from lang_sam.labeling import formats as fmt
     from lang_sam.labeling.run import LabelSettings, collect_images, label_image
-    from lang_sam.models.registry import DEFAULT_GDINO
+    from lang_sam.models.registry import DEFAULT_GDINO, get_spec
     from lang_sam.utils import load_image
     from lang_sam.validation import TEXT_THRESHOLD
 
@@ -240,6 +240,8 @@ def compare(
     thresholds = parse_thresholds(box_thresholds)
     if not sam_types:
         raise InvalidArgumentError("expected one SAM type or more, got none")
+    for name in sam_types:  # an unknown type: said before the first engine runs
+        get_spec("sam", name)
     inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     items = collect_images(inputs)
     gdino_type = gdino_type or DEFAULT_GDINO
@@ -255,7 +257,7 @@ def compare(
         settings = {t: LabelSettings.create(prompt if not classes else None, list(classes) if classes else None,
                                             box_threshold=t, text_threshold=text_threshold, sam_type=sam_type,
                                             gdino_type=gdino_type) for t in thresholds}
-        classmap = settings[thresholds[0]].classmap()
+        classmaps = {t: s.classmap() for t, s in settings.items()}  # ids as each predict run gives them
         model = LangSAM(sam_type, checkpoints.get(sam_type), gdino_type=gdino_type,
                         gdino_ckpt_path=checkpoints.get(gdino_type), device=device, precision=precision)
         builders = {t: fmt.CocoBuilder() for t in thresholds}
@@ -267,8 +269,10 @@ def compare(
             encode_seconds += time.perf_counter() - started
             for t in thresholds:
                 started = time.perf_counter()
-                labels = label_image(model, item, settings[t], formats=(), classmap=classmap, image=enc)
+                labels = label_image(model, item, settings[t], formats=(), classmap=classmaps[t], image=enc)
                 seconds[t] += time.perf_counter() - started
+                for name in labels.names:
+                    classmaps[t].id_of(name)
                 builders[t].add(fmt.coco_image_record(item.rel.as_posix(), labels.width, labels.height,
                                                       labels.masks, labels.boxes, labels.scores, labels.names))
             if on_image is not None:
@@ -276,7 +280,7 @@ def compare(
         del model
         gc.collect()
         for t in thresholds:
-            report = coco_scores(builders[t].to_dict(classmap.names), truth)
+            report = coco_scores(builders[t].to_dict(classmaps[t].names), truth)
             rows.append(_row(report, sam_type, gdino_type, t, (encode_seconds + seconds[t]) / len(items),
                              encode_seconds / len(items)))
     result = Comparison(rows, [str(i) for i in inputs], str(gt), predict_args)
