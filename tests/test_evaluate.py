@@ -238,3 +238,18 @@ def test_parse_thresholds(text, want):
 def test_parse_thresholds_refuses(text):
     with pytest.raises(InvalidArgumentError):
         ev.parse_thresholds(text)
+
+
+def test_lang_sam_eval_scores_a_track_run(tmp_path, capsys):
+    (tmp_path / "gt").mkdir()
+    (tmp_path / "gt" / "clip.txt").write_text(mot_text(TRACKS, score=False))
+    (tmp_path / "run" / "mot" / "city").mkdir(parents=True)
+    (tmp_path / "run" / "mot" / "city" / "day.txt").write_text(mot_text(TRACKS))  # no ground truth: not scored
+    (tmp_path / "run" / "mot" / "clip.txt").write_text(mot_text(TRACKS))
+    assert main(["eval", "--pred", str(tmp_path / "run"), "--gt", str(tmp_path / "gt")]) == 0
+    out = capsys.readouterr().out
+    assert "tracks:" in out and "HOTA" in out and "clip" in out and "city/day" not in out
+    saved = json.loads((tmp_path / "run" / "eval" / "eval.json").read_text())
+    assert saved["kind"] == "mot" and saved["summary"]["all"]["IDF1"] == 1.0
+    assert not (tmp_path / "run" / "eval" / "pr_bbox.png").exists()
+    assert main(["eval", "--pred", str(tmp_path / "run" / "mot" / "city"), "--gt", str(tmp_path / "gt")]) == 2
