@@ -31,6 +31,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from lang_sam.cli_eval import add_eval_parsers, cmd_compare, cmd_eval
 from lang_sam.cli_report import (
     EXIT_CODES, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_MODELS, EXIT_OK, EXIT_STOPPED, EXIT_USAGE, LogHandler,
     ProgressReporter, cli_message, print_summary,
@@ -93,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"lang-sam {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log messages (-vv: debug)")
-    sub = parser.add_subparsers(dest="command", metavar="{predict,track,info,download,serve,app}")
+    sub = parser.add_subparsers(dest="command", metavar="{predict,track,eval,compare,info,download,serve,app}")
 
     p = sub.add_parser(
         "predict", help="label images, folders or .txt lists of images",
@@ -138,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="images per call of a worker (default: 1)")
 
     _add_track_parser(sub)
+    add_eval_parsers(sub)  # eval, compare: lang_sam.cli_eval
 
     sub.add_parser("info", help="where each checkpoint resolves, and the device that would be used")
 
@@ -671,7 +673,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     pkg_logger.addHandler(handler)
     pkg_logger.setLevel(logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else logging.WARNING)
     command = {"predict": cmd_predict, "track": cmd_track, "info": cmd_info,
-               "download": cmd_download}[args.command]
+               "download": cmd_download, "eval": cmd_eval, "compare": cmd_compare}[args.command]
     usage_errors: tuple[type[Exception], ...] = (
         InvalidRunError, InvalidClassMapError, InvalidPromptError, InvalidThresholdError, DeviceError,
         InvalidTileError, UnknownModelError, TrackingNotSupportedError)  # track: a SAM that cannot track

@@ -39,6 +39,7 @@ __all__ = [
     "InvalidRunError",
     "OutputLockedError",
     "OutputCollisionError",
+    "EvaluationInputError",
     "DeviceError",
     "InvalidPrecisionError",
     "SlowPrecisionWarning",
@@ -388,6 +389,16 @@ class OutputCollisionError(InvalidRunError):
     def __init__(self, message: str, *, path: str, files: list[str]):
         super().__init__(message)
         self.path, self.files = path, list(files)
+
+
+class EvaluationInputError(InvalidRunError):
+    """A prediction or ground-truth file that ``lang-sam eval`` / ``compare`` cannot score: missing,
+    not the format expected, or sharing no image / class / sequence with the other. Attributes:
+    ``path`` (the file or folder), ``expected`` and ``got`` (what was looked for and found)."""
+
+    def __init__(self, message: str, *, path: str, expected: str = "", got: str = ""):
+        super().__init__(message)
+        self.path, self.expected, self.got = path, expected, got
 
 
 class DeviceError(LangSAMError, ValueError):

@@ -16,20 +16,23 @@ This module imports numpy and :mod:`lang_sam.masks` only.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from lang_sam.errors import InvalidClassesError, SupervisionNotInstalledError
+from lang_sam.errors import EngineUnavailableError, InvalidClassesError, SupervisionNotInstalledError
 from lang_sam.masks import CropMask, stack_dense
 from lang_sam.validation import as_numpy
 
 __all__ = ["SUPERVISION_REQUIREMENT", "SUPERVISION_INSTALL", "import_supervision", "to_supervision",
-           "class_ids"]
+           "class_ids", "tracked_to_supervision", "TRACKERS_REQUIREMENT", "track_boxes"]
 
 #: The oldest supervision with what :func:`to_supervision` uses (``sv.CompactMask``: 0.28.0).
 SUPERVISION_REQUIREMENT = "supervision>=0.28"
 SUPERVISION_INSTALL = f'pip install "{SUPERVISION_REQUIREMENT}"'
+#: Roboflow's ``trackers`` (where supervision's ByteTrack moved), for :func:`track_boxes`. It requires
+#: supervision, so it is installed apart for the same reason (groundingdino-py's pin).
+TRACKERS_REQUIREMENT = "trackers>=2.6"
 
 
 def import_supervision():
@@ -176,3 +179,47 @@ def to_supervision(
         class_id=ids,
         data=data,
     )
+
+
+def tracked_to_supervision(frame: Any, classes: Sequence[str] | None = None, *, compact: bool | None = None):
+    """One :class:`~lang_sam.results.TrackedFrame` (a frame of ``predict_video`` / ``lang-sam
+    track``) as a ``supervision.Detections``: what :func:`to_supervision` gives for its masks,
+    boxes, phrases and scores, plus ``tracker_id`` ``(N,)`` int64, the frame's track ids (stable
+    through the video, from 1), so supervision's trace and label annotators follow each object.
+
+    Raises:
+        SupervisionNotInstalledError: supervision missing or older than :data:`SUPERVISION_REQUIREMENT`.
+        InvalidClassesError: a phrase not in ``classes``.
+    """
+    det = to_supervision(frame.masks, frame.boxes, frame.phrases, frame.scores, image_size=frame.image_size,
+                         classes=classes, compact=compact)
+    det.tracker_id = as_numpy(frame.track_ids).astype(np.int64).reshape(-1)
+    return det
+
+
+def track_boxes(frames: Iterable[Any], tracker: Any = None) -> Iterator[Any]:
+    """Box-level tracking by the ``trackers`` package instead of lang-sam's own (mask IoU on key
+    frames, a video segmenter in between, :mod:`lang_sam.tracking`): each item of ``frames`` (one
+    per video frame, in order: a ``supervision.Detections``, or anything with ``to_supervision()``
+    such as a :class:`~lang_sam.results.Prediction` of ``LangSAM.predict``) goes through
+    ``tracker.update`` and the ``supervision.Detections`` it returns is yielded, ``tracker_id``
+    set (``-1`` for detections the tracker has not confirmed yet; its order may differ from the
+    input's). ``tracker``: any ``trackers`` tracker (``SORTTracker()``, ``OCSORTTracker()``...);
+    default ``trackers.ByteTrackTracker()``.
+
+    Raises:
+        EngineUnavailableError: ``tracker`` not given and ``trackers`` not installed
+            (:data:`TRACKERS_REQUIREMENT`).
+        SupervisionNotInstalledError: supervision missing or too old.
+    """
+    if tracker is None:
+        try:
+            from trackers import ByteTrackTracker
+        except ImportError as exc:
+            raise EngineUnavailableError(
+                f"track_boxes() needs {TRACKERS_REQUIREMENT}, which is not installed here ({exc}): "
+                f'pip install "{TRACKERS_REQUIREMENT}"', package="trackers", required=TRACKERS_REQUIREMENT,
+            ) from None
+        tracker = ByteTrackTracker()
+    for item in frames:
+        yield tracker.update(item.to_supervision() if hasattr(item, "to_supervision") else item)

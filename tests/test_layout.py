@@ -26,8 +26,9 @@ LAYERS: list[set[str]] = [
     {"lang_sam", "engines", "pipeline", "generate", "utils", "testing", "video"},  # "lang_sam" is lang_sam/lang_sam.py, the facade;
     # pipeline: detect -> select -> segment, which the facade, labelling and serving all run
     {"labeling.*"},  # labeling.distributed: the pipeline on Ray Data (the [ray] extra)
+    {"evaluate"},  # scores against the user's ground truth, and lang-sam compare (runs labeling per setting)
     {"serving.*"},
-    {"cli", "cli_report", "__main__"},  # cli_report: what the command prints (cli imports it)
+    {"cli", "cli_report", "cli_eval", "__main__"},  # cli_report: what the command prints (cli imports it)
 ]
 #: Package __init__ files take the layer of the highest module they import and are not checked
 #: themselves. No other module may only re-export (test_no_module_only_reexports).

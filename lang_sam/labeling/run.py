@@ -307,7 +307,7 @@ class ImageLabels:
 def label_image(
     model, item: ImageItem, settings: LabelSettings, formats: Sequence[str] = DEFAULT_FORMATS,
     classmap: ClassMap | None = None,
-    on_progress: Callable[[str, int, int], None] | None = None,
+    on_progress: Callable[[str, int, int], None] | None = None, image: Any = None,
 ) -> ImageLabels:
     """Label one image: :func:`lang_sam.pipeline.run` with labelling's select steps: map phrases
     to classes (dropping those of no class), with ``settings.tile`` merge what two tiles found
@@ -320,13 +320,17 @@ def label_image(
     only names classes here; ids are given by :meth:`LabelRun.write`. Writes nothing.
     ``on_progress(stage, done, total)`` hears of the image's progress: ``"detect"`` in tiles (1
     without tiling), then ``"segment"`` in boxes. Over :data:`MANY_BOXES` boxes to segment, a
-    warning is logged saying why the image is slow and what to change.
+    warning is logged saying why the image is slow and what to change. ``image``: the item's image
+    already read, or its :class:`~lang_sam.engines.EncodedImage` (whose encodings are then reused:
+    ``lang-sam compare`` labels one image at several thresholds); default: read ``item.path``.
     """
     from lang_sam import pipeline
+    from lang_sam.engines import EncodedImage
     from lang_sam.utils import load_image
 
     classmap = classmap if classmap is not None else settings.classmap()
-    image = load_image(item.path)
+    encoded, image = (image, image.image) if isinstance(image, EncodedImage) else (None, image)
+    image = load_image(item.path) if image is None else image
     if settings.everything is not None:
         return _label_everything(model, item, image, settings, formats, on_progress)
     dropped = [0]  # detections that matched no class
@@ -355,7 +359,7 @@ def label_image(
     steps = [to_classes, pipeline.merge_tiles(tile) if tile is not None else None,
              nms(settings.nms) if settings.nms is not None else None, warn_many]
     out = pipeline.run(
-        model.engines, image, settings.prompt, settings.box_threshold, settings.text_threshold,
+        model.engines, image if encoded is None else encoded, settings.prompt, settings.box_threshold, settings.text_threshold,
         select=[s for s in steps if s is not None], tile=tile, collect=pipeline.CropMasks,
         progress=on_progress,
     )
