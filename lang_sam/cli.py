@@ -31,6 +31,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from lang_sam import cli_geo
 from lang_sam.cli_report import (
     EXIT_CODES, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_MODELS, EXIT_OK, EXIT_STOPPED, EXIT_USAGE, LogHandler,
     ProgressReporter, cli_message, print_summary,
@@ -124,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-threshold", type=_unit_float, default=TEXT_THRESHOLD, metavar="T",
                    help="a box's phrase is its tokens scoring over T, in [0, 1] (default: %(default)s)")
     _add_tile_arguments(p)
+    p.add_argument("--bands", type=cli_geo.bands, default=None, metavar="B,G,R",
+                   help="map rasters (with --format gpkg,geojson,geotiff): bands read as RGB, e.g. 3,2,1")
     _add_everything_arguments(p)
     _add_model_arguments(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -261,6 +264,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from lang_sam.settings import max_image_pixels
     from lang_sam.validation import check_device
 
+    if cli_geo.wants_raster(args):  # map rasters: --format gpkg,geojson,geotiff or --bands
+        return cli_geo.cmd_predict_raster(args, _model_loader(args), tile_spec(args))
     try:
         formats = parse_formats(args.format)
     except InvalidRunError as exc:
