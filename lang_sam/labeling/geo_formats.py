@@ -10,7 +10,8 @@ GDAL, geopandas):
   GeoPackage, which has none, for such rasters);
 - :func:`write_label_rasters`: an instance-id and a class-id GeoTIFF (tiled 256 x 256, deflate,
   the input's size, transform and CRS; 0 is background). Where instances overlap the higher-scoring
-  one wins. Written crop by crop, never a full-size array;
+  one wins. Written crop by crop, never a full-size array; blocks without an instance are not
+  stored (GDAL's ``SPARSE_OK``: they read as 0), so a large raster's label files stay small;
 - :func:`geo_record`: the JSON record of one raster: per instance its pixel box (``bbox``, COCO
   ``x, y, w, h``) beside its map box (``bbox_map``, ``minx, miny, maxx, maxy`` in ``crs``).
 
@@ -140,7 +141,7 @@ def write_label_rasters(instance_path: str | Path | None, class_path: str | Path
             continue
         profile = dict(driver="GTiff", width=W, height=H, count=1, dtype=dtype, crs=geo.crs,
                        transform=geo.transform if geo.crs is not None else None, tiled=True,
-                       blockxsize=LABEL_BLOCK, blockysize=LABEL_BLOCK, compress="deflate")
+                       blockxsize=LABEL_BLOCK, blockysize=LABEL_BLOCK, compress="deflate", sparse_ok=True)
         with atomic_path(path) as tmp:
             with rasterio.open(tmp, "w+", **profile) as ds:
                 for i in order:

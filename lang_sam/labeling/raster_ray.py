@@ -28,14 +28,14 @@ from typing import Any, Callable, Sequence, cast
 
 import torch
 
-from lang_sam.errors import InvalidArgumentError, UnknownModelError
+from lang_sam.errors import InvalidArgumentError
 from lang_sam.geo import GeoPrediction, open_raster
 from lang_sam.hub import ModelSpec
-from lang_sam.labeling.distributed import _connect, import_ray
+from lang_sam.labeling.distributed import _connect, _register, import_ray
 from lang_sam.labeling.folder_run import run_folder
 from lang_sam.labeling.hooks import RunHooks
 from lang_sam.labeling.raster_run import RASTER_FORMATS, RasterItem, RasterKind, RasterSettings, RasterSummary, open_raster_run
-from lang_sam.models.registry import DEFAULT_GDINO, DEFAULT_SAM, get_spec, register_model
+from lang_sam.models.registry import DEFAULT_GDINO, DEFAULT_SAM, get_spec
 from lang_sam.raster import RasterSource
 from lang_sam.results import Detections, TiledPrediction
 from lang_sam import pipeline
@@ -49,13 +49,7 @@ class TileWorker:
     """One actor: the models (loaded on first use), the sources it has opened."""
 
     def __init__(self, model: dict, specs: Sequence[ModelSpec], threads: int | None):
-        for spec in specs:
-            try:
-                known = get_spec(spec.family, spec.name)
-            except UnknownModelError:
-                known = None
-            if known != spec:
-                register_model(spec, overwrite=True)
+        _register(specs)
         if threads:
             torch.set_num_threads(threads)
         self.model_kwargs = dict(model)

@@ -26,13 +26,8 @@ from typing import Any, Callable, Sequence, cast
 
 import torch
 
-from lang_sam.errors import (
-    GeoNotInstalledError,
-    InvalidArgumentError,
-    InvalidPromptError,
-    InvalidRasterError,
-    InvalidThresholdError,
-)
+from lang_sam.errors import GeoNotInstalledError, InvalidArgumentError, InvalidPromptError, InvalidRasterError
+from lang_sam.errors import InvalidThresholdError
 from lang_sam.geo import DEFAULT_TILE, GeoPrediction, predict_raster
 from lang_sam.labeling import geo_formats
 from lang_sam.labeling.atomic import write_json
@@ -47,7 +42,7 @@ from lang_sam.validation import BOX_THRESHOLD, TEXT_THRESHOLD
 logger = logging.getLogger(__name__)
 
 __all__ = ["RASTER_EXTENSIONS", "RASTER_FORMATS", "RasterItem", "RasterSettings", "RasterSummary", "RasterKind",
-           "label_rasters", "keep_classes"]
+           "label_rasters", "keep_classes", "open_raster_run"]
 
 #: Files collected from folders as rasters (GeoTIFF / COG, JPEG 2000, VRT, ERDAS Imagine).
 RASTER_EXTENSIONS = frozenset({".tif", ".tiff", ".jp2", ".vrt", ".img"})
