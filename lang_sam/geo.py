@@ -36,7 +36,7 @@ from lang_sam.errors import (
     RasterTransformError,
 )
 from lang_sam.masks import CropMask
-from lang_sam.raster import RasterSource, require_geo
+from lang_sam.raster import RasterSource, gdal_env, require_geo
 from lang_sam.results import TiledPrediction
 from lang_sam.tiling import TileSpec, sam_window
 from lang_sam.validation import BOX_THRESHOLD, TEXT_THRESHOLD
@@ -163,8 +163,9 @@ def predict_raster(model: Any, path: str | Path | RasterSource, text_prompt: str
     """
     tile = tile or DEFAULT_TILE
     src = path if isinstance(path, RasterSource) else open_raster(path, bands)
-    out = pipeline.run(_engines(model), src, text_prompt, box_threshold, text_threshold,
-                       select=[pipeline.merge_tiles(tile)], tile=tile, progress=progress)
+    with gdal_env():
+        out = pipeline.run(_engines(model), src, text_prompt, box_threshold, text_threshold,
+                           select=[pipeline.merge_tiles(tile)], tile=tile, progress=progress)
     return _result(pipeline.tiled_prediction(out), src)
 
 

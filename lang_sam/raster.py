@@ -26,6 +26,7 @@ Coordinates are raster pixels, ``(x0, y0, x1, y1)`` with ``x1``/``y1`` exclusive
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -38,14 +39,17 @@ from lang_sam.errors import GeoNotInstalledError, InvalidRasterError, UnknownBan
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "STRETCH_PERCENTILES", "STRETCH_SAMPLE", "Stretch", "RasterSource", "require_geo", "choose_bands",
-    "compute_stretch",
+    "STRETCH_PERCENTILES", "STRETCH_SAMPLE", "GDAL_CACHE_MB", "Stretch", "RasterSource", "require_geo",
+    "choose_bands", "compute_stretch", "gdal_env",
 ]
 
 #: The low and high percentiles of valid pixels that a non-8-bit band is stretched between.
 STRETCH_PERCENTILES = (2.0, 98.0)
 #: The stretch's percentiles are computed on a read of at most this many pixels a side.
 STRETCH_SAMPLE = 1024
+#: GDAL's block cache while lang-sam reads or writes a raster, in MiB (GDAL's default is 5 % of the
+#: machine's memory, which a large raster fills); a ``GDAL_CACHEMAX`` in the environment wins.
+GDAL_CACHE_MB = 64
 
 Box = tuple[int, int, int, int]
 
@@ -66,6 +70,19 @@ def require_geo() -> Any:
             missing=exc.name or "",
         ) from exc
     return rasterio
+
+
+def gdal_env() -> Any:
+    """A ``rasterio.Env`` bounding GDAL's block cache to :data:`GDAL_CACHE_MB` (unless
+    ``GDAL_CACHEMAX`` is set in the environment), so that memory does not grow with the raster.
+
+    Raises:
+        GeoNotInstalledError: the ``[geo]`` extra is not installed.
+    """
+    rasterio = require_geo()
+    if "GDAL_CACHEMAX" in os.environ:
+        return rasterio.Env()
+    return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB)
 
 
 @dataclass(frozen=True)

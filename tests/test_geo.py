@@ -365,3 +365,18 @@ def test_a_folder_of_rasters_runs_resumes_and_reports_a_bad_one(gmodel, tmp_path
     assert (again.skipped, again.labelled, again.failed) == (2, 0, [])
     with pytest.raises(errors.InvalidRunError):
         label_rasters(gmodel, [src], out, RasterSettings("red", tile=TILE), resume=True)
+
+
+@pytest.mark.parametrize("extra,words", [
+    (["--format", "gpkg,coco"], "a raster run writes gpkg,geojson,geotiff; got gpkg,coco"),
+    (["--format", "gpkg", "--classes", "car=car"], "needs --prompt"),
+    (["--bands", "3,x", "--format", "gpkg"], "expected band numbers"),
+])
+def test_cli_raster_usage_errors(tmp_path, capsys, extra, words):
+    from lang_sam.cli import main
+
+    path = gh.write_raster(tmp_path / "r.tif")
+    prompt = [] if "--classes" in extra else ["--prompt", "red"]
+    assert main(["predict", str(path), *prompt, "--output", str(tmp_path / "out"), *extra]) == 2
+    assert words in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # refused before the output folder is made

@@ -30,7 +30,7 @@ import numpy as np
 from lang_sam.errors import InvalidArgumentError
 from lang_sam.geo import GeoPrediction, to_crs
 from lang_sam.labeling.atomic import atomic_path
-from lang_sam.raster import require_geo
+from lang_sam.raster import gdal_env, require_geo
 
 __all__ = ["GEO_FORMATS", "LABEL_BLOCK", "write_gpkg", "write_geojson", "write_label_rasters", "geo_record",
            "class_ids_of"]
@@ -142,7 +142,7 @@ def write_label_rasters(instance_path: str | Path | None, class_path: str | Path
         profile = dict(driver="GTiff", width=W, height=H, count=1, dtype=dtype, crs=geo.crs,
                        transform=geo.transform if geo.crs is not None else None, tiled=True,
                        blockxsize=LABEL_BLOCK, blockysize=LABEL_BLOCK, compress="deflate", sparse_ok=True)
-        with atomic_path(path) as tmp:
+        with atomic_path(path) as tmp, gdal_env():
             with rasterio.open(tmp, "w+", **profile) as ds:
                 for i in order:
                     m = p.masks[int(i)]

@@ -36,7 +36,7 @@ from lang_sam.labeling.folder_run import run_folder
 from lang_sam.labeling.hooks import RunHooks
 from lang_sam.labeling.raster_run import RASTER_FORMATS, RasterItem, RasterKind, RasterSettings, RasterSummary, open_raster_run
 from lang_sam.models.registry import DEFAULT_GDINO, DEFAULT_SAM, get_spec
-from lang_sam.raster import RasterSource
+from lang_sam.raster import RasterSource, gdal_env
 from lang_sam.results import Detections, TiledPrediction
 from lang_sam import pipeline
 
@@ -70,14 +70,17 @@ class TileWorker:
         """``(detections of each tile in tiles (i, tile); None where skipped), blocks that failed``."""
         engines, src = self._ready(src)
         prepared = engines.prepare(*prompt)
-        return [pipeline.detect_tile(engines, src, t, i, prepared) for i, t in tiles], list(src.failed)
+        with gdal_env():
+            return [pipeline.detect_tile(engines, src, t, i, prepared) for i, t in tiles], list(src.failed)
 
     def segment(self, src: RasterSource, prompt: tuple[str, float, float], det: Detections, jobs: list
                 ) -> tuple[list, list]:
         """``(indices, crops, iou scores)`` of every window of ``jobs`` ``(window, idx)``, failed blocks."""
         engines, src = self._ready(src)
         prepared = engines.prepare(*prompt)
-        out = [part for window, idx in jobs for part in pipeline.segment_window(engines, src, window, det, idx, prepared)]
+        with gdal_env():
+            out = [part for window, idx in jobs
+                   for part in pipeline.segment_window(engines, src, window, det, idx, prepared)]
         return out, list(src.failed)
 
 
