@@ -42,13 +42,13 @@ def write_sparse(path: Path, size: int, every: int = 4096) -> int:
     Returns the number of blocks written."""
     import numpy as np
     import rasterio
-    from rasterio.transform import from_origin
+    from affine import Affine
     from rasterio.windows import Window
 
     from plugin_engines import COLORS
 
     profile = dict(driver="GTiff", width=size, height=size, count=3, dtype="uint8", crs="EPSG:32633",
-                   transform=from_origin(500000.0, 4100000.0, 0.5, 0.5), nodata=0, tiled=True,
+                   transform=Affine(0.5, 0, 500000.0, 0, -0.5, 4100000.0), nodata=0, tiled=True,
                    blockxsize=BLOCK, blockysize=BLOCK, compress="deflate", sparse_ok=True)
     patch = np.full((3, BLOCK, BLOCK), 90, np.uint8)
     patch[:, 100:140, 100:140] = np.asarray(COLORS["red"], np.uint8)[:, None, None]

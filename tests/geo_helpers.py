@@ -33,7 +33,7 @@ def write_raster(path: Path, width: int = 256, height: int = 160, *, crs="EPSG:3
     ``nodata_box``: ``(x0, y0, x1, y1)`` pixels set to ``nodata``. ``bands`` > 3: extra bands of 0."""
     import rasterio
     from rasterio.enums import ColorInterp
-    from rasterio.transform import from_origin
+    from affine import Affine
 
     img = paint(width, height, objects).astype(dtype)
     if dtype == "uint16":
@@ -46,7 +46,7 @@ def write_raster(path: Path, width: int = 256, height: int = 160, *, crs="EPSG:3
     if nodata_box is not None:
         x0, y0, x1, y1 = nodata_box
         img[:, y0:y1, x0:x1] = nodata
-    transform = transform if transform is not None else from_origin(500000.0, 4100000.0, 0.5, 0.5)
+    transform = transform if transform is not None else Affine(0.5, 0, 500000.0, 0, -0.5, 4100000.0)
     profile = dict(driver="GTiff", width=width, height=height, count=len(img), dtype=dtype, crs=crs,
                    transform=transform, nodata=nodata, tiled=True, blockxsize=blocksize, blockysize=blocksize)
     if compress:
