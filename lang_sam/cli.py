@@ -125,8 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-threshold", type=_unit_float, default=TEXT_THRESHOLD, metavar="T",
                    help="a box's phrase is its tokens scoring over T, in [0, 1] (default: %(default)s)")
     _add_tile_arguments(p)
-    p.add_argument("--bands", type=cli_geo.bands, default=None, metavar="B,G,R",
-                   help="map rasters (with --format gpkg,geojson,geotiff): bands read as RGB, e.g. 3,2,1")
+    cli_geo.add_arguments(p)  # map rasters: --bands, --simplify
     _add_everything_arguments(p)
     _add_model_arguments(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

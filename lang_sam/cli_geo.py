@@ -11,7 +11,7 @@ import sys
 from lang_sam.cli_report import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ProgressReporter
 from lang_sam.errors import InvalidRunError
 
-__all__ = ["GEO_FORMATS", "wants_raster", "bands", "cmd_predict_raster"]
+__all__ = ["GEO_FORMATS", "add_arguments", "wants_raster", "bands", "cmd_predict_raster"]
 
 GEO_FORMATS = ("gpkg", "geojson", "geotiff")
 
@@ -20,9 +20,18 @@ def _names(values: list[str] | None) -> list[str]:
     return [n.strip() for v in values or () for n in v.split(",") if n.strip()]
 
 
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """``lang-sam predict``'s map raster flags."""
+    g = p.add_argument_group("map rasters (with --format gpkg,geojson,geotiff)")
+    g.add_argument("--bands", type=bands, default=None, metavar="B,G,R",
+                   help="bands read as RGB, 1-based, e.g. 4,3,2 (default: the file's red/green/blue, else 1,2,3)")
+    g.add_argument("--simplify", type=float, default=None, metavar="TOL",
+                   help="simplify polygons to this tolerance in map units (default: off: pixel-exact outlines)")
+
+
 def wants_raster(args: argparse.Namespace) -> bool:
-    """Whether ``lang-sam predict``'s flags ask for a raster run: a map format, or ``--bands``."""
-    return bool(set(_names(args.format)) & set(GEO_FORMATS)) or args.bands is not None
+    """Whether ``lang-sam predict``'s flags ask for a raster run: a map format, ``--bands`` or ``--simplify``."""
+    return bool(set(_names(args.format)) & set(GEO_FORMATS)) or args.bands is not None or args.simplify is not None
 
 
 def bands(text: str) -> tuple[int, ...]:
@@ -44,7 +53,10 @@ def cmd_predict_raster(args: argparse.Namespace, load, tile) -> int:
         raise InvalidRunError(f"--format: a raster run writes {','.join(GEO_FORMATS)}; got {','.join(formats) or 'none'}")
     if args.classes or not args.prompt:
         raise InvalidRunError('a raster run needs --prompt "building. tree" (not --classes)')
-    settings = RasterSettings(args.prompt, args.box_threshold, args.text_threshold, tile or DEFAULT_TILE, args.bands)
+    if args.simplify is not None and not args.simplify > 0:
+        raise InvalidRunError(f"--simplify must be a tolerance > 0 in map units, got {args.simplify}")
+    settings = RasterSettings(args.prompt, args.box_threshold, args.text_threshold, tile or DEFAULT_TILE, args.bands,
+                              args.simplify)
     reporter = ProgressReporter("labelling", "raster", quiet=args.quiet)
     try:
         if args.ray:

@@ -75,21 +75,28 @@ class GeoPrediction:
     """Instances found on a raster. ``prediction``: the :class:`~lang_sam.results.TiledPrediction`
     in raster pixels (masks as crops); ``transform``: the raster's affine pixel -> map transform
     (identity without a CRS); ``crs``: a ``rasterio.crs.CRS`` or None; ``path``; ``failed``: the
-    raster's blocks that could not be read (pixels ``(x0, y0, x1, y1)``, treated as nodata)."""
+    raster's blocks that could not be read (pixels ``(x0, y0, x1, y1)``, treated as nodata);
+    ``simplify``: None (polygons trace pixel edges exactly) or a tolerance in map units that
+    :meth:`polygons` simplifies them to (shapely's topology-preserving simplification)."""
 
     prediction: TiledPrediction
     transform: Any
     crs: Any
     path: str = ""
     failed: list[tuple[int, int, int, int]] = field(default_factory=list)
+    simplify: float | None = None
 
     def __len__(self) -> int:
         return len(self.prediction.phrases)
 
     def polygons(self) -> list[Any]:
         """One shapely ``Polygon`` or ``MultiPolygon`` per instance, in the raster's CRS (pixel
-        coordinates without one), holes kept; an empty mask gives an empty polygon."""
-        return [crop_polygon(m, self.transform) for m in self.prediction.masks]
+        coordinates without one), holes kept; an empty mask gives an empty polygon; simplified to
+        :attr:`simplify` when it is set."""
+        polys = [crop_polygon(m, self.transform) for m in self.prediction.masks]
+        if self.simplify:
+            polys = [p.simplify(self.simplify, preserve_topology=True) for p in polys]
+        return polys
 
     def map_boxes(self) -> np.ndarray:
         """``(N, 4)`` float64 ``minx, miny, maxx, maxy`` of the instances' pixel boxes in the

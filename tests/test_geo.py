@@ -167,6 +167,20 @@ def test_polygons_keep_holes():
     assert geo.crop_polygon(CropMask(two, 0, 0, (6, 10)), NORTH_UP).geom_type == "MultiPolygon"
 
 
+def test_polygons_are_simplified_only_on_request():
+    from lang_sam.results import TiledPrediction
+
+    yy, xx = np.mgrid[:41, :41]
+    disk = CropMask((yy - 20) ** 2 + (xx - 20) ** 2 <= 400, 0, 0, (41, 41))
+    tp = TiledPrediction([disk], torch.tensor([[0.0, 0.0, 41.0, 41.0]]), ["red"], torch.ones(1), image_size=(41, 41))
+    exact = geo.GeoPrediction(tp, NORTH_UP, rasterio.crs.CRS.from_epsg(32633))
+    simple = geo.GeoPrediction(tp, NORTH_UP, exact.crs, simplify=1.0)  # 1 m = 2 pixels
+    (e,), (s,) = exact.polygons(), simple.polygons()
+    assert e.area == disk.area * 0.25  # pixel-exact: a staircase
+    assert len(s.exterior.coords) < len(e.exterior.coords) / 3 and s.hausdorff_distance(e) <= 1.0
+    assert simple.records()[0]["geometry"].equals(s)
+
+
 # ------------------------------------------------------------------------------------------
 # Reading: bands, stretch, nodata
 # ------------------------------------------------------------------------------------------

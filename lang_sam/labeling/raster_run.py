@@ -58,13 +58,15 @@ class RasterItem(FileItem):
 @dataclass(frozen=True)
 class RasterSettings:
     """A raster run's settings: ``prompt``, thresholds, ``tile`` (the grid; default
-    :data:`lang_sam.geo.DEFAULT_TILE`), ``bands`` (None: see :mod:`lang_sam.raster`)."""
+    :data:`lang_sam.geo.DEFAULT_TILE`), ``bands`` (None: see :mod:`lang_sam.raster`), ``simplify``
+    (a tolerance in map units for the vector outputs; None: pixel-exact outlines)."""
 
     prompt: str
     box_threshold: float = BOX_THRESHOLD
     text_threshold: float = TEXT_THRESHOLD
     tile: TileSpec = DEFAULT_TILE
     bands: tuple[int, ...] | None = None
+    simplify: float | None = None
 
     def classes(self) -> ClassMap:
         """One class per prompt phrase, in the prompt's order."""
@@ -72,7 +74,8 @@ class RasterSettings:
 
     def config(self) -> dict:
         return {"prompt": self.prompt, "box_threshold": self.box_threshold, "text_threshold": self.text_threshold,
-                "tile": self.tile.to_dict(), "bands": list(self.bands) if self.bands else None}
+                "tile": self.tile.to_dict(), "bands": list(self.bands) if self.bands else None,
+                "simplify": self.simplify}
 
 
 @dataclass
@@ -100,7 +103,7 @@ def keep_classes(geo: GeoPrediction, classes: ClassMap) -> tuple[GeoPrediction, 
     tp = TiledPrediction([p.masks[i] for i in keep], p.boxes[idx], [cast(str, matched[i]) for i in keep],
                          p.logits[idx], image_size=p.image_size,
                          iou_scores=None if p.iou_scores is None else p.iou_scores[idx], tiles=p.tiles)
-    out = GeoPrediction(tp, geo.transform, geo.crs, geo.path, geo.failed)
+    out = GeoPrediction(tp, geo.transform, geo.crs, geo.path, geo.failed, geo.simplify)
     return out, [names.index(cast(str, matched[i])) + 1 for i in keep], len(matched) - len(keep)
 
 
@@ -145,6 +148,7 @@ class RasterKind(ItemKind):
 
     def write(self, run: FolderRun, item: RasterItem, outcome: GeoPrediction) -> dict:
         run.claim(self.planned(run, item) + [run.record(item.key)])
+        outcome.simplify = self.settings.simplify
         geo, class_ids, unmatched = keep_classes(outcome, self.settings.classes())
         paths = self.paths(run, item)
         if "gpkg" in self.formats:
