@@ -88,7 +88,7 @@ def gdal_env() -> Any:
 @dataclass(frozen=True)
 class Stretch:
     """A linear map of each chosen band to 0..255: ``(value - low) * 255 / (high - low)``, rounded
-    and clipped; ``low``/``high`` one per band. 8-bit bands get ``(0, 255)``: unchanged."""
+    and clipped (NaN: 0); ``low``/``high`` one per band. 8-bit bands get ``(0, 255)``: unchanged."""
 
     low: tuple[float, ...]
     high: tuple[float, ...]
@@ -102,7 +102,10 @@ class Stretch:
         hi = np.asarray(self.high, np.float64)[:, None, None]
         span = np.where(hi > lo, hi - lo, 1.0)
         out = (np.asarray(data, np.float64) - lo) * (255.0 / span)
-        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+        out = np.clip(np.rint(out), 0, 255)
+        if np.issubdtype(data.dtype, np.floating):
+            out[np.isnan(out)] = 0  # NaN nodata (masked by the caller): 0, not an undefined cast
+        return out.astype(np.uint8)
 
     def to_dict(self) -> dict:
         return {"low": list(self.low), "high": list(self.high)}

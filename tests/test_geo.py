@@ -194,6 +194,7 @@ def test_sixteen_bit_stretch_is_computed_once_and_maps_back(tmp_path):
     assert (rgb[40:160] == gh.paint(256, 160).transpose(1, 2, 0)[40:160]).all()
     s = Stretch((100.0,), (355.0,))
     assert s.apply(np.array([[[50, 100, 150, 355, 900]]])).tolist() == [[[0, 0, 50, 255, 255]]]
+    assert s.apply(np.array([[[np.nan, 150.0, np.inf]]], np.float32)).tolist() == [[[0, 50, 255]]]
 
 
 @pytest.mark.parametrize("bands,colorinterp,count,want", [
