@@ -31,6 +31,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from lang_sam import cli_geo
 from lang_sam.cli_eval import add_eval_parsers, cmd_compare, cmd_eval
 from lang_sam.cli_report import (
     EXIT_CODES, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_MODELS, EXIT_OK, EXIT_STOPPED, EXIT_USAGE, LogHandler,
@@ -128,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-threshold", type=_unit_float, default=TEXT_THRESHOLD, metavar="T",
                    help="a box's phrase is its tokens scoring over T, in [0, 1] (default: %(default)s)")
     _add_tile_arguments(p)
+    cli_geo.add_arguments(p)  # map rasters: --bands, --simplify
     _add_everything_arguments(p)
     _add_model_arguments(p)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -267,6 +269,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from lang_sam.settings import max_image_pixels
     from lang_sam.validation import check_device
 
+    if cli_geo.wants_raster(args):  # map rasters: --format gpkg,geojson,geotiff or --bands
+        return cli_geo.cmd_predict_raster(args, _model_loader(args), tile_spec(args))
     try:
         formats = parse_formats(args.format)
     except InvalidRunError as exc:

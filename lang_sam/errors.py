@@ -65,6 +65,12 @@ __all__ = [
     "EngineUnavailableError",
     "BackendUnavailableError",
     "UnsupportedPromptError",
+    "GeoNotInstalledError",
+    "InvalidRasterError",
+    "UnknownBandError",
+    "RasterTransformError",
+    "PromptOutsideRasterError",
+    "NoCRSWarning",
     "MODEL_ERRORS",
     "name_params",
 ]
@@ -542,3 +548,55 @@ class TrackingNotSupportedError(LangSAMError, TypeError):
     def __init__(self, message: str, *, sam_type: str, video_types: list[str]):
         super().__init__(message)
         self.sam_type, self.video_types = sam_type, list(video_types)
+
+
+class GeoNotInstalledError(LangSAMError, ImportError):
+    """Reading or writing map rasters and vectors needs rasterio, shapely, pyproj and pyogrio:
+    ``pip install "lang-sam[geo]"``. Attribute: ``missing`` (the module that failed to import)."""
+
+    def __init__(self, message: str, *, missing: str = ""):
+        super().__init__(message)
+        self.missing = missing
+
+
+class InvalidRasterError(LangSAMError, ValueError):
+    """A raster that cannot be used: GDAL cannot open it, or a setting does not fit it.
+    Attributes: ``path``, ``expected`` and ``got`` (text)."""
+
+    def __init__(self, message: str, *, path: str = "", expected: str = "", got: str = ""):
+        super().__init__(message)
+        self.path, self.expected, self.got = path, expected, got
+
+
+class UnknownBandError(InvalidRasterError):
+    """A band number the raster does not have (``--bands 4,3,2`` on a 3-band file), or a band list
+    that is not 1 or 3 numbers. Attributes (besides :class:`InvalidRasterError`'s): ``bands`` (as
+    given), ``count`` (the raster's band count)."""
+
+    def __init__(self, message: str, *, path: str = "", bands=(), count: int = 0, expected: str = "",
+                 got: str = ""):
+        super().__init__(message, path=path, expected=expected, got=got)
+        self.bands, self.count = tuple(bands), count
+
+
+class RasterTransformError(InvalidRasterError):
+    """Coordinates that cannot be moved between two coordinate reference systems (an unknown CRS,
+    or a point outside the target's domain). Attributes: ``source_crs``, ``target_crs``."""
+
+    def __init__(self, message: str, *, path: str = "", source_crs: str = "", target_crs: str = ""):
+        super().__init__(message, path=path, expected=f"coordinates transformable to {target_crs}",
+                         got=source_crs)
+        self.source_crs, self.target_crs = source_crs, target_crs
+
+
+class PromptOutsideRasterError(InvalidRasterError):
+    """A box or point prompt (in map coordinates) that falls outside the raster. Attributes
+    (besides :class:`InvalidRasterError`'s): ``prompt`` (in raster pixels, xyxy or xy)."""
+
+    def __init__(self, message: str, *, path: str = "", prompt=(), expected: str = "", got: str = ""):
+        super().__init__(message, path=path, expected=expected, got=got)
+        self.prompt = tuple(prompt)
+
+
+class NoCRSWarning(UserWarning):
+    """A raster without a coordinate reference system: its outputs are in pixels, not map units."""

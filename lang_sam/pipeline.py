@@ -24,7 +24,7 @@ masks come from its ``masks_for``), in one chunk loop, on the same windows when 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Protocol, Sequence, cast
+from typing import Any, Callable, Iterator, Protocol, Sequence, cast, runtime_checkable
 
 import numpy as np
 import torch
@@ -40,7 +40,8 @@ from lang_sam.validation import BOX_THRESHOLD, TEXT_THRESHOLD, ImageInput, as_nu
 __all__ = [
     "run", "detect", "segment", "predict", "prediction", "tiled_prediction", "predict_prompts",
     "predict_batch", "rgb", "Segmented", "Select", "MaskSink", "DenseMasks", "CropMasks",
-    "RleMasks", "MaskCoverage", "merge_tiles", "top_k", "TILE_MASK_BYTES",
+    "RleMasks", "MaskCoverage", "merge_tiles", "top_k", "TILE_MASK_BYTES", "TileSource", "window_plan",
+    "segment_window", "detect_tile",
 ]
 
 #: A select step: the detections kept of those found (any subset, in any order; may rename phrases).
@@ -50,6 +51,19 @@ Progress = Callable[[str, int, int], None]
 #: The tiled path holds about this many bytes of one window's bool masks at once (whole decoding
 #: chunks of boxes, at least one), before cutting them to crops.
 TILE_MASK_BYTES = 64 * 2**20
+
+
+@runtime_checkable
+class TileSource(Protocol):
+    """An image too large to hold, read a window at a time by the tiled path (with ``tile=``):
+    :class:`lang_sam.raster.RasterSource`. ``size`` is ``(W, H)``; ``window(box)`` gives the
+    window ``(x0, y0, x1, y1)`` (image pixels, ``x1``/``y1`` exclusive) as an RGB PIL image, or
+    None when it holds nothing to detect (nodata): that tile is skipped, and a SAM window that is
+    None is black."""
+
+    size: tuple[int, int]
+
+    def window(self, box: Tile) -> Image.Image | None: ...
 
 
 class MaskSink(Protocol):
@@ -170,7 +184,7 @@ Collect = Callable[[int, tuple[int, int]], MaskSink]
 
 def run(
     engines: Engines,
-    image: ImageInput | EncodedImage,
+    image: ImageInput | EncodedImage | TileSource,
     text_prompt: str,
     box_threshold: float = BOX_THRESHOLD,
     text_threshold: float = TEXT_THRESHOLD,
@@ -184,7 +198,8 @@ def run(
     in order), segment each kept detection.
 
     ``image``: anything :meth:`Engines.encode` takes (an :class:`~lang_sam.EncodedImage` reuses its
-    encodings). With ``tile``, ``select`` must merge what neighbouring tiles found twice (include
+    encodings), or with ``tile`` a :class:`TileSource` (a raster read window by window). With
+    ``tile``, ``select`` must merge what neighbouring tiles found twice (include
     :func:`merge_tiles`, after any step that renames phrases); masks are then crops whatever
     ``collect`` is. The prompt and thresholds are checked before any image work.
 
@@ -194,7 +209,9 @@ def run(
             cannot take it (or, with ``tile``, one of its tiles), before any detection.
     """
     prepared = engines.prepare(text_prompt, box_threshold, text_threshold)
-    image = engines.encode(image) if tile is None else rgb(image)  # read once, here
+    if tile is None and isinstance(image, TileSource):
+        raise InvalidArgumentError(f"a window source ({type(image).__name__}) is read with tile=, got tile=None")
+    image = engines.encode(cast("ImageInput | EncodedImage", image)) if tile is None else _tiled(image)
     _check_sizes(engines, image, tile)
     det, enc = detect(engines, image, prepared, tile=tile, progress=progress)
     for step in select:
@@ -204,11 +221,11 @@ def run(
     return Segmented(det, masks, iou, enc)
 
 
-def _check_sizes(engines: Engines, image: ImageInput | EncodedImage, tile: TileSpec | None) -> None:
+def _check_sizes(engines: Engines, image: ImageInput | EncodedImage | TileSource, tile: TileSpec | None) -> None:
     """Refuse, before any detection, an image (or with ``tile``, a tile of it) that an engine's
     resize would make 0 pixels thin (:class:`~lang_sam.errors.ImageTooThinError`); each engine
     checks again what it encodes (``check_image_size``)."""
-    W, H = rgb(image).size
+    W, H = _tiled(image).size
     sizes: dict[tuple[int, int], str | None] = {(H, W): None}  # (h, w) -> the message's subject
     if tile is not None:
         shapes = dict.fromkeys((t[3] - t[1], t[2] - t[0]) for t in tile.grid(W, H))
@@ -230,13 +247,22 @@ def rgb(image: ImageInput | EncodedImage) -> Image.Image:
     return image.image if isinstance(image, EncodedImage) else to_rgb_pil(image)
 
 
-def _window(engines: Engines, image: Image.Image, box: Tile) -> EncodedImage:
-    """An encode handle of the window ``box`` (x0, y0, x1, y1) of ``image``."""
+def _tiled(image: ImageInput | EncodedImage | TileSource) -> Image.Image | TileSource:
+    """What the tiled path reads windows of: a :class:`TileSource` as it is, else the RGB image."""
+    return image if isinstance(image, TileSource) else rgb(image)
+
+
+def _window(engines: Engines, image: Image.Image | TileSource, box: Tile) -> EncodedImage:
+    """An encode handle of the window ``box`` (x0, y0, x1, y1) of ``image`` (a source's window
+    that is None: black)."""
+    if isinstance(image, TileSource):
+        pil = image.window(box)
+        return engines.encode(pil if pil is not None else Image.new("RGB", (box[2] - box[0], box[3] - box[1])))
     whole = tuple(box) == (0, 0, *image.size)
     return engines.encode(image if whole else image.crop(box))
 
 
-def detect(engines: Engines, image: ImageInput | EncodedImage, prepared: Any, *, tile: TileSpec | None = None,
+def detect(engines: Engines, image: ImageInput | EncodedImage | TileSource, prepared: Any, *, tile: TileSpec | None = None,
            progress: Progress | None = None) -> tuple[Detections, EncodedImage | None]:
     """The detector's boxes for ``prepared`` (from :meth:`Engines.prepare`) and the encode
     handle of ``image`` (None with ``tile``). With ``tile``, the detector runs on each tile of
@@ -249,24 +275,40 @@ def detect(engines: Engines, image: ImageInput | EncodedImage, prepared: Any, *,
     report = _report(progress)
     if tile is None:
         report("detect", 0, 1)
-        enc = engines.encode(image)
+        enc = engines.encode(cast("ImageInput | EncodedImage", image))
         det = engines.detect(enc, prepared)
         report("detect", 1, 1)
         return det, enc
-    pil = rgb(image)
-    H, W = pil.height, pil.width
+    src = _tiled(image)
+    W, H = src.size
     tiles = tile.grid(W, H)
     parts = []
     report("detect", 0, len(tiles))
     for i, t in enumerate(tiles):
-        d = engines.detect(_window(engines, pil, t), prepared)
-        parts.append(Detections(to_image_pixels(d.boxes, t, (H, W)), d.scores, d.phrases, (H, W),
-                                tile_index=torch.full((len(d),), i, dtype=torch.int64)))
+        d = detect_tile(engines, src, t, i, prepared)
+        if d is not None:
+            parts.append(d)
         report("detect", i + 1, len(tiles))
     return Detections.concat(parts, (H, W), tiles=tiles), None
 
 
-def segment(engines: Engines, image: ImageInput | EncodedImage, detections: Detections | torch.Tensor,
+def detect_tile(engines: Engines, image: Image.Image | TileSource, t: Tile, i: int, prepared: Any
+                ) -> Detections | None:
+    """The detections of tile ``t`` (number ``i`` of the grid) in image pixels, cut at its inner
+    borders, ``tile_index`` ``i``; None for a source's tile with nothing to detect (nodata)."""
+    W, H = image.size
+    if isinstance(image, TileSource):
+        window = image.window(t)
+        if window is None:
+            return None
+        d = engines.detect(engines.encode(window), prepared)
+    else:
+        d = engines.detect(_window(engines, image, t), prepared)
+    return Detections(to_image_pixels(d.boxes, t, (H, W)), d.scores, d.phrases, (H, W),
+                      tile_index=torch.full((len(d),), i, dtype=torch.int64))
+
+
+def segment(engines: Engines, image: ImageInput | EncodedImage | TileSource, detections: Detections | torch.Tensor,
             prepared: Any = None, *, tile: TileSpec | None = None, collect: Collect = DenseMasks,
             progress: Progress | None = None) -> tuple[Any, torch.Tensor]:
     """Masks for ``detections`` (or ``(N, 4)`` float32 xyxy image-pixel boxes alone):
@@ -280,9 +322,9 @@ def segment(engines: Engines, image: ImageInput | EncodedImage, detections: Dete
         UnsupportedPromptError: boxes alone (no ``prepared``) for a text segmenter (SAM 3).
     """
     if tile is not None:
-        return _segment_tiled(engines, rgb(image), detections, prepared, tile, progress)
+        return _segment_tiled(engines, _tiled(image), detections, prepared, tile, progress)
     report = _report(progress)
-    enc = engines.encode(image)
+    enc = engines.encode(cast("ImageInput | EncodedImage", image))
     H, W = enc.pixels.shape[:2]
     det = _as_detections(detections, (H, W))
     n = len(det)
@@ -315,48 +357,68 @@ def _chunks(decode: Decode, det: Detections, step: int) -> Iterator[tuple[int, t
         yield start, m, s
 
 
-def _segment_tiled(engines: Engines, pil: Image.Image, detections: Detections | torch.Tensor,
+def _segment_tiled(engines: Engines, pil: Image.Image | TileSource, detections: Detections | torch.Tensor,
                    prepared: Any, tile: TileSpec, progress: Progress | None
                    ) -> tuple[list[CropMask], torch.Tensor]:
-    """Each detection on its window (:func:`lang_sam.tiling.sam_window`), decoded there in the
-    segmenter's chunks; masks as crops in image pixels."""
+    """Each detection on its window (:func:`window_plan`), decoded there in the segmenter's
+    chunks (:func:`segment_window`); masks as crops in image pixels."""
     report = _report(progress)
     W, H = pil.size
     det = _as_detections(detections, (H, W))
-    boxes = det.boxes
-    tiles = tile.grid(W, H)
-    groups: dict[tuple, list[int]] = {}
-    windows = list(tiles)  # a window made for a box no tile holds is offered to later boxes too
+    groups = window_plan(det.boxes, tile.grid(W, H), (H, W), tile.size)
+    masks: list[CropMask | None] = [None] * len(det)
+    iou = torch.zeros((len(det),), dtype=torch.float32)
+    done = 0
+    report("segment", 0, len(det))
+    for window, idx in groups.items():
+        for part, crops, scores in segment_window(engines, pil, window, det, idx, prepared):
+            for k, m, sc in zip(part, crops, scores):
+                masks[k], iou[k] = m, sc
+            done += len(part)
+            report("segment", done, len(det))
+    return cast("list[CropMask]", masks), iou  # every box is in exactly one group: none is left None
+
+
+def window_plan(boxes: torch.Tensor, tiles: Sequence[Tile], image_size: tuple[int, int], tile_size: int
+                ) -> dict[Tile, list[int]]:
+    """The window SAM segments each of ``boxes`` ``(N, 4)`` (xyxy image pixels) on
+    (:func:`lang_sam.tiling.sam_window`): window -> the indices of its boxes, windows in the order
+    first needed; a window made for a box no tile holds is offered to later boxes too."""
+    groups: dict[Tile, list[int]] = {}
+    windows = list(tiles)
     for i, box in enumerate(boxes.tolist()):
-        window = sam_window(box, windows, (H, W), tile.size)
+        window = sam_window(box, windows, image_size, tile_size)
         if window not in groups and window not in tiles:
             windows.append(window)
         groups.setdefault(window, []).append(i)
-    masks: list[CropMask | None] = [None] * len(boxes)
-    iou = torch.zeros((len(boxes),), dtype=torch.float32)
-    done = 0
-    report("segment", 0, len(boxes))
-    for window, idx in groups.items():
-        enc = _window(engines, pil, window)
-        local = boxes[idx]
-        if window[:2] != (0, 0):
-            local = local - torch.tensor([window[0], window[1], window[0], window[1]], dtype=local.dtype)
-        h, w = window[3] - window[1], window[2] - window[0]
-        step = engines.boxes_per_chunk(h, w)
-        # Whole decoding chunks (the same decoding as predict), about TILE_MASK_BYTES of masks.
-        group = step * max(1, TILE_MASK_BYTES // (h * w * step))
-        decode = engines.decoder(enc, prepared)
-        here = Detections(local, det.scores[idx], [det.phrases[i] for i in idx], (h, w))
-        for start in range(0, len(idx), group):
-            part = idx[start:start + group]
-            for offset, m, s in _chunks(decode, here.take(list(range(start, start + len(part)))), step):
-                for j in range(len(m)):
-                    k = part[offset + j]
-                    masks[k] = CropMask.from_window(m[j].numpy(), window[0], window[1], (H, W))
-                    iou[k] = s[j]
-            done += len(part)
-            report("segment", done, len(boxes))
-    return cast("list[CropMask]", masks), iou  # every box is in exactly one group: none is left None
+    return groups
+
+
+def segment_window(engines: Engines, image: Image.Image | TileSource, window: Tile, det: Detections,
+                   idx: Sequence[int], prepared: Any) -> Iterator[tuple[list[int], list[CropMask], torch.Tensor]]:
+    """The masks of detections ``idx`` of ``det`` (image pixels) on ``window``, in whole decoding
+    chunks of about :data:`TILE_MASK_BYTES`: ``(indices, crops, iou_scores)`` per group, in
+    ``idx`` order (one process and a Ray worker run the same)."""
+    H, W = det.image_size
+    enc = _window(engines, image, window)
+    local = det.boxes[list(idx)]
+    if window[:2] != (0, 0):
+        local = local - torch.tensor([window[0], window[1], window[0], window[1]], dtype=local.dtype)
+    h, w = window[3] - window[1], window[2] - window[0]
+    step = engines.boxes_per_chunk(h, w)
+    # Whole decoding chunks (the same decoding as predict), about TILE_MASK_BYTES of masks.
+    group = step * max(1, TILE_MASK_BYTES // (h * w * step))
+    decode = engines.decoder(enc, prepared)
+    here = Detections(local, det.scores[list(idx)], [det.phrases[i] for i in idx], (h, w))
+    for start in range(0, len(idx), group):
+        part = list(idx[start:start + group])
+        crops: list[CropMask] = [None] * len(part)  # type: ignore[list-item]
+        scores = torch.zeros((len(part),), dtype=torch.float32)
+        for offset, m, s in _chunks(decode, here.take(list(range(start, start + len(part)))), step):
+            for j in range(len(m)):
+                crops[offset + j] = CropMask.from_window(m[j].numpy(), window[0], window[1], (H, W))
+                scores[offset + j] = s[j]
+        yield part, crops, scores
 
 
 def predict(engines: Engines, image: ImageInput | EncodedImage, text_prompt: str, box_threshold: float = BOX_THRESHOLD,

@@ -19,22 +19,23 @@ PKG = ROOT / "lang_sam"
 #: Lowest first. Names are relative to ``lang_sam``; ``hub.*`` is every module of lang_sam/hub/.
 LAYERS: list[set[str]] = [
     {"settings", "errors", "patches", "validation", "cache", "precision", "reprs"},
-    {"masks", "tiling", "interop", "results", "tracking", "video_io"},  # results as crops, the tile grid and merge,
+    {"masks", "tiling", "interop", "results", "tracking", "video_io", "raster"},  # results as crops, the tile grid and merge,
     # results as other libraries' types (supervision, imported lazily), the result types: no models
     {"hub.*"},
     {"models.*"},
-    {"lang_sam", "engines", "pipeline", "generate", "utils", "testing", "video"},  # "lang_sam" is lang_sam/lang_sam.py, the facade;
+    {"lang_sam", "engines", "pipeline", "generate", "utils", "testing", "video", "geo"},  # "lang_sam" is lang_sam/lang_sam.py, the facade;
     # pipeline: detect -> select -> segment, which the facade, labelling and serving all run
     {"labeling.*"},  # labeling.distributed: the pipeline on Ray Data (the [ray] extra)
     {"evaluate"},  # scores against the user's ground truth, and lang-sam compare (runs labeling per setting)
     {"serving.*"},
-    {"cli", "cli_report", "cli_eval", "__main__"},  # cli_report: what the command prints (cli imports it)
+    {"cli", "cli_report", "cli_eval", "cli_geo", "__main__"},  # cli_report: what the command prints (cli imports it)
 ]
 #: Package __init__ files take the layer of the highest module they import and are not checked
 #: themselves. No other module may only re-export (test_no_module_only_reexports).
 COMPAT_ALIASES: set[str] = set()
 #: What ``import lang_sam`` must never import: optional extras and the heavy model libraries.
-NOT_AT_IMPORT = ("ray", "gradio", "fastapi", "uvicorn", "supervision", "groundingdino", "segment_anything", "av")
+NOT_AT_IMPORT = ("ray", "gradio", "fastapi", "uvicorn", "supervision", "groundingdino", "segment_anything", "av",
+                 "rasterio", "shapely", "pyproj", "pyogrio", "geopandas")
 
 
 def module_names() -> dict[str, Path]:

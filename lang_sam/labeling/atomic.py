@@ -16,7 +16,7 @@ import numpy as np
 from lang_sam.errors import InvalidArgumentError
 
 __all__ = [
-    "TMP_SUFFIX", "atomic_open", "atomic_write_bytes", "atomic_write_text", "write_json", "write_png",
+    "TMP_SUFFIX", "atomic_open", "atomic_path", "atomic_write_bytes", "atomic_write_text", "write_json", "write_png",
     "sweep_temp_files", "temp_file_of",
 ]
 
@@ -42,6 +42,23 @@ def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """:func:`atomic_open` for a writer that opens the file itself (GDAL): the temporary path to
+    write, renamed to ``path`` when the block ends, removed (with any ``-journal`` / ``-wal`` file
+    beside it) on an exception."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        for leftover in (tmp, tmp.with_name(tmp.name + "-journal"), tmp.with_name(tmp.name + "-wal")):
+            leftover.unlink(missing_ok=True)
         raise
 
 
