@@ -333,3 +333,63 @@ def test_openvino_fp32_agrees_with_pytorch(engine, model, ov_model):
     for pairs in EXACTNESS_ROWS[engine](model, ov_model):
         figures = assert_backends_agree(**pairs)
         assert figures.get("mask_agreement", 1.0) >= 0.999
+
+
+@pytest.mark.slow
+def test_cli_predict_with_the_openvino_backend_equals_pytorch(tmp_path, ov_ckpt, gdino_ckpt, tiny_specs, capsys):
+    from PIL import Image
+
+    from lang_sam.cli import main
+
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    Image.fromarray(make_image(60, 80, 1)).save(imgs / "a.png")
+    args = ["--sam-type", tiny_specs[0].name, "--sam-ckpt", str(ov_ckpt), "--gdino-type", tiny_specs[1].name,
+            "--gdino-ckpt", str(gdino_ckpt), "--prompt", "car", "--format", "masks", "-q"]
+    for backend in ("pytorch", "openvino"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", BackendFallbackWarning)
+            assert main(["predict", str(imgs), "--output", str(tmp_path / backend), "--backend", backend, *args]) == 0
+    masks = {b: sorted((tmp_path / b).rglob("*.png")) for b in ("pytorch", "openvino")}
+    assert masks["pytorch"] and [p.name for p in masks["pytorch"]] == [p.name for p in masks["openvino"]]
+    for a, b in zip(masks["pytorch"], masks["openvino"]):
+        assert (np.asarray(Image.open(a)) == np.asarray(Image.open(b))).mean() >= 0.999
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert f"backends: pytorch, openvino (--backend; OpenVINO {ovb.openvino_version()})" in out
+    assert f"CPU threads: {torch.get_num_threads()} (torch and OpenVINO; {ovb.physical_cores()} physical cores" in out
+
+
+def test_server_and_ray_jobs_carry_the_backend(tiny_specs):
+    from lang_sam.labeling.distributed import _langsam_job
+    from lang_sam.labeling.run import LabelSettings
+    from lang_sam.serving.service import ModelService
+
+    service = ModelService(sam_type=tiny_specs[0].name, gdino_type=tiny_specs[1].name, backend="openvino")
+    assert service.info()["backend"] == "openvino" and not service.info()["loaded"]
+    with pytest.raises(InvalidArgumentError, match="got 'onnx'"):
+        ModelService(sam_type=tiny_specs[0].name, gdino_type=tiny_specs[1].name, backend="onnx")
+    settings = LabelSettings.create("car", sam_type=tiny_specs[0].name, gdino_type=tiny_specs[1].name)
+    _, job = _langsam_job(settings, "vit_h", None, None, "cpu", "int8", 2, "openvino")
+    assert job.model["backend"] == "openvino" and job.model["precision"] == "int8"
+
+
+def test_physical_cores_count_hyperthreads_once():
+    cores = ovb.physical_cores()
+    assert 1 <= cores <= (os.cpu_count() or 1)
+    if Path("/sys/devices/system/cpu/cpu0/topology/core_cpus_list").exists():
+        sibling_sets = {Path(f"/sys/devices/system/cpu/cpu{c}/topology/core_cpus_list").read_text()
+                        for c in os.sched_getaffinity(0)}
+        assert cores == len(sibling_sets)
+
+
+def test_weights_sha256_is_hashed_once_per_file_version(tmp_path, monkeypatch):
+    path = tmp_path / "w.pth"
+    path.write_bytes(b"weights v1")
+    hashed: list[Path] = []
+    real = ovb._sha256
+    monkeypatch.setattr(ovb, "_sha256", lambda p: hashed.append(p) or real(p))
+    first = ovb.weights_sha256(path, tmp_path / "cache")
+    assert ovb.weights_sha256(path, tmp_path / "cache") == first and len(hashed) == 1
+    path.write_bytes(b"weights v2, another size")
+    assert ovb.weights_sha256(path, tmp_path / "cache") != first and len(hashed) == 2

@@ -86,8 +86,8 @@ def openvino_version() -> str | None:
 def physical_cores() -> int:
     """How many physical cores this process may run on: the CPUs of its affinity mask, hyperthread
     siblings counted once (Linux ``/sys/devices/system/cpu/cpu<N>/topology/core_cpus_list``);
-    elsewhere, or when that cannot be read, ``os.cpu_count()``. What both runtimes use by default
-    here: torch's intra-op pool and :func:`compile_part`'s ``INFERENCE_NUM_THREADS``."""
+    elsewhere, or when that cannot be read, ``os.cpu_count()``. torch's intra-op pool starts with
+    this many threads, and :func:`compile_part` gives OpenVINO as many as torch has."""
     try:
         cpus = sorted(os.sched_getaffinity(0))
     except (AttributeError, OSError):
@@ -296,7 +296,8 @@ def compile_part(key: PartKey, module: torch.nn.Module, example_inputs: Sequence
             tuple of tensors.
         example_inputs: tensors of the shapes and dtypes the part will be called with.
         root: the cache folder (:func:`cache_dir`).
-        threads: CPU inference threads (default: :func:`physical_cores`).
+        threads: CPU inference threads (default: torch's intra-op threads, ``torch.get_num_threads()``:
+            the physical cores unless set otherwise, e.g. a Ray worker's ``cpus_per_worker``).
         quantize: applied to the converted ``openvino.Model`` before saving (INT8: NNCF).
 
     Returns:
@@ -342,6 +343,6 @@ def compile_part(key: PartKey, module: torch.nn.Module, example_inputs: Sequence
                 logger.info("converted %s %s to OpenVINO: %s", key.model, key.part, entry)
     # f32 explicitly: on CPUs with AMX / AVX-512-BF16 OpenVINO's default inference precision is bf16
     config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "f32"}
-    config["INFERENCE_NUM_THREADS"] = int(threads) if threads is not None else physical_cores()
+    config["INFERENCE_NUM_THREADS"] = int(threads) if threads is not None else torch.get_num_threads()
     compiled = ov.Core().compile_model(str(entry / "model.xml"), "CPU", config)
     return OVPart(compiled, key.part, entry / "model.xml")
