@@ -8,7 +8,8 @@ them (prompt handling, post-processing, the pipeline, tiling, video, the server)
 Conversion (``openvino.convert_model`` of the part traced on example inputs) happens once per
 :class:`PartKey` (model, weights sha256, part, input shapes, precision, library versions) and is
 cached under :func:`cache_dir` (beside the weights): written to ``<key>.incomplete-<pid>`` under
-``<key>.lock``, with a ``manifest.json`` holding the sha256 of every file written last, then renamed.
+``<key>.lock``, with a ``manifest.json`` holding the sha256 of every file written last, then renamed;
+OpenVINO's compiled blobs go to ``compiled/`` beside them (its model cache, which it validates).
 A cache entry whose manifest is missing, unreadable, from other versions or whose files do not
 match it is rebuilt, never loaded. A part that cannot be converted stays on PyTorch, with a
 :class:`BackendFallbackWarning` naming it.
@@ -344,5 +345,8 @@ def compile_part(key: PartKey, module: torch.nn.Module, example_inputs: Sequence
     # f32 explicitly: on CPUs with AMX / AVX-512-BF16 OpenVINO's default inference precision is bf16
     config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "f32"}
     config["INFERENCE_NUM_THREADS"] = int(threads) if threads is not None else torch.get_num_threads()
+    # OpenVINO's own cache of compiled blobs (keyed by the model and this config; it checks them itself):
+    # a later process imports the blob instead of compiling the IR again
+    config["CACHE_DIR"] = str(root / "compiled")
     compiled = ov.Core().compile_model(str(entry / "model.xml"), "CPU", config)
     return OVPart(compiled, key.part, entry / "model.xml")
