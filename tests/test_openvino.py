@@ -82,6 +82,7 @@ def test_facade_checks_backend_and_precision_before_loading(kwargs, error, match
         LangSAM("vit_b", **kwargs)
 
 
+@pytest.mark.slow
 def test_openvino_missing_is_a_typed_error_naming_the_extra():
     code = textwrap.dedent("""
         import sys
@@ -176,6 +177,7 @@ def test_a_corrupt_entry_is_rebuilt_and_the_rebuilt_one_loaded(tmp_path, toy_ent
         assert torch.allclose(part(x)[0], module(x), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_leftovers_of_a_killed_converter_are_ignored_and_removed(tmp_path, conversions):
     """A process killed while converting leaves its ``.lock`` (holding no lock: flock dies with it)
     and its ``.incomplete-<pid>`` folder; the next process converts at once and removes both."""
@@ -328,6 +330,7 @@ def _sam_v1_row(pt, ov):
 EXACTNESS_ROWS = {"sam v1": _sam_v1_row}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", EXACTNESS_ROWS)
 def test_openvino_fp32_agrees_with_pytorch(engine, model, ov_model):
     for pairs in EXACTNESS_ROWS[engine](model, ov_model):

@@ -66,13 +66,19 @@ def require_openvino() -> Any:
     Raises:
         BackendUnavailableError: OpenVINO is not installed (``pip install "lang-sam[openvino]"``).
     """
+    return _import("openvino", 'backend="openvino" needs OpenVINO', ">=2024.0")
+
+
+def _import(package: str, needs: str, required: str) -> Any:
+    """``import package``, or :class:`BackendUnavailableError` naming the ``[openvino]`` extra."""
+    import importlib
+
     try:
-        import openvino
+        return importlib.import_module(package)
     except ImportError as e:
-        raise BackendUnavailableError(
-            'backend="openvino" needs OpenVINO, which is not installed: pip install "lang-sam[openvino]"',
-            package="openvino", required=">=2024.0", installed=None, backend="openvino", extra="openvino") from e
-    return openvino
+        raise BackendUnavailableError(f'{needs}, which is not installed: pip install "lang-sam[openvino]"',
+                                      package=package, required=required, installed=None, backend="openvino",
+                                      extra="openvino") from e
 
 
 def openvino_version() -> str | None:
@@ -140,12 +146,7 @@ def int8_quantizer(calibration: Sequence[Sequence[torch.Tensor]] | None = None) 
     Raises:
         BackendUnavailableError: NNCF is not installed (``pip install "lang-sam[openvino]"``).
     """
-    try:
-        import nncf
-    except ImportError as e:
-        raise BackendUnavailableError(
-            'precision="int8" needs NNCF, which is not installed: pip install "lang-sam[openvino]"',
-            package="nncf", required=">=2.14", installed=None, backend="openvino", extra="openvino") from e
+    nncf = _import("nncf", 'precision="int8" needs NNCF', ">=2.14")
     if calibration is None:
         return lambda model: nncf.compress_weights(model)
     items = [[t.detach().cpu().numpy() for t in inputs] for inputs in calibration]
