@@ -28,8 +28,8 @@ from lang_sam.errors import InvalidArgumentError
 from lang_sam.hub import ModelSpec
 from lang_sam.models.base import MaskLogits, Segmenter, prompt_count
 from lang_sam.models.checkpoints import count_blocks, load_network, perturb, save_atomic
-from lang_sam.patches import empty_parameters, quiet_third_party, use_fast_attention
 from lang_sam.models.openvino import check_backend
+from lang_sam.patches import empty_parameters, quiet_third_party, use_fast_attention
 from lang_sam.precision import autocast, check_precision
 from lang_sam.results import MaskPrediction
 
@@ -172,7 +172,8 @@ class SamSegmenter(Segmenter):
     ``backend="openvino"`` (CPU only; ``weights``: the checkpoint path, which names and locates
     the converted-part cache) runs the image encoder and the mask decoder on OpenVINO, at
     ``precision`` ``"fp32"`` (agrees with PyTorch within float32 rounding) or ``"int8"``
-    (NNCF, approximate); ``threads``: OpenVINO's inference threads (default: the physical cores).
+    (the encoder quantized by NNCF, approximate); ``threads``: OpenVINO's inference threads
+    (default: torch's intra-op threads, the physical cores unless set otherwise).
     """
 
     backends = ("pytorch", "openvino")
