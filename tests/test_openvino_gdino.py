@@ -2,8 +2,8 @@
 network, captions padded without changing a result, one part falling back alone, typed errors.
 
 Every conversion of this module goes into one cache folder (module-scoped): each new image shape
-costs an ``image`` and a ``fuse`` conversion (about 8 s of CPU each for the tiny network), so the
-table below has one fast image size and marks the others slow.
+costs an ``image`` and a ``fuse`` conversion (about 10 s of CPU each for the tiny network), so the
+tests that convert are marked slow.
 """
 
 from __future__ import annotations
@@ -55,9 +55,11 @@ def ov(ckpt, spec):
     return GroundingDINODetector.from_spec(spec, ckpt, backend="openvino")
 
 
-SIZES = [(600, 400), pytest.param((400, 500), marks=pytest.mark.slow), pytest.param((960, 240), marks=pytest.mark.slow)]
+#: (width, height): landscape and portrait resize to different backbone shapes, each its own conversion.
+SIZES = [(600, 400), (400, 500)]
 
 
+@pytest.mark.slow  # the module's conversions: about 10 s of CPU per part and image shape
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("prompt", PROMPTS)
 def test_openvino_matches_pytorch(pt, ov, size, prompt):
@@ -111,6 +113,7 @@ def test_pad_text_refuses_to_shorten(pt):
         pad_text(tokens, 2)
 
 
+@pytest.mark.slow
 def test_prompts_of_one_bucket_share_a_conversion_and_a_later_process_loads_it(pt, ov, spec, monkeypatch):
     image = _image(600, 400)
     features = ov.encode_image(image)
@@ -130,6 +133,7 @@ def test_prompts_of_one_bucket_share_a_conversion_and_a_later_process_loads_it(p
     assert torch.equal(scores, ov.forward_text(features, preprocess_caption(PROMPTS[0]))[0])
 
 
+@pytest.mark.slow
 def test_a_part_that_cannot_be_converted_falls_back_alone(pt, ov, spec, tmp_path, monkeypatch):
     """The text part fails to convert: a warning names it, it runs on PyTorch, the image and fuse
     parts stay on OpenVINO (loaded from a copy of the cache without the text entry)."""
