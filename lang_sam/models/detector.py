@@ -28,6 +28,7 @@ from lang_sam.errors import PromptTooLongError
 from lang_sam.hub import ModelSpec
 from lang_sam.models.base import Detector
 from lang_sam.models.checkpoints import count_blocks, load_network, perturb, save_atomic
+from lang_sam.models.openvino import cache_dir, check_backend
 from lang_sam.models.text_encoder import BERT_DIR, BertTextEncoder, build_bert, load_tokenizer
 from lang_sam.patches import bundled_text_encoder, empty_parameters, quiet_third_party, swin_backbone
 from lang_sam.precision import autocast, check_precision
@@ -203,6 +204,84 @@ class _GroundingDINONet(Protocol):
     class_embed: torch.nn.ModuleList
 
 
+
+@quiet_third_party()
+def image_levels(model: torch.nn.Module, images: torch.Tensor) -> tuple[list, list, list]:
+    """GroundingDINO's text-independent forward for ``images`` ``(1, 3, h, w)`` float (normalised,
+    unpadded): the Swin backbone and the input projections. Returns ``(srcs, masks, poss)``: per
+    feature level, ``(1, 256, h_l, w_l)`` features, ``(1, h_l, w_l)`` bool padding masks (all
+    False for one unpadded image) and ``(1, 256, h_l, w_l)`` position embeddings."""
+    from groundingdino.util.misc import NestedTensor, nested_tensor_from_tensor_list
+
+    m = cast(_GroundingDINONet, model)
+    samples = nested_tensor_from_tensor_list(list(images))
+    features, poss = m.backbone(samples)
+    srcs, masks = [], []
+    for level, feat in enumerate(features):
+        src, mask = feat.decompose()
+        srcs.append(m.input_proj[level](src))
+        masks.append(mask)
+    for level in range(len(srcs), m.num_feature_levels):
+        src = m.input_proj[level](features[-1].tensors if level == len(features) else srcs[-1])
+        mask = F.interpolate(samples.mask[None].float(), size=src.shape[-2:]).to(torch.bool)[0]
+        poss.append(m.backbone[1](NestedTensor(src, mask)).to(src.dtype))
+        srcs.append(src)
+        masks.append(mask)
+    return srcs, masks, poss
+
+
+@quiet_third_party()
+def text_inputs(model: torch.nn.Module, caption: str, device: torch.device | str = "cpu") -> tuple[torch.Tensor, ...]:
+    """The tokenised ``caption`` as GroundingDINO reads it, at most :data:`MAX_TEXT_LEN` tokens
+    ``L``: ``(input_ids, token_mask, position_ids, attention)``, shapes ``(1, L)`` long, ``(1, L)``
+    bool (True = a token), ``(1, L)`` long (restarting at each phrase) and ``(1, L, L)`` bool
+    (True = attend: tokens of one phrase attend to each other)."""
+    from groundingdino.models.GroundingDINO.bertwarper import (
+        generate_masks_with_special_tokens_and_transfer_map,
+    )
+
+    m = cast(_GroundingDINONet, model)
+    L = MAX_TEXT_LEN
+    tokenized = m.tokenizer([caption], padding="longest", return_tensors="pt").to(device)
+    attention, position_ids, _ = generate_masks_with_special_tokens_and_transfer_map(
+        tokenized, m.specical_tokens, m.tokenizer
+    )
+    return (tokenized["input_ids"][:, :L], tokenized["attention_mask"][:, :L].bool(), position_ids[:, :L],
+            attention[:, :L, :L])
+
+
+def encode_text(model: torch.nn.Module, input_ids: torch.Tensor, token_mask: torch.Tensor,
+                position_ids: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
+    """BERT and the text projection on :func:`text_inputs`' tensors: ``(1, L, 256)`` float."""
+    m = cast(_GroundingDINONet, model)
+    token_type_ids = torch.zeros_like(input_ids)
+    if m.sub_sentence_present:
+        out = m.bert(input_ids=input_ids, attention_mask=attention, token_type_ids=token_type_ids,
+                     position_ids=position_ids)
+    else:
+        out = m.bert(input_ids=input_ids, attention_mask=token_mask.long(), token_type_ids=token_type_ids)
+    return m.feat_map(out["last_hidden_state"])
+
+
+@quiet_third_party()
+def fuse(model: torch.nn.Module, srcs, masks, poss, encoded: torch.Tensor, token_mask: torch.Tensor,
+         position_ids: torch.Tensor, attention: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The text-image encoder, the decoder and the last layer's heads on :func:`image_levels`'
+    levels and :func:`encode_text`'s ``encoded`` text: token logits ``(1, num_queries, 256)``
+    (before the sigmoid; ``-inf`` past the caption) and boxes ``(1, num_queries, 4)`` (normalised
+    cxcywh)."""
+    from groundingdino.util.misc import inverse_sigmoid
+
+    m = cast(_GroundingDINONet, model)
+    text_dict = {"encoded_text": encoded, "text_token_mask": token_mask, "position_ids": position_ids,
+                 "text_self_attention_masks": attention}
+    hs, reference, _, _, _ = m.transformer(list(srcs), list(masks), None, list(poss), None, None, text_dict)
+    # Only the last decoder layer's outputs are used; forward() computes every layer's.
+    delta = m.bbox_embed[-1](hs[-1])
+    boxes = (delta + inverse_sigmoid(reference[-2])).sigmoid()
+    return m.class_embed[-1](hs[-1], text_dict), boxes
+
+
 class GroundingDINODetector(Detector):
     """A loaded GroundingDINO network on a device: the :class:`~lang_sam.models.base.Detector` of
     the ``gdino`` family.
@@ -210,9 +289,14 @@ class GroundingDINODetector(Detector):
     :meth:`encode_image` runs the text-independent part (Swin backbone and input projections) once
     per image; :meth:`forward_text` runs the text encoder, the fusion transformer and the heads for
     a caption on those features. Together they compute exactly what the network's ``forward`` does.
+    With ``backend="openvino"`` (``precision="fp32"``, CPU) the three heavy parts run on OpenVINO
+    (:mod:`lang_sam.models.detector_openvino`), converted once per shape and cached in
+    ``openvino_cache`` (:meth:`from_spec`: beside the weights).
     :meth:`prepare` checks a prompt and thresholds; :meth:`detect` turns them into
     :class:`~lang_sam.results.Detections`.
     """
+
+    backends = ("pytorch", "openvino")
 
     def __init__(
         self,
@@ -222,12 +306,24 @@ class GroundingDINODetector(Detector):
         precision: str = "fp32",
         cache_size: int = 2,
         input_size: tuple[int, int] = (800, 1333),
+        backend: str = "pytorch",
+        openvino_cache: str | os.PathLike | None = None,
+        name: str = "gdino",
     ):
+        self.backend = check_backend(backend)
+        self.openvino: Any = None  # the OpenVINO parts (detector_openvino.OpenVINOParts) or None
+        if self.backend == "openvino":
+            from lang_sam.models.detector_openvino import OpenVINOParts, check_openvino_device
+
+            self.precision = check_openvino_device(precision, torch.device(device))
         self.device = torch.device(device)
         self.input_size = input_size
         self.model = model.to(self.device).eval()
         self.tokenizer = cast("PreTrainedTokenizerBase", model.tokenizer)
-        self.precision = check_precision(precision, self.device)
+        if self.backend == "openvino":
+            self.openvino = OpenVINOParts(self.model, name, openvino_cache, image_levels, encode_text, fuse)
+        else:
+            self.precision = check_precision(precision, self.device)
         self.cache = EncodingCache(cache_size)
 
     @classmethod
@@ -254,6 +350,8 @@ class GroundingDINODetector(Detector):
         )
         logger.info("loaded GroundingDINO %s from %s", spec.name, path)
         arch = cast(GDinoArch, spec.arch)
+        if kwargs.get("backend") == "openvino":
+            kwargs = {"openvino_cache": cache_dir(path), "name": spec.name, **kwargs}
         return cls(model, device, input_size=arch.input_size, **kwargs)
 
     # ----------------------------------------------------------------------------------------
@@ -370,26 +468,13 @@ class GroundingDINODetector(Detector):
             self.cache.put((key, self.precision), features)
         return features
 
-    @quiet_third_party()
     def _encode_image(self, image: Image.Image) -> ImageFeatures:
-        from groundingdino.util.misc import NestedTensor, nested_tensor_from_tensor_list
-
-        m = cast(_GroundingDINONet, self.model)
         tensor = self.transform(image).to(self.device)
         with torch.no_grad(), autocast(self.device, self.precision):
-            samples = nested_tensor_from_tensor_list(tensor[None])
-            features, poss = m.backbone(samples)
-            srcs, masks = [], []
-            for level, feat in enumerate(features):
-                src, mask = feat.decompose()
-                srcs.append(m.input_proj[level](src))
-                masks.append(mask)
-            for level in range(len(srcs), m.num_feature_levels):
-                src = m.input_proj[level](features[-1].tensors if level == len(features) else srcs[-1])
-                mask = F.interpolate(samples.mask[None].float(), size=src.shape[-2:]).to(torch.bool)[0]
-                poss.append(m.backbone[1](NestedTensor(src, mask)).to(src.dtype))
-                srcs.append(src)
-                masks.append(mask)
+            if self.openvino is not None:
+                srcs, masks, poss = self.openvino.image_levels(tensor[None])
+            else:
+                srcs, masks, poss = image_levels(self.model, tensor[None])
         return ImageFeatures(tuple(srcs), tuple(masks), tuple(poss), (image.height, image.width))
 
     @quiet_third_party()
@@ -399,44 +484,14 @@ class GroundingDINODetector(Detector):
         Returns the last decoder layer's token scores ``(num_queries, 256)`` (sigmoid) and boxes
         ``(num_queries, 4)`` (normalised cxcywh), float32 on the CPU.
         """
-        from groundingdino.models.GroundingDINO.bertwarper import (
-            generate_masks_with_special_tokens_and_transfer_map,
-        )
-        from groundingdino.util.misc import inverse_sigmoid
-
-        m = cast(_GroundingDINONet, self.model)
-        L = MAX_TEXT_LEN
+        m = self.model
         with torch.no_grad(), autocast(self.device, self.precision):
-            tokenized = m.tokenizer([caption], padding="longest", return_tensors="pt").to(self.device)
-            attention, position_ids, _ = generate_masks_with_special_tokens_and_transfer_map(
-                tokenized, m.specical_tokens, m.tokenizer
-            )
-            if attention.shape[1] > L:
-                attention, position_ids = attention[:, :L, :L], position_ids[:, :L]
-                for key in ("input_ids", "attention_mask", "token_type_ids"):
-                    tokenized[key] = tokenized[key][:, :L]
-            if m.sub_sentence_present:
-                encoder_inputs = {k: v for k, v in tokenized.items() if k != "attention_mask"}
-                encoder_inputs["attention_mask"] = attention
-                encoder_inputs["position_ids"] = position_ids
+            tokens = text_inputs(m, caption, self.device)
+            if self.openvino is not None:
+                logits, boxes = self.openvino.forward_text(features, tokens)
             else:
-                encoder_inputs = tokenized
-            encoded = m.feat_map(m.bert(**encoder_inputs)["last_hidden_state"])
-            token_mask = tokenized.attention_mask.bool()
-            text_dict = {
-                "encoded_text": encoded[:, :L, :],
-                "text_token_mask": token_mask[:, :L],
-                "position_ids": position_ids[:, :L],
-                "text_self_attention_masks": attention[:, :L, :L],
-            }
-            hs, reference, _, _, _ = m.transformer(
-                list(features.srcs), list(features.masks), None, list(features.poss), None, None,
-                text_dict,
-            )
-            # Only the last decoder layer's outputs are used; forward() computes every layer's.
-            delta = m.bbox_embed[-1](hs[-1])
-            boxes = (delta + inverse_sigmoid(reference[-2])).sigmoid()
-            logits = m.class_embed[-1](hs[-1], text_dict)
+                encoded = encode_text(m, *tokens)
+                logits, boxes = fuse(m, features.srcs, features.masks, features.poss, encoded, *tokens[1:])
         return logits.float().cpu().sigmoid()[0], boxes.float().cpu()[0]
 
     def predict(

@@ -1,0 +1,218 @@
+"""GroundingDINO's heavy parts on OpenVINO (``GroundingDINODetector(..., backend="openvino")``).
+
+Three parts, each converted by :func:`lang_sam.models.openvino.compile_part` and cached beside the
+weights, each falling back to PyTorch alone (with a :class:`~lang_sam.models.openvino.BackendFallbackWarning`
+naming it) if it cannot be converted:
+
+- ``image``: the Swin backbone and the input projections (``detector.image_levels``), input
+  ``(1, 3, h, w)`` float32, outputs the levels' features and position embeddings (the padding
+  masks of one unpadded image are all False and are not converted);
+- ``text``: BERT and the text projection (``detector.encode_text``);
+- ``fuse``: the text-image encoder, the decoder and the last layer's heads (``detector.fuse``),
+  the multi-scale deformable attention included: groundingdino-py computes it in pure PyTorch
+  (``multi_scale_deformable_attn_pytorch``: ``grid_sample``, which OpenVINO has as GridSample), so
+  the conversion is of the same arithmetic.
+
+Shapes are static, one conversion per shape (see docs/openvino-gdino.md for the measurements):
+the backbone's window padding and the deformable attention's level sizes are Python integers
+taken from the image size, so a converted model is only exact for the size it was traced at. The
+image size is the resized one (:meth:`~lang_sam.models.detector.GroundingDINODetector.resized_size`),
+so every photo of one camera and orientation shares a conversion. Captions are padded to a multiple
+of :data:`TEXT_BUCKET` tokens (at most 256), so a few conversions serve every prompt: the padding
+tokens are masked out of every attention and of the logits, so padding does not change the result
+(tests/test_openvino_gdino.py checks it against the unpadded PyTorch path).
+
+This module imports neither ``detector`` nor ``openvino`` at import time: the detector passes its
+torch functions in, and :func:`lang_sam.models.openvino.require_openvino` imports OpenVINO.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+
+from lang_sam.errors import DeviceError, InvalidPrecisionError
+from lang_sam.models.openvino import OVPart, PartKey, cache_dir, compile_part, require_openvino
+
+__all__ = ["TEXT_BUCKET", "OpenVINOParts", "check_openvino_device", "pad_text", "state_sha256"]
+
+logger = logging.getLogger(__name__)
+
+#: Captions are padded to a multiple of this many tokens (capped at GroundingDINO's 256).
+TEXT_BUCKET = 32
+_MAX_TEXT_LEN = 256
+#: Compiled parts kept in memory per part name (each holds its own copy of the part's weights).
+_KEEP = 2
+
+
+def check_openvino_device(precision: Any, device: torch.device) -> str:
+    """The precision an OpenVINO engine runs at: ``"fp32"`` (``"auto"`` is fp32 too).
+
+    Raises:
+        InvalidPrecisionError: ``precision`` is not ``"fp32"`` or ``"auto"``.
+        DeviceError: ``device`` is not the CPU (OpenVINO runs the parts on the CPU).
+    """
+    if precision not in ("fp32", "auto", None):
+        raise InvalidPrecisionError(f'backend="openvino" runs GroundingDINO at precision "fp32"; got {precision!r}')
+    if torch.device(device).type != "cpu":
+        raise DeviceError(f'backend="openvino" runs on the CPU; got device {str(device)!r}')
+    return "fp32"
+
+
+def state_sha256(model: nn.Module) -> str:
+    """Hex sha256 of ``model``'s state dict (names, dtypes, shapes and bytes, in name order): what a
+    converted part's weights are."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def pad_text(tokens: Sequence[torch.Tensor], length: int) -> tuple[torch.Tensor, ...]:
+    """``detector.text_inputs``' ``(input_ids, token_mask, position_ids, attention)`` for ``L``
+    tokens padded to ``length`` tokens: pad id 0, not a token (``token_mask`` False), position 0,
+    attending only to itself (so no attention row is empty); real tokens never attend to a pad.
+
+    Raises:
+        ValueError: ``length`` is shorter than the caption.
+    """
+    input_ids, token_mask, position_ids, attention = tokens
+    n = input_ids.shape[1]
+    if length < n:
+        raise ValueError(f"cannot pad {n} tokens to {length}")
+    if length == n:
+        return tuple(tokens)
+    extra = length - n
+    pad = input_ids.new_zeros((1, extra))
+    square = torch.eye(length, dtype=torch.bool)[None]
+    square[:, :n, :n] = attention
+    return (torch.cat([input_ids, pad], 1), torch.cat([token_mask, pad.bool()], 1),
+            torch.cat([position_ids, pad.to(position_ids.dtype)], 1), square)
+
+
+def bucket(n: int) -> int:
+    """The padded length of a caption of ``n`` tokens: the next multiple of :data:`TEXT_BUCKET`,
+    at most 256."""
+    return min(_MAX_TEXT_LEN, -(-n // TEXT_BUCKET) * TEXT_BUCKET)
+
+
+class _ImagePart(nn.Module):
+    def __init__(self, model: nn.Module, image_levels: Callable):
+        super().__init__()
+        self.model, self.image_levels = model, image_levels
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        srcs, _, poss = self.image_levels(self.model, images)
+        return (*srcs, *poss)
+
+
+class _TextPart(nn.Module):
+    def __init__(self, model: nn.Module, encode_text: Callable):
+        super().__init__()
+        self.model, self.encode_text = model, encode_text
+
+    def forward(self, input_ids, token_mask, position_ids, attention) -> torch.Tensor:
+        return self.encode_text(self.model, input_ids, token_mask, position_ids, attention)
+
+
+class _FusePart(nn.Module):
+    def __init__(self, model: nn.Module, fuse: Callable, levels: int):
+        super().__init__()
+        self.model, self.fuse, self.levels = model, fuse, levels
+
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        n = self.levels
+        srcs, poss = inputs[:n], inputs[n:2 * n]
+        return self.fuse(self.model, srcs, _no_padding(srcs), poss, *inputs[2 * n:])
+
+
+class _Traced(nn.Module):
+    """``module`` traced (``torch.jit.trace`` on ``inputs``) when :func:`compile_part` converts it:
+    its ``eval()`` (the first thing the conversion calls) returns the trace. ``openvino.convert_model``
+    of a traced module took half the time of ``convert_model`` on the module itself (tiny backbone,
+    23 s against 47 s on the loaded 2-core machine), and a cached part is never traced."""
+
+    def __init__(self, module: nn.Module, inputs: Sequence[torch.Tensor]):
+        super().__init__()
+        self.module, self.inputs = module, tuple(inputs)
+
+    def eval(self) -> Any:
+        with torch.no_grad():
+            return torch.jit.trace(self.module.eval(), self.inputs, check_trace=False, strict=False)
+
+
+def _no_padding(srcs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """The padding masks of one unpadded image's levels: all False, ``(1, h_l, w_l)`` bool."""
+    return [torch.zeros((1, *s.shape[-2:]), dtype=torch.bool) for s in srcs]
+
+
+class OpenVINOParts:
+    """GroundingDINO's ``image``, ``text`` and ``fuse`` parts compiled for OpenVINO, per input shape.
+
+    ``model`` is the loaded network (kept: parts that cannot be converted run on it); ``name`` the
+    registry name (part of the cache key with the weights' sha256); ``root`` the cache folder
+    (default: ``$LANG_SAM_OPENVINO_CACHE`` or ``openvino/`` in lang_sam's download folder). The
+    three functions are ``lang_sam.models.detector``'s ``image_levels``, ``encode_text`` and ``fuse``.
+
+    Raises:
+        BackendUnavailableError: OpenVINO is not installed.
+    """
+
+    def __init__(self, model: nn.Module, name: str, root: str | os.PathLike | None, image_levels: Callable,
+                 encode_text: Callable, fuse: Callable, *, threads: int | None = None):
+        require_openvino()
+        if root is None:
+            from lang_sam.hub.resolve import download_dir
+
+            root = cache_dir(download_dir() / name)
+        self.model, self.name, self.root, self.threads = model, name, Path(root), threads
+        self.weights = state_sha256(model)
+        self.functions = {"image": image_levels, "text": encode_text, "fuse": fuse}
+        self.modules = {"image": _ImagePart(model, image_levels), "text": _TextPart(model, encode_text)}
+        self._compiled: dict[str, OrderedDict[PartKey, OVPart | None]] = {}
+
+    def part(self, name: str, module: nn.Module, inputs: Sequence[torch.Tensor]) -> OVPart | None:
+        """The compiled part ``name`` for ``inputs``' shapes (converted on first use, then loaded from
+        the cache), or None if it could not be converted (it then runs on PyTorch)."""
+        key = PartKey(self.name, self.weights, name, tuple(tuple(t.shape) for t in inputs))
+        kept = self._compiled.setdefault(name, OrderedDict())
+        if key not in kept:
+            kept[key] = compile_part(key, _Traced(module, inputs), inputs, self.root, threads=self.threads)
+            while len(kept) > _KEEP:
+                kept.popitem(last=False)
+        kept.move_to_end(key)
+        return kept[key]
+
+    def image_levels(self, images: torch.Tensor) -> tuple[list, list, list]:
+        """``detector.image_levels`` for ``images`` ``(1, 3, h, w)`` float32."""
+        part = self.part("image", self.modules["image"], (images,))
+        if part is None:
+            return self.functions["image"](self.model, images)
+        out = part(images)
+        srcs, poss = list(out[:len(out) // 2]), list(out[len(out) // 2:])
+        return srcs, _no_padding(srcs), poss
+
+    def forward_text(self, features: Any, tokens: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``detector.encode_text`` then ``detector.fuse`` on ``features`` (an ``ImageFeatures``)
+        for ``detector.text_inputs``' ``tokens``, padded to :func:`bucket`'s length: logits
+        ``(1, num_queries, 256)`` and boxes ``(1, num_queries, 4)``."""
+        padded = pad_text(tokens, bucket(tokens[0].shape[1]))
+        text = self.part("text", self.modules["text"], padded)
+        encoded = text(*padded)[0] if text is not None else self.functions["text"](self.model, *padded)
+        srcs, poss = tuple(features.srcs), tuple(features.poss)
+        inputs = (*srcs, *poss, encoded, *padded[1:])
+        fuse = _FusePart(self.model, self.functions["fuse"], len(srcs))
+        compiled = self.part("fuse", fuse, inputs)
+        if compiled is None:
+            return fuse(*inputs)
+        logits, boxes = compiled(*inputs)
+        return logits, boxes
