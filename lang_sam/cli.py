@@ -455,9 +455,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     import torch
 
     from lang_sam import __version__
-    from lang_sam.cli_report import backend_lines
-    from lang_sam.hub import candidate_paths, download_dir, is_present
-    from lang_sam.models.registry import DEFAULT_GDINO, DEFAULT_SAM, get_spec, model_names
+    from lang_sam.cli_report import backend_lines, checkpoint_lines
+    from lang_sam.hub import download_dir
     from lang_sam.lang_sam import default_device
     from lang_sam.settings import ENV_WEIGHTS_DIR, is_offline, weights_dir
 
@@ -467,26 +466,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"offline mode: {'on' if offline else 'off'} (LANG_SAM_OFFLINE / HF_HUB_OFFLINE)")
     print(f"{ENV_WEIGHTS_DIR}: {weights_dir() or '(not set)'}")
     print(f"downloads go to: {download_dir()}")
-    for family, default in (("sam", DEFAULT_SAM), ("gdino", DEFAULT_GDINO)):
-        print(f"{'SAM' if family == 'sam' else 'GroundingDINO'} checkpoints:")
-        for name in model_names(family):
-            spec = get_spec(family, name)
-            looked = candidate_paths(spec)
-            found = next((p for p in looked if is_present(spec, p)), None)
-            mark = " (default)" if name == default else ""
-            if found is not None:
-                where = f"found: {found}"
-            elif offline:
-                where = "missing; offline mode is on, so it cannot be downloaded"
-            elif spec.sources():
-                where = f"missing; would be downloaded to {download_dir() / spec.filename}"
-            else:
-                where = "missing; no download source"
-            if spec.gated and found is None and not offline:
-                where += f" (gated: needs a token with access, {spec.licence or 'see the hub page'})"
-            print(f"  {name}{mark}: {spec.filename}{'/' if spec.files else ''}: {where}")
-            if found is None:
-                print(f"      looked in: {', '.join(str(p.parent) for p in looked)}")
+    print(*checkpoint_lines(offline), sep="\n")
     return EXIT_OK
 
 

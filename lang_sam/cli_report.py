@@ -61,6 +61,36 @@ def backend_lines() -> list[str]:
             f"CPU capability {torch.backends.cpu.get_cpu_capability()})"]
 
 
+def checkpoint_lines(offline: bool) -> list[str]:
+    """``lang-sam info``'s lines on each registered checkpoint: found where, or where it would be
+    downloaded (or why it cannot be)."""
+    from lang_sam.hub import candidate_paths, download_dir, is_present
+    from lang_sam.models.registry import DEFAULT_GDINO, DEFAULT_SAM, get_spec, model_names
+
+    lines: list[str] = []
+    for family, default in (("sam", DEFAULT_SAM), ("gdino", DEFAULT_GDINO)):
+        lines.append(f"{'SAM' if family == 'sam' else 'GroundingDINO'} checkpoints:")
+        for name in model_names(family):
+            spec = get_spec(family, name)
+            looked = candidate_paths(spec)
+            found = next((p for p in looked if is_present(spec, p)), None)
+            mark = " (default)" if name == default else ""
+            if found is not None:
+                where = f"found: {found}"
+            elif offline:
+                where = "missing; offline mode is on, so it cannot be downloaded"
+            elif spec.sources():
+                where = f"missing; would be downloaded to {download_dir() / spec.filename}"
+            else:
+                where = "missing; no download source"
+            if spec.gated and found is None and not offline:
+                where += f" (gated: needs a token with access, {spec.licence or 'see the hub page'})"
+            lines.append(f"  {name}{mark}: {spec.filename}{'/' if spec.files else ''}: {where}")
+            if found is None:
+                lines.append(f"      looked in: {', '.join(str(p.parent) for p in looked)}")
+    return lines
+
+
 class LogHandler(logging.Handler):
     """The command's log lines, ``lang-sam: <message>`` on stderr, written around the progress bar
     (``tqdm.write``), with the parameters a record names (its ``named`` attribute: template and
