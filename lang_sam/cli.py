@@ -169,9 +169,13 @@ def _add_model_arguments(p: argparse.ArgumentParser) -> None:
                    help="GroundingDINO model (default: %(default)s)")
     p.add_argument("--gdino-ckpt", default=None, help="local GroundingDINO checkpoint file")
     p.add_argument("--device", default=None, help="cuda, cuda:1, mps or cpu (default: the best available)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16", "auto"],
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16", "auto", "int8"],
                    help="compute precision (default: %(default)s); bf16 pays off where the device "
-                        "computes it natively (CUDA, CPUs with AVX-512-BF16/AMX), auto picks it only there")
+                        "computes it natively (CUDA, CPUs with AVX-512-BF16/AMX), auto picks it only there; "
+                        "int8 (approximate) with --backend openvino")
+    p.add_argument("--backend", default="pytorch", choices=["pytorch", "openvino"],
+                   help="run the engines' heavy parts on PyTorch or OpenVINO (CPU; converted once, cached beside "
+                        "the weights; the [openvino] extra) (default: %(default)s)")
     p.add_argument("--cache-size", type=int, default=2,
                    help="images whose encodings are kept (default: %(default)s)")
 
@@ -180,7 +184,7 @@ def _model_kwargs(args: argparse.Namespace) -> dict:
     """``LangSAM`` keyword arguments from the flags of :func:`_add_model_arguments`."""
     return dict(sam_type=args.sam_type, ckpt_path=args.sam_ckpt, gdino_type=args.gdino_type,
                 gdino_ckpt_path=args.gdino_ckpt, device=args.device, precision=args.precision,
-                cache_size=args.cache_size)
+                cache_size=args.cache_size, backend=args.backend)
 
 
 def _add_tile_arguments(p: argparse.ArgumentParser) -> None:
@@ -303,7 +307,7 @@ def _run(args: argparse.Namespace, kind: str, settings, formats: list[str], repo
                 options["batch_size"] = args.batch_size or 1
             summary = ray_run(
                 args.inputs, args.output, settings, formats, sam_ckpt=args.sam_ckpt,
-                gdino_ckpt=args.gdino_ckpt, device=args.device, precision=args.precision,
+                gdino_ckpt=args.gdino_ckpt, device=args.device, precision=args.precision, backend=args.backend,
                 cache_size=args.cache_size, resume=args.resume, workers=args.workers,
                 gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker,
                 ray_address=args.ray_address, hooks=reporter, **options)
@@ -437,6 +441,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     import torch
 
     from lang_sam import __version__
+    from lang_sam.cli_report import backend_lines
     from lang_sam.hub import candidate_paths, download_dir, is_present
     from lang_sam.models.registry import DEFAULT_GDINO, DEFAULT_SAM, get_spec, model_names
     from lang_sam.lang_sam import default_device
@@ -444,7 +449,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     offline = is_offline()
     print(f"lang-sam {__version__}, torch {torch.__version__}")
-    print(f"device: {default_device()}")
+    print(f"device: {default_device()}", *backend_lines(), sep="\n")
     print(f"offline mode: {'on' if offline else 'off'} (LANG_SAM_OFFLINE / HF_HUB_OFFLINE)")
     print(f"{ENV_WEIGHTS_DIR}: {weights_dir() or '(not set)'}")
     print(f"downloads go to: {download_dir()}")
@@ -611,7 +616,7 @@ def cmd_serve(command: str, args: argparse.Namespace) -> int:
         check_port(args.host, args.port)  # a port in use: say so before minutes of model loading
         service = ModelService(
             sam_type=args.sam_type, gdino_type=args.gdino_type, sam_ckpt=args.sam_ckpt,
-            gdino_ckpt=args.gdino_ckpt, device=args.device, precision=args.precision,
+            gdino_ckpt=args.gdino_ckpt, device=args.device, precision=args.precision, backend=args.backend,
             cache_size=args.cache_size, max_detections=args.max_detections,
             allow_model_switch=args.allow_model_switch,
         )

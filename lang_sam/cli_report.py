@@ -19,7 +19,7 @@ from typing import Any, Iterator, Sequence
 
 from lang_sam.labeling.hooks import RunHooks
 
-__all__ = ["EXIT_CODES", "CLI_NAMES", "cli_message", "ProgressReporter", "print_summary"]
+__all__ = ["EXIT_CODES", "CLI_NAMES", "cli_message", "ProgressReporter", "print_summary", "backend_lines"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_MODELS, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
@@ -43,6 +43,22 @@ CLI_NAMES = {
     "nms_on": "--nms 0.5", "detect_every": "--detect-every", "formats": "--format",
     "everything": "--everything",
 }
+
+
+def backend_lines() -> list[str]:
+    """``lang-sam info``'s lines on the backends: those usable here (OpenVINO's version, or how to
+    install it) and the CPU threads torch and OpenVINO run on (torch's intra-op threads, the
+    physical cores unless set otherwise)."""
+    import torch
+
+    from lang_sam.models.openvino import BACKENDS, openvino_version, physical_cores
+
+    ov = openvino_version()
+    usable = [b for b in BACKENDS if b != "openvino" or ov]
+    state = f"OpenVINO {ov}" if ov else 'openvino: not installed (pip install "lang-sam[openvino]")'
+    return [f"backends: {', '.join(usable)} (--backend; {state})",
+            f"CPU threads: {torch.get_num_threads()} (torch and OpenVINO; {physical_cores()} physical cores; "
+            f"CPU capability {torch.backends.cpu.get_cpu_capability()})"]
 
 
 class LogHandler(logging.Handler):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import inspect
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Concatenate, Generic, ParamSpec, TypeVar, cast, overload
 
@@ -30,10 +31,11 @@ from lang_sam.errors import InvalidArgumentError, InvalidPromptError, InvalidPro
 from lang_sam.generate import GenerateSettings, generate
 from lang_sam.hub import SAM_MODELS, ModelSpec, resolve_checkpoints
 from lang_sam.models.base import Detector, Engine, Segmenter, TextSegmenter, engine_for
+from lang_sam.models.openvino import BackendFallbackWarning, check_backend, require_openvino
 from lang_sam.results import Detections, GeneratedMasks, MaskPrediction
-from lang_sam.validation import ImageInput, check_sam_prompts, to_rgb_pil
+from lang_sam.validation import ImageInput, check_device, check_sam_prompts, to_rgb_pil
 
-__all__ = ["Engines", "EncodedImage", "Decode"]
+__all__ = ["Engines", "EncodedImage", "Decode", "load_engine", "check_backend_device"]
 
 #: ``decode(detections)``: ``(N, H, W)`` bool masks and ``(N,)`` float32 scores of ``N`` detections
 #: (boxes in the pixels of the image it was made for), from :meth:`Engines.decoder`.
@@ -364,6 +366,47 @@ def runs_on_engines(function: Callable[Concatenate[Engines, _P], _R]) -> Callabl
     first = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
     setattr(method, "__signature__", signature.replace(parameters=[first, *list(signature.parameters.values())[1:]]))
     return method
+
+
+def check_backend_device(backend: Any, device: Any) -> tuple[str, torch.device]:
+    """``(backend, device)`` checked: ``backend="openvino"`` runs on the CPU (``device`` None means
+    it) and needs OpenVINO installed.
+
+    Raises:
+        InvalidArgumentError: an unknown backend, or ``backend="openvino"`` on another device.
+        DeviceError: ``device`` is not available here.
+        BackendUnavailableError: ``backend="openvino"`` without OpenVINO (``.extra`` names the pip extra).
+    """
+    backend = check_backend(backend)
+    if backend == "pytorch":
+        return backend, check_device(device)
+    checked = check_device("cpu" if device is None else device)
+    if checked.type != "cpu":
+        raise InvalidArgumentError(f"backend={backend!r} runs on the CPU; got device {str(checked)!r}")
+    require_openvino()
+    return backend, checked
+
+
+def load_engine(spec: ModelSpec, ckpt_path: str | os.PathLike | None, device: torch.device, *, precision: str,
+                backend: str = "pytorch", cache_size: int = 2, **options: Any) -> Engine:
+    """``spec``'s engine loaded on ``backend`` if its class lists it (``engine_for(spec).backends``);
+    otherwise on PyTorch, with a :class:`~lang_sam.models.openvino.BackendFallbackWarning` naming the
+    engine (``precision="int8"``, OpenVINO's, is then float32). ``options`` go to ``from_spec``.
+
+    Raises:
+        InvalidArgumentError: the engine class cannot be imported, or an option is unknown to it.
+        InvalidPrecisionError: a precision the engine's device or backend does not run at.
+        BackendUnavailableError: the backend's runtime is not installed.
+        MissingWeightsError, CheckpointError: what loading the checkpoint raises.
+    """
+    engine = engine_for(spec)
+    if backend != "pytorch" and backend in engine.backends:
+        options["backend"] = backend
+    elif backend != "pytorch":
+        warnings.warn(f"{spec.family} model {spec.name!r} ({engine.__name__}) has no {backend} backend (it runs "
+                      f"on {', '.join(engine.backends)}): it runs on PyTorch", BackendFallbackWarning, stacklevel=4)
+        precision = "fp32" if precision == "int8" else precision
+    return engine.from_spec(spec, ckpt_path, device, precision=precision, cache_size=cache_size, **options)
 
 
 #: Extensions that make a string a checkpoint path rather than a model type name.

@@ -1,9 +1,8 @@
 """The :class:`LangSAM` facade: a detector turns a text prompt into boxes, a segmenter each box into a
 mask (GroundingDINO and SAM by default). It loads the engines the registry names for ``gdino_type``
 and ``sam_type`` into one :class:`~lang_sam.engines.Engines` (``model.engines``) and delegates (text
-prompts: :mod:`lang_sam.pipeline`; videos: :mod:`lang_sam.video`). The API is the 2023
-``lang-segment-anything``'s, plus SAM's own prompts on an encoded image (:meth:`LangSAM.segment`) and
-``tile=`` for large images (sliced inference, :mod:`lang_sam.tiling`; masks as crops).
+prompts: :mod:`lang_sam.pipeline`; videos: :mod:`lang_sam.video`). The API is the 2023 lang-segment-anything's,
+plus SAM's own prompts (:meth:`LangSAM.segment`) and ``tile=`` (sliced inference, :mod:`lang_sam.tiling`).
 """
 
 from __future__ import annotations
@@ -15,17 +14,17 @@ import torch
 
 from lang_sam import pipeline, video
 from lang_sam.cache import EncodingCache
-from lang_sam.engines import (Delegated, EncodedImage, Engines, check_boxes, is_type_name, runs_on_engines,
-                              takes_image_pil)
+from lang_sam.engines import (Delegated, EncodedImage, Engines, check_backend_device, check_boxes, is_type_name,
+                              load_engine, runs_on_engines, takes_image_pil)
 from lang_sam.errors import NoImageError
 from lang_sam.hub import GDINO_MODELS, SAM_MODELS, ModelSpec
 from lang_sam.masks import CropMask
-from lang_sam.models.base import Detector, Engine, Segmenter, TextSegmenter, engine_for
+from lang_sam.models.base import Detector, Engine, Segmenter, TextSegmenter
 from lang_sam.models.registry import DEFAULT_GDINO, DEFAULT_SAM, get_spec
 from lang_sam.precision import check_precision
 from lang_sam.results import Detections, Prediction, TiledPrediction
 from lang_sam.tiling import TileSpec
-from lang_sam.validation import BOX_THRESHOLD, TEXT_THRESHOLD, ImageInput, check_device, default_device
+from lang_sam.validation import BOX_THRESHOLD, TEXT_THRESHOLD, ImageInput, default_device
 
 if TYPE_CHECKING:
     from segment_anything import SamPredictor
@@ -57,6 +56,7 @@ class LangSAM:
             reproduces the original's masks bit for bit when the boxes fit in one decoding chunk
             (:class:`~lang_sam.models.segmenter.SamSegmenter`: 16 boxes); more boxes are decoded in
             chunks, which may differ from one batch by float32 rounding.
+        backend: ``"pytorch"`` or ``"openvino"`` (CPU; fp32 or int8): :func:`lang_sam.engines.load_engine`.
 
     Encodings are recognised by image content, not object identity. Not thread-safe: SAM's
     predictor holds per-image state; use one ``LangSAM`` per thread.
@@ -86,16 +86,15 @@ class LangSAM:
         precision: str = "fp32",
         cache_size: int = 2,
         fast_attention: bool = True,
+        backend: str = "pytorch",
     ):
         # Unknown types and unavailable devices fail before anything heavy happens.
         sam_spec = get_spec("sam", sam_type)
         gdino_spec = get_spec("gdino", gdino_type)
-        self.device = check_device(device)
-        self.sam_type = sam_spec.name
-        self.gdino_type = gdino_spec.name
-        self.precision = check_precision(precision, self.device)
-        self.fast_attention = bool(fast_attention)
-        self._cache_size = EncodingCache(cache_size).maxsize  # validates
+        self.backend, self.device = check_backend_device(backend, device)
+        self.sam_type, self.gdino_type = sam_spec.name, gdino_spec.name
+        self.precision = check_precision(precision, self.device, self.backend)
+        self.fast_attention, self._cache_size = bool(fast_attention), EncodingCache(cache_size).maxsize  # validates
         self.engines = Engines.load((sam_spec, ckpt_path), (gdino_spec, gdino_ckpt_path), self._load,
                                     return_prompts=return_prompts, cache_size=self._cache_size)
         self._wire()
@@ -105,12 +104,13 @@ class LangSAM:
         detects = "None" if getattr(self, "detector", None) is getattr(self, "segmenter", 0) else repr(self.gdino_type)
         return (f"LangSAM(sam_type={self.sam_type!r}, gdino_type={detects}, device='{self.device}', "
                 f"precision={self.precision!r}, cache={cached}/{self._cache_size} images, "
-                f"fast_attention={self.fast_attention}, return_prompts={getattr(self, 'return_prompts', False)})")
+                f"fast_attention={self.fast_attention}, return_prompts={getattr(self, 'return_prompts', False)}, "
+                f"backend={getattr(self, 'backend', 'pytorch')!r})")
 
     def _load(self, spec: ModelSpec, ckpt_path: str | os.PathLike | None) -> Engine:
         extra = {"fast_attention": self.fast_attention} if spec.family == "sam" else {}
-        return engine_for(spec).from_spec(spec, ckpt_path, self.device, precision=self.precision,
-                                          cache_size=self._cache_size, **extra)
+        return load_engine(spec, ckpt_path, self.device, precision=self.precision, backend=self.backend,
+                           cache_size=self._cache_size, **extra)
 
     def _wire(self) -> None:  # the original's attributes, from the engines now loaded; drops the pinned image
         self._pinned: EncodedImage | None = None

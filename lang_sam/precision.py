@@ -5,6 +5,9 @@ and x86 CPUs with AVX-512-BF16 or AMX (Intel Cooper Lake, Sapphire Rapids and la
 later). Elsewhere (AVX2-only CPUs, for example) oneDNN emulates it and a predict is several times
 slower than float32: ``precision="bf16"`` there warns once (:class:`SlowPrecisionWarning`), and
 ``precision="auto"`` picks float32.
+
+``precision="int8"`` is the OpenVINO backend's second level (``backend="openvino"``: NNCF's INT8,
+computed natively by AVX2 / AVX-512 VNNI CPUs); it is approximate, and valid with that backend only.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from lang_sam.errors import InvalidPrecisionError, SlowPrecisionWarning
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PRECISIONS", "check_precision", "autocast", "native_bf16"]
+__all__ = ["PRECISIONS", "OPENVINO_PRECISIONS", "check_precision", "autocast", "native_bf16"]
 
 #: Accepted names -> canonical name.
 PRECISIONS = {
@@ -28,7 +31,10 @@ PRECISIONS = {
     "bf16": "bf16", "bfloat16": "bf16",
     "fp16": "fp16", "float16": "fp16",
     "auto": "auto",
+    "int8": "int8",
 }
+#: What ``backend="openvino"`` runs at (its own float32, or NNCF's INT8).
+OPENVINO_PRECISIONS = ("fp32", "int8")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 _warned: set[str] = set()
 
@@ -56,19 +62,35 @@ def native_bf16(device: torch.device) -> bool:
     return bool(caps.get("bf16") or caps.get("sve_bf16"))
 
 
-def check_precision(precision, device: torch.device) -> str:
-    """The precision to run at on ``device``: ``"fp32"``, ``"bf16"`` or ``"fp16"``.
+def check_precision(precision, device: torch.device, backend: str = "pytorch") -> str:
+    """The precision to run at on ``device``: ``"fp32"``, ``"bf16"`` or ``"fp16"``; with
+    ``backend="openvino"``, ``"fp32"`` or ``"int8"``.
 
     ``"auto"`` is bf16 where ``device`` computes it natively (:func:`native_bf16`), else fp16 on
-    CUDA and fp32 elsewhere. ``"fp16"`` needs CUDA (CPU half-precision matmuls are slow).
-    ``"bf16"`` on a CPU without native bf16 warns once per process (:class:`SlowPrecisionWarning`).
-    Raises :class:`~lang_sam.errors.InvalidPrecisionError` for other names.
+    CUDA and fp32 elsewhere (fp32 with OpenVINO). ``"fp16"`` needs CUDA (CPU half-precision matmuls
+    are slow). ``"bf16"`` on a CPU without native bf16 warns once per process
+    (:class:`SlowPrecisionWarning`). ``"int8"`` needs ``backend="openvino"``.
+
+    Raises:
+        InvalidPrecisionError: an unknown name, ``"int8"`` without OpenVINO, ``"bf16"`` /
+            ``"fp16"`` with it, ``"fp16"`` off CUDA.
     """
     if not isinstance(precision, (str, type(None))) or precision not in PRECISIONS:
         raise InvalidPrecisionError(
-            f"precision must be one of 'fp32', 'bf16', 'fp16', 'auto', got {precision!r}")
+            f"precision must be one of 'fp32', 'bf16', 'fp16', 'auto' ('int8' with backend='openvino'), "
+            f"got {precision!r}")
     name = PRECISIONS[precision]
     device = torch.device(device)
+    if backend == "openvino":
+        name = "fp32" if name == "auto" else name
+        if name not in OPENVINO_PRECISIONS:
+            raise InvalidPrecisionError(
+                f"backend='openvino' runs at one of {', '.join(map(repr, OPENVINO_PRECISIONS))}; got {name!r}")
+        return name
+    if name == "int8":
+        raise InvalidPrecisionError(
+            f"precision='int8' needs backend='openvino' (OpenVINO's INT8); got backend={backend!r}: use "
+            "precision='fp32', or backend='openvino'")
     if name == "auto":
         chosen = "bf16" if native_bf16(device) else "fp16" if device.type == "cuda" else "fp32"
         logger.info("precision='auto' on %s: %s", device, chosen)
@@ -88,7 +110,8 @@ def check_precision(precision, device: torch.device) -> str:
 
 
 def autocast(device: torch.device, precision: str) -> ContextManager:
-    """``torch.autocast`` for ``precision`` on ``device``'s type, or a no-op for fp32."""
-    if precision == "fp32":
+    """``torch.autocast`` for ``precision`` on ``device``'s type, or a no-op for fp32 (and int8,
+    whose parts OpenVINO runs; what stays on PyTorch runs at float32)."""
+    if precision in ("fp32", "int8"):
         return nullcontext()
     return torch.autocast(device_type=device.type, dtype=_DTYPES[precision])

@@ -45,6 +45,7 @@ import numpy as np
 
 from lang_sam.errors import InvalidArgumentError, InvalidRunError, RayJobError, RayNotInstalledError, UnknownModelError
 from lang_sam.hub import ModelSpec
+from lang_sam.models.openvino import check_backend
 from lang_sam.models.registry import DEFAULT_GDINO, DEFAULT_SAM, DEFAULT_TRACK_SAM, get_spec, register_model
 from lang_sam.labeling.hooks import RunHooks
 from lang_sam.labeling.folder_run import FolderRun, ItemFailure, ItemKind, failure_reason
@@ -484,7 +485,7 @@ def _check_settings(settings: Any, cls: type) -> None:
 
 
 def _langsam_job(settings, default_sam: str, sam_ckpt, gdino_ckpt, device, precision: str,
-                 cache_size: int) -> tuple[Any, Job]:
+                 cache_size: int, backend: str = "pytorch") -> tuple[Any, Job]:
     """``settings`` naming its model types (the defaults filled in, so the run's record names
     them), and the :class:`Job` of a LangSAM worker: their registry entries, and the ``LangSAM``
     keyword arguments every worker builds its model with (checkpoint paths made absolute:
@@ -492,7 +493,7 @@ def _langsam_job(settings, default_sam: str, sam_ckpt, gdino_ckpt, device, preci
     sam_type, gdino_type = settings.sam_type or default_sam, settings.gdino_type or DEFAULT_GDINO
     model = dict(sam_type=sam_type, ckpt_path=_abspath(sam_ckpt), gdino_type=gdino_type,
                  gdino_ckpt_path=_abspath(gdino_ckpt), device=device, precision=precision,
-                 cache_size=cache_size)
+                 cache_size=cache_size, backend=check_backend(backend))
     job = Job(model=model, specs=(get_spec("sam", sam_type), get_spec("gdino", gdino_type)))
     return replace(settings, sam_type=sam_type, gdino_type=gdino_type), job
 
@@ -507,6 +508,7 @@ def label_dataset(
     inputs: Sequence[str | os.PathLike], output: str | os.PathLike, settings: LabelSettings,
     formats: Sequence[str] | str = DEFAULT_FORMATS, *, sam_ckpt: str | os.PathLike | None = None,
     gdino_ckpt: str | os.PathLike | None = None, device: str | None = None, precision: str = "fp32",
+    backend: str = "pytorch",
     cache_size: int = 2, resume: bool = False, overwrite: bool = False, workers: int | None = None,
     gpus_per_worker: float | None = None, cpus_per_worker: float | None = None, batch_size: int = 1,
     max_dead_batches: int = MAX_DEAD_BATCHES, hooks: RunHooks | None = None,
@@ -520,9 +522,11 @@ def label_dataset(
     :func:`lang_sam.labeling.run.label_folder`. The models are ``settings.sam_type`` /
     ``settings.gdino_type`` (None: the defaults, then named in the run's record), loaded on each
     worker with ``sam_ckpt`` / ``gdino_ckpt`` / ``device`` (default ``"cpu"`` for actors without a
-    GPU) / ``precision`` / ``cache_size`` as :class:`~lang_sam.LangSAM` takes them. Paths,
+    GPU) / ``precision`` / ``backend`` / ``cache_size`` as :class:`~lang_sam.LangSAM` takes them. Paths,
     checkpoints included, must be readable under the same names on every Ray node (a shared
-    filesystem); only the driver writes ``output``.
+    filesystem); only the driver writes ``output``. With ``backend="openvino"`` the converted
+    parts are cached beside the checkpoints: the first worker converts (under a lock), the others
+    and later runs load them; each worker's OpenVINO runs on its torch threads (``cpus_per_worker``).
 
     ``ray_address=None`` starts a local Ray instance (this machine's CPUs and GPUs) unless this
     process is connected or one runs here; ``"auto"`` or ``"HOST:6379"`` joins a cluster from
@@ -556,7 +560,8 @@ def label_dataset(
     _check_settings(settings, LabelSettings)
     formats = parse_formats(formats)
     options = RayOptions(workers, gpus_per_worker, cpus_per_worker, batch_size, max_dead_batches, ray_address)
-    settings, job = _langsam_job(settings, DEFAULT_SAM, sam_ckpt, gdino_ckpt, device, precision, cache_size)
+    settings, job = _langsam_job(settings, DEFAULT_SAM, sam_ckpt, gdino_ckpt, device, precision, cache_size,
+                                 backend)
 
     def open_run(out: Path) -> tuple[LabelRun, list[ImageItem]]:
         items = collect_images(inputs, exclude=out)
@@ -569,6 +574,7 @@ def track_dataset(
     inputs: Sequence[str | os.PathLike], output: str | os.PathLike, settings: Any,
     formats: Sequence[str] | str | None = None, *, sam_ckpt: str | os.PathLike | None = None,
     gdino_ckpt: str | os.PathLike | None = None, device: str | None = None, precision: str = "fp32",
+    backend: str = "pytorch",
     cache_size: int = 2, resume: bool = False, workers: int | None = None,
     gpus_per_worker: float | None = None, cpus_per_worker: float | None = None,
     hooks: RunHooks | None = None, ray_address: str | None = None,
@@ -593,7 +599,7 @@ def track_dataset(
     formats = parse_video_formats(formats)
     options = RayOptions(workers, gpus_per_worker, cpus_per_worker, address=ray_address)
     settings, job = _langsam_job(settings, DEFAULT_TRACK_SAM, sam_ckpt, gdino_ckpt, device, precision,
-                                 cache_size)
+                                 cache_size, backend)
 
     def open_run(out: Path) -> tuple[TrackRun, list]:
         items = collect_videos(inputs, exclude=out)

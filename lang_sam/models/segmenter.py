@@ -3,6 +3,11 @@
 :class:`SamSegmenter` wraps ``segment_anything.SamPredictor``: ``set_image`` encodes an image once,
 ``predict_boxes`` turns boxes into masks exactly as the original did
 (``apply_boxes_torch`` + ``predict_torch(multimask_output=False)``).
+
+With ``backend="openvino"`` the image encoder (its 1x3x1024x1024 padded input) and the mask
+decoder's transformer and heads (a dynamic prompt count) run as OpenVINO parts
+(:mod:`lang_sam.models.openvino`) in the predictor's own ``image_encoder`` / ``mask_decoder``
+places; the prompt encoder, resizing and post-processing stay PyTorch's.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from lang_sam.hub import ModelSpec
 from lang_sam.models.base import MaskLogits, Segmenter, prompt_count
 from lang_sam.models.checkpoints import count_blocks, load_network, perturb, save_atomic
 from lang_sam.patches import empty_parameters, quiet_third_party, use_fast_attention
+from lang_sam.models.openvino import check_backend
 from lang_sam.precision import autocast, check_precision
 from lang_sam.results import MaskPrediction
 
@@ -162,7 +168,14 @@ class SamSegmenter(Segmenter):
     0 (SAM's ``mask_threshold``) may flip. Prompts that fit in one chunk are decoded exactly as one
     ``SamPredictor.predict_torch`` call (bit for bit); more are not one call, as the original's
     were. ``tests/test_performance.py`` bounds the difference (1e-5 on logits and scores).
+
+    ``backend="openvino"`` (CPU only; ``weights``: the checkpoint path, which names and locates
+    the converted-part cache) runs the image encoder and the mask decoder on OpenVINO, at
+    ``precision`` ``"fp32"`` (agrees with PyTorch within float32 rounding) or ``"int8"``
+    (NNCF, approximate); ``threads``: OpenVINO's inference threads (default: the physical cores).
     """
+
+    backends = ("pytorch", "openvino")
 
     @quiet_third_party()
     def __init__(
@@ -176,12 +189,16 @@ class SamSegmenter(Segmenter):
         cache_size: int = 2,
         chunk_size: int = 16,
         chunk_bytes: int = 256 * 2**20,
+        backend: str = "pytorch",
+        weights: str | os.PathLike | None = None,
+        threads: int | None = None,
     ):
         from segment_anything import SamPredictor
 
         self.device = torch.device(device)
         self.name = name
-        self.precision = check_precision(precision, self.device)
+        self.backend = check_backend(backend)
+        self.precision = check_precision(precision, self.device, self.backend)
         self.model = model.to(self.device).eval()
         if fast_attention:
             use_fast_attention(self.model)
@@ -193,6 +210,10 @@ class SamSegmenter(Segmenter):
             raise InvalidArgumentError(f"chunk_size must be >= 1, got {chunk_size}")
         self.chunk_size = chunk_size
         self.chunk_bytes = chunk_bytes
+        if self.backend == "openvino":
+            from lang_sam.models.sam_openvino import to_openvino
+
+            to_openvino(self, weights, threads=threads, fast_attention=fast_attention)
 
     def boxes_per_chunk(self, height: int, width: int, masks_per_prompt: int = 1) -> int:
         """How many prompts are decoded together for an image of ``height x width`` pixels."""
@@ -216,12 +237,15 @@ class SamSegmenter(Segmenter):
             WeightsNotFoundError, DownloadError, ChecksumMismatchError, CheckpointError: finding,
                 fetching or reading the SAM file failed (see
                 :func:`~lang_sam.models.checkpoints.load_network`).
-            InvalidArgumentError: an unknown option (``kwargs``) or a bad ``chunk_size``.
+            InvalidArgumentError: an unknown option (``kwargs``), a bad ``chunk_size`` or
+                ``backend``, ``backend="openvino"`` on a device other than the CPU.
+            InvalidPrecisionError: a precision the backend does not run at.
+            BackendUnavailableError: ``backend="openvino"`` without OpenVINO installed.
         """
         model, path = load_network(spec, ckpt_path, lambda s: build_sam_model(s, empty=True),
                                    sam_fingerprint, progress=progress)
         logger.info("loaded SAM %s from %s", spec.name, path)
-        return cls(model, device, spec.name, **kwargs)
+        return cls(model, device, spec.name, weights=path, **kwargs)
 
     @classmethod
     def write_random_checkpoint(cls, path: str | os.PathLike, arch: SamArch, seed: int = 0, **options: Any) -> Path:

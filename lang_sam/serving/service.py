@@ -38,10 +38,11 @@ from lang_sam.errors import (
     VideoTooLargeError,
     WeightsNotFoundError,
 )
+from lang_sam.engines import check_backend_device
 from lang_sam.models.registry import DEFAULT_GDINO, DEFAULT_SAM, get_spec
 from lang_sam.pipeline import DenseMasks, MaskCoverage, MaskSink, RleMasks
 from lang_sam.results import MASK_KINDS, ServedMasks, ServedPrediction, ServedSegmentation, ServedTracks
-from lang_sam.validation import BOX_THRESHOLD, TEXT_THRESHOLD, check_device
+from lang_sam.validation import BOX_THRESHOLD, TEXT_THRESHOLD
 from lang_sam.video import DETECT_EVERY
 
 logger = logging.getLogger(__name__)
@@ -209,7 +210,9 @@ class ModelService:
     Raises:
         UnknownModelError: ``sam_type`` or ``gdino_type`` is not registered.
         DeviceError: ``device`` is not available here.
-        InvalidArgumentError: ``max_detections`` is not an int >= 1.
+        InvalidArgumentError: ``max_detections`` is not an int >= 1; an unknown ``backend``, or
+            ``backend="openvino"`` off the CPU.
+        BackendUnavailableError: ``backend="openvino"`` without OpenVINO installed.
     """
 
     sam_type: str = DEFAULT_SAM
@@ -221,6 +224,7 @@ class ModelService:
     cache_size: int = 2
     max_detections: int = DEFAULT_MAX_DETECTIONS
     allow_model_switch: bool = False
+    backend: str = "pytorch"
     _model: Any = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -228,7 +232,7 @@ class ModelService:
         # Unknown types, unavailable devices and bad limits fail at start-up, not at the first request.
         self.sam_type = get_spec("sam", self.sam_type).name
         self.gdino_type = get_spec("gdino", self.gdino_type).name
-        check_device(self.device)
+        check_backend_device(self.backend, self.device)  # OpenVINO missing: say so before listening
         if isinstance(self.max_detections, bool) or not isinstance(self.max_detections, int) \
                 or self.max_detections < 1:
             raise InvalidArgumentError(f"max_detections must be an int >= 1, got {self.max_detections!r}")
@@ -285,7 +289,7 @@ class ModelService:
             self._model = self._load([("sam", sam_type), ("gdino", gdino_type)], lambda: LangSAM(
                 sam_type, self._ckpt("sam", sam_type), gdino_type=gdino_type,
                 gdino_ckpt_path=self._ckpt("gdino", gdino_type), device=self.device,
-                precision=self.precision, cache_size=self.cache_size,
+                precision=self.precision, cache_size=self.cache_size, backend=self.backend,
             ))
         if self._model.sam_type != sam_type:
             progress(0.3, f"loading SAM {sam_type}")
@@ -537,6 +541,7 @@ class ModelService:
             "loaded": model is not None,
             "device": str(model.device) if model is not None else self.device,
             "precision": self.precision,
+            "backend": self.backend,
             "max_detections": self.max_detections,
             "model_switch": self.allow_model_switch,
         }

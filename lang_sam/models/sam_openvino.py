@@ -1,0 +1,127 @@
+"""SAM v1 on OpenVINO: :class:`~lang_sam.models.segmenter.SamSegmenter`'s heavy parts as compiled parts.
+
+The image encoder (``ImageEncoderViT``: one ``1x3xSxS`` float32 input, the preprocessed image
+padded to ``S = img_size``, 1024 px for the released models; ``1xCx(S/16)x(S/16)`` out) and the
+mask decoder (``MaskDecoder.predict_masks``: the image embedding and its positional encoding,
+``1xCxgxg`` each, the sparse prompt embeddings ``BxTxC`` and the dense ones ``BxCxgxg``, with ``B``
+prompts of ``T`` tokens both dynamic; ``Bx4x(4g)x(4g)`` mask logits and ``Bx4`` IoU scores out)
+are converted once (:func:`lang_sam.models.openvino.compile_part`) and put in the
+``segment_anything`` model's ``image_encoder`` / ``mask_decoder`` places, so ``SamPredictor``,
+its transforms, the prompt encoder and the post-processing run unchanged around them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import torch
+
+from lang_sam.errors import InvalidArgumentError
+from lang_sam.models.openvino import PartKey, cache_dir, compile_part, int8_quantizer, weights_sha256
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["to_openvino", "OVImageEncoder", "OVMaskDecoder"]
+
+
+class OVImageEncoder(torch.nn.Module):
+    """An OpenVINO part in ``Sam.image_encoder``'s place: ``(1, 3, S, S)`` float32 -> the
+    ``(1, C, S/16, S/16)`` embedding; ``img_size`` is read by ``Sam.preprocess`` / ``SamPredictor``."""
+
+    def __init__(self, part: Any, img_size: int):
+        super().__init__()
+        self.part, self.img_size = part, img_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.part(x.float())[0]
+
+
+class _PredictMasks(torch.nn.Module):
+    """``MaskDecoder.predict_masks`` as a module with tensor inputs only (what is converted)."""
+
+    def __init__(self, decoder: torch.nn.Module):
+        super().__init__()
+        self.decoder = decoder
+
+    def forward(self, image_embeddings, image_pe, sparse, dense):
+        return self.decoder.predict_masks(image_embeddings, image_pe, sparse, dense)
+
+
+class OVMaskDecoder(torch.nn.Module):
+    """An OpenVINO part in ``Sam.mask_decoder``'s place, called as ``MaskDecoder.forward``: the
+    converted ``predict_masks`` gives all four masks, and the one (``multimask_output=False``) or
+    the last three are kept, as ``MaskDecoder.forward`` does."""
+
+    def __init__(self, part: Any):
+        super().__init__()
+        self.part = part
+
+    def forward(self, image_embeddings: torch.Tensor, image_pe: torch.Tensor, sparse_prompt_embeddings: torch.Tensor,
+                dense_prompt_embeddings: torch.Tensor, multimask_output: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        masks, iou = self.part(image_embeddings.float(), image_pe.float(), sparse_prompt_embeddings.float(),
+                               dense_prompt_embeddings.float())
+        keep = slice(1, None) if multimask_output else slice(0, 1)
+        return masks[:, keep], iou[:, keep]
+
+
+def _calibration(size: int) -> list[tuple[torch.Tensor]]:
+    """Encoder inputs for INT8 calibration (``(1, 3, size, size)``, normalized pixel scale): white
+    noise and smooth (upsampled) noise, seeded."""
+    g = torch.Generator().manual_seed(0)
+    noise = torch.randn(1, 3, size, size, generator=g)
+    smooth = torch.nn.functional.interpolate(torch.randn(1, 3, size // 32, size // 32, generator=g) * 1.5,
+                                             size=(size, size), mode="bilinear", align_corners=False)
+    return [(noise,), (smooth,)]
+
+
+def to_openvino(segmenter: Any, weights: str | os.PathLike | None, *, threads: int | None = None,
+                fast_attention: bool = True) -> None:
+    """Put ``segmenter``'s (a ``SamSegmenter`` on the CPU) image encoder and mask decoder on
+    OpenVINO, at its ``precision`` (``"fp32"``; ``"int8"``: the encoder quantized by NNCF, the
+    decoder at fp32). A part that
+    cannot be converted stays on PyTorch (:class:`~lang_sam.models.openvino.BackendFallbackWarning`).
+
+    Raises:
+        InvalidArgumentError: the segmenter is not on the CPU, or ``weights`` (the checkpoint
+            path: the cache's key and place) is not given.
+        BackendUnavailableError: OpenVINO (or, for int8, NNCF) is not installed.
+    """
+    if segmenter.device.type != "cpu":
+        raise InvalidArgumentError(f"backend='openvino' runs on the CPU; got device {str(segmenter.device)!r}")
+    if weights is None:
+        raise InvalidArgumentError("backend='openvino' needs the checkpoint path (weights=): it names and "
+                                   "locates the converted parts' cache; got None")
+    root = cache_dir(weights)
+    sha = weights_sha256(weights, root)
+    model = segmenter.model
+    name = segmenter.name or "sam"
+    precision = segmenter.precision
+
+    encoder = model.image_encoder
+    size = int(encoder.img_size)
+    x = torch.zeros(1, 3, size, size)
+    # INT8: post-training quantization of the encoder (3.2x OpenVINO fp32's speed for vit_b measured
+    # here; weight compression alone gave 1.3x): calibrated on normalized inputs, noise and smooth
+    quantize = int8_quantizer(_calibration(size)) if precision == "int8" else None
+    key = PartKey(name, sha, "image_encoder", ((1, 3, size, size),), precision,
+                  (("fast_attention", str(bool(fast_attention))),) + ((("int8", "ptq"),) if quantize else ()))
+    part = compile_part(key, encoder, (x,), root, threads=threads, quantize=quantize)
+    if part is not None:
+        model.image_encoder = OVImageEncoder(part, size)  # the PyTorch encoder's weights are freed
+
+    prompt = model.prompt_encoder
+    with torch.no_grad():
+        pe = prompt.get_dense_pe()
+        sparse, dense = prompt(points=None, boxes=torch.tensor([[0.0, 0.0, size / 2, size / 2]]), masks=None)
+    emb = torch.zeros_like(pe)
+    channels, grid = pe.shape[1], tuple(pe.shape[2:])
+    # the decoder stays float32 at int8 (a few ms a prompt; INT8 would not pay for its error)
+    key = PartKey(name, sha, "mask_decoder", (tuple(emb.shape), tuple(pe.shape), (-1, -1, channels),
+                                              (-1, channels, *grid)), "fp32")
+    part = compile_part(key, _PredictMasks(model.mask_decoder), (emb, pe, sparse, dense), root, threads=threads)
+    if part is not None:
+        model.mask_decoder = OVMaskDecoder(part)
+    logger.info("SAM %s on OpenVINO (%s): image encoder %s, mask decoder %s", name, precision,
+                type(model.image_encoder).__name__, type(model.mask_decoder).__name__)
