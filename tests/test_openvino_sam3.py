@@ -62,7 +62,7 @@ def test_engine_reports_its_backend(pair):
     pt, ov, _, _ = pair
     assert Sam3Segmenter.backends == ("pytorch", "openvino")
     assert (pt.backend, ov.backend) == ("pytorch", "openvino")
-    assert type(ov.model.vision_encoder).__name__ == "_OVVisionEncoder"
+    assert type(ov.model.vision_encoder).__name__ == "OVVisionEncoder"
     assert not any(k.startswith("vision_encoder.") for k in ov.model.state_dict())  # PyTorch's copy freed
     assert all(p is not None for p in ov.model.forward.parts.values())  # every phrase count met converted
 

@@ -27,9 +27,9 @@ Nothing here imports OpenVINO until :func:`use_openvino` is called.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -37,24 +37,11 @@ import torch
 from torch import nn
 
 from lang_sam.errors import InvalidArgumentError
-from lang_sam.models.openvino import OVPart, PartKey, cache_dir, compile_part, require_openvino
+from lang_sam.models.openvino import OVPart, PartKey, cache_dir, compile_part, require_openvino, weights_sha256
 
-__all__ = ["use_openvino", "file_sha256"]
+__all__ = ["use_openvino", "check_engine", "output_class", "OVVisionEncoder"]
 
 logger = logging.getLogger(__name__)
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of the file at ``path`` (the checkpoint a converted part depends on).
-
-    Raises:
-        OSError: the file cannot be read.
-    """
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class _Flat(nn.Module):
@@ -73,22 +60,39 @@ def _vision_outputs(encoder: nn.Module, pixel_values: torch.Tensor) -> tuple[tor
     return (*out.fpn_hidden_states, *out.fpn_position_encoding)
 
 
-class _OVVisionEncoder(nn.Module):
-    """Stands in for ``Sam2VideoModel.vision_encoder``: ``(1, 3, S, S)`` pixels -> the encoder's
-    output class with ``fpn_hidden_states`` and ``fpn_position_encoding`` (3 levels each, high
-    resolution first), computed by the OpenVINO ``part``."""
+class OVVisionEncoder(nn.Module):
+    """Stands in for a SAM 2.1 or SAM 3 vision encoder: ``shape`` pixels (``(1, 3, S, S)``) ->
+    ``output_cls`` with the OpenVINO ``part``'s outputs: first one tensor for each name in
+    ``singles`` (SAM 3: ``last_hidden_state``), then the FPN levels (``fpn_hidden_states``, high
+    resolution first) and as many position encodings (``fpn_position_encoding``)."""
 
-    def __init__(self, part: OVPart, output_cls: type, shape: tuple[int, ...]):
+    def __init__(self, part: OVPart, output_cls: type, shape: tuple[int, ...], singles: tuple[str, ...] = ()):
         super().__init__()
-        self.part, self.output_cls, self.shape = part, output_cls, shape
+        self.part, self.output_cls, self.shape, self.singles = part, output_cls, shape, singles
 
     def forward(self, pixel_values: torch.Tensor, **kwargs: Any):
         if tuple(pixel_values.shape) != self.shape:
-            raise InvalidArgumentError(f"the OpenVINO SAM 2.1 image encoder takes {self.shape} pixels, "
+            raise InvalidArgumentError(f"the OpenVINO vision encoder takes {self.shape} pixels, "
                                        f"got {tuple(pixel_values.shape)}")
         outs = self.part(pixel_values.float())
-        n = len(outs) // 2
-        return self.output_cls(fpn_hidden_states=tuple(outs[:n]), fpn_position_encoding=tuple(outs[n:]))
+        k = len(self.singles)
+        n = (len(outs) - k) // 2
+        return self.output_cls(**dict(zip(self.singles, outs)), fpn_hidden_states=tuple(outs[k:k + n]),
+                               fpn_position_encoding=tuple(outs[k + n:]))
+
+
+def check_engine(engine: Any) -> None:
+    """Raise :class:`~lang_sam.errors.InvalidArgumentError` unless ``engine`` runs on the CPU at fp32
+    (what ``backend="openvino"`` runs)."""
+    if engine.device.type != "cpu" or engine.precision != "fp32":
+        raise InvalidArgumentError(f'backend="openvino" runs on the CPU at fp32; got device={str(engine.device)!r}, '
+                                   f"precision={engine.precision!r}")
+
+
+def output_class(module: nn.Module, name: str) -> type:
+    """The class ``name`` of the transformers module that defines ``module``'s class (an output
+    class, from the model module itself)."""
+    return getattr(sys.modules[type(module).__module__], name)
 
 
 def _rotate_pairwise(x: torch.Tensor) -> torch.Tensor:
@@ -145,20 +149,6 @@ class _TraceableMemoryAttention(nn.Module):
         return ma.layer_norm(output).transpose(0, 1)
 
 
-def _dynamic(dims: tuple[tuple[int, ...], ...]) -> Callable[[Any], Any]:
-    """A :func:`~lang_sam.models.openvino.compile_part` ``quantize`` hook that leaves the converted
-    model's inputs with ``dims`` (``-1``: any size) instead of the example inputs' static shapes."""
-
-    def reshape(model: Any) -> Any:
-        ov = require_openvino()
-        for i, shape in enumerate(dims):
-            model.inputs[i].get_node().set_partial_shape(ov.PartialShape([d if d >= 0 else -1 for d in shape]))
-        model.validate_nodes_and_infer_types()
-        return model
-
-    return reshape
-
-
 class _Lazy(nn.Module):
     """Stands in for a video part: converted (or loaded from the cache) when first called, with the
     dynamic dims its key records; if it cannot be converted, the PyTorch module runs."""
@@ -177,8 +167,7 @@ class _Lazy(nn.Module):
 
     def compiled(self, example: tuple[torch.Tensor, ...]) -> OVPart | None:
         if not self.converted:
-            self.part = compile_part(self.key, self.traced, example, self.root, threads=self.threads,
-                                     quantize=_dynamic(self.key.shapes))
+            self.part = compile_part(self.key, self.traced, example, self.root, threads=self.threads)
             self.converted = True
         return self.part
 
@@ -241,10 +230,8 @@ def use_openvino(engine: Any, weights_path: str | os.PathLike, *, threads: int |
     if unknown:
         raise InvalidArgumentError(f"unknown SAM 2.1 parts {unknown}: expected vision_encoder, memory_encoder, "
                                    "memory_attention")
-    if engine.device.type != "cpu" or engine.precision != "fp32":
-        raise InvalidArgumentError(f'backend="openvino" runs on the CPU at fp32; got device={str(engine.device)!r}, '
-                                   f"precision={engine.precision!r}")
-    model, root, sha = engine.model, cache_dir(weights_path), file_sha256(weights_path)
+    check_engine(engine)
+    model, root, sha = engine.model, cache_dir(weights_path), weights_sha256(weights_path)
     name = engine.name or Path(weights_path).stem
 
     def key(part: str, shapes: tuple) -> PartKey:  # -1 in shapes: a dynamic dim
@@ -257,7 +244,8 @@ def use_openvino(engine: Any, weights_path: str | os.PathLike, *, threads: int |
         part = compile_part(key("vision_encoder", ((1, 3, s, s),)), _Flat(encoder, _vision_outputs), example,
                             root, threads=threads)
         if part is not None:
-            model.vision_encoder = _OVVisionEncoder(part, _output_class(encoder), (1, 3, s, s))
+            model.vision_encoder = OVVisionEncoder(part, output_class(encoder, "Sam2VisionEncoderOutput"),
+                                                    (1, 3, s, s))
     if "memory_encoder" in parts:
         me = model.memory_encoder
         dims = ((-1, me.feature_projection.in_channels, h, w), (-1, 1, s, s))
@@ -271,10 +259,3 @@ def use_openvino(engine: Any, weights_path: str | os.PathLike, *, threads: int |
     engine.backend = "openvino"
     logger.info("SAM 2.1 %s: %s on OpenVINO (cache %s)", name, ", ".join(parts), root)
 
-
-def _output_class(encoder: nn.Module) -> type:
-    """The output class of transformers' SAM 2 vision encoder (from its module)."""
-    import sys
-
-    module = sys.modules[type(encoder).__module__]
-    return module.Sam2VisionEncoderOutput

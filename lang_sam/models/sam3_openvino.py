@@ -25,16 +25,16 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from lang_sam.errors import InvalidArgumentError
-from lang_sam.models.openvino import OVPart, PartKey, cache_dir, check_backend, compile_part, require_openvino
-from lang_sam.models.sam2_openvino import file_sha256
+from lang_sam.models.openvino import (
+    OVPart, PartKey, cache_dir, check_backend, compile_part, require_openvino, weights_sha256,
+)
+from lang_sam.models.sam2_openvino import OVVisionEncoder, check_engine, output_class
 
 __all__ = ["use_openvino"]
 
@@ -52,23 +52,6 @@ class _VisionParts(nn.Module):
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out = self.encoder(pixel_values)
         return (out.last_hidden_state, *out.fpn_hidden_states, *out.fpn_position_encoding)
-
-
-class _OVVisionEncoder(nn.Module):
-    """Stands in for ``Sam3Model.vision_encoder``: ``(1, 3, S, S)`` pixels -> its output class."""
-
-    def __init__(self, part: OVPart, output_cls: type, shape: tuple[int, ...]):
-        super().__init__()
-        self.part, self.output_cls, self.shape = part, output_cls, shape
-
-    def forward(self, pixel_values: torch.Tensor, **kwargs: Any):
-        if tuple(pixel_values.shape) != self.shape:
-            raise InvalidArgumentError(f"the OpenVINO SAM 3 vision encoder takes {self.shape} pixels, "
-                                       f"got {tuple(pixel_values.shape)}")
-        last, *rest = self.part(pixel_values.float())
-        n = len(rest) // 2
-        return self.output_cls(last_hidden_state=last, fpn_hidden_states=tuple(rest[:n]),
-                               fpn_position_encoding=tuple(rest[n:]))
 
 
 class _Heads(nn.Module):
@@ -123,13 +106,8 @@ class _OVForward:
         if part is None:
             return torch_forward()
         logits, boxes, presence, masks = part(*tensors)
-        return _output_class(self.model, "Sam3ImageSegmentationOutput")(
+        return output_class(self.model, "Sam3ImageSegmentationOutput")(
             pred_logits=logits, pred_boxes=boxes, presence_logits=presence, pred_masks=masks)
-
-
-def _output_class(module: nn.Module, name: str) -> type:
-    """The class ``name`` of the transformers module that defines ``module``'s class."""
-    return getattr(sys.modules[type(module).__module__], name)
 
 
 def use_openvino(engine: Any, folder: str | os.PathLike, backend: str = "openvino", *,
@@ -147,11 +125,9 @@ def use_openvino(engine: Any, folder: str | os.PathLike, backend: str = "openvin
     if check_backend(backend) == "pytorch":
         return
     require_openvino()
-    if engine.device.type != "cpu" or engine.precision != "fp32":
-        raise InvalidArgumentError(f'backend="openvino" runs on the CPU at fp32; got device={str(engine.device)!r}, '
-                                   f"precision={engine.precision!r}")
+    check_engine(engine)
     weights = Path(folder) / "model.safetensors"
-    model, root, sha = engine.model, cache_dir(weights), file_sha256(weights)
+    model, root, sha = engine.model, cache_dir(weights), weights_sha256(weights)
 
     def key(part: str, shapes: tuple) -> PartKey:
         return PartKey(engine.name, sha, part, shapes, "fp32")
@@ -162,7 +138,8 @@ def use_openvino(engine: Any, folder: str | os.PathLike, backend: str = "openvin
     part = compile_part(key("vision_encoder", (shape,)), _VisionParts(encoder), (torch.zeros(shape),), root,
                         threads=threads)
     if part is not None:
-        model.vision_encoder = _OVVisionEncoder(part, _output_class(encoder, "Sam3VisionEncoderOutput"), shape)
+        model.vision_encoder = OVVisionEncoder(part, output_class(encoder, "Sam3VisionEncoderOutput"), shape,
+                                                ("last_hidden_state",))
     object.__setattr__(model, "forward", _OVForward(model, key, root, threads))
     engine.backend = "openvino"
     logger.info("SAM 3 %s: vision encoder and heads on OpenVINO (cache %s)", engine.name, root)
