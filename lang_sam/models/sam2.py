@@ -266,6 +266,7 @@ class Sam2Segmenter(Segmenter, VideoSegmenter):
 
     #: Meta's ``SAM2AutomaticMaskGenerator`` keeps masks whose predicted IoU is over 0.8 (SAM v1: 0.88).
     generate_defaults = {"pred_iou_thresh": 0.8}
+    backends = ("pytorch", "openvino")  # openvino: lang_sam.models.sam2_openvino
 
     model: Sam2VideoModel
 
@@ -296,20 +297,27 @@ class Sam2Segmenter(Segmenter, VideoSegmenter):
     @classmethod
     def from_spec(cls, spec: ModelSpec, ckpt_path: str | os.PathLike | None = None, device: torch.device | str = "cpu", *,
                   progress: bool = True, precision: str = "fp32", cache_size: int = 2,
-                  fast_attention: bool = True, **options) -> "Sam2Segmenter":
+                  fast_attention: bool = True, backend: str = "pytorch", **options) -> "Sam2Segmenter":
         """Resolve ``spec``'s checkpoint (explicit path, weights dir, cache, download:
         :mod:`lang_sam.hub`), check it is a SAM 2.1 of ``spec.arch``'s shape, convert Meta's
         names and load it. ``fast_attention`` is accepted for the facade's sake and changes
         nothing (transformers' SAM 2 always uses ``scaled_dot_product_attention``, as Meta's
-        does). ``options``: ``chunk_size``, ``chunk_bytes``, ``max_cond_frames``.
+        does). ``backend="openvino"``: image encoder, memory encoder and memory attention on
+        OpenVINO (:mod:`lang_sam.models.sam2_openvino`; CPU, fp32). ``options``: ``chunk_size``,
+        ``chunk_bytes``, ``max_cond_frames``.
 
         Raises:
             WeightsNotFoundError, DownloadError, ChecksumMismatchError, CheckpointError: as
                 :func:`~lang_sam.models.checkpoints.load_network` says, for the SAM 2.1 file.
-            InvalidArgumentError: an unknown option.
+            InvalidArgumentError: an unknown option or backend.
             EngineUnavailableError: the installed transformers has no SAM 2.1.
+            BackendUnavailableError: ``backend="openvino"`` without OpenVINO installed.
         """
         from lang_sam.hub import load_checkpoint, resolve_checkpoint
+        from lang_sam.models.openvino import check_backend, require_openvino
+
+        if check_backend(backend) == "openvino":
+            require_openvino()
 
         known = {"chunk_size", "chunk_bytes", "max_cond_frames"}
         unknown = sorted(set(options) - known)
@@ -322,7 +330,12 @@ class Sam2Segmenter(Segmenter, VideoSegmenter):
         check_architecture(spec, state, str(path), sam2_fingerprint)
         model = load_sam2_state(spec, state, str(path))
         logger.info("loaded SAM 2.1 %s from %s", spec.name, path)
-        return cls(model, device, spec.name, precision=precision, cache_size=cache_size, **options)
+        engine = cls(model, device, spec.name, precision=precision, cache_size=cache_size, **options)
+        if backend == "openvino":
+            from lang_sam.models.sam2_openvino import use_openvino
+
+            use_openvino(engine, path)
+        return engine
 
     # -- images --
 

@@ -200,6 +200,7 @@ class Sam3Segmenter(TextSegmenter, TextVideoSegmenter):
     """
 
     model: Sam3Model
+    backends = ("pytorch", "openvino")  # openvino: lang_sam.models.sam3_openvino
 
     def __init__(self, model: Sam3Model, processor: Any, device: torch.device | str = "cpu",
                  name: str = "sam3", *, precision: str = "fp32", cache_size: int = 2,
@@ -223,12 +224,12 @@ class Sam3Segmenter(TextSegmenter, TextVideoSegmenter):
     @classmethod
     def from_spec(cls, spec: ModelSpec, ckpt_path: str | os.PathLike | None = None, device: torch.device | str = "cpu", *,
                   progress: bool = True, precision: str = "fp32", cache_size: int = 2,
-                  fast_attention: bool = True, **options: Any) -> "Sam3Segmenter":
+                  fast_attention: bool = True, backend: str = "pytorch", **options: Any) -> "Sam3Segmenter":
         """Resolve ``spec``'s folder (a local folder in the hub layout, a hub repository id, or the
         usual order: :func:`lang_sam.hub.resolve_checkpoint`) and load it with transformers, never
         touching the network (``local_files_only``). ``fast_attention``: attention through
         ``scaled_dot_product_attention`` (transformers' ``"sdpa"``, its default) or the plain
-        computation (``"eager"``)."""
+        computation (``"eager"``). ``backend="openvino"``: :mod:`lang_sam.models.sam3_openvino`."""
         if options:
             raise InvalidArgumentError(
                 f"SAM 3 ({spec.name!r}) takes no option(s) {sorted(options)}; expected only "
@@ -243,6 +244,8 @@ class Sam3Segmenter(TextSegmenter, TextVideoSegmenter):
         logger.info("loaded SAM 3 %s from %s", spec.name, folder)
         engine = cls(model, processor, device, spec.name, precision=precision, cache_size=cache_size)
         engine.folder, engine._attn = Path(folder), attn
+        from lang_sam.models.sam3_openvino import use_openvino
+        use_openvino(engine, folder, backend)
         return engine
 
     @classmethod
