@@ -24,6 +24,21 @@ a fresh process (``--child``), so peak memory is measured alike:
   objects: with random weights a key frame may start new tracks, and memory grows with the number
   of objects, which is not what is measured here); the ratio is the memory growth with video length
   (target <= 1.15x). RSS after every ``--rss-every`` (10) frames is printed too.
+
+``--frame-ratios``: the cost of one tracked frame, in one process (no GroundingDINO: the same three
+boxes prompt every side on frame 0 of the clip), sam2.1_hiera_tiny full size:
+
+- ``image``: one image encoding plus ``--boxes`` box prompts (Sam2Segmenter.encode + predict);
+- ``ours``: Sam2Segmenter.track (lang_sam.models.sam2_tracking's memory attention), ``stock``: the
+  same with transformers' own memory attention (the path before issue 27), ``meta``: Meta's
+  ``SAM2VideoPredictor.propagate_in_video`` on the same weights, frames (our resized pixels, as
+  tests/test_sam2.py gives them) and boxes;
+- per side the median of the frames whose memory window is full (frame 7 on), wall and CPU time
+  (``time.process_time``: steadier than wall time on a shared machine), the ratios
+  ours / image, stock / image, ours / meta, ours / stock, and where ours' time goes (forward hooks
+  on the image encoder, memory attention, mask decoder, memory encoder).
+
+    python benchmarks/bench_video.py --frame-ratios --track-frames 9
 """
 
 from __future__ import annotations
@@ -158,6 +173,147 @@ def run_child(args, sam: str, frames: int, clip: Path, detect_every: int | None 
     return result
 
 
+def frame_ratios(args) -> None:
+    """``--frame-ratios``: tracked frame / (image encoding + boxes), ours / stock / Meta's (module docstring)."""
+    import statistics
+    from contextlib import nullcontext
+
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    import lang_sam.models.sam2 as sam2_module
+    from lang_sam.models.registry import get_spec
+    from lang_sam.models.sam2 import Sam2Segmenter
+    from lang_sam.video_io import iter_frames
+
+    args.weights = args.weights or Path(tempfile.mkdtemp(prefix="bench_video_w_"))
+    work = Path(tempfile.mkdtemp(prefix="bench_video_"))
+    width, height = (int(v) for v in args.size.split("x"))
+    frames = list(iter_frames(make_clip(work / "clip.mp4", args.track_frames, width, height)))
+    spec = get_spec("sam", args.sam[0])
+    ckpt = args.weights / f"ratios_{spec.filename}"
+    if not ckpt.exists():
+        Sam2Segmenter.write_random_checkpoint(ckpt, spec.arch, 0, object_score=10.0)
+    seg = Sam2Segmenter.from_spec(spec, ckpt)
+    boxes = torch.tensor([[0.05, 0.1, 0.4, 0.9], [0.45, 0.2, 0.7, 0.7], [0.72, 0.05, 0.98, 0.95]])[:args.boxes]
+    boxes = boxes * torch.tensor([width, height, width, height])
+    clocks = {"wall": time.perf_counter, "cpu": time.process_time}
+
+    def timed(fn):
+        start = {k: c() for k, c in clocks.items()}
+        fn()
+        return {k: c() - start[k] for k, c in clocks.items()}
+
+    image = []
+    for i in range(3):
+        image.append(timed(lambda: (seg.use(seg.encode(frames[i])), seg.predict(boxes=boxes))))
+    parts: dict[str, float] = {}
+    steady = 1 + seg.memory_frames  # frame 7: the prompted frame and 6 tracked ones are remembered
+
+    def hook_parts(net, on):
+        hooks = []
+        for name in ("vision_encoder", "memory_attention", "mask_decoder", "memory_encoder"):
+            mod = getattr(net, name)
+            hooks.append(mod.register_forward_pre_hook(lambda m, a: setattr(m, "_t0", time.process_time())))
+            hooks.append(mod.register_forward_hook(
+                lambda m, a, o, n=name: on() and parts.__setitem__(n, parts.get(n, 0.0) + time.process_time() - m._t0)))
+        return hooks
+
+    def ours(fast: bool):
+        if not fast:
+            sam2_module.fast_memory_attention = lambda model: nullcontext()
+        try:
+            session, times = seg.start_video(), []
+            for i, f in enumerate(frames):
+                new = dict(new_ids=list(range(1, len(boxes) + 1)), new_boxes=boxes) if i == 0 else {}
+                times.append(timed(lambda: seg.track(session, f, **new)))
+                print(f"{'ours' if fast else 'stock'} frame {i}: {times[-1]['wall']:.1f} s", file=sys.stderr, flush=True)
+            return times
+        finally:
+            sam2_module.fast_memory_attention = fast_memory_attention
+
+    from lang_sam.models.sam2_tracking import fast_memory_attention
+
+    measuring = {"on": False}
+    hooks = hook_parts(seg.model, lambda: measuring["on"])
+    sides = {}
+    wanted = args.sides.split(",")
+    if "ours" in wanted:
+        measuring["on"] = True
+        sides["ours"] = ours(True)
+        measuring["on"] = False
+    for h in hooks:
+        h.remove()
+    if "stock" in wanted:
+        sides["stock"] = ours(False)
+    if "meta" in wanted:
+        sides["meta"] = meta_frames(ckpt, frames, seg, boxes, work, timed)
+
+    def med(times, clock):
+        return statistics.median(t[clock] for t in times)
+
+    row: dict = {"cpu": cpu_line(), "threads": torch.get_num_threads(), "size": args.size, "objects": len(boxes),
+                 "frames": len(frames), "steady_from": steady}
+    for clock in clocks:
+        img = med(image, clock)
+        row[f"image_plus_{len(boxes)}_boxes_{clock}_s"] = round(img, 2)
+        for name, times in sides.items():
+            row[f"{name}_frame_{clock}_s"] = round(med(times[steady:], clock), 2)
+            row[f"{name}_per_frame_{clock}_s"] = [round(t[clock], 2) for t in times]
+            row[f"ratio_{name}_over_image_{clock}"] = round(med(times[steady:], clock) / img, 2)
+        for a, b in (("ours", "stock"), ("ours", "meta"), ("stock", "meta")):
+            if a in sides and b in sides:
+                row[f"ratio_{a}_over_{b}_{clock}"] = round(med(sides[a][steady:], clock) / med(sides[b][steady:], clock), 3)
+    if "ours" in sides:
+        total = sum(t["cpu"] for t in sides["ours"])
+        row["ours_cpu_share"] = {k: round(v / total, 3) for k, v in parts.items()}
+        row["ours_cpu_share"]["other"] = round(1 - sum(parts.values()) / total, 3)
+    print(json.dumps(row, indent=1), flush=True)
+
+
+def meta_frames(ckpt: Path, frames, seg, boxes, work: Path, timed) -> list[dict]:
+    """Meta's SAM2VideoPredictor on ``frames`` (given our resized pixels) with ``boxes`` on frame 0:
+    the time of each frame of ``propagate_in_video``."""
+    import torch
+    from PIL import Image
+    from sam2.build_sam import build_sam2_video_predictor
+
+    folder = work / "jpg"
+    folder.mkdir(exist_ok=True)
+    for i, f in enumerate(frames):
+        Image.fromarray(f).save(folder / f"{i:05d}.jpg")
+    predictor = build_sam2_video_predictor("configs/sam2.1/sam2.1_hiera_t.yaml", str(ckpt), device="cpu")
+    times: list[dict] = []
+    with torch.inference_mode():
+        state = predictor.init_state(str(folder))
+        state["images"] = torch.cat([seg._pixels(f) for f in frames])
+        for obj_id, box in enumerate(boxes, 1):
+            predictor.add_new_points_or_box(state, frame_idx=0, obj_id=obj_id, box=box.numpy())
+        it = iter(predictor.propagate_in_video(state))
+        while True:
+            out: list = []
+            t = timed(lambda: out.append(next(it, None)))
+            if out[0] is None:
+                break
+            times.append(t)
+            print(f"meta frame {len(times) - 1}: {t['wall']:.1f} s", file=sys.stderr, flush=True)
+    return times
+
+
+def cpu_line() -> str:
+    """lscpu's model name and torch's CPU capability."""
+    import torch
+
+    try:
+        name = next(line.split(":", 1)[1].strip() for line in
+                    subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
+                    if line.startswith("Model name"))
+    except (OSError, StopIteration):
+        name = "unknown"
+    return f"{name}, torch {torch.backends.cpu.get_cpu_capability()}"
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sam", nargs="+", default=["sam2.1_hiera_tiny"])
@@ -170,12 +326,18 @@ def main(argv=None) -> None:
     p.add_argument("--boxes", type=int, default=3, help="boxes the detector finds on the first frame")
     p.add_argument("--skip-memory", action="store_true", help="fps only")
     p.add_argument("--rss-every", type=int, default=10, help="print RSS after every this many frames")
+    p.add_argument("--frame-ratios", action="store_true",
+                   help="time one tracked frame against one image + boxes and Meta's predictor (docstring)")
+    p.add_argument("--track-frames", type=int, default=9, help="frames of --frame-ratios (full memory from 7)")
+    p.add_argument("--sides", default="ours,stock,meta", help="--frame-ratios: which of ours,stock,meta to time")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--clip", type=Path, default=None, help=argparse.SUPPRESS)
     p.add_argument("--fps-frames", type=int, default=60, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
         return child(args)
+    if args.frame_ratios:
+        return frame_ratios(args)
     from lang_sam.video_io import iter_frames
 
     args.weights = args.weights or Path(tempfile.mkdtemp(prefix="bench_video_w_"))

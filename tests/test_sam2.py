@@ -380,6 +380,120 @@ def test_session_memory_is_flat_with_video_length(video_segmenter):
     assert sizes[32][0] <= 2 * (window) * 3 + 2
 
 
+#: :data:`TINY_SAM2_VIDEO` with two memory-attention layers: the shared first layer and a layer after it.
+TWO_LAYER_VIDEO = Sam2Arch(embed_dim=8, num_heads=1, stages=(1, 1, 2, 1), global_att_blocks=(3,),
+                           memory_attention_layers=2, image_size=256)
+
+
+@pytest.fixture(scope="module")
+def two_layer_segmenter():
+    from lang_sam.models.sam2 import random_sam2_state_dict
+
+    net = build_sam2_model(TWO_LAYER_VIDEO)
+    net.load_state_dict(meta_to_transformers(random_sam2_state_dict(TWO_LAYER_VIDEO, seed=3))[0])
+    return Sam2Segmenter(net)
+
+
+def _track_clip(seg, frames, plan):
+    """Track ``frames`` with ``plan`` ({frame: (new ids, boxes) or ("drop", ids)}); per frame, the
+    ids and, per object, the stored low-resolution logits and object score of that frame."""
+    session, out = seg.start_video(), []
+    for i, f in enumerate(frames):
+        what = plan.get(i, ((), None))
+        if what[0] == "drop":
+            seg.drop(session, what[1])
+            what = ((), None)
+        step = seg.track(session, f, new_ids=what[0], new_boxes=what[1])
+        s = session.inference
+        stored = []
+        for obj_id in step.object_ids.tolist():
+            per_obj = s.output_dict_per_obj[s.obj_id_to_idx(obj_id)]
+            o = per_obj["non_cond_frame_outputs"].get(i) or per_obj["cond_frame_outputs"][i]
+            stored.append((o["pred_masks"], o["object_score_logits"], o["object_pointer"]))
+        out.append((step, stored))
+    return out
+
+
+THREE_BOXES = torch.tensor([[20, 30, 70, 70], [0, 0, 60, 50], [80, 40, 150, 110]], dtype=torch.float32)
+
+
+@pytest.mark.slow
+def test_tracking_is_bit_identical_to_the_stock_transformers_path(two_layer_segmenter, monkeypatch):
+    """The shared first-layer self-attention and the in-place key rotation
+    (lang_sam.models.sam2_tracking) change no bit: masks, presence, and the stored logits, object
+    scores and object pointers equal those of transformers' own memory attention on every frame,
+    up to a full 7-frame memory window, with an object joining late and one dropped."""
+    from contextlib import nullcontext
+
+    frames = clip(9)  # frame 8 reads a full window: the prompted frame and 6 tracked ones
+    plan = {0: ([1, 2], THREE_BOXES[:2]), 2: ([3], THREE_BOXES[2:]), 7: ("drop", [2])}
+    ours = _track_clip(two_layer_segmenter, frames, plan)
+    monkeypatch.setattr("lang_sam.models.sam2.fast_memory_attention", lambda model: nullcontext())
+    stock = _track_clip(two_layer_segmenter, frames, plan)
+    for i, ((a, sa), (b, sb)) in enumerate(zip(ours, stock)):
+        assert a.object_ids.tolist() == b.object_ids.tolist(), f"frame {i}"
+        assert torch.equal(a.masks, b.masks) and torch.equal(a.iou_scores, b.iou_scores), f"frame {i}"
+        for x, y in zip(sa, sb):
+            assert all(torch.equal(u, v) for u, v in zip(x, y)), f"frame {i}"
+    assert sum(int(s.masks.any()) for s, _ in ours) >= 5, "nothing tracked: nothing compared"
+
+
+@pytest.mark.parametrize("objects", [1, 3])
+def test_the_first_layer_self_attention_runs_once_a_frame(two_layer_segmenter, objects):
+    """Whatever the number of objects, a tracked frame runs the first memory-attention layer's
+    self-attention once (the frame's features, shared) and the second layer's once per object;
+    the stock forward is back after each frame."""
+    seg = two_layer_segmenter
+    calls = [0, 0]
+    hooks = [layer.self_attn.register_forward_hook(lambda *a, n=n: calls.__setitem__(n, calls[n] + 1))
+             for n, layer in enumerate(seg.model.memory_attention.layers)]
+    try:
+        session = seg.start_video()
+        frames = clip(3)
+        seg.track(session, frames[0], new_ids=list(range(1, objects + 1)), new_boxes=THREE_BOXES[:objects])
+        calls[:] = [0, 0]
+        seg.track(session, frames[1])
+        assert calls == [1, objects]
+    finally:
+        for h in hooks:
+            h.remove()
+    assert "forward" not in vars(seg.model.memory_attention)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("memories,pointers", [(1, 0), (1, 4), (3, 8), (0, 4)])
+def test_one_memory_attention_call_equals_the_stock_one(two_layer_segmenter, dtype, memories, pointers):
+    """The memory attention alone, on random inputs: float32 and under bf16 autocast, one or
+    several remembered frames, with and without object-pointer tokens (rotated or not), pointers
+    only: the same bits as transformers' forward."""
+    from lang_sam.models.sam2_tracking import fast_memory_attention
+
+    model = two_layer_segmenter.model
+    g = torch.Generator().manual_seed(memories * 10 + pointers)
+    hw = 16 * 16
+    s = memories * hw + pointers
+    args = dict(current_vision_features=torch.randn(hw, 1, 256, generator=g),
+                current_vision_position_embeddings=torch.randn(hw, 1, 256, generator=g),
+                memory=torch.randn(s, 1, 64, generator=g), memory_posision_embeddings=torch.randn(s, 1, 64, generator=g),
+                num_object_pointer_tokens=pointers)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+        stock = model.memory_attention(**args)
+        with fast_memory_attention(model):
+            ours, again = model.memory_attention(**args), model.memory_attention(**args)
+    assert stock.dtype == ours.dtype and torch.equal(stock, ours) and torch.equal(ours, again)
+
+
+def test_the_stock_memory_attention_is_restored_after_an_error(two_layer_segmenter):
+    from lang_sam.models.sam2_tracking import fast_memory_attention
+
+    attention = two_layer_segmenter.model.memory_attention
+    with pytest.raises(ZeroDivisionError):
+        with fast_memory_attention(two_layer_segmenter.model):
+            assert "forward" in vars(attention)
+            1 / 0
+    assert "forward" not in vars(attention)
+
+
 # --- the rest of the library, unchanged ------------------------------------------------------------
 
 

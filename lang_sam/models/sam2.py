@@ -40,6 +40,7 @@ from lang_sam.models.checkpoints import (
     check_architecture, count_blocks, load_into, perturb, save_atomic, state_dict_from,
 )
 from lang_sam.models.sam2_keys import meta_to_transformers, transformers_to_meta
+from lang_sam.models.sam2_tracking import fast_memory_attention
 from lang_sam.patches import empty_parameters, quiet_third_party
 from lang_sam.precision import autocast, check_precision
 from lang_sam.results import MaskPrediction
@@ -543,7 +544,7 @@ class Sam2Segmenter(Segmenter, VideoSegmenter):
         if not ids:
             return TrackStep(torch.zeros(0, dtype=torch.int64), torch.zeros((0, *size), dtype=torch.bool),
                              torch.zeros(0, dtype=torch.float32))
-        with torch.no_grad(), autocast(self.device, self.precision):
+        with torch.no_grad(), autocast(self.device, self.precision), fast_memory_attention(self.model):
             out = self.model(inference_session=s, frame_idx=idx, frame=self._pixels(frame)[0])
             low = out.pred_masks.float()
             if low.dim() == 3:
