@@ -34,7 +34,7 @@ def test_signatures_match_the_original():
     assert all(p.kind is p.KEYWORD_ONLY for p in params[3:])
     assert {p.name: p.default for p in params[3:]} == {
         "gdino_type": "swinb", "gdino_ckpt_path": None, "device": None, "precision": "fp32",
-        "cache_size": 2, "fast_attention": True}
+        "cache_size": 2, "fast_attention": True, "backend": "pytorch"}
     pred = inspect.signature(LangSAM.predict).parameters
     # One image parameter name everywhere ("image"); the 2023 keyword image_pil= still works
     # (test_the_2023_image_pil_keyword_still_works).

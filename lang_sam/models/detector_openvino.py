@@ -11,7 +11,10 @@ naming it) if it cannot be converted:
 - ``fuse``: the text-image encoder, the decoder and the last layer's heads (``detector.fuse``),
   the multi-scale deformable attention included: groundingdino-py computes it in pure PyTorch
   (``multi_scale_deformable_attn_pytorch``: ``grid_sample``, which OpenVINO has as GridSample), so
-  the conversion is of the same arithmetic.
+  the conversion is of the same arithmetic. The two-stage query selection's proposals (anchor boxes
+  that depend only on the level sizes) are computed by PyTorch and given to the part as inputs:
+  computed inside OpenVINO, ``(y + 0.5) / H`` could round to the other side of groundingdino-py's
+  0.99 validity bound (a 50-row level: 49.5 / 50), which changed the selected queries.
 
 Shapes are static, one conversion per shape (see docs/openvino-gdino.md for the measurements):
 the backbone's window padding and the deformable attention's level sizes are Python integers
@@ -31,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -53,13 +57,14 @@ _KEEP = 2
 
 
 def check_openvino_device(precision: Any, device: torch.device) -> str:
-    """The precision an OpenVINO engine runs at: ``"fp32"`` (``"auto"`` is fp32 too).
+    """The precision an OpenVINO engine runs at: ``"fp32"`` (``"auto"`` too, and ``"int8"``, which
+    quantizes only the parts where INT8 pays, SAM v1's image encoder: GroundingDINO has none yet).
 
     Raises:
-        InvalidPrecisionError: ``precision`` is not ``"fp32"`` or ``"auto"``.
+        InvalidPrecisionError: ``precision`` is not ``"fp32"``, ``"auto"`` or ``"int8"``.
         DeviceError: ``device`` is not the CPU (OpenVINO runs the parts on the CPU).
     """
-    if precision not in ("fp32", "auto", None):
+    if precision not in ("fp32", "auto", "int8", None):
         raise InvalidPrecisionError(f'backend="openvino" runs GroundingDINO at precision "fp32"; got {precision!r}')
     if torch.device(device).type != "cpu":
         raise DeviceError(f'backend="openvino" runs on the CPU; got device {str(device)!r}')
@@ -124,15 +129,43 @@ class _TextPart(nn.Module):
         return self.encode_text(self.model, input_ids, token_mask, position_ids, attention)
 
 
+def proposals(srcs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """groundingdino-py's two-stage proposals for one unpadded image's levels, as PyTorch computes
+    them: ``(1, S, 4)`` float32 (inverse-sigmoid boxes, ``inf`` where invalid) and ``(1, S, 1)`` bool
+    (valid), ``S`` the levels' total size."""
+    from groundingdino.models.GroundingDINO.utils import gen_encoder_output_proposals
+
+    shapes = torch.as_tensor([tuple(s.shape[-2:]) for s in srcs], dtype=torch.long)
+    size = int(shapes.prod(1).sum())
+    _, boxes = gen_encoder_output_proposals(torch.zeros(1, size, 1), torch.zeros(1, size, dtype=torch.bool), shapes)
+    return boxes, torch.isfinite(boxes).all(-1, keepdim=True)
+
+
 class _FusePart(nn.Module):
+    """``fuse`` on flat inputs: the levels, their position embeddings, the text, then
+    :func:`proposals`' two tensors (used in place of groundingdino-py's own computation)."""
+
     def __init__(self, model: nn.Module, fuse: Callable, levels: int):
         super().__init__()
         self.model, self.fuse, self.levels = model, fuse, levels
 
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        import groundingdino.models.GroundingDINO.transformer as transformer
+
         n = self.levels
-        srcs, poss = inputs[:n], inputs[n:2 * n]
-        return self.fuse(self.model, srcs, _no_padding(srcs), poss, *inputs[2 * n:])
+        srcs, poss, text, (boxes, valid) = inputs[:n], inputs[n:2 * n], inputs[2 * n:-2], inputs[-2:]
+        own, caller = transformer.gen_encoder_output_proposals, threading.get_ident()
+
+        def given(memory: torch.Tensor, mask: torch.Tensor, shapes: Any, learnedwh: Any = None):
+            if threading.get_ident() != caller:  # another thread's detector: groundingdino-py's own
+                return own(memory, mask, shapes, learnedwh)
+            return memory.masked_fill(~valid, 0.0), boxes
+
+        transformer.gen_encoder_output_proposals = given
+        try:
+            return self.fuse(self.model, srcs, _no_padding(srcs), poss, *text)
+        finally:
+            transformer.gen_encoder_output_proposals = own
 
 
 class _Traced(nn.Module):
@@ -209,7 +242,7 @@ class OpenVINOParts:
         text = self.part("text", self.modules["text"], padded)
         encoded = text(*padded)[0] if text is not None else self.functions["text"](self.model, *padded)
         srcs, poss = tuple(features.srcs), tuple(features.poss)
-        inputs = (*srcs, *poss, encoded, *padded[1:])
+        inputs = (*srcs, *poss, encoded, *padded[1:], *proposals(srcs))
         fuse = _FusePart(self.model, self.functions["fuse"], len(srcs))
         compiled = self.part("fuse", fuse, inputs)
         if compiled is None:

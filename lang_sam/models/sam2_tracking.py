@@ -36,12 +36,16 @@ def fast_memory_attention(model: Any) -> Iterator[None]:
     """Run ``model.memory_attention`` (a transformers ``Sam2VideoMemoryAttention``) through
     :func:`_memory_attention` while the block lasts: one tracked frame, so that the shared
     first-layer self-attention is that frame's. Restores the stock forward afterwards (also on
-    error).
+    error). A stand-in without transformers' layers (the OpenVINO part of
+    :mod:`lang_sam.models.sam2_openvino`) runs as it is.
 
     Raises:
         AttributeError: ``model`` has no ``memory_attention``.
     """
     attention = model.memory_attention
+    if not hasattr(attention, "rotary_emb"):
+        yield
+        return
     shared: dict[str, Any] = {}
 
     def forward(*args, **kwargs):
