@@ -40,21 +40,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 PROMPT = "cup"
+from bench_sam3 import rss_mib  # noqa: E402  (peak RSS of this process: VmHWM)
+
 SIDES = ("reference", "pytorch", "openvino", "int8")
-
-
-def rss_mib() -> float:
-    """This process's peak resident memory (``VmHWM``; ``ru_maxrss`` elsewhere)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def parse_pair(pair: str) -> tuple[str | None, str]:
