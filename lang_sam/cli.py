@@ -299,7 +299,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         gdino_type=args.gdino_type, tile=tile_spec(args), everything=everything,
     )
     reporter = ProgressReporter("labelling", "img", quiet=args.quiet)
-    export = ExportOptions("polygon" if args.polygons else "mask", args.image_prefix)
+    export = ExportOptions.for_formats(formats, args.polygons, args.image_prefix)
     return _run(args, "label", settings, formats, reporter, overwrite=args.overwrite, export=export)
 
 
@@ -443,7 +443,7 @@ def cmd_track(args: argparse.Namespace) -> int:
         detect_every=args.detect_every, sam_type=args.sam_type, gdino_type=args.gdino_type)
     # In one process, one bar over every frame to track; on Ray, over the videos as they finish.
     reporter = ProgressReporter("tracking", "video", quiet=args.quiet, frames=not args.ray)
-    export = ExportOptions("polygon" if args.polygons else "mask")
+    export = ExportOptions.for_formats(formats, args.polygons)
     return _run(args, "track", settings, formats, reporter, export=export)
 
 

@@ -394,6 +394,10 @@ def test_a_new_or_foreign_folder_needs_no_flag(tmp_path):
     (["--prompt", "car", "--sam-type", "vit_x"], "invalid choice"),
     (["--prompt", "car", "--device", "gpu"], "device 'gpu' is not a device name.*available here: 'cpu'"),
     (["--prompt", "car", "--device", "cuda:99"], "device 'cuda:99'.*available here: 'cpu'"),
+    (["--prompt", "car", "--format", "coco", "--polygons"], "--polygons applies to --format labelstudio or cvat; "
+                                                          "the formats are coco"),
+    (["--prompt", "car", "--format", "cvat", "--image-prefix", "https://h/"], "--image-prefix applies to --format "
+                                                                            "labelstudio; the formats are cvat"),
 ])
 def test_usage_errors_exit_2(tmp_path, extra, match, capsys, tiny_specs):
     Image.fromarray(make_image(20, 20)).save(tmp_path / "x.png")

@@ -49,6 +49,23 @@ class ExportOptions:
         if self.shape not in SHAPES:
             raise InvalidRunError(f"shape must be one of {', '.join(SHAPES)}, got {self.shape!r}")
 
+    @classmethod
+    def for_formats(cls, formats: Sequence[str], polygons: bool = False,
+                    image_prefix: str | None = None) -> "ExportOptions":
+        """The options of the CLI flags ``--polygons`` and ``--image-prefix`` for a run writing
+        ``formats``.
+
+        Raises:
+            InvalidRunError: a flag that no format in ``formats`` reads (it would be ignored).
+        """
+        if polygons and not {"labelstudio", "cvat"} & set(formats):
+            raise InvalidRunError(f"--polygons applies to --format labelstudio or cvat; the formats are "
+                                  f"{','.join(formats)}")
+        if image_prefix is not None and "labelstudio" not in formats:
+            raise InvalidRunError(f"--image-prefix applies to --format labelstudio; the formats are "
+                                  f"{','.join(formats)}")
+        return cls("polygon" if polygons else "mask", image_prefix)
+
 
 def tool_files(root: str | os.PathLike, formats: Sequence[str]) -> list[Path]:
     """The run-wide files of ``formats``' annotation tool formats under the output folder ``root``."""
