@@ -209,7 +209,9 @@ def frame_ratios(args) -> None:
     for i in range(3):
         image.append(timed(lambda: (seg.use(seg.encode(frames[i])), seg.predict(boxes=boxes))))
     parts: dict[str, float] = {}
-    steady = 1 + seg.memory_frames  # frame 7: the prompted frame and 6 tracked ones are remembered
+    # frame 7 on: the prompted frame and 6 tracked ones are the mask memories (num_maskmem 7); object
+    # pointers (16 tokens each, up to 16 frames) keep growing but are a small part of the memory
+    steady = min(seg.model.config.num_maskmem, len(frames) - 1)
 
     def hook_parts(net, on):
         hooks = []
