@@ -18,6 +18,7 @@ from PIL import Image
 
 from lang_sam.errors import BackendUnavailableError, DeviceError, InvalidArgumentError, InvalidPrecisionError
 from lang_sam.models import detector_openvino
+from lang_sam.models import openvino as ov_backend
 from lang_sam.models.detector import (
     GroundingDINODetector, encode_text, fuse, preprocess_caption, text_inputs,
 )
@@ -124,10 +125,10 @@ def test_prompts_of_one_bucket_share_a_conversion_and_a_later_process_loads_it(p
                      and p.is_dir())
     assert entries.count("text") == 1 and entries.count("image") >= 1 and entries.count("fuse") >= 1
 
-    def no_conversion(self):
+    def no_conversion(*args, **kwargs):
         raise AssertionError("a cached part was converted again")
 
-    monkeypatch.setattr(detector_openvino._Traced, "eval", no_conversion)
+    monkeypatch.setattr(ov_backend, "_convert", no_conversion)
     later = GroundingDINODetector(ov.model, backend="openvino", openvino_cache=ov.openvino.root, name=spec.name,
                                   input_size=spec.arch.input_size)
     scores, _ = later.forward_text(later.encode_image(image), preprocess_caption(PROMPTS[0]))

@@ -168,21 +168,6 @@ class _FusePart(nn.Module):
             transformer.gen_encoder_output_proposals = own
 
 
-class _Traced(nn.Module):
-    """``module`` traced (``torch.jit.trace`` on ``inputs``) when :func:`compile_part` converts it:
-    its ``eval()`` (the first thing the conversion calls) returns the trace. ``openvino.convert_model``
-    of a traced module took half the time of ``convert_model`` on the module itself (tiny backbone,
-    23 s against 47 s on the loaded 2-core machine), and a cached part is never traced."""
-
-    def __init__(self, module: nn.Module, inputs: Sequence[torch.Tensor]):
-        super().__init__()
-        self.module, self.inputs = module, tuple(inputs)
-
-    def eval(self) -> Any:
-        with torch.no_grad():
-            return torch.jit.trace(self.module.eval(), self.inputs, check_trace=False, strict=False)
-
-
 def _no_padding(srcs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     """The padding masks of one unpadded image's levels: all False, ``(1, h_l, w_l)`` bool."""
     return [torch.zeros((1, *s.shape[-2:]), dtype=torch.bool) for s in srcs]
@@ -219,7 +204,7 @@ class OpenVINOParts:
         key = PartKey(self.name, self.weights, name, tuple(tuple(t.shape) for t in inputs))
         kept = self._compiled.setdefault(name, OrderedDict())
         if key not in kept:
-            kept[key] = compile_part(key, _Traced(module, inputs), inputs, self.root, threads=self.threads)
+            kept[key] = compile_part(key, module, inputs, self.root, threads=self.threads)
             while len(kept) > _KEEP:
                 kept.popitem(last=False)
         kept.move_to_end(key)
