@@ -31,7 +31,7 @@ from lang_sam.errors import InvalidArgumentError, InvalidPromptError, InvalidPro
 from lang_sam.generate import GenerateSettings, generate
 from lang_sam.hub import SAM_MODELS, ModelSpec, resolve_checkpoints
 from lang_sam.models.base import Detector, Engine, Segmenter, TextSegmenter, engine_for
-from lang_sam.models.openvino import BackendFallbackWarning, check_backend, require_openvino
+from lang_sam.models.openvino import BackendFallbackWarning, check_backend, check_target, require_openvino
 from lang_sam.results import Detections, GeneratedMasks, MaskPrediction
 from lang_sam.validation import ImageInput, check_device, check_sam_prompts, to_rgb_pil
 
@@ -373,16 +373,15 @@ def check_backend_device(backend: Any, device: Any) -> tuple[str, torch.device]:
     it) and needs OpenVINO installed.
 
     Raises:
-        InvalidArgumentError: an unknown backend, or ``backend="openvino"`` on another device.
-        DeviceError: ``device`` is not available here.
+        InvalidArgumentError: an unknown backend.
+        DeviceError: ``device`` is not available here, or ``backend="openvino"`` on a device other than the CPU.
         BackendUnavailableError: ``backend="openvino"`` without OpenVINO (``.extra`` names the pip extra).
     """
     backend = check_backend(backend)
     if backend == "pytorch":
         return backend, check_device(device)
     checked = check_device("cpu" if device is None else device)
-    if checked.type != "cpu":
-        raise InvalidArgumentError(f"backend={backend!r} runs on the CPU; got device {str(checked)!r}")
+    check_target(checked, engine="the engines")  # (the precision: check_precision's)
     require_openvino()
     return backend, checked
 

@@ -24,7 +24,7 @@ from backend_helpers import assert_backends_agree, toy_part
 from conftest import load_tiny, make_image
 
 import lang_sam.models.openvino as ovb
-from lang_sam.errors import InvalidArgumentError, InvalidPrecisionError
+from lang_sam.errors import DeviceError, InvalidArgumentError, InvalidPrecisionError
 from lang_sam.models.openvino import BackendFallbackWarning, compile_part
 from lang_sam.precision import check_precision
 
@@ -68,6 +68,26 @@ def test_precision_per_backend(backend, precision, expected):
     else:
         with pytest.raises(InvalidPrecisionError, match=expected):
             check_precision(precision, torch.device("cpu"), backend)
+
+
+@pytest.mark.parametrize("device, precision, precisions, expected", [
+    ("cpu", "fp32", ("fp32",), "fp32"),
+    ("cpu", "auto", ("fp32",), "fp32"),
+    ("cpu", None, ("fp32",), "fp32"),
+    ("cpu", "int8", ("fp32", "int8"), "int8"),
+    ("cpu", "int8", ("fp32",), (InvalidPrecisionError, "runs X at precision 'fp32'; got 'int8'")),
+    ("cpu", "bf16", ("fp32", "int8"), (InvalidPrecisionError, "precision 'fp32' or 'int8'; got 'bf16'")),
+    ("meta", "fp32", ("fp32",), (DeviceError, "runs X on the CPU; got device 'meta'")),
+    (torch.device("cuda", 0), "fp32", ("fp32",), (DeviceError, "got device 'cuda:0'")),
+])
+def test_one_target_check_for_every_engine(device, precision, precisions, expected):
+    """check_target is what GroundingDINO, SAM, SAM 2.1, SAM 3 and the facade ask (no GPU needed:
+    the device is only compared)."""
+    if isinstance(expected, str):
+        assert ovb.check_target(device, precision, engine="X", precisions=precisions) == expected
+    else:
+        with pytest.raises(expected[0], match=expected[1]):
+            ovb.check_target(device, precision, engine="X", precisions=precisions)
 
 
 @pytest.mark.parametrize("kwargs, error, match", [

@@ -130,7 +130,7 @@ def test_prompts_of_one_bucket_share_a_conversion_and_a_later_process_loads_it(p
 
     monkeypatch.setattr(ov_backend, "_convert", no_conversion)
     later = GroundingDINODetector(ov.model, backend="openvino", openvino_cache=ov.openvino.root, name=spec.name,
-                                  input_size=spec.arch.input_size)
+                                  openvino_weights=ov.openvino.weights, input_size=spec.arch.input_size)
     scores, _ = later.forward_text(later.encode_image(image), preprocess_caption(PROMPTS[0]))
     assert all(isinstance(p, OVPart) for kept in later.openvino._compiled.values() for p in kept.values())
     assert torch.equal(scores, ov.forward_text(features, preprocess_caption(PROMPTS[0]))[0])
@@ -150,7 +150,7 @@ def test_a_part_that_cannot_be_converted_falls_back_alone(pt, ov, spec, tmp_path
 
     monkeypatch.setattr(detector_openvino._TextPart, "forward", broken)
     det = GroundingDINODetector(ov.model, backend="openvino", openvino_cache=root, name=spec.name,
-                                input_size=spec.arch.input_size)
+                                openvino_weights=ov.openvino.weights, input_size=spec.arch.input_size)
     with pytest.warns(BackendFallbackWarning, match="'text'"):
         got = det.predict(image, PROMPTS[0])
     ref = pt.predict(image, PROMPTS[0])
@@ -178,3 +178,17 @@ def test_openvino_missing_names_the_extra(pt, tmp_path, monkeypatch):
     with pytest.raises(BackendUnavailableError, match=r"lang-sam\[openvino\]") as info:
         OpenVINOParts(pt.model, "x", tmp_path, None, None, None)
     assert info.value.extra == "openvino"
+
+
+def test_from_spec_keys_the_parts_by_the_checkpoint_file_without_reading_the_network(ckpt, spec, tmp_path, monkeypatch):
+    """A later start must not hash the loaded network (every weight read: seconds, and its pages
+    resident) to find its cached parts: from_spec keys them by the file's sha256, remembered."""
+    import hashlib
+
+    def no_state_hash(model):
+        raise AssertionError("the network's state dict was hashed")
+
+    monkeypatch.setattr(detector_openvino, "state_sha256", no_state_hash)
+    det = GroundingDINODetector.from_spec(spec, ckpt, backend="openvino", openvino_cache=tmp_path)
+    assert det.openvino.weights == hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    assert det.openvino.root == tmp_path

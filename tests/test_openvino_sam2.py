@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from lang_sam.errors import BackendUnavailableError, InvalidArgumentError
+from lang_sam.errors import BackendUnavailableError, DeviceError, InvalidArgumentError, InvalidPrecisionError
 from lang_sam.models import openvino as ov_backend
 from lang_sam.models.openvino import BackendFallbackWarning
 from lang_sam.models.sam2 import Sam2Segmenter
@@ -129,7 +129,8 @@ def test_a_part_that_cannot_convert_stays_on_pytorch(pair, tmp_path, monkeypatch
 
 @pytest.mark.parametrize("kwargs, error, match", [
     (dict(backend="tensorrt"), InvalidArgumentError, "backend must be one of"),
-    (dict(backend="openvino", precision="bf16"), InvalidArgumentError, "fp32"),
+    (dict(backend="openvino", precision="bf16"), InvalidPrecisionError, "SAM 2.1 at precision 'fp32'; got 'bf16'"),
+    (dict(backend="openvino", device="meta"), DeviceError, "SAM 2.1 on the CPU; got device 'meta'"),
 ])
 def test_bad_backend_arguments(pair, kwargs, error, match):
     _, _, spec, path = pair

@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from lang_sam.errors import InvalidArgumentError
+from lang_sam.errors import DeviceError, InvalidArgumentError, InvalidPrecisionError
 from lang_sam.models.registry import get_spec
 from lang_sam.models.sam3 import Sam3Segmenter
 from lang_sam.testing import write_sam3_folder
@@ -81,13 +81,14 @@ def test_other_calls_of_the_model_stay_on_pytorch(pair):
     assert float((outs[0].pred_logits - outs[1].pred_logits).abs().max()) <= SCORE_ATOL
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(backend="tensorrt"), "backend must be one of"),
-    (dict(backend="openvino", precision="bf16"), "fp32"),
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(backend="tensorrt"), InvalidArgumentError, "backend must be one of"),
+    (dict(backend="openvino", precision="bf16"), InvalidPrecisionError, "SAM 3 at precision 'fp32'; got 'bf16'"),
+    (dict(backend="openvino", device="meta"), DeviceError, "SAM 3 on the CPU; got device 'meta'"),
 ])
-def test_bad_backend_arguments(pair, kwargs, match):
+def test_bad_backend_arguments(pair, kwargs, error, match):
     _, _, spec, folder = pair
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # bf16 on a CPU without it warns first
-        with pytest.raises(InvalidArgumentError, match=match):
+        with pytest.raises(error, match=match):
             Sam3Segmenter.from_spec(spec, folder, **kwargs)

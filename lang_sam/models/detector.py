@@ -28,7 +28,7 @@ from lang_sam.errors import PromptTooLongError
 from lang_sam.hub import ModelSpec
 from lang_sam.models.base import Detector
 from lang_sam.models.checkpoints import count_blocks, load_network, perturb, save_atomic
-from lang_sam.models.openvino import cache_dir, check_backend
+from lang_sam.models.openvino import cache_dir, check_backend, check_target, weights_sha256
 from lang_sam.models.text_encoder import BERT_DIR, BertTextEncoder, build_bert, load_tokenizer
 from lang_sam.patches import bundled_text_encoder, empty_parameters, quiet_third_party, swin_backbone
 from lang_sam.precision import autocast, check_precision
@@ -291,7 +291,8 @@ class GroundingDINODetector(Detector):
     a caption on those features. Together they compute exactly what the network's ``forward`` does.
     With ``backend="openvino"`` (``precision="fp32"``, CPU) the three heavy parts run on OpenVINO
     (:mod:`lang_sam.models.detector_openvino`), converted once per shape and cached in
-    ``openvino_cache`` (:meth:`from_spec`: beside the weights).
+    ``openvino_cache`` (:meth:`from_spec`: beside the weights), keyed by ``openvino_weights``
+    (:meth:`from_spec`: the checkpoint file's sha256; default: the network's state dict hashed).
     :meth:`prepare` checks a prompt and thresholds; :meth:`detect` turns them into
     :class:`~lang_sam.results.Detections`.
     """
@@ -308,20 +309,24 @@ class GroundingDINODetector(Detector):
         input_size: tuple[int, int] = (800, 1333),
         backend: str = "pytorch",
         openvino_cache: str | os.PathLike | None = None,
+        openvino_weights: str | None = None,
         name: str = "gdino",
     ):
         self.backend = check_backend(backend)
         self.openvino: Any = None  # the OpenVINO parts (detector_openvino.OpenVINOParts) or None
         if self.backend == "openvino":
-            from lang_sam.models.detector_openvino import OpenVINOParts, check_openvino_device
+            from lang_sam.models.detector_openvino import OpenVINOParts
 
-            self.precision = check_openvino_device(precision, torch.device(device))
+            # "int8" is accepted and runs at fp32 here: INT8 is SAM v1's image encoder only (where it pays)
+            check_target(device, precision, engine="GroundingDINO", precisions=("fp32", "int8"))
+            self.precision = "fp32"
         self.device = torch.device(device)
         self.input_size = input_size
         self.model = model.to(self.device).eval()
         self.tokenizer = cast("PreTrainedTokenizerBase", model.tokenizer)
         if self.backend == "openvino":
-            self.openvino = OpenVINOParts(self.model, name, openvino_cache, image_levels, encode_text, fuse)
+            self.openvino = OpenVINOParts(self.model, name, openvino_cache, image_levels, encode_text, fuse,
+                                          weights=openvino_weights)
         else:
             self.precision = check_precision(precision, self.device)
         self.cache = EncodingCache(cache_size)
@@ -351,7 +356,11 @@ class GroundingDINODetector(Detector):
         logger.info("loaded GroundingDINO %s from %s", spec.name, path)
         arch = cast(GDinoArch, spec.arch)
         if kwargs.get("backend") == "openvino":
-            kwargs = {"openvino_cache": cache_dir(path), "name": spec.name, **kwargs}
+            root = Path(kwargs["openvino_cache"]) if kwargs.get("openvino_cache") else cache_dir(path)
+            # the checkpoint file's sha256 (remembered beside the cache: not re-read, and the
+            # network's weights are not touched, at a later start) keys the converted parts
+            kwargs = {"openvino_cache": root, "openvino_weights": weights_sha256(path, root), "name": spec.name,
+                      **kwargs}
         return cls(model, device, input_size=arch.input_size, **kwargs)
 
     # ----------------------------------------------------------------------------------------

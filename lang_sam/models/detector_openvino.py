@@ -42,10 +42,9 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from lang_sam.errors import DeviceError, InvalidPrecisionError
 from lang_sam.models.openvino import OVPart, PartKey, cache_dir, compile_part, require_openvino
 
-__all__ = ["TEXT_BUCKET", "OpenVINOParts", "check_openvino_device", "pad_text", "state_sha256"]
+__all__ = ["TEXT_BUCKET", "OpenVINOParts", "pad_text", "state_sha256"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,21 +53,6 @@ TEXT_BUCKET = 32
 _MAX_TEXT_LEN = 256
 #: Compiled parts kept in memory per part name (each holds its own copy of the part's weights).
 _KEEP = 2
-
-
-def check_openvino_device(precision: Any, device: torch.device) -> str:
-    """The precision an OpenVINO engine runs at: ``"fp32"`` (``"auto"`` too, and ``"int8"``, which
-    quantizes only the parts where INT8 pays, SAM v1's image encoder: GroundingDINO has none yet).
-
-    Raises:
-        InvalidPrecisionError: ``precision`` is not ``"fp32"``, ``"auto"`` or ``"int8"``.
-        DeviceError: ``device`` is not the CPU (OpenVINO runs the parts on the CPU).
-    """
-    if precision not in ("fp32", "auto", "int8", None):
-        raise InvalidPrecisionError(f'backend="openvino" runs GroundingDINO at precision "fp32"; got {precision!r}')
-    if torch.device(device).type != "cpu":
-        raise DeviceError(f'backend="openvino" runs on the CPU; got device {str(device)!r}')
-    return "fp32"
 
 
 def state_sha256(model: nn.Module) -> str:
@@ -177,7 +161,9 @@ class OpenVINOParts:
     """GroundingDINO's ``image``, ``text`` and ``fuse`` parts compiled for OpenVINO, per input shape.
 
     ``model`` is the loaded network (kept: parts that cannot be converted run on it); ``name`` the
-    registry name (part of the cache key with the weights' sha256); ``root`` the cache folder
+    registry name (part of the cache key with ``weights``, the checkpoint's hex sha256: give it
+    where the file is known, as ``GroundingDINODetector.from_spec`` does; by default the state
+    dict is hashed, which reads every weight); ``root`` the cache folder
     (default: ``$LANG_SAM_OPENVINO_CACHE`` or ``openvino/`` in lang_sam's download folder). The
     three functions are ``lang_sam.models.detector``'s ``image_levels``, ``encode_text`` and ``fuse``.
 
@@ -186,14 +172,14 @@ class OpenVINOParts:
     """
 
     def __init__(self, model: nn.Module, name: str, root: str | os.PathLike | None, image_levels: Callable,
-                 encode_text: Callable, fuse: Callable, *, threads: int | None = None):
+                 encode_text: Callable, fuse: Callable, *, threads: int | None = None, weights: str | None = None):
         require_openvino()
         if root is None:
             from lang_sam.hub.resolve import download_dir
 
             root = cache_dir(download_dir() / name)
         self.model, self.name, self.root, self.threads = model, name, Path(root), threads
-        self.weights = state_sha256(model)
+        self.weights = weights if weights is not None else state_sha256(model)
         self.functions = {"image": image_levels, "text": encode_text, "fuse": fuse}
         self.modules = {"image": _ImagePart(model, image_levels), "text": _TextPart(model, encode_text)}
         self._compiled: dict[str, OrderedDict[PartKey, OVPart | None]] = {}
@@ -204,7 +190,7 @@ class OpenVINOParts:
         key = PartKey(self.name, self.weights, name, tuple(tuple(t.shape) for t in inputs))
         kept = self._compiled.setdefault(name, OrderedDict())
         if key not in kept:
-            kept[key] = compile_part(key, module, inputs, self.root, threads=self.threads)
+            kept[key] = compile_part(key, module, inputs, self.root, threads=self.threads, release=True)
             while len(kept) > _KEEP:
                 kept.popitem(last=False)
         kept.move_to_end(key)

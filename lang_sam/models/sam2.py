@@ -311,14 +311,16 @@ class Sam2Segmenter(Segmenter, VideoSegmenter):
             WeightsNotFoundError, DownloadError, ChecksumMismatchError, CheckpointError: as
                 :func:`~lang_sam.models.checkpoints.load_network` says, for the SAM 2.1 file.
             InvalidArgumentError: an unknown option or backend.
+            DeviceError, InvalidPrecisionError: ``backend="openvino"`` off the CPU or not at fp32.
             EngineUnavailableError: the installed transformers has no SAM 2.1.
             BackendUnavailableError: ``backend="openvino"`` without OpenVINO installed.
         """
         from lang_sam.hub import load_checkpoint, resolve_checkpoint
-        from lang_sam.models.openvino import check_backend, require_openvino
+        from lang_sam.models.openvino import check_backend, check_target, require_openvino
 
-        if check_backend(backend) == "openvino":
+        if check_backend(backend) == "openvino":  # before reading a large file
             require_openvino()
+            precision = check_target(device, precision, engine="SAM 2.1")
 
         known = {"chunk_size", "chunk_bytes", "max_cond_frames"}
         unknown = sorted(set(options) - known)

@@ -37,9 +37,11 @@ import torch
 from torch import nn
 
 from lang_sam.errors import InvalidArgumentError
-from lang_sam.models.openvino import OVPart, PartKey, cache_dir, compile_part, require_openvino, weights_sha256
+from lang_sam.models.openvino import (
+    OVPart, PartKey, cache_dir, check_target, compile_part, require_openvino, weights_sha256,
+)
 
-__all__ = ["use_openvino", "check_engine", "output_class", "OVVisionEncoder"]
+__all__ = ["use_openvino", "output_class", "OVVisionEncoder"]
 
 logger = logging.getLogger(__name__)
 
@@ -79,14 +81,6 @@ class OVVisionEncoder(nn.Module):
         n = (len(outs) - k) // 2
         return self.output_cls(**dict(zip(self.singles, outs)), fpn_hidden_states=tuple(outs[k:k + n]),
                                fpn_position_encoding=tuple(outs[k + n:]))
-
-
-def check_engine(engine: Any) -> None:
-    """Raise :class:`~lang_sam.errors.InvalidArgumentError` unless ``engine`` runs on the CPU at fp32
-    (what ``backend="openvino"`` runs)."""
-    if engine.device.type != "cpu" or engine.precision != "fp32":
-        raise InvalidArgumentError(f'backend="openvino" runs on the CPU at fp32; got device={str(engine.device)!r}, '
-                                   f"precision={engine.precision!r}")
 
 
 def output_class(module: nn.Module, name: str) -> type:
@@ -222,7 +216,8 @@ def use_openvino(engine: Any, weights_path: str | os.PathLike, *, threads: int |
 
     Raises:
         BackendUnavailableError: OpenVINO is not installed.
-        InvalidArgumentError: the engine is not on the CPU at fp32, or ``parts`` names an unknown part.
+        DeviceError, InvalidPrecisionError: the engine is not on the CPU at fp32.
+        InvalidArgumentError: ``parts`` names an unknown part.
         OSError: the checkpoint cannot be read (its sha256 keys the cache).
     """
     require_openvino()
@@ -230,7 +225,7 @@ def use_openvino(engine: Any, weights_path: str | os.PathLike, *, threads: int |
     if unknown:
         raise InvalidArgumentError(f"unknown SAM 2.1 parts {unknown}: expected vision_encoder, memory_encoder, "
                                    "memory_attention")
-    check_engine(engine)
+    check_target(engine.device, engine.precision, engine="SAM 2.1")
     model, root, sha = engine.model, cache_dir(weights_path), weights_sha256(weights_path)
     name = engine.name or Path(weights_path).stem
 
@@ -242,7 +237,7 @@ def use_openvino(engine: Any, weights_path: str | os.PathLike, *, threads: int |
         example = (torch.zeros(1, 3, s, s),)
         encoder = model.vision_encoder
         part = compile_part(key("vision_encoder", ((1, 3, s, s),)), _Flat(encoder, _vision_outputs), example,
-                            root, threads=threads)
+                            root, threads=threads, release=True)
         if part is not None:
             model.vision_encoder = OVVisionEncoder(part, output_class(encoder, "Sam2VisionEncoderOutput"),
                                                     (1, 3, s, s))

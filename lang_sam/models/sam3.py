@@ -51,6 +51,7 @@ from lang_sam.errors import (
 )
 from lang_sam.hub import ModelSpec, resolve_checkpoint
 from lang_sam.models.base import TextSegmenter, TextTrackStep, TextVideoSegmenter, on_device
+from lang_sam.models.openvino import check_backend, check_target
 from lang_sam.precision import autocast, check_precision
 from lang_sam.results import Detections
 from lang_sam.validation import TEXT_THRESHOLD, check_prompt, check_threshold
@@ -225,15 +226,15 @@ class Sam3Segmenter(TextSegmenter, TextVideoSegmenter):
     def from_spec(cls, spec: ModelSpec, ckpt_path: str | os.PathLike | None = None, device: torch.device | str = "cpu", *,
                   progress: bool = True, precision: str = "fp32", cache_size: int = 2,
                   fast_attention: bool = True, backend: str = "pytorch", **options: Any) -> "Sam3Segmenter":
-        """Resolve ``spec``'s folder (a local folder in the hub layout, a hub repository id, or the
-        usual order: :func:`lang_sam.hub.resolve_checkpoint`) and load it with transformers, never
-        touching the network (``local_files_only``). ``fast_attention``: attention through
-        ``scaled_dot_product_attention`` (transformers' ``"sdpa"``, its default) or the plain
-        computation (``"eager"``). ``backend="openvino"``: :mod:`lang_sam.models.sam3_openvino`."""
+        """Resolve ``spec``'s folder (a local folder in the hub layout, a hub repository id, or the usual
+        order: :func:`lang_sam.hub.resolve_checkpoint`) and load it with transformers, never touching the
+        network (``local_files_only``). ``fast_attention``: ``scaled_dot_product_attention`` (transformers'
+        ``"sdpa"``) or else ``"eager"``. ``backend="openvino"``: :mod:`lang_sam.models.sam3_openvino`."""
         if options:
-            raise InvalidArgumentError(
-                f"SAM 3 ({spec.name!r}) takes no option(s) {sorted(options)}; expected only "
-                "precision, cache_size, fast_attention")
+            raise InvalidArgumentError(f"SAM 3 ({spec.name!r}) takes no option(s) {sorted(options)}; expected only "
+                                       "precision, cache_size, fast_attention")
+        if check_backend(backend) == "openvino":
+            precision = check_target(device, precision, engine="SAM 3")
         Sam3Model, Sam3Processor = require_sam3()  # before any file work: says what to install
         folder = resolve_checkpoint(spec, ckpt_path, progress=progress)
         _check_folder(spec, folder)

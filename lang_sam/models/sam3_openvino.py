@@ -32,9 +32,9 @@ import torch
 from torch import nn
 
 from lang_sam.models.openvino import (
-    OVPart, PartKey, cache_dir, check_backend, compile_part, require_openvino, weights_sha256,
+    OVPart, PartKey, cache_dir, check_backend, check_target, compile_part, require_openvino, weights_sha256,
 )
-from lang_sam.models.sam2_openvino import OVVisionEncoder, check_engine, output_class
+from lang_sam.models.sam2_openvino import OVVisionEncoder, output_class
 
 __all__ = ["use_openvino"]
 
@@ -118,14 +118,15 @@ def use_openvino(engine: Any, folder: str | os.PathLike, backend: str = "openvin
     ``model.safetensors``) and setting ``engine.backend``.
 
     Raises:
-        InvalidArgumentError: ``backend`` is unknown, or the engine is not on the CPU at fp32.
+        InvalidArgumentError: ``backend`` is unknown.
+        DeviceError, InvalidPrecisionError: the engine is not on the CPU at fp32.
         BackendUnavailableError: OpenVINO is not installed.
         OSError: ``model.safetensors`` cannot be read (its sha256 keys the cache).
     """
     if check_backend(backend) == "pytorch":
         return
     require_openvino()
-    check_engine(engine)
+    check_target(engine.device, engine.precision, engine="SAM 3")
     weights = Path(folder) / "model.safetensors"
     model, root, sha = engine.model, cache_dir(weights), weights_sha256(weights)
 
@@ -136,7 +137,7 @@ def use_openvino(engine: Any, folder: str | os.PathLike, backend: str = "openvin
     shape = (1, 3, size, size)
     encoder = model.vision_encoder
     part = compile_part(key("vision_encoder", (shape,)), _VisionParts(encoder), (torch.zeros(shape),), root,
-                        threads=threads)
+                        threads=threads, release=True)
     if part is not None:
         model.vision_encoder = OVVisionEncoder(part, output_class(encoder, "Sam3VisionEncoderOutput"), shape,
                                                 ("last_hidden_state",))

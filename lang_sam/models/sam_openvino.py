@@ -19,7 +19,8 @@ from typing import Any
 import torch
 
 from lang_sam.errors import InvalidArgumentError
-from lang_sam.models.openvino import PartKey, cache_dir, compile_part, int8_quantizer, weights_sha256
+from lang_sam.models.openvino import PartKey, cache_dir, check_target, compile_part, int8_quantizer, weights_sha256
+from lang_sam.precision import OPENVINO_PRECISIONS
 
 logger = logging.getLogger(__name__)
 
@@ -84,12 +85,11 @@ def to_openvino(segmenter: Any, weights: str | os.PathLike | None, *, threads: i
     cannot be converted stays on PyTorch (:class:`~lang_sam.models.openvino.BackendFallbackWarning`).
 
     Raises:
-        InvalidArgumentError: the segmenter is not on the CPU, or ``weights`` (the checkpoint
-            path: the cache's key and place) is not given.
+        DeviceError, InvalidPrecisionError: the segmenter is not on the CPU at fp32 or int8.
+        InvalidArgumentError: ``weights`` (the checkpoint path: the cache's key and place) is not given.
         BackendUnavailableError: OpenVINO (or, for int8, NNCF) is not installed.
     """
-    if segmenter.device.type != "cpu":
-        raise InvalidArgumentError(f"backend='openvino' runs on the CPU; got device {str(segmenter.device)!r}")
+    check_target(segmenter.device, segmenter.precision, engine="SAM", precisions=OPENVINO_PRECISIONS)
     if weights is None:
         raise InvalidArgumentError("backend='openvino' needs the checkpoint path (weights=): it names and "
                                    "locates the converted parts' cache; got None")
@@ -107,7 +107,7 @@ def to_openvino(segmenter: Any, weights: str | os.PathLike | None, *, threads: i
     quantize = int8_quantizer(_calibration(size)) if precision == "int8" else None
     key = PartKey(name, sha, "image_encoder", ((1, 3, size, size),), precision,
                   (("fast_attention", str(bool(fast_attention))),) + ((("int8", "ptq"),) if quantize else ()))
-    part = compile_part(key, encoder, (x,), root, threads=threads, quantize=quantize)
+    part = compile_part(key, encoder, (x,), root, threads=threads, quantize=quantize, release=True)
     if part is not None:
         model.image_encoder = OVImageEncoder(part, size)  # the PyTorch encoder's weights are freed
 
@@ -120,7 +120,9 @@ def to_openvino(segmenter: Any, weights: str | os.PathLike | None, *, threads: i
     # the decoder stays float32 at int8 (a few ms a prompt; INT8 would not pay for its error)
     key = PartKey(name, sha, "mask_decoder", (tuple(emb.shape), tuple(pe.shape), (-1, -1, channels),
                                               (-1, channels, *grid)), "fp32")
-    part = compile_part(key, _PredictMasks(model.mask_decoder), (emb, pe, sparse, dense), root, threads=threads)
+    # buffers released after each call too: 13 prompts hold ~0.8 GB of them (vit_b), for ~0.1 s a call
+    part = compile_part(key, _PredictMasks(model.mask_decoder), (emb, pe, sparse, dense), root, threads=threads,
+                        release=True)
     if part is not None:
         model.mask_decoder = OVMaskDecoder(part)
     logger.info("SAM %s on OpenVINO (%s): image encoder %s, mask decoder %s", name, precision,
