@@ -25,7 +25,7 @@ from conftest import load_tiny, make_image
 
 import lang_sam.models.openvino as ovb
 from lang_sam.errors import DeviceError, InvalidArgumentError, InvalidPrecisionError
-from lang_sam.models.openvino import BackendFallbackWarning, compile_part
+from lang_sam.models.openvino import BackendFallbackWarning, OVPart, compile_part
 from lang_sam.precision import check_precision
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -195,6 +195,32 @@ def test_a_corrupt_entry_is_rebuilt_and_the_rebuilt_one_loaded(tmp_path, toy_ent
     assert conversions == [key.dirname()] and ovb._valid(tmp_path / entry.name, key)
     with torch.no_grad():
         assert torch.allclose(part(x)[0], module(x), atol=1e-5)
+
+
+def test_a_part_that_releases_its_buffers_returns_results_that_stay(tmp_path, toy_entry):
+    """release=True hands OpenVINO's buffers back after each call: what a call returned must be a
+    copy that the next call (which allocates them again) leaves as it was."""
+    key, entry = toy_entry
+    shutil.copytree(entry, tmp_path / entry.name)
+    _, module, x = toy_part()
+    part = compile_part(key, module, (x,), tmp_path, release=True)
+    first = part(x)[0]
+    kept = first.clone()
+    second = part(x * 2)[0]
+    assert part.release and torch.equal(first, kept)
+    with torch.no_grad():
+        assert torch.allclose(second, module(x * 2), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_the_parts_run_once_an_image_release_their_buffers(ov_model):
+    """SAM's encoder and decoder and GroundingDINO's parts are called once an image: their buffers are
+    handed back after each call (peak memory); video's per-frame parts keep theirs (test_openvino_sam2)."""
+    ov_model.predict(make_image(), "object", 0.0, 0.0)
+    sam = ov_model.segmenter.model
+    parts = [sam.image_encoder.part, sam.mask_decoder.part]
+    parts += [p for kept in ov_model.detector.openvino._compiled.values() for p in kept.values()]
+    assert len(parts) == 5 and all(isinstance(p, OVPart) and p.release for p in parts)
 
 
 @pytest.mark.slow

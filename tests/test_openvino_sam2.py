@@ -94,6 +94,9 @@ def test_tracks_match_pytorch(pair):
     assert min(agreements) >= MASK_AGREEMENT, agreements
     assert b.object_ids.tolist() == [1, 2, 3]
     assert ov.model.memory_attention.part is not None and ov.model.memory_encoder.part is not None  # converted
+    # the image encoder runs once a frame and hands its buffers back; the memory parts keep theirs
+    assert ov.model.vision_encoder.part.release
+    assert not ov.model.memory_attention.part.release and not ov.model.memory_encoder.part.release
 
 
 def test_second_load_uses_the_cache(pair, monkeypatch):
