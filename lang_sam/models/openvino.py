@@ -242,7 +242,7 @@ class OVPart:
         arrays = [t.detach().cpu().numpy() for t in inputs]
         result = self._request.infer(arrays)
         outputs = tuple(torch.from_numpy(result[out].copy()) for out in self.compiled.outputs)
-        if self.release and hasattr(self.compiled, "release_memory"):  # OpenVINO 2024.3+
+        if self.release and hasattr(self.compiled, "release_memory"):  # (an OpenVINO without it keeps them)
             del result
             self.compiled.release_memory()
         return outputs
