@@ -39,6 +39,12 @@ boxes prompt every side on frame 0 of the clip), sam2.1_hiera_tiny full size:
   on the image encoder, memory attention, mask decoder, memory encoder).
 
     python benchmarks/bench_video.py --frame-ratios --track-frames 9
+
+``--frame-ratios --flops`` counts instead of timing (``torch.utils.flop_counter``: matrix products,
+convolutions, attention): the arithmetic of the image step and of each tracked frame, split by
+SAM 2.1 part. It is the same on every CPU and backend, so it bounds what any of them can reach.
+
+    python benchmarks/bench_video.py --frame-ratios --flops --track-frames 9
 """
 
 from __future__ import annotations
@@ -205,6 +211,8 @@ def frame_ratios(args) -> None:
         fn()
         return {k: c() - start[k] for k, c in clocks.items()}
 
+    if args.flops:
+        return frame_flops(args, seg, frames, boxes)
     image = []
     for i in range(3):
         image.append(timed(lambda: (seg.use(seg.encode(frames[i])), seg.predict(boxes=boxes))))
@@ -274,6 +282,112 @@ def frame_ratios(args) -> None:
     print(json.dumps(row, indent=1), flush=True)
 
 
+def count_cpu_attention() -> None:
+    """Teach ``FlopCounterMode`` the CPU's fused attention kernel (it knows only the CUDA ones):
+    ``2 B H L S (E + Ev)``, the two matrix products of softmax(Q K^T) V."""
+    import torch
+    from torch.utils.flop_counter import flop_registry, register_flop_formula
+
+    op = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+    if op in flop_registry or op.default in flop_registry:
+        return
+
+    @register_flop_formula(op, get_raw=True)
+    def _flops(q, k, v, *args, out_val=None, **kwargs) -> int:
+        b, h, length, e = q.shape
+        return 2 * b * h * length * k.shape[-2] * (e + v.shape[-1])
+
+
+def frame_flops(args, seg, frames, boxes) -> None:
+    """``--flops``: the arithmetic (matrix products, convolutions and attention, as
+    ``torch.utils.flop_counter`` counts them) of one image encoding + the boxes, and of each tracked
+    frame of ``Sam2Segmenter.track`` with the same boxes on frame 0, split by SAM 2.1 part. Unlike
+    the times, these do not depend on the CPU, the backend or the machine's load."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    count_cpu_attention()
+    for param in seg.model.parameters():  # the counter's module tracker hooks outputs that need grad
+        param.requires_grad_(False)
+    parts = ("vision_encoder", "memory_attention", "mask_decoder", "memory_encoder", "prompt_encoder")
+
+    def counted(fn) -> dict:
+        with FlopCounterMode(display=False) as mode:
+            fn()
+        total = mode.get_total_flops()
+        by_module = mode.get_flop_counts()
+        split = {}
+        for name in parts:  # a part called directly (encode's vision encoder) is named by its class
+            names = {name, type(getattr(seg.model, name)).__name__}
+            split[name] = sum(sum(ops.values()) for mod, ops in by_module.items() if mod.split(".")[-1] in names)
+        split["other"] = total - sum(split.values())
+        return {"total": total, **split}
+
+    image = counted(lambda: (seg.use(seg.encode(frames[0])), seg.predict(boxes=boxes)))
+    image_s = []
+    for _ in range(3):
+        start = time.perf_counter()
+        seg.use(seg.encode(frames[0]))
+        seg.predict(boxes=boxes)
+        image_s.append(time.perf_counter() - start)
+    session, tracked = seg.start_video(), []
+    for i, f in enumerate(frames):
+        new = dict(new_ids=list(range(1, len(boxes) + 1)), new_boxes=boxes) if i == 0 else {}
+        tracked.append(counted(lambda: seg.track(session, f, **new)))
+        print(f"frame {i}: {tracked[-1]['total'] / 1e9:.1f} GFLOP", file=sys.stderr, flush=True)
+    steady = min(seg.model.config.num_maskmem, len(frames) - 1)
+    last = tracked[-1]
+    gflop = {k: round(v / 1e9, 1) for k, v in last.items()}
+    row = {"objects": len(boxes), "frames": len(frames), "size": args.size, "steady_from": steady,
+           f"image_plus_{len(boxes)}_boxes_gflop": {k: round(v / 1e9, 1) for k, v in image.items()},
+           "tracked_frame_gflop_per_frame": [round(t["total"] / 1e9, 1) for t in tracked],
+           "last_tracked_frame_gflop": gflop,
+           "ratio_tracked_over_image": round(last["total"] / image["total"], 2),
+           "ratio_without_memory_attention": round((last["total"] - last["memory_attention"]) / image["total"], 2)}
+    # What the CPU can do at best: float32 matrix products (the kernels of attention and linear layers)
+    rates = matmul_gflops()
+    rate = max(rates.values())
+    image_wall = min(image_s)
+    row.update({"matmul_gflops": {k: round(v, 1) for k, v in rates.items()},
+                f"image_plus_{len(boxes)}_boxes_s": round(image_wall, 2),
+                "image_gflops": round(image["total"] / 1e9 / image_wall, 1),
+                "tracked_frame_s_at_best_matmul_rate": round(last["total"] / 1e9 / rate, 2),
+                "tracked_frame_s_target_1_5x_image": round(1.5 * image_wall, 2)})
+    print(json.dumps(row, indent=1), flush=True)
+
+
+def matmul_gflops(n: int = 2048, repeat: int = 5) -> dict[str, float]:
+    """The best float32 GFLOP/s of an ``n x n`` matrix product on this CPU, with torch's threads:
+    torch's, and OpenVINO's (a linear layer; where it is installed), which can differ a lot (MKL and
+    oneDNN do not use every CPU alike)."""
+    import numpy as np
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+
+    def best(fn) -> float:
+        fn()
+        times = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return 2 * n ** 3 / min(times) / 1e9
+
+    rates = {"torch": best(lambda: a @ b)}
+    try:
+        import openvino as ov
+        import openvino.opset13 as ops
+    except ImportError:
+        return rates
+    x = ops.parameter([n, n], np.float32)
+    model = ov.Model([ops.matmul(x, ops.constant(b.numpy()), False, True)], [x])
+    compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32",
+                                                      "INFERENCE_NUM_THREADS": torch.get_num_threads()})
+    request, array = compiled.create_infer_request(), a.numpy()
+    rates["openvino"] = best(lambda: request.infer([array]))
+    return rates
+
+
 def meta_frames(ckpt: Path, frames, seg, boxes, work: Path, timed) -> list[dict]:
     """Meta's SAM2VideoPredictor on ``frames`` (given our resized pixels) with ``boxes`` on frame 0:
     the time of each frame of ``propagate_in_video``."""
@@ -332,6 +446,8 @@ def main(argv=None) -> None:
                    help="time one tracked frame against one image + boxes and Meta's predictor (docstring)")
     p.add_argument("--track-frames", type=int, default=9, help="frames of --frame-ratios (full memory from 7)")
     p.add_argument("--sides", default="ours,stock,meta", help="--frame-ratios: which of ours,stock,meta to time")
+    p.add_argument("--flops", action="store_true",
+                   help="--frame-ratios: count each step's arithmetic instead of timing it (any CPU gives the same)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--clip", type=Path, default=None, help=argparse.SUPPRESS)
     p.add_argument("--fps-frames", type=int, default=60, help=argparse.SUPPRESS)
