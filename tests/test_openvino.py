@@ -197,17 +197,19 @@ def test_a_corrupt_entry_is_rebuilt_and_the_rebuilt_one_loaded(tmp_path, toy_ent
         assert torch.allclose(part(x)[0], module(x), atol=1e-5)
 
 
-def test_a_part_that_releases_its_buffers_returns_results_that_stay(tmp_path, toy_entry):
-    """release=True hands OpenVINO's buffers back after each call: what a call returned must be a
-    copy that the next call (which allocates them again) leaves as it was."""
+@pytest.mark.parametrize("release", [True, False], ids=["releases", "keeps"])
+def test_what_a_part_returned_stays_as_it_was_after_the_next_call(tmp_path, toy_entry, release):
+    """A part returns tensors that own their memory: the next call neither frees it (release=True
+    hands OpenVINO's buffers back after each call) nor writes into it (release=False: the request
+    reuses its output buffers); OVPart does not copy OpenVINO's outputs a second time."""
     key, entry = toy_entry
     shutil.copytree(entry, tmp_path / entry.name)
     _, module, x = toy_part()
-    part = compile_part(key, module, (x,), tmp_path, release=True)
+    part = compile_part(key, module, (x,), tmp_path, release=release)
     first = part(x)[0]
     kept = first.clone()
     second = part(x * 2)[0]
-    assert part.release and torch.equal(first, kept)
+    assert part.release is release and torch.equal(first, kept)
     with torch.no_grad():
         assert torch.allclose(second, module(x * 2), atol=1e-5)
 
@@ -421,6 +423,41 @@ def test_server_and_ray_jobs_carry_the_backend(tiny_specs):
     settings = LabelSettings.create("car", sam_type=tiny_specs[0].name, gdino_type=tiny_specs[1].name)
     _, job = _langsam_job(settings, "vit_h", None, None, "cpu", "int8", 2, "openvino")
     assert job.model["backend"] == "openvino" and job.model["precision"] == "int8"
+
+
+@pytest.mark.parametrize("family", ["sam2_video", "sam3"])
+@pytest.mark.parametrize("shape", [(2,), (3, 8), (1, 2, 5, 64), (1, 1, 7, 256)])
+def test_rotate_pairs_is_transformers_rotation_bit_for_bit(family, shape):
+    """What converted parts trace in place of transformers' rotate_pairwise gives the same bits
+    (signed zeros and infinities included), so the conversion changes its form, not its values."""
+    import importlib
+
+    rotate_pairwise = importlib.import_module(f"transformers.models.{family}.modeling_{family}").rotate_pairwise
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    x.view(-1)[:2] = torch.tensor([0.0, -0.0])
+    if x.numel() > 3:
+        x.view(-1)[2:4] = torch.tensor([float("inf"), float("-inf")])
+    mine, theirs = ovb.rotate_pairs(x), rotate_pairwise(x)
+    assert mine.shape == theirs.shape and torch.equal(mine.view(torch.int32), theirs.view(torch.int32))
+
+
+def test_traced_with_changes_the_calling_thread_only_and_restores():
+    import threading
+    import types
+
+    module = types.SimpleNamespace(f=lambda: "original")
+    seen = {}
+    with ovb.traced_with(module, "f", lambda: "replacement"):  # type: ignore[arg-type]
+        seen["caller"] = module.f()
+        other = threading.Thread(target=lambda: seen.__setitem__("other thread", module.f()))
+        other.start()
+        other.join()
+    seen["after"] = module.f()
+    assert seen == {"caller": "replacement", "other thread": "original", "after": "original"}
+    with pytest.raises(RuntimeError, match="trace failed"):
+        with ovb.traced_with(module, "f", lambda: "replacement"):  # type: ignore[arg-type]
+            raise RuntimeError("trace failed")
+    assert module.f() == "original"
 
 
 def test_physical_cores_count_hyperthreads_once():

@@ -9,6 +9,7 @@ the same checkpoint; the OpenVINO one converts its image encoder at load and its
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -97,6 +98,8 @@ def test_tracks_match_pytorch(pair):
     # the image encoder runs once a frame and hands its buffers back; the memory parts keep theirs
     assert ov.model.vision_encoder.part.release
     assert not ov.model.memory_attention.part.release and not ov.model.memory_encoder.part.release
+    # the memory attention's rotary encoding converted as rotate_pairs (a gather, not Split + Concat)
+    assert "aten::index_select" in Path(ov.model.memory_attention.part.path).read_text()
 
 
 def test_second_load_uses_the_cache(pair, monkeypatch):

@@ -9,6 +9,7 @@ and its heads (text encoder, DETR encoder / decoder, mask decoder) once per phra
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -65,6 +66,8 @@ def test_engine_reports_its_backend(pair):
     assert type(ov.model.vision_encoder).__name__ == "OVVisionEncoder"
     assert not any(k.startswith("vision_encoder.") for k in ov.model.state_dict())  # PyTorch's copy freed
     assert all(p is not None for p in ov.model.forward.parts.values())  # every phrase count met converted
+    # the ViT's rotary encoding converted as rotate_pairs (a gather, not Split + Concat)
+    assert "aten::index_select" in Path(ov.model.vision_encoder.part.path).read_text()
 
 
 def test_other_calls_of_the_model_stay_on_pytorch(pair):

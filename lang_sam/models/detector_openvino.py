@@ -34,7 +34,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -42,7 +41,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from lang_sam.models.openvino import OVPart, PartKey, cache_dir, compile_part, require_openvino
+from lang_sam.models.openvino import OVPart, PartKey, cache_dir, compile_part, require_openvino, traced_with
 
 __all__ = ["TEXT_BUCKET", "OpenVINOParts", "pad_text", "state_sha256"]
 
@@ -138,18 +137,13 @@ class _FusePart(nn.Module):
 
         n = self.levels
         srcs, poss, text, (boxes, valid) = inputs[:n], inputs[n:2 * n], inputs[2 * n:-2], inputs[-2:]
-        own, caller = transformer.gen_encoder_output_proposals, threading.get_ident()
 
         def given(memory: torch.Tensor, mask: torch.Tensor, shapes: Any, learnedwh: Any = None):
-            if threading.get_ident() != caller:  # another thread's detector: groundingdino-py's own
-                return own(memory, mask, shapes, learnedwh)
             return memory.masked_fill(~valid, 0.0), boxes
 
-        transformer.gen_encoder_output_proposals = given
-        try:
+        # this thread's calls only: another thread's detector keeps groundingdino-py's own
+        with traced_with(transformer, "gen_encoder_output_proposals", given):
             return self.fuse(self.model, srcs, _no_padding(srcs), poss, *text)
-        finally:
-            transformer.gen_encoder_output_proposals = own
 
 
 def _no_padding(srcs: Sequence[torch.Tensor]) -> list[torch.Tensor]:

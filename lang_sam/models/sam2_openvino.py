@@ -38,7 +38,7 @@ from torch import nn
 
 from lang_sam.errors import InvalidArgumentError
 from lang_sam.models.openvino import (
-    OVPart, PartKey, cache_dir, check_target, compile_part, require_openvino, weights_sha256,
+    ROTARY_OPTION, OVPart, PartKey, cache_dir, check_target, compile_part, require_openvino, rotate_pairs, weights_sha256,
 )
 
 __all__ = ["use_openvino", "output_class", "OVVisionEncoder"]
@@ -89,13 +89,6 @@ def output_class(module: nn.Module, name: str) -> type:
     return getattr(sys.modules[type(module).__module__], name)
 
 
-def _rotate_pairwise(x: torch.Tensor) -> torch.Tensor:
-    """transformers' ``rotate_pairwise``: ``(x0, x1, x2, x3, ...) -> (-x1, x0, -x3, x2, ...)``."""
-    x = x.view(*x.shape[:-1], -1, 2)
-    x1, x2 = x.unbind(dim=-1)
-    return torch.stack((-x2, x1), dim=-1).flatten(start_dim=-2)
-
-
 def _attend(attn: Any, query, key, value, cos, sin, cos_k, sin_k, rope_k) -> torch.Tensor:
     """transformers' ``Sam2VideoRoPEAttention.forward`` with the keys' rotary embedding given per
     key (``cos_k`` / ``sin_k`` ``(1, keys, d)``) and applied where ``rope_k`` ``(keys, 1)`` is 1
@@ -106,8 +99,8 @@ def _attend(attn: Any, query, key, value, cos, sin, cos_k, sin_k, rope_k) -> tor
     q = attn.q_proj(query).view(*shape).transpose(1, 2)
     k = attn.k_proj(key).view(*shape).transpose(1, 2)
     v = attn.v_proj(value).view(*shape).transpose(1, 2)
-    q = q * cos + _rotate_pairwise(q) * sin
-    k = torch.where(rope_k > 0, k * cos_k + _rotate_pairwise(k) * sin_k, k)
+    q = q * cos + rotate_pairs(q) * sin
+    k = torch.where(rope_k > 0, k * cos_k + rotate_pairs(k) * sin_k, k)
     out = torch.nn.functional.scaled_dot_product_attention(q, k, v, scale=attn.scaling)
     return attn.o_proj(out.transpose(1, 2).reshape(b, p, -1, attn.num_attention_heads * attn.head_dim))
 
@@ -229,8 +222,8 @@ def use_openvino(engine: Any, weights_path: str | os.PathLike, *, threads: int |
     model, root, sha = engine.model, cache_dir(weights_path), weights_sha256(weights_path)
     name = engine.name or Path(weights_path).stem
 
-    def key(part: str, shapes: tuple) -> PartKey:  # -1 in shapes: a dynamic dim
-        return PartKey(name, sha, part, shapes, "fp32")
+    def key(part: str, shapes: tuple, options: tuple = ()) -> PartKey:  # -1 in shapes: a dynamic dim
+        return PartKey(name, sha, part, shapes, "fp32", options)
 
     s, (h, w) = engine.image_size, model.backbone_feature_sizes[-1]
     if "vision_encoder" in parts:
@@ -250,7 +243,7 @@ def use_openvino(engine: Any, weights_path: str | os.PathLike, *, threads: int |
         hw, c, mem = h * w, ma.layer_norm.normalized_shape[0], ma.layers[0].cross_attn_image.kv_in_dim
         attention_dims = ((hw, 1, c), (-1, 1, mem), (hw, 1, c), (-1, 1, mem), (-1, 1), (-1,))
         model.memory_attention = _OVMemoryAttention(ma, _TraceableMemoryAttention(ma),
-                                                    key("memory_attention", attention_dims), root, threads)
+                                                    key("memory_attention", attention_dims, (ROTARY_OPTION,)), root, threads)
     engine.backend = "openvino"
     logger.info("SAM 2.1 %s: %s on OpenVINO (cache %s)", name, ", ".join(parts), root)
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,8 @@ import torch
 from torch import nn
 
 from lang_sam.models.openvino import (
-    OVPart, PartKey, cache_dir, check_backend, check_target, compile_part, require_openvino, weights_sha256,
+    ROTARY_OPTION, OVPart, PartKey, cache_dir, check_backend, check_target, compile_part, require_openvino,
+    rotate_pairs, traced_with, weights_sha256,
 )
 from lang_sam.models.sam2_openvino import OVVisionEncoder, output_class
 
@@ -50,7 +52,14 @@ class _VisionParts(nn.Module):
         self.encoder = encoder
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        out = self.encoder(pixel_values)
+        from transformers.models.sam3 import modeling_sam3
+
+        # the ViT's rotary encoding in the form OpenVINO runs best (a transformers without the
+        # function is traced as it is)
+        swap = traced_with(modeling_sam3, "rotate_pairwise", rotate_pairs) \
+            if hasattr(modeling_sam3, "rotate_pairwise") else nullcontext()
+        with swap:
+            out = self.encoder(pixel_values)
         return (out.last_hidden_state, *out.fpn_hidden_states, *out.fpn_position_encoding)
 
 
@@ -130,14 +139,14 @@ def use_openvino(engine: Any, folder: str | os.PathLike, backend: str = "openvin
     weights = Path(folder) / "model.safetensors"
     model, root, sha = engine.model, cache_dir(weights), weights_sha256(weights)
 
-    def key(part: str, shapes: tuple) -> PartKey:
-        return PartKey(engine.name, sha, part, shapes, "fp32")
+    def key(part: str, shapes: tuple, options: tuple = ()) -> PartKey:
+        return PartKey(engine.name, sha, part, shapes, "fp32", options)
 
     size = int(engine.processor.image_processor.size["height"])
     shape = (1, 3, size, size)
     encoder = model.vision_encoder
-    part = compile_part(key("vision_encoder", (shape,)), _VisionParts(encoder), (torch.zeros(shape),), root,
-                        threads=threads, release=True)
+    part = compile_part(key("vision_encoder", (shape,), (ROTARY_OPTION,)), _VisionParts(encoder),
+                        (torch.zeros(shape),), root, threads=threads, release=True)
     if part is not None:
         model.vision_encoder = OVVisionEncoder(part, output_class(encoder, "Sam3VisionEncoderOutput"), shape,
                                                 ("last_hidden_state",))
