@@ -222,7 +222,7 @@ def test_the_parts_run_once_an_image_release_their_buffers(ov_model):
     sam = ov_model.segmenter.model
     parts = [sam.image_encoder.part, sam.mask_decoder.part]
     parts += [p for kept in ov_model.detector.openvino._compiled.values() for p in kept.values()]
-    assert len(parts) == 5 and all(isinstance(p, OVPart) and p.release for p in parts)
+    assert len(parts) == 4 and all(isinstance(p, OVPart) and p.release for p in parts)  # (BERT: PyTorch)
 
 
 @pytest.mark.slow

@@ -118,12 +118,15 @@ def test_pad_text_refuses_to_shorten(pt):
 def test_prompts_of_one_bucket_share_a_conversion_and_a_later_process_loads_it(pt, ov, spec, monkeypatch):
     image = _image(600, 400)
     features = ov.encode_image(image)
-    for prompt in PROMPTS:  # 3 to 17 tokens: one text and one fuse conversion
+    fuse_shapes = set()
+    for prompt in PROMPTS:  # 3 to 17 tokens: one fuse conversion (BERT runs on PyTorch)
         ov.forward_text(features, preprocess_caption(prompt))
+        fuse_shapes.add(next(reversed(ov.openvino._compiled["fuse"])))  # the part this call used
     # converted parts are <model>-<part>-<precision>-<digest>/ (compiled/ is OpenVINO's own blob cache)
     entries = sorted(p.name.split("-")[1] for p in ov.openvino.root.iterdir() if p.name.startswith(f"{spec.name}-")
                      and p.is_dir())
-    assert entries.count("text") == 1 and entries.count("image") >= 1 and entries.count("fuse") >= 1
+    assert len(fuse_shapes) == 1 and set(ov.openvino._compiled) == {"image", "fuse"}
+    assert "text" not in entries and entries.count("image") >= 1 and entries.count("fuse") >= 1
 
     def no_conversion(*args, **kwargs):
         raise AssertionError("a cached part was converted again")
@@ -138,25 +141,25 @@ def test_prompts_of_one_bucket_share_a_conversion_and_a_later_process_loads_it(p
 
 @pytest.mark.slow
 def test_a_part_that_cannot_be_converted_falls_back_alone(pt, ov, spec, tmp_path, monkeypatch):
-    """The text part fails to convert: a warning names it, it runs on PyTorch, the image and fuse
-    parts stay on OpenVINO (loaded from a copy of the cache without the text entry)."""
+    """The image part fails to convert: a warning names it, it runs on PyTorch, the fuse part stays
+    on OpenVINO (loaded from a copy of the cache without the image entry)."""
     image = _image(600, 400)
     ov.forward_text(ov.encode_image(image), preprocess_caption(PROMPTS[0]))  # fills the cache
     root = tmp_path / "cache"
-    shutil.copytree(ov.openvino.root, root, ignore=shutil.ignore_patterns("*-text-*"))
+    shutil.copytree(ov.openvino.root, root, ignore=shutil.ignore_patterns("*-image-*"))
 
     def broken(self, *args):
         raise RuntimeError("unsupported operation")
 
-    monkeypatch.setattr(detector_openvino._TextPart, "forward", broken)
+    monkeypatch.setattr(detector_openvino._ImagePart, "forward", broken)
     det = GroundingDINODetector(ov.model, backend="openvino", openvino_cache=root, name=spec.name,
                                 openvino_weights=ov.openvino.weights, input_size=spec.arch.input_size)
-    with pytest.warns(BackendFallbackWarning, match="'text'"):
+    with pytest.warns(BackendFallbackWarning, match="'image'"):
         got = det.predict(image, PROMPTS[0])
     ref = pt.predict(image, PROMPTS[0])
     assert (got.boxes - ref.boxes).abs().max() < 0.5 and got.phrases == ref.phrases
     kinds = {name: [type(p) for p in kept.values()] for name, kept in det.openvino._compiled.items()}
-    assert kinds == {"image": [OVPart], "text": [type(None)], "fuse": [OVPart]}
+    assert kinds == {"image": [type(None)], "fuse": [OVPart]}
 
 
 def test_backends_are_listed_on_the_class():

@@ -1,13 +1,12 @@
 """GroundingDINO's heavy parts on OpenVINO (``GroundingDINODetector(..., backend="openvino")``).
 
-Three parts, each converted by :func:`lang_sam.models.openvino.compile_part` and cached beside the
+Two parts, each converted by :func:`lang_sam.models.openvino.compile_part` and cached beside the
 weights, each falling back to PyTorch alone (with a :class:`~lang_sam.models.openvino.BackendFallbackWarning`
 naming it) if it cannot be converted:
 
 - ``image``: the Swin backbone and the input projections (``detector.image_levels``), input
   ``(1, 3, h, w)`` float32, outputs the levels' features and position embeddings (the padding
   masks of one unpadded image are all False and are not converted);
-- ``text``: BERT and the text projection (``detector.encode_text``);
 - ``fuse``: the text-image encoder, the decoder and the last layer's heads (``detector.fuse``),
   the multi-scale deformable attention included: groundingdino-py computes it in pure PyTorch
   (``multi_scale_deformable_attn_pytorch``: ``grid_sample``, which OpenVINO has as GridSample), so
@@ -15,6 +14,12 @@ naming it) if it cannot be converted:
   that depend only on the level sizes) are computed by PyTorch and given to the part as inputs:
   computed inside OpenVINO, ``(y + 0.5) / H`` could round to the other side of groundingdino-py's
   0.99 validity bound (a 50-row level: 49.5 / 50), which changed the selected queries.
+
+BERT and the text projection (``detector.encode_text``) stay on PyTorch, on the padded caption the
+``fuse`` part takes: converted, they ran in 18 ms instead of 34-53 ms, but each process paid 0.35 s
+to compile them on first use and held BERT's 440 MB twice more (OpenVINO's blob and its own copy).
+Measured with Swin-T + vit_b (load + two predicts, warm cache): peak RSS 4826 -> 4401 MiB, first
+predict 8.55 -> 8.41 s.
 
 Shapes are static, one conversion per shape (see docs/openvino-gdino.md for the measurements):
 the backbone's window padding and the deformable attention's level sizes are Python integers
@@ -103,15 +108,6 @@ class _ImagePart(nn.Module):
         return (*srcs, *poss)
 
 
-class _TextPart(nn.Module):
-    def __init__(self, model: nn.Module, encode_text: Callable):
-        super().__init__()
-        self.model, self.encode_text = model, encode_text
-
-    def forward(self, input_ids, token_mask, position_ids, attention) -> torch.Tensor:
-        return self.encode_text(self.model, input_ids, token_mask, position_ids, attention)
-
-
 def proposals(srcs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """groundingdino-py's two-stage proposals for one unpadded image's levels, as PyTorch computes
     them: ``(1, S, 4)`` float32 (inverse-sigmoid boxes, ``inf`` where invalid) and ``(1, S, 1)`` bool
@@ -152,7 +148,7 @@ def _no_padding(srcs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
 
 
 class OpenVINOParts:
-    """GroundingDINO's ``image``, ``text`` and ``fuse`` parts compiled for OpenVINO, per input shape.
+    """GroundingDINO's ``image`` and ``fuse`` parts compiled for OpenVINO, per input shape.
 
     ``model`` is the loaded network (kept: parts that cannot be converted run on it); ``name`` the
     registry name (part of the cache key with ``weights``, the checkpoint's hex sha256: give it
@@ -175,7 +171,7 @@ class OpenVINOParts:
         self.model, self.name, self.root, self.threads = model, name, Path(root), threads
         self.weights = weights if weights is not None else state_sha256(model)
         self.functions = {"image": image_levels, "text": encode_text, "fuse": fuse}
-        self.modules = {"image": _ImagePart(model, image_levels), "text": _TextPart(model, encode_text)}
+        self.modules = {"image": _ImagePart(model, image_levels)}
         self._compiled: dict[str, OrderedDict[PartKey, OVPart | None]] = {}
 
     def part(self, name: str, module: nn.Module, inputs: Sequence[torch.Tensor]) -> OVPart | None:
@@ -200,12 +196,11 @@ class OpenVINOParts:
         return srcs, _no_padding(srcs), poss
 
     def forward_text(self, features: Any, tokens: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """``detector.encode_text`` then ``detector.fuse`` on ``features`` (an ``ImageFeatures``)
-        for ``detector.text_inputs``' ``tokens``, padded to :func:`bucket`'s length: logits
-        ``(1, num_queries, 256)`` and boxes ``(1, num_queries, 4)``."""
+        """``detector.encode_text`` (on PyTorch) then ``detector.fuse`` on ``features`` (an
+        ``ImageFeatures``) for ``detector.text_inputs``' ``tokens``, padded to :func:`bucket`'s
+        length: logits ``(1, num_queries, 256)`` and boxes ``(1, num_queries, 4)``."""
         padded = pad_text(tokens, bucket(tokens[0].shape[1]))
-        text = self.part("text", self.modules["text"], padded)
-        encoded = text(*padded)[0] if text is not None else self.functions["text"](self.model, *padded)
+        encoded = self.functions["text"](self.model, *padded)
         srcs, poss = tuple(features.srcs), tuple(features.poss)
         inputs = (*srcs, *poss, encoded, *padded[1:], *proposals(srcs))
         fuse = _FusePart(self.model, self.functions["fuse"], len(srcs))
