@@ -441,6 +441,24 @@ def test_rotate_pairs_is_transformers_rotation_bit_for_bit(family, shape):
     assert mine.shape == theirs.shape and torch.equal(mine.view(torch.int32), theirs.view(torch.int32))
 
 
+@pytest.mark.parametrize("fixture", ["model", "exact_model"])
+def test_the_sam_encoder_form_that_is_converted_gives_the_same_bits(fixture, request):
+    """SAM's image encoder is converted with its blocks' residual stream flattened to (B, H*W, C)
+    (sam_openvino._TracedEncoder: OpenVINO otherwise reorders it around every layer norm): the same
+    values as segment_anything's blocks, bit for bit, with SDPA attention or the stock one; the
+    blocks are as they were afterwards."""
+    from lang_sam.models.sam_openvino import _TracedEncoder
+
+    encoder = request.getfixturevalue(fixture).segmenter.model.image_encoder
+    assert any(block.window_size > 0 for block in encoder.blocks)
+    x = torch.randn(1, 3, encoder.img_size, encoder.img_size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        stock = encoder(x)
+        flat = _TracedEncoder(encoder)(x)
+    assert torch.equal(stock, flat)
+    assert not any("forward" in vars(block) for block in encoder.blocks)
+
+
 def test_traced_with_changes_the_calling_thread_only_and_restores():
     import threading
     import types

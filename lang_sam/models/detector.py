@@ -289,10 +289,11 @@ class GroundingDINODetector(Detector):
     :meth:`encode_image` runs the text-independent part (Swin backbone and input projections) once
     per image; :meth:`forward_text` runs the text encoder, the fusion transformer and the heads for
     a caption on those features. Together they compute exactly what the network's ``forward`` does.
-    With ``backend="openvino"`` (``precision="fp32"``, CPU) the backbone and the fusion transformer with the heads run
-    on OpenVINO (:mod:`lang_sam.models.detector_openvino`; BERT stays on PyTorch), converted once per shape and cached in
-    ``openvino_cache`` (:meth:`from_spec`: beside the weights), keyed by ``openvino_weights``
-    (:meth:`from_spec`: the checkpoint file's sha256; default: the network's state dict hashed).
+    With ``backend="openvino"`` (``precision="fp32"``, CPU) the backbone and the fusion transformer
+    with the heads run on OpenVINO (:mod:`lang_sam.models.detector_openvino`; BERT stays on
+    PyTorch), converted once per shape and cached in ``openvino_cache`` (:meth:`from_spec`: beside
+    the weights), keyed by ``openvino_weights`` (:meth:`from_spec`: the checkpoint file's sha256;
+    default: the network's state dict hashed).
     :meth:`prepare` checks a prompt and thresholds; :meth:`detect` turns them into
     :class:`~lang_sam.results.Detections`.
     """

@@ -38,7 +38,8 @@ from torch import nn
 
 from lang_sam.errors import InvalidArgumentError
 from lang_sam.models.openvino import (
-    ROTARY_OPTION, OVPart, PartKey, cache_dir, check_target, compile_part, require_openvino, rotate_pairs, weights_sha256,
+    ROTARY_OPTION, OVPart, PartKey, cache_dir, check_target, compile_part, require_openvino, rotate_pairs,
+    weights_sha256,
 )
 
 __all__ = ["use_openvino", "output_class", "OVVisionEncoder"]
@@ -242,8 +243,8 @@ def use_openvino(engine: Any, weights_path: str | os.PathLike, *, threads: int |
         ma = model.memory_attention
         hw, c, mem = h * w, ma.layer_norm.normalized_shape[0], ma.layers[0].cross_attn_image.kv_in_dim
         attention_dims = ((hw, 1, c), (-1, 1, mem), (hw, 1, c), (-1, 1, mem), (-1, 1), (-1,))
-        model.memory_attention = _OVMemoryAttention(ma, _TraceableMemoryAttention(ma),
-                                                    key("memory_attention", attention_dims, (ROTARY_OPTION,)), root, threads)
+        attention_key = key("memory_attention", attention_dims, (ROTARY_OPTION,))
+        model.memory_attention = _OVMemoryAttention(ma, _TraceableMemoryAttention(ma), attention_key, root, threads)
     engine.backend = "openvino"
     logger.info("SAM 2.1 %s: %s on OpenVINO (cache %s)", name, ", ".join(parts), root)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -37,6 +37,47 @@ class OVImageEncoder(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.part(x.float())[0]
+
+
+def _flat_block_forward(block: Any, x: torch.Tensor) -> torch.Tensor:
+    """segment_anything's ``Block.forward`` with the residual stream taken through the layer norms,
+    the residual adds and the MLP as ``(B, H*W, C)`` instead of ``(B, H, W, C)``: the same
+    operations on the same values (a reshape moves no number). Converted from the 4-D form, OpenVINO's
+    CPU plugin keeps the stream in a channels-last layout and reorders it around every layer norm:
+    vit_b's encoder took 3.52 s with 50 reorders (0.70 s), 2.61 s in this form (measured on a
+    2-core AMD EPYC, static 1024 px input)."""
+    from segment_anything.modeling.image_encoder import window_partition, window_unpartition
+
+    b, h, w, c = x.shape
+    shortcut = x
+    x = block.norm1(x.reshape(b, h * w, c)).reshape(b, h, w, c)
+    if block.window_size > 0:
+        x, pad_hw = window_partition(x, block.window_size)
+    x = block.attn(x)
+    if block.window_size > 0:
+        x = window_unpartition(x, block.window_size, pad_hw, (h, w))
+    x = (shortcut + x).reshape(b, h * w, c)
+    x = x + block.mlp(block.norm2(x))
+    return x.reshape(b, h, w, c)
+
+
+class _TracedEncoder(torch.nn.Module):
+    """The image encoder in the form that is converted: every block through
+    :func:`_flat_block_forward` while it runs (the blocks are restored after, also on error)."""
+
+    def __init__(self, encoder: torch.nn.Module):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        blocks = list(cast(torch.nn.ModuleList, self.encoder.blocks))
+        for block in blocks:  # an instance attribute: nn.Module.__call__ looks it up there first
+            block.forward = _flat_block_forward.__get__(block)
+        try:
+            return self.encoder(x)
+        finally:
+            for block in blocks:
+                del block.forward
 
 
 class _PredictMasks(torch.nn.Module):
@@ -106,8 +147,9 @@ def to_openvino(segmenter: Any, weights: str | os.PathLike | None, *, threads: i
     # here; weight compression alone gave 1.3x): calibrated on normalized inputs, noise and smooth
     quantize = int8_quantizer(_calibration(size)) if precision == "int8" else None
     key = PartKey(name, sha, "image_encoder", ((1, 3, size, size),), precision,
-                  (("fast_attention", str(bool(fast_attention))),) + ((("int8", "ptq"),) if quantize else ()))
-    part = compile_part(key, encoder, (x,), root, threads=threads, quantize=quantize, release=True)
+                  (("blocks", "flat"), ("fast_attention", str(bool(fast_attention))))
+                  + ((("int8", "ptq"),) if quantize else ()))
+    part = compile_part(key, _TracedEncoder(encoder), (x,), root, threads=threads, quantize=quantize, release=True)
     if part is not None:
         model.image_encoder = OVImageEncoder(part, size)  # the PyTorch encoder's weights are freed
 
