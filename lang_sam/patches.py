@@ -9,6 +9,9 @@ reversible, and none runs at import:
   download; works on transformers 4 and 5);
 - :func:`swin_backbone`: while groundingdino builds its network, its ``build_swin_transformer``
   gets extra keys (widths, depths, window) for the building thread (tiny test configurations);
+- :func:`for_this_thread`: while a block lasts, a module's function is replaced for the calling
+  thread only (the OpenVINO backend traces parts with inputs or forms of its own: GroundingDINO's
+  proposals, the rotary encoding of SAM 3's ViT; :func:`swin_backbone` is built on it);
 - :func:`use_fast_attention`: the ``forward`` of each attention block of one SAM image encoder (that
   instance only) computes with ``scaled_dot_product_attention``;
 - :func:`quiet_third_party`: while lang-sam calls into groundingdino / segment_anything, the
@@ -24,7 +27,7 @@ import re
 import threading
 import warnings
 from contextlib import contextmanager
-from types import SimpleNamespace
+from types import ModuleType, SimpleNamespace
 from typing import Any, Callable, Iterator, Mapping, cast
 
 import torch
@@ -32,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
-    "empty_parameters", "bundled_text_encoder", "swin_backbone", "use_fast_attention",
+    "empty_parameters", "bundled_text_encoder", "swin_backbone", "for_this_thread", "use_fast_attention",
     "quiet_third_party", "KNOWN_WARNINGS",
 ]
 
@@ -105,6 +108,23 @@ def bundled_text_encoder(
 
 
 @contextmanager
+def for_this_thread(module: ModuleType, name: str, replacement: Callable[..., Any]) -> Iterator[None]:
+    """While the block lasts, the calling thread's calls of the function ``module.name`` go to
+    ``replacement``; other threads' calls go to the function as it was (a PyTorch engine running
+    beside a conversion or a build is not changed). Restored on leaving, also on error."""
+    original, caller = getattr(module, name), threading.get_ident()
+
+    def dispatch(*args: Any, **kwargs: Any) -> Any:
+        return (replacement if threading.get_ident() == caller else original)(*args, **kwargs)
+
+    setattr(module, name, dispatch)
+    try:
+        yield
+    finally:
+        setattr(module, name, original)
+
+
+@contextmanager
 def swin_backbone(overrides: Mapping[str, Any]) -> Iterator[None]:
     """While groundingdino builds its network, build its Swin backbone with ``overrides`` merged
     into the config's entry of ``build_swin_transformer``'s table (``embed_dim``, ``depths``,
@@ -115,21 +135,16 @@ def swin_backbone(overrides: Mapping[str, Any]) -> Iterator[None]:
         yield
         return
     module: Any = importlib.import_module("groundingdino.models.GroundingDINO.backbone.backbone")  # untyped
-    builder = threading.get_ident()
     extra = dict(overrides)
     with _SWIN_LOCK:
         saved = module.build_swin_transformer
 
         def build(modelname, pretrain_img_size, **kw):
-            if threading.get_ident() == builder:
-                kw = {**kw, **extra}  # build_swin_transformer updates its table entry with kw
-            return saved(modelname, pretrain_img_size, **kw)
+            # build_swin_transformer updates its table entry with kw
+            return saved(modelname, pretrain_img_size, **{**kw, **extra})
 
-        module.build_swin_transformer = build
-        try:
+        with for_this_thread(module, "build_swin_transformer", build):
             yield
-        finally:
-            module.build_swin_transformer = saved
 
 
 _BIAS_BYTES = 128 * 2**20  # relative-position bias materialised at a time (global blocks)

@@ -8,13 +8,14 @@ built meanwhile in another thread got meta parameters), and reading an image hea
 from __future__ import annotations
 
 import threading
+from types import SimpleNamespace
 
 import pytest
 from PIL import Image
 from torch import nn
 
 from lang_sam.errors import ImageTooLargeError
-from lang_sam.patches import empty_parameters
+from lang_sam.patches import empty_parameters, for_this_thread
 from lang_sam.validation import open_image
 
 
@@ -53,6 +54,22 @@ def test_empty_parameters_acts_for_the_building_thread_only():
     assert not t.errors, t.errors
     assert theirs.weight.device.type == "cpu" and theirs.weight.abs().sum() > 0
     assert built["mine"].weight.device.type == "meta"
+
+
+def test_for_this_thread_changes_the_calling_thread_only_and_restores():
+    module = SimpleNamespace(f=lambda: "original")
+    seen = {}
+    with for_this_thread(module, "f", lambda: "replacement"):  # type: ignore[arg-type]
+        seen["caller"] = module.f()
+        other = threading.Thread(target=lambda: seen.__setitem__("other thread", module.f()))
+        other.start()
+        other.join()
+    seen["after"] = module.f()
+    assert seen == {"caller": "replacement", "other thread": "original", "after": "original"}
+    with pytest.raises(RuntimeError, match="trace failed"):
+        with for_this_thread(module, "f", lambda: "replacement"):  # type: ignore[arg-type]
+            raise RuntimeError("trace failed")
+    assert module.f() == "original"
 
 
 def test_reading_a_huge_header_leaves_pillows_limit_alone(bomb_png):

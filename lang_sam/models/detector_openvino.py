@@ -46,7 +46,8 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from lang_sam.models.openvino import OVPart, PartKey, cache_dir, compile_part, require_openvino, traced_with
+from lang_sam.models.openvino import OVPart, PartKey, cache_dir, compile_part, require_openvino
+from lang_sam.patches import for_this_thread
 
 __all__ = ["TEXT_BUCKET", "OpenVINOParts", "pad_text", "state_sha256"]
 
@@ -138,7 +139,7 @@ class _FusePart(nn.Module):
             return memory.masked_fill(~valid, 0.0), boxes
 
         # this thread's calls only: another thread's detector keeps groundingdino-py's own
-        with traced_with(transformer, "gen_encoder_output_proposals", given):
+        with for_this_thread(transformer, "gen_encoder_output_proposals", given):
             return self.fuse(self.model, srcs, _no_padding(srcs), poss, *text)
 
 

@@ -24,13 +24,10 @@ import json
 import logging
 import os
 import shutil
-import threading
 import warnings
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import ModuleType
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -38,7 +35,7 @@ from lang_sam.errors import BackendUnavailableError, DeviceError, InvalidArgumen
 
 __all__ = ["BACKENDS", "BackendFallbackWarning", "PartKey", "OVPart", "check_backend", "check_target", "require_openvino",
            "cache_dir", "compile_part", "physical_cores", "weights_sha256", "int8_quantizer", "openvino_version",
-           "ROTARY_OPTION", "rotate_pairs", "traced_with"]
+           "ROTARY_OPTION", "rotate_pairs"]
 
 logger = logging.getLogger(__name__)
 
@@ -273,24 +270,6 @@ def rotate_pairs(x: torch.Tensor) -> torch.Tensor:
     order = torch.arange(d, device=x.device).view(-1, 2).flip(-1).reshape(-1)
     sign = torch.tensor([-1.0, 1.0], dtype=x.dtype, device=x.device).repeat(d // 2)
     return x.index_select(-1, order) * sign
-
-
-@contextmanager
-def traced_with(module: ModuleType, name: str, replacement: Callable[..., Any]) -> Iterator[None]:
-    """While the block lasts, the calling thread's calls of the function ``module.name`` go to
-    ``replacement`` (a part being traced for conversion sees the form OpenVINO runs best, or inputs
-    given from outside); other threads' calls go to the function as it was, so a PyTorch engine
-    running beside a conversion is not changed. Restored on leaving, also on error."""
-    original, caller = getattr(module, name), threading.get_ident()
-
-    def dispatch(*args: Any, **kwargs: Any) -> Any:
-        return (replacement if threading.get_ident() == caller else original)(*args, **kwargs)
-
-    setattr(module, name, dispatch)
-    try:
-        yield
-    finally:
-        setattr(module, name, original)
 
 
 def _sha256(path: Path) -> str:

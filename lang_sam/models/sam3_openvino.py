@@ -34,9 +34,10 @@ from torch import nn
 
 from lang_sam.models.openvino import (
     ROTARY_OPTION, OVPart, PartKey, cache_dir, check_backend, check_target, compile_part, require_openvino,
-    rotate_pairs, traced_with, weights_sha256,
+    rotate_pairs, weights_sha256,
 )
 from lang_sam.models.sam2_openvino import OVVisionEncoder, output_class
+from lang_sam.patches import for_this_thread
 
 __all__ = ["use_openvino"]
 
@@ -56,7 +57,7 @@ class _VisionParts(nn.Module):
 
         # the ViT's rotary encoding in the form OpenVINO runs best (a transformers without the
         # function is traced as it is)
-        swap = traced_with(modeling_sam3, "rotate_pairwise", rotate_pairs) \
+        swap = for_this_thread(modeling_sam3, "rotate_pairwise", rotate_pairs) \
             if hasattr(modeling_sam3, "rotate_pairwise") else nullcontext()
         with swap:
             out = self.encoder(pixel_values)
